@@ -1,0 +1,104 @@
+//! The command line. Every subcommand's `--help` ends with examples.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paytool",
+    version,
+    about = "Brings the paytool barcode payments platform up on this machine and drives it.",
+    after_help = "Examples:\n  paytool up                 # install what is missing, start everything, print the URLs\n  paytool status --json      # machine-readable state and health\n  paytool logs keycloak -f   # follow one component's log\n  paytool down --purge       # stop everything and delete its data\n\nExit codes: 0 ok, 1 failed, 2 usage, 3 prerequisite missing, 4 state directory unusable,\n5 port taken, 6 component not ready in time, 7 not running, 130 interrupted."
+)]
+pub struct Cli {
+    /// The installation's state directory [default: .paytool in the checkout]
+    #[arg(long, global = true, env = "PAYTOOL_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install what the local runtime needs (apt packages, Kafka, Keycloak); a no-op when present
+    #[command(
+        after_help = "Examples:\n  paytool setup\n  paytool setup --no-hosts   # leave /etc/hosts alone\n\nDownloads are cached under ~/.cache/paytool (PAYTOOL_CACHE_DIR overrides)."
+    )]
+    Setup(SetupArgs),
+
+    /// Start PostgreSQL, Kafka, Keycloak, the services and the TLS gateway, supervised
+    #[command(
+        after_help = "Examples:\n  paytool up\n  PAYTOOL_PORT_BASE=47000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing."
+    )]
+    Up(SetupArgs),
+
+    /// Stop every component gracefully (SIGTERM, SIGKILL after a bound); keeps the data
+    #[command(
+        after_help = "Examples:\n  paytool down\n  paytool down --purge   # also delete .paytool (databases, topics, secrets, CA)"
+    )]
+    Down {
+        /// Also delete the installation's data, secrets and certificates
+        #[arg(long)]
+        purge: bool,
+    },
+
+    /// Every component with state, pid, ports, URLs and live health
+    #[command(
+        after_help = "Examples:\n  paytool status\n  paytool status --json | jq '.components[] | {name, health}'\n  paytool status --json --show-secrets | jq -r .connections.postgres_admin_url\n\nExit code 0 when everything is healthy, 1 when something is not, 7 when not running.\nThe JSON document is described in docs/status-json.md."
+    )]
+    Status {
+        /// Print the status as JSON (a stable, documented interface)
+        #[arg(long)]
+        json: bool,
+        /// Include passwords and client secrets in the connection details
+        #[arg(long)]
+        show_secrets: bool,
+    },
+
+    /// Print a component's log (`supervisor` for the supervisor's own)
+    #[command(
+        after_help = "Examples:\n  paytool logs postgres\n  paytool logs gateway -f\n  paytool logs supervisor -n 200"
+    )]
+    Logs {
+        /// postgres, kafka, keycloak, orchestrator, consumer-api, merchant-api, gateway or supervisor
+        component: String,
+        /// Keep printing new lines as they are written
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to print first
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+    },
+
+    /// The local certificate authority and the *.local.test certificate
+    #[command(subcommand)]
+    Tls(TlsCommand),
+
+    /// Internal: the supervisor process that `up` starts
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct SetupArgs {
+    /// Do not add the *.local.test names to /etc/hosts
+    #[arg(long)]
+    pub no_hosts: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Create the local CA and a certificate for *.local.test (kept if present)
+    #[command(
+        after_help = "Examples:\n  paytool tls init\n  paytool tls init --trust   # also add the CA to the system trust store (root)\n  paytool tls init --force   # make a new CA and certificate"
+    )]
+    Init {
+        /// Add the CA to the system trust store (update-ca-certificates)
+        #[arg(long)]
+        trust: bool,
+        /// Replace an existing CA and certificate
+        #[arg(long)]
+        force: bool,
+    },
+}

@@ -1,0 +1,108 @@
+//! The nginx gateway: TLS for `*.local.test` with the installation's certificate, routing each
+//! host to its component, and `whoami.local.test` echoing the request (njs).
+
+use super::{render, run_to_log, Ctx, Spec};
+use crate::home::Home;
+use crate::probe::Probe;
+use crate::tls::TlsFiles;
+use nix::sys::signal::Signal;
+use nix::unistd::{chown, User};
+use std::path::PathBuf;
+
+const TEMPLATE: &str = "stacks/local/gateway/nginx.conf.tera";
+/// nginx's workers drop to this user when the master runs as root.
+const WORKER_USER: &str = "www-data";
+
+fn dir(home: &Home) -> PathBuf {
+    home.component_dir("gateway")
+}
+
+fn config_path(home: &Home) -> PathBuf {
+    dir(home).join("nginx.conf")
+}
+
+pub fn probe(home: &Home) -> Probe {
+    let port = home.ports().gateway_https;
+    Probe::Http {
+        url: format!("{}/health", home.ports().public_url("whoami")),
+        resolve: Some(("whoami.local.test".to_string(), port)),
+        ca: Some(TlsFiles::of(home).ca_cert),
+    }
+}
+
+pub fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
+    let ports = ctx.home.ports();
+    Ok(Spec {
+        name: "gateway",
+        program: ctx.tools.nginx.clone(),
+        args: vec![
+            "-p".into(),
+            dir(&ctx.home).display().to_string(),
+            "-c".into(),
+            config_path(&ctx.home).display().to_string(),
+            // Errors before the configuration is read go to stderr (our log), not /var/log.
+            "-e".into(),
+            "stderr".into(),
+        ],
+        env: Vec::new(),
+        cwd: dir(&ctx.home),
+        run_as: None,
+        ports: vec![("http", ports.gateway_http), ("https", ports.gateway_https)],
+        urls: ["whoami", "sso", "api", "merchant"]
+            .iter()
+            .map(|host| ports.public_url(host))
+            .collect(),
+        probe: probe(&ctx.home),
+        ready_timeout_ms: 15_000,
+        // SIGQUIT is nginx's graceful shutdown: finish open requests, then exit.
+        stop_signal: Signal::SIGQUIT,
+        stop_timeout_ms: 10_000,
+    })
+}
+
+pub async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
+    let dir = dir(&ctx.home);
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let root = nix::unistd::Uid::effective().is_root();
+    let worker = if root {
+        User::from_name(WORKER_USER).ok().flatten()
+    } else {
+        None
+    };
+    if let Some(user) = &worker {
+        // Workers buffer large bodies here.
+        chown(&tmp, Some(user.uid), Some(user.gid))?;
+    }
+    let ports = ctx.home.ports();
+    let tls = TlsFiles::of(&ctx.home);
+    let mut context = tera::Context::new();
+    context.insert("worker_user", &worker.as_ref().map(|u| u.name.clone()));
+    context.insert("njs_module", &ctx.tools.njs_module);
+    context.insert(
+        "whoami_js",
+        &ctx.project.join("stacks/local/gateway/whoami.js"),
+    );
+    context.insert("tmp_dir", &tmp);
+    context.insert("pid_file", &dir.join("nginx.pid"));
+    context.insert("http_port", &ports.gateway_http);
+    context.insert("https_port", &ports.gateway_https);
+    context.insert("https_suffix", &ports.https_suffix());
+    context.insert("certificate", &tls.cert);
+    context.insert("certificate_key", &tls.key);
+    context.insert("keycloak_port", &ports.keycloak);
+    context.insert("consumer_api_port", &ports.consumer_api);
+    context.insert("merchant_api_port", &ports.merchant_api);
+    let config = render(ctx, TEMPLATE, &context)?;
+    std::fs::write(config_path(&ctx.home), config)?;
+    // `nginx -t` names the line of a broken configuration; a failed start would only say "exited".
+    let mut check = tokio::process::Command::new(&ctx.tools.nginx);
+    check
+        .arg("-t")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(config_path(&ctx.home))
+        .args(["-e", "stderr"]);
+    run_to_log(ctx, "gateway", &mut check).await
+}

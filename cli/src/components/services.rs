@@ -1,0 +1,76 @@
+//! The platform's own Rust services, started from the binaries beside `paytool`.
+
+use super::{Ctx, Spec};
+use crate::home::Home;
+use nix::sys::signal::Signal;
+
+pub const SERVICES: &[&str] = &["orchestrator", "consumer-api", "merchant-api"];
+
+pub fn port(home: &Home, service: &str) -> u16 {
+    let ports = home.ports();
+    match service {
+        "orchestrator" => ports.orchestrator,
+        "consumer-api" => ports.consumer_api,
+        _ => ports.merchant_api,
+    }
+}
+
+/// The database each service owns (one per service) and its role, which has the same name.
+pub fn database(service: &str) -> String {
+    service.replace('-', "_")
+}
+
+pub fn database_url(ctx: &Ctx, service: &str) -> String {
+    let password = match service {
+        "orchestrator" => &ctx.secrets.db_orchestrator,
+        "consumer-api" => &ctx.secrets.db_consumer_api,
+        _ => &ctx.secrets.db_merchant_api,
+    };
+    let db = database(service);
+    format!(
+        "postgres://{db}:{password}@127.0.0.1:{}/{db}",
+        ctx.home.ports().postgres
+    )
+}
+
+pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
+    let name: &'static str = SERVICES
+        .iter()
+        .copied()
+        .find(|s| *s == service)
+        .ok_or_else(|| anyhow::anyhow!("unknown component {service}"))?;
+    let port = port(&ctx.home, name);
+    let public = match name {
+        "consumer-api" => vec![ctx.home.ports().public_url("api")],
+        "merchant-api" => vec![ctx.home.ports().public_url("merchant")],
+        _ => Vec::new(),
+    };
+    Ok(Spec {
+        name,
+        program: ctx.bin_dir.join(name),
+        args: Vec::new(),
+        env: vec![
+            ("APP__HTTP__HOST".into(), "127.0.0.1".into()),
+            ("APP__HTTP__PORT".into(), port.to_string()),
+            ("APP__DATABASE__URL".into(), database_url(ctx, name)),
+            ("RUST_LOG".into(), "info".into()),
+        ],
+        cwd: ctx.home.dir.clone(),
+        run_as: None,
+        ports: vec![("http", port)],
+        urls: [vec![format!("http://127.0.0.1:{port}")], public].concat(),
+        probe: super::probe(&ctx.home, &ctx.secrets, name),
+        ready_timeout_ms: 30_000,
+        stop_signal: Signal::SIGTERM,
+        stop_timeout_ms: 10_000,
+    })
+}
+
+/// The service binaries `up` needs, with the ones that are missing.
+pub fn missing_binaries(bin_dir: &std::path::Path) -> Vec<&'static str> {
+    SERVICES
+        .iter()
+        .copied()
+        .filter(|s| !bin_dir.join(s).is_file())
+        .collect()
+}

@@ -1,0 +1,97 @@
+//! `paytool down [--purge]`: stop the supervisor (which stops every component gracefully) and
+//! optionally delete the installation's data.
+
+use crate::exit::{fail, Code};
+use crate::home::Home;
+use crate::state::{group_alive, is_alive, running_supervisor, RuntimeState};
+use crate::ui::Ui;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The supervisor's own stop is bounded per component (at most 30 s each); this is the bound
+/// on the whole, after which everything left is killed.
+const DOWN_TIMEOUT_MS: u64 = 120_000;
+
+pub async fn run(home_dir: &Path, project: &Path, purge: bool, ui: &Ui) -> anyhow::Result<()> {
+    let home = match Home::open(home_dir, project) {
+        Ok(Some(home)) => home,
+        Ok(None) => {
+            ui.println(&format!(
+                "nothing to stop: no installation at {}",
+                home_dir.display()
+            ));
+            return Ok(());
+        }
+        // A corrupt marker must not stop a purge: that is the way out of it.
+        Err(error) if purge && home_dir.join("paytool.json").exists() => {
+            ui.println(&format!(
+                "the installation is unreadable ({error}); purging it anyway"
+            ));
+            std::fs::remove_dir_all(home_dir)?;
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    };
+    let line = ui.step("stopping");
+    let stopped = stop(&home).await?;
+    line.done(&if stopped {
+        "stopped".to_string()
+    } else {
+        "was not running".to_string()
+    });
+    if purge {
+        if crate::tls::untrust(&home).unwrap_or(false) {
+            ui.println("removed the installation's CA from the system trust store");
+        }
+        std::fs::remove_dir_all(&home.dir).map_err(|e| {
+            fail(
+                Code::Failed,
+                format!("cannot delete {}: {e}", home.dir.display()),
+            )
+        })?;
+        ui.println(&format!("deleted {}", home.dir.display()));
+    } else {
+        ui.println(&format!(
+            "data kept in {}; `paytool down --purge` deletes it",
+            home.dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Stops the supervisor and waits for it; kills leftovers of a crashed one.
+pub async fn stop(home: &Home) -> anyhow::Result<bool> {
+    let pgids: Vec<u32> = RuntimeState::load(home)
+        .map(|state| state.components.iter().filter_map(|c| c.pid).collect())
+        .unwrap_or_default();
+    let Some(pid) = running_supervisor(home) else {
+        // No supervisor, but maybe components it left behind when it was killed.
+        let mut any = false;
+        for pgid in pgids.iter().filter(|p| group_alive(**p)) {
+            any = true;
+            signal_group(*pgid, Signal::SIGKILL);
+        }
+        return Ok(any);
+    };
+    let raw = i32::try_from(pid)?;
+    kill(Pid::from_raw(raw), Signal::SIGTERM)?;
+    let deadline = Instant::now() + Duration::from_millis(DOWN_TIMEOUT_MS);
+    while is_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if is_alive(pid) {
+        let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+    }
+    for pgid in pgids.iter().filter(|p| group_alive(**p)) {
+        signal_group(*pgid, Signal::SIGKILL);
+    }
+    Ok(true)
+}
+
+fn signal_group(pgid: u32, signal: Signal) {
+    if let Ok(raw) = i32::try_from(pgid) {
+        let _ = killpg(Pid::from_raw(raw), signal);
+    }
+}

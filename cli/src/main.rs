@@ -1,0 +1,158 @@
+//! `paytool`: brings the payments platform up on this machine and drives it.
+
+mod cli;
+mod components;
+mod down;
+mod exit;
+mod home;
+mod logs;
+mod ports;
+mod probe;
+mod project;
+mod setup;
+mod state;
+mod status;
+mod supervisor;
+mod tls;
+mod ui;
+mod up;
+
+use clap::Parser;
+use cli::{Cli, Command, TlsCommand};
+use exit::{fail, Code};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paytool: cannot start the async runtime: {error}");
+            std::process::exit(Code::Failed as i32);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            // One line: what failed and what to do. `{:#}` folds the context chain into it.
+            eprintln!("paytool: {error:#}");
+            std::process::exit(exit::code_of(&error));
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let project = project::project_root()?;
+    let home_dir = project::state_dir(cli.home.as_deref(), &project);
+    let cache = project::cache_dir();
+    match cli.command {
+        Command::Setup(args) => {
+            let ui = ui::Ui::new(false);
+            let setup = setup::Setup::new(
+                &project,
+                &cache,
+                setup::Options {
+                    no_hosts: args.no_hosts,
+                },
+            );
+            setup.run(&ui)?;
+            Ok(0)
+        }
+        Command::Up(args) => {
+            let ui = ui::Ui::new(false);
+            let setup = setup::Setup::new(
+                &project,
+                &cache,
+                setup::Options {
+                    no_hosts: args.no_hosts,
+                },
+            );
+            up::run(&home_dir, &project, &setup, &ui).await?;
+            Ok(0)
+        }
+        Command::Down { purge } => {
+            down::run(&home_dir, &project, purge, &ui::Ui::new(false)).await?;
+            Ok(0)
+        }
+        Command::Status { json, show_secrets } => {
+            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
+                fail(
+                    Code::NotRunning,
+                    format!(
+                        "no installation at {}: start one with `paytool up`",
+                        home_dir.display()
+                    ),
+                )
+            })?;
+            let status = status::collect(&home, show_secrets).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                status.print_table();
+            }
+            Ok(if !status.running {
+                Code::NotRunning as i32
+            } else if status.all_healthy() {
+                0
+            } else {
+                Code::Failed as i32
+            })
+        }
+        Command::Logs {
+            component,
+            follow,
+            lines,
+        } => {
+            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
+                fail(
+                    Code::NotRunning,
+                    format!("no installation at {}", home_dir.display()),
+                )
+            })?;
+            logs::run(&home, &component, lines, follow).await?;
+            Ok(0)
+        }
+        Command::Tls(TlsCommand::Init { trust, force }) => {
+            let home = home::Home::open_or_create(&home_dir, &project)?;
+            let files = tls::TlsFiles::of(&home);
+            if tls::init(&home, force)? {
+                println!(
+                    "created the CA {} and the certificate {}",
+                    files.ca_cert.display(),
+                    files.cert.display()
+                );
+            } else {
+                println!(
+                    "kept the existing CA {} (--force replaces it)",
+                    files.ca_cert.display()
+                );
+            }
+            if trust {
+                let path = tls::trust(&home)?;
+                println!("the CA is trusted system-wide ({})", path.display());
+            }
+            Ok(0)
+        }
+        Command::Supervise => {
+            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
+                fail(
+                    Code::StateDir,
+                    format!("no installation at {}", home_dir.display()),
+                )
+            })?;
+            let setup = setup::Setup::new(&project, &cache, setup::Options::default());
+            let ctx = components::Ctx {
+                secrets: home.secrets()?,
+                home,
+                project: project.clone(),
+                tools: setup.tools()?,
+                bin_dir: project::bin_dir()?,
+            };
+            supervisor::run(ctx).await?;
+            Ok(0)
+        }
+    }
+}

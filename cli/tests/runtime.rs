@@ -1,0 +1,485 @@
+//! The local runtime, end to end, against the real engines `paytool setup` installed.
+//!
+//! Each test runs `paytool` as a user would, on its own fresh state directory and its own
+//! port range, so it can run beside a developer's platform and beside the other tests.
+
+use base64::Engine;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use serde_json::Value;
+use sqlx::{ConnectOptions, Connection};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+const PAYTOOL: &str = env!("CARGO_BIN_EXE_paytool");
+
+/// One installation under test; `paytool down --purge` runs on drop, so a failed assertion
+/// leaves no process behind.
+struct Installation {
+    _root: tempfile::TempDir,
+    home: PathBuf,
+    port_base: u16,
+}
+
+impl Installation {
+    fn new(port_base: u16) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("paytool-test-")
+            .tempdir()
+            .expect("a temporary directory");
+        // The postgres user runs the database from inside: the directory must be traversable.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let home = root.path().join("state");
+        Self {
+            _root: root,
+            home,
+            port_base,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(PAYTOOL);
+        command
+            .args(args)
+            .env("PAYTOOL_HOME", &self.home)
+            .env("PAYTOOL_PORT_BASE", self.port_base.to_string())
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("paytool runs")
+    }
+
+    fn status(&self) -> Value {
+        let output = self.run(&["status", "--json", "--show-secrets"]);
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("status --json is JSON ({e}): {}", text(&output)))
+    }
+
+    fn https_port(&self) -> u16 {
+        self.port_base + 1
+    }
+}
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "--purge"]);
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("{name} is in the status"))
+}
+
+fn pid_of(status: &Value, name: &str) -> u32 {
+    component(status, name)["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("{name} has a pid"))
+}
+
+fn alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), None).is_ok()
+        || (nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None).is_ok()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z"))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {timeout:?} waiting until {what}");
+}
+
+fn gateway_client(installation: &Installation, status: &Value, host: &str) -> reqwest::Client {
+    let ca = std::fs::read(
+        status["gateway"]["ca_certificate"]
+            .as_str()
+            .expect("ca path"),
+    )
+    .expect("the CA is readable");
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"))
+        .resolve(
+            host,
+            std::net::SocketAddr::from(([127, 0, 0, 1], installation.https_port())),
+        )
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("the claims are JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and_goes_down_without_leftovers(
+) {
+    let installation = Installation::new(47000);
+    let up = installation.run(&["up"]);
+    assert!(up.status.success(), "paytool up: {}", text(&up));
+
+    let status = installation.status();
+    assert_eq!(status["running"], true);
+    assert_eq!(status["phase"], "running");
+    for name in [
+        "postgres",
+        "kafka",
+        "keycloak",
+        "orchestrator",
+        "consumer-api",
+        "merchant-api",
+        "gateway",
+    ] {
+        let c = component(&status, name);
+        assert_eq!(c["state"], "ready", "{name}: {c}");
+        assert_eq!(c["health"], "healthy", "{name}: {c}");
+    }
+
+    // A token from Keycloak, through the gateway, over TLS verified against the generated CA only.
+    let sso = gateway_client(&installation, &status, "sso.local.test");
+    let public = format!("https://sso.local.test:{}", installation.https_port());
+    let token: Value = sso
+        .post(format!(
+            "{public}/realms/paytool/protocol/openid-connect/token"
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "consumer-api"),
+            (
+                "client_secret",
+                status["connections"]["client_secrets"]["consumer-api"]
+                    .as_str()
+                    .expect("secret"),
+            ),
+        ])
+        .send()
+        .await
+        .expect("the token endpoint answers through the gateway")
+        .error_for_status()
+        .expect("the client credentials are accepted")
+        .json()
+        .await
+        .expect("a JSON token response");
+    let claims = jwt_claims(token["access_token"].as_str().expect("an access token"));
+    assert_eq!(
+        claims["iss"],
+        format!("{public}/realms/paytool"),
+        "the issuer is the public URL: {claims}"
+    );
+
+    // whoami echoes the request it got through the gateway.
+    let whoami = gateway_client(&installation, &status, "whoami.local.test");
+    let echo: Value = whoami
+        .get(format!(
+            "https://whoami.local.test:{}/hello?from=test",
+            installation.https_port()
+        ))
+        .header("X-Probe", "runtime-test")
+        .send()
+        .await
+        .expect("whoami answers")
+        .json()
+        .await
+        .expect("whoami answers JSON");
+    assert_eq!(echo["uri"], "/hello");
+    assert_eq!(echo["args"]["from"], "test");
+    assert_eq!(echo["headers"]["X-Probe"], "runtime-test");
+    assert!(
+        echo["tls"]["protocol"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("TLSv1."),
+        "{echo}"
+    );
+
+    // A Kafka message goes in and comes back out.
+    let bootstrap = status["connections"]["kafka_bootstrap"]
+        .as_str()
+        .expect("bootstrap")
+        .to_string();
+    let key = uuid::Uuid::new_v4().to_string();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to("payments.v1")
+                .key(&key)
+                .payload("{\"hello\":\"kafka\"}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the broker acknowledges the message");
+    let found = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", format!("runtime-test-{}", uuid::Uuid::new_v4()))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["payments.v1"]).expect("subscribe");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+                if message.key() == Some(key.as_bytes()) {
+                    return message
+                        .payload()
+                        .map(|p| String::from_utf8_lossy(p).to_string());
+                }
+            }
+        }
+        None
+    })
+    .await
+    .expect("the consumer thread ends");
+    assert_eq!(found.as_deref(), Some("{\"hello\":\"kafka\"}"));
+
+    // Every service has its own database, reachable with its own role.
+    for (database, url) in status["connections"]["databases"]
+        .as_object()
+        .expect("databases")
+    {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url.as_str().expect("url"))
+            .expect("url parses");
+        let mut connection = options
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{database}: {e}"));
+        let (user, db): (String, String) =
+            sqlx::query_as("SELECT current_user::text, current_database()::text")
+                .fetch_one(&mut connection)
+                .await
+                .expect("query");
+        assert_eq!(
+            (user.as_str(), db.as_str()),
+            (database.as_str(), database.as_str())
+        );
+        connection.close().await.ok();
+    }
+
+    // A crashed component comes back.
+    let crashed = pid_of(&status, "merchant-api");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(crashed).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill merchant-api");
+    wait_until(
+        "the supervisor restarted merchant-api",
+        Duration::from_secs(60),
+        || {
+            let status = installation.status();
+            let c = component(&status, "merchant-api");
+            c["state"] == "ready"
+                && c["health"] == "healthy"
+                && c["restarts"].as_u64() >= Some(1)
+                && c["pid"].as_u64() != Some(u64::from(crashed))
+        },
+    );
+
+    // A second `up` is a no-op that says so.
+    let again = installation.run(&["up"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already running"),
+        "{}",
+        text(&again)
+    );
+
+    // `down` stops everything and leaves no process behind.
+    let status = installation.status();
+    let mut pids: Vec<u32> = [
+        "postgres",
+        "kafka",
+        "keycloak",
+        "orchestrator",
+        "consumer-api",
+        "merchant-api",
+        "gateway",
+    ]
+    .iter()
+    .map(|name| pid_of(&status, name))
+    .collect();
+    pids.push(
+        u32::try_from(status["supervisor_pid"].as_u64().expect("supervisor pid")).expect("pid"),
+    );
+    let down = installation.run(&["down"]);
+    assert!(down.status.success(), "paytool down: {}", text(&down));
+    for pid in pids {
+        assert!(!alive(pid), "process (group) {pid} survived `paytool down`");
+    }
+    let after = installation.run(&["status", "--json"]);
+    assert_eq!(
+        after.status.code(),
+        Some(7),
+        "status after down: {}",
+        text(&after)
+    );
+    assert!(
+        installation.home.join("postgres/data/PG_VERSION").exists(),
+        "down keeps the data"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_up_stops_everything_that_up_started() {
+    let installation = Installation::new(47100);
+    let mut up = installation
+        .command(&["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("up starts");
+    let state_file = installation.home.join("run/state.json");
+    let mut started: Vec<u32> = Vec::new();
+    wait_until("postgres has started", Duration::from_secs(120), || {
+        let Ok(text) = std::fs::read_to_string(&state_file) else {
+            return false;
+        };
+        let Ok(state) = serde_json::from_str::<Value>(&text) else {
+            return false;
+        };
+        started = state["components"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter_map(|c| c["pid"].as_u64())
+                    .filter_map(|p| u32::try_from(p).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        component(&state, "postgres")["state"] == "ready"
+    });
+    let supervisor: u32 = std::fs::read_to_string(installation.home.join("run/supervisor.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(up.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("Ctrl-C");
+    let status = up.wait().expect("up ends");
+    assert_eq!(status.code(), Some(130), "up reports the interruption");
+    assert!(!started.is_empty());
+    for pid in started.into_iter().chain([supervisor]) {
+        assert!(
+            !alive(pid),
+            "process (group) {pid} survived the interrupted up"
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_state_directory_is_explained_and_left_as_it_was() {
+    let installation = Installation::new(47200);
+    std::fs::create_dir_all(&installation.home).expect("mkdir");
+    std::fs::write(installation.home.join("paytool.json"), "{ this is not json").expect("write");
+    let up = installation.run(&["up"]);
+    assert_eq!(up.status.code(), Some(4), "{}", text(&up));
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        stderr.contains("corrupt") && stderr.contains("paytool down --purge"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert_eq!(
+        std::fs::read_to_string(installation.home.join("paytool.json")).expect("kept"),
+        "{ this is not json"
+    );
+}
+
+#[test]
+fn a_directory_that_is_not_paytools_is_refused() {
+    let installation = Installation::new(47300);
+    std::fs::create_dir_all(&installation.home).expect("mkdir");
+    std::fs::write(installation.home.join("thesis.tex"), "precious").expect("write");
+    let up = installation.run(&["up"]);
+    assert_eq!(up.status.code(), Some(4), "{}", text(&up));
+    assert!(
+        String::from_utf8_lossy(&up.stderr).contains("not a paytool state directory"),
+        "{}",
+        text(&up)
+    );
+    let down = installation.run(&["down", "--purge"]);
+    assert_eq!(
+        down.status.code(),
+        Some(4),
+        "purge refuses a foreign directory: {}",
+        text(&down)
+    );
+    assert_eq!(
+        std::fs::read_to_string(installation.home.join("thesis.tex")).expect("kept"),
+        "precious"
+    );
+}
+
+#[test]
+fn status_without_an_installation_says_how_to_start_one() {
+    let installation = Installation::new(47400);
+    let status = installation.run(&["status"]);
+    assert_eq!(status.status.code(), Some(7), "{}", text(&status));
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("paytool up"),
+        "{}",
+        text(&status)
+    );
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    for args in [
+        vec!["--help"],
+        vec!["setup", "--help"],
+        vec!["up", "--help"],
+        vec!["down", "--help"],
+        vec!["status", "--help"],
+        vec!["logs", "--help"],
+        vec!["tls", "init", "--help"],
+    ] {
+        let output = Command::new(PAYTOOL).args(&args).output().expect("runs");
+        assert!(output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Examples:"),
+            "{args:?} has examples"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The second of the README's two commands, and what CI runs: every check and every test,
+# against real PostgreSQL, Kafka, Keycloak and nginx that this script sets up and starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=$(date +%s)
+step() { echo "== $* ($(( $(date +%s) - started ))s)" >&2; }
+
+step bootstrap
+scripts/bootstrap.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (warnings fail)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "build"
+cargo build --workspace --bins --quiet
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+paytool="$target_dir/debug/paytool"
+
+step "paytool setup"
+"$paytool" setup
+
+# A platform of its own for the service tests, on its own ports and state directory, so that
+# it can run beside a developer's `paytool up`.
+test_root=$(mktemp -d /tmp/paytool-ci-XXXXXX)
+chmod 755 "$test_root"
+state="$test_root/state"
+cleanup() {
+  "$paytool" --home "$state" down --purge >/dev/null 2>&1 || true
+  rm -rf "$test_root"
+}
+trap cleanup EXIT
+
+step "paytool up (test platform)"
+PAYTOOL_PORT_BASE=46000 "$paytool" --home "$state" up
+PAYTOOL_TEST_DATABASE_URL=$("$paytool" --home "$state" status --json --show-secrets |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"]["postgres_admin_url"])')
+export PAYTOOL_TEST_DATABASE_URL
+
+step "tests"
+cargo test --workspace
+
+step "done"

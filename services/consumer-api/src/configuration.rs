@@ -1,0 +1,10 @@
+use paykit::config::HttpSettings;
+use paykit::db::DatabaseSettings;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+}

@@ -1,0 +1,12 @@
+use merchant_api::configuration::Settings;
+use merchant_api::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    paykit::telemetry::init(merchant_api::SERVICE);
+    let settings: Settings = paykit::config::load()?;
+    let application = Application::build(settings).await?;
+    tracing::info!(port = application.port(), "listening");
+    application.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+use orchestrator::configuration::Settings;
+use orchestrator::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    paykit::telemetry::init(orchestrator::SERVICE);
+    let settings: Settings = paykit::config::load()?;
+    let application = Application::build(settings).await?;
+    tracing::info!(port = application.port(), "listening");
+    application.run_until_stopped().await?;
+    Ok(())
+}
