@@ -5,7 +5,7 @@ use crate::exit::{fail, Code};
 use crate::home::Home;
 use crate::state::{group_alive, is_alive, running_supervisor, RuntimeState};
 use crate::ui::Ui;
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// The supervisor's own stop is bounded per component (at most 30 s each); this is the bound
 /// on the whole, after which everything left is killed.
 const DOWN_TIMEOUT_MS: u64 = 120_000;
+/// How long a SIGKILLed leftover may take to disappear.
+const LEFTOVER_EXIT_TIMEOUT_MS: u64 = 10_000;
 
 pub async fn run(home_dir: &Path, project: &Path, purge: bool, ui: &Ui) -> anyhow::Result<()> {
     let home = match Home::open(home_dir, project) {
@@ -69,9 +71,8 @@ pub async fn stop(home: &Home) -> anyhow::Result<bool> {
     let Some(pid) = running_supervisor(home) else {
         // No supervisor, but maybe components it left behind when it was killed.
         let mut any = false;
-        for pgid in pgids.iter().filter(|p| group_alive(**p)) {
-            any = true;
-            signal_group(*pgid, Signal::SIGKILL);
+        for pgid in pgids {
+            any |= kill_leftovers(home, pgid);
         }
         return Ok(any);
     };
@@ -84,14 +85,63 @@ pub async fn stop(home: &Home) -> anyhow::Result<bool> {
     if is_alive(pid) {
         let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
     }
-    for pgid in pgids.iter().filter(|p| group_alive(**p)) {
-        signal_group(*pgid, Signal::SIGKILL);
+    for pgid in pgids {
+        kill_leftovers(home, pgid);
     }
     Ok(true)
 }
 
-fn signal_group(pgid: u32, signal: Signal) {
-    if let Ok(raw) = i32::try_from(pgid) {
-        let _ = killpg(Pid::from_raw(raw), signal);
+/// Kills what is left of a component's process group, but only processes that run inside this
+/// installation's directory: after a reboot a recorded pid may belong to anybody.
+fn kill_leftovers(home: &Home, pgid: u32) -> bool {
+    if !group_alive(pgid) {
+        return false;
     }
+    let members = processes_in_group(pgid);
+    let ours: Vec<u32> = members
+        .into_iter()
+        .filter(|pid| runs_inside(*pid, &home.dir))
+        .collect();
+    for pid in &ours {
+        if let Ok(raw) = i32::try_from(*pid) {
+            let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
+        }
+    }
+    // SIGKILL is asynchronous: wait (bounded) until they are gone and their ports free.
+    let deadline = Instant::now() + Duration::from_millis(LEFTOVER_EXIT_TIMEOUT_MS);
+    while ours.iter().any(|pid| is_alive(*pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !ours.is_empty()
+}
+
+fn processes_in_group(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<u32>().ok())
+        })
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.to_string()))
+                // After the command: state, ppid, pgrp.
+                .and_then(|rest| {
+                    rest.split_whitespace()
+                        .nth(2)
+                        .and_then(|p| p.parse::<u32>().ok())
+                })
+                == Some(pgid)
+        })
+        .collect()
+}
+
+fn runs_inside(pid: u32, dir: &Path) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
 }

@@ -63,9 +63,10 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
     save(&ctx, &state);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(forward_signals(shutdown_tx));
+    let shutdown_tx = Arc::new(shutdown_tx);
+    tokio::spawn(forward_signals(Arc::clone(&shutdown_tx)));
 
-    let outcome = start_and_watch(&ctx, &state, &specs, shutdown_rx).await;
+    let outcome = start_and_watch(&ctx, &state, &specs, &shutdown_tx, shutdown_rx).await;
     let _ = std::fs::remove_file(&pid_file);
     outcome
 }
@@ -74,6 +75,7 @@ async fn start_and_watch(
     ctx: &Arc<Ctx>,
     state: &Shared,
     specs: &[Spec],
+    request_shutdown: &watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let spec_of = |name: &str| specs.iter().find(|s| s.name == name).cloned();
@@ -134,7 +136,9 @@ async fn start_and_watch(
 
     lock(state).phase = Phase::Stopping;
     save(ctx, state);
-    // Tell the watchers to hand their children back, then stop in reverse start order.
+    // Tell the watchers to hand their children back (a failed start stops too, not only a
+    // signal), then stop in reverse start order.
+    let _ = request_shutdown.send(true);
     stop_all(ctx, state, watched).await;
     lock(state).phase = Phase::Stopped;
     save(ctx, state);
@@ -145,7 +149,7 @@ async fn start_and_watch(
 }
 
 /// Sets the shutdown flag on SIGTERM or SIGINT; ignores SIGHUP (a closed terminal).
-async fn forward_signals(shutdown: watch::Sender<bool>) {
+async fn forward_signals(shutdown: Arc<watch::Sender<bool>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),

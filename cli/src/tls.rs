@@ -150,7 +150,6 @@ pub fn untrust(home: &Home) -> anyhow::Result<bool> {
 
 fn refresh_system_trust() -> anyhow::Result<()> {
     let status = std::process::Command::new("update-ca-certificates")
-        .arg("--fresh")
         .stdout(std::process::Stdio::null())
         .status()
         .map_err(|_| {

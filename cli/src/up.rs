@@ -25,6 +25,13 @@ pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> any
         ui.println(&format!("paytool is already running at {} (supervisor pid {pid}); nothing to do. `paytool status` shows it.", home.dir.display()));
         return Ok(());
     }
+    // A supervisor that was killed outright leaves its components running: stop those first,
+    // or they would hold the ports and look like a stranger's processes.
+    if crate::down::stop(&home).await? {
+        ui.println(
+            "stopped components left running by a previous supervisor that did not exit cleanly",
+        );
+    }
     if !setup.is_complete() {
         ui.println("setting up what the local runtime needs (once):");
         setup.run(ui)?;
@@ -48,6 +55,8 @@ pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> any
     check_ports(&home)?;
 
     std::fs::create_dir_all(home.logs_dir())?;
+    // The record of a previous supervisor must not be mistaken for the new one's.
+    let _ = std::fs::remove_file(RuntimeState::path(&home));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -71,7 +80,7 @@ pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> any
         .collect();
     let mut interrupted = Box::pin(tokio::signal::ctrl_c());
     loop {
-        let state = RuntimeState::load(&home);
+        let state = RuntimeState::load(&home).filter(|state| state.supervisor_pid == pid);
         if let Some(state) = &state {
             for component in &state.components {
                 if let Some(line) = lines.get(component.name.as_str()) {

@@ -96,26 +96,51 @@ fn pid_of(status: &Value, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("{name} has a pid"))
 }
 
+/// Whether the process, or any process of the group it led, still runs. Zombies do not count:
+/// the machine's init may be slow to reap them, and they hold nothing.
 fn alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), None).is_ok()
-        || (nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None).is_ok()
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .unwrap_or_default()
-                .contains(") Z"))
+    entries.filter_map(Result::ok).any(|entry| {
+        let Some(candidate) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{candidate}/stat")) else {
+            return false;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (state, pgrp) = (
+            fields.first().copied().unwrap_or("Z"),
+            fields.get(2).and_then(|p| p.parse::<u32>().ok()),
+        );
+        state != "Z" && (candidate == pid || pgrp == Some(pid))
+    })
 }
 
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+fn wait_until(what: &str, timeout: Duration, check: impl FnMut() -> bool) {
+    assert!(
+        eventually(timeout, check),
+        "timed out after {timeout:?} waiting until {what}"
+    );
+}
+
+fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if check() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    panic!("timed out after {timeout:?} waiting until {what}");
+    false
 }
 
 fn gateway_client(installation: &Installation, status: &Value, host: &str) -> reqwest::Client {
@@ -217,7 +242,7 @@ async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and
         .expect("whoami answers JSON");
     assert_eq!(echo["uri"], "/hello");
     assert_eq!(echo["args"]["from"], "test");
-    assert_eq!(echo["headers"]["X-Probe"], "runtime-test");
+    assert_eq!(echo["headers"]["x-probe"], "runtime-test");
     assert!(
         echo["tls"]["protocol"]
             .as_str()
@@ -314,6 +339,47 @@ async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and
         },
     );
 
+    // A supervisor killed outright leaves its components behind; the next `up` clears them.
+    let status = installation.status();
+    let supervisor =
+        u32::try_from(status["supervisor_pid"].as_u64().expect("supervisor pid")).expect("pid");
+    let orphans: Vec<u32> = ["postgres", "kafka", "gateway"]
+        .iter()
+        .map(|name| pid_of(&status, name))
+        .collect();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(supervisor).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the supervisor");
+    wait_until("the supervisor is gone", Duration::from_secs(10), || {
+        !alive(supervisor)
+    });
+    let recovered = installation.run(&["up"]);
+    assert!(
+        recovered.status.success(),
+        "up after a killed supervisor: {}",
+        text(&recovered)
+    );
+    assert!(
+        String::from_utf8_lossy(&recovered.stderr).contains("left running"),
+        "{}",
+        text(&recovered)
+    );
+    for pid in orphans {
+        assert!(
+            !alive(pid),
+            "the orphaned component {pid} was stopped before the new start"
+        );
+    }
+    let status = installation.status();
+    assert!(
+        ["postgres", "kafka", "keycloak", "gateway"]
+            .iter()
+            .all(|name| component(&status, name)["health"] == "healthy"),
+        "{status}"
+    );
+
     // A second `up` is a no-op that says so.
     let again = installation.run(&["up"]);
     assert!(again.status.success(), "{}", text(&again));
@@ -361,15 +427,16 @@ async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_up_stops_everything_that_up_started() {
     let installation = Installation::new(47100);
+    let up_log = installation.home.with_file_name("up.log");
     let mut up = installation
         .command(&["up"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&up_log).expect("log file"))
         .spawn()
         .expect("up starts");
     let state_file = installation.home.join("run/state.json");
     let mut started: Vec<u32> = Vec::new();
-    wait_until("postgres has started", Duration::from_secs(120), || {
+    let postgres_ready = eventually(Duration::from_secs(120), || {
         let Ok(text) = std::fs::read_to_string(&state_file) else {
             return false;
         };
@@ -387,6 +454,13 @@ async fn ctrl_c_during_up_stops_everything_that_up_started() {
             .unwrap_or_default();
         component(&state, "postgres")["state"] == "ready"
     });
+    assert!(
+        postgres_ready,
+        "postgres was not ready within 120 s; state: {}; up said: {}; supervisor said: {}",
+        std::fs::read_to_string(&state_file).unwrap_or_default(),
+        std::fs::read_to_string(&up_log).unwrap_or_default(),
+        std::fs::read_to_string(installation.home.join("logs/supervisor.log")).unwrap_or_default(),
+    );
     let supervisor: u32 = std::fs::read_to_string(installation.home.join("run/supervisor.pid"))
         .expect("pid file")
         .trim()

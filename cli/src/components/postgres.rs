@@ -81,6 +81,7 @@ pub async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
             .context("cannot hand the postgres directory to the postgres user")?;
     }
     if data.join("PG_VERSION").is_file() {
+        remove_stale_lock(&data)?;
         return Ok(());
     }
     // A half-made cluster from an interrupted first start is useless: start it afresh.
@@ -112,6 +113,25 @@ pub async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     let result = run_to_log(ctx, "postgres", &mut command).await;
     let _ = std::fs::remove_file(&pwfile);
     result
+}
+
+/// A postmaster that was SIGKILLed (its supervisor was killed, then `up` cleared the leftovers)
+/// leaves `postmaster.pid` behind. PostgreSQL treats the pid in it as alive while it is an
+/// unreaped zombie, which a machine whose init does not reap keeps forever. The file goes
+/// only when its pid is truly gone; a live postmaster's lock is never touched.
+fn remove_stale_lock(data: &std::path::Path) -> anyhow::Result<()> {
+    let lock = data.join("postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(&lock) else {
+        return Ok(());
+    };
+    let pid = text
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse::<u32>().ok());
+    if pid.is_some_and(|pid| !crate::state::is_alive(pid)) {
+        std::fs::remove_file(&lock)?;
+    }
+    Ok(())
 }
 
 /// Roles and databases: one per service and Keycloak's, created if absent, passwords kept in

@@ -2,9 +2,10 @@
 // Useful to see the headers, TLS parameters and request id a client's request arrives with.
 
 function echo(r) {
+    // Header names are case-insensitive; lower case makes the echo easy to read by programs.
     var headers = {};
     for (var name in r.headersIn) {
-        headers[name] = r.headersIn[name];
+        headers[name.toLowerCase()] = r.headersIn[name];
     }
     var body = {
         service: 'paytool-gateway',
