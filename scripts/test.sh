@@ -37,9 +37,11 @@ trap cleanup EXIT
 
 step "paytool up (test platform)"
 PAYTOOL_PORT_BASE=46000 "$paytool" --home "$state" up
-PAYTOOL_TEST_DATABASE_URL=$("$paytool" --home "$state" status --json --show-secrets |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"]["postgres_admin_url"])')
-export PAYTOOL_TEST_DATABASE_URL
+# The service tests read where the engines are (and the client secrets) from this file.
+PAYTOOL_TEST_STATUS="$test_root/status.json"
+"$paytool" --home "$state" status --json --show-secrets > "$PAYTOOL_TEST_STATUS"
+PAYTOOL_TEST_DATABASE_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connections"]["postgres_admin_url"])' "$PAYTOOL_TEST_STATUS")
+export PAYTOOL_TEST_STATUS PAYTOOL_TEST_DATABASE_URL
 
 step "tests"
 cargo test --workspace

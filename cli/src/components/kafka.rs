@@ -112,6 +112,11 @@ pub fn cluster_id(installation_id: &str) -> anyhow::Result<String> {
     if bits > 0 {
         out.push(ALPHABET[((buffer << (6 - bits)) & 0x3f) as usize] as char);
     }
+    // Kafka's tools parse "-abc" as an option, so (like Kafka's own Uuid) no id starts with '-':
+    // replacing the first character keeps it 16 valid bytes.
+    if out.starts_with('-') {
+        out.replace_range(0..1, "A");
+    }
     Ok(out)
 }
 

@@ -53,6 +53,24 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
             ("APP__HTTP__HOST".into(), "127.0.0.1".into()),
             ("APP__HTTP__PORT".into(), port.to_string()),
             ("APP__DATABASE__URL".into(), database_url(ctx, name)),
+            // Tokens are verified locally against the realm's keys; `iss` is the public URL.
+            (
+                "APP__AUTH__ISSUER".into(),
+                format!(
+                    "{}/realms/{}",
+                    ctx.home.ports().public_url("sso"),
+                    super::keycloak::REALM
+                ),
+            ),
+            (
+                "APP__AUTH__JWKS_URL".into(),
+                format!(
+                    "http://127.0.0.1:{}/realms/{}/protocol/openid-connect/certs",
+                    ctx.home.ports().keycloak,
+                    super::keycloak::REALM
+                ),
+            ),
+            ("APP__AUTH__AUDIENCE".into(), name.to_string()),
             ("RUST_LOG".into(), "info".into()),
         ],
         cwd: ctx.home.dir.clone(),

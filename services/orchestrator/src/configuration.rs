@@ -1,3 +1,5 @@
+use crate::saga::SagaSettings;
+use paykit::auth::AuthSettings;
 use paykit::config::HttpSettings;
 use paykit::db::DatabaseSettings;
 use serde::Deserialize;
@@ -7,4 +9,7 @@ pub struct Settings {
     #[serde(default)]
     pub http: HttpSettings,
     pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub saga: SagaSettings,
 }

@@ -1,24 +1,36 @@
 //! Builds the application once for `main` and for the tests alike.
 
 use crate::configuration::Settings;
+use crate::http::AppState;
+use crate::saga::Sagas;
 use axum::Router;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     router: Router,
+    sagas: Sagas,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = settings.database.pool()?;
+        migrate(&pool).await?;
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();
+        let sagas = Sagas::new(pool.clone(), settings.saga.clone());
+        let state = AppState {
+            pool,
+            sagas: sagas.clone(),
+            verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
+        };
         Ok(Self {
             port,
             listener,
-            router: crate::http::router(pool),
+            router: crate::http::router(state),
+            sagas,
         })
     }
 
@@ -27,7 +39,16 @@ impl Application {
         self.port
     }
 
+    /// Serves, with the recovery worker running beside the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        paykit::server::serve(self.listener, self.router).await
+        let recovery = tokio::spawn(self.sagas.run_recovery());
+        let served = paykit::server::serve(self.listener, self.router).await;
+        recovery.abort();
+        served
     }
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
 }

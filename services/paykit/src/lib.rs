@@ -5,9 +5,11 @@
 //! that each service's own code is only its domain. Later it also carries auth, idempotency and
 //! the outbox; one crate on purpose, not a crate per concern.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod money;
 pub mod problem;
 pub mod server;
 pub mod telemetry;

@@ -41,3 +41,68 @@ pub async fn fresh_database() -> DatabaseSettings {
         statement_timeout_ms: 5_000,
     }
 }
+
+/// The test platform's `paytool status --json --show-secrets`, which `scripts/test.sh` writes
+/// to the file named by `PAYTOOL_TEST_STATUS`.
+pub const STATUS_ENV: &str = "PAYTOOL_TEST_STATUS";
+
+pub fn platform_status() -> serde_json::Value {
+    let path = std::env::var(STATUS_ENV).unwrap_or_else(|_| {
+        panic!("{STATUS_ENV} is not set: run the tests through scripts/test.sh, which starts a real Keycloak")
+    });
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+}
+
+/// Auth settings that verify tokens of the test platform's realm for `audience`.
+pub fn auth_settings(audience: &str) -> crate::auth::AuthSettings {
+    let status = platform_status();
+    let connections = &status["connections"];
+    let realm = connections["keycloak_realm"].as_str().expect("realm");
+    crate::auth::AuthSettings {
+        issuer: format!(
+            "{}/realms/{realm}",
+            connections["keycloak_public_url"]
+                .as_str()
+                .expect("public url")
+        ),
+        jwks_url: format!(
+            "{}/realms/{realm}/protocol/openid-connect/certs",
+            connections["keycloak_url"].as_str().expect("keycloak url")
+        ),
+        audience: audience.to_string(),
+    }
+}
+
+/// An access token for a confidential client of the realm (client-credentials grant).
+pub async fn client_token(client_id: &str) -> String {
+    let status = platform_status();
+    let connections = &status["connections"];
+    let secret = connections["client_secrets"][client_id]
+        .as_str()
+        .unwrap_or_else(|| panic!("no secret for client {client_id}"));
+    let url = format!(
+        "{}/realms/{}/protocol/openid-connect/token",
+        connections["keycloak_url"].as_str().expect("keycloak url"),
+        connections["keycloak_realm"].as_str().expect("realm")
+    );
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .error_for_status()
+        .expect("the client credentials are accepted")
+        .json()
+        .await
+        .expect("a token response");
+    response["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_string()
+}

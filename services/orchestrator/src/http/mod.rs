@@ -1,8 +1,102 @@
 //! HTTP resources, one module per resource, each with its own `router()`.
 
-use axum::Router;
+pub mod accounts;
+pub mod ledger;
+pub mod payments;
+pub mod refunds;
+pub mod top_ups;
+pub mod transfers;
+
+use crate::error::{refusal, Error};
+use crate::saga::{Request, SagaView, Sagas};
+use axum::extract::FromRef;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use paykit::auth::{Principal, Verifier};
 use sqlx::PgPool;
 
-pub fn router(pool: PgPool) -> Router {
-    Router::new().merge(paykit::health::router(crate::SERVICE, pool))
+/// The orchestrator's client roles (Keycloak client `orchestrator`).
+pub const ROLE_WRITE: &str = "ledger-write";
+pub const ROLE_READ: &str = "ledger-read";
+const CLIENT: &str = "orchestrator";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub sagas: Sagas,
+    pub verifier: Verifier,
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(accounts::router())
+        .merge(top_ups::router())
+        .merge(payments::router())
+        .merge(transfers::router())
+        .merge(refunds::router())
+        .merge(ledger::router())
+        .with_state(state.clone())
+        .merge(paykit::health::router(crate::SERVICE, state.pool))
+}
+
+pub fn require(principal: &Principal, role: &'static str) -> Result<(), Error> {
+    if principal.has_client_role(CLIENT, role) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(role))
+    }
+}
+
+pub fn idempotency_key(headers: &HeaderMap) -> Result<String, Error> {
+    headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|key| !key.is_empty() && key.len() <= 255)
+        .map(str::to_string)
+        .ok_or(Error::MissingIdempotencyKey)
+}
+
+/// Starts a saga for the caller and answers with it: 201 when it went through (or is still
+/// under way), the problem of its refusal when it was declined. A replay answers the same and
+/// says so in `Idempotency-Replayed`.
+pub async fn start(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<Response, Error> {
+    require(principal, ROLE_WRITE)?;
+    let key = idempotency_key(headers)?;
+    let view = state
+        .sagas
+        .start(&principal.client_id, &key, request)
+        .await?;
+    Ok(respond(view))
+}
+
+pub fn respond(view: SagaView) -> Response {
+    let replayed = view.replayed;
+    let mut response = match (&view.failure, view.state.as_str()) {
+        (Some(failure), "declined" | "voided" | "failed") => {
+            refusal(&failure.type_slug, failure.detail.clone())
+                .with_extension("saga_id", view.id.to_string())
+                .with_extension("state", view.state.clone())
+                .into_response()
+        }
+        _ => (StatusCode::CREATED, Json(&view)).into_response(),
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotency-replayed", HeaderValue::from_static("true"));
+    }
+    response
 }

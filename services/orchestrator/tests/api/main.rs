@@ -1,2 +1,5 @@
 mod health;
 mod helpers;
+mod ledger;
+mod payments;
+mod recovery;

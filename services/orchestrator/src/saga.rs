@@ -1,0 +1,911 @@
+//! Payment sagas: persisted state machines driven one step per database transaction.
+//!
+//! A step applies its ledger transfers (ids derived from the saga id and the step name, so a
+//! replayed step finds its own transfer) and moves the saga's state in the same transaction, so
+//! every step happens exactly once or not at all. A crash leaves a saga in some state; the
+//! recovery worker picks up unfinished sagas and drives them on. Every wait has a bound: a
+//! reservation expires, a saga has a deadline after which it compensates.
+//!
+//! ```text
+//! payment: started ─reserve─▶ reserved ─confirm─▶ merchant_confirmed ─capture+fee─▶ captured ─▶ completed
+//!             │ insufficient funds        │ merchant closed        │ reservation expired
+//!             ▼                           ▼                        ▼
+//!          declined                  compensating ─void─▶ voided ◀─┘
+//! top_up:  started ─▶ completed            p2p: started ─▶ completed | declined
+//! refund:  started ─▶ completed | declined (never above what was captured)
+//! ```
+
+use crate::ledger::{self, AccountKind, Applied, LedgerError, NewTransfer, TransferKind};
+use paykit::money::{fee_for, Currency, Money};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::time::Duration;
+use uuid::Uuid;
+
+const TERMINAL: &[&str] = &["completed", "declined", "voided", "failed"];
+/// No saga takes more steps than this in one drive; the longest path has five.
+const STEPS_MAX: usize = 8;
+/// The recovery worker looks at this many due sagas per round.
+const RECOVERY_BATCH: i64 = 100;
+const RECOVERY_INTERVAL_MS: u64 = 500;
+/// The fee a payment may carry, in basis points: at most 10 %.
+pub const FEE_BPS_MAX: u32 = 1_000;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SagaSettings {
+    /// How long a payment's reservation holds before it voids itself.
+    #[serde(default = "default_reserve_timeout_ms")]
+    pub reserve_timeout_ms: u64,
+    /// After this, an unfinished saga stops moving forward and compensates.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Backoff before a failed step is tried again.
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// Test hook: `after:<state>` aborts the process right after a saga commits that state.
+    #[serde(default)]
+    pub failpoint: Option<String>,
+}
+
+fn default_reserve_timeout_ms() -> u64 {
+    30_000
+}
+fn default_deadline_ms() -> u64 {
+    60_000
+}
+fn default_retry_backoff_ms() -> u64 {
+    500
+}
+
+impl Default for SagaSettings {
+    fn default() -> Self {
+        Self {
+            reserve_timeout_ms: default_reserve_timeout_ms(),
+            deadline_ms: default_deadline_ms(),
+            retry_backoff_ms: default_retry_backoff_ms(),
+            failpoint: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SagaKind {
+    TopUp,
+    Payment,
+    P2p,
+    Refund,
+}
+
+impl SagaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SagaKind::TopUp => "top_up",
+            SagaKind::Payment => "payment",
+            SagaKind::P2p => "p2p",
+            SagaKind::Refund => "refund",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Request {
+    TopUp {
+        wallet_account_id: Uuid,
+        amount: Money,
+    },
+    Payment {
+        wallet_account_id: Uuid,
+        merchant_account_id: Uuid,
+        amount: Money,
+        fee_bps: u32,
+        reference: Option<String>,
+    },
+    P2p {
+        from_account_id: Uuid,
+        to_account_id: Uuid,
+        amount: Money,
+    },
+    Refund {
+        payment_id: Uuid,
+        amount: Money,
+    },
+}
+
+impl Request {
+    pub fn kind(&self) -> SagaKind {
+        match self {
+            Request::TopUp { .. } => SagaKind::TopUp,
+            Request::Payment { .. } => SagaKind::Payment,
+            Request::P2p { .. } => SagaKind::P2p,
+            Request::Refund { .. } => SagaKind::Refund,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    #[serde(rename = "type")]
+    pub type_slug: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SagaView {
+    pub id: Uuid,
+    pub kind: String,
+    pub state: String,
+    pub amount: Money,
+    pub fee: Money,
+    pub debit_account_id: Uuid,
+    pub credit_account_id: Uuid,
+    pub payment_id: Option<Uuid>,
+    pub captured_amount: i64,
+    pub refunded_amount: i64,
+    pub reference: Option<String>,
+    pub failure: Option<Failure>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// True when this answer replays an earlier request with the same Idempotency-Key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+impl SagaView {
+    pub fn is_terminal(&self) -> bool {
+        TERMINAL.contains(&self.state.as_str())
+    }
+}
+
+/// Why a request was refused before anything was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("account {account} is a {actual} account, this needs a {expected} account")]
+    WrongAccountKind {
+        account: Uuid,
+        actual: &'static str,
+        expected: &'static str,
+    },
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("payment {0} does not exist")]
+    PaymentNotFound(Uuid),
+    #[error("payment {0} is not completed, so nothing can be refunded")]
+    PaymentNotCompleted(Uuid),
+    #[error("refunding {requested} would exceed what is left to refund ({refundable}) of payment {payment}")]
+    RefundExceedsCapture {
+        payment: Uuid,
+        requested: i64,
+        refundable: i64,
+    },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct Sagas {
+    pool: PgPool,
+    settings: SagaSettings,
+}
+
+/// What a step decided: the saga's next state and what changes with it.
+struct Transition {
+    state: &'static str,
+    failure: Option<Failure>,
+    captured_amount: Option<i64>,
+}
+
+impl Transition {
+    fn to(state: &'static str) -> Self {
+        Self {
+            state,
+            failure: None,
+            captured_amount: None,
+        }
+    }
+    fn failed(state: &'static str, type_slug: &str, detail: impl Into<String>) -> Self {
+        Self {
+            state,
+            failure: Some(Failure {
+                type_slug: type_slug.into(),
+                detail: detail.into(),
+            }),
+            captured_amount: None,
+        }
+    }
+}
+
+/// The stable problem type of a ledger refusal.
+pub fn failure_type(error: &LedgerError) -> &'static str {
+    match error {
+        LedgerError::AccountNotFound(_) => "account-not-found",
+        LedgerError::AccountClosed(_) => "account-closed",
+        LedgerError::CurrencyMismatch { .. } => "currency-mismatch",
+        LedgerError::UnknownCurrency(_) => "unknown-currency",
+        LedgerError::SameAccount => "same-account",
+        LedgerError::BadAmount(_) | LedgerError::PostExceedsPending { .. } => "invalid-amount",
+        LedgerError::InsufficientFunds { .. } => "insufficient-funds",
+        LedgerError::ExistsWithDifferentContent(_) => "transfer-id-reused",
+        LedgerError::PendingExpired(_) => "reservation-expired",
+        LedgerError::PendingNotFound(_)
+        | LedgerError::PendingAlreadyResolved(..)
+        | LedgerError::NotPending(_) => "reservation-resolved",
+        LedgerError::BadBatch(_) => "invalid-batch",
+        LedgerError::Database(_) => "internal",
+    }
+}
+
+fn step_id(saga: Uuid, step: &str) -> Uuid {
+    Uuid::new_v5(&saga, step.as_bytes())
+}
+
+impl Sagas {
+    pub fn new(pool: PgPool, settings: SagaSettings) -> Self {
+        Self { pool, settings }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Starts (or, for a known Idempotency-Key, replays) a saga and drives it as far as it goes.
+    pub async fn start(
+        &self,
+        caller: &str,
+        idempotency_key: &str,
+        request: Request,
+    ) -> Result<SagaView, SagaError> {
+        if idempotency_key.is_empty() || idempotency_key.len() > 255 {
+            return Err(SagaError::Invalid(
+                "the Idempotency-Key must be 1 to 255 characters".into(),
+            ));
+        }
+        let hash = hex::encode(Sha256::digest(
+            serde_json::to_vec(&request).map_err(|e| SagaError::Invalid(e.to_string()))?,
+        ));
+        let kind = request.kind();
+        let existing: Option<(Uuid, String)> =
+            sqlx::query_as("SELECT id, request_hash FROM sagas WHERE caller = $1 AND kind = $2 AND idempotency_key = $3")
+                .bind(caller)
+                .bind(kind.as_str())
+                .bind(idempotency_key)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some((id, stored_hash)) = existing {
+            return self.replay(id, &stored_hash, &hash).await;
+        }
+        let plan = self.plan(&request).await?;
+        let id = Uuid::new_v4();
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO sagas (id, kind, state, caller, idempotency_key, request_hash, currency, amount, fee,
+                                debit_account_id, credit_account_id, payment_id, reference, deadline_at)
+             VALUES ($1, $2, 'started', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + $13 * interval '1 millisecond')
+             ON CONFLICT ON CONSTRAINT sagas_idempotency_key_unique DO NOTHING RETURNING id",
+        )
+        .bind(id)
+        .bind(kind.as_str())
+        .bind(caller)
+        .bind(idempotency_key)
+        .bind(&hash)
+        .bind(plan.currency.as_str())
+        .bind(plan.amount)
+        .bind(plan.fee)
+        .bind(plan.debit)
+        .bind(plan.credit)
+        .bind(plan.payment_id)
+        .bind(plan.reference)
+        .bind(i64::try_from(self.settings.deadline_ms).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        match inserted {
+            Some(id) => self.drive(id, false).await,
+            // Another request with the same key won the race: answer as its replay.
+            None => {
+                let (id, stored_hash): (Uuid, String) =
+                    sqlx::query_as("SELECT id, request_hash FROM sagas WHERE caller = $1 AND kind = $2 AND idempotency_key = $3")
+                        .bind(caller)
+                        .bind(kind.as_str())
+                        .bind(idempotency_key)
+                        .fetch_one(&self.pool)
+                        .await?;
+                self.replay(id, &stored_hash, &hash).await
+            }
+        }
+    }
+
+    async fn replay(&self, id: Uuid, stored_hash: &str, hash: &str) -> Result<SagaView, SagaError> {
+        if stored_hash != hash {
+            return Err(SagaError::IdempotencyKeyReused);
+        }
+        let mut view = self.drive(id, false).await?;
+        view.replayed = true;
+        Ok(view)
+    }
+
+    /// Validates a request against the ledger and works out its accounts and fee. Nothing is
+    /// written: a request refused here leaves no trace.
+    async fn plan(&self, request: &Request) -> Result<Plan, SagaError> {
+        // Platform accounts first, on their own connections: holding one connection while
+        // asking the pool for another deadlocks a busy pool.
+        let currency = match request {
+            Request::TopUp { amount, .. }
+            | Request::Payment { amount, .. }
+            | Request::P2p { amount, .. }
+            | Request::Refund { amount, .. } => amount.currency,
+        };
+        self.settled(currency).await?;
+        let system = match request {
+            Request::TopUp { .. } => {
+                Some(ledger::system_account(&self.pool, AccountKind::Funding, currency).await?)
+            }
+            Request::Payment { .. } => {
+                Some(ledger::system_account(&self.pool, AccountKind::Fees, currency).await?)
+            }
+            _ => None,
+        };
+        let mut connection = self.pool.acquire().await?;
+        let expect = |account: Option<ledger::Account>,
+                      id: Uuid,
+                      kind: AccountKind,
+                      currency: Currency|
+         -> Result<(), SagaError> {
+            let account = account.ok_or(LedgerError::AccountNotFound(id))?;
+            if account.kind != kind {
+                return Err(SagaError::WrongAccountKind {
+                    account: id,
+                    actual: account.kind.as_str(),
+                    expected: kind.as_str(),
+                });
+            }
+            if account.currency != currency.as_str() {
+                return Err(LedgerError::CurrencyMismatch {
+                    account: id,
+                    account_currency: account.currency,
+                    transfer: currency.to_string(),
+                }
+                .into());
+            }
+            if account.closed {
+                return Err(LedgerError::AccountClosed(id).into());
+            }
+            Ok(())
+        };
+        match request {
+            Request::TopUp {
+                wallet_account_id,
+                amount,
+            } => {
+                let amount = positive(*amount)?;
+                expect(
+                    ledger::account(&mut connection, *wallet_account_id).await?,
+                    *wallet_account_id,
+                    AccountKind::Wallet,
+                    amount.currency,
+                )?;
+                let funding = system.ok_or(LedgerError::UnknownCurrency(currency.to_string()))?;
+                Ok(Plan::new(amount, funding.id, *wallet_account_id))
+            }
+            Request::Payment {
+                wallet_account_id,
+                merchant_account_id,
+                amount,
+                fee_bps,
+                reference,
+            } => {
+                let amount = positive(*amount)?;
+                if *fee_bps > FEE_BPS_MAX {
+                    return Err(SagaError::Invalid(format!(
+                        "fee_bps must be at most {FEE_BPS_MAX}"
+                    )));
+                }
+                if reference.as_ref().is_some_and(|r| r.chars().count() > 140) {
+                    return Err(SagaError::Invalid(
+                        "the reference is longer than 140 characters".into(),
+                    ));
+                }
+                expect(
+                    ledger::account(&mut connection, *wallet_account_id).await?,
+                    *wallet_account_id,
+                    AccountKind::Wallet,
+                    amount.currency,
+                )?;
+                expect(
+                    ledger::account(&mut connection, *merchant_account_id).await?,
+                    *merchant_account_id,
+                    AccountKind::Merchant,
+                    amount.currency,
+                )?;
+                let mut plan = Plan::new(amount, *wallet_account_id, *merchant_account_id);
+                plan.fee = fee_for(amount.value, *fee_bps);
+                plan.reference = reference.clone();
+                Ok(plan)
+            }
+            Request::P2p {
+                from_account_id,
+                to_account_id,
+                amount,
+            } => {
+                let amount = positive(*amount)?;
+                if from_account_id == to_account_id {
+                    return Err(LedgerError::SameAccount.into());
+                }
+                expect(
+                    ledger::account(&mut connection, *from_account_id).await?,
+                    *from_account_id,
+                    AccountKind::Wallet,
+                    amount.currency,
+                )?;
+                expect(
+                    ledger::account(&mut connection, *to_account_id).await?,
+                    *to_account_id,
+                    AccountKind::Wallet,
+                    amount.currency,
+                )?;
+                Ok(Plan::new(amount, *from_account_id, *to_account_id))
+            }
+            Request::Refund { payment_id, amount } => {
+                let amount = positive(*amount)?;
+                let row = sqlx::query(
+                    "SELECT state, currency::text AS currency, captured_amount, refunded_amount, debit_account_id, credit_account_id
+                     FROM sagas WHERE id = $1 AND kind = 'payment'",
+                )
+                .bind(payment_id)
+                .fetch_optional(&mut *connection)
+                .await?
+                .ok_or(SagaError::PaymentNotFound(*payment_id))?;
+                let currency: String = row.try_get("currency")?;
+                if currency != amount.currency.as_str() {
+                    return Err(SagaError::Ledger(LedgerError::CurrencyMismatch {
+                        account: row.try_get("credit_account_id")?,
+                        account_currency: currency,
+                        transfer: amount.currency.to_string(),
+                    }));
+                }
+                if row.try_get::<String, _>("state")? != "completed" {
+                    return Err(SagaError::PaymentNotCompleted(*payment_id));
+                }
+                let refundable = row.try_get::<i64, _>("captured_amount")?
+                    - row.try_get::<i64, _>("refunded_amount")?;
+                if amount.value > refundable {
+                    return Err(SagaError::RefundExceedsCapture {
+                        payment: *payment_id,
+                        requested: amount.value,
+                        refundable,
+                    });
+                }
+                // Money goes back from the merchant to the wallet that paid.
+                let mut plan = Plan::new(
+                    amount,
+                    row.try_get("credit_account_id")?,
+                    row.try_get("debit_account_id")?,
+                );
+                plan.payment_id = Some(*payment_id);
+                Ok(plan)
+            }
+        }
+    }
+
+    async fn settled(&self, currency: Currency) -> Result<(), SagaError> {
+        let mut connection = self.pool.acquire().await?;
+        if ledger::currency_exists(&mut connection, currency).await? {
+            Ok(())
+        } else {
+            Err(LedgerError::UnknownCurrency(currency.to_string()).into())
+        }
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<SagaView>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(view_of).transpose()
+    }
+
+    /// Moves a saga forward until it ends or a step must wait. `skip_locked`: the recovery
+    /// worker leaves alone a saga that a request is driving right now.
+    pub async fn drive(&self, id: Uuid, skip_locked: bool) -> Result<SagaView, SagaError> {
+        for _ in 0..STEPS_MAX {
+            let mut tx = self.pool.begin().await?;
+            let lock = if skip_locked {
+                "FOR UPDATE SKIP LOCKED"
+            } else {
+                "FOR UPDATE"
+            };
+            let Some(row) = sqlx::query(&format!("SELECT {SAGA_COLUMNS}, deadline_at < now() AS overdue FROM sagas WHERE id = $1 {lock}"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                tx.rollback().await?;
+                return self.get(id).await?.ok_or_else(|| SagaError::Invalid(format!("saga {id} vanished")));
+            };
+            let saga = view_of(&row)?;
+            if saga.is_terminal() {
+                tx.commit().await?;
+                return Ok(saga);
+            }
+            let overdue: bool = row.try_get("overdue")?;
+            match self.step(&mut tx, &saga, overdue).await {
+                Ok(transition) => {
+                    sqlx::query(
+                        "UPDATE sagas SET state = $2, failure_type = coalesce($3, failure_type), failure_detail = coalesce($4, failure_detail),
+                                captured_amount = coalesce($5, captured_amount), attempts = 0, next_attempt_at = now(), updated_at = now()
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(transition.state)
+                    .bind(transition.failure.as_ref().map(|f| f.type_slug.clone()))
+                    .bind(transition.failure.as_ref().map(|f| f.detail.clone()))
+                    .bind(transition.captured_amount)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    self.failpoint(transition.state);
+                }
+                Err(error) => {
+                    // A step that failed for a reason other than the business outcomes above
+                    // (the database, a lost connection) is tried again later, within the deadline.
+                    tx.rollback().await?;
+                    tracing::warn!(saga = %id, state = %saga.state, error = %error, "saga step failed; will retry");
+                    sqlx::query(
+                        "UPDATE sagas SET attempts = attempts + 1,
+                                next_attempt_at = now() + least(power(2, attempts), 64) * $2 * interval '1 millisecond', updated_at = now()
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(i64::try_from(self.settings.retry_backoff_ms).unwrap_or(500))
+                    .execute(&self.pool)
+                    .await?;
+                    return Ok(self.get(id).await?.unwrap_or(saga));
+                }
+            }
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| SagaError::Invalid(format!("saga {id} vanished")))
+    }
+
+    fn failpoint(&self, state: &str) {
+        if self
+            .settings
+            .failpoint
+            .as_deref()
+            .and_then(|f| f.strip_prefix("after:"))
+            == Some(state)
+        {
+            eprintln!("failpoint after:{state} reached: aborting the process");
+            std::process::abort();
+        }
+    }
+
+    async fn step(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        saga: &SagaView,
+        overdue: bool,
+    ) -> Result<Transition, LedgerError> {
+        let currency = saga.amount.currency;
+        let transfer = |step: &str,
+                        debit: Uuid,
+                        credit: Uuid,
+                        amount: i64,
+                        kind: TransferKind,
+                        code: &'static str| NewTransfer {
+            id: step_id(saga.id, step),
+            debit,
+            credit,
+            amount,
+            currency,
+            kind,
+            code,
+            saga_id: Some(saga.id),
+        };
+        let reserve_id = step_id(saga.id, "reserve");
+        match (saga.kind.as_str(), saga.state.as_str()) {
+            ("payment", "started") if overdue => Ok(Transition::failed(
+                "declined",
+                "deadline-exceeded",
+                "the payment was not started before its deadline",
+            )),
+            ("payment", "reserved" | "merchant_confirmed") if overdue => Ok(Transition::failed(
+                "compensating",
+                "deadline-exceeded",
+                "the payment did not complete before its deadline",
+            )),
+            ("payment", "started") => {
+                let reserve = transfer(
+                    "reserve",
+                    saga.debit_account_id,
+                    saga.credit_account_id,
+                    saga.amount.value,
+                    TransferKind::Pending {
+                        timeout_ms: Some(self.settings.reserve_timeout_ms),
+                    },
+                    "payment_reserve",
+                );
+                match ledger::apply_in(tx, &[reserve]).await {
+                    Ok(_) => Ok(Transition::to("reserved")),
+                    Err(
+                        error @ (LedgerError::InsufficientFunds { .. }
+                        | LedgerError::AccountClosed(_)
+                        | LedgerError::AccountNotFound(_)
+                        | LedgerError::CurrencyMismatch { .. }),
+                    ) => Ok(Transition::failed(
+                        "declined",
+                        failure_type(&error),
+                        error.to_string(),
+                    )),
+                    Err(error) => Err(error),
+                }
+            }
+            ("payment", "reserved") => {
+                // Confirm the merchant side: the merchant's account must still take payments.
+                let merchant = ledger::account(tx, saga.credit_account_id).await?;
+                match merchant {
+                    Some(account) if !account.closed => Ok(Transition::to("merchant_confirmed")),
+                    _ => Ok(Transition::failed(
+                        "compensating",
+                        "merchant-unavailable",
+                        "the merchant's account no longer accepts payments",
+                    )),
+                }
+            }
+            ("payment", "merchant_confirmed") => {
+                let mut batch = vec![transfer(
+                    "capture",
+                    saga.debit_account_id,
+                    saga.credit_account_id,
+                    saga.amount.value,
+                    TransferKind::PostPending {
+                        pending_id: reserve_id,
+                        amount: None,
+                    },
+                    "payment",
+                )];
+                if saga.fee.value > 0 {
+                    // Made when the payment was planned; looked up on this transaction's own connection.
+                    let fees = ledger::system_account_id(tx, AccountKind::Fees, currency)
+                        .await?
+                        .ok_or_else(|| LedgerError::UnknownCurrency(currency.to_string()))?;
+                    batch.push(transfer(
+                        "fee",
+                        saga.credit_account_id,
+                        fees,
+                        saga.fee.value,
+                        TransferKind::Posted,
+                        "fee",
+                    ));
+                }
+                match ledger::apply_in(tx, &batch).await {
+                    Ok(_) => Ok(Transition {
+                        captured_amount: Some(saga.amount.value),
+                        ..Transition::to("captured")
+                    }),
+                    Err(error @ LedgerError::PendingExpired(_)) => Ok(Transition::failed(
+                        "compensating",
+                        "reservation-expired",
+                        error.to_string(),
+                    )),
+                    Err(error @ LedgerError::PendingAlreadyResolved(..)) => Ok(Transition::failed(
+                        "voided",
+                        "reservation-expired",
+                        error.to_string(),
+                    )),
+                    Err(error) => Err(error),
+                }
+            }
+            // The outbox event that tells the merchant is written here once events exist.
+            ("payment", "captured") => Ok(Transition::to("completed")),
+            ("payment", "compensating") => {
+                let void = transfer(
+                    "void",
+                    saga.debit_account_id,
+                    saga.credit_account_id,
+                    saga.amount.value,
+                    TransferKind::VoidPending {
+                        pending_id: reserve_id,
+                    },
+                    "payment_void",
+                );
+                match ledger::apply_in(tx, &[void]).await {
+                    Ok(_)
+                    | Err(LedgerError::PendingAlreadyResolved(..))
+                    | Err(LedgerError::PendingNotFound(_)) => Ok(Transition::to("voided")),
+                    Err(error) => Err(error),
+                }
+            }
+            ("top_up", "started") => {
+                let top_up = transfer(
+                    "top_up",
+                    saga.debit_account_id,
+                    saga.credit_account_id,
+                    saga.amount.value,
+                    TransferKind::Posted,
+                    "top_up",
+                );
+                settle(ledger::apply_in(tx, &[top_up]).await)
+            }
+            ("p2p", "started") => {
+                let send = transfer(
+                    "p2p",
+                    saga.debit_account_id,
+                    saga.credit_account_id,
+                    saga.amount.value,
+                    TransferKind::Posted,
+                    "p2p",
+                );
+                settle(ledger::apply_in(tx, &[send]).await)
+            }
+            ("refund", "started") => {
+                let payment_id = saga.payment_id.unwrap_or_default();
+                // The payment row is the refunds' lock: concurrent refunds of one payment queue here.
+                let row = sqlx::query(
+                    "SELECT captured_amount, refunded_amount FROM sagas WHERE id = $1 FOR UPDATE",
+                )
+                .bind(payment_id)
+                .fetch_one(&mut **tx)
+                .await?;
+                let refundable = row.try_get::<i64, _>(0)? - row.try_get::<i64, _>(1)?;
+                if saga.amount.value > refundable {
+                    return Ok(Transition::failed(
+                        "declined",
+                        "refund-exceeds-capture",
+                        format!(
+                            "refunding {} would exceed what is left to refund ({refundable})",
+                            saga.amount.value
+                        ),
+                    ));
+                }
+                let refund = transfer(
+                    "refund",
+                    saga.debit_account_id,
+                    saga.credit_account_id,
+                    saga.amount.value,
+                    TransferKind::Posted,
+                    "refund",
+                );
+                let applied = ledger::apply_in(tx, &[refund]).await?;
+                if matches!(applied.first(), Some(Applied::Created(_))) {
+                    sqlx::query("UPDATE sagas SET refunded_amount = refunded_amount + $2, updated_at = now() WHERE id = $1")
+                        .bind(payment_id)
+                        .bind(saga.amount.value)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(Transition::to("completed"))
+            }
+            (_, _) if overdue => Ok(Transition::failed(
+                "failed",
+                "deadline-exceeded",
+                "the saga did not complete before its deadline",
+            )),
+            (kind, state) => {
+                tracing::error!(kind, state, "a saga in a state no step handles");
+                Ok(Transition::failed(
+                    "failed",
+                    "internal",
+                    "the saga reached a state it cannot leave",
+                ))
+            }
+        }
+    }
+
+    /// One round of the recovery worker: expire reservations, drive due sagas. Returns how many
+    /// sagas it moved.
+    pub async fn recover_once(&self) -> Result<usize, SagaError> {
+        ledger::expire_pending(&self.pool, RECOVERY_BATCH).await?;
+        let due: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM sagas WHERE state NOT IN ('completed', 'declined', 'voided', 'failed') AND next_attempt_at <= now()
+             ORDER BY next_attempt_at LIMIT $1",
+        )
+        .bind(RECOVERY_BATCH)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut moved = 0;
+        for id in due {
+            let before = self.get(id).await?.map(|s| s.state);
+            let after = self.drive(id, true).await?;
+            if before.as_deref() != Some(after.state.as_str()) {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Runs the recovery worker until the process ends.
+    pub async fn run_recovery(self) {
+        loop {
+            if let Err(error) = self.recover_once().await {
+                tracing::warn!(%error, "recovery round failed");
+            }
+            tokio::time::sleep(Duration::from_millis(RECOVERY_INTERVAL_MS)).await;
+        }
+    }
+}
+
+fn settle(result: Result<Vec<Applied>, LedgerError>) -> Result<Transition, LedgerError> {
+    match result {
+        Ok(_) => Ok(Transition::to("completed")),
+        Err(
+            error @ (LedgerError::InsufficientFunds { .. }
+            | LedgerError::AccountClosed(_)
+            | LedgerError::AccountNotFound(_)
+            | LedgerError::CurrencyMismatch { .. }),
+        ) => Ok(Transition::failed(
+            "declined",
+            failure_type(&error),
+            error.to_string(),
+        )),
+        Err(error) => Err(error),
+    }
+}
+
+fn positive(amount: Money) -> Result<Money, SagaError> {
+    amount
+        .positive()
+        .map_err(|e| SagaError::Invalid(e.to_string()))
+}
+
+struct Plan {
+    currency: Currency,
+    amount: i64,
+    fee: i64,
+    debit: Uuid,
+    credit: Uuid,
+    payment_id: Option<Uuid>,
+    reference: Option<String>,
+}
+
+impl Plan {
+    fn new(amount: Money, debit: Uuid, credit: Uuid) -> Self {
+        Self {
+            currency: amount.currency,
+            amount: amount.value,
+            fee: 0,
+            debit,
+            credit,
+            payment_id: None,
+            reference: None,
+        }
+    }
+}
+
+const SAGA_COLUMNS: &str = "id, kind, state, currency::text AS currency, amount, fee, debit_account_id, credit_account_id, payment_id, \
+     captured_amount, refunded_amount, reference, failure_type, failure_detail, created_at, updated_at";
+
+fn view_of(row: &sqlx::postgres::PgRow) -> Result<SagaView, sqlx::Error> {
+    let currency_code: String = row.try_get("currency")?;
+    let currency = Currency::parse(&currency_code).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let failure_type: Option<String> = row.try_get("failure_type")?;
+    Ok(SagaView {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        state: row.try_get("state")?,
+        amount: Money::new(row.try_get("amount")?, currency),
+        fee: Money::new(row.try_get("fee")?, currency),
+        debit_account_id: row.try_get("debit_account_id")?,
+        credit_account_id: row.try_get("credit_account_id")?,
+        payment_id: row.try_get("payment_id")?,
+        captured_amount: row.try_get("captured_amount")?,
+        refunded_amount: row.try_get("refunded_amount")?,
+        reference: row.try_get("reference")?,
+        failure: failure_type.map(|type_slug| Failure {
+            type_slug,
+            detail: row
+                .try_get("failure_detail")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        }),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        replayed: false,
+    })
+}

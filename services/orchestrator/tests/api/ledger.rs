@@ -1,0 +1,527 @@
+//! The ledger and the sagas as a library, on a real PostgreSQL: random interleavings with the
+//! invariants checked after every step, contention on one wallet, reservations that expire.
+
+use orchestrator::invariants;
+use orchestrator::ledger::{self, AccountKind, LedgerError, NewTransfer, TransferKind};
+use orchestrator::saga::{Request, SagaSettings, Sagas};
+use paykit::money::{Currency, Money};
+use proptest::prelude::*;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+async fn ledger_pool() -> PgPool {
+    let database = paykit::testing::fresh_database().await;
+    let pool = database.pool().expect("pool");
+    orchestrator::startup::migrate(&pool)
+        .await
+        .expect("migrations apply");
+    pool
+}
+
+fn jpy(value: i64) -> Money {
+    Money::new(value, Currency::parse("JPY").expect("code"))
+}
+
+async fn open(pool: &PgPool, kind: AccountKind) -> Uuid {
+    let id = Uuid::new_v4();
+    ledger::create_account(pool, id, kind, Currency::parse("JPY").expect("code"), None)
+        .await
+        .expect("account");
+    id
+}
+
+async fn available(pool: &PgPool, account: Uuid) -> i64 {
+    let mut connection = pool.acquire().await.expect("connection");
+    ledger::balance(&mut connection, account)
+        .await
+        .expect("balance")
+        .available()
+}
+
+async fn assert_invariants(pool: &PgPool, context: &str) {
+    let report = invariants::verify(pool).await.expect("verify runs");
+    assert!(
+        report.ok,
+        "{context}: {}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    TopUp {
+        wallet: usize,
+        value: i64,
+    },
+    Pay {
+        wallet: usize,
+        merchant: usize,
+        value: i64,
+        fee_bps: u32,
+    },
+    Send {
+        from: usize,
+        to: usize,
+        value: i64,
+    },
+    Refund {
+        payment: usize,
+        value: i64,
+    },
+    /// A reservation left to expire, as a crashed saga's would.
+    Abandon {
+        wallet: usize,
+        merchant: usize,
+        value: i64,
+    },
+    Expire,
+    /// The same request sent again with its Idempotency-Key.
+    Replay,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..3usize, 1..5_000i64).prop_map(|(wallet, value)| Op::TopUp { wallet, value }),
+        (0..3usize, 0..2usize, 1..4_000i64, 0..500u32).prop_map(
+            |(wallet, merchant, value, fee_bps)| Op::Pay {
+                wallet,
+                merchant,
+                value,
+                fee_bps
+            }
+        ),
+        (0..3usize, 0..3usize, 1..3_000i64).prop_map(|(from, to, value)| Op::Send {
+            from,
+            to,
+            value
+        }),
+        (0..8usize, 1..3_000i64).prop_map(|(payment, value)| Op::Refund { payment, value }),
+        (0..3usize, 0..2usize, 1..2_000i64).prop_map(|(wallet, merchant, value)| Op::Abandon {
+            wallet,
+            merchant,
+            value
+        }),
+        Just(Op::Expire),
+        Just(Op::Replay),
+    ]
+}
+
+/// What the wallets must hold, computed without the ledger: the model the ledger is held to.
+#[derive(Default)]
+struct Model {
+    available: HashMap<Uuid, i64>,
+    /// Per payment: the wallet that paid and what is left to refund.
+    refundable: HashMap<Uuid, (Uuid, i64)>,
+    /// Abandoned reservations not yet expired: (wallet, amount).
+    held: Vec<(Uuid, i64)>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 50, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_interleavings_keep_every_invariant_and_match_the_model(ops in proptest::collection::vec(op(), 1..25)) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async move {
+            let pool = shared_pool().await;
+            let sagas = Sagas::new(pool.clone(), SagaSettings::default());
+            let wallets = [open(&pool, AccountKind::Wallet).await, open(&pool, AccountKind::Wallet).await, open(&pool, AccountKind::Wallet).await];
+            let merchants = [open(&pool, AccountKind::Merchant).await, open(&pool, AccountKind::Merchant).await];
+            let mut model = Model::default();
+            let mut payments: Vec<Uuid> = Vec::new();
+            let mut last: Option<(String, Request)> = None;
+            for (step, op) in ops.iter().enumerate() {
+                let key = Uuid::new_v4().to_string();
+                match op.clone() {
+                    Op::TopUp { wallet, value } => {
+                        let request = Request::TopUp { wallet_account_id: wallets[wallet], amount: jpy(value) };
+                        let view = sagas.start("test", &key, request.clone()).await.expect("top-up");
+                        assert_eq!(view.state, "completed");
+                        *model.available.entry(wallets[wallet]).or_default() += value;
+                        last = Some((key, request));
+                    }
+                    Op::Pay { wallet, merchant, value, fee_bps } => {
+                        let request = Request::Payment { wallet_account_id: wallets[wallet], merchant_account_id: merchants[merchant], amount: jpy(value), fee_bps, reference: None };
+                        let affordable = model.available.get(&wallets[wallet]).copied().unwrap_or(0) >= value;
+                        let view = sagas.start("test", &key, request.clone()).await.expect("payment");
+                        if affordable {
+                            assert_eq!(view.state, "completed", "step {step}: an affordable payment completes");
+                            *model.available.entry(wallets[wallet]).or_default() -= value;
+                            model.refundable.insert(view.id, (wallets[wallet], value));
+                            payments.push(view.id);
+                        } else {
+                            assert_eq!(view.state, "declined", "step {step}: an unaffordable payment is declined");
+                        }
+                        last = Some((key, request));
+                    }
+                    Op::Send { from, to, value } => {
+                        if from == to { continue; }
+                        let request = Request::P2p { from_account_id: wallets[from], to_account_id: wallets[to], amount: jpy(value) };
+                        let affordable = model.available.get(&wallets[from]).copied().unwrap_or(0) >= value;
+                        let view = sagas.start("test", &key, request.clone()).await.expect("p2p");
+                        assert_eq!(view.state == "completed", affordable, "step {step}");
+                        if affordable {
+                            *model.available.entry(wallets[from]).or_default() -= value;
+                            *model.available.entry(wallets[to]).or_default() += value;
+                        }
+                        last = Some((key, request));
+                    }
+                    Op::Refund { payment, value } => {
+                        let Some(payment_id) = payments.get(payment).copied() else { continue };
+                        let (wallet, left) = model.refundable[&payment_id];
+                        let request = Request::Refund { payment_id, amount: jpy(value) };
+                        match sagas.start("test", &key, request.clone()).await {
+                            Ok(view) => {
+                                assert!(value <= left, "step {step}: a refund above what is left must not pass");
+                                assert_eq!(view.state, "completed");
+                                model.refundable.insert(payment_id, (wallet, left - value));
+                                *model.available.entry(wallet).or_default() += value;
+                                last = Some((key, request));
+                            }
+                            Err(error) => assert!(value > left, "step {step}: refused {error} though {value} <= {left}"),
+                        }
+                    }
+                    Op::Abandon { wallet, merchant, value } => {
+                        let reserve = NewTransfer {
+                            id: Uuid::new_v4(),
+                            debit: wallets[wallet],
+                            credit: merchants[merchant],
+                            amount: value,
+                            currency: Currency::parse("JPY").expect("code"),
+                            kind: TransferKind::Pending { timeout_ms: Some(1) },
+                            code: "payment_reserve",
+                            saga_id: None,
+                        };
+                        let affordable = model.available.get(&wallets[wallet]).copied().unwrap_or(0) >= value;
+                        match ledger::apply(&pool, &[reserve]).await {
+                            Ok(_) => {
+                                assert!(affordable, "step {step}");
+                                // Held until it expires; the model releases it on the next expiry.
+                                *model.available.entry(wallets[wallet]).or_default() -= value;
+                                model.held.push((wallets[wallet], value));
+                            }
+                            Err(LedgerError::InsufficientFunds { .. }) => assert!(!affordable, "step {step}"),
+                            Err(error) => panic!("step {step}: {error}"),
+                        }
+                    }
+                    Op::Expire => {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        ledger::expire_pending(&pool, 1_000).await.expect("expiry");
+                        // Every abandoned reservation of this case has expired: give it back.
+                        for (wallet, value) in std::mem::take(&mut model.held) {
+                            *model.available.entry(wallet).or_default() += value;
+                        }
+                    }
+                    Op::Replay => {
+                        let Some((key, request)) = last.clone() else { continue };
+                        let before: Vec<i64> = futures_available(&pool, &wallets).await;
+                        let view = sagas.start("test", &key, request).await.expect("replay");
+                        assert!(view.replayed);
+                        assert_eq!(futures_available(&pool, &wallets).await, before, "step {step}: a replay moves nothing");
+                    }
+                }
+                assert_invariants(&pool, &format!("after step {step} ({op:?})")).await;
+                for wallet in wallets {
+                    assert_eq!(available(&pool, wallet).await, model.available.get(&wallet).copied().unwrap_or(0), "step {step}: wallet {wallet}");
+                }
+            }
+        });
+    }
+}
+
+async fn futures_available(pool: &PgPool, wallets: &[Uuid]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for wallet in wallets {
+        out.push(available(pool, *wallet).await);
+    }
+    out
+}
+
+/// One migrated database for all the cases of the property test (each case opens its own
+/// accounts), made once per process.
+async fn shared_pool() -> PgPool {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(url) = URL.get() {
+        return sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .expect("pool");
+    }
+    let database = paykit::testing::fresh_database().await;
+    let pool = database.pool().expect("pool");
+    orchestrator::startup::migrate(&pool)
+        .await
+        .expect("migrations apply");
+    use secrecy::ExposeSecret;
+    let _ = URL.set(database.url.expose_secret().to_string());
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_spending_one_wallet_never_overdraw_it_and_exactly_the_affordable_payments_succeed(
+) {
+    let pool = ledger_pool().await;
+    let sagas = Sagas::new(pool.clone(), SagaSettings::default());
+    let wallet = open(&pool, AccountKind::Wallet).await;
+    let merchant = open(&pool, AccountKind::Merchant).await;
+    sagas
+        .start(
+            "test",
+            "fund",
+            Request::TopUp {
+                wallet_account_id: wallet,
+                amount: jpy(1_000),
+            },
+        )
+        .await
+        .expect("top-up");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let sagas = sagas.clone();
+            tokio::spawn(async move {
+                sagas
+                    .start(
+                        "test",
+                        &format!("spend-{i}"),
+                        Request::Payment {
+                            wallet_account_id: wallet,
+                            merchant_account_id: merchant,
+                            amount: jpy(30),
+                            fee_bps: 0,
+                            reference: None,
+                        },
+                    )
+                    .await
+                    .expect("the payment is answered")
+                    .state
+            })
+        })
+        .collect();
+    let mut completed = 0;
+    let mut declined = 0;
+    for task in tasks {
+        match task.await.expect("task").as_str() {
+            "completed" => completed += 1,
+            "declined" => declined += 1,
+            other => panic!("unexpected state {other}"),
+        }
+    }
+    assert_eq!(
+        (completed, declined),
+        (33, 7),
+        "1000 affords exactly 33 payments of 30"
+    );
+    assert_eq!(available(&pool, wallet).await, 10);
+    assert_invariants(&pool, "after the contention").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_payments_to_one_hot_merchant_all_land_across_its_balance_buckets() {
+    let pool = ledger_pool().await;
+    let sagas = Sagas::new(pool.clone(), SagaSettings::default());
+    let merchant = open(&pool, AccountKind::Merchant).await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let wallet = open(&pool, AccountKind::Wallet).await;
+        sagas
+            .start(
+                "test",
+                &format!("fund-{i}"),
+                Request::TopUp {
+                    wallet_account_id: wallet,
+                    amount: jpy(100),
+                },
+            )
+            .await
+            .expect("top-up");
+        let sagas = sagas.clone();
+        tasks.push(tokio::spawn(async move {
+            sagas
+                .start(
+                    "test",
+                    &format!("pay-{i}"),
+                    Request::Payment {
+                        wallet_account_id: wallet,
+                        merchant_account_id: merchant,
+                        amount: jpy(100),
+                        fee_bps: 100,
+                        reference: None,
+                    },
+                )
+                .await
+                .expect("answered")
+                .state
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), "completed");
+    }
+    let mut connection = pool.acquire().await.expect("connection");
+    // 24 × (100 − 1 fee) = 2376, whichever buckets the payments landed in.
+    assert_eq!(
+        ledger::balance(&mut connection, merchant)
+            .await
+            .expect("balance")
+            .posted(),
+        2_376
+    );
+    let buckets_used: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM account_balances WHERE account_id = $1 AND credits_posted > 0",
+    )
+    .bind(merchant)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert!(
+        buckets_used > 1,
+        "the merchant's balance is spread over its buckets"
+    );
+    assert_invariants(&pool, "after the hot merchant").await;
+}
+
+#[tokio::test]
+async fn a_reservation_that_times_out_voids_itself_and_can_no_longer_be_posted() {
+    let pool = ledger_pool().await;
+    let wallet = open(&pool, AccountKind::Wallet).await;
+    let merchant = open(&pool, AccountKind::Merchant).await;
+    let funding = ledger::system_account(
+        &pool,
+        AccountKind::Funding,
+        Currency::parse("JPY").expect("code"),
+    )
+    .await
+    .expect("funding");
+    let jpy_code = Currency::parse("JPY").expect("code");
+    let posted = |id, debit, credit, amount| NewTransfer {
+        id,
+        debit,
+        credit,
+        amount,
+        currency: jpy_code,
+        kind: TransferKind::Posted,
+        code: "top_up",
+        saga_id: None,
+    };
+    ledger::apply(&pool, &[posted(Uuid::new_v4(), funding.id, wallet, 500)])
+        .await
+        .expect("funded");
+    let reserve_id = Uuid::new_v4();
+    let reserve = NewTransfer {
+        kind: TransferKind::Pending {
+            timeout_ms: Some(20),
+        },
+        code: "payment_reserve",
+        ..posted(reserve_id, wallet, merchant, 400)
+    };
+    ledger::apply(&pool, &[reserve]).await.expect("reserved");
+    assert_eq!(available(&pool, wallet).await, 100);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let post = NewTransfer {
+        kind: TransferKind::PostPending {
+            pending_id: reserve_id,
+            amount: None,
+        },
+        code: "payment",
+        ..posted(Uuid::new_v4(), Uuid::nil(), Uuid::nil(), 0)
+    };
+    assert!(matches!(
+        ledger::apply(&pool, std::slice::from_ref(&post)).await,
+        Err(LedgerError::PendingExpired(_))
+    ));
+    assert_eq!(ledger::expire_pending(&pool, 10).await.expect("expiry"), 1);
+    assert_eq!(
+        available(&pool, wallet).await,
+        500,
+        "the reservation is released"
+    );
+    assert!(matches!(
+        ledger::apply(&pool, &[post]).await,
+        Err(LedgerError::PendingAlreadyResolved(..))
+    ));
+    assert_invariants(&pool, "after expiry").await;
+}
+
+#[tokio::test]
+async fn a_reused_transfer_id_replays_the_same_transfer_and_refuses_a_different_one() {
+    let pool = ledger_pool().await;
+    let wallet = open(&pool, AccountKind::Wallet).await;
+    let funding = ledger::system_account(
+        &pool,
+        AccountKind::Funding,
+        Currency::parse("JPY").expect("code"),
+    )
+    .await
+    .expect("funding");
+    let id = Uuid::new_v4();
+    let transfer = NewTransfer {
+        id,
+        debit: funding.id,
+        credit: wallet,
+        amount: 700,
+        currency: Currency::parse("JPY").expect("code"),
+        kind: TransferKind::Posted,
+        code: "top_up",
+        saga_id: None,
+    };
+    assert!(matches!(
+        ledger::apply(&pool, std::slice::from_ref(&transfer))
+            .await
+            .expect("applied")[0],
+        ledger::Applied::Created(_)
+    ));
+    assert!(matches!(
+        ledger::apply(&pool, std::slice::from_ref(&transfer))
+            .await
+            .expect("replayed")[0],
+        ledger::Applied::Exists(_)
+    ));
+    let different = NewTransfer {
+        amount: 701,
+        ..transfer
+    };
+    assert!(matches!(
+        ledger::apply(&pool, &[different]).await,
+        Err(LedgerError::ExistsWithDifferentContent(_))
+    ));
+    assert_eq!(available(&pool, wallet).await, 700, "applied once");
+    assert_invariants(&pool, "after the reuse").await;
+}
+
+#[tokio::test]
+async fn a_linked_batch_applies_all_or_nothing() {
+    let pool = ledger_pool().await;
+    let wallet = open(&pool, AccountKind::Wallet).await;
+    let other = open(&pool, AccountKind::Wallet).await;
+    let funding = ledger::system_account(
+        &pool,
+        AccountKind::Funding,
+        Currency::parse("JPY").expect("code"),
+    )
+    .await
+    .expect("funding");
+    let jpy_code = Currency::parse("JPY").expect("code");
+    let t = |debit, credit, amount| NewTransfer {
+        id: Uuid::new_v4(),
+        debit,
+        credit,
+        amount,
+        currency: jpy_code,
+        kind: TransferKind::Posted,
+        code: "p2p",
+        saga_id: None,
+    };
+    ledger::apply(&pool, &[t(funding.id, wallet, 100)])
+        .await
+        .expect("funded");
+    // The second transfer overdraws: the first, valid on its own, must not stay.
+    let result = ledger::apply(&pool, &[t(wallet, other, 60), t(wallet, other, 60)]).await;
+    assert!(
+        matches!(result, Err(LedgerError::InsufficientFunds { .. })),
+        "{result:?}"
+    );
+    assert_eq!(available(&pool, wallet).await, 100);
+    assert_eq!(available(&pool, other).await, 0);
+    assert_invariants(&pool, "after the failed batch").await;
+}
