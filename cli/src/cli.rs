@@ -8,7 +8,8 @@ use std::path::PathBuf;
     name = "paytool",
     version,
     about = "Brings the paytool barcode payments platform up on this machine and drives it.",
-    after_help = "Examples:\n  paytool up                 # install what is missing, start everything, print the URLs\n  paytool status --json      # machine-readable state and health\n  paytool logs keycloak -f   # follow one component's log\n  paytool down --purge       # stop everything and delete its data\n\nExit codes: 0 ok, 1 failed, 2 usage, 3 prerequisite missing, 4 state directory unusable,\n5 port taken, 6 component not ready in time, 7 not running, 130 interrupted."
+    after_help = "Examples:\n  paytool up                 # install what is missing, start everything, print the URLs\n  paytool status --json      # machine-readable state and health\n  paytool logs keycloak -f   # follow one component's log\n  paytool down --purge       # stop everything and delete its data\n\nExit codes: 0 ok, 1 failed, 2 usage, 3 prerequisite missing, 4 state directory unusable,\n5 port taken, 6 component not ready in time, 7 not running, 8 ledger invariant violated,
+130 interrupted."
 )]
 pub struct Cli {
     /// The installation's state directory [default: .paytool in the checkout]
@@ -75,6 +76,14 @@ pub enum Command {
     #[command(subcommand)]
     Tls(TlsCommand),
 
+    /// The double-entry ledger
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+
+    /// Measure throughput on this machine (never asserted in tests)
+    #[command(subcommand)]
+    Bench(BenchCommand),
+
     /// Internal: the supervisor process that `up` starts
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -101,4 +110,41 @@ pub enum TlsCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check every invariant: debits equal credits per currency, no wallet below zero, balances
+    /// equal their transfers, no transfer applied twice, refunds within captures
+    #[command(
+        after_help = "Examples:\n  paytool ledger verify\n  paytool ledger verify --json | jq '.checks[] | select(.ok == false)'\n\nExit code 0 when every invariant holds, 8 when one is violated, 7 when not running."
+    )]
+    Verify {
+        /// Print the full report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The ledger alone (uniform merchants and one hot merchant) next to pgbench's TPC-B, on the
+    /// running platform's PostgreSQL, in scratch databases that are dropped afterwards
+    #[command(
+        after_help = "Examples:\n  paytool bench ledger\n  paytool bench ledger --clients 8 --duration-s 20 --json"
+    )]
+    Ledger(BenchLedgerArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchLedgerArgs {
+    /// Concurrent clients, for pgbench and the ledger alike (1 to 64)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub clients: u16,
+    /// Seconds each measurement runs (1 to 600)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=600))]
+    pub duration_s: u16,
+    /// Print the results as JSON
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,6 +10,7 @@
 //! | 5    | a port the platform needs is taken |
 //! | 6    | a component did not become ready in time |
 //! | 7    | the platform is not running (for commands that need it) |
+//! | 8    | the ledger's invariants are violated (`paytool ledger verify`) |
 //! | 130  | interrupted (Ctrl-C) |
 
 use std::fmt;
@@ -22,6 +23,7 @@ pub enum Code {
     PortTaken = 5,
     NotReady = 6,
     NotRunning = 7,
+    Violation = 8,
     Interrupted = 130,
 }
 

@@ -1,10 +1,12 @@
 //! `paytool`: brings the payments platform up on this machine and drives it.
 
+mod bench;
 mod cli;
 mod components;
 mod down;
 mod exit;
 mod home;
+mod ledger;
 mod logs;
 mod ports;
 mod probe;
@@ -18,7 +20,7 @@ mod ui;
 mod up;
 
 use clap::Parser;
-use cli::{Cli, Command, TlsCommand};
+use cli::{BenchCommand, Cli, Command, LedgerCommand, TlsCommand};
 use exit::{fail, Code};
 
 fn main() {
@@ -135,6 +137,32 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("the CA is trusted system-wide ({})", path.display());
             }
             Ok(0)
+        }
+        Command::Ledger(LedgerCommand::Verify { json }) => {
+            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
+                fail(
+                    Code::NotRunning,
+                    format!(
+                        "no installation at {}: start one with `paytool up`",
+                        home_dir.display()
+                    ),
+                )
+            })?;
+            ledger::verify(&home, json).await
+        }
+        Command::Bench(BenchCommand::Ledger(args)) => {
+            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
+                fail(
+                    Code::NotRunning,
+                    format!(
+                        "no installation at {}: start one with `paytool up`",
+                        home_dir.display()
+                    ),
+                )
+            })?;
+            let setup = setup::Setup::new(&project, &cache, setup::Options::default());
+            let ui = ui::Ui::new(args.json);
+            bench::ledger(&home, &setup.tools()?.pg_bin, &args, &ui).await
         }
         Command::Supervise => {
             let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
