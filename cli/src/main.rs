@@ -80,15 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status { json, show_secrets } => {
-            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
-                fail(
-                    Code::NotRunning,
-                    format!(
-                        "no installation at {}: start one with `paytool up`",
-                        home_dir.display()
-                    ),
-                )
-            })?;
+            let home = existing_home(&home_dir, &project)?;
             let status = status::collect(&home, show_secrets).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -108,12 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             follow,
             lines,
         } => {
-            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
-                fail(
-                    Code::NotRunning,
-                    format!("no installation at {}", home_dir.display()),
-                )
-            })?;
+            let home = existing_home(&home_dir, &project)?;
             logs::run(&home, &component, lines, follow).await?;
             Ok(0)
         }
@@ -139,27 +126,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Ledger(LedgerCommand::Verify { json }) => {
-            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
-                fail(
-                    Code::NotRunning,
-                    format!(
-                        "no installation at {}: start one with `paytool up`",
-                        home_dir.display()
-                    ),
-                )
-            })?;
+            let home = existing_home(&home_dir, &project)?;
             ledger::verify(&home, json).await
         }
         Command::Bench(BenchCommand::Ledger(args)) => {
-            let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
-                fail(
-                    Code::NotRunning,
-                    format!(
-                        "no installation at {}: start one with `paytool up`",
-                        home_dir.display()
-                    ),
-                )
-            })?;
+            let home = existing_home(&home_dir, &project)?;
             let setup = setup::Setup::new(&project, &cache, setup::Options::default());
             let ui = ui::Ui::new(args.json);
             bench::ledger(&home, &setup.tools()?.pg_bin, &args, &ui).await
@@ -183,4 +154,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The installation for commands that need one to exist already.
+fn existing_home(
+    home_dir: &std::path::Path,
+    project: &std::path::Path,
+) -> anyhow::Result<home::Home> {
+    home::Home::open(home_dir, project)?.ok_or_else(|| {
+        fail(
+            Code::NotRunning,
+            format!(
+                "no installation at {}: start one with `paytool up`",
+                home_dir.display()
+            ),
+        )
+    })
 }

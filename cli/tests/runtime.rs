@@ -319,6 +319,13 @@ async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and
         connection.close().await.ok();
     }
 
+    // The ledger is reachable through its own authenticated API and consistent.
+    let verify = installation.run(&["ledger", "verify", "--json"]);
+    assert!(verify.status.success(), "ledger verify: {}", text(&verify));
+    let report: Value = serde_json::from_slice(&verify.stdout).expect("the report is JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["checks"].as_array().map(Vec::len), Some(5));
+
     // A crashed component comes back.
     let crashed = pid_of(&status, "merchant-api");
     nix::sys::signal::kill(

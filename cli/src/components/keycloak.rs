@@ -45,6 +45,9 @@ pub fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
         format!("--hostname={}", ports.public_url("sso")),
         "--hostname-backchannel-dynamic=true".to_string(),
         "--proxy-headers=xforwarded".to_string(),
+        // One node: without this Keycloak opens cluster ports (7800, 57800) on every interface
+        // to look for peers, even after a build with the same option.
+        "--cache=local".to_string(),
         format!(
             "--db-url=jdbc:postgresql://127.0.0.1:{}/keycloak",
             ports.postgres
@@ -62,6 +65,15 @@ pub fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
                 ctx.tools.keycloak_java_home.display().to_string(),
             ),
             ("JAVA_OPTS_KC_HEAP".into(), "-Xms128m -Xmx768m".into()),
+            // Java 25 prints an IllegalAccessError at every shutdown without the first flag; the
+            // temporary files stay inside the installation.
+            (
+                "JAVA_OPTS_APPEND".into(),
+                format!(
+                    "--add-opens=java.base/java.lang=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow -Djava.io.tmpdir={}",
+                    home.join("data/tmp").display()
+                ),
+            ),
             // Secrets by environment, not argv: argv is world-readable in /proc.
             ("KC_DB_PASSWORD".into(), ctx.secrets.db_keycloak.clone()),
             ("KC_BOOTSTRAP_ADMIN_USERNAME".into(), ADMIN_USER.into()),
@@ -109,6 +121,7 @@ pub async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     }
     let import = home.join("data/import");
     std::fs::create_dir_all(&import)?;
+    std::fs::create_dir_all(home.join("data/tmp"))?;
     let ports = ctx.home.ports();
     let mut context = tera::Context::new();
     context.insert("public_url_suffix", &ports.https_suffix());

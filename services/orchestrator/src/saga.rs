@@ -630,20 +630,7 @@ impl Sagas {
                     },
                     "payment_reserve",
                 );
-                match ledger::apply_in(tx, &[reserve]).await {
-                    Ok(_) => Ok(Transition::to("reserved")),
-                    Err(
-                        error @ (LedgerError::InsufficientFunds { .. }
-                        | LedgerError::AccountClosed(_)
-                        | LedgerError::AccountNotFound(_)
-                        | LedgerError::CurrencyMismatch { .. }),
-                    ) => Ok(Transition::failed(
-                        "declined",
-                        failure_type(&error),
-                        error.to_string(),
-                    )),
-                    Err(error) => Err(error),
-                }
+                settle(ledger::apply_in(tx, &[reserve]).await, "reserved")
             }
             ("payment", "reserved") => {
                 // Confirm the merchant side: the merchant's account must still take payments.
@@ -730,7 +717,7 @@ impl Sagas {
                     TransferKind::Posted,
                     "top_up",
                 );
-                settle(ledger::apply_in(tx, &[top_up]).await)
+                settle(ledger::apply_in(tx, &[top_up]).await, "completed")
             }
             ("p2p", "started") => {
                 let send = transfer(
@@ -741,7 +728,7 @@ impl Sagas {
                     TransferKind::Posted,
                     "p2p",
                 );
-                settle(ledger::apply_in(tx, &[send]).await)
+                settle(ledger::apply_in(tx, &[send]).await, "completed")
             }
             ("refund", "started") => {
                 let payment_id = saga.payment_id.unwrap_or_default();
@@ -830,9 +817,14 @@ impl Sagas {
     }
 }
 
-fn settle(result: Result<Vec<Applied>, LedgerError>) -> Result<Transition, LedgerError> {
+/// A step's transfers applied: on to `next`; refused for a business reason (funds, a closed or
+/// missing account, a currency): declined, with the reason kept for replays.
+fn settle(
+    result: Result<Vec<Applied>, LedgerError>,
+    next: &'static str,
+) -> Result<Transition, LedgerError> {
     match result {
-        Ok(_) => Ok(Transition::to("completed")),
+        Ok(_) => Ok(Transition::to(next)),
         Err(
             error @ (LedgerError::InsufficientFunds { .. }
             | LedgerError::AccountClosed(_)
