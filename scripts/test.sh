@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "paytool up (test platform)"
-PAYTOOL_PORT_BASE=46000 "$paytool" --home "$state" up
+PAYTOOL_PORT_BASE=26000 "$paytool" --home "$state" up
 # The service tests read where the engines are (and the client secrets) from this file.
 PAYTOOL_TEST_STATUS="$test_root/status.json"
 "$paytool" --home "$state" status --json --show-secrets > "$PAYTOOL_TEST_STATUS"

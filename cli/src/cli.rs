@@ -30,7 +30,7 @@ pub enum Command {
 
     /// Start PostgreSQL, Kafka, Keycloak, the services and the TLS gateway, supervised
     #[command(
-        after_help = "Examples:\n  paytool up\n  PAYTOOL_PORT_BASE=47000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing."
+        after_help = "Examples:\n  paytool up\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing."
     )]
     Up(SetupArgs),
 

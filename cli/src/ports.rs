@@ -3,6 +3,10 @@
 //! Everything binds to loopback except the gateway. The gateway takes 443/80 where this process
 //! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+9 so that a
 //! second installation (the test suite's, say) can run beside a developer's.
+//!
+//! Every default sits below Linux's ephemeral range (32768–60999): a port in that range can be
+//! taken at any moment as the source port of some outgoing connection, and a start would then
+//! fail with "address in use" for no reason a person could see.
 
 use crate::exit::{fail, Code};
 use serde::{Deserialize, Serialize};
@@ -23,6 +27,8 @@ pub struct Ports {
 }
 
 pub const PORT_BASE_ENV: &str = "PAYTOOL_PORT_BASE";
+/// The first port of Linux's default ephemeral range (net.ipv4.ip_local_port_range).
+const EPHEMERAL_FIRST: u16 = 32768;
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -58,14 +64,14 @@ impl Ports {
             return Self {
                 gateway_http: 8080,
                 gateway_https: 8443,
-                postgres: 55432,
-                kafka: 59092,
-                kafka_controller: 59093,
-                keycloak: 58080,
-                keycloak_management: 59000,
-                orchestrator: 58101,
-                consumer_api: 58102,
-                merchant_api: 58103,
+                postgres: 25432,
+                kafka: 29092,
+                kafka_controller: 29093,
+                keycloak: 28080,
+                keycloak_management: 29000,
+                orchestrator: 28101,
+                consumer_api: 28102,
+                merchant_api: 28103,
             };
         }
         Self {
@@ -113,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_port_base_spreads_ten_consecutive_ports() {
-        let ports = Ports::from_base(47000);
+        let ports = Ports::from_base(27000);
         let all = [
             ports.gateway_http,
             ports.gateway_https,
@@ -129,8 +135,25 @@ mod tests {
         let mut sorted = all.to_vec();
         sorted.dedup();
         assert_eq!(sorted.len(), 10, "no port is used twice");
-        assert_eq!(*all.iter().min().expect("ten ports"), 47000);
-        assert_eq!(*all.iter().max().expect("ten ports"), 47009);
+        assert_eq!(*all.iter().min().expect("ten ports"), 27000);
+        assert_eq!(*all.iter().max().expect("ten ports"), 27009);
+    }
+
+    #[test]
+    fn no_default_port_is_in_the_ephemeral_range() {
+        let ports = Ports::from_base(0);
+        for port in [
+            ports.postgres,
+            ports.kafka,
+            ports.kafka_controller,
+            ports.keycloak,
+            ports.keycloak_management,
+            ports.orchestrator,
+            ports.consumer_api,
+            ports.merchant_api,
+        ] {
+            assert!(port < EPHEMERAL_FIRST, "{port}");
+        }
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn jwt_claims(token: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and_goes_down_without_leftovers(
 ) {
-    let installation = Installation::new(47000);
+    let installation = Installation::new(27000);
     let up = installation.run(&["up"]);
     assert!(up.status.success(), "paytool up: {}", text(&up));
 
@@ -433,7 +433,7 @@ async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_up_stops_everything_that_up_started() {
-    let installation = Installation::new(47100);
+    let installation = Installation::new(27100);
     let up_log = installation.home.with_file_name("up.log");
     let mut up = installation
         .command(&["up"])
@@ -491,7 +491,7 @@ async fn ctrl_c_during_up_stops_everything_that_up_started() {
 
 #[test]
 fn a_corrupt_state_directory_is_explained_and_left_as_it_was() {
-    let installation = Installation::new(47200);
+    let installation = Installation::new(27200);
     std::fs::create_dir_all(&installation.home).expect("mkdir");
     std::fs::write(installation.home.join("paytool.json"), "{ this is not json").expect("write");
     let up = installation.run(&["up"]);
@@ -510,7 +510,7 @@ fn a_corrupt_state_directory_is_explained_and_left_as_it_was() {
 
 #[test]
 fn a_directory_that_is_not_paytools_is_refused() {
-    let installation = Installation::new(47300);
+    let installation = Installation::new(27300);
     std::fs::create_dir_all(&installation.home).expect("mkdir");
     std::fs::write(installation.home.join("thesis.tex"), "precious").expect("write");
     let up = installation.run(&["up"]);
@@ -535,7 +535,7 @@ fn a_directory_that_is_not_paytools_is_refused() {
 
 #[test]
 fn status_without_an_installation_says_how_to_start_one() {
-    let installation = Installation::new(47400);
+    let installation = Installation::new(27400);
     let status = installation.run(&["status"]);
     assert_eq!(status.status.code(), Some(7), "{}", text(&status));
     assert!(
