@@ -37,11 +37,14 @@ impl Ports {
                 let base: u16 = base
                     .parse()
                     .ok()
-                    .filter(|b| *b >= 1024 && *b <= 65_000)
+                    .filter(|b| *b >= 1024 && *b <= EPHEMERAL_FIRST - 10)
                     .ok_or_else(|| {
                         fail(
                             Code::PortTaken,
-                            format!("{PORT_BASE_ENV}={base} is not a port between 1024 and 65000"),
+                            format!(
+                                "{PORT_BASE_ENV}={base} is not a port between 1024 and {}: higher ports are handed out to outgoing connections",
+                                EPHEMERAL_FIRST - 10
+                            ),
                         )
                     })?;
                 Ok(Self::from_base(base))
