@@ -427,10 +427,13 @@ pub async fn apply_in(
     }
 }
 
-/// Applies a batch in a transaction of its own.
+/// Applies a batch in a transaction of its own (no savepoint needed: an error rolls it all back).
 pub async fn apply(pool: &PgPool, batch: &[NewTransfer]) -> Result<Vec<Applied>, LedgerError> {
+    if batch.is_empty() || batch.len() > BATCH_MAX {
+        return Err(LedgerError::BadBatch(batch.len()));
+    }
     let mut tx = pool.begin().await?;
-    let applied = apply_in(&mut tx, batch).await?;
+    let applied = apply_batch(&mut tx, batch).await?;
     tx.commit().await?;
     Ok(applied)
 }
@@ -449,82 +452,130 @@ struct Resolved {
     bucket_key: Uuid,
 }
 
+/// What a batch needs to know of an account.
+struct AccountFacts {
+    currency: String,
+    closed: bool,
+    buckets: i16,
+    limited: bool,
+}
+
+/// Applies a batch in as few round trips as the work allows: one read of the transfers it
+/// names, one of its accounts, one locking read of every balance row it touches (in one global
+/// order, so two batches can never wait on each other in a cycle), the inserts, and one update
+/// of all the rows. A posted transfer is seven statements with BEGIN and COMMIT, like TPC-B's.
 async fn apply_batch(
     tx: &mut Transaction<'_, Postgres>,
     batch: &[NewTransfer],
 ) -> Result<Vec<Applied>, LedgerError> {
     let batch_id = Uuid::new_v4();
+    let ids: Vec<Uuid> = batch.iter().map(|t| t.id).collect();
+    let existing: BTreeMap<Uuid, Transfer> = sqlx::query(&format!(
+        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| row_to_transfer(row).map(|t| (t.id, t)))
+    .collect::<Result<_, _>>()?;
+
     let mut outcomes: Vec<Option<Applied>> = vec![None; batch.len()];
     let mut to_apply: Vec<(usize, Resolved)> = Vec::new();
-
     for (index, request) in batch.iter().enumerate() {
-        if let Some(existing) = transfer(tx, request.id).await? {
-            if same_transfer(&existing, request) {
-                outcomes[index] = Some(Applied::Exists(existing));
+        if let Some(found) = existing.get(&request.id) {
+            if same_transfer(found, request) {
+                outcomes[index] = Some(Applied::Exists(found.clone()));
                 continue;
             }
             return Err(LedgerError::ExistsWithDifferentContent(request.id));
         }
         to_apply.push((index, resolve(tx, request).await?));
     }
+    if to_apply.is_empty() {
+        return Ok(outcomes.into_iter().flatten().collect());
+    }
 
-    // Lock every balance row the batch touches, in one global order, before changing any:
-    // two batches can then never wait on each other in a cycle.
+    let account_ids: Vec<Uuid> = to_apply
+        .iter()
+        .flat_map(|(_, r)| [r.debit, r.credit])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut accounts: BTreeMap<Uuid, AccountFacts> = BTreeMap::new();
+    for row in sqlx::query(
+        "SELECT id, currency::text AS currency, closed, balance_buckets, debits_must_not_exceed_credits
+         FROM accounts WHERE id = ANY($1)",
+    )
+    .bind(&account_ids)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        accounts.insert(
+            row.try_get("id")?,
+            AccountFacts {
+                currency: row.try_get("currency")?,
+                closed: row.try_get("closed")?,
+                buckets: row.try_get("balance_buckets")?,
+                limited: row.try_get("debits_must_not_exceed_credits")?,
+            },
+        );
+    }
     let mut rows: BTreeMap<(Uuid, i16), Balance> = BTreeMap::new();
-    let mut buckets_of: BTreeMap<Uuid, (i16, bool)> = BTreeMap::new();
     for (_, r) in &to_apply {
         for id in [r.debit, r.credit] {
-            if let std::collections::btree_map::Entry::Vacant(slot) = buckets_of.entry(id) {
-                let row = sqlx::query("SELECT balance_buckets, debits_must_not_exceed_credits, closed, currency::text AS currency FROM accounts WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    .ok_or(LedgerError::AccountNotFound(id))?;
-                let currency: String = row.try_get("currency")?;
-                if currency != r.currency {
-                    return Err(LedgerError::CurrencyMismatch {
-                        account: id,
-                        account_currency: currency,
-                        transfer: r.currency.clone(),
-                    });
-                }
-                // A closed account may still see its reservations resolved, nothing new.
-                if row.try_get::<bool, _>("closed")? && r.pending_id.is_none() {
-                    return Err(LedgerError::AccountClosed(id));
-                }
-                slot.insert((
-                    row.try_get("balance_buckets")?,
-                    row.try_get("debits_must_not_exceed_credits")?,
-                ));
+            let facts = accounts.get(&id).ok_or(LedgerError::AccountNotFound(id))?;
+            if facts.currency != r.currency {
+                return Err(LedgerError::CurrencyMismatch {
+                    account: id,
+                    account_currency: facts.currency.clone(),
+                    transfer: r.currency.clone(),
+                });
             }
-        }
-        for id in [r.debit, r.credit] {
-            let (buckets, _) = buckets_of[&id];
-            rows.insert((id, bucket_of(r.bucket_key, buckets)), Balance::default());
+            // A closed account may still see its reservations resolved, nothing new.
+            if facts.closed && r.pending_id.is_none() {
+                return Err(LedgerError::AccountClosed(id));
+            }
+            rows.insert(
+                (id, bucket_of(r.bucket_key, facts.buckets)),
+                Balance::default(),
+            );
         }
     }
-    for ((account, bucket), balance) in rows.iter_mut() {
-        let row = sqlx::query(
-            "SELECT debits_pending, debits_posted, credits_pending, credits_posted FROM account_balances
-             WHERE account_id = $1 AND bucket = $2 FOR UPDATE",
-        )
-        .bind(account)
-        .bind(bucket)
-        .fetch_one(&mut **tx)
-        .await?;
-        *balance = Balance {
-            debits_pending: row.try_get(0)?,
-            debits_posted: row.try_get(1)?,
-            credits_pending: row.try_get(2)?,
-            credits_posted: row.try_get(3)?,
-        };
+
+    let (lock_accounts, lock_buckets): (Vec<Uuid>, Vec<i16>) = rows.keys().copied().unzip();
+    for row in sqlx::query(
+        "SELECT b.account_id, b.bucket, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted
+         FROM account_balances b
+         JOIN unnest($1::uuid[], $2::int2[]) AS k(account_id, bucket)
+           ON b.account_id = k.account_id AND b.bucket = k.bucket
+         ORDER BY b.account_id, b.bucket
+         FOR UPDATE OF b",
+    )
+    .bind(&lock_accounts)
+    .bind(&lock_buckets)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let key: (Uuid, i16) = (row.try_get("account_id")?, row.try_get("bucket")?);
+        rows.insert(
+            key,
+            Balance {
+                debits_pending: row.try_get("debits_pending")?,
+                debits_posted: row.try_get("debits_posted")?,
+                credits_pending: row.try_get("credits_pending")?,
+                credits_posted: row.try_get("credits_posted")?,
+            },
+        );
     }
 
     for (index, r) in to_apply {
-        let (debit_buckets, debit_limited) = buckets_of[&r.debit];
-        let (credit_buckets, _) = buckets_of[&r.credit];
-        let debit_key = (r.debit, bucket_of(r.bucket_key, debit_buckets));
-        let credit_key = (r.credit, bucket_of(r.bucket_key, credit_buckets));
+        let debit_facts = &accounts[&r.debit];
+        let debit_key = (r.debit, bucket_of(r.bucket_key, debit_facts.buckets));
+        let credit_key = (
+            r.credit,
+            bucket_of(r.bucket_key, accounts[&r.credit].buckets),
+        );
         let mut debit = rows[&debit_key];
         let mut credit = rows[&credit_key];
         match &r.request.kind {
@@ -548,7 +599,8 @@ async fn apply_batch(
             }
         }
         // The limit, checked here for a clear error; the table's CHECK constraint is the backstop.
-        if debit_limited && debit.debits_pending + debit.debits_posted > debit.credits_posted {
+        if debit_facts.limited && debit.debits_pending + debit.debits_posted > debit.credits_posted
+        {
             let before = rows[&debit_key];
             return Err(LedgerError::InsufficientFunds {
                 account: r.debit,
@@ -597,27 +649,37 @@ async fn apply_batch(
         outcomes[index] = Some(Applied::Created(row_to_transfer(&row)?));
     }
 
+    let mut columns: (Vec<Uuid>, Vec<i16>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) =
+        Default::default();
     for ((account, bucket), balance) in &rows {
-        sqlx::query(
-            "UPDATE account_balances SET debits_pending = $3, debits_posted = $4, credits_pending = $5, credits_posted = $6
-             WHERE account_id = $1 AND bucket = $2",
-        )
-        .bind(account)
-        .bind(bucket)
-        .bind(balance.debits_pending)
-        .bind(balance.debits_posted)
-        .bind(balance.credits_pending)
-        .bind(balance.credits_posted)
-        .execute(&mut **tx)
-        .await
-        .map_err(|error| match &error {
-            sqlx::Error::Database(db) if db.constraint() == Some("balances_debits_must_not_exceed_credits") => {
-                // Unreachable while the check above holds; the database refuses regardless.
-                LedgerError::InsufficientFunds { account: *account, available: 0, needed: 0 }
-            }
-            _ => LedgerError::Database(error),
-        })?;
+        columns.0.push(*account);
+        columns.1.push(*bucket);
+        columns.2.push(balance.debits_pending);
+        columns.3.push(balance.debits_posted);
+        columns.4.push(balance.credits_pending);
+        columns.5.push(balance.credits_posted);
     }
+    sqlx::query(
+        "UPDATE account_balances b
+         SET debits_pending = v.dp, debits_posted = v.dq, credits_pending = v.cp, credits_posted = v.cq
+         FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) AS v(account_id, bucket, dp, dq, cp, cq)
+         WHERE b.account_id = v.account_id AND b.bucket = v.bucket",
+    )
+    .bind(&columns.0)
+    .bind(&columns.1)
+    .bind(&columns.2)
+    .bind(&columns.3)
+    .bind(&columns.4)
+    .bind(&columns.5)
+    .execute(&mut **tx)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some("balances_debits_must_not_exceed_credits") => {
+            // Unreachable while the check above holds; the database refuses regardless.
+            LedgerError::InsufficientFunds { account: Uuid::nil(), available: 0, needed: 0 }
+        }
+        _ => LedgerError::Database(error),
+    })?;
     Ok(outcomes
         .into_iter()
         .map(|o| o.expect("every transfer of the batch has an outcome"))
@@ -641,6 +703,9 @@ fn same_transfer(existing: &Transfer, request: &NewTransfer) -> bool {
     kind_matches && pending_matches && existing.code == request.code
 }
 
+/// Checks a transfer on its own and, for a post or void, against the reservation it names
+/// (locked, so that two resolutions of one reservation queue). Accounts are checked with the
+/// batch, in one query.
 async fn resolve(
     tx: &mut Transaction<'_, Postgres>,
     request: &NewTransfer,
@@ -652,14 +717,6 @@ async fn resolve(
             }
             if request.debit == request.credit {
                 return Err(LedgerError::SameAccount);
-            }
-            for id in [request.debit, request.credit] {
-                if account(tx, id).await?.is_none() {
-                    return Err(LedgerError::AccountNotFound(id));
-                }
-            }
-            if !currency_exists(tx, request.currency).await? {
-                return Err(LedgerError::UnknownCurrency(request.currency.to_string()));
             }
             Ok(Resolved {
                 request: request.clone(),
@@ -673,9 +730,12 @@ async fn resolve(
             })
         }
         TransferKind::PostPending { pending_id, .. } | TransferKind::VoidPending { pending_id } => {
-            let row = sqlx::query(&format!(
-                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1 FOR UPDATE"
-            ))
+            let row = sqlx::query(
+                "SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency::text AS currency,
+                        t.kind, t.pending_id, t.code, t.saga_id, t.created_at, t.seq, t.timeout_at,
+                        (SELECT r.kind FROM transfers r WHERE r.pending_id = t.id) AS resolved_by
+                 FROM transfers t WHERE t.id = $1 FOR UPDATE OF t",
+            )
             .bind(pending_id)
             .fetch_optional(&mut **tx)
             .await?
@@ -684,12 +744,7 @@ async fn resolve(
             if pending.kind != "pending" {
                 return Err(LedgerError::NotPending(*pending_id));
             }
-            let resolution: Option<String> =
-                sqlx::query_scalar("SELECT kind FROM transfers WHERE pending_id = $1")
-                    .bind(pending_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            if let Some(how) = resolution {
+            if let Some(how) = row.try_get::<Option<String>, _>("resolved_by")? {
                 let how = if how == "post_pending" {
                     "posted"
                 } else {
