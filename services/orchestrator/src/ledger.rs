@@ -649,28 +649,22 @@ async fn apply_batch(
         outcomes[index] = Some(Applied::Created(row_to_transfer(&row)?));
     }
 
-    let mut columns: (Vec<Uuid>, Vec<i16>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) =
-        Default::default();
-    for ((account, bucket), balance) in &rows {
-        columns.0.push(*account);
-        columns.1.push(*bucket);
-        columns.2.push(balance.debits_pending);
-        columns.3.push(balance.debits_posted);
-        columns.4.push(balance.credits_pending);
-        columns.5.push(balance.credits_posted);
-    }
+    // Column arrays for one UPDATE ... FROM unnest(...) over every touched row.
+    let accounts_col: Vec<Uuid> = rows.keys().map(|(account, _)| *account).collect();
+    let buckets_col: Vec<i16> = rows.keys().map(|(_, bucket)| *bucket).collect();
+    let column = |field: fn(&Balance) -> i64| -> Vec<i64> { rows.values().map(field).collect() };
     sqlx::query(
         "UPDATE account_balances b
          SET debits_pending = v.dp, debits_posted = v.dq, credits_pending = v.cp, credits_posted = v.cq
          FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) AS v(account_id, bucket, dp, dq, cp, cq)
          WHERE b.account_id = v.account_id AND b.bucket = v.bucket",
     )
-    .bind(&columns.0)
-    .bind(&columns.1)
-    .bind(&columns.2)
-    .bind(&columns.3)
-    .bind(&columns.4)
-    .bind(&columns.5)
+    .bind(&accounts_col)
+    .bind(&buckets_col)
+    .bind(column(|b| b.debits_pending))
+    .bind(column(|b| b.debits_posted))
+    .bind(column(|b| b.credits_pending))
+    .bind(column(|b| b.credits_posted))
     .execute(&mut **tx)
     .await
     .map_err(|error| match &error {
