@@ -21,3 +21,6 @@ curl --silent --show-error --fail --cacert "$ca" \
   "https://whoami.local.test:${https_port}/demo?hello=world"
 echo
 "$paytool" status
+echo
+echo "demo: the ledger's invariants, checked by the orchestrator through its authenticated API:"
+"$paytool" ledger verify

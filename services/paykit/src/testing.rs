@@ -106,3 +106,88 @@ pub async fn client_token(client_id: &str) -> String {
         .expect("an access token")
         .to_string()
 }
+
+/// An OpenAPI 3.1 contract from `services/contracts/`, to check a running service's answers
+/// against: the operation and status must be documented, and the body must match its schema.
+pub struct Contract {
+    name: String,
+    document: serde_json::Value,
+}
+
+impl Contract {
+    pub fn load(name: &str) -> Self {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../contracts")
+            .join(format!("{name}.yaml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let document: serde_json::Value = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+        assert_eq!(
+            document["openapi"].as_str().map(|v| v.starts_with("3.1")),
+            Some(true),
+            "{name}: an OpenAPI 3.1 document"
+        );
+        Self {
+            name: name.to_string(),
+            document,
+        }
+    }
+
+    /// Panics unless `status` with this content type and body is what the contract documents
+    /// for `method path_template` (e.g. `"post"`, `"/v1/payments"`).
+    pub fn check(
+        &self,
+        method: &str,
+        path_template: &str,
+        status: u16,
+        content_type: &str,
+        body: &serde_json::Value,
+    ) {
+        let name = &self.name;
+        let operation = &self.document["paths"][path_template][method.to_ascii_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{name}: {method} {path_template} is not in the contract"
+        );
+        let mut response = &operation["responses"][status.to_string()];
+        assert!(
+            response.is_object(),
+            "{name}: {method} {path_template} does not document status {status}"
+        );
+        if let Some(reference) = response["$ref"].as_str() {
+            response = self.pointer(reference);
+        }
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let schema = &response["content"][media]["schema"];
+        assert!(
+            schema.is_object(),
+            "{name}: {method} {path_template} {status} documents no {media} body"
+        );
+        // The schema is checked with the document's components beside it, so that its
+        // `#/components/...` references resolve.
+        let mut root = schema.clone();
+        root["components"] = self.document["components"].clone();
+        root["$schema"] = serde_json::Value::from("https://json-schema.org/draft/2020-12/schema");
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| {
+                panic!("{name}: the schema of {method} {path_template} {status} is invalid: {e}")
+            });
+        let errors: Vec<String> = validator
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{name}: {method} {path_template} {status} breaks the contract: {errors:?}\nbody: {body}");
+    }
+
+    fn pointer(&self, reference: &str) -> &serde_json::Value {
+        let pointer = reference
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("only local references: {reference}"));
+        self.document
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{}: dangling reference {reference}", self.name))
+    }
+}

@@ -1,3 +1,4 @@
+mod contract;
 mod health;
 mod helpers;
 mod ledger;
