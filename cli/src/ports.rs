@@ -91,6 +91,20 @@ impl Ports {
         }
     }
 
+    /// Every port that binds to loopback, named by what wants it.
+    pub fn loopback(&self) -> [(&'static str, u16); 8] {
+        [
+            ("postgres", self.postgres),
+            ("kafka", self.kafka),
+            ("kafka (controller)", self.kafka_controller),
+            ("keycloak", self.keycloak),
+            ("keycloak (management)", self.keycloak_management),
+            ("orchestrator", self.orchestrator),
+            ("consumer-api", self.consumer_api),
+            ("merchant-api", self.merchant_api),
+        ]
+    }
+
     /// `":8443"`, or `""` on the default HTTPS port: what public URLs append to the host.
     pub fn https_suffix(&self) -> String {
         if self.gateway_https == 443 {
@@ -123,39 +137,19 @@ mod tests {
     #[test]
     fn a_port_base_spreads_ten_consecutive_ports() {
         let ports = Ports::from_base(27000);
-        let all = [
-            ports.gateway_http,
-            ports.gateway_https,
-            ports.postgres,
-            ports.kafka,
-            ports.kafka_controller,
-            ports.keycloak,
-            ports.keycloak_management,
-            ports.orchestrator,
-            ports.consumer_api,
-            ports.merchant_api,
-        ];
-        let mut sorted = all.to_vec();
-        sorted.dedup();
-        assert_eq!(sorted.len(), 10, "no port is used twice");
-        assert_eq!(*all.iter().min().expect("ten ports"), 27000);
-        assert_eq!(*all.iter().max().expect("ten ports"), 27009);
+        let mut all: Vec<u16> = ports.loopback().iter().map(|(_, port)| *port).collect();
+        all.extend([ports.gateway_http, ports.gateway_https]);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 10, "no port is used twice");
+        assert_eq!(all.first(), Some(&27000));
+        assert_eq!(all.last(), Some(&27009));
     }
 
     #[test]
     fn no_default_port_is_in_the_ephemeral_range() {
-        let ports = Ports::from_base(0);
-        for port in [
-            ports.postgres,
-            ports.kafka,
-            ports.kafka_controller,
-            ports.keycloak,
-            ports.keycloak_management,
-            ports.orchestrator,
-            ports.consumer_api,
-            ports.merchant_api,
-        ] {
-            assert!(port < EPHEMERAL_FIRST, "{port}");
+        for (what, port) in Ports::from_base(0).loopback() {
+            assert!(port < EPHEMERAL_FIRST, "{what}: {port}");
         }
     }
 

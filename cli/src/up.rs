@@ -163,17 +163,7 @@ fn show(line: &Line, component: &crate::state::ComponentState) {
 /// Fails fast, before anything starts, when a port the installation needs is taken.
 fn check_ports(home: &Home) -> anyhow::Result<()> {
     let ports = home.ports();
-    let loopback = [
-        ("postgres", ports.postgres),
-        ("kafka", ports.kafka),
-        ("kafka (controller)", ports.kafka_controller),
-        ("keycloak", ports.keycloak),
-        ("keycloak (management)", ports.keycloak_management),
-        ("orchestrator", ports.orchestrator),
-        ("consumer-api", ports.consumer_api),
-        ("merchant-api", ports.merchant_api),
-    ];
-    for (component, port) in loopback {
+    for (component, port) in ports.loopback() {
         if in_use_on_loopback(port) {
             return Err(fail(Code::PortTaken, format!("port {port} wanted by {component} is already in use: stop what holds it (`ss -ltnp 'sport = :{port}'`), or use another --home with PAYTOOL_PORT_BASE")));
         }

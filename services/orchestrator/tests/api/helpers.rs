@@ -98,23 +98,23 @@ impl TestApp {
     }
 
     pub async fn available(&self, account: Uuid) -> i64 {
-        let body: Value = self
-            .get(&format!("/v1/accounts/{account}"))
-            .await
-            .json()
-            .await
-            .expect("json");
-        body["balance"]["available"].as_i64().expect("available")
+        self.balance(account, "available").await
     }
 
     pub async fn posted(&self, account: Uuid) -> i64 {
+        self.balance(account, "posted").await
+    }
+
+    async fn balance(&self, account: Uuid, field: &str) -> i64 {
         let body: Value = self
             .get(&format!("/v1/accounts/{account}"))
             .await
             .json()
             .await
             .expect("json");
-        body["balance"]["posted"].as_i64().expect("posted")
+        body["balance"][field]
+            .as_i64()
+            .unwrap_or_else(|| panic!("the balance has {field}: {body}"))
     }
 
     /// The ledger's invariants, asserted.
