@@ -80,6 +80,10 @@ pub enum Command {
     #[command(subcommand)]
     Ledger(LedgerCommand),
 
+    /// EMVCo merchant-presented QR payloads: decode one to JSON, or make one
+    #[command(subcommand)]
+    Qr(QrCommand),
+
     /// Measure throughput on this machine (never asserted in tests)
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -147,4 +151,51 @@ pub struct BenchLedgerArgs {
     /// Print the results as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QrCommand {
+    /// Check a payload (TLV syntax, CRC, mandatory fields) and print its fields as JSON
+    #[command(
+        after_help = "Examples:\n  paytool qr decode '00020101021126...6304ABCD'\n  zbarimg -q --raw qr.png | paytool qr decode \"$(cat)\"\n\nExit code 0 when the payload is valid, 1 with the reason when it is not."
+    )]
+    Decode {
+        /// The payload text, as scanned
+        payload: String,
+    },
+    /// Make a payload for one of this platform's merchants (static without an amount, dynamic with one)
+    #[command(
+        after_help = "Examples:\n  paytool qr encode --merchant-id m-42 --name 'Ramen Ichiban' --city Tokyo --country JP --mcc 5812 --currency JPY\n  paytool qr encode --merchant-id m-42 --name Cafe --city Seattle --country US --mcc 5814 --currency USD --amount-minor 1250 --request-id pr-1"
+    )]
+    Encode(QrEncodeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct QrEncodeArgs {
+    #[arg(long)]
+    pub merchant_id: String,
+    /// Merchant name (at most 25 characters)
+    #[arg(long)]
+    pub name: String,
+    /// Merchant city (at most 15 characters)
+    #[arg(long)]
+    pub city: String,
+    /// ISO 3166-1 alpha-2 country code
+    #[arg(long)]
+    pub country: String,
+    /// Merchant category code (4 digits)
+    #[arg(long)]
+    pub mcc: String,
+    /// ISO 4217 alphabetic currency code
+    #[arg(long)]
+    pub currency: String,
+    /// The amount in minor units; makes a dynamic (single-use) payload
+    #[arg(long)]
+    pub amount_minor: Option<i64>,
+    /// The payment request this payload pays
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Reference label (additional data 62, sub-id 05)
+    #[arg(long)]
+    pub reference: Option<String>,
 }

@@ -11,6 +11,7 @@ mod logs;
 mod ports;
 mod probe;
 mod project;
+mod qr;
 mod setup;
 mod state;
 mod status;
@@ -20,7 +21,7 @@ mod ui;
 mod up;
 
 use clap::Parser;
-use cli::{BenchCommand, Cli, Command, LedgerCommand, TlsCommand};
+use cli::{BenchCommand, Cli, Command, LedgerCommand, QrCommand, TlsCommand};
 use exit::{fail, Code};
 
 fn main() {
@@ -129,6 +130,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let home = existing_home(&home_dir, &project)?;
             ledger::verify(&home, json).await
         }
+        Command::Qr(QrCommand::Decode { payload }) => qr::decode(&payload),
+        Command::Qr(QrCommand::Encode(args)) => qr::encode(&args),
         Command::Bench(BenchCommand::Ledger(args)) => {
             let home = existing_home(&home_dir, &project)?;
             let setup = setup::Setup::new(&project, &cache, setup::Options::default());

@@ -555,6 +555,10 @@ fn every_subcommand_has_help_with_an_example() {
         vec!["status", "--help"],
         vec!["logs", "--help"],
         vec!["tls", "init", "--help"],
+        vec!["ledger", "verify", "--help"],
+        vec!["bench", "ledger", "--help"],
+        vec!["qr", "decode", "--help"],
+        vec!["qr", "encode", "--help"],
     ] {
         let output = Command::new(PAYTOOL).args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
@@ -563,4 +567,61 @@ fn every_subcommand_has_help_with_an_example() {
             "{args:?} has examples"
         );
     }
+}
+
+#[test]
+fn a_qr_payload_made_by_paytool_decodes_to_its_fields_and_a_damaged_one_is_refused() {
+    let encode = Command::new(PAYTOOL)
+        .args([
+            "qr",
+            "encode",
+            "--merchant-id",
+            "m-42",
+            "--name",
+            "Ramen Ichiban",
+            "--city",
+            "Tokyo",
+            "--country",
+            "JP",
+        ])
+        .args([
+            "--mcc",
+            "5812",
+            "--currency",
+            "JPY",
+            "--amount-minor",
+            "1200",
+            "--request-id",
+            "pr-1",
+        ])
+        .output()
+        .expect("runs");
+    assert!(encode.status.success(), "{}", text(&encode));
+    let payload = String::from_utf8_lossy(&encode.stdout).trim().to_string();
+    let decode = Command::new(PAYTOOL)
+        .args(["qr", "decode", &payload])
+        .output()
+        .expect("runs");
+    assert!(decode.status.success(), "{}", text(&decode));
+    let fields: Value = serde_json::from_slice(&decode.stdout).expect("JSON");
+    assert_eq!(fields["initiation"], "dynamic");
+    assert_eq!(fields["currency_alpha"], "JPY");
+    assert_eq!(fields["amount"]["minor_units"], 1200);
+    assert_eq!(fields["merchant_name"], "Ramen Ichiban");
+    let mut damaged = payload.clone();
+    damaged.replace_range(30..31, if &payload[30..31] == "1" { "2" } else { "1" });
+    let refused = Command::new(PAYTOOL)
+        .args(["qr", "decode", &damaged])
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr)
+            .trim()
+            .lines()
+            .count(),
+        1,
+        "one line: {}",
+        text(&refused)
+    );
 }

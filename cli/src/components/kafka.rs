@@ -27,6 +27,9 @@ fn java_args(ctx: &Ctx, main_class: &str) -> Vec<String> {
     let mut args: Vec<String> = HEAP.iter().map(|s| (*s).to_string()).collect();
     args.extend([
         "-XX:+UseG1GC".to_string(),
+        "-XX:MaxGCPauseMillis=20".to_string(),
+        // A JVM out of memory is in an unknown state: better dead (and restarted) than limping.
+        "-XX:+ExitOnOutOfMemoryError".to_string(),
         "-Djava.awt.headless=true".to_string(),
         format!(
             "-Dlog4j2.configurationFile={}",
