@@ -708,27 +708,18 @@ impl Sagas {
                     Err(error) => Err(error),
                 }
             }
-            ("top_up", "started") => {
-                let top_up = transfer(
-                    "top_up",
+            // A top-up (funding → wallet) and a send (wallet → wallet) are one posted transfer.
+            (kind @ ("top_up" | "p2p"), "started") => {
+                let code = if kind == "top_up" { "top_up" } else { "p2p" };
+                let posted = transfer(
+                    code,
                     saga.debit_account_id,
                     saga.credit_account_id,
                     saga.amount.value,
                     TransferKind::Posted,
-                    "top_up",
+                    code,
                 );
-                settle(ledger::apply_in(tx, &[top_up]).await, "completed")
-            }
-            ("p2p", "started") => {
-                let send = transfer(
-                    "p2p",
-                    saga.debit_account_id,
-                    saga.credit_account_id,
-                    saga.amount.value,
-                    TransferKind::Posted,
-                    "p2p",
-                );
-                settle(ledger::apply_in(tx, &[send]).await, "completed")
+                settle(ledger::apply_in(tx, &[posted]).await, "completed")
             }
             ("refund", "started") => {
                 let payment_id = saga.payment_id.unwrap_or_default();
