@@ -319,6 +319,23 @@ async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and
         connection.close().await.ok();
     }
 
+    // Each component's log is there, and a wrong name is answered with the right ones.
+    let logs = installation.run(&["logs", "postgres", "-n", "1000"]);
+    assert!(logs.status.success(), "{}", text(&logs));
+    assert!(
+        String::from_utf8_lossy(&logs.stdout)
+            .contains("database system is ready to accept connections"),
+        "{}",
+        text(&logs)
+    );
+    let unknown = installation.run(&["logs", "postgress"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("known: postgres, kafka"),
+        "{}",
+        text(&unknown)
+    );
+
     // The ledger is reachable through its own authenticated API and consistent.
     let verify = installation.run(&["ledger", "verify", "--json"]);
     assert!(verify.status.success(), "ledger verify: {}", text(&verify));
