@@ -1,14 +1,15 @@
 //! `paykit`: the one crate every paytool service shares.
 //!
 //! It holds what is the same in every service — layered configuration, telemetry, the
-//! database pool, health endpoints, RFC 9457 problem responses and the HTTP server loop — so
-//! that each service's own code is only its domain. Later it also carries auth, idempotency and
-//! the outbox; one crate on purpose, not a crate per concern.
+//! database pool, health endpoints, RFC 9457 problem responses, bearer-token auth, idempotency
+//! keys and the HTTP server loop — so that each service's own code is only its domain (the
+//! outbox joins it with events). One crate on purpose, not a crate per concern.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod idempotency;
 pub mod money;
 pub mod problem;
 pub mod server;

@@ -1,0 +1,342 @@
+//! Idempotency keys for requests that move money, after the IETF draft "The Idempotency-Key
+//! HTTP Header Field" and Stripe's behaviour:
+//!
+//! - a request without `Idempotency-Key` is refused (400 `idempotency-key-missing`);
+//! - keys are scoped to the caller (the token's subject) and the endpoint (method and path);
+//! - the same key with the same body replays the stored status and body, marked with
+//!   `Idempotency-Replayed: true`;
+//! - the same key with another body is refused (422 `idempotency-key-reused`);
+//! - while the first request with a key is still being handled, another gets 409
+//!   `idempotency-key-in-flight`; a request that died in flight frees its key after
+//!   [`IN_FLIGHT_LEASE_MS`];
+//! - a 5xx answer is not stored (the client may retry with the same key);
+//! - keys are kept at least [`RETENTION_HOURS`].
+//!
+//! The store is a table in the service's own database, made by [`Store::ensure_schema`].
+
+use crate::auth::{Principal, Verifier};
+use crate::problem::Problem;
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotency-replayed";
+/// Keys are kept at least this long (the draft suggests 24 hours).
+pub const RETENTION_HOURS: i64 = 24;
+/// A request in flight holds its key this long; after that a crashed request's key is free.
+pub const IN_FLIGHT_LEASE_MS: i64 = 30_000;
+/// Largest request or response body the layer buffers; larger ones are refused (413) or not stored.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+pub const KEY_MAX_CHARS: usize = 255;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+/// What a new request with a key may do.
+#[derive(Debug)]
+pub enum Begin {
+    /// First use (or a dead request's key taken over): handle it, then [`Store::complete`].
+    Proceed,
+    /// Answered before: send this again.
+    Replay {
+        status: u16,
+        body: Vec<u8>,
+        content_type: Option<String>,
+    },
+    InFlight,
+    Mismatch,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn ensure_schema(&self) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS idempotency_keys (
+                 principal     text        NOT NULL,
+                 endpoint      text        NOT NULL,
+                 key           text        NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
+                 request_hash  text        NOT NULL,
+                 status        smallint,
+                 content_type  text,
+                 body          bytea,
+                 created_at    timestamptz NOT NULL DEFAULT now(),
+                 locked_until  timestamptz NOT NULL,
+                 PRIMARY KEY (principal, endpoint, key)
+             )",
+        )
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn begin(
+        &self,
+        principal: &str,
+        endpoint: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Begin, sqlx::Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (principal, endpoint, key, request_hash, locked_until)
+             VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond') ON CONFLICT DO NOTHING",
+        )
+        .bind(principal)
+        .bind(endpoint)
+        .bind(key)
+        .bind(request_hash)
+        .bind(IN_FLIGHT_LEASE_MS)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Begin::Proceed);
+        }
+        let row = sqlx::query(
+            "SELECT request_hash, status, content_type, body, locked_until < now() AS lease_expired
+             FROM idempotency_keys WHERE principal = $1 AND endpoint = $2 AND key = $3",
+        )
+        .bind(principal)
+        .bind(endpoint)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            // Deleted between the insert and the read (a 5xx released it): try once more.
+            return Box::pin(self.begin(principal, endpoint, key, request_hash)).await;
+        };
+        if row.try_get::<String, _>("request_hash")? != request_hash {
+            return Ok(Begin::Mismatch);
+        }
+        if let Some(status) = row.try_get::<Option<i16>, _>("status")? {
+            return Ok(Begin::Replay {
+                status: u16::try_from(status).unwrap_or(500),
+                body: row
+                    .try_get::<Option<Vec<u8>>, _>("body")?
+                    .unwrap_or_default(),
+                content_type: row.try_get("content_type")?,
+            });
+        }
+        if row.try_get::<bool, _>("lease_expired")? {
+            // The first request died without an answer: this one takes the key over, once.
+            let taken = sqlx::query(
+                "UPDATE idempotency_keys SET locked_until = now() + $4 * interval '1 millisecond'
+                 WHERE principal = $1 AND endpoint = $2 AND key = $3 AND status IS NULL AND locked_until < now()",
+            )
+            .bind(principal)
+            .bind(endpoint)
+            .bind(key)
+            .bind(IN_FLIGHT_LEASE_MS)
+            .execute(&self.pool)
+            .await?;
+            if taken.rows_affected() == 1 {
+                return Ok(Begin::Proceed);
+            }
+        }
+        Ok(Begin::InFlight)
+    }
+
+    pub async fn complete(
+        &self,
+        principal: &str,
+        endpoint: &str,
+        key: &str,
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = $4, content_type = $5, body = $6
+             WHERE principal = $1 AND endpoint = $2 AND key = $3",
+        )
+        .bind(principal)
+        .bind(endpoint)
+        .bind(key)
+        .bind(i16::try_from(status).unwrap_or(500))
+        .bind(content_type)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Frees a key whose request failed on our side, so that a retry can run.
+    pub async fn release(
+        &self,
+        principal: &str,
+        endpoint: &str,
+        key: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND endpoint = $2 AND key = $3 AND status IS NULL")
+            .bind(principal)
+            .bind(endpoint)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes keys older than the retention. Returns how many.
+    pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
+        let deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - $1 * interval '1 hour'",
+        )
+        .bind(RETENTION_HOURS)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected())
+    }
+}
+
+fn problem(status: StatusCode, slug: &str, title: &str, detail: &str) -> Response {
+    Problem::new(status, slug, title)
+        .with_detail(detail)
+        .into_response()
+}
+
+/// The request hash covers the method, the path and query, and the body bytes.
+pub fn request_hash(endpoint: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(endpoint.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Middleware for routes that move money: `route.layer(from_fn_with_state(state, idempotent))`.
+/// The state must give a [`Verifier`] (to know the caller) and a [`Store`].
+pub async fn idempotent<S>(State(state): State<S>, request: Request, next: Next) -> Response
+where
+    S: Clone + Send + Sync + 'static,
+    Verifier: FromRef<S>,
+    Store: FromRef<S>,
+{
+    let (mut parts, body) = request.into_parts();
+    let principal = match Principal::from_request_parts(&mut parts, &state).await {
+        Ok(principal) => principal,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let key = match parts
+        .headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
+        Some(key) if !key.is_empty() && key.chars().count() <= KEY_MAX_CHARS => key.to_string(),
+        _ => return problem(
+            StatusCode::BAD_REQUEST,
+            "idempotency-key-missing",
+            "Idempotency-Key missing",
+            "Every request that moves money needs an Idempotency-Key header (1 to 255 characters).",
+        ),
+    };
+    let endpoint = format!("{} {}", parts.method, parts.uri.path());
+    let bytes: Bytes = match to_bytes(body, BODY_LIMIT_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                "The request body is larger than this API accepts.",
+            )
+        }
+    };
+    let hash = request_hash(
+        &format!("{endpoint}?{}", parts.uri.query().unwrap_or("")),
+        &bytes,
+    );
+    let store = Store::from_ref(&state);
+    let who = principal.subject.clone();
+    match store.begin(&who, &endpoint, &key, &hash).await {
+        Ok(Begin::Proceed) => {}
+        Ok(Begin::Replay {
+            status,
+            body,
+            content_type,
+        }) => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if let Some(content_type) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONTENT_TYPE, content_type);
+            }
+            response
+                .headers_mut()
+                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+            return response;
+        }
+        Ok(Begin::InFlight) => {
+            return problem(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-flight",
+                "Request in progress",
+                "A request with this Idempotency-Key is still being handled; retry shortly.",
+            )
+        }
+        Ok(Begin::Mismatch) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "This Idempotency-Key was used for a different request.",
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "idempotency store unavailable");
+            return Problem::internal().into_response();
+        }
+    }
+    parts.extensions.insert(principal);
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let (response_parts, response_body) = response.into_parts();
+    let response_bytes = match to_bytes(response_body, BODY_LIMIT_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::error!(%error, "response too large to store for idempotency");
+            let _ = store.release(&who, &endpoint, &key).await;
+            return Problem::internal().into_response();
+        }
+    };
+    let outcome = if response_parts.status.is_server_error() {
+        store.release(&who, &endpoint, &key).await
+    } else {
+        let content_type = response_parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        store
+            .complete(
+                &who,
+                &endpoint,
+                &key,
+                response_parts.status.as_u16(),
+                content_type,
+                &response_bytes,
+            )
+            .await
+    };
+    if let Err(error) = outcome {
+        tracing::error!(%error, "cannot record the idempotent answer");
+    }
+    Response::from_parts(response_parts, Body::from(response_bytes))
+}

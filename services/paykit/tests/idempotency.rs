@@ -1,0 +1,250 @@
+//! The idempotency layer against a real PostgreSQL and real Keycloak tokens.
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::routing::post;
+use axum::{Json, Router};
+use paykit::auth::Verifier;
+use paykit::idempotency::{idempotent, Store};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+struct TestState {
+    verifier: Verifier,
+    store: Store,
+    calls: Arc<AtomicU64>,
+}
+
+impl FromRef<TestState> for Verifier {
+    fn from_ref(state: &TestState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl FromRef<TestState> for Store {
+    fn from_ref(state: &TestState) -> Self {
+        state.store.clone()
+    }
+}
+
+async fn charge(
+    State(state): State<TestState>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let call = state.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(ms) = body["sleep_ms"].as_u64() {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if body["fail"] == true {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "call": call })),
+        );
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({ "call": call, "amount": body["amount"] })),
+    )
+}
+
+struct Harness {
+    address: String,
+    client: reqwest::Client,
+    calls: Arc<AtomicU64>,
+    pool: sqlx::PgPool,
+    token: String,
+}
+
+async fn harness() -> Harness {
+    let database = paykit::testing::fresh_database().await;
+    let pool = database.pool().expect("pool");
+    let store = Store::new(pool.clone());
+    store.ensure_schema().await.expect("schema");
+    let calls = Arc::new(AtomicU64::new(0));
+    let state = TestState {
+        verifier: Verifier::new(paykit::testing::auth_settings("orchestrator")).expect("verifier"),
+        store,
+        calls: calls.clone(),
+    };
+    let router = Router::new()
+        .route("/v1/charges", post(charge))
+        .layer(from_fn_with_state(state.clone(), idempotent::<TestState>))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Harness {
+        address,
+        client: reqwest::Client::new(),
+        calls,
+        pool,
+        token: paykit::testing::client_token("consumer-api").await,
+    }
+}
+
+impl Harness {
+    async fn post(&self, token: &str, key: Option<&str>, body: Value) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/charges", self.address))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("sent")
+    }
+}
+
+async fn problem_type(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("json");
+    body["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("https://paytool.local.test/problems/")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_replayed_request_gets_the_stored_answer_and_runs_once() {
+    let h = harness().await;
+    let first = h.post(&h.token, Some("k1"), json!({ "amount": 100 })).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotency-replayed").is_none());
+    let first: Value = first.json().await.expect("json");
+    let second = h.post(&h.token, Some("k1"), json!({ "amount": 100 })).await;
+    assert_eq!(second.status(), 201);
+    assert_eq!(second.headers()["idempotency-replayed"], "true");
+    assert_eq!(second.headers()["content-type"], "application/json");
+    assert_eq!(second.json::<Value>().await.expect("json"), first);
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_refused() {
+    let h = harness().await;
+    assert_eq!(
+        h.post(&h.token, Some("k"), json!({ "amount": 100 }))
+            .await
+            .status(),
+        201
+    );
+    let other = h.post(&h.token, Some("k"), json!({ "amount": 101 })).await;
+    assert_eq!(other.status(), 422);
+    assert_eq!(problem_type(other).await, "idempotency-key-reused");
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_request_without_a_key_is_refused_before_it_runs() {
+    let h = harness().await;
+    let response = h.post(&h.token, None, json!({ "amount": 100 })).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(problem_type(response).await, "idempotency-key-missing");
+    let anonymous = h
+        .client
+        .post(format!("{}/v1/charges", h.address))
+        .header("Idempotency-Key", "x")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_second_request_while_the_first_is_in_flight_gets_409() {
+    let h = harness().await;
+    let slow = h.post(
+        &h.token,
+        Some("slow"),
+        json!({ "amount": 5, "sleep_ms": 800 }),
+    );
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        h.post(
+            &h.token,
+            Some("slow"),
+            json!({ "amount": 5, "sleep_ms": 800 }),
+        )
+        .await
+    };
+    let (slow, second) = tokio::join!(slow, second);
+    assert_eq!(slow.status(), 201);
+    assert_eq!(second.status(), 409);
+    assert_eq!(problem_type(second).await, "idempotency-key-in-flight");
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_server_error_is_not_stored_so_the_retry_runs_again() {
+    let h = harness().await;
+    assert_eq!(
+        h.post(&h.token, Some("flaky"), json!({ "fail": true }))
+            .await
+            .status(),
+        500
+    );
+    assert_eq!(
+        h.post(&h.token, Some("flaky"), json!({ "fail": true }))
+            .await
+            .status(),
+        500
+    );
+    assert_eq!(h.calls.load(Ordering::SeqCst), 2, "each retry ran");
+}
+
+#[tokio::test]
+async fn keys_belong_to_their_caller() {
+    let h = harness().await;
+    let other_caller = paykit::testing::client_token("merchant-api").await;
+    assert_eq!(
+        h.post(&h.token, Some("shared"), json!({ "amount": 1 }))
+            .await
+            .status(),
+        201
+    );
+    let other = h
+        .post(&other_caller, Some("shared"), json!({ "amount": 2 }))
+        .await;
+    assert_eq!(other.status(), 201, "another caller's key does not collide");
+    assert!(other.headers().get("idempotency-replayed").is_none());
+    assert_eq!(h.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn keys_are_kept_a_day_and_purged_after() {
+    let h = harness().await;
+    assert_eq!(
+        h.post(&h.token, Some("old"), json!({ "amount": 1 }))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        h.post(&h.token, Some("new"), json!({ "amount": 1 }))
+            .await
+            .status(),
+        201
+    );
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'",
+    )
+    .execute(&h.pool)
+    .await
+    .expect("age");
+    let store = Store::new(h.pool.clone());
+    assert_eq!(store.purge_expired().await.expect("purge"), 1);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'new'")
+        .fetch_one(&h.pool)
+        .await
+        .expect("count");
+    assert_eq!(kept, 1);
+}
