@@ -33,6 +33,14 @@ pub fn database_url(ctx: &Ctx, service: &str) -> String {
     )
 }
 
+fn client_secret<'a>(ctx: &'a Ctx, service: &str) -> &'a str {
+    match service {
+        "orchestrator" => &ctx.secrets.client_orchestrator,
+        "consumer-api" => &ctx.secrets.client_consumer_api,
+        _ => &ctx.secrets.client_merchant_api,
+    }
+}
+
 pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
     let name: &'static str = SERVICES
         .iter()
@@ -71,6 +79,24 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
                 ),
             ),
             ("APP__AUTH__AUDIENCE".into(), name.to_string()),
+            // The service's own account: registering users, calling the orchestrator.
+            (
+                "APP__KEYCLOAK__BASE_URL".into(),
+                format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
+            ),
+            (
+                "APP__KEYCLOAK__REALM".into(),
+                super::keycloak::REALM.to_string(),
+            ),
+            ("APP__KEYCLOAK__CLIENT_ID".into(), name.to_string()),
+            (
+                "APP__KEYCLOAK__CLIENT_SECRET".into(),
+                client_secret(ctx, name).to_string(),
+            ),
+            (
+                "APP__ORCHESTRATOR__BASE_URL".into(),
+                format!("http://127.0.0.1:{}", ctx.home.ports().orchestrator),
+            ),
             ("RUST_LOG".into(), "info".into()),
         ],
         cwd: ctx.home.dir.clone(),

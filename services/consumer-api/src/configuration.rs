@@ -1,5 +1,8 @@
+use crate::orchestrator::OrchestratorSettings;
+use paykit::auth::AuthSettings;
 use paykit::config::HttpSettings;
 use paykit::db::DatabaseSettings;
+use paykit::keycloak::KeycloakSettings;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -7,4 +10,16 @@ pub struct Settings {
     #[serde(default)]
     pub http: HttpSettings,
     pub database: DatabaseSettings,
+    /// Verifying consumers' tokens (audience `consumer-api`).
+    pub auth: AuthSettings,
+    /// This service's own account: user registration and calls to the orchestrator.
+    pub keycloak: KeycloakSettings,
+    pub orchestrator: OrchestratorSettings,
+    /// The wallet currency when a registration names none.
+    #[serde(default = "default_currency")]
+    pub default_currency: String,
+}
+
+fn default_currency() -> String {
+    "JPY".to_string()
 }

@@ -1,24 +1,47 @@
 //! Builds the application once for `main` and for the tests alike.
 
 use crate::configuration::Settings;
+use crate::http::AppState;
+use crate::orchestrator::Orchestrator;
 use axum::Router;
+use paykit::idempotency::Store;
+use paykit::keycloak::ServiceAccount;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// How often expired idempotency keys are deleted.
+const IDEMPOTENCY_PURGE_INTERVAL_MS: u64 = 60 * 60 * 1000;
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     router: Router,
+    idempotency: Store,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = settings.database.pool()?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let idempotency = Store::new(pool.clone());
+        idempotency.ensure_schema().await?;
+        let keycloak = Arc::new(ServiceAccount::new(settings.keycloak.clone())?);
+        let state = AppState {
+            pool,
+            verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
+            idempotency: idempotency.clone(),
+            orchestrator: Orchestrator::new(settings.orchestrator.clone(), keycloak.clone()),
+            keycloak,
+            default_currency: settings.default_currency.clone(),
+        };
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             port,
             listener,
-            router: crate::http::router(pool),
+            router: crate::http::router(state),
+            idempotency,
         })
     }
 
@@ -28,6 +51,17 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        paykit::server::serve(self.listener, self.router).await
+        let store = self.idempotency.clone();
+        let purge = tokio::spawn(async move {
+            loop {
+                if let Err(error) = store.purge_expired().await {
+                    tracing::warn!(%error, "idempotency purge failed");
+                }
+                tokio::time::sleep(Duration::from_millis(IDEMPOTENCY_PURGE_INTERVAL_MS)).await;
+            }
+        });
+        let served = paykit::server::serve(self.listener, self.router).await;
+        purge.abort();
+        served
     }
 }

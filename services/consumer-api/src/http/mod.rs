@@ -1,8 +1,53 @@
 //! HTTP resources, one module per resource, each with its own `router()`.
 
-use axum::Router;
-use sqlx::PgPool;
+pub mod consumers;
+pub mod wallet;
 
-pub fn router(pool: PgPool) -> Router {
-    Router::new().merge(paykit::health::router(crate::SERVICE, pool))
+use crate::orchestrator::Orchestrator;
+use axum::extract::FromRef;
+use axum::Router;
+use paykit::auth::{Principal, Verifier};
+use paykit::idempotency::Store;
+use paykit::keycloak::ServiceAccount;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+pub const ROLE_CONSUMER: &str = "consumer";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: Verifier,
+    pub idempotency: Store,
+    pub keycloak: Arc<ServiceAccount>,
+    pub orchestrator: Orchestrator,
+    pub default_currency: String,
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Self {
+        state.idempotency.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(consumers::router())
+        .merge(wallet::router(state.clone()))
+        .with_state(state.clone())
+        .merge(paykit::health::router(crate::SERVICE, state.pool))
+}
+
+pub fn require_consumer(principal: &Principal) -> Result<(), crate::error::Error> {
+    if principal.has_realm_role(ROLE_CONSUMER) {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Forbidden(ROLE_CONSUMER))
+    }
 }

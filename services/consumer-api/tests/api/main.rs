@@ -1,2 +1,4 @@
+mod contract;
 mod health;
 mod helpers;
+mod wallet;

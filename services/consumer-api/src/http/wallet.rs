@@ -1,0 +1,126 @@
+//! The signed-in consumer's wallet: its balance, and top-ups into it.
+
+use super::{require_consumer, AppState};
+use crate::error::{ledger_refusal, Error};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paykit::auth::Principal;
+use paykit::idempotency::idempotent;
+use paykit::money::{Currency, Money};
+use paykit::problem::JsonBody;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new().route("/v1/wallet", get(balance)).route(
+        "/v1/wallet/top-ups",
+        post(top_up).layer(from_fn_with_state(state, idempotent::<AppState>)),
+    )
+}
+
+struct Consumer {
+    id: Uuid,
+    wallet: Uuid,
+    currency: Currency,
+}
+
+async fn consumer_of(state: &AppState, principal: &Principal) -> Result<Consumer, Error> {
+    require_consumer(principal)?;
+    let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+        "SELECT id, wallet_account_id, currency::text FROM consumers WHERE keycloak_user_id = $1",
+    )
+    .bind(&principal.subject)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (id, wallet, currency) = row.ok_or(Error::NotRegistered)?;
+    let currency = Currency::parse(&currency)
+        .map_err(|e| Error::Upstream(anyhow::anyhow!("stored currency: {e}")))?;
+    Ok(Consumer {
+        id,
+        wallet,
+        currency,
+    })
+}
+
+/// The wallet's balance as money: available (what can be spent), pending (reserved), posted.
+async fn wallet_view(state: &AppState, consumer: &Consumer) -> Result<Value, Error> {
+    let answer = state.orchestrator.account(consumer.wallet).await?;
+    if !answer.is_success() {
+        return Err(ledger_refusal(&answer));
+    }
+    let balance = &answer.body["balance"];
+    let money = |field: &str| -> Result<Value, Error> {
+        let value = balance[field].as_i64().ok_or_else(|| {
+            Error::Upstream(anyhow::anyhow!("the ledger's balance lacks {field}"))
+        })?;
+        Ok(json!(Money::new(value, consumer.currency)))
+    };
+    Ok(json!({
+        "id": consumer.wallet,
+        "currency": consumer.currency,
+        "available": money("available")?,
+        "pending": money("pending_debits")?,
+        "posted": money("posted")?,
+    }))
+}
+
+async fn balance(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, Error> {
+    let consumer = consumer_of(&state, &principal).await?;
+    Ok(Json(wallet_view(&state, &consumer).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopUp {
+    amount: Money,
+}
+
+/// The idempotency layer has checked the key and the caller; the orchestrator gets a key of
+/// its own derived from both, so that a retried top-up cannot be applied twice there either.
+async fn top_up(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<TopUp>,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    let consumer = consumer_of(&state, &principal).await?;
+    let amount = body
+        .amount
+        .positive()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    if amount.currency != consumer.currency {
+        return Err(Error::Invalid(format!(
+            "this wallet keeps {}, not {}",
+            consumer.currency, amount.currency
+        )));
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let answer = state
+        .orchestrator
+        .top_up(
+            consumer.wallet,
+            amount,
+            &format!("consumer:{}:{key}", consumer.id),
+        )
+        .await?;
+    if !answer.is_success() {
+        return Err(ledger_refusal(&answer));
+    }
+    let wallet = wallet_view(&state, &consumer).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "id": answer.body["id"], "status": answer.body["state"], "amount": amount, "wallet": wallet }),
+        ),
+    ))
+}

@@ -1,0 +1,184 @@
+//! Registration, login through Keycloak, the wallet and idempotent top-ups, end to end against
+//! a real orchestrator, PostgreSQL and Keycloak.
+
+use crate::helpers::{spawn_app, unique_email};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn problem_type(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("json");
+    body["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("https://paytool.local.test/problems/")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_registered_consumer_logs_in_tops_up_and_sees_the_balance() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let registered = app.register(&email, PASSWORD).await;
+    assert_eq!(registered.status(), 201);
+    let registered: Value = registered.json().await.expect("json");
+    assert_eq!(registered["wallet"]["currency"], "JPY");
+
+    let token = app.login(&email, PASSWORD).await;
+    let wallet: Value = app
+        .client
+        .get(format!("{}/v1/wallet", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        wallet["available"],
+        json!({ "value": 0, "currency": "JPY" })
+    );
+    assert_eq!(wallet["id"], registered["wallet"]["id"]);
+
+    let top_up = |key: &'static str, value: i64| {
+        let request = app
+            .client
+            .post(format!("{}/v1/wallet/top-ups", app.address))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "amount": { "value": value, "currency": "JPY" } }));
+        async move { request.send().await.expect("sent") }
+    };
+    let first = top_up("t-1", 5_000).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(
+        first["wallet"]["available"],
+        json!({ "value": 5_000, "currency": "JPY" })
+    );
+
+    let replay = top_up("t-1", 5_000).await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotency-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.expect("json"), first);
+    let other_body = top_up("t-1", 6_000).await;
+    assert_eq!(other_body.status(), 422);
+    assert_eq!(problem_type(other_body).await, "idempotency-key-reused");
+
+    let wallet: Value = app
+        .client
+        .get(format!("{}/v1/wallet", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        wallet["available"],
+        json!({ "value": 5_000, "currency": "JPY" }),
+        "topped up once"
+    );
+}
+
+#[tokio::test]
+async fn a_second_registration_with_the_same_email_is_refused() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    assert_eq!(app.register(&email, PASSWORD).await.status(), 201);
+    let again = app.register(&email.to_uppercase(), PASSWORD).await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(problem_type(again).await, "email-taken");
+}
+
+#[tokio::test]
+async fn bad_registrations_are_refused_with_a_clear_problem() {
+    let app = spawn_app().await;
+    for (body, status, slug) in [
+        (
+            json!({ "email": "not-an-email", "password": PASSWORD, "name": "A" }),
+            422,
+            "validation",
+        ),
+        (
+            json!({ "email": unique_email(), "password": "short", "name": "A" }),
+            422,
+            "validation",
+        ),
+        (
+            json!({ "email": unique_email(), "password": PASSWORD, "name": "" }),
+            422,
+            "validation",
+        ),
+        (
+            json!({ "email": unique_email(), "password": PASSWORD, "name": "A", "currency": "XXX" }),
+            422,
+            "unknown-currency",
+        ),
+        (
+            json!({ "email": unique_email(), "password": PASSWORD }),
+            400,
+            "malformed-request",
+        ),
+        (
+            json!({ "email": unique_email(), "password": PASSWORD, "name": "A", "admin": true }),
+            400,
+            "malformed-request",
+        ),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}/v1/consumers", app.address))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), status, "{body}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{body}"
+        );
+        assert_eq!(problem_type(response).await, slug, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn the_wallet_needs_a_consumer_login() {
+    let app = spawn_app().await;
+    let anonymous = app
+        .client
+        .get(format!("{}/v1/wallet", app.address))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), 401);
+    let service = paykit::testing::client_token("merchant-api").await;
+    let wrong = app
+        .client
+        .get(format!("{}/v1/wallet", app.address))
+        .bearer_auth(service)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        wrong.status(),
+        401,
+        "a token for another audience is not accepted"
+    );
+    let email = unique_email();
+    assert_eq!(app.register(&email, PASSWORD).await.status(), 201);
+    let token = app.login(&email, PASSWORD).await;
+    let without_key = app
+        .client
+        .post(format!("{}/v1/wallet/top-ups", app.address))
+        .bearer_auth(&token)
+        .json(&json!({ "amount": { "value": 1, "currency": "JPY" } }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(without_key.status(), 400);
+    assert_eq!(problem_type(without_key).await, "idempotency-key-missing");
+}

@@ -1,0 +1,200 @@
+//! A service's own Keycloak service account: client-credentials tokens (cached until shortly
+//! before they expire) for calling other services, and the realm's user administration that
+//! consumer-api and merchant-api need to register people.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// Calls to Keycloak give up after this.
+const KEYCLOAK_TIMEOUT_MS: u64 = 5_000;
+/// A cached token is renewed this long before it expires.
+const TOKEN_RENEW_BEFORE_MS: u64 = 30_000;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeycloakSettings {
+    /// Keycloak on loopback, e.g. `http://127.0.0.1:28080`.
+    pub base_url: String,
+    pub realm: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeycloakError {
+    #[error("a user with this username or email exists already")]
+    Duplicate,
+    #[error("Keycloak answered {status}: {body}")]
+    Refused { status: u16, body: String },
+    #[error("Keycloak cannot be reached: {0}")]
+    Unreachable(#[from] reqwest::Error),
+}
+
+pub struct ServiceAccount {
+    settings: KeycloakSettings,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl ServiceAccount {
+    pub fn new(settings: KeycloakSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            settings,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_millis(KEYCLOAK_TIMEOUT_MS))
+                .build()?,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A valid access token of this service's account.
+    pub async fn token(&self) -> Result<String, KeycloakError> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, renew_at)) = cached.as_ref() {
+            if Instant::now() < *renew_at {
+                return Ok(token.clone());
+            }
+        }
+        let url = format!(
+            "{}/realms/{}/protocol/openid-connect/token",
+            self.settings.base_url, self.settings.realm
+        );
+        let response = self
+            .http
+            .post(url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.settings.client_id.as_str()),
+                ("client_secret", self.settings.client_secret.expose_secret()),
+            ])
+            .send()
+            .await?;
+        let body: Value = checked(response).await?.json().await?;
+        let token = body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let lifetime_ms = body["expires_in"]
+            .as_u64()
+            .unwrap_or(60)
+            .saturating_mul(1000);
+        let renew_at = Instant::now()
+            + Duration::from_millis(lifetime_ms.saturating_sub(TOKEN_RENEW_BEFORE_MS).max(1_000));
+        *cached = Some((token.clone(), renew_at));
+        Ok(token)
+    }
+
+    fn admin(&self, path: &str) -> String {
+        format!(
+            "{}/admin/realms/{}{path}",
+            self.settings.base_url, self.settings.realm
+        )
+    }
+
+    /// Creates an enabled user with a password; returns the user's id (the tokens' `sub`).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+    ) -> Result<String, KeycloakError> {
+        // Keycloak's default user profile requires both names before it lets a user log in
+        // ("account is not fully set up"); one name is split at its first space.
+        let (first, last) = name
+            .split_once(' ')
+            .map_or((name, name), |(first, last)| (first, last.trim()));
+        let user = json!({
+            "username": email,
+            "email": email,
+            "emailVerified": true,
+            "enabled": true,
+            "firstName": first,
+            "lastName": last,
+            "credentials": [{ "type": "password", "value": password, "temporary": false }],
+        });
+        let response = self
+            .http
+            .post(self.admin("/users"))
+            .bearer_auth(self.token().await?)
+            .json(&user)
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::CONFLICT {
+            return Err(KeycloakError::Duplicate);
+        }
+        let response = checked(response).await?;
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        location
+            .rsplit('/')
+            .next()
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .ok_or(KeycloakError::Refused {
+                status: 201,
+                body: "no Location for the new user".into(),
+            })
+    }
+
+    pub async fn assign_realm_role(&self, user_id: &str, role: &str) -> Result<(), KeycloakError> {
+        let token = self.token().await?;
+        let representation: Value = checked(
+            self.http
+                .get(self.admin(&format!("/roles/{role}")))
+                .bearer_auth(&token)
+                .send()
+                .await?,
+        )
+        .await?
+        .json()
+        .await?;
+        checked(
+            self.http
+                .post(self.admin(&format!("/users/{user_id}/role-mappings/realm")))
+                .bearer_auth(&token)
+                .json(&json!([representation]))
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a user (compensation when a registration fails after the user was made).
+    pub async fn delete_user(&self, user_id: &str) -> Result<(), KeycloakError> {
+        checked(
+            self.http
+                .delete(self.admin(&format!("/users/{user_id}")))
+                .bearer_auth(self.token().await?)
+                .send()
+                .await?,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+async fn checked(response: reqwest::Response) -> Result<reqwest::Response, KeycloakError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let body = response
+        .text()
+        .await
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    Err(KeycloakError::Refused { status, body })
+}
