@@ -12,13 +12,39 @@ paytool=target/release/paytool
 
 "$paytool" up
 
-https_port=$("$paytool" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["gateway"]["https_port"])')
-ca=$("$paytool" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["gateway"]["ca_certificate"])')
+status_json=$("$paytool" status --json)
+field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval("d"+sys.argv[2]))' "$1" "$2"; }
+https_port=$(field "$status_json" '["gateway"]["https_port"]')
+ca=$(field "$status_json" '["gateway"]["ca_certificate"]')
+suffix=""; [[ "$https_port" != 443 ]] && suffix=":$https_port"
+tls=(--silent --show-error --fail-with-body --cacert "$ca")
+for host in whoami sso api; do tls+=(--resolve "$host.local.test:$https_port:127.0.0.1"); done
+
 echo
 echo "demo: a request through the TLS gateway, verified against the platform's own CA:"
-curl --silent --show-error --fail --cacert "$ca" \
-  --resolve "whoami.local.test:${https_port}:127.0.0.1" \
-  "https://whoami.local.test:${https_port}/demo?hello=world"
+curl "${tls[@]}" "https://whoami.local.test$suffix/demo?hello=world"
+
+email="demo-$(date +%s)@example.test"
+password="correct horse battery staple"
+echo
+echo "demo: register $email (a Keycloak user with role consumer, and a wallet in the ledger):"
+curl "${tls[@]}" -H 'Content-Type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\",\"name\":\"Demo Consumer\"}" \
+  "https://api.local.test$suffix/v1/consumers"
+echo
+echo "demo: log in through Keycloak (paytool-cli, password grant) and top up 2 500 JPY, twice with one Idempotency-Key:"
+token=$(curl "${tls[@]}" -d grant_type=password -d client_id=paytool-cli --data-urlencode "username=$email" \
+  --data-urlencode "password=$password" "https://sso.local.test$suffix/realms/paytool/protocol/openid-connect/token" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+key="demo-top-up-$(date +%s)"
+for attempt in 1 2; do
+  curl "${tls[@]}" -H "Authorization: Bearer $token" -H "Idempotency-Key: $key" -H 'Content-Type: application/json' \
+    -d '{"amount":{"value":2500,"currency":"JPY"}}' "https://api.local.test$suffix/v1/wallet/top-ups"
+  echo
+done
+echo "demo: the wallet (topped up once):"
+curl "${tls[@]}" -H "Authorization: Bearer $token" "https://api.local.test$suffix/v1/wallet"
+echo
 echo
 "$paytool" status
 echo
