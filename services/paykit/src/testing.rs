@@ -191,3 +191,34 @@ impl Contract {
             .unwrap_or_else(|| panic!("{}: dangling reference {reference}", self.name))
     }
 }
+
+impl Contract {
+    /// Reads a response and checks it against the contract; returns its status and body.
+    pub async fn check_response(
+        &self,
+        method: &str,
+        path_template: &str,
+        response: reqwest::Response,
+    ) -> (u16, serde_json::Value) {
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body: serde_json::Value = response.json().await.expect("a JSON body");
+        self.check(method, path_template, status, &content_type, &body);
+        (status, body)
+    }
+}
+
+/// The slug of a problem response's `type` (`insufficient-funds` for `.../problems/insufficient-funds`).
+pub async fn problem_type(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    body["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches(crate::problem::TYPE_BASE)
+        .to_string()
+}

@@ -102,15 +102,6 @@ impl Harness {
     }
 }
 
-async fn problem_type(response: reqwest::Response) -> String {
-    let body: Value = response.json().await.expect("json");
-    body["type"]
-        .as_str()
-        .unwrap_or_default()
-        .trim_start_matches("https://paytool.local.test/problems/")
-        .to_string()
-}
-
 #[tokio::test]
 async fn a_replayed_request_gets_the_stored_answer_and_runs_once() {
     let h = harness().await;
@@ -137,7 +128,10 @@ async fn the_same_key_with_another_body_is_refused() {
     );
     let other = h.post(&h.token, Some("k"), json!({ "amount": 101 })).await;
     assert_eq!(other.status(), 422);
-    assert_eq!(problem_type(other).await, "idempotency-key-reused");
+    assert_eq!(
+        paykit::testing::problem_type(other).await,
+        "idempotency-key-reused"
+    );
     assert_eq!(h.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -146,7 +140,10 @@ async fn a_request_without_a_key_is_refused_before_it_runs() {
     let h = harness().await;
     let response = h.post(&h.token, None, json!({ "amount": 100 })).await;
     assert_eq!(response.status(), 400);
-    assert_eq!(problem_type(response).await, "idempotency-key-missing");
+    assert_eq!(
+        paykit::testing::problem_type(response).await,
+        "idempotency-key-missing"
+    );
     let anonymous = h
         .client
         .post(format!("{}/v1/charges", h.address))
@@ -179,7 +176,10 @@ async fn a_second_request_while_the_first_is_in_flight_gets_409() {
     let (slow, second) = tokio::join!(slow, second);
     assert_eq!(slow.status(), 201);
     assert_eq!(second.status(), 409);
-    assert_eq!(problem_type(second).await, "idempotency-key-in-flight");
+    assert_eq!(
+        paykit::testing::problem_type(second).await,
+        "idempotency-key-in-flight"
+    );
     assert_eq!(h.calls.load(Ordering::SeqCst), 1);
 }
 

@@ -2,7 +2,7 @@
 
 use crate::helpers::{spawn_app, unique_email};
 use paykit::testing::Contract;
-use serde_json::{json, Value};
+use serde_json::json;
 
 async fn checked(
     contract: &Contract,
@@ -10,16 +10,7 @@ async fn checked(
     template: &str,
     response: reqwest::Response,
 ) -> u16 {
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body: Value = response.json().await.expect("a JSON body");
-    contract.check(method, template, status, &content_type, &body);
-    status
+    contract.check_response(method, template, response).await.0
 }
 
 #[tokio::test]

@@ -6,15 +6,6 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn problem_type(response: reqwest::Response) -> String {
-    let body: Value = response.json().await.expect("json");
-    body["type"]
-        .as_str()
-        .unwrap_or_default()
-        .trim_start_matches("https://paytool.local.test/problems/")
-        .to_string()
-}
-
 #[tokio::test]
 async fn a_registered_consumer_logs_in_tops_up_and_sees_the_balance() {
     let app = spawn_app().await;
@@ -64,7 +55,10 @@ async fn a_registered_consumer_logs_in_tops_up_and_sees_the_balance() {
     assert_eq!(replay.json::<Value>().await.expect("json"), first);
     let other_body = top_up("t-1", 6_000).await;
     assert_eq!(other_body.status(), 422);
-    assert_eq!(problem_type(other_body).await, "idempotency-key-reused");
+    assert_eq!(
+        paykit::testing::problem_type(other_body).await,
+        "idempotency-key-reused"
+    );
 
     let wallet: Value = app
         .client
@@ -90,7 +84,7 @@ async fn a_second_registration_with_the_same_email_is_refused() {
     assert_eq!(app.register(&email, PASSWORD).await.status(), 201);
     let again = app.register(&email.to_uppercase(), PASSWORD).await;
     assert_eq!(again.status(), 409);
-    assert_eq!(problem_type(again).await, "email-taken");
+    assert_eq!(paykit::testing::problem_type(again).await, "email-taken");
 }
 
 #[tokio::test]
@@ -141,7 +135,11 @@ async fn bad_registrations_are_refused_with_a_clear_problem() {
             "application/problem+json",
             "{body}"
         );
-        assert_eq!(problem_type(response).await, slug, "{body}");
+        assert_eq!(
+            paykit::testing::problem_type(response).await,
+            slug,
+            "{body}"
+        );
     }
 }
 
@@ -180,5 +178,8 @@ async fn the_wallet_needs_a_consumer_login() {
         .await
         .expect("sent");
     assert_eq!(without_key.status(), 400);
-    assert_eq!(problem_type(without_key).await, "idempotency-key-missing");
+    assert_eq!(
+        paykit::testing::problem_type(without_key).await,
+        "idempotency-key-missing"
+    );
 }

@@ -12,16 +12,7 @@ async fn checked(
     template: &str,
     response: reqwest::Response,
 ) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body: Value = response.json().await.expect("a JSON body");
-    contract.check(method, template, status, &content_type, &body);
-    (status, body)
+    contract.check_response(method, template, response).await
 }
 
 #[tokio::test]
