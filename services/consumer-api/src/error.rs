@@ -15,6 +15,8 @@ pub enum Error {
     Forbidden(&'static str),
     #[error("no consumer for this login")]
     NotRegistered,
+    #[error("no consumer with that email or id")]
+    UnknownRecipient,
     /// A refusal of the orchestrator, passed on as it is (its problem type and status).
     #[error("the ledger refused: {}", .0.title)]
     Ledger(Problem),
@@ -46,6 +48,12 @@ impl IntoResponse for Error {
                     "This login has no consumer account: register with POST /v1/consumers.",
                 )
             }
+            Error::UnknownRecipient => Problem::new(
+                StatusCode::NOT_FOUND,
+                "recipient-not-found",
+                "Recipient not found",
+            )
+            .with_detail("No consumer has that email or id."),
             Error::Ledger(problem) => problem,
             Error::Database(cause) => {
                 tracing::error!(error = %cause, "database error");

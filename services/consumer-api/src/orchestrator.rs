@@ -86,6 +86,44 @@ impl Orchestrator {
         .await
     }
 
+    pub async fn transfer(
+        &self,
+        from: Uuid,
+        to: Uuid,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<Answer, OrchestratorError> {
+        let body = json!({ "from_account_id": from, "to_account_id": to, "amount": amount });
+        self.send(
+            self.account
+                .http()
+                .post(self.url("/v1/transfers"))
+                .header("Idempotency-Key", idempotency_key)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// One page of an account's transfers, newest first.
+    pub async fn history(
+        &self,
+        account: Uuid,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<Answer, OrchestratorError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_string()));
+        }
+        self.send(
+            self.account
+                .http()
+                .get(self.url(&format!("/v1/accounts/{account}/transfers")))
+                .query(&query),
+        )
+        .await
+    }
+
     pub async fn top_up(
         &self,
         wallet: Uuid,

@@ -1,6 +1,8 @@
 //! HTTP resources, one module per resource, each with its own `router()`.
 
 pub mod consumers;
+pub mod transactions;
+pub mod transfers;
 pub mod wallet;
 
 use crate::orchestrator::Orchestrator;
@@ -40,6 +42,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(consumers::router())
         .merge(wallet::router(state.clone()))
+        .merge(transfers::router(state.clone()))
+        .merge(transactions::router())
         .with_state(state.clone())
         .merge(paykit::health::router(crate::SERVICE, state.pool))
 }

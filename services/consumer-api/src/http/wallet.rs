@@ -22,13 +22,13 @@ pub fn router(state: AppState) -> Router<AppState> {
     )
 }
 
-struct Consumer {
-    id: Uuid,
-    wallet: Uuid,
-    currency: Currency,
+pub struct Consumer {
+    pub id: Uuid,
+    pub wallet: Uuid,
+    pub currency: Currency,
 }
 
-async fn consumer_of(state: &AppState, principal: &Principal) -> Result<Consumer, Error> {
+pub async fn consumer_of(state: &AppState, principal: &Principal) -> Result<Consumer, Error> {
     require_consumer(principal)?;
     let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
         "SELECT id, wallet_account_id, currency::text FROM consumers WHERE keycloak_user_id = $1",
@@ -47,7 +47,7 @@ async fn consumer_of(state: &AppState, principal: &Principal) -> Result<Consumer
 }
 
 /// The wallet's balance as money: available (what can be spent), pending (reserved), posted.
-async fn wallet_view(state: &AppState, consumer: &Consumer) -> Result<Value, Error> {
+pub async fn wallet_view(state: &AppState, consumer: &Consumer) -> Result<Value, Error> {
     let answer = state.orchestrator.account(consumer.wallet).await?;
     if !answer.is_success() {
         return Err(ledger_refusal(&answer));

@@ -1,4 +1,5 @@
 mod contract;
 mod health;
 mod helpers;
+mod transfers;
 mod wallet;
