@@ -53,52 +53,60 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
         "merchant-api" => vec![ctx.home.ports().public_url("merchant")],
         _ => Vec::new(),
     };
+    let mut env: Vec<(String, String)> = vec![
+        ("APP__HTTP__HOST".into(), "127.0.0.1".into()),
+        ("APP__HTTP__PORT".into(), port.to_string()),
+        ("APP__DATABASE__URL".into(), database_url(ctx, name)),
+        // Tokens are verified locally against the realm's keys; `iss` is the public URL.
+        (
+            "APP__AUTH__ISSUER".into(),
+            format!(
+                "{}/realms/{}",
+                ctx.home.ports().public_url("sso"),
+                super::keycloak::REALM
+            ),
+        ),
+        (
+            "APP__AUTH__JWKS_URL".into(),
+            format!(
+                "http://127.0.0.1:{}/realms/{}/protocol/openid-connect/certs",
+                ctx.home.ports().keycloak,
+                super::keycloak::REALM
+            ),
+        ),
+        ("APP__AUTH__AUDIENCE".into(), name.to_string()),
+        // The service's own account: registering users, calling the orchestrator.
+        (
+            "APP__KEYCLOAK__BASE_URL".into(),
+            format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
+        ),
+        (
+            "APP__KEYCLOAK__REALM".into(),
+            super::keycloak::REALM.to_string(),
+        ),
+        ("APP__KEYCLOAK__CLIENT_ID".into(), name.to_string()),
+        (
+            "APP__KEYCLOAK__CLIENT_SECRET".into(),
+            client_secret(ctx, name).to_string(),
+        ),
+        (
+            "APP__ORCHESTRATOR__BASE_URL".into(),
+            format!("http://127.0.0.1:{}", ctx.home.ports().orchestrator),
+        ),
+        ("RUST_LOG".into(), "info".into()),
+    ];
+    if name == "consumer-api" {
+        // Only the service that makes payment codes gets the key they are derived with.
+        env.push((
+            "APP__PAYMENT_CODE_KEY".into(),
+            ctx.secrets.payment_code_key.clone(),
+        ));
+    }
     Ok(Spec {
         name,
         program: ctx.bin_dir.join(name),
         args: Vec::new(),
-        env: vec![
-            ("APP__HTTP__HOST".into(), "127.0.0.1".into()),
-            ("APP__HTTP__PORT".into(), port.to_string()),
-            ("APP__DATABASE__URL".into(), database_url(ctx, name)),
-            // Tokens are verified locally against the realm's keys; `iss` is the public URL.
-            (
-                "APP__AUTH__ISSUER".into(),
-                format!(
-                    "{}/realms/{}",
-                    ctx.home.ports().public_url("sso"),
-                    super::keycloak::REALM
-                ),
-            ),
-            (
-                "APP__AUTH__JWKS_URL".into(),
-                format!(
-                    "http://127.0.0.1:{}/realms/{}/protocol/openid-connect/certs",
-                    ctx.home.ports().keycloak,
-                    super::keycloak::REALM
-                ),
-            ),
-            ("APP__AUTH__AUDIENCE".into(), name.to_string()),
-            // The service's own account: registering users, calling the orchestrator.
-            (
-                "APP__KEYCLOAK__BASE_URL".into(),
-                format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
-            ),
-            (
-                "APP__KEYCLOAK__REALM".into(),
-                super::keycloak::REALM.to_string(),
-            ),
-            ("APP__KEYCLOAK__CLIENT_ID".into(), name.to_string()),
-            (
-                "APP__KEYCLOAK__CLIENT_SECRET".into(),
-                client_secret(ctx, name).to_string(),
-            ),
-            (
-                "APP__ORCHESTRATOR__BASE_URL".into(),
-                format!("http://127.0.0.1:{}", ctx.home.ports().orchestrator),
-            ),
-            ("RUST_LOG".into(), "info".into()),
-        ],
+        env,
         cwd: ctx.home.dir.clone(),
         run_as: None,
         ports: vec![("http", port)],

@@ -15,6 +15,8 @@ pub struct Settings {
     /// This service's own account: user registration and calls to the orchestrator.
     pub keycloak: KeycloakSettings,
     pub orchestrator: OrchestratorSettings,
+    /// The server secret one-time payment codes are derived with (secrets.json's payment_code_key).
+    pub payment_code_key: secrecy::SecretString,
     /// The wallet currency when a registration names none.
     #[serde(default = "default_currency")]
     pub default_currency: String,

@@ -34,6 +34,7 @@ impl Application {
             orchestrator: Orchestrator::new(settings.orchestrator.clone(), keycloak.clone()),
             keycloak,
             default_currency: settings.default_currency.clone(),
+            payment_code_key: settings.payment_code_key.clone(),
         };
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();

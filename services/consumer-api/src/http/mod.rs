@@ -1,6 +1,7 @@
 //! HTTP resources, one module per resource, each with its own `router()`.
 
 pub mod consumers;
+pub mod payment_codes;
 pub mod transactions;
 pub mod transfers;
 pub mod wallet;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub keycloak: Arc<ServiceAccount>,
     pub orchestrator: Orchestrator,
     pub default_currency: String,
+    /// The server secret payment codes are derived with.
+    pub payment_code_key: secrecy::SecretString,
 }
 
 impl FromRef<AppState> for Verifier {
@@ -44,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wallet::router(state.clone()))
         .merge(transfers::router(state.clone()))
         .merge(transactions::router())
+        .merge(payment_codes::router())
         .with_state(state.clone())
         .merge(paykit::health::router(crate::SERVICE, state.pool))
 }

@@ -116,4 +116,77 @@ async fn the_running_service_answers_as_its_contract_says() {
         .await,
         422
     );
+
+    let friend = unique_email();
+    assert_eq!(
+        checked(
+            &contract,
+            "post",
+            "/v1/consumers",
+            app.register(&friend, password).await
+        )
+        .await,
+        201
+    );
+    let send = |key: &'static str, to: serde_json::Value, value: i64| {
+        app.client
+            .post(format!("{}/v1/transfers", app.address))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "to": to, "amount": { "value": value, "currency": "JPY" } }))
+            .send()
+    };
+    let sent = send("x1", json!({ "email": friend }), 100)
+        .await
+        .expect("sent");
+    assert_eq!(checked(&contract, "post", "/v1/transfers", sent).await, 201);
+    let overdraw = send("x2", json!({ "email": friend }), 10_000)
+        .await
+        .expect("sent");
+    assert_eq!(
+        checked(&contract, "post", "/v1/transfers", overdraw).await,
+        402
+    );
+    let nobody = send("x3", json!({ "email": unique_email() }), 1)
+        .await
+        .expect("sent");
+    assert_eq!(
+        checked(&contract, "post", "/v1/transfers", nobody).await,
+        404
+    );
+
+    let list = app
+        .client
+        .get(format!("{}/v1/transactions?limit=1", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        checked(&contract, "get", "/v1/transactions", list).await,
+        200
+    );
+    let bad = app
+        .client
+        .get(format!("{}/v1/transactions?limit=0", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        checked(&contract, "get", "/v1/transactions", bad).await,
+        422
+    );
+
+    let code = app
+        .client
+        .post(format!("{}/v1/payment-codes", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        checked(&contract, "post", "/v1/payment-codes", code).await,
+        201
+    );
 }

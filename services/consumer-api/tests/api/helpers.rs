@@ -59,6 +59,7 @@ pub async fn spawn_app() -> TestApp {
             base_url: spawn_orchestrator().await,
         },
         default_currency: "JPY".to_string(),
+        payment_code_key: uuid::Uuid::new_v4().to_string().into(),
     };
     let application = Application::build(settings)
         .await
