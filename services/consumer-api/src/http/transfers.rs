@@ -1,6 +1,6 @@
 //! Sending money to another consumer, by email or by id.
 
-use super::wallet::{consumer_of, wallet_view};
+use super::wallet::{consumer_of, ledger_key, wallet_view};
 use super::AppState;
 use crate::error::{ledger_refusal, Error};
 use axum::extract::{Extension, State};
@@ -73,17 +73,13 @@ async fn send(
             amount.currency, sender.currency
         )));
     }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
     let answer = state
         .orchestrator
         .transfer(
             sender.wallet,
             recipient_wallet,
             amount,
-            &format!("consumer:{}:{key}", sender.id),
+            &ledger_key(&sender, &headers),
         )
         .await?;
     if !answer.is_success() {

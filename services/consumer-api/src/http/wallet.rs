@@ -46,6 +46,16 @@ pub async fn consumer_of(state: &AppState, principal: &Principal) -> Result<Cons
     })
 }
 
+/// The Idempotency-Key the orchestrator gets for a consumer's money-moving request: the
+/// consumer's own key, scoped to the consumer, so that a retry cannot apply twice there either.
+pub fn ledger_key(consumer: &Consumer, headers: &HeaderMap) -> String {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    format!("consumer:{}:{key}", consumer.id)
+}
+
 /// The wallet's balance as money: available (what can be spent), pending (reserved), posted.
 pub async fn wallet_view(state: &AppState, consumer: &Consumer) -> Result<Value, Error> {
     let answer = state.orchestrator.account(consumer.wallet).await?;
@@ -101,17 +111,9 @@ async fn top_up(
             consumer.currency, amount.currency
         )));
     }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
     let answer = state
         .orchestrator
-        .top_up(
-            consumer.wallet,
-            amount,
-            &format!("consumer:{}:{key}", consumer.id),
-        )
+        .top_up(consumer.wallet, amount, &ledger_key(&consumer, &headers))
         .await?;
     if !answer.is_success() {
         return Err(ledger_refusal(&answer));
