@@ -69,19 +69,19 @@ async fn the_running_service_answers_as_its_contract_says() {
     );
 
     let top_up = |key: &'static str, value: i64| {
-        app.client
-            .post(format!("{}/v1/wallet/top-ups", app.address))
-            .bearer_auth(&token)
-            .header("Idempotency-Key", key)
-            .json(&json!({ "amount": { "value": value, "currency": "JPY" } }))
-            .send()
+        app.post_with_key(
+            &token,
+            "/v1/wallet/top-ups",
+            key,
+            json!({ "amount": { "value": value, "currency": "JPY" } }),
+        )
     };
     assert_eq!(
         checked(
             &contract,
             "post",
             "/v1/wallet/top-ups",
-            top_up("c1", 700).await.expect("sent")
+            top_up("c1", 700).await
         )
         .await,
         201
@@ -91,7 +91,7 @@ async fn the_running_service_answers_as_its_contract_says() {
             &contract,
             "post",
             "/v1/wallet/top-ups",
-            top_up("c1", 700).await.expect("sent")
+            top_up("c1", 700).await
         )
         .await,
         201
@@ -101,7 +101,7 @@ async fn the_running_service_answers_as_its_contract_says() {
             &contract,
             "post",
             "/v1/wallet/top-ups",
-            top_up("c1", 701).await.expect("sent")
+            top_up("c1", 701).await
         )
         .await,
         422
@@ -111,7 +111,7 @@ async fn the_running_service_answers_as_its_contract_says() {
             &contract,
             "post",
             "/v1/wallet/top-ups",
-            top_up("c2", 0).await.expect("sent")
+            top_up("c2", 0).await
         )
         .await,
         422
@@ -129,27 +129,21 @@ async fn the_running_service_answers_as_its_contract_says() {
         201
     );
     let send = |key: &'static str, to: serde_json::Value, value: i64| {
-        app.client
-            .post(format!("{}/v1/transfers", app.address))
-            .bearer_auth(&token)
-            .header("Idempotency-Key", key)
-            .json(&json!({ "to": to, "amount": { "value": value, "currency": "JPY" } }))
-            .send()
+        app.post_with_key(
+            &token,
+            "/v1/transfers",
+            key,
+            json!({ "to": to, "amount": { "value": value, "currency": "JPY" } }),
+        )
     };
-    let sent = send("x1", json!({ "email": friend }), 100)
-        .await
-        .expect("sent");
+    let sent = send("x1", json!({ "email": friend }), 100).await;
     assert_eq!(checked(&contract, "post", "/v1/transfers", sent).await, 201);
-    let overdraw = send("x2", json!({ "email": friend }), 10_000)
-        .await
-        .expect("sent");
+    let overdraw = send("x2", json!({ "email": friend }), 10_000).await;
     assert_eq!(
         checked(&contract, "post", "/v1/transfers", overdraw).await,
         402
     );
-    let nobody = send("x3", json!({ "email": unique_email() }), 1)
-        .await
-        .expect("sent");
+    let nobody = send("x3", json!({ "email": unique_email() }), 1).await;
     assert_eq!(
         checked(&contract, "post", "/v1/transfers", nobody).await,
         404

@@ -73,6 +73,37 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// A money-moving POST as a signed-in consumer, with its Idempotency-Key.
+    pub async fn post_with_key(
+        &self,
+        token: &str,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    /// The signed-in consumer's wallet.
+    pub async fn wallet(&self, token: &str) -> Value {
+        self.client
+            .get(format!("{}/v1/wallet", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json")
+    }
+
     pub async fn register(&self, email: &str, password: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/consumers", self.address))

@@ -18,29 +18,10 @@ async fn consumer(app: &TestApp) -> (String, String, Value) {
     (email, token, registered)
 }
 
-async fn post(app: &TestApp, token: &str, path: &str, key: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(format!("{}{path}", app.address))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("sent")
-}
-
 async fn available(app: &TestApp, token: &str) -> i64 {
-    let wallet: Value = app
-        .client
-        .get(format!("{}/v1/wallet", app.address))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    wallet["available"]["value"].as_i64().expect("value")
+    app.wallet(token).await["available"]["value"]
+        .as_i64()
+        .expect("value")
 }
 
 fn jpy(value: i64) -> Value {
@@ -53,8 +34,7 @@ async fn money_sent_by_email_arrives_once_and_never_overdraws() {
     let (_, alice, _) = consumer(&app).await;
     let (bob_email, bob, bob_registered) = consumer(&app).await;
     assert_eq!(
-        post(
-            &app,
+        app.post_with_key(
             &alice,
             "/v1/wallet/top-ups",
             "t",
@@ -66,12 +46,14 @@ async fn money_sent_by_email_arrives_once_and_never_overdraws() {
     );
 
     let send = json!({ "to": { "email": bob_email.to_uppercase() }, "amount": jpy(1_200) });
-    let sent = post(&app, &alice, "/v1/transfers", "s1", send.clone()).await;
+    let sent = app
+        .post_with_key(&alice, "/v1/transfers", "s1", send.clone())
+        .await;
     assert_eq!(sent.status(), 201);
     let sent: Value = sent.json().await.expect("json");
     assert_eq!(sent["to"]["consumer_id"], bob_registered["id"]);
     assert_eq!(
-        post(&app, &alice, "/v1/transfers", "s1", send)
+        app.post_with_key(&alice, "/v1/transfers", "s1", send)
             .await
             .headers()["idempotency-replayed"],
         "true"
@@ -80,7 +62,9 @@ async fn money_sent_by_email_arrives_once_and_never_overdraws() {
     assert_eq!(available(&app, &bob).await, 1_200, "sent once");
 
     let by_id = json!({ "to": { "consumer_id": bob_registered["id"] }, "amount": jpy(1_801) });
-    let overdraw = post(&app, &alice, "/v1/transfers", "s2", by_id).await;
+    let overdraw = app
+        .post_with_key(&alice, "/v1/transfers", "s2", by_id)
+        .await;
     assert_eq!(overdraw.status(), 402);
     assert_eq!(problem_type(overdraw).await, "insufficient-funds");
     assert_eq!(available(&app, &alice).await, 1_800);
@@ -91,8 +75,7 @@ async fn transfers_to_nobody_or_to_oneself_are_refused() {
     let app = spawn_app().await;
     let (alice_email, alice, _) = consumer(&app).await;
     assert_eq!(
-        post(
-            &app,
+        app.post_with_key(
             &alice,
             "/v1/wallet/top-ups",
             "t",
@@ -102,42 +85,40 @@ async fn transfers_to_nobody_or_to_oneself_are_refused() {
         .status(),
         201
     );
-    let nobody = post(
-        &app,
-        &alice,
-        "/v1/transfers",
-        "a",
-        json!({ "to": { "email": unique_email() }, "amount": jpy(1) }),
-    )
-    .await;
+    let nobody = app
+        .post_with_key(
+            &alice,
+            "/v1/transfers",
+            "a",
+            json!({ "to": { "email": unique_email() }, "amount": jpy(1) }),
+        )
+        .await;
     assert_eq!(nobody.status(), 404);
     assert_eq!(problem_type(nobody).await, "recipient-not-found");
-    let myself = post(
-        &app,
-        &alice,
-        "/v1/transfers",
-        "b",
-        json!({ "to": { "email": alice_email }, "amount": jpy(1) }),
-    )
-    .await;
+    let myself = app
+        .post_with_key(
+            &alice,
+            "/v1/transfers",
+            "b",
+            json!({ "to": { "email": alice_email }, "amount": jpy(1) }),
+        )
+        .await;
     assert_eq!(myself.status(), 422);
-    let usd = post(
-        &app,
-        &alice,
+    let usd = app.post_with_key(&alice,
         "/v1/transfers",
         "c",
         json!({ "to": { "email": unique_email() }, "amount": { "value": 1, "currency": "USD" } }),
     )
     .await;
     assert_eq!(usd.status(), 404, "the recipient is checked first");
-    let negative = post(
-        &app,
-        &alice,
-        "/v1/transfers",
-        "d",
-        json!({ "to": { "email": alice_email }, "amount": jpy(-5) }),
-    )
-    .await;
+    let negative = app
+        .post_with_key(
+            &alice,
+            "/v1/transfers",
+            "d",
+            json!({ "to": { "email": alice_email }, "amount": jpy(-5) }),
+        )
+        .await;
     assert_eq!(negative.status(), 422);
     assert_eq!(available(&app, &alice).await, 100);
 }
@@ -149,8 +130,7 @@ async fn the_transaction_list_pages_newest_first() {
     let (bob_email, _, _) = consumer(&app).await;
     for (key, value) in [("t1", 500), ("t2", 700)] {
         assert_eq!(
-            post(
-                &app,
+            app.post_with_key(
                 &alice,
                 "/v1/wallet/top-ups",
                 key,
@@ -162,8 +142,7 @@ async fn the_transaction_list_pages_newest_first() {
         );
     }
     assert_eq!(
-        post(
-            &app,
+        app.post_with_key(
             &alice,
             "/v1/transfers",
             "s",

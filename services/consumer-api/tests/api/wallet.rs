@@ -16,16 +16,7 @@ async fn a_registered_consumer_logs_in_tops_up_and_sees_the_balance() {
     assert_eq!(registered["wallet"]["currency"], "JPY");
 
     let token = app.login(&email, PASSWORD).await;
-    let wallet: Value = app
-        .client
-        .get(format!("{}/v1/wallet", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let wallet = app.wallet(&token).await;
     assert_eq!(
         wallet["available"],
         json!({ "value": 0, "currency": "JPY" })
@@ -33,13 +24,12 @@ async fn a_registered_consumer_logs_in_tops_up_and_sees_the_balance() {
     assert_eq!(wallet["id"], registered["wallet"]["id"]);
 
     let top_up = |key: &'static str, value: i64| {
-        let request = app
-            .client
-            .post(format!("{}/v1/wallet/top-ups", app.address))
-            .bearer_auth(&token)
-            .header("Idempotency-Key", key)
-            .json(&json!({ "amount": { "value": value, "currency": "JPY" } }));
-        async move { request.send().await.expect("sent") }
+        app.post_with_key(
+            &token,
+            "/v1/wallet/top-ups",
+            key,
+            json!({ "amount": { "value": value, "currency": "JPY" } }),
+        )
     };
     let first = top_up("t-1", 5_000).await;
     assert_eq!(first.status(), 201);
@@ -60,16 +50,7 @@ async fn a_registered_consumer_logs_in_tops_up_and_sees_the_balance() {
         "idempotency-key-reused"
     );
 
-    let wallet: Value = app
-        .client
-        .get(format!("{}/v1/wallet", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let wallet = app.wallet(&token).await;
     assert_eq!(
         wallet["available"],
         json!({ "value": 5_000, "currency": "JPY" }),
