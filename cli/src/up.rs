@@ -36,8 +36,8 @@ pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> any
         ui.println("setting up what the local runtime needs (once):");
         setup.run(ui)?;
     }
-    let tools = setup.tools()?;
-    drop(tools);
+    // Fail here, with setup's one-line advice, rather than inside the detached supervisor.
+    setup.tools()?;
     if crate::tls::init(&home, false)? {
         ui.println(&format!(
             "made a local CA and a *.local.test certificate in {}",
