@@ -5,8 +5,7 @@ use crate::cli::QrEncodeArgs;
 use crate::exit::{fail, Code};
 use emvco::{CountryCode, CurrencyCode, Mcc, MerchantCity, MerchantName, PaymentRequest};
 
-/// This platform's globally unique identifier in the merchant account template.
-pub const PLATFORM_GUI: &str = "test.local.paytool";
+pub use emvco::PLATFORM_GUI;
 
 pub fn decode(payload: &str) -> anyhow::Result<i32> {
     let decoded = emvco::decode(payload.trim())

@@ -101,6 +101,18 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
             "APP__PAYMENT_CODE_KEY".into(),
             ctx.secrets.payment_code_key.clone(),
         ));
+        // Paying a merchant's QR code goes through merchant-api, which owns payment requests.
+        env.push((
+            "APP__MERCHANT_API__BASE_URL".into(),
+            format!("http://127.0.0.1:{}", ctx.home.ports().merchant_api),
+        ));
+    }
+    if name == "merchant-api" {
+        // Charging a consumer's code goes through consumer-api, which owns the codes.
+        env.push((
+            "APP__CONSUMER_API__BASE_URL".into(),
+            format!("http://127.0.0.1:{}", ctx.home.ports().consumer_api),
+        ));
     }
     Ok(Spec {
         name,

@@ -1,7 +1,7 @@
-use crate::orchestrator::OrchestratorSettings;
 use paykit::auth::AuthSettings;
 use paykit::config::HttpSettings;
 use paykit::db::DatabaseSettings;
+use paykit::internal::ServiceSettings;
 use paykit::keycloak::KeycloakSettings;
 use serde::Deserialize;
 
@@ -14,7 +14,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// This service's own account: user registration and calls to the orchestrator.
     pub keycloak: KeycloakSettings,
-    pub orchestrator: OrchestratorSettings,
+    pub orchestrator: ServiceSettings,
+    /// merchant-api, which owns payment requests: paying a scanned QR code goes through it.
+    pub merchant_api: ServiceSettings,
     /// The server secret one-time payment codes are derived with (secrets.json's payment_code_key).
     pub payment_code_key: secrecy::SecretString,
     /// The wallet currency when a registration names none.

@@ -17,9 +17,20 @@ pub enum Error {
     NotRegistered,
     #[error("no consumer with that email or id")]
     UnknownRecipient,
-    /// A refusal of the orchestrator, passed on as it is (its problem type and status).
-    #[error("the ledger refused: {}", .0.title)]
-    Ledger(Problem),
+    /// The scanned text is not an EMVCo payload (TLV, CRC, mandatory fields); `.0` says why.
+    #[error("malformed QR payload: {0}")]
+    MalformedQr(String),
+    #[error("no such payment code")]
+    PaymentCodeUnknown,
+    #[error("this payment code has been used")]
+    PaymentCodeUsed,
+    #[error("this payment code has expired")]
+    PaymentCodeExpired,
+    #[error("no payment of yours with that id")]
+    PaymentNotFound,
+    /// A refusal of another service (the orchestrator, merchant-api), passed on as it is.
+    #[error("refused: {}", .0.title)]
+    Refused(Problem),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -54,7 +65,39 @@ impl IntoResponse for Error {
                 "Recipient not found",
             )
             .with_detail("No consumer has that email or id."),
-            Error::Ledger(problem) => problem,
+            Error::MalformedQr(reason) => {
+                Problem::new(StatusCode::BAD_REQUEST, "malformed-qr", "Malformed QR code")
+                    .with_detail(format!(
+                        "This is not a payment QR code that can be paid: {reason}."
+                    ))
+            }
+            Error::PaymentCodeUnknown => Problem::new(
+                StatusCode::NOT_FOUND,
+                "payment-code-not-found",
+                "Unknown payment code",
+            )
+            .with_detail(
+                "No payment code like this was issued; ask the customer to show theirs again.",
+            ),
+            Error::PaymentCodeUsed => Problem::new(
+                StatusCode::GONE,
+                "payment-code-used",
+                "Payment code already used",
+            )
+            .with_detail("Each code pays once; ask the customer to show a new one."),
+            Error::PaymentCodeExpired => Problem::new(
+                StatusCode::GONE,
+                "payment-code-expired",
+                "Payment code expired",
+            )
+            .with_detail("Codes are valid for 60 seconds; ask the customer to show a new one."),
+            Error::PaymentNotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                "payment-not-found",
+                "Payment not found",
+            )
+            .with_detail("You have no payment with that id."),
+            Error::Refused(problem) => problem,
             Error::Database(cause) => {
                 tracing::error!(error = %cause, "database error");
                 Problem::internal()
@@ -68,8 +111,8 @@ impl IntoResponse for Error {
     }
 }
 
-impl From<crate::orchestrator::OrchestratorError> for Error {
-    fn from(error: crate::orchestrator::OrchestratorError) -> Self {
+impl From<paykit::internal::CallError> for Error {
+    fn from(error: paykit::internal::CallError) -> Self {
         Error::Upstream(anyhow::Error::new(error))
     }
 }
@@ -83,37 +126,10 @@ impl From<paykit::keycloak::KeycloakError> for Error {
     }
 }
 
-/// The orchestrator's answer: its problem when it refused (4xx), an error otherwise.
-pub fn ledger_refusal(answer: &crate::orchestrator::Answer) -> Error {
-    if (400..500).contains(&answer.status) {
-        if let Ok(body) = serde_json::from_value::<ProblemBody>(answer.body.clone()) {
-            let status =
-                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-            let slug = body
-                .type_uri
-                .rsplit('/')
-                .next()
-                .unwrap_or("ledger")
-                .to_string();
-            let mut problem = Problem::new(status, &slug, &body.title);
-            problem.type_uri = body.type_uri;
-            return Error::Ledger(match body.detail {
-                Some(detail) => problem.with_detail(detail),
-                None => problem,
-            });
-        }
-    }
-    Error::Upstream(anyhow::anyhow!(
-        "the orchestrator answered {}: {}",
-        answer.status,
-        answer.body
-    ))
-}
-
-#[derive(serde::Deserialize)]
-struct ProblemBody {
-    #[serde(rename = "type")]
-    type_uri: String,
-    title: String,
-    detail: Option<String>,
+/// Another service's answer as this service's error: its problem, passed on, when it refused
+/// (4xx); a logged 500 otherwise.
+pub fn refused(answer: &paykit::internal::Answer) -> Error {
+    answer
+        .failure()
+        .map_or_else(Error::Upstream, Error::Refused)
 }

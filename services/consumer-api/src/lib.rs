@@ -3,7 +3,6 @@
 pub mod configuration;
 pub mod error;
 pub mod http;
-pub mod orchestrator;
 pub mod startup;
 
 pub const SERVICE: &str = "consumer-api";

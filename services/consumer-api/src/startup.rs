@@ -2,12 +2,11 @@
 
 use crate::configuration::Settings;
 use crate::http::AppState;
-use crate::orchestrator::Orchestrator;
 use axum::Router;
 use paykit::idempotency::Store;
+use paykit::internal::{Orchestrator, ServiceClient};
 use paykit::keycloak::ServiceAccount;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// How often expired idempotency keys are deleted.
@@ -32,6 +31,7 @@ impl Application {
             verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
             idempotency: idempotency.clone(),
             orchestrator: Orchestrator::new(settings.orchestrator.clone(), keycloak.clone()),
+            merchant_api: ServiceClient::new(settings.merchant_api.clone(), keycloak.clone()),
             keycloak,
             default_currency: settings.default_currency.clone(),
             payment_code_key: settings.payment_code_key.clone(),
@@ -52,15 +52,7 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let store = self.idempotency.clone();
-        let purge = tokio::spawn(async move {
-            loop {
-                if let Err(error) = store.purge_expired().await {
-                    tracing::warn!(%error, "idempotency purge failed");
-                }
-                tokio::time::sleep(Duration::from_millis(IDEMPOTENCY_PURGE_INTERVAL_MS)).await;
-            }
-        });
+        let purge = self.idempotency.spawn_purge(IDEMPOTENCY_PURGE_INTERVAL_MS);
         let served = paykit::server::serve(self.listener, self.router).await;
         purge.abort();
         served

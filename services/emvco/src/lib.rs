@@ -43,7 +43,7 @@ pub use error::{Error, SNIPPET_MAX_CHARS};
 pub use payload::{
     decode, encode, verify_crc, Amount, CountryCode, CurrencyCode, Initiation, Mcc,
     MerchantAccount, MerchantCity, MerchantName, Payload, PaymentRequest, PlatformAccount,
-    MAX_MERCHANT_CITY_CHARS, MAX_MERCHANT_NAME_CHARS, MAX_PAYLOAD_CHARS,
+    MAX_MERCHANT_CITY_CHARS, MAX_MERCHANT_NAME_CHARS, MAX_PAYLOAD_CHARS, PLATFORM_GUI,
     PLATFORM_MERCHANT_ID_SUB_ID, PLATFORM_PAYMENT_REQUEST_ID_SUB_ID, PLATFORM_TEMPLATE_ID,
 };
 pub use tlv::{parse_objects, DataObject, Id, MAX_VALUE_CHARS};

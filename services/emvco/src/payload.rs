@@ -18,6 +18,9 @@ const CRC_HEADER: &str = "6304";
 const CRC_VALUE_CHARS: usize = 4;
 
 /// The merchant account information template this platform writes its account into.
+/// This platform's globally unique identifier (template sub-id 00): a reverse domain name, as
+/// EMVCo suggests, under the project's own test domain.
+pub const PLATFORM_GUI: &str = "test.local.paytool";
 pub const PLATFORM_TEMPLATE_ID: Id = Id::of(26);
 /// Sub-id of the platform's merchant id inside its template.
 pub const PLATFORM_MERCHANT_ID_SUB_ID: Id = Id::of(1);

@@ -1,5 +1,8 @@
+use paykit::auth::AuthSettings;
 use paykit::config::HttpSettings;
 use paykit::db::DatabaseSettings;
+use paykit::internal::ServiceSettings;
+use paykit::keycloak::KeycloakSettings;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -7,4 +10,40 @@ pub struct Settings {
     #[serde(default)]
     pub http: HttpSettings,
     pub database: DatabaseSettings,
+    /// Verifying merchants' and services' tokens (audience `merchant-api`).
+    pub auth: AuthSettings,
+    /// This service's own account: merchant registration, calls to other services.
+    pub keycloak: KeycloakSettings,
+    pub orchestrator: ServiceSettings,
+    /// consumer-api, which redeems consumers' one-time payment codes.
+    pub consumer_api: ServiceSettings,
+    #[serde(default)]
+    pub payments: PaymentSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentSettings {
+    /// The platform's fee on each payment, in basis points of the amount, paid by the merchant.
+    #[serde(default = "default_fee_bps")]
+    pub fee_bps: u32,
+    /// This platform's globally unique identifier in its QR codes (EMVCo template sub-id 00).
+    #[serde(default = "default_gui")]
+    pub qr_gui: String,
+}
+
+fn default_fee_bps() -> u32 {
+    100
+}
+
+fn default_gui() -> String {
+    emvco::PLATFORM_GUI.to_string()
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            fee_bps: default_fee_bps(),
+            qr_gui: default_gui(),
+        }
+    }
 }

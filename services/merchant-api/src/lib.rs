@@ -1,8 +1,13 @@
-//! merchant-api: the merchant half of the payment flow.
+//! merchant-api: the merchant half of the payment flow — registration, EMVCo QR payment
+//! requests, charging consumers' codes, refunds, the transaction list and its live feed.
 
 pub mod configuration;
+pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
+pub mod payments;
+pub mod records;
 pub mod startup;
 
 pub const SERVICE: &str = "merchant-api";

@@ -1,24 +1,49 @@
 //! Builds the application once for `main` and for the tests alike.
 
 use crate::configuration::Settings;
+use crate::events::Hub;
+use crate::http::AppState;
 use axum::Router;
+use paykit::idempotency::Store;
+use paykit::internal::{Orchestrator, ServiceClient};
+use paykit::keycloak::ServiceAccount;
+use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// How often expired idempotency keys are deleted.
+const IDEMPOTENCY_PURGE_INTERVAL_MS: u64 = 60 * 60 * 1000;
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     router: Router,
+    idempotency: Store,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = settings.database.pool()?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let idempotency = Store::new(pool.clone());
+        idempotency.ensure_schema().await?;
+        let keycloak = Arc::new(ServiceAccount::new(settings.keycloak.clone())?);
+        let state = AppState {
+            verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
+            idempotency: idempotency.clone(),
+            orchestrator: Orchestrator::new(settings.orchestrator.clone(), keycloak.clone()),
+            consumer_api: ServiceClient::new(settings.consumer_api.clone(), keycloak.clone()),
+            keycloak,
+            payments: settings.payments.clone(),
+            events: Hub::start(pool.clone()),
+            pool,
+        };
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             port,
             listener,
-            router: crate::http::router(pool),
+            router: crate::http::router(state),
+            idempotency,
         })
     }
 
@@ -28,6 +53,9 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        paykit::server::serve(self.listener, self.router).await
+        let purge = self.idempotency.spawn_purge(IDEMPOTENCY_PURGE_INTERVAL_MS);
+        let served = paykit::server::serve(self.listener, self.router).await;
+        purge.abort();
+        served
     }
 }

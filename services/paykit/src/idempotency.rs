@@ -188,6 +188,19 @@ impl Store {
     }
 
     /// Deletes keys older than the retention. Returns how many.
+    /// Deletes expired keys now and then every `interval_ms`, until the task is aborted.
+    pub fn spawn_purge(&self, interval_ms: u64) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = store.purge_expired().await {
+                    tracing::warn!(%error, "idempotency purge failed");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(interval_ms)).await;
+            }
+        })
+    }
+
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
         let deleted = sqlx::query(
             "DELETE FROM idempotency_keys WHERE created_at < now() - $1 * interval '1 hour'",

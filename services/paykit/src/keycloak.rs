@@ -170,6 +170,35 @@ impl ServiceAccount {
         Ok(())
     }
 
+    /// Registers a person: a Keycloak user with `role`, then `then` with the user's id (opening
+    /// the person's ledger accounts, recording them). When `then` or the role assignment fails,
+    /// the user is removed again, so that a retry of the registration can succeed.
+    pub async fn register<T, E, F, Fut>(
+        &self,
+        person: &Person<'_>,
+        role: &str,
+        then: F,
+    ) -> Result<T, E>
+    where
+        E: From<KeycloakError>,
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let user_id = self
+            .create_user(person.email, person.password, person.name)
+            .await?;
+        let outcome = match self.assign_realm_role(&user_id, role).await {
+            Ok(()) => then(user_id.clone()).await,
+            Err(error) => Err(E::from(error)),
+        };
+        if outcome.is_err() {
+            if let Err(cleanup) = self.delete_user(&user_id).await {
+                tracing::error!(%cleanup, user = %user_id, "could not remove the user of a failed registration");
+            }
+        }
+        outcome
+    }
+
     /// Removes a user (compensation when a registration fails after the user was made).
     pub async fn delete_user(&self, user_id: &str) -> Result<(), KeycloakError> {
         checked(
@@ -180,6 +209,43 @@ impl ServiceAccount {
                 .await?,
         )
         .await?;
+        Ok(())
+    }
+}
+
+/// Passwords shorter than this are refused (Keycloak's own policy may ask for more).
+pub const PASSWORD_MIN_CHARS: usize = 10;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+pub const EMAIL_MAX_CHARS: usize = 254;
+
+/// Who is registering: the login (an email) and the password they chose.
+pub struct Person<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub name: &'a str,
+}
+
+impl Person<'_> {
+    /// The email and password rules every registration shares; the reason when they fail, as a
+    /// sentence for the client.
+    pub fn validate(&self) -> Result<(), String> {
+        let email = self.email;
+        let well_formed = email.len() <= EMAIL_MAX_CHARS
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+            })
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !well_formed {
+            return Err(format!(
+                "email must be an address like name@example.com (at most {EMAIL_MAX_CHARS} characters)"
+            ));
+        }
+        let password_chars = self.password.chars().count();
+        if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&password_chars) {
+            return Err(format!(
+                "password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
+            ));
+        }
         Ok(())
     }
 }

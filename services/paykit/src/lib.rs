@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod idempotency;
+pub mod internal;
 pub mod keycloak;
 pub mod money;
 pub mod problem;

@@ -12,7 +12,7 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 /// Problem types live under this base, one path segment per type (`.../insufficient-funds`).
 pub const TYPE_BASE: &str = "https://paytool.local.test/problems/";
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,

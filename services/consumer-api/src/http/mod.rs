@@ -1,16 +1,18 @@
 //! HTTP resources, one module per resource, each with its own `router()`.
 
 pub mod consumers;
+pub mod internal;
 pub mod payment_codes;
+pub mod payments;
 pub mod transactions;
 pub mod transfers;
 pub mod wallet;
 
-use crate::orchestrator::Orchestrator;
 use axum::extract::FromRef;
 use axum::Router;
 use paykit::auth::{Principal, Verifier};
 use paykit::idempotency::Store;
+use paykit::internal::{Orchestrator, ServiceClient};
 use paykit::keycloak::ServiceAccount;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub struct AppState {
     pub idempotency: Store,
     pub keycloak: Arc<ServiceAccount>,
     pub orchestrator: Orchestrator,
+    pub merchant_api: ServiceClient,
     pub default_currency: String,
     /// The server secret payment codes are derived with.
     pub payment_code_key: secrecy::SecretString,
@@ -48,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .merge(transfers::router(state.clone()))
         .merge(transactions::router())
         .merge(payment_codes::router())
+        .merge(payments::router(state.clone()))
+        .merge(internal::router())
         .with_state(state.clone())
         .merge(paykit::health::router(crate::SERVICE, state.pool))
 }

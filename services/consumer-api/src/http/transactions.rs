@@ -2,7 +2,7 @@
 
 use super::wallet::consumer_of;
 use super::AppState;
-use crate::error::{ledger_refusal, Error};
+use crate::error::{refused, Error};
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,6 +10,8 @@ use paykit::auth::Principal;
 use paykit::money::Money;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use uuid::Uuid;
 
 /// The largest page, as the ledger allows.
 pub const PAGE_MAX: i64 = 100;
@@ -42,15 +44,42 @@ async fn list(
         .history(consumer.wallet, limit, page.cursor.as_deref())
         .await?;
     if !answer.is_success() {
-        return Err(ledger_refusal(&answer));
+        return Err(refused(&answer));
     }
     let wallet = consumer.wallet.to_string();
-    let items: Vec<Value> = answer.body["items"]
+    let transfers = answer.body["items"]
         .as_array()
         .map(Vec::as_slice)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // Notes of transfers and merchants of payments, by the orchestrator's saga id.
+    let sagas: Vec<Uuid> = transfers
+        .iter()
+        .filter_map(|t| t["saga_id"].as_str().and_then(|id| id.parse().ok()))
+        .collect();
+    let notes: HashMap<Uuid, String> =
+        sqlx::query_as("SELECT transfer_id, note FROM transfer_notes WHERE transfer_id = ANY($1)")
+            .bind(&sagas)
+            .fetch_all(&state.pool)
+            .await?
+            .into_iter()
+            .collect();
+    let merchants: HashMap<Uuid, (Uuid, String)> = sqlx::query_as::<_, (Uuid, Uuid, String)>(
+        "SELECT id, merchant_id, merchant_name FROM payments WHERE id = ANY($1)",
+    )
+    .bind(&sagas)
+    .fetch_all(&state.pool)
+    .await?
+    .into_iter()
+    .map(|(id, merchant, name)| (id, (merchant, name)))
+    .collect();
+    let items: Vec<Value> = transfers
         .iter()
         .map(|transfer| {
+            let saga: Option<Uuid> = transfer["saga_id"].as_str().and_then(|id| id.parse().ok());
+            let note = saga.and_then(|id| notes.get(&id));
+            let merchant = saga
+                .and_then(|id| merchants.get(&id))
+                .map(|(id, name)| json!({ "id": id, "name": name }));
             let incoming = transfer["credit_account_id"].as_str() == Some(wallet.as_str());
             let value = transfer["amount"].as_i64().unwrap_or_default();
             json!({
@@ -59,6 +88,9 @@ async fn list(
                 "direction": if incoming { "in" } else { "out" },
                 "state": if transfer["kind"] == "pending" { "pending" } else { "posted" },
                 "amount": Money::new(value, consumer.currency),
+                "operation_id": saga,
+                "note": note,
+                "merchant": merchant,
                 "created_at": transfer["created_at"],
             })
         })

@@ -2,7 +2,7 @@
 
 use super::wallet::{consumer_of, ledger_key, wallet_view};
 use super::AppState;
-use crate::error::{ledger_refusal, Error};
+use crate::error::{refused, Error};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
@@ -35,6 +35,26 @@ enum Recipient {
 struct Send {
     to: Recipient,
     amount: Money,
+    /// What the sender writes with it; the recipient sees it in their transactions.
+    note: Option<String>,
+}
+
+/// A note is a line of text, as long as a text message.
+pub const NOTE_MAX_CHARS: usize = 140;
+
+fn check_note(note: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(note) = note.map(str::trim) else {
+        return Ok(None);
+    };
+    if note.is_empty()
+        || note.chars().count() > NOTE_MAX_CHARS
+        || note.chars().any(char::is_control)
+    {
+        return Err(Error::Invalid(format!(
+            "note must be 1 to {NOTE_MAX_CHARS} characters on one line"
+        )));
+    }
+    Ok(Some(note.to_string()))
 }
 
 async fn send(
@@ -44,6 +64,7 @@ async fn send(
     JsonBody(body): JsonBody<Send>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
     let sender = consumer_of(&state, &principal).await?;
+    let note = check_note(body.note.as_deref())?;
     let amount = body
         .amount
         .positive()
@@ -83,13 +104,29 @@ async fn send(
         )
         .await?;
     if !answer.is_success() {
-        return Err(ledger_refusal(&answer));
+        return Err(refused(&answer));
+    }
+    if let (Some(note), Some(id)) = (&note, answer.body["id"].as_str()) {
+        let id: Uuid = id
+            .parse()
+            .map_err(|_| Error::Upstream(anyhow::anyhow!("the transfer's id is not a uuid")))?;
+        sqlx::query("INSERT INTO transfer_notes (transfer_id, consumer_id, note) VALUES ($1, $2, $3) ON CONFLICT (transfer_id) DO NOTHING")
+            .bind(id)
+            .bind(sender.id)
+            .bind(note)
+            .execute(&state.pool)
+            .await?;
     }
     let wallet = wallet_view(&state, &sender).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": answer.body["id"], "status": answer.body["state"], "amount": amount, "to": { "consumer_id": recipient_id }, "wallet": wallet }),
-        ),
+        Json(json!({
+            "id": answer.body["id"],
+            "status": answer.body["state"],
+            "amount": amount,
+            "to": { "consumer_id": recipient_id },
+            "note": note,
+            "wallet": wallet,
+        })),
     ))
 }

@@ -1,7 +1,7 @@
 //! The signed-in consumer's wallet: its balance, and top-ups into it.
 
 use super::{require_consumer, AppState};
-use crate::error::{ledger_refusal, Error};
+use crate::error::{refused, Error};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
@@ -60,7 +60,7 @@ pub fn ledger_key(consumer: &Consumer, headers: &HeaderMap) -> String {
 pub async fn wallet_view(state: &AppState, consumer: &Consumer) -> Result<Value, Error> {
     let answer = state.orchestrator.account(consumer.wallet).await?;
     if !answer.is_success() {
-        return Err(ledger_refusal(&answer));
+        return Err(refused(&answer));
     }
     let balance = &answer.body["balance"];
     let money = |field: &str| -> Result<Value, Error> {
@@ -116,7 +116,7 @@ async fn top_up(
         .top_up(consumer.wallet, amount, &ledger_key(&consumer, &headers))
         .await?;
     if !answer.is_success() {
-        return Err(ledger_refusal(&answer));
+        return Err(refused(&answer));
     }
     let wallet = wallet_view(&state, &consumer).await?;
     Ok((

@@ -1,6 +1,6 @@
 use consumer_api::configuration::Settings;
-use consumer_api::orchestrator::OrchestratorSettings;
 use consumer_api::startup::Application;
+use paykit::internal::ServiceSettings;
 use paykit::keycloak::KeycloakSettings;
 use serde_json::{json, Value};
 
@@ -55,7 +55,7 @@ pub async fn spawn_app() -> TestApp {
         database: paykit::testing::fresh_database().await,
         auth: paykit::testing::auth_settings("consumer-api"),
         keycloak: keycloak_settings(),
-        orchestrator: OrchestratorSettings {
+        orchestrator: ServiceSettings {
             base_url: spawn_orchestrator().await,
         },
         default_currency: "JPY".to_string(),

@@ -1,8 +1,143 @@
 //! HTTP resources, one module per resource, each with its own `router()`.
 
-use axum::Router;
-use sqlx::PgPool;
+pub mod charges;
+pub mod internal;
+pub mod merchants;
+pub mod payment_requests;
+pub mod refunds;
+pub mod stream;
+pub mod transactions;
 
-pub fn router(pool: PgPool) -> Router {
-    Router::new().merge(paykit::health::router(crate::SERVICE, pool))
+use crate::configuration::PaymentSettings;
+use crate::error::Error;
+use crate::events::Hub;
+use axum::extract::FromRef;
+use axum::Router;
+use paykit::auth::{Principal, Verifier};
+use paykit::idempotency::Store;
+use paykit::internal::{Orchestrator, ServiceClient};
+use paykit::keycloak::ServiceAccount;
+use sqlx::PgPool;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const ROLE_MERCHANT: &str = "merchant";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: Verifier,
+    pub idempotency: Store,
+    pub keycloak: Arc<ServiceAccount>,
+    pub orchestrator: Orchestrator,
+    pub consumer_api: ServiceClient,
+    pub payments: PaymentSettings,
+    pub events: Hub,
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Self {
+        state.idempotency.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(merchants::router())
+        .merge(payment_requests::router(state.clone()))
+        .merge(charges::router(state.clone()))
+        .merge(refunds::router(state.clone()))
+        .merge(transactions::router())
+        .merge(stream::router())
+        .merge(internal::router())
+        .with_state(state.clone())
+        .merge(paykit::health::router(crate::SERVICE, state.pool))
+}
+
+/// The signed-in merchant, as the rest of the service needs it.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    pub id: Uuid,
+    pub name: String,
+    pub city: String,
+    pub country: String,
+    pub mcc: String,
+    pub currency: String,
+    pub ledger_account_id: Uuid,
+}
+
+type MerchantRow = (Uuid, String, String, String, String, String, Uuid);
+
+fn merchant(row: MerchantRow) -> Merchant {
+    let (id, name, city, country, mcc, currency, ledger_account_id) = row;
+    Merchant {
+        id,
+        name,
+        city,
+        country,
+        mcc,
+        currency,
+        ledger_account_id,
+    }
+}
+
+const MERCHANT_COLUMNS: &str =
+    "id, name, city, country::text, mcc::text, currency::text, ledger_account_id";
+
+/// The merchant behind a token: the `merchant` realm role and a registration.
+pub async fn merchant_of(state: &AppState, principal: &Principal) -> Result<Merchant, Error> {
+    if !principal.has_realm_role(ROLE_MERCHANT) {
+        return Err(Error::Forbidden(ROLE_MERCHANT));
+    }
+    let row: Option<MerchantRow> = sqlx::query_as(&format!(
+        "SELECT {MERCHANT_COLUMNS} FROM merchants WHERE keycloak_user_id = $1"
+    ))
+    .bind(&principal.subject)
+    .fetch_optional(&state.pool)
+    .await?;
+    row.map(merchant).ok_or(Error::NotRegistered)
+}
+
+pub async fn merchant_by_id(state: &AppState, id: Uuid) -> Result<Option<Merchant>, Error> {
+    let row: Option<MerchantRow> = sqlx::query_as(&format!(
+        "SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(row.map(merchant))
+}
+
+/// The Idempotency-Key the orchestrator gets for a merchant's money-moving request: the
+/// merchant's own key (already checked by the idempotency layer), scoped to the operation and
+/// the merchant, so that a retry cannot apply twice there either.
+pub fn ledger_key(operation: &str, merchant: &Merchant, headers: &axum::http::HeaderMap) -> String {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    format!("{operation}:{}:{key}", merchant.id)
+}
+
+/// An amount the merchant asks for: positive, bounded, in the merchant's currency.
+pub fn merchant_amount(
+    merchant: &Merchant,
+    amount: paykit::money::Money,
+) -> Result<paykit::money::Money, Error> {
+    let amount = amount
+        .positive()
+        .map_err(|e| Error::Invalid(format!("amount: {e}")))?;
+    if amount.currency.as_str() != merchant.currency {
+        return Err(Error::Invalid(format!(
+            "amount: this merchant is paid in {}, not {}",
+            merchant.currency, amount.currency
+        )));
+    }
+    Ok(amount)
 }

@@ -1,0 +1,206 @@
+//! Paying a merchant by scanning its QR code (merchant-presented mode), and reading a payment.
+//!
+//! The scanned text is decoded and checked here (TLV, CRC, mandatory fields); the payment
+//! request it names is paid through merchant-api, which owns requests and runs the saga.
+
+use super::wallet::{consumer_of, ledger_key, wallet_view};
+use super::AppState;
+use crate::error::{refused, Error};
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paykit::auth::Principal;
+use paykit::idempotency::idempotent;
+use paykit::money::{Currency, Money};
+use paykit::problem::JsonBody;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/payments",
+            post(pay).layer(from_fn_with_state(state, idempotent::<AppState>)),
+        )
+        .route("/v1/payments/{id}", get(read))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pay {
+    /// The EMVCo payload the consumer scanned.
+    qr: String,
+    /// Only for a static QR code, which carries no amount.
+    amount: Option<Money>,
+}
+
+/// What a scanned payload asks for: whose request, which one, and how much if it says.
+struct Scanned {
+    merchant_id: Uuid,
+    payment_request_id: Uuid,
+    amount: Option<Money>,
+}
+
+fn scan(qr: &str) -> Result<Scanned, Error> {
+    let payload = emvco::decode(qr.trim()).map_err(|e| Error::MalformedQr(e.to_string()))?;
+    let account = payload.platform_account(emvco::PLATFORM_GUI).ok_or_else(|| {
+        Error::Invalid(
+            "this QR code is for another payment scheme; only paytool merchants' codes can be paid here"
+                .into(),
+        )
+    })?;
+    let id = |value: Option<String>, what: &str| {
+        value
+            .and_then(|v| Uuid::parse_str(&v).ok())
+            .ok_or_else(|| Error::MalformedQr(format!("its {what} is missing or not an id")))
+    };
+    let merchant_id = id(account.merchant_id, "merchant id")?;
+    let payment_request_id = id(account.payment_request_id, "payment request id")?;
+    let amount = match payload.amount {
+        None => None,
+        Some(amount) => {
+            let currency = payload
+                .currency_alpha
+                .and_then(|alpha| Currency::parse(alpha).ok())
+                .ok_or_else(|| Error::MalformedQr("its currency is not one we know".into()))?;
+            let value = amount
+                .minor_units
+                .ok_or_else(|| Error::MalformedQr("its amount cannot be read".into()))?;
+            Some(Money::new(value, currency))
+        }
+    };
+    Ok(Scanned {
+        merchant_id,
+        payment_request_id,
+        amount,
+    })
+}
+
+async fn pay(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Pay>,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    let consumer = consumer_of(&state, &principal).await?;
+    let scanned = scan(&body.qr)?;
+    let amount = match (scanned.amount, body.amount) {
+        (Some(asked), Some(given)) if asked != given => {
+            return Err(Error::Invalid(format!(
+                "this QR code asks for {asked}; leave amount out or send exactly that"
+            )))
+        }
+        (Some(asked), _) => asked,
+        (None, Some(given)) => given
+            .positive()
+            .map_err(|e| Error::Invalid(format!("amount: {e}")))?,
+        (None, None) => {
+            return Err(Error::Invalid(
+                "this QR code has no amount: say how much to pay in amount".into(),
+            ))
+        }
+    };
+    if amount.currency != consumer.currency {
+        return Err(Error::Invalid(format!(
+            "your wallet keeps {}; it cannot pay {amount}",
+            consumer.currency
+        )));
+    }
+    let answer = state
+        .merchant_api
+        .post(
+            &format!(
+                "/internal/v1/payment-requests/{}/payments",
+                scanned.payment_request_id
+            ),
+            Some(&ledger_key(&consumer, &headers)),
+            &json!({
+                "merchant_id": scanned.merchant_id,
+                "wallet_account_id": consumer.wallet,
+                "payer_ref": format!("consumer:{}", consumer.id),
+                "amount": amount,
+            }),
+        )
+        .await?;
+    if !answer.is_success() {
+        return Err(refused(&answer));
+    }
+    let payment = &answer.body;
+    let id: Uuid = payment["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| Error::Upstream(anyhow::anyhow!("merchant-api's payment has no id")))?;
+    let merchant_name = payment["merchant"]["name"].as_str().unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO payments (id, consumer_id, merchant_id, merchant_name, payment_request_id, amount_value, currency, reference)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(consumer.id)
+    .bind(scanned.merchant_id)
+    .bind(merchant_name)
+    .bind(scanned.payment_request_id)
+    .bind(amount.value)
+    .bind(amount.currency.as_str())
+    .bind(payment["reference"].as_str())
+    .execute(&state.pool)
+    .await?;
+    let mut view = payment_view(&state, &consumer.currency, id).await?;
+    view["wallet"] = wallet_view(&state, &consumer).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// A payment of the consumer's: what was paid to whom, and what the ledger says of it now
+/// (refunds included).
+async fn payment_view(state: &AppState, currency: &Currency, id: Uuid) -> Result<Value, Error> {
+    let row: (Uuid, String, Uuid, i64, Option<String>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as(
+            "SELECT merchant_id, merchant_name, payment_request_id, amount_value, reference, created_at FROM payments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&state.pool)
+        .await?;
+    let (merchant_id, merchant_name, request, amount, reference, created_at) = row;
+    let saga = state.orchestrator.saga(id).await?;
+    if !saga.is_success() {
+        return Err(refused(&saga));
+    }
+    let refunded = saga.body["refunded_amount"].as_i64().unwrap_or_default();
+    let status = match refunded {
+        0 => "completed",
+        r if r >= amount => "refunded",
+        _ => "partially_refunded",
+    };
+    Ok(json!({
+        "id": id,
+        "status": status,
+        "amount": Money::new(amount, *currency),
+        "refunded": Money::new(refunded, *currency),
+        "merchant": { "id": merchant_id, "name": merchant_name },
+        "payment_request_id": request,
+        "reference": reference,
+        "created_at": created_at,
+    }))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Value>, Error> {
+    let consumer = consumer_of(&state, &principal).await?;
+    let mine: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1 AND consumer_id = $2)",
+    )
+    .bind(id)
+    .bind(consumer.id)
+    .fetch_one(&state.pool)
+    .await?;
+    if !mine {
+        return Err(Error::PaymentNotFound);
+    }
+    Ok(Json(payment_view(&state, &consumer.currency, id).await?))
+}

@@ -1,0 +1,184 @@
+//! Calls from other services of the platform, never from the internet (the gateway does not
+//! route `/internal/`): consumer-api pays a payment request for a signed-in consumer.
+
+use super::{merchant_by_id, AppState};
+use crate::error::Error;
+use crate::payments;
+use crate::records::{record_payment, Channel};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use paykit::auth::Principal;
+use paykit::money::{Currency, Money};
+use paykit::problem::JsonBody;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The client role consumer-api's service account holds to pay requests for consumers.
+pub const ROLE_PAY: &str = "payment-requests-pay";
+const CLIENT: &str = "merchant-api";
+const KEY_MAX_CHARS: usize = 255;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/internal/v1/payment-requests/{id}/payments",
+        post(pay_request),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payment {
+    /// The merchant the scanned QR code names: it must be the request's.
+    merchant_id: Uuid,
+    wallet_account_id: Uuid,
+    /// Who pays, as the caller knows them (`consumer:<id>`); kept with the transaction.
+    payer_ref: String,
+    /// Only for a static request; a dynamic one carries its own.
+    amount: Option<Money>,
+}
+
+fn key_of(headers: &HeaderMap) -> Result<String, Error> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= KEY_MAX_CHARS)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::Invalid("an Idempotency-Key of 1 to 255 characters is required".into())
+        })
+}
+
+/// Pays a payment request. A dynamic request is claimed for the payer's key first, so that two
+/// payers cannot both pay it and a retry of the same payer goes on where it stopped; the saga's
+/// own key makes the ledger side idempotent too.
+async fn pay_request(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    JsonBody(body): JsonBody<Payment>,
+) -> Result<(StatusCode, Json<Value>), Error> {
+    if !principal.has_client_role(CLIENT, ROLE_PAY) {
+        return Err(Error::Forbidden(ROLE_PAY));
+    }
+    let key = key_of(&headers)?;
+    let request: Option<(Uuid, String, Option<i64>, String, Option<String>, String, Option<chrono::DateTime<chrono::Utc>>, Option<String>, Option<Uuid>)> =
+        sqlx::query_as(
+            "SELECT merchant_id, kind, amount_value, currency::text, reference, status, expires_at, paying_key, payment_id FROM payment_requests WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    let (
+        merchant_id,
+        kind,
+        fixed_amount,
+        currency,
+        reference,
+        status,
+        expires_at,
+        paying_key,
+        payment_id,
+    ) = request.ok_or(Error::NotFound("payment request"))?;
+    if merchant_id != body.merchant_id {
+        return Err(Error::NotFound("payment request"));
+    }
+    let merchant = merchant_by_id(&state, merchant_id)
+        .await?
+        .ok_or(Error::NotFound("payment request"))?;
+    let currency = Currency::parse(&currency).map_err(|e| Error::Upstream(e.into()))?;
+    let amount = match (fixed_amount, body.amount) {
+        (Some(fixed), Some(given)) if given != Money::new(fixed, currency) => {
+            return Err(Error::Invalid(format!(
+                "this QR code asks for {}; an amount of {given} cannot be paid with it",
+                Money::new(fixed, currency)
+            )))
+        }
+        (Some(fixed), _) => Money::new(fixed, currency),
+        (None, Some(given)) => given
+            .positive()
+            .map_err(|e| Error::Invalid(format!("amount: {e}")))?,
+        (None, None) => {
+            return Err(Error::Invalid(
+                "this QR code has no amount: say how much to pay".into(),
+            ))
+        }
+    };
+    if amount.currency != currency {
+        return Err(Error::Invalid(format!(
+            "this merchant is paid in {currency}, not {}",
+            amount.currency
+        )));
+    }
+    let mine = paying_key.as_deref() == Some(key.as_str());
+    if kind == "dynamic" && !mine {
+        if status == "paid" || payment_id.is_some() {
+            return Err(Error::AlreadyPaid);
+        }
+        if let Some(at) = expires_at.filter(|at| *at <= chrono::Utc::now()) {
+            return Err(Error::Expired(at));
+        }
+        let claimed = sqlx::query(
+            "UPDATE payment_requests SET paying_key = $2 WHERE id = $1 AND status = 'open' AND paying_key IS NULL AND expires_at > now()",
+        )
+        .bind(id)
+        .bind(&key)
+        .execute(&state.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            return Err(Error::BeingPaid);
+        }
+    }
+    let saga_key = format!("pay:{id}:{key}");
+    let outcome = payments::take(
+        &state,
+        &merchant,
+        body.wallet_account_id,
+        amount,
+        reference.as_deref(),
+        &saga_key,
+    )
+    .await;
+    let saga = match outcome {
+        Ok(saga) => saga,
+        Err(error) => {
+            // A refusal (no funds, say) frees a dynamic request for another try or payer; an
+            // unknown outcome keeps the claim, so that only this payer's retry goes on.
+            if kind == "dynamic" && matches!(error, Error::Refused(_)) {
+                sqlx::query("UPDATE payment_requests SET paying_key = NULL WHERE id = $1 AND paying_key = $2 AND status = 'open'")
+                    .bind(id)
+                    .bind(&key)
+                    .execute(&state.pool)
+                    .await?;
+            }
+            return Err(error);
+        }
+    };
+    let transaction = record_payment(
+        &state.pool,
+        &merchant,
+        &saga,
+        Channel::Qr,
+        Some(id),
+        &body.payer_ref,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": saga.id,
+            "status": "completed",
+            "amount": transaction["amount"],
+            "merchant": { "id": merchant.id, "name": merchant.name },
+            "payment_request_id": id,
+            "reference": reference,
+            "created_at": transaction["created_at"],
+        })),
+    ))
+}

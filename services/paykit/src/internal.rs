@@ -1,0 +1,210 @@
+//! Calls from one service to another over loopback, authenticated with the caller's Keycloak
+//! service account, and the orchestrator's API as every service calls it.
+//!
+//! An answer keeps the callee's status and JSON body, so that a refusal (a problem document) can
+//! be passed on to the caller's own client unchanged: a 402 from the ledger stays a 402.
+
+use crate::keycloak::{KeycloakError, ServiceAccount};
+use crate::money::Money;
+use crate::problem::Problem;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Where another service listens, e.g. `http://127.0.0.1:28101`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceSettings {
+    pub base_url: String,
+}
+
+/// What the other service answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The callee's refusal as a problem to pass on, when it answered 4xx with a problem
+    /// document. Anything else (5xx, a body that is not a problem) is not the client's fault
+    /// and is left to the caller to log and answer 500 for.
+    pub fn refusal(&self) -> Option<Problem> {
+        if !(400..500).contains(&self.status) {
+            return None;
+        }
+        serde_json::from_value::<Problem>(self.body.clone()).ok()
+    }
+
+    /// Why this answer is not a success: the callee's refusal to pass on (`Ok`), or a fault of
+    /// the callee's to log (`Err`).
+    pub fn failure(&self) -> Result<Problem, anyhow::Error> {
+        self.refusal()
+            .ok_or_else(|| anyhow::anyhow!("the service answered {}: {}", self.status, self.body))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the service cannot be reached: {0}")]
+    Unreachable(#[from] reqwest::Error),
+    #[error("no service token: {0}")]
+    Token(#[from] KeycloakError),
+}
+
+/// Another service, called as this service's account.
+#[derive(Clone)]
+pub struct ServiceClient {
+    settings: ServiceSettings,
+    account: Arc<ServiceAccount>,
+}
+
+impl ServiceClient {
+    pub fn new(settings: ServiceSettings, account: Arc<ServiceAccount>) -> Self {
+        Self { settings, account }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.base_url)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, CallError> {
+        let response = request
+            .bearer_auth(self.account.token().await?)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        Ok(Answer { status, body })
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, CallError> {
+        self.send(self.account.http().get(self.url(path)).query(query))
+            .await
+    }
+
+    /// A POST; `idempotency_key` for the ones that move money.
+    pub async fn post(
+        &self,
+        path: &str,
+        idempotency_key: Option<&str>,
+        body: &Value,
+    ) -> Result<Answer, CallError> {
+        let mut request = self.account.http().post(self.url(path)).json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+}
+
+/// The orchestrator: accounts, sagas and the ledger.
+#[derive(Clone)]
+pub struct Orchestrator(ServiceClient);
+
+impl Orchestrator {
+    pub fn new(settings: ServiceSettings, account: Arc<ServiceAccount>) -> Self {
+        Self(ServiceClient::new(settings, account))
+    }
+
+    /// Opens a `wallet` or `merchant` account with the id the caller chose (a retry of the
+    /// same id and currency answers with the account already open).
+    pub async fn open_account(
+        &self,
+        id: Uuid,
+        kind: &str,
+        currency: &str,
+        owner_ref: &str,
+    ) -> Result<Answer, CallError> {
+        let body = json!({ "id": id, "kind": kind, "currency": currency, "owner_ref": owner_ref });
+        self.0.post("/v1/accounts", None, &body).await
+    }
+
+    pub async fn account(&self, id: Uuid) -> Result<Answer, CallError> {
+        self.0.get(&format!("/v1/accounts/{id}"), &[]).await
+    }
+
+    /// One page of an account's transfers, newest first.
+    pub async fn history(
+        &self,
+        account: Uuid,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<Answer, CallError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_string()));
+        }
+        self.0
+            .get(&format!("/v1/accounts/{account}/transfers"), &query)
+            .await
+    }
+
+    pub async fn top_up(
+        &self,
+        wallet: Uuid,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<Answer, CallError> {
+        let body = json!({ "wallet_account_id": wallet, "amount": amount });
+        self.0
+            .post("/v1/top-ups", Some(idempotency_key), &body)
+            .await
+    }
+
+    pub async fn transfer(
+        &self,
+        from: Uuid,
+        to: Uuid,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<Answer, CallError> {
+        let body = json!({ "from_account_id": from, "to_account_id": to, "amount": amount });
+        self.0
+            .post("/v1/transfers", Some(idempotency_key), &body)
+            .await
+    }
+
+    /// A merchant payment saga: reserve on the wallet, then capture to the merchant.
+    pub async fn pay(
+        &self,
+        wallet: Uuid,
+        merchant_account: Uuid,
+        amount: Money,
+        fee_bps: u32,
+        reference: Option<&str>,
+        idempotency_key: &str,
+    ) -> Result<Answer, CallError> {
+        let body = json!({
+            "wallet_account_id": wallet,
+            "merchant_account_id": merchant_account,
+            "amount": amount,
+            "fee_bps": fee_bps,
+            "reference": reference,
+        });
+        self.0
+            .post("/v1/payments", Some(idempotency_key), &body)
+            .await
+    }
+
+    /// A payment or refund saga, as it is now.
+    pub async fn saga(&self, id: Uuid) -> Result<Answer, CallError> {
+        self.0.get(&format!("/v1/payments/{id}"), &[]).await
+    }
+
+    pub async fn refund(
+        &self,
+        payment: Uuid,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<Answer, CallError> {
+        let body = json!({ "payment_id": payment, "amount": amount });
+        self.0
+            .post("/v1/refunds", Some(idempotency_key), &body)
+            .await
+    }
+}
