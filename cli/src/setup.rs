@@ -27,6 +27,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "openssl",
     "ca-certificates",
     "openjdk-17-jre-headless",
+    // `zbarimg`: the tests read every generated QR PNG back with a real decoder.
+    "zbar-tools",
 ];
 
 /// The names the gateway serves, mapped to loopback in /etc/hosts.

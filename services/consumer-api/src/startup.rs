@@ -21,6 +21,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// Builds on a listener bound already: services that call each other (consumer-api and
+    /// merchant-api) can then each be told the other's port before either is built.
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let pool = settings.database.pool()?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let idempotency = Store::new(pool.clone());
@@ -36,7 +43,6 @@ impl Application {
             default_currency: settings.default_currency.clone(),
             payment_code_key: settings.payment_code_key.clone(),
         };
-        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             port,

@@ -22,6 +22,13 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// Builds on a listener bound already: services that call each other (consumer-api and
+    /// merchant-api) can then each be told the other's port before either is built.
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let pool = settings.database.pool()?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let idempotency = Store::new(pool.clone());
@@ -37,7 +44,6 @@ impl Application {
             events: Hub::start(pool.clone()),
             pool,
         };
-        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             port,

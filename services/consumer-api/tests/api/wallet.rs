@@ -134,11 +134,11 @@ async fn the_wallet_needs_a_consumer_login() {
         .await
         .expect("sent");
     assert_eq!(anonymous.status(), 401);
-    let service = paykit::testing::client_token("merchant-api").await;
+    let orchestrator = paykit::testing::client_token("orchestrator").await;
     let wrong = app
         .client
         .get(format!("{}/v1/wallet", app.address))
-        .bearer_auth(service)
+        .bearer_auth(orchestrator)
         .send()
         .await
         .expect("sent");
@@ -147,6 +147,16 @@ async fn the_wallet_needs_a_consumer_login() {
         401,
         "a token for another audience is not accepted"
     );
+    // merchant-api's account may call this service (to redeem codes) but is no consumer.
+    let merchant_api = paykit::testing::client_token("merchant-api").await;
+    let not_a_consumer = app
+        .client
+        .get(format!("{}/v1/wallet", app.address))
+        .bearer_auth(merchant_api)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(not_a_consumer.status(), 403);
     let email = unique_email();
     assert_eq!(app.register(&email, PASSWORD).await.status(), 201);
     let token = app.login(&email, PASSWORD).await;

@@ -1,0 +1,143 @@
+//! The platform's three services in the test process, each on port 0 with a fresh database of
+//! the real test PostgreSQL, verifying tokens of the real test Keycloak and calling each other
+//! over loopback HTTP exactly as under `paytool up`.
+
+use paykit::db::DatabaseSettings;
+use paykit::internal::ServiceSettings;
+use paykit::keycloak::KeycloakSettings;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+/// Where each service of one spawned platform listens (`http://127.0.0.1:<port>`).
+pub struct Platform {
+    pub orchestrator: String,
+    pub consumer_api: String,
+    pub merchant_api: String,
+    /// The services' own databases, for tests that must age a row (an expiry) the API cannot.
+    pub consumer_db: DatabaseSettings,
+    pub merchant_db: DatabaseSettings,
+}
+
+/// The service account `client_id` of the test platform's realm.
+pub fn keycloak_settings(client_id: &str) -> KeycloakSettings {
+    let status = paykit::testing::platform_status();
+    let connections = &status["connections"];
+    KeycloakSettings {
+        base_url: text(&connections["keycloak_url"]),
+        realm: text(&connections["keycloak_realm"]),
+        client_id: client_id.to_string(),
+        client_secret: text(&connections["client_secrets"][client_id]).into(),
+    }
+}
+
+fn text(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("the platform status lacks a field: {value}"))
+        .to_string()
+}
+
+async fn loopback() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let address = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("bound").port()
+    );
+    (listener, address)
+}
+
+async fn spawn_orchestrator() -> String {
+    let settings = orchestrator::configuration::Settings {
+        http: paykit::config::HttpSettings::default(),
+        database: paykit::testing::fresh_database().await,
+        auth: paykit::testing::auth_settings("orchestrator"),
+        saga: orchestrator::saga::SagaSettings::default(),
+    };
+    let application = orchestrator::startup::Application::build(settings)
+        .await
+        .expect("the orchestrator builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    address
+}
+
+/// Starts the orchestrator, consumer-api and merchant-api, each against a fresh database.
+pub async fn spawn() -> Platform {
+    let orchestrator = spawn_orchestrator().await;
+    let (consumer_listener, consumer_address) = loopback().await;
+    let (merchant_listener, merchant_address) = loopback().await;
+    let service = |base_url: &str| ServiceSettings {
+        base_url: base_url.to_string(),
+    };
+    let consumer_db = paykit::testing::fresh_database().await;
+    let merchant_db = paykit::testing::fresh_database().await;
+    let consumer = consumer_api::configuration::Settings {
+        http: paykit::config::HttpSettings::default(),
+        database: consumer_db.clone(),
+        auth: paykit::testing::auth_settings("consumer-api"),
+        keycloak: keycloak_settings("consumer-api"),
+        orchestrator: service(&orchestrator),
+        merchant_api: service(&merchant_address),
+        default_currency: "JPY".to_string(),
+        payment_code_key: uuid::Uuid::new_v4().to_string().into(),
+    };
+    let merchant = merchant_api::configuration::Settings {
+        http: paykit::config::HttpSettings::default(),
+        database: merchant_db.clone(),
+        auth: paykit::testing::auth_settings("merchant-api"),
+        keycloak: keycloak_settings("merchant-api"),
+        orchestrator: service(&orchestrator),
+        consumer_api: service(&consumer_address),
+        payments: merchant_api::configuration::PaymentSettings::default(),
+    };
+    let consumer = consumer_api::startup::Application::build_on(consumer, consumer_listener)
+        .await
+        .expect("consumer-api builds");
+    let merchant = merchant_api::startup::Application::build_on(merchant, merchant_listener)
+        .await
+        .expect("merchant-api builds");
+    tokio::spawn(consumer.run_until_stopped());
+    tokio::spawn(merchant.run_until_stopped());
+    Platform {
+        orchestrator,
+        consumer_api: consumer_address,
+        merchant_api: merchant_address,
+        consumer_db,
+        merchant_db,
+    }
+}
+
+/// Logs in as a person would from the CLI: the password grant of the public `paytool-cli`.
+pub async fn login(email: &str, password: &str) -> String {
+    let status = paykit::testing::platform_status();
+    let connections = &status["connections"];
+    let url = format!(
+        "{}/realms/{}/protocol/openid-connect/token",
+        text(&connections["keycloak_url"]),
+        text(&connections["keycloak_realm"])
+    );
+    let token: Value = reqwest::Client::new()
+        .post(url)
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "paytool-cli"),
+            ("username", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .error_for_status()
+        .expect("the login is accepted")
+        .json()
+        .await
+        .expect("json");
+    text(&token["access_token"])
+}
+
+/// An email no other test uses.
+pub fn unique_email(who: &str) -> String {
+    format!("{who}-{}@example.test", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,12 @@
+//! Flows that cross services: a consumer of consumer-api pays a merchant of merchant-api, the
+//! orchestrator's ledger moves the money, the merchant sees it in its list and live stream.
+
+mod charges;
+
+mod helpers;
+mod merchants;
+mod qr_images;
+mod qr_payments;
+mod refunds;
+mod stream;
+mod transactions;
