@@ -15,7 +15,13 @@ async fn code_of(world: &World, consumer: &Person) -> String {
         .to_string()
 }
 
-async fn charge(world: &World, merchant: &Person, code: &str, amount: i64, key: &str) -> reqwest::Response {
+async fn charge(
+    world: &World,
+    merchant: &Person,
+    code: &str,
+    amount: i64,
+    key: &str,
+) -> reqwest::Response {
     world
         .merchant_post(
             merchant,

@@ -47,17 +47,41 @@ impl World {
     }
 
     /// A POST to consumer-api as `who`, with an Idempotency-Key.
-    pub async fn consumer_post(&self, who: &Person, path: &str, key: &str, body: Value) -> Response {
+    pub async fn consumer_post(
+        &self,
+        who: &Person,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> Response {
         let url = format!("{}{path}", self.platform.consumer_api);
-        self.send(reqwest::Method::POST, url, Some(&who.token), Some(key), Some(body))
-            .await
+        self.send(
+            reqwest::Method::POST,
+            url,
+            Some(&who.token),
+            Some(key),
+            Some(body),
+        )
+        .await
     }
 
     /// A POST to merchant-api as `who`, with an Idempotency-Key.
-    pub async fn merchant_post(&self, who: &Person, path: &str, key: &str, body: Value) -> Response {
+    pub async fn merchant_post(
+        &self,
+        who: &Person,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> Response {
         let url = format!("{}{path}", self.platform.merchant_api);
-        self.send(reqwest::Method::POST, url, Some(&who.token), Some(key), Some(body))
-            .await
+        self.send(
+            reqwest::Method::POST,
+            url,
+            Some(&who.token),
+            Some(key),
+            Some(body),
+        )
+        .await
     }
 
     pub async fn consumer_get(&self, who: &Person, path: &str) -> Response {
@@ -146,12 +170,19 @@ impl World {
     }
 
     /// `consumer` pays the scanned `qr` under `key`.
-    pub async fn pay(&self, consumer: &Person, qr: &str, amount: Option<i64>, key: &str) -> Response {
+    pub async fn pay(
+        &self,
+        consumer: &Person,
+        qr: &str,
+        amount: Option<i64>,
+        key: &str,
+    ) -> Response {
         let mut body = json!({ "qr": qr });
         if let Some(value) = amount {
             body["amount"] = yen(value);
         }
-        self.consumer_post(consumer, "/v1/payments", key, body).await
+        self.consumer_post(consumer, "/v1/payments", key, body)
+            .await
     }
 
     /// The consumer's available balance, in yen.

@@ -44,7 +44,9 @@ async fn a_registration_that_cannot_fit_a_qr_code_is_refused() {
         assert_eq!(response.status(), 422, "{field}");
         let problem = json_of(response).await;
         assert!(
-            problem["detail"].as_str().is_some_and(|d| d.contains(field)),
+            problem["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(field)),
             "{field}: {problem}"
         );
     }
@@ -86,13 +88,20 @@ async fn bad_payment_requests_are_refused_and_none_is_made() {
     }
     let without_key = world
         .http
-        .post(format!("{}/v1/payment-requests", world.platform.merchant_api))
+        .post(format!(
+            "{}/v1/payment-requests",
+            world.platform.merchant_api
+        ))
         .bearer_auth(&merchant.token)
         .json(&json!({ "amount": yen(100) }))
         .send()
         .await
         .expect("sent");
-    assert_eq!(without_key.status(), 400, "money-moving POSTs need an Idempotency-Key");
+    assert_eq!(
+        without_key.status(),
+        400,
+        "money-moving POSTs need an Idempotency-Key"
+    );
     let count: i64 = {
         let pool = world.platform.merchant_db.pool().expect("pool");
         sqlx::query_scalar("SELECT count(*) FROM payment_requests")

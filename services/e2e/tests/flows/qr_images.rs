@@ -19,7 +19,10 @@ async fn bytes(world: &World, token: &str, path: &str) -> (String, Vec<u8>) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    (content_type, response.bytes().await.expect("a body").to_vec())
+    (
+        content_type,
+        response.bytes().await.expect("a body").to_vec(),
+    )
 }
 
 /// What zbarimg reads from a PNG, raw (no "QR-Code:" prefix).
@@ -35,7 +38,10 @@ fn zbar(png: &[u8]) -> String {
         .expect("zbarimg runs (paytool setup installs zbar-tools)");
     std::fs::remove_dir_all(&dir).ok();
     assert!(output.status.success(), "zbarimg found no code: {output:?}");
-    String::from_utf8(output.stdout).expect("utf-8").trim_end_matches('\n').to_string()
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim_end_matches('\n')
+        .to_string()
 }
 
 #[tokio::test]
@@ -59,18 +65,31 @@ async fn every_qr_png_decodes_with_zbarimg_to_the_exact_payload() {
     requests.push(json_of(with_reference).await);
     for request in &requests {
         let payload = request["payload"].as_str().expect("payload");
-        let (content_type, png) =
-            bytes(&world, &merchant.token, request["qr_png_url"].as_str().expect("url")).await;
+        let (content_type, png) = bytes(
+            &world,
+            &merchant.token,
+            request["qr_png_url"].as_str().expect("url"),
+        )
+        .await;
         assert_eq!(content_type, "image/png");
         assert_eq!(zbar(&png), payload);
-        let (content_type, svg) =
-            bytes(&world, &merchant.token, request["qr_svg_url"].as_str().expect("url")).await;
+        let (content_type, svg) = bytes(
+            &world,
+            &merchant.token,
+            request["qr_svg_url"].as_str().expect("url"),
+        )
+        .await;
         assert_eq!(content_type, "image/svg+xml");
         assert!(String::from_utf8(svg).expect("utf-8").contains("<svg"));
     }
-    let receipt = requests[3]["code128_svg_url"].as_str().expect("a receipt barcode");
+    let receipt = requests[3]["code128_svg_url"]
+        .as_str()
+        .expect("a receipt barcode");
     let (content_type, svg) = bytes(&world, &merchant.token, receipt).await;
     assert_eq!(content_type, "image/svg+xml");
     assert!(String::from_utf8(svg).expect("utf-8").contains("<svg"));
-    assert!(requests[0]["code128_svg_url"].is_null(), "no reference, no receipt barcode");
+    assert!(
+        requests[0]["code128_svg_url"].is_null(),
+        "no reference, no receipt barcode"
+    );
 }

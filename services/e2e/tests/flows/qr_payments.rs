@@ -27,7 +27,12 @@ async fn a_consumer_pays_a_dynamic_qr_made_by_merchant_api_and_the_money_moves_e
     assert_eq!(payment["wallet"]["available"]["value"], 10_000 - 1_250);
 
     let id = payment["id"].as_str().expect("id");
-    let read = json_of(world.consumer_get(&consumer, &format!("/v1/payments/{id}")).await).await;
+    let read = json_of(
+        world
+            .consumer_get(&consumer, &format!("/v1/payments/{id}"))
+            .await,
+    )
+    .await;
     assert_eq!(read["id"], id);
     assert_eq!(read["status"], "completed");
 
@@ -42,7 +47,13 @@ async fn a_consumer_pays_a_dynamic_qr_made_by_merchant_api_and_the_money_moves_e
     assert_eq!(world.merchant_balance(&merchant).await, 1_250 - fee);
     let request_after = json_of(
         world
-            .merchant_get(&merchant, &format!("/v1/payment-requests/{}", request["id"].as_str().expect("id")))
+            .merchant_get(
+                &merchant,
+                &format!(
+                    "/v1/payment-requests/{}",
+                    request["id"].as_str().expect("id")
+                ),
+            )
             .await,
     )
     .await;
@@ -86,7 +97,10 @@ async fn a_replayed_payment_is_not_charged_twice() {
     let again = world.pay(&consumer, qr, None, &key).await;
     assert_eq!(again.status(), 201);
     assert_eq!(
-        again.headers().get("idempotency-replayed").map(|v| v.as_bytes()),
+        again
+            .headers()
+            .get("idempotency-replayed")
+            .map(|v| v.as_bytes()),
         Some(&b"true"[..])
     );
     assert_eq!(json_of(again).await["id"], first["id"]);
@@ -121,8 +135,15 @@ async fn a_dynamic_qr_is_paid_once_even_when_many_pay_it_at_the_same_moment() {
         .iter()
         .map(|r| r.status().as_u16())
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
     let mut total = 0;
     for consumer in &consumers {
         total += world.balance(consumer).await;
@@ -150,7 +171,10 @@ async fn concurrent_retries_of_one_payment_charge_once() {
         .collect();
     // Each is the first (201), a replay of it (201), or told the first is in flight (409).
     assert!(statuses.contains(&201), "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
     assert_eq!(world.balance(&consumer).await, 2_200);
 }
 
@@ -167,7 +191,12 @@ async fn an_expired_qr_is_refused_with_410_and_charges_nothing() {
         )
         .await;
     let paid = world
-        .pay(&consumer, request["payload"].as_str().expect("payload"), None, &new_key())
+        .pay(
+            &consumer,
+            request["payload"].as_str().expect("payload"),
+            None,
+            &new_key(),
+        )
         .await;
     assert_eq!(paid.status(), 410);
     assert_eq!(problem_type(paid).await, "payment-request-expired");
@@ -226,7 +255,11 @@ async fn malformed_foreign_and_mismatched_qr_codes_are_refused_and_nothing_moves
     assert_eq!(other.status(), 422);
 
     let wrong_amount = world.pay(&consumer, qr, Some(299), &new_key()).await;
-    assert_eq!(wrong_amount.status(), 422, "the amount differs from the QR's");
+    assert_eq!(
+        wrong_amount.status(),
+        422,
+        "the amount differs from the QR's"
+    );
 
     // A well-formed paytool QR naming a request that does not exist.
     let unknown = qr.replace(

@@ -10,7 +10,12 @@ async fn a_payment_is_refunded_in_parts_up_to_its_amount_and_no_further() {
     let consumer = world.consumer(5_000).await;
     let request = world.payment_request(&merchant, Some(2_000)).await;
     let paid = world
-        .pay(&consumer, request["payload"].as_str().expect("payload"), None, &new_key())
+        .pay(
+            &consumer,
+            request["payload"].as_str().expect("payload"),
+            None,
+            &new_key(),
+        )
         .await;
     let payment = json_of(paid).await;
     let id = payment["id"].as_str().expect("id").to_string();
@@ -22,7 +27,12 @@ async fn a_payment_is_refunded_in_parts_up_to_its_amount_and_no_further() {
         let id = id.clone();
         async move {
             world
-                .merchant_post(merchant, "/v1/refunds", &key, json!({ "payment_id": id, "amount": yen(amount) }))
+                .merchant_post(
+                    merchant,
+                    "/v1/refunds",
+                    &key,
+                    json!({ "payment_id": id, "amount": yen(amount) }),
+                )
                 .await
         }
     };
@@ -34,7 +44,11 @@ async fn a_payment_is_refunded_in_parts_up_to_its_amount_and_no_further() {
     assert_eq!(first["payment_id"], id.as_str());
     assert_eq!(world.balance(&consumer).await, 3_500);
     let replay = refund(500, first_key).await;
-    assert_eq!(json_of(replay).await["id"], first["id"], "a retried refund is the same refund");
+    assert_eq!(
+        json_of(replay).await["id"],
+        first["id"],
+        "a retried refund is the same refund"
+    );
     assert_eq!(world.balance(&consumer).await, 3_500);
 
     let too_much = refund(1_501, new_key()).await;
@@ -43,10 +57,17 @@ async fn a_payment_is_refunded_in_parts_up_to_its_amount_and_no_further() {
     assert_eq!(world.balance(&consumer).await, 5_000);
     assert_eq!(refund(1, new_key()).await.status(), 422, "nothing is left");
 
-    let seen = json_of(world.consumer_get(&consumer, &format!("/v1/payments/{id}")).await).await;
+    let seen = json_of(
+        world
+            .consumer_get(&consumer, &format!("/v1/payments/{id}"))
+            .await,
+    )
+    .await;
     assert_eq!(seen["status"], "refunded");
     assert_eq!(seen["refunded"]["value"], 2_000);
-    let listed = world.merchant_transactions(&merchant, "&kind=payment").await;
+    let listed = world
+        .merchant_transactions(&merchant, "&kind=payment")
+        .await;
     assert_eq!(listed["items"][0]["status"], "refunded");
     assert_eq!(listed["items"][0]["refunded"]["value"], 2_000);
     world.assert_ledger_balances().await;
@@ -61,7 +82,12 @@ async fn a_merchant_cannot_refund_another_merchants_payment() {
     let request = world.payment_request(&merchant, Some(400)).await;
     let payment = json_of(
         world
-            .pay(&consumer, request["payload"].as_str().expect("payload"), None, &new_key())
+            .pay(
+                &consumer,
+                request["payload"].as_str().expect("payload"),
+                None,
+                &new_key(),
+            )
             .await,
     )
     .await;

@@ -16,17 +16,30 @@ async fn next_events(response: reqwest::Response, count: usize) -> Vec<(i64, Str
     let mut events = Vec::new();
     let read = async {
         while events.len() < count {
-            let chunk = stream.next().await.expect("the stream stays open").expect("bytes");
+            let chunk = stream
+                .next()
+                .await
+                .expect("the stream stays open")
+                .expect("bytes");
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buffer.find("\n\n") {
                 let block: String = buffer.drain(..end + 2).collect();
                 let (mut id, mut kind, mut data) = (None, None, None);
                 for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+                    if let Some(v) = line
+                        .strip_prefix("id: ")
+                        .or_else(|| line.strip_prefix("id:"))
+                    {
                         id = v.trim().parse::<i64>().ok();
-                    } else if let Some(v) = line.strip_prefix("event: ").or_else(|| line.strip_prefix("event:")) {
+                    } else if let Some(v) = line
+                        .strip_prefix("event: ")
+                        .or_else(|| line.strip_prefix("event:"))
+                    {
                         kind = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                    } else if let Some(v) = line
+                        .strip_prefix("data: ")
+                        .or_else(|| line.strip_prefix("data:"))
+                    {
                         data = serde_json::from_str::<Value>(v.trim()).ok();
                     }
                 }
@@ -42,10 +55,17 @@ async fn next_events(response: reqwest::Response, count: usize) -> Vec<(i64, Str
     events
 }
 
-async fn open_stream(world: &World, merchant: &Person, last_event_id: Option<i64>) -> reqwest::Response {
+async fn open_stream(
+    world: &World,
+    merchant: &Person,
+    last_event_id: Option<i64>,
+) -> reqwest::Response {
     let mut request = world
         .http
-        .get(format!("{}/v1/transactions/stream", world.platform.merchant_api))
+        .get(format!(
+            "{}/v1/transactions/stream",
+            world.platform.merchant_api
+        ))
         .bearer_auth(&merchant.token)
         .header("Accept", "text/event-stream");
     if let Some(id) = last_event_id {
@@ -113,8 +133,15 @@ async fn a_reconnect_with_last_event_id_gets_exactly_the_missed_events() {
         pay(&world, &consumer, &qr, 400).await
     };
     let (missed, four) = tokio::join!(next_events(resumed, 3), four_later);
-    let ids: Vec<&str> = missed.iter().map(|e| e.2["data"]["id"].as_str().expect("id")).collect();
-    assert_eq!(ids, [two.as_str(), three.as_str(), four.as_str()], "in order, none twice, none of another merchant's");
+    let ids: Vec<&str> = missed
+        .iter()
+        .map(|e| e.2["data"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [two.as_str(), three.as_str(), four.as_str()],
+        "in order, none twice, none of another merchant's"
+    );
     let event_ids: Vec<i64> = missed.iter().map(|e| e.0).collect();
     assert_eq!(event_ids, [last + 1, last + 2, last + 3]);
     assert_ne!(one, two);
@@ -142,9 +169,13 @@ async fn the_websocket_variant_delivers_the_same_events() {
     let mut request = url.into_client_request().expect("a request");
     request.headers_mut().insert(
         "Authorization",
-        format!("Bearer {}", merchant.token).parse().expect("a header"),
+        format!("Bearer {}", merchant.token)
+            .parse()
+            .expect("a header"),
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("the socket opens");
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the socket opens");
     let later = pay(&world, &consumer, &qr, 20).await;
     let mut received = Vec::new();
     let read = async {
@@ -185,6 +216,9 @@ async fn a_refund_is_streamed_with_the_payment_it_refunds() {
     assert_eq!(refund.status(), 201);
     let events = next_events(open_stream(&world, &merchant, Some(0)).await, 2).await;
     assert_eq!(events[1].1, "payment.refunded");
-    assert_eq!(events[1].2["data"]["payment"]["status"], "partially_refunded");
+    assert_eq!(
+        events[1].2["data"]["payment"]["status"],
+        "partially_refunded"
+    );
     assert_eq!(events[1].2["data"]["refund"]["amount"]["value"], 400);
 }

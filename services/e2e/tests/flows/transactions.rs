@@ -49,14 +49,19 @@ async fn filters_and_bad_queries() {
     json_of(world.pay(&consumer, qr, Some(100), &new_key()).await).await;
     let all = world.merchant_transactions(&merchant, "").await;
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1));
-    let refunded = world.merchant_transactions(&merchant, "&status=refunded").await;
+    let refunded = world
+        .merchant_transactions(&merchant, "&status=refunded")
+        .await;
     assert_eq!(refunded["items"].as_array().map(Vec::len), Some(0));
     let future = world
         .merchant_transactions(&merchant, "&from=2100-01-01T00:00:00Z")
         .await;
     assert_eq!(future["items"].as_array().map(Vec::len), Some(0));
     let past = world
-        .merchant_transactions(&merchant, "&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z")
+        .merchant_transactions(
+            &merchant,
+            "&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z",
+        )
         .await;
     assert_eq!(past["items"].as_array().map(Vec::len), Some(1));
     for bad in [
@@ -69,7 +74,9 @@ async fn filters_and_bad_queries() {
         let response = world.merchant_get(&merchant, bad).await;
         assert_eq!(response.status(), 422, "{bad}");
     }
-    let unparsable = world.merchant_get(&merchant, "/v1/transactions?from=yesterday").await;
+    let unparsable = world
+        .merchant_get(&merchant, "/v1/transactions?from=yesterday")
+        .await;
     assert_eq!(unparsable.status(), 400);
 }
 
@@ -83,7 +90,12 @@ async fn merchants_see_only_their_own_transactions_and_requests() {
     let id = request["id"].as_str().expect("id");
     json_of(
         world
-            .pay(&consumer, request["payload"].as_str().expect("payload"), None, &new_key())
+            .pay(
+                &consumer,
+                request["payload"].as_str().expect("payload"),
+                None,
+                &new_key(),
+            )
             .await,
     )
     .await;
@@ -98,7 +110,11 @@ async fn merchants_see_only_their_own_transactions_and_requests() {
         format!("/v1/payment-requests/{id}/qr.png"),
         format!("/v1/payment-requests/{id}/qr.svg"),
     ] {
-        assert_eq!(world.merchant_get(&other, &path).await.status(), 404, "{path}");
+        assert_eq!(
+            world.merchant_get(&other, &path).await.status(),
+            404,
+            "{path}"
+        );
     }
     // A consumer's token is not a merchant's.
     let forbidden = world.merchant_get(&consumer, "/v1/transactions").await;

@@ -40,6 +40,20 @@ struct Payment {
     amount: Option<Money>,
 }
 
+/// A payment request as paying it needs it.
+#[derive(sqlx::FromRow)]
+struct RequestState {
+    merchant_id: Uuid,
+    kind: String,
+    amount_value: Option<i64>,
+    currency: String,
+    reference: Option<String>,
+    status: String,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    paying_key: Option<String>,
+    payment_id: Option<Uuid>,
+}
+
 fn key_of(headers: &HeaderMap) -> Result<String, Error> {
     headers
         .get("idempotency-key")
@@ -66,24 +80,23 @@ async fn pay_request(
         return Err(Error::Forbidden(ROLE_PAY));
     }
     let key = key_of(&headers)?;
-    let request: Option<(Uuid, String, Option<i64>, String, Option<String>, String, Option<chrono::DateTime<chrono::Utc>>, Option<String>, Option<Uuid>)> =
-        sqlx::query_as(
-            "SELECT merchant_id, kind, amount_value, currency::text, reference, status, expires_at, paying_key, payment_id FROM payment_requests WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&state.pool)
-        .await?;
-    let (
+    let request: Option<RequestState> = sqlx::query_as(
+        "SELECT merchant_id, kind, amount_value, currency::text AS currency, reference, status, expires_at, paying_key, payment_id FROM payment_requests WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let RequestState {
         merchant_id,
         kind,
-        fixed_amount,
+        amount_value: fixed_amount,
         currency,
         reference,
         status,
         expires_at,
         paying_key,
         payment_id,
-    ) = request.ok_or(Error::NotFound("payment request"))?;
+    } = request.ok_or(Error::NotFound("payment request"))?;
     if merchant_id != body.merchant_id {
         return Err(Error::NotFound("payment request"));
     }

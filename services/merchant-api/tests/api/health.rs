@@ -14,37 +14,3 @@ async fn the_service_is_ready_when_its_database_answers() {
     assert_eq!(body["service"], "merchant-api");
     assert_eq!(body["checks"]["database"], "ok");
 }
-
-#[tokio::test]
-async fn the_service_is_not_ready_when_its_database_is_unreachable() {
-    // Port 1 on loopback refuses connections: the process is live but must not claim readiness.
-    let settings = merchant_api::configuration::Settings {
-        http: paykit::config::HttpSettings::default(),
-        database: paykit::db::DatabaseSettings {
-            url: "postgres://nobody:nothing@127.0.0.1:1/nowhere"
-                .to_string()
-                .into(),
-            max_connections: 1,
-            acquire_timeout_ms: 300,
-            statement_timeout_ms: 300,
-        },
-    };
-    let application = merchant_api::startup::Application::build(settings)
-        .await
-        .expect("builds");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
-    let client = reqwest::Client::new();
-    let live = client
-        .get(format!("{address}/health/live"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(live.status(), 200);
-    let ready = client
-        .get(format!("{address}/health/ready"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(ready.status(), 503);
-}

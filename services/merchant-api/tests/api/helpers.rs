@@ -1,24 +1,14 @@
-use merchant_api::configuration::Settings;
-use merchant_api::startup::Application;
-
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
 }
 
-/// Starts the service on port 0 against a fresh database on the real test PostgreSQL.
+/// Starts the service on port 0 against a fresh database, with a real orchestrator and
+/// consumer-api beside it and the test platform's Keycloak. The flows that cross services are
+/// tested in services/e2e.
 pub async fn spawn_app() -> TestApp {
-    let settings = Settings {
-        http: paykit::config::HttpSettings::default(),
-        database: paykit::testing::fresh_database().await,
-    };
-    let application = Application::build(settings)
-        .await
-        .expect("the application builds");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
     TestApp {
-        address,
+        address: e2e::spawn().await.merchant_api,
         client: reqwest::Client::new(),
     }
 }

@@ -1,0 +1,181 @@
+//! The whole path as a person's device takes it: HTTPS through the nginx gateway of the test
+//! platform (`paytool up`), to the service processes it supervises, which call each other and
+//! the orchestrator as configured there. The in-process flows test the logic; this tests that
+//! the running platform is wired the same way.
+
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Gateway {
+    client: reqwest::Client,
+    port: u64,
+}
+
+impl Gateway {
+    fn new() -> Self {
+        let status = paykit::testing::platform_status();
+        let port = status["gateway"]["https_port"]
+            .as_u64()
+            .expect("the gateway's port");
+        let ca = std::fs::read(
+            status["gateway"]["ca_certificate"]
+                .as_str()
+                .expect("the CA"),
+        )
+        .expect("the CA is readable");
+        let mut builder = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"));
+        // The names resolve to loopback whether or not /etc/hosts has them.
+        for host in ["api.local.test", "merchant.local.test", "sso.local.test"] {
+            let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+            builder = builder.resolve(host, address);
+        }
+        Self {
+            client: builder.build().expect("a client"),
+            port,
+        }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}.local.test:{}{path}", self.port)
+    }
+
+    async fn login(&self, email: &str) -> String {
+        let status = paykit::testing::platform_status();
+        let realm = status["connections"]["keycloak_realm"]
+            .as_str()
+            .expect("realm");
+        let token: Value = self
+            .client
+            .post(self.url(
+                "sso",
+                &format!("/realms/{realm}/protocol/openid-connect/token"),
+            ))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "paytool-cli"),
+                ("username", email),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("Keycloak answers through the gateway")
+            .json()
+            .await
+            .expect("json");
+        token["access_token"].as_str().expect("a token").to_string()
+    }
+
+    async fn post(
+        &self,
+        host: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url(host, path))
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("sent")
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_pays_a_merchant_through_the_gateway_of_the_running_platform() {
+    let gateway = Gateway::new();
+    let merchant_email = e2e::unique_email("merchant");
+    let registered = gateway
+        .post(
+            "merchant",
+            "/v1/merchants",
+            None,
+            json!({ "name": "Gateway Cafe", "city": "Kyoto", "country": "JP", "mcc": "5814",
+                    "currency": "JPY", "email": merchant_email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let merchant = gateway.login(&merchant_email).await;
+    let consumer_email = e2e::unique_email("consumer");
+    let registered = gateway
+        .post(
+            "api",
+            "/v1/consumers",
+            None,
+            json!({ "email": consumer_email, "password": PASSWORD, "name": "Gate Way" }),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let consumer = gateway.login(&consumer_email).await;
+    let topped = gateway
+        .post(
+            "api",
+            "/v1/wallet/top-ups",
+            Some(&consumer),
+            json!({ "amount": { "value": 2000, "currency": "JPY" } }),
+        )
+        .await;
+    assert_eq!(topped.status(), 201);
+    let request: Value = gateway
+        .post(
+            "merchant",
+            "/v1/payment-requests",
+            Some(&merchant),
+            json!({ "amount": { "value": 750, "currency": "JPY" } }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let paid = gateway
+        .post(
+            "api",
+            "/v1/payments",
+            Some(&consumer),
+            json!({ "qr": request["payload"] }),
+        )
+        .await;
+    assert_eq!(paid.status(), 201);
+    let paid: Value = paid.json().await.expect("json");
+    assert_eq!(paid["wallet"]["available"]["value"], 1250);
+    let listed: Value = gateway
+        .client
+        .get(gateway.url("merchant", "/v1/transactions"))
+        .bearer_auth(&merchant)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"][0]["id"], paid["id"]);
+}
+
+#[tokio::test]
+async fn the_gateway_does_not_route_internal_endpoints() {
+    let gateway = Gateway::new();
+    let service_token = paykit::testing::client_token("merchant-api").await;
+    for (host, path) in [
+        ("api", "/internal/v1/payment-codes/redemptions"),
+        (
+            "merchant",
+            "/internal/v1/payment-requests/00000000-0000-0000-0000-000000000000/payments",
+        ),
+    ] {
+        let response = gateway
+            .post(host, path, Some(&service_token), json!({}))
+            .await;
+        assert_eq!(response.status(), 404, "{host}{path}");
+        assert_eq!(
+            response.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/problem+json"[..])
+        );
+    }
+}
