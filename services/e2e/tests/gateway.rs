@@ -15,6 +15,12 @@ struct Gateway {
 
 impl Gateway {
     fn new() -> Self {
+        Self::from(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// A client whose connections come from `source` (any 127.x address is loopback), so that
+    /// the rate-limit test has a client address of its own and leaves the others' budget alone.
+    fn from(source: std::net::Ipv4Addr) -> Self {
         let status = paykit::testing::platform_status();
         let port = status["gateway"]["https_port"]
             .as_u64()
@@ -26,6 +32,7 @@ impl Gateway {
         )
         .expect("the CA is readable");
         let mut builder = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::V4(source))
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"));
         // The names resolve to loopback whether or not /etc/hosts has them.
@@ -178,4 +185,39 @@ async fn the_gateway_does_not_route_internal_endpoints() {
             Some(&b"application/problem+json"[..])
         );
     }
+}
+
+#[tokio::test]
+async fn a_burst_of_registrations_from_one_address_is_rate_limited_with_a_problem() {
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    // Invalid bodies: the service refuses them (422) without creating anything, so the burst
+    // leaves no accounts behind; the gateway counts them all the same.
+    for _ in 0..25 {
+        let response = gateway
+            .post(
+                "api",
+                "/v1/consumers",
+                None,
+                json!({ "email": "not-an-email", "password": "x", "name": "x" }),
+            )
+            .await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 && limited.is_none() {
+            limited = Some(response);
+        }
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 422 || *s == 429),
+        "{statuses:?}"
+    );
+    let limited = limited.expect("the burst is limited");
+    assert_eq!(
+        limited.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/problem+json"[..])
+    );
+    assert!(limited.headers().contains_key("retry-after"));
+    let problem: Value = limited.json().await.expect("json");
+    assert_eq!(problem["status"], 429);
 }

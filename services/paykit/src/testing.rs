@@ -182,6 +182,21 @@ impl Contract {
         assert!(errors.is_empty(), "{name}: {method} {path_template} {status} breaks the contract: {errors:?}\nbody: {body}");
     }
 
+    /// Every documented operation, as `(method, path template)`.
+    pub fn operations(&self) -> Vec<(String, String)> {
+        let mut operations = Vec::new();
+        if let Some(paths) = self.document["paths"].as_object() {
+            for (path, item) in paths {
+                for method in ["get", "post", "put", "patch", "delete"] {
+                    if item[method].is_object() {
+                        operations.push((method.to_string(), path.clone()));
+                    }
+                }
+            }
+        }
+        operations
+    }
+
     fn pointer(&self, reference: &str) -> &serde_json::Value {
         let pointer = reference
             .strip_prefix('#')

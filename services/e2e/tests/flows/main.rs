@@ -2,6 +2,7 @@
 //! orchestrator's ledger moves the money, the merchant sees it in its list and live stream.
 
 mod charges;
+mod contract;
 
 mod helpers;
 mod merchants;
