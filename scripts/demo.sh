@@ -18,7 +18,7 @@ https_port=$(field "$status_json" '["gateway"]["https_port"]')
 ca=$(field "$status_json" '["gateway"]["ca_certificate"]')
 suffix=""; [[ "$https_port" != 443 ]] && suffix=":$https_port"
 tls=(--silent --show-error --fail-with-body --cacert "$ca")
-for host in whoami sso api; do tls+=(--resolve "$host.local.test:$https_port:127.0.0.1"); done
+for host in whoami sso api merchant; do tls+=(--resolve "$host.local.test:$https_port:127.0.0.1"); done
 
 echo
 echo "demo: a request through the TLS gateway, verified against the platform's own CA:"
@@ -44,6 +44,45 @@ for attempt in 1 2; do
 done
 echo "demo: the wallet (topped up once):"
 curl "${tls[@]}" -H "Authorization: Bearer $token" "https://api.local.test$suffix/v1/wallet"
+echo
+
+login() {
+  curl "${tls[@]}" -d grant_type=password -d client_id=paytool-cli --data-urlencode "username=$1" \
+    --data-urlencode "password=$password" "https://sso.local.test$suffix/realms/paytool/protocol/openid-connect/token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+merchant_email="cafe-$(date +%s)@example.test"
+echo
+echo "demo: register a merchant, $merchant_email (role merchant, an account in the ledger):"
+curl "${tls[@]}" -H 'Content-Type: application/json' \
+  -d "{\"name\":\"Demo Cafe\",\"city\":\"Tokyo\",\"country\":\"JP\",\"mcc\":\"5812\",\"currency\":\"JPY\",\"email\":\"$merchant_email\",\"password\":\"$password\"}" \
+  "https://merchant.local.test$suffix/v1/merchants"
+merchant_token=$(login "$merchant_email")
+echo
+echo "demo: the merchant asks for 1 200 JPY with a dynamic EMVCo QR code:"
+request=$(curl "${tls[@]}" -H "Authorization: Bearer $merchant_token" -H "Idempotency-Key: demo-qr-$(date +%s)" \
+  -H 'Content-Type: application/json' -d '{"amount":{"value":1200,"currency":"JPY"},"reference":"DEMO-1"}' \
+  "https://merchant.local.test$suffix/v1/payment-requests")
+payload=$(field "$request" '["payload"]')
+echo "$payload"
+"$paytool" qr decode "$payload"
+png=$(mktemp --suffix=.png)
+curl "${tls[@]}" -H "Authorization: Bearer $merchant_token" -o "$png" \
+  "https://merchant.local.test$suffix$(field "$request" '["qr_png_url"]')"
+if command -v zbarimg >/dev/null; then
+  echo "demo: zbarimg reads the QR PNG back: $(zbarimg --raw --quiet "$png")"
+fi
+rm -f "$png"
+echo
+echo "demo: the consumer scans and pays it (twice with one Idempotency-Key: charged once):"
+key="demo-pay-$(date +%s)"
+for attempt in 1 2; do
+  curl "${tls[@]}" -H "Authorization: Bearer $token" -H "Idempotency-Key: $key" -H 'Content-Type: application/json' \
+    -d "{\"qr\":\"$payload\"}" "https://api.local.test$suffix/v1/payments"
+  echo
+done
+echo "demo: the merchant's transactions:"
+curl "${tls[@]}" -H "Authorization: Bearer $merchant_token" "https://merchant.local.test$suffix/v1/transactions"
 echo
 echo
 "$paytool" status

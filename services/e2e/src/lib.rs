@@ -8,6 +8,9 @@ use paykit::keycloak::KeycloakSettings;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+/// The live stream's heartbeat in tests.
+pub const TEST_HEARTBEAT_INTERVAL_MS: u64 = 500;
+
 /// Where each service of one spawned platform listens (`http://127.0.0.1:<port>`).
 pub struct Platform {
     pub orchestrator: String,
@@ -91,6 +94,10 @@ pub async fn spawn() -> Platform {
         orchestrator: service(&orchestrator),
         consumer_api: service(&consumer_address),
         payments: merchant_api::configuration::PaymentSettings::default(),
+        // Short, so that a test sees heartbeats without waiting the production 15 s.
+        stream: merchant_api::configuration::StreamSettings {
+            heartbeat_interval_ms: TEST_HEARTBEAT_INTERVAL_MS,
+        },
     };
     let consumer = consumer_api::startup::Application::build_on(consumer, consumer_listener)
         .await

@@ -19,6 +19,27 @@ pub struct Settings {
     pub consumer_api: ServiceSettings,
     #[serde(default)]
     pub payments: PaymentSettings,
+    #[serde(default)]
+    pub stream: StreamSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamSettings {
+    /// A comment (SSE) or ping (WebSocket) this often keeps proxies from closing an idle stream.
+    #[serde(default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
+}
+
+fn default_heartbeat_interval_ms() -> u64 {
+    15_000
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: default_heartbeat_interval_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

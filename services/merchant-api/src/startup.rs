@@ -41,6 +41,7 @@ impl Application {
             consumer_api: ServiceClient::new(settings.consumer_api.clone(), keycloak.clone()),
             keycloak,
             payments: settings.payments.clone(),
+            stream: settings.stream.clone(),
             events: Hub::start(pool.clone()),
             pool,
         };

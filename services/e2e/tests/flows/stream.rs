@@ -222,3 +222,24 @@ async fn a_refund_is_streamed_with_the_payment_it_refunds() {
     );
     assert_eq!(events[1].2["data"]["refund"]["amount"]["value"], 400);
 }
+
+#[tokio::test]
+async fn an_idle_stream_sends_heartbeats() {
+    let world = World::new().await;
+    let merchant = world.merchant().await;
+    let mut stream = open_stream(&world, &merchant, None).await.bytes_stream();
+    let mut text = String::new();
+    let read = async {
+        while text.matches(": heartbeat").count() < 2 {
+            let chunk = stream.next().await.expect("open").expect("bytes");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(WAIT_BOUND_S), read)
+        .await
+        .expect("heartbeats arrive");
+    assert!(
+        text.starts_with(": connected") || text.contains("retry:"),
+        "{text}"
+    );
+}

@@ -8,7 +8,7 @@ pub mod refunds;
 pub mod stream;
 pub mod transactions;
 
-use crate::configuration::PaymentSettings;
+use crate::configuration::{PaymentSettings, StreamSettings};
 use crate::error::Error;
 use crate::events::Hub;
 use axum::extract::FromRef;
@@ -32,6 +32,7 @@ pub struct AppState {
     pub orchestrator: Orchestrator,
     pub consumer_api: ServiceClient,
     pub payments: PaymentSettings,
+    pub stream: StreamSettings,
     pub events: Hub,
 }
 

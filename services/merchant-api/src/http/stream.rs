@@ -20,8 +20,6 @@ use serde::Deserialize;
 use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// A comment line this often keeps proxies from closing an idle stream.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 15_000;
 /// What EventSource clients wait before reconnecting.
 const RECONNECT_HINT_MS: u64 = 2_000;
 
@@ -104,7 +102,7 @@ async fn stream(
     Ok(Sse::new(first.chain(events))
         .keep_alive(
             KeepAlive::new()
-                .interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS))
+                .interval(Duration::from_millis(state.stream.heartbeat_interval_ms))
                 .text("heartbeat"),
         )
         .into_response())
@@ -122,12 +120,17 @@ async fn websocket(
     let Some(receiver) = state.events.pump(state.pool.clone(), merchant.id, after) else {
         return Ok(too_many_streams());
     };
-    Ok(upgrade.on_upgrade(move |socket| relay(socket, receiver)))
+    let heartbeat = Duration::from_millis(state.stream.heartbeat_interval_ms);
+    Ok(upgrade.on_upgrade(move |socket| relay(socket, receiver, heartbeat)))
 }
 
 /// Sends each event as a JSON text message, and a ping when idle; ends when the client goes.
-async fn relay(mut socket: WebSocket, mut receiver: tokio::sync::mpsc::Receiver<Event>) {
-    let mut heartbeat = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+async fn relay(
+    mut socket: WebSocket,
+    mut receiver: tokio::sync::mpsc::Receiver<Event>,
+    interval: Duration,
+) {
+    let mut heartbeat = tokio::time::interval(interval);
     loop {
         tokio::select! {
             event = receiver.recv() => {
