@@ -205,6 +205,7 @@ pub async fn ledger(
                         amount: Money::new(100, currency),
                         fee_bps: 250,
                         reference: None,
+                        metadata: None,
                     };
                     let view = sagas
                         .start("bench", &Uuid::new_v4().to_string(), request)

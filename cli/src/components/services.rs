@@ -93,6 +93,11 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
             "APP__ORCHESTRATOR__BASE_URL".into(),
             format!("http://127.0.0.1:{}", ctx.home.ports().orchestrator),
         ),
+        // Each service relays its outbox to Kafka; merchant-api also consumes payments.v1.
+        (
+            "APP__KAFKA__BOOTSTRAP_SERVERS".into(),
+            format!("127.0.0.1:{}", ctx.home.ports().kafka),
+        ),
         ("RUST_LOG".into(), "info".into()),
     ];
     if name == "consumer-api" {

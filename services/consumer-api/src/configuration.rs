@@ -19,6 +19,9 @@ pub struct Settings {
     pub merchant_api: ServiceSettings,
     /// The server secret one-time payment codes are derived with (secrets.json's payment_code_key).
     pub payment_code_key: secrecy::SecretString,
+    /// Where the outbox relay publishes. Without it events stay in the outbox (logged at start).
+    #[serde(default)]
+    pub kafka: Option<paykit::events::KafkaSettings>,
     /// The wallet currency when a registration names none.
     #[serde(default = "default_currency")]
     pub default_currency: String,

@@ -17,6 +17,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     idempotency: Store,
+    relay: Option<paykit::events::Relay>,
 }
 
 impl Application {
@@ -32,6 +33,14 @@ impl Application {
         sqlx::migrate!("./migrations").run(&pool).await?;
         let idempotency = Store::new(pool.clone());
         idempotency.ensure_schema().await?;
+        paykit::events::ensure_schema(&pool).await?;
+        let relay = match settings.kafka.clone() {
+            Some(kafka) => Some(paykit::events::Relay::new(pool.clone(), kafka)?),
+            None => {
+                tracing::warn!("no kafka settings: events stay in the outbox until a relay runs");
+                None
+            }
+        };
         let keycloak = Arc::new(ServiceAccount::new(settings.keycloak.clone())?);
         let state = AppState {
             pool,
@@ -49,6 +58,7 @@ impl Application {
             listener,
             router: crate::http::router(state),
             idempotency,
+            relay,
         })
     }
 
@@ -59,8 +69,12 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let purge = self.idempotency.spawn_purge(IDEMPOTENCY_PURGE_INTERVAL_MS);
+        let relay = self.relay.map(paykit::events::Relay::spawn);
         let served = paykit::server::serve(self.listener, self.router).await;
         purge.abort();
+        if let Some(relay) = relay {
+            relay.abort();
+        }
         served
     }
 }

@@ -19,6 +19,8 @@ pub struct Platform {
     /// The services' own databases, for tests that must age a row (an expiry) the API cannot.
     pub consumer_db: DatabaseSettings,
     pub merchant_db: DatabaseSettings,
+    /// The broker and this platform's own topic prefix.
+    pub kafka: paykit::events::KafkaSettings,
 }
 
 /// The service account `client_id` of the test platform's realm.
@@ -51,12 +53,13 @@ async fn loopback() -> (TcpListener, String) {
     (listener, address)
 }
 
-async fn spawn_orchestrator() -> String {
+async fn spawn_orchestrator(kafka: paykit::events::KafkaSettings) -> String {
     let settings = orchestrator::configuration::Settings {
         http: paykit::config::HttpSettings::default(),
         database: paykit::testing::fresh_database().await,
         auth: paykit::testing::auth_settings("orchestrator"),
         saga: orchestrator::saga::SagaSettings::default(),
+        kafka: Some(kafka),
     };
     let application = orchestrator::startup::Application::build(settings)
         .await
@@ -68,7 +71,8 @@ async fn spawn_orchestrator() -> String {
 
 /// Starts the orchestrator, consumer-api and merchant-api, each against a fresh database.
 pub async fn spawn() -> Platform {
-    let orchestrator = spawn_orchestrator().await;
+    let kafka = paykit::testing::kafka_settings().await;
+    let orchestrator = spawn_orchestrator(kafka.clone()).await;
     let (consumer_listener, consumer_address) = loopback().await;
     let (merchant_listener, merchant_address) = loopback().await;
     let service = |base_url: &str| ServiceSettings {
@@ -83,6 +87,7 @@ pub async fn spawn() -> Platform {
         keycloak: keycloak_settings("consumer-api"),
         orchestrator: service(&orchestrator),
         merchant_api: service(&merchant_address),
+        kafka: Some(kafka.clone()),
         default_currency: "JPY".to_string(),
         payment_code_key: uuid::Uuid::new_v4().to_string().into(),
     };
@@ -94,6 +99,7 @@ pub async fn spawn() -> Platform {
         orchestrator: service(&orchestrator),
         consumer_api: service(&consumer_address),
         payments: merchant_api::configuration::PaymentSettings::default(),
+        kafka: Some(kafka.clone()),
         // Short, so that a test sees heartbeats without waiting the production 15 s.
         stream: merchant_api::configuration::StreamSettings {
             heartbeat_interval_ms: TEST_HEARTBEAT_INTERVAL_MS,
@@ -113,6 +119,7 @@ pub async fn spawn() -> Platform {
         merchant_api: merchant_address,
         consumer_db,
         merchant_db,
+        kafka,
     }
 }
 

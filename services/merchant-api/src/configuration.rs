@@ -21,6 +21,10 @@ pub struct Settings {
     pub payments: PaymentSettings,
     #[serde(default)]
     pub stream: StreamSettings,
+    /// Kafka: the relay of this service's outbox, and the ledger's events that build the
+    /// transaction list. Without it the list stays empty (logged at start).
+    #[serde(default)]
+    pub kafka: Option<paykit::events::KafkaSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,8 +6,12 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod ledger_events;
 pub mod payments;
 pub mod records;
 pub mod startup;
 
 pub const SERVICE: &str = "merchant-api";
+
+/// Where this service publishes what happens to merchants and their payment requests.
+pub const MERCHANTS_TOPIC: &str = "merchants.v1";

@@ -3,6 +3,7 @@
 use crate::error::{refused, Error};
 use crate::http::{AppState, Merchant};
 use crate::records::Saga;
+use paykit::internal::PaymentOrder;
 use paykit::money::Money;
 use std::time::Duration;
 use uuid::Uuid;
@@ -20,16 +21,20 @@ pub async fn take(
     wallet: Uuid,
     amount: Money,
     reference: Option<&str>,
+    metadata: serde_json::Value,
     key: &str,
 ) -> Result<Saga, Error> {
     let answer = state
         .orchestrator
         .pay(
-            wallet,
-            merchant.ledger_account_id,
-            amount,
-            state.payments.fee_bps,
-            reference,
+            &PaymentOrder {
+                wallet,
+                merchant_account: merchant.ledger_account_id,
+                amount,
+                fee_bps: state.payments.fee_bps,
+                reference,
+                metadata,
+            },
             key,
         )
         .await?;

@@ -1,11 +1,10 @@
 //! The merchant's own record of its payments and refunds, written from the orchestrator's
-//! answer together with the event the live stream sends, in one database transaction.
+//! events (payments.v1) together with the event the live stream sends, in one database
+//! transaction with the consumer's inbox entry: each payment is recorded once.
 
-use crate::error::Error;
 use crate::events;
-use crate::http::Merchant;
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 /// How a payment reached the merchant.
@@ -18,7 +17,7 @@ pub enum Channel {
 }
 
 impl Channel {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Channel::Qr => "qr",
             Channel::Code => "code",
@@ -30,24 +29,92 @@ impl Channel {
 #[derive(Debug, Clone)]
 pub struct Saga {
     pub id: Uuid,
+    pub kind: String,
     pub state: String,
     pub amount: i64,
     pub fee: i64,
     pub currency: String,
     pub reference: Option<String>,
+    /// The wallet (payments) or merchant (refunds) account debited, and the one credited.
+    pub debit_account_id: Uuid,
+    pub credit_account_id: Uuid,
+    /// For a refund, the payment it refunds.
+    pub payment_id: Option<Uuid>,
+    pub captured_amount: i64,
+    pub refunded_amount: i64,
+    /// What merchant-api attached to a payment: channel, payment request, payer.
+    pub metadata: Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Saga {
     /// Reads the orchestrator's saga view; `None` when it lacks what a payment has.
     pub fn from_view(view: &Value) -> Option<Self> {
+        let uuid = |field: &str| view[field].as_str().and_then(|id| id.parse::<Uuid>().ok());
         Some(Self {
-            id: view["id"].as_str()?.parse().ok()?,
+            id: uuid("id")?,
+            kind: view["kind"].as_str()?.to_string(),
             state: view["state"].as_str()?.to_string(),
             amount: view["amount"]["value"].as_i64()?,
             fee: view["fee"]["value"].as_i64().unwrap_or(0),
             currency: view["amount"]["currency"].as_str()?.to_string(),
             reference: view["reference"].as_str().map(str::to_string),
+            debit_account_id: uuid("debit_account_id")?,
+            credit_account_id: uuid("credit_account_id")?,
+            payment_id: uuid("payment_id"),
+            captured_amount: view["captured_amount"].as_i64().unwrap_or(0),
+            refunded_amount: view["refunded_amount"].as_i64().unwrap_or(0),
+            metadata: view["metadata"].clone(),
+            created_at: view["created_at"].as_str()?.parse().ok()?,
         })
+    }
+
+    /// The channel merchant-api recorded in the payment's metadata.
+    pub fn channel(&self) -> Option<Channel> {
+        match self.metadata["channel"].as_str() {
+            Some("qr") => Some(Channel::Qr),
+            Some("code") => Some(Channel::Code),
+            _ => None,
+        }
+    }
+
+    pub fn payment_request(&self) -> Option<Uuid> {
+        self.metadata["payment_request_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+    }
+
+    /// The transaction as the API shows it, before (or without) the recorded row: what a
+    /// charge or refund answers, the same shape the list and the stream carry.
+    pub fn transaction_view(&self) -> Value {
+        let status = match self.refunded_amount {
+            0 => "completed",
+            r if r >= self.amount => "refunded",
+            _ => "partially_refunded",
+        };
+        let (kind, status) = if self.kind == "refund" {
+            ("refund", "completed")
+        } else {
+            ("payment", status)
+        };
+        view(&(
+            self.id,
+            kind.to_string(),
+            status.to_string(),
+            self.channel().map(|c| c.as_str().to_string()),
+            self.amount,
+            if kind == "payment" { self.fee } else { 0 },
+            if kind == "payment" {
+                self.refunded_amount
+            } else {
+                0
+            },
+            self.currency.clone(),
+            self.payment_id,
+            self.payment_request(),
+            self.reference.clone(),
+            self.created_at,
+        ))
     }
 }
 
@@ -114,23 +181,22 @@ async fn read(
     .await
 }
 
-/// Records a completed payment once (a replay finds the row and writes nothing), marks a dynamic
-/// payment request paid, and appends `payment.completed`. Returns the transaction's view.
+/// Records a completed payment once (a redelivery finds the row and writes nothing), marks a
+/// dynamic payment request paid, and appends `payment.completed` to the merchant's stream.
 pub async fn record_payment(
-    pool: &PgPool,
-    merchant: &Merchant,
+    tx: &mut Transaction<'_, Postgres>,
+    merchant: Uuid,
     saga: &Saga,
-    channel: Channel,
-    payment_request: Option<Uuid>,
-    payer_ref: &str,
-) -> Result<Value, Error> {
-    let mut tx = pool.begin().await?;
+) -> Result<(), sqlx::Error> {
+    let payment_request = saga.payment_request();
+    let channel = saga.channel().unwrap_or(Channel::Qr);
+    let payer_ref = saga.metadata["payer_ref"].as_str();
     let inserted = sqlx::query(
         "INSERT INTO transactions (id, merchant_id, kind, status, channel, amount_value, fee_value, currency, payment_request_id, reference, payer_ref)
          VALUES ($1, $2, 'payment', 'completed', $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
     )
     .bind(saga.id)
-    .bind(merchant.id)
+    .bind(merchant)
     .bind(channel.as_str())
     .bind(saga.amount)
     .bind(saga.fee)
@@ -138,48 +204,57 @@ pub async fn record_payment(
     .bind(payment_request)
     .bind(&saga.reference)
     .bind(payer_ref)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected()
         == 1;
-    let row = read(&mut *tx, saga.id).await?;
-    let transaction = view(&row);
     if inserted {
+        let transaction = view(&read(&mut **tx, saga.id).await?);
         if let Some(request) = payment_request {
             sqlx::query(
                 "UPDATE payment_requests SET status = 'paid', payment_id = $2 WHERE id = $1 AND kind = 'dynamic'",
             )
             .bind(request)
             .bind(saga.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        events::append(&mut tx, merchant.id, "payment.completed", &transaction).await?;
+        events::append(tx, merchant, "payment.completed", &transaction).await?;
     }
-    tx.commit().await?;
-    Ok(transaction)
+    Ok(())
 }
 
-/// Records a completed refund of `payment` once, updates what was refunded of the payment, and
-/// appends `payment.refunded` with both. Returns the refund's view.
+/// Records a completed refund once, updates what was refunded of its payment, and appends
+/// `payment.refunded` with both. `Ok(false)` when the payment is not recorded here.
 pub async fn record_refund(
-    pool: &PgPool,
-    merchant: &Merchant,
-    payment: Uuid,
+    tx: &mut Transaction<'_, Postgres>,
+    merchant: Uuid,
     refund: &Saga,
-) -> Result<Value, Error> {
-    let mut tx = pool.begin().await?;
+) -> Result<bool, sqlx::Error> {
+    let Some(payment) = refund.payment_id else {
+        return Ok(false);
+    };
+    let known: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM transactions WHERE id = $1 AND merchant_id = $2 AND kind = 'payment')",
+    )
+    .bind(payment)
+    .bind(merchant)
+    .fetch_one(&mut **tx)
+    .await?;
+    if !known {
+        return Ok(false);
+    }
     let inserted = sqlx::query(
         "INSERT INTO transactions (id, merchant_id, kind, status, amount_value, currency, payment_id, reference)
          VALUES ($1, $2, 'refund', 'completed', $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
     )
     .bind(refund.id)
-    .bind(merchant.id)
+    .bind(merchant)
     .bind(refund.amount)
     .bind(&refund.currency)
     .bind(payment)
     .bind(&refund.reference)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected()
         == 1;
@@ -191,15 +266,12 @@ pub async fn record_refund(
         )
         .bind(payment)
         .bind(refund.amount)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    }
-    let refund_view = view(&read(&mut *tx, refund.id).await?);
-    if inserted {
-        let payment_view = view(&read(&mut *tx, payment).await?);
+        let refund_view = view(&read(&mut **tx, refund.id).await?);
+        let payment_view = view(&read(&mut **tx, payment).await?);
         let data = json!({ "refund": refund_view, "payment": payment_view });
-        events::append(&mut tx, merchant.id, "payment.refunded", &data).await?;
+        events::append(tx, merchant, "payment.refunded", &data).await?;
     }
-    tx.commit().await?;
-    Ok(refund_view)
+    Ok(true)
 }

@@ -18,7 +18,11 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     idempotency: Store,
+    workers: Vec<Worker>,
 }
+
+/// A background task that runs beside the server: the outbox relay, the event consumer.
+type Worker = Box<dyn FnOnce() -> tokio::task::JoinHandle<()> + Send>;
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -33,6 +37,25 @@ impl Application {
         sqlx::migrate!("./migrations").run(&pool).await?;
         let idempotency = Store::new(pool.clone());
         idempotency.ensure_schema().await?;
+        paykit::events::ensure_schema(&pool).await?;
+        let mut workers: Vec<Worker> = Vec::new();
+        match settings.kafka.clone() {
+            Some(kafka) => {
+                let relay = paykit::events::Relay::new(pool.clone(), kafka.clone())?;
+                workers.push(Box::new(move || relay.spawn()));
+                let consumer = paykit::events::Consumer::new(
+                    crate::ledger_events::CONSUMER,
+                    pool.clone(),
+                    kafka,
+                    crate::ledger_events::TOPICS,
+                    crate::ledger_events::PaymentEvents,
+                )?;
+                workers.push(Box::new(move || consumer.spawn()));
+            }
+            None => tracing::warn!(
+                "no kafka settings: the transaction list is not fed and events stay in the outbox"
+            ),
+        }
         let keycloak = Arc::new(ServiceAccount::new(settings.keycloak.clone())?);
         let state = AppState {
             verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
@@ -51,6 +74,7 @@ impl Application {
             listener,
             router: crate::http::router(state),
             idempotency,
+            workers,
         })
     }
 
@@ -61,8 +85,12 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let purge = self.idempotency.spawn_purge(IDEMPOTENCY_PURGE_INTERVAL_MS);
+        let workers: Vec<_> = self.workers.into_iter().map(|start| start()).collect();
         let served = paykit::server::serve(self.listener, self.router).await;
         purge.abort();
+        for worker in workers {
+            worker.abort();
+        }
         served
     }
 }

@@ -12,4 +12,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[serde(default)]
     pub saga: SagaSettings,
+    /// Where the outbox relay publishes. Without it events stay in the outbox (logged at start).
+    #[serde(default)]
+    pub kafka: Option<paykit::events::KafkaSettings>,
 }

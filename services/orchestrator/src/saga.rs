@@ -31,6 +31,8 @@ const RECOVERY_BATCH: i64 = 100;
 const RECOVERY_INTERVAL_MS: u64 = 500;
 /// The fee a payment may carry, in basis points: at most 10 %.
 pub const FEE_BPS_MAX: u32 = 1_000;
+/// The largest metadata object a payment carries, serialized.
+pub const METADATA_MAX_BYTES: usize = 2_048;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SagaSettings {
@@ -102,6 +104,9 @@ pub enum Request {
         amount: Money,
         fee_bps: u32,
         reference: Option<String>,
+        /// Carried into the payment's events; opaque to the ledger (an object, at most 2 KiB).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<serde_json::Value>,
     },
     P2p {
         from_account_id: Uuid,
@@ -145,6 +150,7 @@ pub struct SagaView {
     pub captured_amount: i64,
     pub refunded_amount: i64,
     pub reference: Option<String>,
+    pub metadata: Option<serde_json::Value>,
     pub failure: Option<Failure>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -284,8 +290,8 @@ impl Sagas {
         let id = Uuid::new_v4();
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO sagas (id, kind, state, caller, idempotency_key, request_hash, currency, amount, fee,
-                                debit_account_id, credit_account_id, payment_id, reference, deadline_at)
-             VALUES ($1, $2, 'started', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + $13 * interval '1 millisecond')
+                                debit_account_id, credit_account_id, payment_id, reference, deadline_at, metadata)
+             VALUES ($1, $2, 'started', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + $13 * interval '1 millisecond', $14)
              ON CONFLICT ON CONSTRAINT sagas_idempotency_key_unique DO NOTHING RETURNING id",
         )
         .bind(id)
@@ -301,6 +307,7 @@ impl Sagas {
         .bind(plan.payment_id)
         .bind(plan.reference)
         .bind(i64::try_from(self.settings.deadline_ms).unwrap_or(i64::MAX))
+        .bind(plan.metadata.clone())
         .fetch_optional(&self.pool)
         .await?;
         match inserted {
@@ -397,8 +404,17 @@ impl Sagas {
                 amount,
                 fee_bps,
                 reference,
+                metadata,
             } => {
                 let amount = positive(*amount)?;
+                if metadata
+                    .as_ref()
+                    .is_some_and(|m| !m.is_object() || m.to_string().len() > METADATA_MAX_BYTES)
+                {
+                    return Err(SagaError::Invalid(format!(
+                        "metadata must be an object of at most {METADATA_MAX_BYTES} bytes"
+                    )));
+                }
                 if *fee_bps > FEE_BPS_MAX {
                     return Err(SagaError::Invalid(format!(
                         "fee_bps must be at most {FEE_BPS_MAX}"
@@ -424,6 +440,7 @@ impl Sagas {
                 let mut plan = Plan::new(amount, *wallet_account_id, *merchant_account_id);
                 plan.fee = fee_for(amount.value, *fee_bps);
                 plan.reference = reference.clone();
+                plan.metadata = metadata.clone();
                 Ok(plan)
             }
             Request::P2p {
@@ -546,6 +563,16 @@ impl Sagas {
                     .bind(transition.captured_amount)
                     .execute(&mut *tx)
                     .await?;
+                    if TERMINAL.contains(&transition.state) {
+                        // The event commits with the state, or neither does.
+                        let row =
+                            sqlx::query(&format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = $1"))
+                                .bind(id)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                        let (topic, key, event) = finished_event(&view_of(&row)?);
+                        paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
+                    }
                     tx.commit().await?;
                     self.failpoint(transition.state);
                 }
@@ -844,6 +871,7 @@ struct Plan {
     credit: Uuid,
     payment_id: Option<Uuid>,
     reference: Option<String>,
+    metadata: Option<serde_json::Value>,
 }
 
 impl Plan {
@@ -856,12 +884,31 @@ impl Plan {
             credit,
             payment_id: None,
             reference: None,
+            metadata: None,
         }
     }
 }
 
+/// The topic, partition key and envelope announcing that a saga finished. Payments and refunds
+/// go to `payments.v1` keyed by the merchant's account (one merchant's events stay in order);
+/// top-ups and transfers go to `ledger.v1` keyed by the account they debit.
+pub fn finished_event(saga: &SagaView) -> (&'static str, Uuid, paykit::events::Envelope) {
+    let (topic, key, entity) = match saga.kind.as_str() {
+        "payment" => ("payments.v1", saga.credit_account_id, "payment"),
+        "refund" => ("payments.v1", saga.debit_account_id, "refund"),
+        "top_up" => ("ledger.v1", saga.credit_account_id, "top_up"),
+        _ => ("ledger.v1", saga.debit_account_id, "transfer"),
+    };
+    let event = paykit::events::Envelope::new(
+        &format!("{entity}.{}", saga.state),
+        format!("{entity}/{}", saga.id),
+        serde_json::to_value(saga).unwrap_or_default(),
+    );
+    (topic, key, event)
+}
+
 const SAGA_COLUMNS: &str = "id, kind, state, currency::text AS currency, amount, fee, debit_account_id, credit_account_id, payment_id, \
-     captured_amount, refunded_amount, reference, failure_type, failure_detail, created_at, updated_at";
+     captured_amount, refunded_amount, reference, metadata, failure_type, failure_detail, created_at, updated_at";
 
 fn view_of(row: &sqlx::postgres::PgRow) -> Result<SagaView, sqlx::Error> {
     let currency_code: String = row.try_get("currency")?;
@@ -879,6 +926,7 @@ fn view_of(row: &sqlx::postgres::PgRow) -> Result<SagaView, sqlx::Error> {
         captured_amount: row.try_get("captured_amount")?,
         refunded_amount: row.try_get("refunded_amount")?,
         reference: row.try_get("reference")?,
+        metadata: row.try_get("metadata")?,
         failure: failure_type.map(|type_slug| Failure {
             type_slug,
             detail: row

@@ -12,6 +12,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     sagas: Sagas,
+    relay: Option<paykit::events::Relay>,
 }
 
 impl Application {
@@ -21,16 +22,25 @@ impl Application {
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();
         let sagas = Sagas::new(pool.clone(), settings.saga.clone());
+        let pool_for_relay = pool.clone();
         let state = AppState {
             pool,
             sagas: sagas.clone(),
             verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
+        };
+        let relay = match settings.kafka {
+            Some(kafka) => Some(paykit::events::Relay::new(pool_for_relay, kafka)?),
+            None => {
+                tracing::warn!("no kafka settings: events stay in the outbox until a relay runs");
+                None
+            }
         };
         Ok(Self {
             port,
             listener,
             router: crate::http::router(state),
             sagas,
+            relay,
         })
     }
 
@@ -42,13 +52,19 @@ impl Application {
     /// Serves, with the recovery worker running beside the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let recovery = tokio::spawn(self.sagas.run_recovery());
+        let relay = self.relay.map(paykit::events::Relay::spawn);
         let served = paykit::server::serve(self.listener, self.router).await;
         recovery.abort();
+        if let Some(relay) = relay {
+            relay.abort();
+        }
         served
     }
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!("./migrations").run(pool).await?;
+    // Sagas append their events to the outbox in the same transactions.
+    paykit::events::ensure_schema(pool).await?;
     Ok(())
 }

@@ -102,6 +102,18 @@ impl ServiceClient {
     }
 }
 
+/// A payment from a wallet to a merchant, as the orchestrator's saga takes it.
+pub struct PaymentOrder<'a> {
+    pub wallet: Uuid,
+    pub merchant_account: Uuid,
+    pub amount: Money,
+    /// The platform's fee in basis points of the amount, paid by the merchant.
+    pub fee_bps: u32,
+    pub reference: Option<&'a str>,
+    /// Carried into the payment's events (channel, payment request, payer).
+    pub metadata: Value,
+}
+
 /// The orchestrator: accounts, sagas and the ledger.
 #[derive(Clone)]
 pub struct Orchestrator(ServiceClient);
@@ -172,19 +184,16 @@ impl Orchestrator {
     /// A merchant payment saga: reserve on the wallet, then capture to the merchant.
     pub async fn pay(
         &self,
-        wallet: Uuid,
-        merchant_account: Uuid,
-        amount: Money,
-        fee_bps: u32,
-        reference: Option<&str>,
+        payment: &PaymentOrder<'_>,
         idempotency_key: &str,
     ) -> Result<Answer, CallError> {
         let body = json!({
-            "wallet_account_id": wallet,
-            "merchant_account_id": merchant_account,
-            "amount": amount,
-            "fee_bps": fee_bps,
-            "reference": reference,
+            "wallet_account_id": payment.wallet,
+            "merchant_account_id": payment.merchant_account,
+            "amount": payment.amount,
+            "fee_bps": payment.fee_bps,
+            "reference": payment.reference,
+            "metadata": payment.metadata,
         });
         self.0
             .post("/v1/payments", Some(idempotency_key), &body)

@@ -228,6 +228,33 @@ impl Contract {
     }
 }
 
+/// Kafka settings for one spawned platform: the test platform's broker, and topics of its own
+/// (a fresh prefix; each topic of stacks/local/kafka/topics.json created with one partition),
+/// so that parallel tests neither see nor consume each other's events.
+pub async fn kafka_settings() -> crate::events::KafkaSettings {
+    let status = platform_status();
+    let bootstrap = status["connections"]["kafka_bootstrap"]
+        .as_str()
+        .expect("the platform status names Kafka")
+        .to_string();
+    let settings = crate::events::KafkaSettings {
+        bootstrap_servers: bootstrap,
+        topic_prefix: format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        relay_failpoint: None,
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../stacks/local/kafka/topics.json");
+    let topics: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(&path).expect("stacks/local/kafka/topics.json"),
+    )
+    .expect("topics.json is JSON");
+    let names: Vec<&str> = topics.iter().filter_map(|t| t["name"].as_str()).collect();
+    crate::events::create_topics(&settings, &names, 1)
+        .await
+        .expect("the test topics are created");
+    settings
+}
+
 /// The slug of a problem response's `type` (`insufficient-funds` for `.../problems/insufficient-funds`).
 pub async fn problem_type(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.expect("a JSON body");

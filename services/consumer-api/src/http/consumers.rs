@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use paykit::events::Envelope;
 use paykit::keycloak::Person;
 use paykit::money::Currency;
 use paykit::problem::JsonBody;
@@ -14,6 +15,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 const NAME_MAX_CHARS: usize = 100;
+/// Where registrations are announced.
+pub const CONSUMERS_TOPIC: &str = "consumers.v1";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/consumers", post(register))
@@ -113,6 +116,7 @@ impl NewConsumer<'_> {
         if !opened.is_success() {
             return Err(refused(&opened));
         }
+        let mut tx = state.pool.begin().await?;
         sqlx::query(
             "INSERT INTO consumers (id, keycloak_user_id, email, name, wallet_account_id, currency) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -122,7 +126,7 @@ impl NewConsumer<'_> {
         .bind(self.name)
         .bind(self.wallet)
         .bind(self.currency)
-        .execute(&state.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|error| match &error {
             sqlx::Error::Database(db) if db.constraint() == Some("consumers_email_unique") => {
@@ -130,6 +134,13 @@ impl NewConsumer<'_> {
             }
             _ => Error::Database(error),
         })?;
+        let event = Envelope::new(
+            "consumer.registered",
+            format!("consumer/{}", self.id),
+            json!({ "id": self.id, "wallet_account_id": self.wallet, "currency": self.currency }),
+        );
+        paykit::events::append(&mut tx, CONSUMERS_TOPIC, &self.id.to_string(), &event).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -184,6 +184,13 @@ async fn merchant_api_answers_as_its_contract_says() {
         .await;
     let (status, _) = api.check("post", "/v1/refunds", refunded).await;
     assert_eq!(status, 201);
+    world
+        .merchant_transactions_when(&merchant, "", |page| {
+            page["items"]
+                .as_array()
+                .is_some_and(|items| items.len() == 3)
+        })
+        .await;
     let listed = world
         .merchant_get(&merchant, "/v1/transactions?limit=2")
         .await;

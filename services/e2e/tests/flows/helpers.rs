@@ -3,6 +3,9 @@ use reqwest::Response;
 use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "correct horse battery";
+/// How long a test waits for the event-fed list to catch up: a bound, not a speed check.
+const SETTLE_POLLS_MAX: u32 = 300;
+const SETTLE_POLL_MS: u64 = 50;
 
 /// One spawned platform and a client for it.
 pub struct World {
@@ -207,13 +210,50 @@ impl World {
         me["balance"]["value"].as_i64().expect("a balance")
     }
 
-    /// The merchant's transactions (one page of up to 100).
+    /// The merchant's transactions (one page of up to 100), as they are now.
     pub async fn merchant_transactions(&self, merchant: &Person, query: &str) -> Value {
         let response = self
             .merchant_get(merchant, &format!("/v1/transactions?limit=100{query}"))
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.expect("json")
+    }
+
+    /// The merchant's transactions once `ready` holds of the page. The list is built from the
+    /// ledger's events, so it catches up a moment after a payment; a merchant's events are
+    /// applied in order, so once the newest expected item is there every earlier one is too.
+    pub async fn merchant_transactions_when(
+        &self,
+        merchant: &Person,
+        query: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
+        for _ in 0..SETTLE_POLLS_MAX {
+            let page = self.merchant_transactions(merchant, query).await;
+            if ready(&page) {
+                return page;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(SETTLE_POLL_MS)).await;
+        }
+        panic!(
+            "the merchant's list did not reach the expected state: {}",
+            self.merchant_transactions(merchant, query).await
+        );
+    }
+
+    /// The merchant's transactions once the one with `id` is among them.
+    pub async fn merchant_transactions_with(
+        &self,
+        merchant: &Person,
+        query: &str,
+        id: &str,
+    ) -> Value {
+        self.merchant_transactions_when(merchant, query, |page| {
+            page["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|item| item["id"] == id))
+        })
+        .await
     }
 
     /// Panics unless the orchestrator's ledger checks all pass.

@@ -2,6 +2,7 @@
 
 use crate::helpers::{json_of, new_key, World};
 use paykit::testing::problem_type;
+use serde_json::Value;
 
 #[tokio::test]
 async fn a_consumer_pays_a_dynamic_qr_made_by_merchant_api_and_the_money_moves_exactly() {
@@ -37,7 +38,7 @@ async fn a_consumer_pays_a_dynamic_qr_made_by_merchant_api_and_the_money_moves_e
     assert_eq!(read["status"], "completed");
 
     // The default fee is 100 basis points of 1250 yen: 12.5, rounded half up to 13 whole yen.
-    let transactions = world.merchant_transactions(&merchant, "").await;
+    let transactions = world.merchant_transactions_with(&merchant, "", id).await;
     let items = transactions["items"].as_array().expect("items");
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["id"], id);
@@ -73,12 +74,15 @@ async fn a_static_qr_takes_the_amount_the_consumer_enters_and_can_be_paid_again(
     let qr = request["payload"].as_str().expect("payload");
     let without_amount = world.pay(&consumer, qr, None, &new_key()).await;
     assert_eq!(without_amount.status(), 422, "a static QR needs an amount");
+    let mut last = Value::Null;
     for amount in [300, 700] {
         let paid = world.pay(&consumer, qr, Some(amount), &new_key()).await;
         assert_eq!(paid.status(), 201);
+        last = json_of(paid).await["id"].clone();
     }
     assert_eq!(world.balance(&consumer).await, 4_000);
-    let transactions = world.merchant_transactions(&merchant, "").await;
+    let last = last.as_str().expect("id");
+    let transactions = world.merchant_transactions_with(&merchant, "", last).await;
     assert_eq!(transactions["items"].as_array().map(Vec::len), Some(2));
     world.assert_ledger_balances().await;
 }
@@ -107,11 +111,26 @@ async fn a_replayed_payment_is_not_charged_twice() {
     let changed = world.pay(&consumer, qr, Some(999), &key).await;
     assert_eq!(changed.status(), 422, "the same key with another body");
     assert_eq!(world.balance(&consumer).await, 4_000);
+    // A later payment is the sentinel: once it is listed, every earlier event was applied.
+    let sentinel = world.payment_request(&merchant, Some(1)).await;
+    let sentinel = json_of(
+        world
+            .pay(
+                &consumer,
+                sentinel["payload"].as_str().expect("payload"),
+                None,
+                &new_key(),
+            )
+            .await,
+    )
+    .await;
+    let page = world
+        .merchant_transactions_with(&merchant, "", sentinel["id"].as_str().expect("id"))
+        .await;
     assert_eq!(
-        world.merchant_transactions(&merchant, "").await["items"]
-            .as_array()
-            .map(Vec::len),
-        Some(1)
+        page["items"].as_array().map(Vec::len),
+        Some(2),
+        "the replay was recorded once"
     );
 }
 
@@ -274,11 +293,14 @@ async fn malformed_foreign_and_mismatched_qr_codes_are_refused_and_nothing_moves
     assert_eq!(missing.status(), 404);
 
     assert_eq!(world.balance(&consumer).await, 1_000, "nothing was charged");
+    let paid = json_of(world.pay(&consumer, qr, None, &new_key()).await).await;
+    let page = world
+        .merchant_transactions_with(&merchant, "", paid["id"].as_str().expect("id"))
+        .await;
     assert_eq!(
-        world.merchant_transactions(&merchant, "").await["items"]
-            .as_array()
-            .map(Vec::len),
-        Some(0)
+        page["items"].as_array().map(Vec::len),
+        Some(1),
+        "only the good payment"
     );
 }
 

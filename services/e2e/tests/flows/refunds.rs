@@ -66,7 +66,9 @@ async fn a_payment_is_refunded_in_parts_up_to_its_amount_and_no_further() {
     assert_eq!(seen["status"], "refunded");
     assert_eq!(seen["refunded"]["value"], 2_000);
     let listed = world
-        .merchant_transactions(&merchant, "&kind=payment")
+        .merchant_transactions_when(&merchant, "&kind=payment", |page| {
+            page["items"][0]["refunded"]["value"] == 2_000
+        })
         .await;
     assert_eq!(listed["items"][0]["status"], "refunded");
     assert_eq!(listed["items"][0]["refunded"]["value"], 2_000);

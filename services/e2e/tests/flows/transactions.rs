@@ -15,6 +15,9 @@ async fn the_list_pages_by_cursor_newest_first_without_gaps_or_repeats() {
         let payment = json_of(world.pay(&consumer, qr, Some(amount), &new_key()).await).await;
         paid.push(payment["id"].as_str().expect("id").to_string());
     }
+    world
+        .merchant_transactions_with(&merchant, "", paid.last().expect("paid"))
+        .await;
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
@@ -46,8 +49,10 @@ async fn filters_and_bad_queries() {
     let consumer = world.consumer(10_000).await;
     let request = world.payment_request(&merchant, None).await;
     let qr = request["payload"].as_str().expect("payload");
-    json_of(world.pay(&consumer, qr, Some(100), &new_key()).await).await;
-    let all = world.merchant_transactions(&merchant, "").await;
+    let paid = json_of(world.pay(&consumer, qr, Some(100), &new_key()).await).await;
+    let all = world
+        .merchant_transactions_with(&merchant, "", paid["id"].as_str().expect("id"))
+        .await;
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1));
     let refunded = world
         .merchant_transactions(&merchant, "&status=refunded")

@@ -5,7 +5,6 @@ use super::payment_requests::check_reference;
 use super::{ledger_key, merchant_amount, merchant_of, AppState};
 use crate::error::{refused, Error};
 use crate::payments;
-use crate::records::{record_payment, Channel};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
@@ -77,16 +76,16 @@ async fn charge(
         "consumer:{}",
         redemption.body["consumer_id"].as_str().unwrap_or_default()
     );
+    let metadata = json!({ "channel": "code", "payer_ref": payer });
     let saga = payments::take(
         &state,
         &merchant,
         wallet,
         amount,
         reference.as_deref(),
+        metadata,
         &key,
     )
     .await?;
-    let transaction =
-        record_payment(&state.pool, &merchant, &saga, Channel::Code, None, &payer).await?;
-    Ok((StatusCode::CREATED, Json(transaction)))
+    Ok((StatusCode::CREATED, Json(saga.transaction_view())))
 }

@@ -4,7 +4,6 @@
 use super::{merchant_by_id, AppState};
 use crate::error::Error;
 use crate::payments;
-use crate::records::{record_payment, Channel};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -149,12 +148,15 @@ async fn pay_request(
         }
     }
     let saga_key = format!("pay:{id}:{key}");
+    let metadata =
+        json!({ "channel": "qr", "payment_request_id": id, "payer_ref": body.payer_ref });
     let outcome = payments::take(
         &state,
         &merchant,
         body.wallet_account_id,
         amount,
         reference.as_deref(),
+        metadata,
         &saga_key,
     )
     .await;
@@ -173,25 +175,24 @@ async fn pay_request(
             return Err(error);
         }
     };
-    let transaction = record_payment(
-        &state.pool,
-        &merchant,
-        &saga,
-        Channel::Qr,
-        Some(id),
-        &body.payer_ref,
-    )
-    .await?;
+    if kind == "dynamic" {
+        // The request is paid now; the transaction list learns of it from the ledger's event.
+        sqlx::query("UPDATE payment_requests SET status = 'paid', payment_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(saga.id)
+            .execute(&state.pool)
+            .await?;
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "id": saga.id,
             "status": "completed",
-            "amount": transaction["amount"],
+            "amount": Money::new(saga.amount, currency),
             "merchant": { "id": merchant.id, "name": merchant.name },
             "payment_request_id": id,
             "reference": reference,
-            "created_at": transaction["created_at"],
+            "created_at": saga.created_at,
         })),
     ))
 }

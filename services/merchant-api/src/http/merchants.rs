@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::events::Envelope;
 use paykit::keycloak::Person;
 use paykit::problem::JsonBody;
 use serde::Deserialize;
@@ -95,6 +96,7 @@ async fn record(
     if !opened.is_success() {
         return Err(refused(&opened));
     }
+    let mut tx = state.pool.begin().await?;
     sqlx::query(
         "INSERT INTO merchants (id, keycloak_user_id, email, name, city, country, mcc, currency, ledger_account_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -108,7 +110,7 @@ async fn record(
     .bind(profile.mcc.as_str())
     .bind(profile.currency)
     .bind(account)
-    .execute(&state.pool)
+    .execute(&mut *tx)
     .await
     .map_err(|error| match &error {
         sqlx::Error::Database(db) if db.constraint() == Some("merchants_email_unique") => {
@@ -116,6 +118,12 @@ async fn record(
         }
         _ => Error::Database(error),
     })?;
+    let mut data = view(id, email, profile, account);
+    // Other services need the business, not the login.
+    data.as_object_mut().map(|d| d.remove("email"));
+    let event = Envelope::new("merchant.registered", format!("merchant/{id}"), data);
+    paykit::events::append(&mut tx, crate::MERCHANTS_TOPIC, &id.to_string(), &event).await?;
+    tx.commit().await?;
     Ok(())
 }
 

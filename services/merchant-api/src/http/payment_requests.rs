@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::events::Envelope;
 use paykit::idempotency::idempotent;
 use paykit::money::Money;
 use paykit::problem::JsonBody;
@@ -128,6 +129,7 @@ async fn create(
     };
     let id = Uuid::new_v4();
     let payload = payload_for(&state, &merchant, id, amount, reference.as_deref())?;
+    let mut tx = state.pool.begin().await?;
     let row: RequestRow = sqlx::query_as(&format!(
         "INSERT INTO payment_requests (id, merchant_id, kind, amount_value, currency, reference, payload, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {REQUEST_COLUMNS}"
@@ -140,9 +142,25 @@ async fn create(
     .bind(&reference)
     .bind(&payload)
     .bind(expires_at)
-    .fetch_one(&state.pool)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok((StatusCode::CREATED, Json(view(&row))))
+    let request = view(&row);
+    let mut data = request.clone();
+    data["merchant_id"] = json!(merchant.id);
+    let event = Envelope::new(
+        "payment_request.created",
+        format!("payment_request/{id}"),
+        data,
+    );
+    paykit::events::append(
+        &mut tx,
+        crate::MERCHANTS_TOPIC,
+        &merchant.id.to_string(),
+        &event,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(request)))
 }
 
 /// The EMVCo payload: this platform's template carries the merchant and the request (as 32 hex

@@ -3,7 +3,7 @@
 use super::{ledger_key, merchant_amount, merchant_of, AppState};
 use crate::error::{refused, Error};
 use crate::payments;
-use crate::records::record_refund;
+use crate::records::Saga;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
@@ -39,19 +39,25 @@ async fn refund(
 ) -> Result<(StatusCode, Json<Value>), Error> {
     let merchant = merchant_of(&state, &principal).await?;
     let amount = merchant_amount(&merchant, body.amount)?;
-    let payment: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT amount_value, refunded_value FROM transactions WHERE id = $1 AND merchant_id = $2 AND kind = 'payment'",
-    )
-    .bind(body.payment_id)
-    .bind(merchant.id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let (paid, refunded) = payment.ok_or(Error::NotFound("payment"))?;
+    // The ledger is the authority on the payment: whose it is and what is left of it (the
+    // transaction list may not have caught up with a payment made a moment ago).
+    let found = state.orchestrator.saga(body.payment_id).await?;
+    let payment = if found.is_success() {
+        Saga::from_view(&found.body)
+    } else if found.status == 404 {
+        None
+    } else {
+        return Err(refused(&found));
+    };
+    let payment = payment
+        .filter(|p| p.kind == "payment" && p.credit_account_id == merchant.ledger_account_id)
+        .ok_or(Error::NotFound("payment"))?;
+    let left = payment.captured_amount - payment.refunded_amount;
     // The ledger enforces this too; saying it here gives the merchant the numbers.
-    if amount.value > paid - refunded {
+    if amount.value > left {
         return Err(Error::Invalid(format!(
             "at most {} of this payment can still be refunded",
-            Money::new(paid - refunded, amount.currency)
+            Money::new(left, amount.currency)
         )));
     }
     let answer = state
@@ -65,7 +71,6 @@ async fn refund(
     if !answer.is_success() {
         return Err(refused(&answer));
     }
-    let saga = payments::settled(&state, &answer.body).await?;
-    let refund = record_refund(&state.pool, &merchant, body.payment_id, &saga).await?;
-    Ok((StatusCode::CREATED, Json(refund)))
+    let refund = payments::settled(&state, &answer.body).await?;
+    Ok((StatusCode::CREATED, Json(refund.transaction_view())))
 }

@@ -30,6 +30,8 @@ struct NewPayment {
     #[serde(default)]
     fee_bps: u32,
     reference: Option<String>,
+    /// Carried into the payment's events (an object, at most 2 KiB).
+    metadata: Option<serde_json::Value>,
 }
 
 async fn create(
@@ -44,6 +46,7 @@ async fn create(
         amount: body.amount,
         fee_bps: body.fee_bps,
         reference: body.reference,
+        metadata: body.metadata,
     };
     start(&state, &principal, &headers, request).await
 }

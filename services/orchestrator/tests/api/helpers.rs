@@ -22,6 +22,7 @@ pub fn settings(database: DatabaseSettings) -> Settings {
         database,
         auth: paykit::testing::auth_settings("orchestrator"),
         saga: SagaSettings::default(),
+        kafka: None,
     }
 }
 

@@ -142,7 +142,7 @@ proptest! {
                         last = Some((key, request));
                     }
                     Op::Pay { wallet, merchant, value, fee_bps } => {
-                        let request = Request::Payment { wallet_account_id: wallets[wallet], merchant_account_id: merchants[merchant], amount: jpy(value), fee_bps, reference: None };
+                        let request = Request::Payment { wallet_account_id: wallets[wallet], merchant_account_id: merchants[merchant], amount: jpy(value), fee_bps, reference: None, metadata: None };
                         let affordable = model.available.get(&wallets[wallet]).copied().unwrap_or(0) >= value;
                         let view = sagas.start("test", &key, request.clone()).await.expect("payment");
                         if affordable {
@@ -291,6 +291,7 @@ async fn many_tasks_spending_one_wallet_never_overdraw_it_and_exactly_the_afford
                             amount: jpy(30),
                             fee_bps: 0,
                             reference: None,
+                            metadata: None,
                         },
                     )
                     .await
@@ -348,6 +349,7 @@ async fn concurrent_payments_to_one_hot_merchant_all_land_across_its_balance_buc
                         amount: jpy(100),
                         fee_bps: 100,
                         reference: None,
+                        metadata: None,
                     },
                 )
                 .await

@@ -1,0 +1,599 @@
+//! Events between services: one JSON envelope, a transactional outbox with a relay to Kafka,
+//! and consumers that apply each event once.
+//!
+//! - A service appends the events of a change to its `outbox` table **in the same database
+//!   transaction** as the change ([`append`]): the event exists if and only if the change does.
+//! - The [`Relay`] publishes pending rows to Kafka (idempotent producer, `acks=all`), with the
+//!   event id, type and a W3C `traceparent` in headers, and marks rows published only after the
+//!   broker acknowledged them. It wakes on the outbox's NOTIFY (sent on commit), not only on a
+//!   timer. Delivery is at least once: a crash between the acknowledgement and the mark publishes
+//!   the row again.
+//! - A [`Consumer`] records each event id in its `inbox` table in the same transaction as the
+//!   event's effect, so a redelivered event has no second effect. An event that cannot be
+//!   applied (not an envelope, or the handler calls it poison) goes to the dead-letter topic
+//!   with the reason after [`POISON_ATTEMPTS_MAX`] attempts; a transient failure (the database
+//!   is down) is retried without limit and without committing the offset.
+
+use futures_util::future::join_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres, Transaction};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Rows the relay publishes per batch.
+pub const RELAY_BATCH_MAX: i64 = 200;
+/// The relay looks for rows this often even without a notification.
+const RELAY_POLL_INTERVAL_MS: u64 = 1_000;
+/// After a failed batch the relay waits this long, doubling up to the maximum.
+const RELAY_BACKOFF_MIN_MS: u64 = 100;
+const RELAY_BACKOFF_MAX_MS: u64 = 5_000;
+/// A message the broker has not acknowledged within this is a failed publish.
+const PRODUCE_TIMEOUT_MS: u64 = 5_000;
+/// Published rows are deleted after this.
+const OUTBOX_RETENTION_HOURS: i64 = 24;
+/// Attempts before a failing event is dead-lettered.
+pub const POISON_ATTEMPTS_MAX: u32 = 5;
+/// Backoff between attempts at one event, doubling up to the maximum.
+const CONSUMER_BACKOFF_MIN_MS: u64 = 100;
+const CONSUMER_BACKOFF_MAX_MS: u64 = 5_000;
+/// Where poison events go, with the reason in a header.
+pub const DEAD_LETTER_TOPIC: &str = "dead-letter.v1";
+
+/// Where Kafka is, and the prefix of this deployment's topic names (empty in production; tests
+/// give each spawned platform topics of its own).
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Test hook: `after-publish` makes the relay stop after the broker acknowledged a batch
+    /// and before it marks the rows published, as a crash there would.
+    #[serde(default)]
+    pub relay_failpoint: Option<String>,
+}
+
+impl KafkaSettings {
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+}
+
+/// The one envelope of every event on every topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    /// Unique per event: consumers deduplicate on it.
+    pub id: Uuid,
+    /// What happened, `<entity>.<past tense>`: `payment.completed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    /// What it happened to, as `<kind>/<id>`: `payment/0190…`.
+    pub subject: String,
+    pub data: Value,
+}
+
+impl Envelope {
+    pub fn new(kind: &str, subject: String, data: Value) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            kind: kind.to_string(),
+            occurred_at: chrono::Utc::now(),
+            subject,
+            data,
+        }
+    }
+}
+
+/// A W3C trace context for an event that starts its own trace.
+pub fn new_traceparent() -> String {
+    let trace = Uuid::new_v4().simple().to_string();
+    let span = &Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+/// Creates the outbox and inbox tables if they are missing (every service that publishes or
+/// consumes calls this at startup, like the idempotency store).
+pub async fn ensure_schema(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // One migration at a time across processes starting together.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('paykit.events.schema'))")
+        .execute(&mut *tx)
+        .await?;
+    for statement in [
+        "CREATE TABLE IF NOT EXISTS outbox (
+            seq           bigserial   PRIMARY KEY,
+            id            uuid        NOT NULL UNIQUE,
+            topic         text        NOT NULL,
+            key           text        NOT NULL,
+            envelope      jsonb       NOT NULL,
+            traceparent   text        NOT NULL,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            published_at  timestamptz
+        )",
+        "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE published_at IS NULL",
+        "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_notify('outbox', ''); RETURN NULL; END $$",
+        "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
+        "CREATE TABLE IF NOT EXISTS inbox (
+            consumer      text        NOT NULL,
+            event_id      uuid        NOT NULL,
+            outcome       text        NOT NULL DEFAULT 'applied' CHECK (outcome IN ('applied', 'dead-lettered')),
+            processed_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer, event_id)
+        )",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// Appends `event` to the outbox inside `tx`, for `topic` (unprefixed) with partition `key`.
+pub async fn append(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    key: &str,
+    event: &Envelope,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, key, envelope, traceparent) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.id)
+    .bind(topic)
+    .bind(key)
+    .bind(sqlx::types::Json(event))
+    .bind(new_traceparent())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", PRODUCE_TIMEOUT_MS.to_string())
+        .set("linger.ms", "1")
+        .create()?)
+}
+
+/// Publishes the outbox to Kafka.
+pub struct Relay {
+    pool: PgPool,
+    settings: KafkaSettings,
+    producer: FutureProducer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("Kafka did not take the batch: {0}")]
+    Kafka(String),
+    #[error("failpoint after-publish reached")]
+    Failpoint,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, settings: KafkaSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            producer: producer(&settings)?,
+            pool,
+            settings,
+        })
+    }
+
+    /// Publishes up to [`RELAY_BATCH_MAX`] pending rows; returns how many. Rows are locked
+    /// (`SKIP LOCKED`) for the batch, so several relays share the work without publishing one
+    /// row twice in the normal case.
+    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(Uuid, String, String, Value, String)> = sqlx::query_as(
+            "SELECT id, topic, key, envelope, traceparent FROM outbox WHERE published_at IS NULL
+             ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(RELAY_BATCH_MAX)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let sends = rows.iter().map(|(id, topic, key, envelope, traceparent)| {
+            let topic = self.settings.topic(topic);
+            let payload = envelope.to_string();
+            let id = id.to_string();
+            let kind = envelope["type"].as_str().unwrap_or_default().to_string();
+            let traceparent = traceparent.clone();
+            let key = key.clone();
+            async move {
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "event-id",
+                        value: Some(&id),
+                    })
+                    .insert(Header {
+                        key: "event-type",
+                        value: Some(&kind),
+                    })
+                    .insert(Header {
+                        key: "traceparent",
+                        value: Some(&traceparent),
+                    })
+                    .insert(Header {
+                        key: "content-type",
+                        value: Some("application/json"),
+                    });
+                let record = FutureRecord::to(&topic)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(headers);
+                self.producer
+                    .send(record, Duration::from_millis(PRODUCE_TIMEOUT_MS))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(error, _)| format!("{topic}: {error}"))
+            }
+        });
+        let failures: Vec<String> = join_all(sends)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if let Some(first) = failures.first() {
+            // Nothing is marked: the batch is published again (consumers drop the duplicates).
+            tx.rollback().await?;
+            return Err(RelayError::Kafka(format!(
+                "{} of {} failed, first: {first}",
+                failures.len(),
+                rows.len()
+            )));
+        }
+        if self.settings.relay_failpoint.as_deref() == Some("after-publish") {
+            tx.rollback().await?;
+            return Err(RelayError::Failpoint);
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Runs until the task is aborted (or, under the test failpoint, until it is reached).
+    pub async fn run(self) {
+        let mut listener = None;
+        let mut backoff_ms = RELAY_BACKOFF_MIN_MS;
+        let mut last_cleanup = std::time::Instant::now();
+        loop {
+            if listener.is_none() {
+                listener = listen(&self.pool).await;
+            }
+            match self.publish_batch().await {
+                Ok(count) => {
+                    backoff_ms = RELAY_BACKOFF_MIN_MS;
+                    if count as i64 == RELAY_BATCH_MAX {
+                        continue;
+                    }
+                }
+                Err(RelayError::Failpoint) => {
+                    tracing::error!("relay failpoint after-publish reached: the relay stops");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, backoff_ms, "outbox relay: batch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                    backoff_ms = (backoff_ms * 2).min(RELAY_BACKOFF_MAX_MS);
+                    continue;
+                }
+            }
+            if last_cleanup.elapsed() > Duration::from_secs(3_600) {
+                last_cleanup = std::time::Instant::now();
+                let cleanup = sqlx::query(
+                    "DELETE FROM outbox WHERE published_at < now() - $1 * interval '1 hour'",
+                )
+                .bind(OUTBOX_RETENTION_HOURS)
+                .execute(&self.pool)
+                .await;
+                if let Err(error) = cleanup {
+                    tracing::warn!(%error, "outbox cleanup failed");
+                }
+            }
+            let poll = tokio::time::sleep(Duration::from_millis(RELAY_POLL_INTERVAL_MS));
+            match listener.as_mut() {
+                Some(l) => {
+                    tokio::select! {
+                        notified = l.recv() => if notified.is_err() { listener = None },
+                        () = poll => {}
+                    }
+                }
+                None => poll.await,
+            }
+        }
+    }
+
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.ok()?;
+    listener.listen("outbox").await.ok()?;
+    Some(listener)
+}
+
+/// Why a handler did not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The event can never be applied (it contradicts what this service knows): after the
+    /// attempts it goes to the dead-letter topic with this reason.
+    #[error("poison: {0}")]
+    Poison(String),
+    /// Something that may pass (the database): retried without limit.
+    #[error(transparent)]
+    Transient(#[from] sqlx::Error),
+}
+
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// What a consumer does with one event, inside the transaction that also records it.
+pub trait Handler: Send + Sync + 'static {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Transaction<'static, Postgres>,
+        event: &'a Envelope,
+    ) -> HandlerFuture<'a>;
+}
+
+/// Applies a topic's events once each.
+pub struct Consumer<H: Handler> {
+    name: String,
+    pool: PgPool,
+    settings: KafkaSettings,
+    topics: Vec<String>,
+    handler: H,
+    dead_letters: FutureProducer,
+}
+
+enum Outcome {
+    Applied,
+    Duplicate,
+    Failed(HandlerError),
+}
+
+impl<H: Handler> Consumer<H> {
+    /// `name` is the consumer group (and the inbox's scope); `topics` are unprefixed names.
+    pub fn new(
+        name: &str,
+        pool: PgPool,
+        settings: KafkaSettings,
+        topics: &[&str],
+        handler: H,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            name: name.to_string(),
+            dead_letters: producer(&settings)?,
+            pool,
+            topics: topics.iter().map(|t| settings.topic(t)).collect(),
+            settings,
+            handler,
+        })
+    }
+
+    async fn attempt(&self, event: &Envelope) -> Result<Outcome, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.name)
+        .bind(event.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tx.rollback().await?;
+            return Ok(Outcome::Duplicate);
+        }
+        match self.handler.handle(&mut tx, event).await {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(Outcome::Applied)
+            }
+            Err(error) => {
+                tx.rollback().await?;
+                Ok(Outcome::Failed(error))
+            }
+        }
+    }
+
+    /// Applies one event: retries transient failures without limit, poison ones up to
+    /// [`POISON_ATTEMPTS_MAX`] times; returns the reason when it must be dead-lettered.
+    async fn apply(&self, event: &Envelope) -> Option<String> {
+        let mut poison_attempts = 0;
+        let mut backoff_ms = CONSUMER_BACKOFF_MIN_MS;
+        loop {
+            let reason = match self.attempt(event).await {
+                Ok(Outcome::Applied | Outcome::Duplicate) => return None,
+                Ok(Outcome::Failed(HandlerError::Poison(reason))) => {
+                    poison_attempts += 1;
+                    if poison_attempts >= POISON_ATTEMPTS_MAX {
+                        return Some(reason);
+                    }
+                    reason
+                }
+                Ok(Outcome::Failed(HandlerError::Transient(error))) | Err(error) => {
+                    error.to_string()
+                }
+            };
+            tracing::warn!(consumer = %self.name, event = %event.id, %reason, backoff_ms, "event not applied; retrying");
+            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+            backoff_ms = (backoff_ms * 2).min(CONSUMER_BACKOFF_MAX_MS);
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        event_id: Option<Uuid>,
+        reason: &str,
+    ) {
+        let payload = message.payload().unwrap_or_default();
+        let source = format!(
+            "{}/{}/{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        );
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "dead-letter-reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "dead-letter-source",
+                value: Some(&source),
+            })
+            .insert(Header {
+                key: "dead-letter-consumer",
+                value: Some(&self.name),
+            });
+        let topic = self.settings.topic(DEAD_LETTER_TOPIC);
+        let key = message.key().unwrap_or_default();
+        loop {
+            let record = FutureRecord::to(&topic)
+                .key(key)
+                .payload(payload)
+                .headers(headers.clone());
+            match self
+                .dead_letters
+                .send(record, Duration::from_millis(PRODUCE_TIMEOUT_MS))
+                .await
+            {
+                Ok(_) => break,
+                Err((error, _)) => {
+                    tracing::warn!(%error, "cannot dead-letter yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(CONSUMER_BACKOFF_MAX_MS)).await;
+                }
+            }
+        }
+        tracing::error!(consumer = %self.name, %source, %reason, "event dead-lettered");
+        if let Some(id) = event_id {
+            let recorded = sqlx::query(
+                "INSERT INTO inbox (consumer, event_id, outcome) VALUES ($1, $2, 'dead-lettered') ON CONFLICT DO NOTHING",
+            )
+            .bind(&self.name)
+            .bind(id)
+            .execute(&self.pool)
+            .await;
+            if let Err(error) = recorded {
+                tracing::warn!(%error, "could not record the dead-lettered event");
+            }
+        }
+    }
+
+    /// Consumes until the task is aborted. Offsets are committed only after an event was
+    /// applied (or dead-lettered), so nothing is skipped across restarts.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.bootstrap_servers)
+            .set("group.id", &self.name)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .create()?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        loop {
+            let message = match consumer.recv().await {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, consumer = %self.name, "consuming failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(CONSUMER_BACKOFF_MAX_MS)).await;
+                    continue;
+                }
+            };
+            let parsed = message
+                .payload()
+                .map(serde_json::from_slice::<Envelope>)
+                .transpose();
+            match parsed {
+                Ok(Some(event)) => {
+                    if let Some(reason) = self.apply(&event).await {
+                        self.dead_letter(&message, Some(event.id), &reason).await;
+                    }
+                }
+                Ok(None) => self.dead_letter(&message, None, "an empty message").await,
+                Err(error) => {
+                    let reason = format!("not an event envelope: {error}");
+                    self.dead_letter(&message, None, &reason).await;
+                }
+            }
+            if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
+                tracing::warn!(%error, "offset commit failed; the event may be seen again");
+            }
+        }
+    }
+
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let name = self.name.clone();
+            if let Err(error) = self.run().await {
+                tracing::error!(%error, consumer = %name, "consumer stopped");
+            }
+        })
+    }
+}
+
+/// Creates topics (prefixed) that do not exist yet: for tests, whose platforms each get topics
+/// of their own. `paytool up` creates the production ones from stacks/local/kafka/topics.json.
+pub async fn create_topics(
+    settings: &KafkaSettings,
+    names: &[&str],
+    partitions: i32,
+) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .create()?;
+    let prefixed: Vec<String> = names.iter().map(|n| settings.topic(n)).collect();
+    let topics: Vec<NewTopic<'_>> = prefixed
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("creating {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// The headers of a consumed message, as text (for tests and the CLI's watcher).
+pub fn header_text<'a>(message: &'a impl Message, name: &str) -> Option<&'a str> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
