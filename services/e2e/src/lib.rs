@@ -17,6 +17,7 @@ pub struct Platform {
     pub consumer_api: String,
     pub merchant_api: String,
     /// The services' own databases, for tests that must age a row (an expiry) the API cannot.
+    pub orchestrator_db: DatabaseSettings,
     pub consumer_db: DatabaseSettings,
     pub merchant_db: DatabaseSettings,
     /// The broker and this platform's own topic prefix.
@@ -53,10 +54,13 @@ async fn loopback() -> (TcpListener, String) {
     (listener, address)
 }
 
-async fn spawn_orchestrator(kafka: paykit::events::KafkaSettings) -> String {
+async fn spawn_orchestrator(
+    database: DatabaseSettings,
+    kafka: paykit::events::KafkaSettings,
+) -> String {
     let settings = orchestrator::configuration::Settings {
         http: paykit::config::HttpSettings::default(),
-        database: paykit::testing::fresh_database().await,
+        database,
         auth: paykit::testing::auth_settings("orchestrator"),
         saga: orchestrator::saga::SagaSettings::default(),
         kafka: Some(kafka),
@@ -71,8 +75,28 @@ async fn spawn_orchestrator(kafka: paykit::events::KafkaSettings) -> String {
 
 /// Starts the orchestrator, consumer-api and merchant-api, each against a fresh database.
 pub async fn spawn() -> Platform {
+    spawn_with(Options::default()).await
+}
+
+/// What a test changes about a spawned platform.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The orchestrator's outbox relay stops after Kafka acknowledged its first batch and
+    /// before it marks the rows published, as a crash there would (see paykit::events).
+    pub orchestrator_relay_failpoint: Option<String>,
+}
+
+pub async fn spawn_with(options: Options) -> Platform {
     let kafka = paykit::testing::kafka_settings().await;
-    let orchestrator = spawn_orchestrator(kafka.clone()).await;
+    let orchestrator_db = paykit::testing::fresh_database().await;
+    let orchestrator = spawn_orchestrator(
+        orchestrator_db.clone(),
+        paykit::events::KafkaSettings {
+            relay_failpoint: options.orchestrator_relay_failpoint,
+            ..kafka.clone()
+        },
+    )
+    .await;
     let (consumer_listener, consumer_address) = loopback().await;
     let (merchant_listener, merchant_address) = loopback().await;
     let service = |base_url: &str| ServiceSettings {
@@ -117,6 +141,7 @@ pub async fn spawn() -> Platform {
         orchestrator,
         consumer_api: consumer_address,
         merchant_api: merchant_address,
+        orchestrator_db,
         consumer_db,
         merchant_db,
         kafka,

@@ -45,6 +45,8 @@ pub struct Saga {
     /// What merchant-api attached to a payment: channel, payment request, payer.
     pub metadata: Value,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the saga's last step committed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Saga {
@@ -66,6 +68,7 @@ impl Saga {
             refunded_amount: view["refunded_amount"].as_i64().unwrap_or(0),
             metadata: view["metadata"].clone(),
             created_at: view["created_at"].as_str()?.parse().ok()?,
+            updated_at: view["updated_at"].as_str()?.parse().ok()?,
         })
     }
 
@@ -114,11 +117,12 @@ impl Saga {
             self.payment_request(),
             self.reference.clone(),
             self.created_at,
+            self.updated_at,
         ))
     }
 }
 
-pub const TRANSACTION_COLUMNS: &str = "id, kind, status, channel, amount_value, fee_value, refunded_value, currency::text, payment_id, payment_request_id, reference, created_at";
+pub const TRANSACTION_COLUMNS: &str = "id, kind, status, channel, amount_value, fee_value, refunded_value, currency::text, payment_id, payment_request_id, reference, created_at, completed_at";
 
 pub type TransactionRow = (
     Uuid,
@@ -132,6 +136,7 @@ pub type TransactionRow = (
     Option<Uuid>,
     Option<Uuid>,
     Option<String>,
+    chrono::DateTime<chrono::Utc>,
     chrono::DateTime<chrono::Utc>,
 );
 
@@ -151,6 +156,7 @@ pub fn view(row: &TransactionRow) -> Value {
         request,
         reference,
         at,
+        completed_at,
     ) = row;
     let money = |value: i64| json!({ "value": value, "currency": currency });
     json!({
@@ -166,6 +172,7 @@ pub fn view(row: &TransactionRow) -> Value {
         "payment_request_id": request,
         "reference": reference,
         "created_at": at,
+        "completed_at": completed_at,
     })
 }
 
@@ -192,8 +199,8 @@ pub async fn record_payment(
     let channel = saga.channel().unwrap_or(Channel::Qr);
     let payer_ref = saga.metadata["payer_ref"].as_str();
     let inserted = sqlx::query(
-        "INSERT INTO transactions (id, merchant_id, kind, status, channel, amount_value, fee_value, currency, payment_request_id, reference, payer_ref)
-         VALUES ($1, $2, 'payment', 'completed', $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO transactions (id, merchant_id, kind, status, channel, amount_value, fee_value, currency, payment_request_id, reference, payer_ref, created_at, completed_at)
+         VALUES ($1, $2, 'payment', 'completed', $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
     )
     .bind(saga.id)
     .bind(merchant)
@@ -204,6 +211,8 @@ pub async fn record_payment(
     .bind(payment_request)
     .bind(&saga.reference)
     .bind(payer_ref)
+    .bind(saga.created_at)
+    .bind(saga.updated_at)
     .execute(&mut **tx)
     .await?
     .rows_affected()
@@ -245,8 +254,8 @@ pub async fn record_refund(
         return Ok(false);
     }
     let inserted = sqlx::query(
-        "INSERT INTO transactions (id, merchant_id, kind, status, amount_value, currency, payment_id, reference)
-         VALUES ($1, $2, 'refund', 'completed', $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO transactions (id, merchant_id, kind, status, amount_value, currency, payment_id, reference, created_at, completed_at)
+         VALUES ($1, $2, 'refund', 'completed', $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
     )
     .bind(refund.id)
     .bind(merchant)
@@ -254,6 +263,8 @@ pub async fn record_refund(
     .bind(&refund.currency)
     .bind(payment)
     .bind(&refund.reference)
+    .bind(refund.created_at)
+    .bind(refund.updated_at)
     .execute(&mut **tx)
     .await?
     .rows_affected()

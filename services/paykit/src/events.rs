@@ -55,7 +55,8 @@ pub struct KafkaSettings {
     #[serde(default)]
     pub topic_prefix: String,
     /// Test hook: `after-publish` makes the relay stop after the broker acknowledged a batch
-    /// and before it marks the rows published, as a crash there would.
+    /// and before it marks the rows published, as a crash there would;
+    /// `after-publish:<event type>` only once a batch holds an event of that type.
     #[serde(default)]
     pub relay_failpoint: Option<String>,
 }
@@ -257,9 +258,15 @@ impl Relay {
                 rows.len()
             )));
         }
-        if self.settings.relay_failpoint.as_deref() == Some("after-publish") {
-            tx.rollback().await?;
-            return Err(RelayError::Failpoint);
+        if let Some(failpoint) = self.settings.relay_failpoint.as_deref() {
+            let reached = match failpoint.strip_prefix("after-publish:") {
+                Some(kind) => rows.iter().any(|row| row.3["type"] == kind),
+                None => failpoint == "after-publish",
+            };
+            if reached {
+                tx.rollback().await?;
+                return Err(RelayError::Failpoint);
+            }
         }
         let ids: Vec<Uuid> = rows.iter().map(|row| row.0).collect();
         sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")

@@ -318,20 +318,44 @@ where
         }
     }
     parts.extensions.insert(principal);
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    // The request runs to its end in a task of its own even when the client goes away (a
+    // timeout, a dropped connection): a money-moving request is never cut off halfway, and
+    // its answer is stored for the client's retry, which then replays it instead of waiting
+    // for the in-flight lease to lapse.
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let handled = tokio::spawn(async move {
+        let response = next.run(request).await;
+        finish(&store, &who, &endpoint, &key, response).await
+    });
+    match handled.await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(%error, "the idempotent request's task failed");
+            Problem::internal().into_response()
+        }
+    }
+}
+
+/// Stores the handler's answer under the key (or releases the key after a 5xx, which is not
+/// stored so that a retry runs again) and returns it.
+async fn finish(
+    store: &Store,
+    who: &str,
+    endpoint: &str,
+    key: &str,
+    response: Response,
+) -> Response {
     let (response_parts, response_body) = response.into_parts();
     let response_bytes = match to_bytes(response_body, BODY_LIMIT_BYTES).await {
         Ok(bytes) => bytes,
         Err(error) => {
             tracing::error!(%error, "response too large to store for idempotency");
-            let _ = store.release(&who, &endpoint, &key).await;
+            let _ = store.release(who, endpoint, key).await;
             return Problem::internal().into_response();
         }
     };
     let outcome = if response_parts.status.is_server_error() {
-        store.release(&who, &endpoint, &key).await
+        store.release(who, endpoint, key).await
     } else {
         let content_type = response_parts
             .headers
@@ -339,9 +363,9 @@ where
             .and_then(|v| v.to_str().ok());
         store
             .complete(
-                &who,
-                &endpoint,
-                &key,
+                who,
+                endpoint,
+                key,
                 response_parts.status.as_u16(),
                 content_type,
                 &response_bytes,

@@ -22,8 +22,12 @@ pub struct Person {
 
 impl World {
     pub async fn new() -> Self {
+        Self::with(e2e::Options::default()).await
+    }
+
+    pub async fn with(options: e2e::Options) -> Self {
         Self {
-            platform: e2e::spawn().await,
+            platform: e2e::spawn_with(options).await,
             http: reqwest::Client::new(),
         }
     }

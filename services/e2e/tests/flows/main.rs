@@ -3,6 +3,7 @@
 
 mod charges;
 mod contract;
+mod delivery;
 
 mod helpers;
 mod merchants;

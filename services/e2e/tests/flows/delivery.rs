@@ -1,0 +1,177 @@
+//! At-least-once delivery with exactly-once effects: a relay that dies between the broker's
+//! acknowledgement and marking its rows publishes again, and the merchant still records the
+//! payment once; a payment retried after a client timeout charges once.
+
+use crate::helpers::{json_of, new_key, World};
+use futures_util::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use std::time::Duration;
+
+/// A bound on waiting for Kafka, so that a broken pipeline fails the test instead of hanging it.
+const WAIT_BOUND_S: u64 = 30;
+
+/// How many messages on `topic` carry `event-id` = `id` (read from the start, until `at_least`
+/// of them arrived or the bound passed).
+async fn copies_on_topic(world: &World, topic: &str, id: &str, at_least: usize) -> usize {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.platform.kafka.bootstrap_servers)
+        .set("group.id", format!("test-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    consumer
+        .subscribe(&[world.platform.kafka.topic(topic).as_str()])
+        .expect("subscribed");
+    let mut copies = 0;
+    let mut stream = consumer.stream();
+    let _ = tokio::time::timeout(Duration::from_secs(WAIT_BOUND_S), async {
+        while let Some(Ok(message)) = stream.next().await {
+            if paykit::events::header_text(&message, "event-id") == Some(id) {
+                copies += 1;
+                if copies >= at_least {
+                    return;
+                }
+            }
+            let _ = message.offset();
+        }
+    })
+    .await;
+    copies
+}
+
+#[tokio::test]
+async fn a_relay_killed_after_publishing_and_before_marking_publishes_again_and_the_merchant_records_once(
+) {
+    let world = World::with(e2e::Options {
+        orchestrator_relay_failpoint: Some("after-publish:payment.completed".into()),
+    })
+    .await;
+    let merchant = world.merchant().await;
+    let consumer = world.consumer(5_000).await;
+    let request = world.payment_request(&merchant, Some(1_500)).await;
+    let payment = json_of(
+        world
+            .pay(
+                &consumer,
+                request["payload"].as_str().expect("payload"),
+                None,
+                &new_key(),
+            )
+            .await,
+    )
+    .await;
+    let payment_id = payment["id"].as_str().expect("id");
+
+    // The relay published the payment's event, then died before marking its row.
+    let orchestrator = world.platform.orchestrator_db.pool().expect("pool");
+    let event_id = tokio::time::timeout(Duration::from_secs(WAIT_BOUND_S), async {
+        loop {
+            let row: Option<(uuid::Uuid,)> = sqlx::query_as(
+                "SELECT id FROM outbox WHERE envelope->>'type' = 'payment.completed' AND envelope->>'subject' = $1 AND published_at IS NULL",
+            )
+            .bind(format!("payment/{payment_id}"))
+            .fetch_optional(&orchestrator)
+            .await
+            .expect("the outbox reads");
+            if let Some((id,)) = row {
+                if copies_on_topic(&world, "payments.v1", &id.to_string(), 1).await == 1 {
+                    return id.to_string();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the payment's event was published once and left unmarked");
+
+    // A new relay (the restarted process) publishes it again.
+    let relay = paykit::events::Relay::new(orchestrator.clone(), world.platform.kafka.clone())
+        .expect("a relay");
+    let restarted = relay.spawn();
+    assert_eq!(
+        copies_on_topic(&world, "payments.v1", &event_id, 2).await,
+        2,
+        "the event is on the topic twice: delivery is at least once"
+    );
+    let page = world
+        .merchant_transactions_with(&merchant, "", payment_id)
+        .await;
+    // A later payment is the sentinel: once it is listed, the duplicate was processed too.
+    let sentinel = world.payment_request(&merchant, Some(10)).await;
+    let sentinel = json_of(
+        world
+            .pay(
+                &consumer,
+                sentinel["payload"].as_str().expect("payload"),
+                None,
+                &new_key(),
+            )
+            .await,
+    )
+    .await;
+    let page_after = world
+        .merchant_transactions_with(&merchant, "", sentinel["id"].as_str().expect("id"))
+        .await;
+    let listed = |page: &serde_json::Value| {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|item| item["id"] == payment_id)
+            .count()
+    };
+    assert_eq!(listed(&page), 1);
+    assert_eq!(
+        listed(&page_after),
+        1,
+        "recorded once despite two deliveries"
+    );
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(&orchestrator)
+        .await
+        .expect("counted");
+    assert_eq!(pending, 0, "the restarted relay marked everything");
+    restarted.abort();
+    world.assert_ledger_balances().await;
+}
+
+#[tokio::test]
+async fn a_payment_retried_after_a_client_timeout_charges_once() {
+    let world = World::new().await;
+    let merchant = world.merchant().await;
+    let consumer = world.consumer(4_000).await;
+    let request = world.payment_request(&merchant, Some(900)).await;
+    let qr = request["payload"].as_str().expect("payload");
+    let key = new_key();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(5))
+        .build()
+        .expect("a client");
+    let first = impatient
+        .post(format!("{}/v1/payments", world.platform.consumer_api))
+        .bearer_auth(&consumer.token)
+        .header("Idempotency-Key", &key)
+        .json(&serde_json::json!({ "qr": qr }))
+        .send()
+        .await;
+    assert!(first.is_err(), "the client gave up before the answer");
+    // The retry with the same key gets the payment (in flight: 409, then the stored answer).
+    let mut answer = None;
+    for _ in 0..100 {
+        let retry = world.pay(&consumer, qr, None, &key).await;
+        if retry.status() == 201 {
+            answer = Some(json_of(retry).await);
+            break;
+        }
+        assert_eq!(retry.status(), 409, "only in flight, never a second charge");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let payment = answer.expect("the retry gets the payment");
+    assert_eq!(world.balance(&consumer).await, 3_100, "charged once");
+    let page = world
+        .merchant_transactions_with(&merchant, "", payment["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+}
