@@ -642,3 +642,204 @@ fn a_qr_payload_made_by_paytool_decodes_to_its_fields_and_a_damaged_one_is_refus
         text(&refused)
     );
 }
+
+/// A client for the whole gateway: every `*.local.test` name resolves to this installation.
+fn platform_client(installation: &Installation, status: &Value) -> reqwest::Client {
+    let ca = std::fs::read(
+        status["gateway"]["ca_certificate"]
+            .as_str()
+            .expect("ca path"),
+    )
+    .expect("the CA is readable");
+    let mut builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"))
+        .timeout(Duration::from_secs(15));
+    for host in ["sso.local.test", "api.local.test", "merchant.local.test"] {
+        builder = builder.resolve(
+            host,
+            std::net::SocketAddr::from(([127, 0, 0, 1], installation.https_port())),
+        );
+    }
+    builder.build().expect("client")
+}
+
+/// POSTs JSON through the gateway (with a fresh Idempotency-Key) and returns status and body.
+async fn post_json(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = client
+        .post(url)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn password_login(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let token: Value = client
+        .post(
+            format!("{base}/realms/paytool/protocol/openid-connect/token").replace("{host}", "sso"),
+        )
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "paytool-cli"),
+            ("username", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .json()
+        .await
+        .expect("json");
+    token["access_token"].as_str().expect("a token").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_kafka_frozen_for_30_s_during_a_burst_every_payment_reaches_the_merchant_once() {
+    // Payments do not wait for Kafka (their events wait in the outboxes); when the broker
+    // answers again the relays publish, merchant-api applies each event once, the list is
+    // complete and the ledger verifies.
+    const PAYMENTS: usize = 30;
+    const FROZEN_S: u64 = 30;
+    let installation = Installation::new(27500);
+    let up = installation.run(&["up"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let status = installation.status();
+    let client = platform_client(&installation, &status);
+    let base = format!("https://{{host}}.local.test:{}", installation.https_port());
+    let url = |host: &str, path: &str| format!("{}{path}", base.replace("{host}", host));
+    let password = "correct horse battery";
+
+    let merchant_email = format!("merchant-{}@example.test", uuid::Uuid::new_v4().simple());
+    let (code, _) = post_json(
+        &client,
+        url("merchant", "/v1/merchants"),
+        None,
+        serde_json::json!({ "name": "Outage Cafe", "city": "Nagoya", "country": "JP", "mcc": "5812",
+                            "currency": "JPY", "email": merchant_email, "password": password }),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let merchant = password_login(&client, &base, &merchant_email, password).await;
+    let consumer_email = format!("consumer-{}@example.test", uuid::Uuid::new_v4().simple());
+    let (code, _) = post_json(
+        &client,
+        url("api", "/v1/consumers"),
+        None,
+        serde_json::json!({ "email": consumer_email, "password": password, "name": "Out Age" }),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let consumer = password_login(&client, &base, &consumer_email, password).await;
+    let (code, _) = post_json(
+        &client,
+        url("api", "/v1/wallet/top-ups"),
+        Some(&consumer),
+        serde_json::json!({ "amount": { "value": 1_000_000, "currency": "JPY" } }),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, request) = post_json(
+        &client,
+        url("merchant", "/v1/payment-requests"),
+        Some(&merchant),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(code, 201);
+
+    // Freeze the broker (its whole process group), as a hung or partitioned broker would be:
+    // the supervisor sees it alive, clients see it silent.
+    let kafka = pid_of(&status, "kafka");
+    let signal = |name: &str| {
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), format!("-{kafka}")])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{name} -{kafka}");
+    };
+    signal("STOP");
+    let frozen_at = Instant::now();
+    let mut paid = Vec::new();
+    let mut total = 0;
+    for i in 0..PAYMENTS {
+        let amount = 100 + i as i64;
+        let (code, payment) = post_json(
+            &client,
+            url("api", "/v1/payments"),
+            Some(&consumer),
+            serde_json::json!({ "qr": request["payload"], "amount": { "value": amount, "currency": "JPY" } }),
+        )
+        .await;
+        if code != 201 {
+            signal("CONT");
+            panic!("payment {i} while Kafka is frozen: {code} {payment}");
+        }
+        paid.push(payment["id"].as_str().expect("id").to_string());
+        total += amount;
+        // Spread the burst over the outage.
+        tokio::time::sleep(Duration::from_millis(
+            FROZEN_S * 1_000 / PAYMENTS as u64 / 2,
+        ))
+        .await;
+    }
+    let remaining = Duration::from_secs(FROZEN_S).saturating_sub(frozen_at.elapsed());
+    tokio::time::sleep(remaining).await;
+    signal("CONT");
+
+    // Every payment reaches the merchant's list, none twice (bounded wait for the catch-up).
+    let mut listed: Vec<Value> = Vec::new();
+    let complete = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let page: Value = client
+                .get(url("merchant", "/v1/transactions?limit=100"))
+                .bearer_auth(&merchant)
+                .send()
+                .await
+                .expect("sent")
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            listed = page["items"].as_array().cloned().unwrap_or_default();
+            if listed.len() >= PAYMENTS {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(
+        complete.is_ok(),
+        "only {} of {PAYMENTS} payments reached the merchant",
+        listed.len()
+    );
+    let mut ids: Vec<String> = listed
+        .iter()
+        .map(|item| item["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    let mut expected = paid.clone();
+    expected.sort();
+    assert_eq!(ids, expected, "each payment exactly once");
+    let listed_total: i64 = listed
+        .iter()
+        .map(|item| item["amount"]["value"].as_i64().expect("amount"))
+        .sum();
+    assert_eq!(listed_total, total);
+    let verified = installation.run(&["ledger", "verify"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+}
