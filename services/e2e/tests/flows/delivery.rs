@@ -175,3 +175,110 @@ async fn a_payment_retried_after_a_client_timeout_charges_once() {
         .await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
 }
+
+/// Produces `payload` on this platform's `topic`, keyed by `key`.
+async fn produce(world: &World, topic: &str, key: &str, payload: &str) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.platform.kafka.bootstrap_servers)
+        .create()
+        .expect("a producer");
+    let topic = world.platform.kafka.topic(topic);
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .key(key)
+                .payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produced");
+}
+
+/// The dead-letter reasons on this platform's dead-letter topic, until `count` arrived.
+async fn dead_letter_reasons(world: &World, count: usize) -> Vec<String> {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.platform.kafka.bootstrap_servers)
+        .set("group.id", format!("test-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("a consumer");
+    let topic = world
+        .platform
+        .kafka
+        .topic(paykit::events::DEAD_LETTER_TOPIC);
+    consumer.subscribe(&[topic.as_str()]).expect("subscribed");
+    let mut reasons = Vec::new();
+    let mut stream = consumer.stream();
+    let _ = tokio::time::timeout(Duration::from_secs(WAIT_BOUND_S), async {
+        while let Some(Ok(message)) = stream.next().await {
+            reasons.push(
+                paykit::events::header_text(&message, "dead-letter-reason")
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            if reasons.len() >= count {
+                return;
+            }
+        }
+    })
+    .await;
+    reasons
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_rest_flows_on() {
+    let world = World::new().await;
+    let merchant = world.merchant().await;
+    let consumer = world.consumer(2_000).await;
+    let me = json_of(world.merchant_get(&merchant, "/v1/merchants/me").await).await;
+    let account = me["ledger_account_id"]
+        .as_str()
+        .expect("account")
+        .to_string();
+    // Not an envelope at all.
+    produce(&world, "payments.v1", &account, "{not json").await;
+    // A well-formed refund of a payment this merchant never had: it can never apply.
+    let now = chrono::Utc::now().to_rfc3339();
+    let refund = serde_json::json!({
+        "id": uuid::Uuid::now_v7(),
+        "type": "refund.completed",
+        "occurred_at": now,
+        "subject": "refund/x",
+        "data": {
+            "id": uuid::Uuid::new_v4(), "kind": "refund", "state": "completed",
+            "amount": { "value": 10, "currency": "JPY" }, "fee": { "value": 0, "currency": "JPY" },
+            "debit_account_id": account, "credit_account_id": uuid::Uuid::new_v4(),
+            "payment_id": uuid::Uuid::new_v4(), "captured_amount": 0, "refunded_amount": 0,
+            "reference": null, "metadata": null, "failure": null,
+            "created_at": now, "updated_at": now,
+        },
+    });
+    produce(&world, "payments.v1", &account, &refund.to_string()).await;
+    let reasons = dead_letter_reasons(&world, 2).await;
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("not an event envelope"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("of a payment not recorded here"),
+        "{reasons:?}"
+    );
+    // The consumer moved past them: a real payment after them is recorded.
+    let request = world.payment_request(&merchant, Some(700)).await;
+    let paid = json_of(
+        world
+            .pay(
+                &consumer,
+                request["payload"].as_str().expect("payload"),
+                None,
+                &new_key(),
+            )
+            .await,
+    )
+    .await;
+    let page = world
+        .merchant_transactions_with(&merchant, "", paid["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+}
