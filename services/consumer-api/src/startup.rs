@@ -34,13 +34,7 @@ impl Application {
         let idempotency = Store::new(pool.clone());
         idempotency.ensure_schema().await?;
         paykit::events::ensure_schema(&pool).await?;
-        let relay = match settings.kafka.clone() {
-            Some(kafka) => Some(paykit::events::Relay::new(pool.clone(), kafka)?),
-            None => {
-                tracing::warn!("no kafka settings: events stay in the outbox until a relay runs");
-                None
-            }
-        };
+        let relay = paykit::events::Relay::optional(pool.clone(), settings.kafka.clone())?;
         let keycloak = Arc::new(ServiceAccount::new(settings.keycloak.clone())?);
         let state = AppState {
             pool,

@@ -103,25 +103,4 @@ impl IntoResponse for Error {
     }
 }
 
-impl From<paykit::internal::CallError> for Error {
-    fn from(error: paykit::internal::CallError) -> Self {
-        Error::Upstream(anyhow::Error::new(error))
-    }
-}
-
-impl From<paykit::keycloak::KeycloakError> for Error {
-    fn from(error: paykit::keycloak::KeycloakError) -> Self {
-        match error {
-            paykit::keycloak::KeycloakError::Duplicate => Error::DuplicateEmail,
-            other => Error::Upstream(anyhow::Error::new(other)),
-        }
-    }
-}
-
-/// Another service's answer as this service's error: its problem, passed on, when it refused
-/// (4xx); a logged 500 otherwise.
-pub fn refused(answer: &paykit::internal::Answer) -> Error {
-    answer
-        .failure()
-        .map_or_else(Error::Upstream, Error::Refused)
-}
+paykit::service_errors!(Error);

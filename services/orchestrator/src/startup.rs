@@ -28,13 +28,7 @@ impl Application {
             sagas: sagas.clone(),
             verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
         };
-        let relay = match settings.kafka {
-            Some(kafka) => Some(paykit::events::Relay::new(pool_for_relay, kafka)?),
-            None => {
-                tracing::warn!("no kafka settings: events stay in the outbox until a relay runs");
-                None
-            }
-        };
+        let relay = paykit::events::Relay::optional(pool_for_relay, settings.kafka)?;
         Ok(Self {
             port,
             listener,

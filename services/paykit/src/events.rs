@@ -193,6 +193,18 @@ impl Relay {
         })
     }
 
+    /// The relay for `kafka`, or none (logged) when the service has no Kafka settings: its
+    /// events then wait in the outbox until a relay runs.
+    pub fn optional(pool: PgPool, kafka: Option<KafkaSettings>) -> anyhow::Result<Option<Self>> {
+        match kafka {
+            Some(kafka) => Ok(Some(Self::new(pool, kafka)?)),
+            None => {
+                tracing::warn!("no kafka settings: events stay in the outbox until a relay runs");
+                Ok(None)
+            }
+        }
+    }
+
     /// Publishes up to [`RELAY_BATCH_MAX`] pending rows; returns how many. Rows are locked
     /// (`SKIP LOCKED`) for the batch, so several relays share the work without publishing one
     /// row twice in the normal case.

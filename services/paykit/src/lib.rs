@@ -19,3 +19,54 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// The conversions every service's one `Error` type needs from paykit's errors, and `refused`,
+/// which turns another service's answer into that error. The type must have the variants
+/// `Upstream(anyhow::Error)` (logged, answered 500), `Refused(Problem)` (a callee's refusal,
+/// passed on) and `DuplicateEmail` (Keycloak's 409 on registration).
+#[macro_export]
+macro_rules! service_errors {
+    ($error:ident) => {
+        impl From<$crate::internal::CallError> for $error {
+            fn from(error: $crate::internal::CallError) -> Self {
+                $error::Upstream(::anyhow::Error::new(error))
+            }
+        }
+
+        impl From<$crate::keycloak::KeycloakError> for $error {
+            fn from(error: $crate::keycloak::KeycloakError) -> Self {
+                match error {
+                    $crate::keycloak::KeycloakError::Duplicate => $error::DuplicateEmail,
+                    other => $error::Upstream(::anyhow::Error::new(other)),
+                }
+            }
+        }
+
+        /// Another service's answer as this service's error: its problem, passed on, when it
+        /// refused (4xx); a logged 500 otherwise.
+        pub fn refused(answer: &$crate::internal::Answer) -> $error {
+            answer
+                .failure()
+                .map_or_else($error::Upstream, $error::Refused)
+        }
+    };
+}
+
+/// What a service's state gives the shared extractors and layers: the token verifier (for
+/// `Principal`) and the idempotency store. The state needs fields `verifier` and `idempotency`.
+#[macro_export]
+macro_rules! state_parts {
+    ($state:ident) => {
+        impl ::axum::extract::FromRef<$state> for $crate::auth::Verifier {
+            fn from_ref(state: &$state) -> Self {
+                state.verifier.clone()
+            }
+        }
+
+        impl ::axum::extract::FromRef<$state> for $crate::idempotency::Store {
+            fn from_ref(state: &$state) -> Self {
+                state.idempotency.clone()
+            }
+        }
+    };
+}

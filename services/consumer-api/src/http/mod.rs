@@ -8,7 +8,6 @@ pub mod transactions;
 pub mod transfers;
 pub mod wallet;
 
-use axum::extract::FromRef;
 use axum::Router;
 use paykit::auth::{Principal, Verifier};
 use paykit::idempotency::Store;
@@ -32,17 +31,7 @@ pub struct AppState {
     pub payment_code_key: secrecy::SecretString,
 }
 
-impl FromRef<AppState> for Verifier {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
-
-impl FromRef<AppState> for Store {
-    fn from_ref(state: &AppState) -> Self {
-        state.idempotency.clone()
-    }
-}
+paykit::state_parts!(AppState);
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -51,17 +51,7 @@ async fn a_relay_killed_after_publishing_and_before_marking_publishes_again_and_
     let merchant = world.merchant().await;
     let consumer = world.consumer(5_000).await;
     let request = world.payment_request(&merchant, Some(1_500)).await;
-    let payment = json_of(
-        world
-            .pay(
-                &consumer,
-                request["payload"].as_str().expect("payload"),
-                None,
-                &new_key(),
-            )
-            .await,
-    )
-    .await;
+    let payment = world.pay_request(&consumer, &request).await;
     let payment_id = payment["id"].as_str().expect("id");
 
     // The relay published the payment's event, then died before marking its row.
@@ -98,22 +88,8 @@ async fn a_relay_killed_after_publishing_and_before_marking_publishes_again_and_
     let page = world
         .merchant_transactions_with(&merchant, "", payment_id)
         .await;
-    // A later payment is the sentinel: once it is listed, the duplicate was processed too.
-    let sentinel = world.payment_request(&merchant, Some(10)).await;
-    let sentinel = json_of(
-        world
-            .pay(
-                &consumer,
-                sentinel["payload"].as_str().expect("payload"),
-                None,
-                &new_key(),
-            )
-            .await,
-    )
-    .await;
-    let page_after = world
-        .merchant_transactions_with(&merchant, "", sentinel["id"].as_str().expect("id"))
-        .await;
+    // Once a later payment is listed, the duplicate was processed too.
+    let page_after = world.settled_transactions(&merchant, &consumer).await;
     let listed = |page: &serde_json::Value| {
         page["items"]
             .as_array()
@@ -266,17 +242,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_r
     );
     // The consumer moved past them: a real payment after them is recorded.
     let request = world.payment_request(&merchant, Some(700)).await;
-    let paid = json_of(
-        world
-            .pay(
-                &consumer,
-                request["payload"].as_str().expect("payload"),
-                None,
-                &new_key(),
-            )
-            .await,
-    )
-    .await;
+    let paid = world.pay_request(&consumer, &request).await;
     let page = world
         .merchant_transactions_with(&merchant, "", paid["id"].as_str().expect("id"))
         .await;

@@ -192,6 +192,23 @@ impl World {
             .await
     }
 
+    /// `consumer` pays the payment request `request` (its QR's own amount); panics unless 201.
+    pub async fn pay_request(&self, consumer: &Person, request: &Value) -> Value {
+        let qr = request["payload"].as_str().expect("a payload");
+        let response = self.pay(consumer, qr, None, &new_key()).await;
+        assert_eq!(response.status(), 201, "the payment goes through");
+        json_of(response).await
+    }
+
+    /// The merchant's list once every event so far is applied: a 1-yen sentinel payment by
+    /// `consumer` is made last, and a merchant's events are applied in order.
+    pub async fn settled_transactions(&self, merchant: &Person, consumer: &Person) -> Value {
+        let sentinel = self.payment_request(merchant, Some(1)).await;
+        let paid = self.pay_request(consumer, &sentinel).await;
+        self.merchant_transactions_with(merchant, "", paid["id"].as_str().expect("id"))
+            .await
+    }
+
     /// The consumer's available balance, in yen.
     pub async fn balance(&self, consumer: &Person) -> i64 {
         let wallet: Value = self

@@ -82,17 +82,7 @@ async fn a_merchant_cannot_refund_another_merchants_payment() {
     let thief = world.merchant().await;
     let consumer = world.consumer(1_000).await;
     let request = world.payment_request(&merchant, Some(400)).await;
-    let payment = json_of(
-        world
-            .pay(
-                &consumer,
-                request["payload"].as_str().expect("payload"),
-                None,
-                &new_key(),
-            )
-            .await,
-    )
-    .await;
+    let payment = world.pay_request(&consumer, &request).await;
     let stolen = world
         .merchant_post(
             &thief,

@@ -93,17 +93,7 @@ async fn merchants_see_only_their_own_transactions_and_requests() {
     let consumer = world.consumer(1_000).await;
     let request = world.payment_request(&merchant, Some(100)).await;
     let id = request["id"].as_str().expect("id");
-    json_of(
-        world
-            .pay(
-                &consumer,
-                request["payload"].as_str().expect("payload"),
-                None,
-                &new_key(),
-            )
-            .await,
-    )
-    .await;
+    world.pay_request(&consumer, &request).await;
     assert_eq!(
         world.merchant_transactions(&other, "").await["items"]
             .as_array()

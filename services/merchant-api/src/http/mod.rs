@@ -11,7 +11,6 @@ pub mod transactions;
 use crate::configuration::{PaymentSettings, StreamSettings};
 use crate::error::Error;
 use crate::events::Hub;
-use axum::extract::FromRef;
 use axum::Router;
 use paykit::auth::{Principal, Verifier};
 use paykit::idempotency::Store;
@@ -36,17 +35,7 @@ pub struct AppState {
     pub events: Hub,
 }
 
-impl FromRef<AppState> for Verifier {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
-
-impl FromRef<AppState> for Store {
-    fn from_ref(state: &AppState) -> Self {
-        state.idempotency.clone()
-    }
-}
+paykit::state_parts!(AppState);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
