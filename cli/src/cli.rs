@@ -9,7 +9,7 @@ use std::path::PathBuf;
     version,
     about = "Brings the paytool barcode payments platform up on this machine and drives it.",
     after_help = "Examples:\n  paytool up                 # install what is missing, start everything, print the URLs\n  paytool status --json      # machine-readable state and health\n  paytool logs keycloak -f   # follow one component's log\n  paytool down --purge       # stop everything and delete its data\n\nExit codes: 0 ok, 1 failed, 2 usage, 3 prerequisite missing, 4 state directory unusable,\n5 port taken, 6 component not ready in time, 7 not running, 8 ledger invariant violated,
-130 interrupted."
+9 refused by the platform, 10 payment declined, 11 login refused, 130 interrupted."
 )]
 pub struct Cli {
     /// The installation's state directory [default: .paytool in the checkout]
@@ -87,6 +87,10 @@ pub enum Command {
     /// Measure throughput on this machine (never asserted in tests)
     #[command(subcommand)]
     Bench(BenchCommand),
+
+    /// Pay and get paid through the running platform's gateway, as consumers and merchants do
+    #[command(subcommand, after_help = PAY_HELP)]
+    Pay(PayCommand),
 
     /// Internal: the supervisor process that `up` starts
     #[command(name = "__supervise", hide = true)]
@@ -198,4 +202,281 @@ pub struct QrEncodeArgs {
     /// Reference label (additional data 62, sub-id 05)
     #[arg(long)]
     pub reference: Option<String>,
+}
+
+const PAY_HELP: &str = "Examples:
+  paytool pay demo                                   # the whole flow, timed, with live events
+  paytool pay register consumer alice
+  paytool pay register merchant ramen --city Kyoto --mcc 5812
+  paytool pay topup --as alice 5000
+  paytool pay qr --as ramen --amount 1200 --reference T-7   # prints the payload and the QR
+  paytool pay pay --as alice '000201010212...6304ABCD'
+  paytool pay charge --as ramen \"$(paytool pay code --as alice)\" 800
+  paytool pay watch --as ramen                       # live payments, Ctrl-C to stop
+
+Profiles (email, password, tokens) are kept in <home>/pay/profiles.json (mode 0600).
+AMOUNT is exact: 1200, '1200 JPY', '12.50 USD'; without a currency, the profile's.
+Exit codes: 2 bad usage (a bad amount, an unknown profile), 7 not running, 9 refused by the
+platform (not found, conflict, expired, invalid), 10 declined (insufficient funds), 11 login
+refused, 8 ledger invariant violated (demo), 130 interrupted.";
+
+#[derive(Debug, Args, Clone)]
+pub struct AsProfile {
+    /// The saved profile to act as (`paytool pay register ... NAME`)
+    #[arg(long = "as", value_name = "PROFILE")]
+    pub profile: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Keyed {
+    /// Idempotency-Key for the request [default: a fresh UUID]; the same key and body again
+    /// gives the first answer instead of moving money twice
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PayCommand {
+    /// Register a consumer or a merchant and save it as a profile (logged in)
+    #[command(
+        after_help = "Examples:\n  paytool pay register consumer alice\n  paytool pay register consumer bob --email bob@example.test --currency USD\n  paytool pay register merchant ramen --city Kyoto --country JP --mcc 5812\n\nWithout --email and --password a unique address (NAME-<random>@example.test) and a random\npassword are made; both are saved in the profile so that later commands can log in again."
+    )]
+    Register(PayRegisterArgs),
+
+    /// Add money to a consumer's wallet
+    #[command(
+        after_help = "Examples:\n  paytool pay topup --as alice 5000\n  paytool pay topup --as bob 25.00 USD --idempotency-key topup-2024-06-01"
+    )]
+    Topup {
+        #[command(flatten)]
+        who: AsProfile,
+        /// The amount: 1200, '1200 JPY', '12.50 USD' (without a currency, the profile's)
+        #[arg(allow_negative_numbers = true)]
+        amount: String,
+        /// The currency, when not part of AMOUNT
+        currency: Option<String>,
+        #[command(flatten)]
+        keyed: Keyed,
+        /// Print the answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// As a merchant, make a QR code to be paid: dynamic with --amount, static without
+    #[command(
+        after_help = "Examples:\n  paytool pay qr --as ramen --amount 1200 --reference T-7\n  paytool pay qr --as ramen                       # static: the payer enters the amount\n  paytool pay qr --as ramen --amount 1200 --json | jq -r .payload\n\nPrints the EMVCo payload and draws the QR code in the terminal (scan it with a phone)."
+    )]
+    Qr {
+        #[command(flatten)]
+        who: AsProfile,
+        /// The amount, which makes the code dynamic (paid once, expiring)
+        #[arg(long, allow_negative_numbers = true)]
+        amount: Option<String>,
+        /// Reference shown to the payer and printed on receipts (1 to 25 printable characters)
+        #[arg(long)]
+        reference: Option<String>,
+        /// Seconds until a dynamic code expires (30 to 86400) [server default: 300]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(30..=86_400))]
+        expires_in_s: Option<u32>,
+        #[command(flatten)]
+        keyed: Keyed,
+        /// Print the payment request as JSON (no drawing)
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// As a consumer, pay a merchant's QR code (the scanned payload text)
+    #[command(
+        after_help = "Examples:\n  paytool pay pay --as alice '00020101021226...6304ABCD'\n  paytool pay pay --as alice \"$(zbarimg -q --raw qr.png)\" --amount 500   # a static code\n\nA dynamic code carries its amount; a static one needs --amount."
+    )]
+    Pay {
+        #[command(flatten)]
+        who: AsProfile,
+        /// The EMVCo payload the QR code holds
+        payload: String,
+        /// The amount, for a static code
+        #[arg(long, allow_negative_numbers = true)]
+        amount: Option<String>,
+        #[command(flatten)]
+        keyed: Keyed,
+        /// Print the payment as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// As a consumer, get a one-time payment code (18 digits, valid 60 s) to show at a till
+    #[command(
+        after_help = "Examples:\n  paytool pay code --as alice\n  paytool pay charge --as ramen \"$(paytool pay code --as alice)\" 800"
+    )]
+    Code {
+        #[command(flatten)]
+        who: AsProfile,
+        /// Print the code and its expiry as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// As a merchant, charge the one-time code a consumer shows
+    #[command(
+        after_help = "Examples:\n  paytool pay charge --as ramen 281234567890123456 800\n  paytool pay charge --as ramen 281234567890123456 '8.00 USD' --reference T-9"
+    )]
+    Charge {
+        #[command(flatten)]
+        who: AsProfile,
+        /// The consumer's 18-digit code
+        code: String,
+        /// The amount: 1200, '1200 JPY', '12.50 USD'
+        #[arg(allow_negative_numbers = true)]
+        amount: String,
+        /// The currency, when not part of AMOUNT
+        currency: Option<String>,
+        /// Reference for the receipt (1 to 25 characters)
+        #[arg(long)]
+        reference: Option<String>,
+        #[command(flatten)]
+        keyed: Keyed,
+        /// Print the transaction as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// As a consumer, send money to another consumer (by email or profile name)
+    #[command(
+        after_help = "Examples:\n  paytool pay send --as alice --to bob 500 --note 'lunch'\n  paytool pay send --as alice --to carol@example.test '5.00 USD'"
+    )]
+    Send {
+        #[command(flatten)]
+        who: AsProfile,
+        /// The recipient: an email address, or the name of a consumer profile
+        #[arg(long, value_name = "EMAIL_OR_PROFILE")]
+        to: String,
+        /// The amount: 1200, '1200 JPY', '12.50 USD'
+        #[arg(allow_negative_numbers = true)]
+        amount: String,
+        /// The currency, when not part of AMOUNT
+        currency: Option<String>,
+        /// One line the recipient sees (at most 140 characters)
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        keyed: Keyed,
+        /// Print the transfer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// As a merchant, refund all or part of a payment
+    #[command(
+        after_help = "Examples:\n  paytool pay refund --as ramen 0b9c6f4e-3f1e-4a47-9d1e-6a8c2b1d9e70 300\n\nNever more than is left of the payment (refused with the figure otherwise)."
+    )]
+    Refund {
+        #[command(flatten)]
+        who: AsProfile,
+        /// The payment's id (from `pay txns` or the payment's answer)
+        payment_id: String,
+        /// The amount: 1200, '1200 JPY', '12.50 USD'
+        #[arg(allow_negative_numbers = true)]
+        amount: String,
+        /// The currency, when not part of AMOUNT
+        currency: Option<String>,
+        #[command(flatten)]
+        keyed: Keyed,
+        /// Print the refund as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// A consumer's wallet entries or a merchant's payments and refunds, newest first
+    #[command(
+        after_help = "Examples:\n  paytool pay txns --as alice\n  paytool pay txns --as ramen --limit 5 --json | jq '.items[] | {id, kind, status}'"
+    )]
+    Txns {
+        #[command(flatten)]
+        who: AsProfile,
+        /// How many, newest first (1 to 100)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=100))]
+        limit: u16,
+        /// Print the page as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// A consumer's wallet or a merchant's balance
+    #[command(
+        after_help = "Examples:\n  paytool pay balance --as alice\n  paytool pay balance --as ramen --json | jq .balance.value"
+    )]
+    Balance {
+        #[command(flatten)]
+        who: AsProfile,
+        /// Print the wallet or merchant as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// As a merchant, print payments and refunds as they happen (Server-Sent Events)
+    #[command(
+        after_help = "Examples:\n  paytool pay watch --as ramen\n  paytool pay watch --as ramen --from-start --json | jq -c 'select(.type == \"payment.refunded\")'\n\nReconnects after a dropped connection with Last-Event-ID, so no event is missed or repeated.\nCtrl-C ends it (exit 130)."
+    )]
+    Watch {
+        #[command(flatten)]
+        who: AsProfile,
+        /// Replay every event of the merchant first, then follow
+        #[arg(long)]
+        from_start: bool,
+        /// One JSON event per line
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// The saved profiles (never their passwords or tokens)
+    #[command(after_help = "Examples:\n  paytool pay profiles\n  paytool pay profiles --json")]
+    Profiles {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show the whole flow, timed: register, top up, pay a QR, charge a code, send, refund,
+    /// the merchant's list and live events, then verify the ledger
+    #[command(
+        after_help = "Examples:\n  paytool pay demo\n  paytool pay demo --json | jq '.steps[] | {name, ms}'\n\nRegisters three new accounts each time (nothing is saved as a profile). Exit code 0 when\nevery step worked and the ledger verifies, 8 when the ledger does not."
+    )]
+    Demo {
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PayRegisterArgs {
+    /// consumer or merchant
+    #[arg(value_enum)]
+    pub role: crate::pay::Role,
+    /// The profile's name, used with --as
+    pub name: String,
+    /// The name others see (a merchant's on its QR codes, at most 25 characters) [default: NAME]
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Email to register [default: NAME-<random>@example.test]
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Password (10 to 128 characters) [default: random, saved in the profile]
+    #[arg(long)]
+    pub password: Option<String>,
+    /// ISO 4217 currency of the wallet or the merchant
+    #[arg(long, default_value = "JPY")]
+    pub currency: String,
+    /// Merchants: the city on the QR codes (at most 15 characters)
+    #[arg(long, default_value = "Tokyo")]
+    pub city: String,
+    /// Merchants: ISO 3166-1 alpha-2 country code
+    #[arg(long, default_value = "JP")]
+    pub country: String,
+    /// Merchants: merchant category code (4 digits; 5812 restaurants, 5814 fast food, 5411 groceries)
+    #[arg(long, default_value = "5812")]
+    pub mcc: String,
+    /// Print the profile as JSON (without password or tokens)
+    #[arg(long)]
+    pub json: bool,
 }

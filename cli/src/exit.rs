@@ -11,6 +11,9 @@
 //! | 6    | a component did not become ready in time |
 //! | 7    | the platform is not running (for commands that need it) |
 //! | 8    | the ledger's invariants are violated (`paytool ledger verify`) |
+//! | 9    | the platform refused the request (`paytool pay`: a problem answer, e.g. not found, conflict, expired, invalid) |
+//! | 10   | the payment was declined for insufficient funds (`paytool pay`: 402) |
+//! | 11   | the login was refused or the token was not accepted (`paytool pay`: 401/403) |
 //! | 130  | interrupted (Ctrl-C) |
 
 use std::fmt;
@@ -18,12 +21,17 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     Failed = 1,
+    /// Bad usage found after parsing: a malformed amount, an unknown profile. clap exits 2 too.
+    Usage = 2,
     Prerequisite = 3,
     StateDir = 4,
     PortTaken = 5,
     NotReady = 6,
     NotRunning = 7,
     Violation = 8,
+    Refused = 9,
+    Declined = 10,
+    Unauthorized = 11,
     Interrupted = 130,
 }
 

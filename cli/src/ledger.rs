@@ -11,6 +11,43 @@ use std::time::Duration;
 const VERIFY_TIMEOUT_MS: u64 = 120_000;
 
 pub async fn verify(home: &Home, json: bool) -> anyhow::Result<i32> {
+    let report = report(home).await?;
+    let ok = report["ok"].as_bool().unwrap_or(false);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "ledger: {} accounts, {} transfers — {}",
+            report["accounts"],
+            report["transfers"],
+            if ok {
+                "every invariant holds"
+            } else {
+                "INVARIANTS VIOLATED"
+            }
+        );
+        for check in report["checks"].as_array().into_iter().flatten() {
+            let mark = if check["ok"].as_bool() == Some(true) {
+                "✔"
+            } else {
+                "✘"
+            };
+            println!(
+                "  {mark} {:<26} {}",
+                check["name"].as_str().unwrap_or("?"),
+                check["description"].as_str().unwrap_or("")
+            );
+            for violation in check["violations"].as_array().into_iter().flatten() {
+                println!("      {}", violation.as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(if ok { 0 } else { Code::Violation as i32 })
+}
+
+/// The orchestrator's report (`ok`, `accounts`, `transfers`, `checks[]`), for `verify` and for
+/// other commands that end with the same check (`paytool pay demo`).
+pub async fn report(home: &Home) -> anyhow::Result<Value> {
     if crate::state::running_supervisor(home).is_none() {
         return Err(fail(
             Code::NotRunning,
@@ -54,36 +91,5 @@ pub async fn verify(home: &Home, json: bool) -> anyhow::Result<i32> {
             format!("the orchestrator answered {status}: {body}"),
         ));
     }
-    let report: Value = response.json().await?;
-    let ok = report["ok"].as_bool().unwrap_or(false);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "ledger: {} accounts, {} transfers — {}",
-            report["accounts"],
-            report["transfers"],
-            if ok {
-                "every invariant holds"
-            } else {
-                "INVARIANTS VIOLATED"
-            }
-        );
-        for check in report["checks"].as_array().into_iter().flatten() {
-            let mark = if check["ok"].as_bool() == Some(true) {
-                "✔"
-            } else {
-                "✘"
-            };
-            println!(
-                "  {mark} {:<26} {}",
-                check["name"].as_str().unwrap_or("?"),
-                check["description"].as_str().unwrap_or("")
-            );
-            for violation in check["violations"].as_array().into_iter().flatten() {
-                println!("      {}", violation.as_str().unwrap_or(""));
-            }
-        }
-    }
-    Ok(if ok { 0 } else { Code::Violation as i32 })
+    Ok(response.json().await?)
 }

@@ -8,6 +8,7 @@ mod exit;
 mod home;
 mod ledger;
 mod logs;
+mod pay;
 mod ports;
 mod probe;
 mod project;
@@ -137,6 +138,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let setup = setup::Setup::new(&project, &cache, setup::Options::default());
             let ui = ui::Ui::new(args.json);
             bench::ledger(&home, &setup.tools()?.pg_bin, &args, &ui).await
+        }
+        Command::Pay(command) => {
+            let home = existing_home(&home_dir, &project)?;
+            pay::run(&home, command).await
         }
         Command::Supervise => {
             let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {

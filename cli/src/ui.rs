@@ -74,6 +74,13 @@ impl Line {
         self.update(message, Some("✘"));
     }
 
+    /// Removes the line: for a short wait whose outcome the command prints itself.
+    pub fn clear(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
     fn update(&self, message: &str, finished: Option<&str>) {
         // Polling callers report the same state many times; show each change once.
         let key = format!("{}{message}", finished.unwrap_or(""));
