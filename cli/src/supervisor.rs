@@ -444,8 +444,13 @@ fn save(ctx: &Ctx, state: &Shared) {
     }
 }
 
+/// Writes a line to the supervisor's log (its stderr). Never panics: `eprintln!` would, on a
+/// full disk, and take the task watching a component down with it, leaving that component
+/// unwatched. A line that cannot be written is lost; supervising goes on.
 fn log(message: &str) {
-    eprintln!(
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "{} supervisor: {message}",
         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
     );

@@ -23,11 +23,44 @@ pub fn with_common_layers(router: Router) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+/// After SIGTERM, in-flight requests get this long to finish. Live streams (SSE, WebSocket)
+/// never finish by themselves: without a bound they would hold a stopping service forever;
+/// their clients reconnect and resume from their last event id.
+pub const SHUTDOWN_DRAIN_MS: u64 = 5_000;
+
+/// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish, for at most
+/// [`SHUTDOWN_DRAIN_MS`].
 pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, with_common_layers(router))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    serve_until(listener, router, shutdown_signal(), SHUTDOWN_DRAIN_MS).await
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish for at most
+/// `drain_ms`.
+pub async fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain_ms: u64,
+) -> std::io::Result<()> {
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let server =
+        axum::serve(listener, with_common_layers(router)).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = signalled.send(true);
+        });
+    let drain_bound = async move {
+        if on_signal.wait_for(|signalled| *signalled).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(drain_ms)).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served,
+        () = drain_bound => {
+            tracing::warn!(drain_ms, "requests still open (live streams) after the drain; stopping");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {
