@@ -142,6 +142,25 @@ pub enum BenchCommand {
         after_help = "Examples:\n  paytool bench ledger\n  paytool bench ledger --clients 8 --duration-s 20 --json"
     )]
     Ledger(BenchLedgerArgs),
+    /// A payment's delay from the ledger's commit to the merchant's live feed (p50/p90/p99),
+    /// under a steady load through the running platform's gateway
+    #[command(
+        after_help = "Examples:\n  paytool bench stream\n  paytool bench stream --rate-per-s 50 --duration-s 20 --json\n\nExit code 1 if a payment failed or its event was lost or delivered twice."
+    )]
+    Stream(BenchStreamArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchStreamArgs {
+    /// Payments started per second (1 to 500)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub rate_per_s: u16,
+    /// Seconds the load runs (1 to 600)
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..=600))]
+    pub duration_s: u16,
+    /// Print the results as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,6 +1,7 @@
 //! `paytool`: brings the payments platform up on this machine and drives it.
 
 mod bench;
+mod bench_stream;
 mod cli;
 mod components;
 mod down;
@@ -138,6 +139,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let setup = setup::Setup::new(&project, &cache, setup::Options::default());
             let ui = ui::Ui::new(args.json);
             bench::ledger(&home, &setup.tools()?.pg_bin, &args, &ui).await
+        }
+        Command::Bench(BenchCommand::Stream(args)) => {
+            let home = existing_home(&home_dir, &project)?;
+            bench_stream::run(&home, &args, &ui::Ui::new(args.json)).await
         }
         Command::Pay(command) => {
             let home = existing_home(&home_dir, &project)?;

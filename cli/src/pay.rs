@@ -9,10 +9,10 @@
 //! declined, 11 login refused).
 
 mod amount;
-mod client;
+pub mod client;
 mod demo;
 mod profiles;
-mod stream;
+pub mod stream;
 
 pub use profiles::Role;
 

@@ -672,3 +672,31 @@ fn the_qr_code_drawn_in_the_terminal_scans_back_to_the_printed_payload() {
     );
     assert_eq!(String::from_utf8_lossy(&scanned.stdout).trim(), payload);
 }
+
+#[test]
+fn the_stream_benchmark_sees_every_payment_on_the_merchant_feed_exactly_once() {
+    // What is checked is completeness, not speed: the figures are the benchmark's to report.
+    let report = json(
+        "127.0.0.19",
+        &[
+            "bench",
+            "stream",
+            "--rate-per-s",
+            "10",
+            "--duration-s",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(report["payments"], 20);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["duplicates"], 0);
+    assert_eq!(report["commit_to_feed_ms"]["count"], 20);
+    assert!(
+        report["commit_to_feed_ms"]["p50"]
+            .as_f64()
+            .is_some_and(|p50| p50 >= 0.0),
+        "the feed cannot deliver before the commit: {report}"
+    );
+}
