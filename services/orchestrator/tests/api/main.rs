@@ -1,4 +1,5 @@
 mod contract;
+mod events;
 mod health;
 mod helpers;
 mod ledger;
