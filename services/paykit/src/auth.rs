@@ -207,6 +207,8 @@ impl Verifier {
 }
 
 /// Extracts a verified [`Principal`] from `Authorization: Bearer …`, answering 401 otherwise.
+/// A principal a layer before the handler established already (a session cookie, see
+/// [`crate::web::authenticate`]; the idempotency layer) is taken as it is.
 impl<S> FromRequestParts<S> for Principal
 where
     Verifier: FromRef<S>,
@@ -215,6 +217,9 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
         let verifier = Verifier::from_ref(state);
         let token = parts
             .headers

@@ -19,6 +19,7 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod web;
 
 /// The conversions every service's one `Error` type needs from paykit's errors, and `refused`,
 /// which turns another service's answer into that error. The type must have the variants
