@@ -128,6 +128,9 @@ pub async fn spawn_with(options: Options) -> Platform {
         stream: merchant_api::configuration::StreamSettings {
             heartbeat_interval_ms: TEST_HEARTBEAT_INTERVAL_MS,
         },
+        // The dashboard's sign-in needs Keycloak's pages through the gateway: its tests run
+        // against the running platform (tests/dashboard.rs), not in process.
+        web: None,
     };
     let consumer = consumer_api::startup::Application::build_on(consumer, consumer_listener)
         .await

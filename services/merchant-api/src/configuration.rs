@@ -25,6 +25,10 @@ pub struct Settings {
     /// transaction list. Without it the list stays empty (logged at start).
     #[serde(default)]
     pub kafka: Option<paykit::events::KafkaSettings>,
+    /// The dashboard's sign-in (APP__WEB__...): without it the API is bearer-only and `/` says
+    /// the dashboard is not configured.
+    #[serde(default)]
+    pub web: Option<paykit::web::WebSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

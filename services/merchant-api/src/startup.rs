@@ -7,6 +7,7 @@ use axum::Router;
 use paykit::idempotency::Store;
 use paykit::internal::{Orchestrator, ServiceClient};
 use paykit::keycloak::ServiceAccount;
+use paykit::web::Sessions;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -18,6 +19,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     idempotency: Store,
+    sessions: Option<Sessions>,
     workers: Vec<Worker>,
 }
 
@@ -57,8 +59,20 @@ impl Application {
             ),
         }
         let keycloak = Arc::new(ServiceAccount::new(settings.keycloak.clone())?);
+        let verifier = paykit::auth::Verifier::new(settings.auth.clone())?;
+        let sessions = match settings.web.clone() {
+            Some(web) => {
+                // The sessions' access tokens are checked by the API's own verifier: a browser
+                // gets exactly what a bearer token of the same person would.
+                let sessions = Sessions::new(web, pool.clone(), verifier.clone())?;
+                sessions.ensure_schema().await?;
+                Some(sessions)
+            }
+            None => None,
+        };
         let state = AppState {
-            verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
+            verifier,
+            sessions: sessions.clone(),
             idempotency: idempotency.clone(),
             orchestrator: Orchestrator::new(settings.orchestrator.clone(), keycloak.clone()),
             consumer_api: ServiceClient::new(settings.consumer_api.clone(), keycloak.clone()),
@@ -74,6 +88,7 @@ impl Application {
             listener,
             router: crate::http::router(state),
             idempotency,
+            sessions,
             workers,
         })
     }
@@ -85,7 +100,10 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let purge = self.idempotency.spawn_purge(IDEMPOTENCY_PURGE_INTERVAL_MS);
-        let workers: Vec<_> = self.workers.into_iter().map(|start| start()).collect();
+        let mut workers: Vec<_> = self.workers.into_iter().map(|start| start()).collect();
+        if let Some(sessions) = &self.sessions {
+            workers.push(sessions.spawn_purge(paykit::web::PURGE_INTERVAL_MS));
+        }
         let served = paykit::server::serve(self.listener, self.router).await;
         purge.abort();
         for worker in workers {

@@ -1,6 +1,7 @@
 //! HTTP resources, one module per resource, each with its own `router()`.
 
 pub mod charges;
+pub mod dashboard;
 pub mod internal;
 pub mod merchants;
 pub mod payment_requests;
@@ -11,11 +12,13 @@ pub mod transactions;
 use crate::configuration::{PaymentSettings, StreamSettings};
 use crate::error::Error;
 use crate::events::Hub;
+use axum::middleware::from_fn_with_state;
 use axum::Router;
 use paykit::auth::{Principal, Verifier};
 use paykit::idempotency::Store;
 use paykit::internal::{Orchestrator, ServiceClient};
 use paykit::keycloak::ServiceAccount;
+use paykit::web::Sessions;
 use sqlx::PgPool;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -33,20 +36,35 @@ pub struct AppState {
     pub payments: PaymentSettings,
     pub stream: StreamSettings,
     pub events: Hub,
+    /// The dashboard's browser sessions, when the service is configured for them.
+    pub sessions: Option<Sessions>,
 }
 
 paykit::state_parts!(AppState);
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let public = Router::new()
         .merge(merchants::router())
         .merge(payment_requests::router(state.clone()))
         .merge(charges::router(state.clone()))
         .merge(refunds::router(state.clone()))
         .merge(transactions::router())
         .merge(stream::router())
-        .merge(internal::router())
-        .with_state(state.clone())
+        .merge(dashboard::router())
+        .with_state(state.clone());
+    // A signed-in browser's cookie authenticates the merchant's own routes like a bearer token;
+    // the calls between services (/internal/) stay bearer-only.
+    let public = match &state.sessions {
+        Some(sessions) => public
+            .layer(from_fn_with_state(
+                sessions.clone(),
+                paykit::web::authenticate,
+            ))
+            .merge(paykit::web::router(sessions.clone())),
+        None => public,
+    };
+    public
+        .merge(internal::router().with_state(state.clone()))
         .merge(paykit::health::router(crate::SERVICE, state.pool))
 }
 
