@@ -118,6 +118,34 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
             "APP__CONSUMER_API__BASE_URL".into(),
             format!("http://127.0.0.1:{}", ctx.home.ports().consumer_api),
         ));
+        // The dashboard's sign-in (a backend-for-frontend): browsers are sent to Keycloak's
+        // public pages; the code is exchanged for tokens over loopback with the client's secret.
+        env.extend([
+            (
+                "APP__WEB__PUBLIC_BASE_URL".to_string(),
+                ctx.home.ports().public_url("merchant"),
+            ),
+            (
+                "APP__WEB__CLIENT_ID".to_string(),
+                "merchant-dashboard".to_string(),
+            ),
+            (
+                "APP__WEB__CLIENT_SECRET".to_string(),
+                ctx.secrets.client_merchant_dashboard.clone(),
+            ),
+            (
+                "APP__WEB__KEYCLOAK_PUBLIC_URL".to_string(),
+                ctx.home.ports().public_url("sso"),
+            ),
+            (
+                "APP__WEB__KEYCLOAK_INTERNAL_URL".to_string(),
+                format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
+            ),
+            (
+                "APP__WEB__REALM".to_string(),
+                super::keycloak::REALM.to_string(),
+            ),
+        ]);
     }
     Ok(Spec {
         name,
