@@ -92,6 +92,21 @@ pub enum Command {
     #[command(subcommand, after_help = PAY_HELP)]
     Pay(PayCommand),
 
+    /// Sign in as a person with the OAuth 2.0 device grant: approve a code in a browser; `paytool
+    /// pay` then acts as you without --as
+    #[command(after_help = LOGIN_HELP)]
+    Login(LoginArgs),
+
+    /// End the `paytool login` sign-in: revoke it at Keycloak and delete the profile `me`
+    #[command(
+        after_help = "Examples:\n  paytool logout\n  paytool logout --json\n\nThe profile is deleted even when Keycloak cannot be reached (the session then ends by itself\nafter 30 minutes unused). Signed out already is not an error."
+    )]
+    Logout {
+        /// Print what was done as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Internal: the supervisor process that `up` starts
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -223,6 +238,34 @@ pub struct QrEncodeArgs {
     pub reference: Option<String>,
 }
 
+const LOGIN_HELP: &str = "Examples:
+  paytool login                          # prints a URL and a code; approve it in any browser
+  paytool pay balance                    # then: acts as you (the profile `me`), no --as needed
+  paytool login --json --timeout-s 120   # JSON lines: the code, then who signed in; 11 after 2 min
+  paytool login --no-wait && paytool login   # start now (prints the code), finish later
+
+Keycloak's device authorization grant (RFC 8628) for the public client `paytool-cli`: no
+password passes through paytool. The tokens are saved as the profile `me` in
+<home>/pay/profiles.json (0600) with `login: device`; they renew with the refresh token while
+the Keycloak session lives (30 minutes unused, 10 hours at most), then `paytool login` again.
+With --json, stdout has one JSON object per line: the code to approve, then who signed in.
+Exit codes: 0 signed in, 11 denied or the code expired (or --timeout-s passed), 7 not
+running, 130 interrupted (Ctrl-C).";
+
+#[derive(Debug, Args, Clone)]
+pub struct LoginArgs {
+    /// One JSON object per line on stdout: the code to approve, then who signed in
+    #[arg(long)]
+    pub json: bool,
+    /// Print the code and return at once; a later `paytool login` waits for that same code
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up after this many seconds (exit 11) even if the code is still valid (1 to 3600)
+    /// [default: until the code expires, 10 minutes on this platform]
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub timeout_s: Option<u32>,
+}
+
 const PAY_HELP: &str = "Examples:
   paytool pay demo                                   # the whole flow, timed, with live events
   paytool pay register consumer alice
@@ -234,6 +277,8 @@ const PAY_HELP: &str = "Examples:
   paytool pay watch --as ramen                       # live payments, Ctrl-C to stop
 
 Profiles (email, password, tokens) are kept in <home>/pay/profiles.json (mode 0600).
+Without --as, commands act as the `paytool login` sign-in (profile `me`); when it holds both
+roles, --role consumer|merchant picks one for `txns` and `balance`.
 AMOUNT is exact: 1200, '1200 JPY', '12.50 USD'; without a currency, the profile's.
 Exit codes: 2 bad usage (a bad amount, an unknown profile), 7 not running, 9 refused by the
 platform (not found, conflict, expired, invalid), 10 declined (insufficient funds), 11 login
@@ -241,9 +286,13 @@ refused, 8 ledger invariant violated (demo), 130 interrupted.";
 
 #[derive(Debug, Args, Clone)]
 pub struct AsProfile {
-    /// The saved profile to act as (`paytool pay register ... NAME`)
+    /// The saved profile to act as (`paytool pay register ... NAME`) [default: the `paytool
+    /// login` sign-in, profile `me`]
     #[arg(long = "as", value_name = "PROFILE")]
-    pub profile: String,
+    pub profile: Option<String>,
+    /// Which of the sign-in's roles to act in, when it holds both consumer and merchant
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub role: Option<crate::pay::Role>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -422,7 +471,7 @@ pub enum PayCommand {
 
     /// A consumer's wallet or a merchant's balance
     #[command(
-        after_help = "Examples:\n  paytool pay balance --as alice\n  paytool pay balance --as ramen --json | jq .balance.value"
+        after_help = "Examples:\n  paytool pay balance                # as the `paytool login` sign-in\n  paytool pay balance --as alice\n  paytool pay balance --as ramen --json | jq .balance.value"
     )]
     Balance {
         #[command(flatten)]

@@ -148,6 +148,14 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let home = existing_home(&home_dir, &project)?;
             pay::run(&home, command).await
         }
+        Command::Login(args) => {
+            let home = existing_home(&home_dir, &project)?;
+            pay::printing_refusals(pay::login::login(&home, &args)).await
+        }
+        Command::Logout { json } => {
+            let home = existing_home(&home_dir, &project)?;
+            pay::printing_refusals(pay::login::logout(&home, json)).await
+        }
         Command::Supervise => {
             let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {
                 fail(

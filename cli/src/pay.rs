@@ -11,18 +11,19 @@
 mod amount;
 pub mod client;
 mod demo;
+pub mod login;
 mod profiles;
 pub mod stream;
 
 pub use profiles::Role;
 
-use crate::cli::{Keyed, PayCommand, PayRegisterArgs};
+use crate::cli::{AsProfile, Keyed, PayCommand, PayRegisterArgs};
 use crate::exit::{fail, Code};
 use crate::home::Home;
 use crate::ui::Ui;
 use amount::display_json;
 use client::{Gateway, Host, Refusal, Session};
-use profiles::{Profile, Store};
+use profiles::{Login, Profile, Store, LOGIN_PROFILE};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::io::IsTerminal;
@@ -33,7 +34,14 @@ const GENERATED_PASSWORD_CHARS: usize = 24;
 const EMAIL_SUFFIX_HEX_DIGITS: usize = 8;
 
 pub async fn run(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
-    match dispatch(home, command).await {
+    printing_refusals(dispatch(home, command)).await
+}
+
+/// Runs a command whose refusals by the platform end it with their own line and exit code.
+pub async fn printing_refusals(
+    command: impl std::future::Future<Output = anyhow::Result<i32>>,
+) -> anyhow::Result<i32> {
+    match command.await {
         Ok(code) => Ok(code),
         // The platform's refusals are printed exactly as `error: <title>: <detail>`; every
         // other failure gets the usual `paytool: ...` line from main.
@@ -59,7 +67,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             json,
         } => {
             let amount = amount::parse(&amount, currency.as_deref())?;
-            let mut session = session(home, &store, &who.profile, Some(Role::Consumer))?;
+            let mut session = session(home, &store, &who, Some(Role::Consumer))?;
             let money = amount.in_currency(&session.profile.currency)?;
             let answer = waiting(json, "topup", &format!("{money}"), async {
                 session
@@ -90,7 +98,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             json,
         } => {
             let amount = amount.map(|a| amount::parse(&a, None)).transpose()?;
-            let mut session = session(home, &store, &who.profile, Some(Role::Merchant))?;
+            let mut session = session(home, &store, &who, Some(Role::Merchant))?;
             let mut body = json!({});
             if let Some(amount) = &amount {
                 body["amount"] = json!(amount.in_currency(&session.profile.currency)?);
@@ -141,7 +149,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             json,
         } => {
             let amount = amount.map(|a| amount::parse(&a, None)).transpose()?;
-            let mut session = session(home, &store, &who.profile, Some(Role::Consumer))?;
+            let mut session = session(home, &store, &who, Some(Role::Consumer))?;
             let mut body = json!({ "qr": payload.trim() });
             if let Some(amount) = &amount {
                 body["amount"] = json!(amount.in_currency(&session.profile.currency)?);
@@ -163,7 +171,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             })
         }
         PayCommand::Code { who, json } => {
-            let mut session = session(home, &store, &who.profile, Some(Role::Consumer))?;
+            let mut session = session(home, &store, &who, Some(Role::Consumer))?;
             let answer = waiting(json, "code", "asking for a code", async {
                 session
                     .post(Host::Api, "/v1/payment-codes", &json!({}))
@@ -193,7 +201,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             json,
         } => {
             let amount = amount::parse(&amount, currency.as_deref())?;
-            let mut session = session(home, &store, &who.profile, Some(Role::Merchant))?;
+            let mut session = session(home, &store, &who, Some(Role::Merchant))?;
             let mut body = json!({
                 "payment_code": code.trim(),
                 "amount": amount.in_currency(&session.profile.currency)?,
@@ -228,7 +236,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
         } => {
             let amount = amount::parse(&amount, currency.as_deref())?;
             let recipient = recipient(&store, &to)?;
-            let mut session = session(home, &store, &who.profile, Some(Role::Consumer))?;
+            let mut session = session(home, &store, &who, Some(Role::Consumer))?;
             let mut body = json!({
                 "to": recipient,
                 "amount": amount.in_currency(&session.profile.currency)?,
@@ -260,7 +268,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             json,
         } => {
             let amount = amount::parse(&amount, currency.as_deref())?;
-            let mut session = session(home, &store, &who.profile, Some(Role::Merchant))?;
+            let mut session = session(home, &store, &who, Some(Role::Merchant))?;
             let body = json!({
                 "payment_id": payment_id.trim(),
                 "amount": amount.in_currency(&session.profile.currency)?,
@@ -281,7 +289,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             })
         }
         PayCommand::Txns { who, limit, json } => {
-            let mut session = session(home, &store, &who.profile, None)?;
+            let mut session = session(home, &store, &who, None)?;
             let (host, role) = match session.profile.role {
                 Role::Consumer => (Host::Api, Role::Consumer),
                 Role::Merchant => (Host::Merchant, Role::Merchant),
@@ -299,7 +307,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         PayCommand::Balance { who, json } => {
-            let mut session = session(home, &store, &who.profile, None)?;
+            let mut session = session(home, &store, &who, None)?;
             let role = session.profile.role;
             let answer = waiting(json, "balance", "reading", async {
                 match role {
@@ -323,7 +331,7 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             from_start,
             json,
         } => {
-            let mut session = session(home, &store, &who.profile, Some(Role::Merchant))?;
+            let mut session = session(home, &store, &who, Some(Role::Merchant))?;
             watch(&mut session, from_start, json).await
         }
         PayCommand::Profiles { json } => profiles_list(&store, json),
@@ -331,23 +339,91 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
     }
 }
 
-/// The profile `name` as a session on the gateway; refuses a profile of the wrong role.
-fn session(home: &Home, store: &Store, name: &str, role: Option<Role>) -> anyhow::Result<Session> {
-    let profile = store.get(name)?;
-    if let Some(role) = role {
-        if profile.role != role {
+/// The profile `--as` names, else the `paytool login` sign-in, as a session on the gateway in
+/// the role the command needs (`needs`) or `--role` picks; refuses a profile of the wrong role.
+fn session(
+    home: &Home,
+    store: &Store,
+    who: &AsProfile,
+    needs: Option<Role>,
+) -> anyhow::Result<Session> {
+    let (name, profile) = match &who.profile {
+        Some(name) => (name.clone(), store.get(name)?),
+        None => match store.find(LOGIN_PROFILE)? {
+            Some(profile) => (LOGIN_PROFILE.to_string(), profile),
+            None => {
+                return Err(fail(
+                    Code::Usage,
+                    "no profile to act as: sign in with `paytool login`, or pass --as PROFILE (`paytool pay profiles` lists them)",
+                ))
+            }
+        },
+    };
+    let role = choose_role(&name, &profile, who.role, needs)?;
+    let profile = profile.acting_as(role).ok_or_else(|| {
+        fail(
+            Code::Usage,
+            format!("profile '{name}' has no {} account", role.as_str()),
+        )
+    })?;
+    let gateway = Gateway::connect(home)?;
+    Ok(Session::new(gateway, &name, profile, Some(store.clone())))
+}
+
+/// The role a command acts in: the profile's own, or for a sign-in that holds both, the one
+/// `--role` or the command picks.
+fn choose_role(
+    name: &str,
+    profile: &Profile,
+    asked: Option<Role>,
+    needs: Option<Role>,
+) -> anyhow::Result<Role> {
+    let held = profile.held_roles();
+    let describe = |roles: &[Role]| {
+        roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    if let (Some(asked), Some(needs)) = (asked, needs) {
+        if asked != needs {
             return Err(fail(
                 Code::Usage,
                 format!(
-                    "profile '{name}' is a {}; this command needs a {} profile",
-                    profile.role.as_str(),
-                    role.as_str()
+                    "--role {} does not fit: this command acts as a {}",
+                    asked.as_str(),
+                    needs.as_str()
                 ),
             ));
         }
     }
-    let gateway = Gateway::connect(home)?;
-    Ok(Session::new(gateway, name, profile, Some(store.clone())))
+    let role = match asked.or(needs) {
+        Some(role) if held.contains(&role) => role,
+        Some(role) => {
+            return Err(fail(
+                Code::Usage,
+                format!(
+                    "profile '{name}' ({}) is a {}; this command needs a {} profile: pass --as PROFILE",
+                    profile.email,
+                    describe(&held),
+                    role.as_str()
+                ),
+            ))
+        }
+        None if held.len() == 1 => held[0],
+        None => {
+            return Err(fail(
+                Code::Usage,
+                format!(
+                    "profile '{name}' ({}) is both {}: say which with --role consumer|merchant, or pass --as PROFILE",
+                    profile.email,
+                    describe(&held)
+                ),
+            ))
+        }
+    };
+    Ok(role)
 }
 
 fn key(keyed: &Keyed) -> String {
@@ -363,6 +439,16 @@ fn recipient(store: &Store, to: &str) -> anyhow::Result<Value> {
         return Ok(json!({ "email": to.trim() }));
     }
     let profile = store.get(to)?;
+    if profile.login == Login::Device {
+        // A sign-in knows its email from the token, not the consumer's id.
+        if !profile.held_roles().contains(&Role::Consumer) {
+            return Err(fail(
+                Code::Usage,
+                format!("profile '{to}' is not a consumer: money is sent to consumers"),
+            ));
+        }
+        return Ok(json!({ "email": profile.email }));
+    }
     if profile.role != Role::Consumer {
         return Err(fail(
             Code::Usage,
@@ -434,6 +520,12 @@ fn render_qr(payload: &str) -> anyhow::Result<String> {
 
 async fn register(home: &Home, store: &Store, args: &PayRegisterArgs) -> anyhow::Result<i32> {
     profiles::check_name(&args.name)?;
+    if args.name == LOGIN_PROFILE {
+        return Err(fail(
+            Code::Usage,
+            format!("the profile name '{LOGIN_PROFILE}' is kept for `paytool login`: pick another"),
+        ));
+    }
     let currency = amount::currency_info(&args.currency)?.alpha;
     let gateway = Gateway::connect(home)?;
     let identity = Identity::new(&args.name, args.email.clone(), args.password.clone());
@@ -546,7 +638,9 @@ pub async fn register_consumer(
         .await?;
     let tokens = gateway.login(&identity.email, &identity.password).await?;
     Ok(Profile {
+        login: Login::Password,
         role: Role::Consumer,
+        other_role: None,
         email: text(&answer["email"]),
         password: identity.password.clone(),
         display_name: name.to_string(),
@@ -588,7 +682,9 @@ pub async fn register_merchant(
         .await?;
     let tokens = gateway.login(&identity.email, &identity.password).await?;
     Ok(Profile {
+        login: Login::Password,
         role: Role::Merchant,
+        other_role: None,
         email: answer["email"]
             .as_str()
             .unwrap_or(&identity.email)
@@ -774,5 +870,68 @@ async fn watch(session: &mut Session, from_start: bool, json: bool) -> anyhow::R
             Ok(if stdout_closed.get() { 0 } else { Code::Failed as i32 })
         }
         _ = tokio::signal::ctrl_c() => Ok(Code::Interrupted as i32),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(role: Role, other: Option<Role>) -> Profile {
+        Profile {
+            login: Login::Device,
+            role,
+            other_role: other.map(|role| profiles::RoleAccount {
+                role,
+                id: "o".to_string(),
+                account_id: "oa".to_string(),
+                currency: "USD".to_string(),
+            }),
+            email: "me@example.test".to_string(),
+            password: String::new(),
+            display_name: "me".to_string(),
+            id: "i".to_string(),
+            account_id: "a".to_string(),
+            currency: "JPY".to_string(),
+            created_at: chrono::Utc::now(),
+            tokens: profiles::Tokens {
+                access_token: "t".to_string(),
+                access_expires_at: chrono::Utc::now(),
+                refresh_token: None,
+                refresh_expires_at: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_sign_in_with_one_role_acts_in_it_and_refuses_the_other() {
+        let consumer = profile(Role::Consumer, None);
+        let pick = |asked, needs| choose_role("me", &consumer, asked, needs);
+        assert_eq!(pick(None, None).expect("one role"), Role::Consumer);
+        assert_eq!(
+            pick(None, Some(Role::Consumer)).expect("fits"),
+            Role::Consumer
+        );
+        let wrong = pick(None, Some(Role::Merchant)).expect_err("not a merchant");
+        assert_eq!(crate::exit::code_of(&wrong), 2);
+        assert!(wrong.to_string().contains("--as PROFILE"), "{wrong}");
+        assert!(pick(Some(Role::Merchant), None).is_err());
+    }
+
+    #[test]
+    fn a_sign_in_with_both_roles_needs_role_only_where_the_command_does_not_decide() {
+        let both = profile(Role::Consumer, Some(Role::Merchant));
+        let pick = |asked, needs| choose_role("me", &both, asked, needs);
+        let ambiguous = pick(None, None).expect_err("balance: which one?");
+        assert!(ambiguous.to_string().contains("--role"), "{ambiguous}");
+        assert_eq!(
+            pick(Some(Role::Merchant), None).expect("asked"),
+            Role::Merchant
+        );
+        assert_eq!(
+            pick(None, Some(Role::Merchant)).expect("needed"),
+            Role::Merchant
+        );
+        assert!(pick(Some(Role::Consumer), Some(Role::Merchant)).is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! (so `/etc/hosts` need not have them), Keycloak logins and token renewal, and answers turned
 //! into values or one-line errors.
 
-use super::profiles::{Profile, Store, Tokens};
+use super::profiles::{Login, Profile, Store, Tokens};
 use crate::exit::{fail, Code};
 use crate::home::Home;
 use crate::tls::TlsFiles;
@@ -30,6 +30,22 @@ const BODY_SNIPPET_MAX_CHARS: usize = 200;
 /// Connections come from this local address when set (any 127.x address is loopback): tests
 /// use it so that the gateway's per-address registration limit counts them on their own.
 pub const SOURCE_ADDRESS_ENV: &str = "PAYTOOL_PAY_SOURCE_ADDRESS";
+
+/// The realm's public client for people at a terminal (device grant; password grant for tests).
+const CLI_CLIENT_ID: &str = "paytool-cli";
+const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// One answer of the token endpoint to a device code (RFC 8628 §3.5).
+#[derive(Debug)]
+pub enum DevicePoll {
+    Tokens(Tokens),
+    /// Not approved yet: ask again after the interval.
+    Pending,
+    /// Asked too often: add 5 s to the interval, for this and every later poll.
+    SlowDown,
+    Denied(String),
+    Expired(String),
+}
 
 #[derive(Debug, Clone, Copy)]
 pub enum Host {
@@ -97,6 +113,41 @@ pub(super) fn code_for(status: StatusCode) -> Code {
         400..=499 => Code::Refused,
         _ => Code::Failed,
     }
+}
+
+/// Keycloak answers OAuth errors (`{"error", "error_description"}`), not problems: a 4xx is a
+/// refused login (exit 11), anything else a failure.
+fn oauth_refusal(status: StatusCode, body: &Value) -> anyhow::Error {
+    anyhow::Error::new(Refusal {
+        code: if status.is_client_error() {
+            Code::Unauthorized
+        } else {
+            Code::Failed
+        },
+        status: status.as_u16(),
+        title: "Login refused".to_string(),
+        detail: Some(one_line(
+            body["error_description"]
+                .as_str()
+                .or(body["error"].as_str())
+                .unwrap_or("Keycloak gave no reason"),
+        )),
+    })
+}
+
+/// The claims of a JWT, read without checking its signature: only to tell the user who they
+/// are and which roles they hold. The services check every token they are sent.
+pub fn unverified_claims(token: &str) -> anyhow::Result<Value> {
+    use base64::Engine;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| fail(Code::Failed, "Keycloak's access token is not a JWT"))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|e| fail(Code::Failed, format!("the access token's claims: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| fail(Code::Failed, format!("the access token's claims: {e}")))
 }
 
 /// Answers are printed on one line whatever the server put in them.
@@ -168,27 +219,97 @@ impl Gateway {
     }
 
     fn token_url(&self) -> String {
-        self.url(
-            Host::Sso,
-            &format!("/realms/{}/protocol/openid-connect/token", self.realm),
-        )
+        self.oidc_url("token")
     }
 
     /// Logs in with the password grant of the public `paytool-cli` client.
     pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<Tokens> {
         self.token(&[
             ("grant_type", "password"),
-            ("client_id", "paytool-cli"),
+            ("client_id", CLI_CLIENT_ID),
             ("username", email),
             ("password", password),
         ])
         .await
     }
 
+    fn oidc_url(&self, endpoint: &str) -> String {
+        self.url(
+            Host::Sso,
+            &format!("/realms/{}/protocol/openid-connect/{endpoint}", self.realm),
+        )
+    }
+
+    /// RFC 8628 §3.1: a device code for `paytool-cli`, and the code a person enters.
+    pub async fn device_authorization(&self) -> anyhow::Result<Value> {
+        let url = self.oidc_url("auth/device");
+        let reply = self
+            .exchange(false, || {
+                self.http.post(&url).form(&[("client_id", CLI_CLIENT_ID)])
+            })
+            .await?;
+        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        if !reply.status.is_success() || !body["device_code"].is_string() {
+            return Err(oauth_refusal(reply.status, &body));
+        }
+        Ok(body)
+    }
+
+    /// RFC 8628 §3.4: one poll of the token endpoint for a device code.
+    pub async fn poll_device(&self, device_code: &str) -> anyhow::Result<DevicePoll> {
+        let asked_at = Utc::now();
+        let url = self.token_url();
+        let form = [
+            ("grant_type", DEVICE_CODE_GRANT),
+            ("client_id", CLI_CLIENT_ID),
+            ("device_code", device_code),
+        ];
+        let reply = self
+            .exchange(false, || self.http.post(&url).form(&form))
+            .await?;
+        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        if reply.status.is_success() {
+            return Ok(DevicePoll::Tokens(tokens_from(&body, asked_at)?));
+        }
+        let reason = || {
+            one_line(
+                body["error_description"]
+                    .as_str()
+                    .or(body["error"].as_str())
+                    .unwrap_or("Keycloak gave no reason"),
+            )
+        };
+        Ok(match body["error"].as_str() {
+            Some("authorization_pending") => DevicePoll::Pending,
+            Some("slow_down") => DevicePoll::SlowDown,
+            Some("access_denied") => DevicePoll::Denied(reason()),
+            Some("expired_token") => DevicePoll::Expired(reason()),
+            _ => return Err(oauth_refusal(reply.status, &body)),
+        })
+    }
+
+    /// RFC 7009: revokes a refresh token, which ends its Keycloak session.
+    pub async fn revoke(&self, refresh_token: &str) -> anyhow::Result<()> {
+        let url = self.oidc_url("revoke");
+        let form = [
+            ("client_id", CLI_CLIENT_ID),
+            ("token", refresh_token),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let reply = self
+            .exchange(true, || self.http.post(&url).form(&form))
+            .await?;
+        if reply.status.is_success() {
+            return Ok(());
+        }
+        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        Err(oauth_refusal(reply.status, &body))
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> anyhow::Result<Tokens> {
         self.token(&[
             ("grant_type", "refresh_token"),
-            ("client_id", "paytool-cli"),
+            ("client_id", CLI_CLIENT_ID),
             ("refresh_token", refresh_token),
         ])
         .await
@@ -202,22 +323,7 @@ impl Gateway {
             .await?;
         let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         if !reply.status.is_success() {
-            // Keycloak answers OAuth errors ({"error", "error_description"}), not problems.
-            return Err(anyhow::Error::new(Refusal {
-                code: if reply.status.is_client_error() {
-                    Code::Unauthorized
-                } else {
-                    Code::Failed
-                },
-                status: reply.status.as_u16(),
-                title: "Login refused".to_string(),
-                detail: Some(one_line(
-                    body["error_description"]
-                        .as_str()
-                        .or(body["error"].as_str())
-                        .unwrap_or("Keycloak gave no reason"),
-                )),
-            }));
+            return Err(oauth_refusal(reply.status, &body));
         }
         tokens_from(&body, asked_at)
     }
@@ -452,6 +558,19 @@ impl Session {
     }
 
     async fn login(&self) -> anyhow::Result<Tokens> {
+        if self.profile.login == Login::Device {
+            // A device login has no password to fall back on: only a person can approve a
+            // new one.
+            return Err(anyhow::Error::new(Refusal {
+                code: Code::Unauthorized,
+                status: 401,
+                title: "Login expired".to_string(),
+                detail: Some(format!(
+                    "the sign-in of {} (profile '{}') has ended: run `paytool login` again",
+                    self.profile.email, self.name
+                )),
+            }));
+        }
         self.gateway
             .login(&self.profile.email, &self.profile.password)
             .await
@@ -526,7 +645,11 @@ impl Session {
                     .is_some_and(|r| r.status == 401) =>
             {
                 self.expire();
-                self.profile.tokens.refresh_token = None;
+                // A registered profile logs in afresh with its password; a device login can
+                // only try its refresh token.
+                if self.profile.login == Login::Password {
+                    self.profile.tokens.refresh_token = None;
+                }
                 let token = self.token().await?;
                 self.gateway
                     .call(method, &url, Some(&token), body, key)
@@ -568,6 +691,23 @@ mod tests {
             refusal.to_string(),
             "error: Insufficient funds: The wallet holds 100 JPY; the payment needs 500 JPY."
         );
+    }
+
+    #[test]
+    fn claims_are_read_from_the_middle_of_a_jwt() {
+        use base64::Engine;
+        let encode = |v: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+        };
+        let claims = serde_json::json!({"preferred_username": "ann@example.test",
+            "realm_access": {"roles": ["consumer", "offline_access"]}});
+        let token = format!(
+            "{}.{}.signature",
+            encode(&serde_json::json!({"alg": "RS256"})),
+            encode(&claims)
+        );
+        assert_eq!(unverified_claims(&token).expect("claims"), claims);
+        assert!(unverified_claims("not-a-jwt").is_err());
     }
 
     #[test]
