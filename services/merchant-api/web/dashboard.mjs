@@ -60,7 +60,8 @@ export function renderRow(tx, exponent) {
   const refund = left > 0
     ? `<button type="button" class="refund" data-testid="refund-button" data-payment="${escapeHtml(tx.id)}" data-value="${left}" data-currency="${escapeHtml(currency)}" aria-label="Refund ${money({ value: left })} of this payment">Refund</button>`
     : '';
-  const net = isPayment && tx.net ? `<span class="tx-net">net ${money(tx.net)}</span>` : '';
+  // Every row has the same cells, so that the columns line up on wide screens.
+  const net = `<span class="tx-net">${isPayment && tx.net ? `net ${money(tx.net)}` : ''}</span>`;
   return `<li class="tx tx-${escapeHtml(tx.kind)}" data-testid="tx-row" data-id="${escapeHtml(tx.id)}">`
     + `<span class="tx-what">${what}${reference}</span>`
     + `<span class="tx-amount">${isPayment ? '' : '−'}${money(tx.amount)}</span>`
