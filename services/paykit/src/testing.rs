@@ -228,6 +228,362 @@ impl Contract {
     }
 }
 
+/// Validates `instance` against `schema`, with `document`'s components beside it so that its
+/// `#/components/...` references resolve; the errors, one line each.
+fn schema_errors(
+    document: &serde_json::Value,
+    schema: &serde_json::Value,
+    instance: &serde_json::Value,
+) -> Result<Vec<String>, String> {
+    let mut root = match schema {
+        serde_json::Value::Object(_) => schema.clone(),
+        // `true`, `false` or nothing: wrapped, so that components can sit beside it.
+        other => serde_json::json!({ "allOf": [other] }),
+    };
+    root["components"] = document["components"].clone();
+    root["$schema"] = serde_json::Value::from("https://json-schema.org/draft/2020-12/schema");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .map_err(|e| e.to_string())?;
+    Ok(validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect())
+}
+
+/// The AsyncAPI 3 contract of the platform's events (`services/contracts/events.yaml`), to check
+/// what the services publish: a topic's message is the one whose payload's `type` (a `const` or
+/// an `enum`) names the envelope's type, and the envelope must match that message's payload
+/// schema; headers and key are checked against the message's `headers` and Kafka `key` schemas.
+pub struct EventContract {
+    name: String,
+    document: serde_json::Value,
+}
+
+impl EventContract {
+    pub fn load(name: &str) -> Self {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../contracts")
+            .join(format!("{name}.yaml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let document: serde_json::Value = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+        assert_eq!(
+            document["asyncapi"].as_str().map(|v| v.starts_with("3.")),
+            Some(true),
+            "{name}: an AsyncAPI 3 document"
+        );
+        Self {
+            name: name.to_string(),
+            document,
+        }
+    }
+
+    /// The topics (channel addresses) the contract documents.
+    pub fn topics(&self) -> Vec<String> {
+        self.document["channels"]
+            .as_object()
+            .map(|channels| {
+                channels
+                    .values()
+                    .filter_map(|c| c["address"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The event types documented on `topic` (unprefixed), as the messages' payloads declare them.
+    pub fn types(&self, topic: &str) -> Vec<String> {
+        self.messages(topic)
+            .into_iter()
+            .flat_map(|(_, message)| self.declared_types(&message["payload"]))
+            .collect()
+    }
+
+    /// Panics unless `event` (a whole envelope) matches the payload schema of the message of
+    /// `topic` (unprefixed: `payments.v1`) for its `type`.
+    pub fn check(&self, topic: &str, event: &serde_json::Value) {
+        let (message_name, message) = self.message_for(topic, event);
+        self.assert_matches(
+            &message["payload"],
+            event,
+            &format!("{topic} {message_name} payload"),
+        );
+    }
+
+    /// Panics unless `headers` match the `headers` schema of the message `event` is on `topic`.
+    pub fn check_headers(
+        &self,
+        topic: &str,
+        event: &serde_json::Value,
+        headers: &std::collections::BTreeMap<String, String>,
+    ) {
+        let (message_name, message) = self.message_for(topic, event);
+        let schema = &message["headers"];
+        assert!(
+            schema.is_object(),
+            "{}: {topic} {message_name} documents no headers",
+            self.name
+        );
+        let headers = serde_json::to_value(headers).expect("headers as JSON");
+        self.assert_matches(schema, &headers, &format!("{topic} {message_name} headers"));
+    }
+
+    /// Panics unless `key` matches the Kafka `key` binding of the message `event` is on `topic`.
+    pub fn check_key(&self, topic: &str, event: &serde_json::Value, key: &str) {
+        let (message_name, message) = self.message_for(topic, event);
+        let schema = &message["bindings"]["kafka"]["key"];
+        assert!(
+            schema.is_object(),
+            "{}: {topic} {message_name} documents no Kafka key",
+            self.name
+        );
+        self.assert_matches(
+            schema,
+            &serde_json::Value::from(key),
+            &format!("{topic} {message_name} key"),
+        );
+    }
+
+    /// Payload, headers and key of a message read from `topic` (unprefixed).
+    pub fn check_message(&self, topic: &str, message: &TopicMessage) {
+        let event = message.json();
+        self.check(topic, &event);
+        self.check_headers(topic, &event, &message.headers);
+        self.check_key(topic, &event, message.key.as_deref().unwrap_or_default());
+    }
+
+    /// Every example of every message, as `(topic, message name, headers, payload)`.
+    pub fn examples(&self) -> Vec<(String, String, serde_json::Value, serde_json::Value)> {
+        let mut examples = Vec::new();
+        for topic in self.topics() {
+            for (name, message) in self.messages(&topic) {
+                for example in message["examples"].as_array().into_iter().flatten() {
+                    examples.push((
+                        topic.clone(),
+                        name.clone(),
+                        example["headers"].clone(),
+                        example["payload"].clone(),
+                    ));
+                }
+            }
+        }
+        examples
+    }
+
+    fn assert_matches(&self, schema: &serde_json::Value, instance: &serde_json::Value, what: &str) {
+        let name = &self.name;
+        let errors = schema_errors(&self.document, schema, instance)
+            .unwrap_or_else(|e| panic!("{name}: the schema of {what} is invalid: {e}"));
+        assert!(
+            errors.is_empty(),
+            "{name}: {what} breaks the contract: {errors:?}\ninstance: {instance}"
+        );
+    }
+
+    /// The messages of the channel whose address is `topic`, references resolved.
+    fn messages(&self, topic: &str) -> Vec<(String, &serde_json::Value)> {
+        let name = &self.name;
+        let channel = self.document["channels"]
+            .as_object()
+            .and_then(|channels| channels.values().find(|c| c["address"] == topic))
+            .unwrap_or_else(|| panic!("{name}: no channel has the address {topic}"));
+        channel["messages"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}: the channel {topic} has no messages"))
+            .iter()
+            .map(|(key, message)| (key.clone(), self.resolve(message)))
+            .collect()
+    }
+
+    /// The one message of `topic` whose payload declares `event`'s type; on a channel of one
+    /// message that declares no type (the dead-letter topic), that message.
+    fn message_for(&self, topic: &str, event: &serde_json::Value) -> (String, &serde_json::Value) {
+        let name = &self.name;
+        let kind = event["type"].as_str().unwrap_or_default();
+        let messages = self.messages(topic);
+        let untyped =
+            messages.len() == 1 && self.declared_types(&messages[0].1["payload"]).is_empty();
+        let mut matching: Vec<(String, &serde_json::Value)> = messages
+            .into_iter()
+            .filter(|(_, message)| {
+                untyped
+                    || self
+                        .declared_types(&message["payload"])
+                        .iter()
+                        .any(|t| t == kind)
+            })
+            .collect();
+        assert!(
+            matching.len() <= 1,
+            "{name}: {topic} documents the type {kind:?} in more than one message"
+        );
+        matching
+            .pop()
+            .unwrap_or_else(|| panic!("{name}: {topic} documents no message of type {kind:?}"))
+    }
+
+    /// The `const` or `enum` of `properties.type` in `schema`, looking through references and
+    /// `allOf`/`oneOf`/`anyOf`.
+    fn declared_types(&self, schema: &serde_json::Value) -> Vec<String> {
+        let schema = self.resolve(schema);
+        let mut types = Vec::new();
+        let kind = self.resolve(&schema["properties"]["type"]);
+        if let Some(value) = kind["const"].as_str() {
+            types.push(value.to_string());
+        }
+        for value in kind["enum"].as_array().into_iter().flatten() {
+            types.extend(value.as_str().map(str::to_string));
+        }
+        for combinator in ["allOf", "oneOf", "anyOf"] {
+            for part in schema[combinator].as_array().into_iter().flatten() {
+                types.extend(self.declared_types(part));
+            }
+        }
+        types
+    }
+
+    /// `value`, or what its local `$ref` points at (followed until it is no reference).
+    fn resolve<'a>(&'a self, mut value: &'a serde_json::Value) -> &'a serde_json::Value {
+        let mut hops = 0;
+        while let Some(reference) = value["$ref"].as_str() {
+            let pointer = reference
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("only local references: {reference}"));
+            value = self
+                .document
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{}: dangling reference {reference}", self.name));
+            hops += 1;
+            assert!(hops < 32, "{}: a reference cycle at {reference}", self.name);
+        }
+        value
+    }
+}
+
+/// One message as read from Kafka.
+#[derive(Debug, Clone)]
+pub struct TopicMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    /// Header values as text (lossy for bytes that are not UTF-8); the last of a repeated name.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl TopicMessage {
+    /// The payload as JSON; panics when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or_else(|e| {
+            panic!(
+                "the message at partition {} offset {} is not JSON ({e}): {}",
+                self.partition,
+                self.offset,
+                String::from_utf8_lossy(&self.payload)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// Reads `topic` (unprefixed; `settings`' prefix is put before it) from the beginning of every
+/// partition, without a consumer group of its own to join, until `count` messages arrived or
+/// `wait` passed; returns what arrived, in each partition's order. Nothing is committed, so
+/// reading disturbs no one.
+pub async fn read_topic(
+    settings: &crate::events::KafkaSettings,
+    topic: &str,
+    count: usize,
+    wait: std::time::Duration,
+) -> Vec<TopicMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let deadline = tokio::time::Instant::now() + wait;
+    let name = settings.topic(topic);
+    let config = {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &settings.bootstrap_servers)
+            .set(
+                "group.id",
+                format!("paykit-testing-{}", uuid::Uuid::new_v4()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest");
+        config
+    };
+    let partitions = {
+        let (config, name) = (config.clone(), name.clone());
+        tokio::task::spawn_blocking(move || {
+            let metadata: BaseConsumer = config.create().expect("a Kafka client");
+            let metadata = metadata
+                .fetch_metadata(Some(&name), wait)
+                .unwrap_or_else(|e| panic!("no metadata for the topic {name}: {e}"));
+            metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == name && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+                .collect::<Vec<i32>>()
+        })
+        .await
+        .expect("the metadata request ran")
+    };
+    assert!(
+        !partitions.is_empty(),
+        "the topic {name} does not exist (or has no partitions)"
+    );
+    let consumer: StreamConsumer = config.create().expect("a Kafka consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        assignment
+            .add_partition_offset(&name, partition, Offset::Beginning)
+            .expect("an assignable partition");
+    }
+    consumer
+        .assign(&assignment)
+        .expect("the partitions are assigned");
+    let mut messages = Vec::new();
+    while messages.len() < count {
+        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Err(_elapsed) => break,
+            Ok(Err(error)) => panic!("reading {name} failed: {error}"),
+            Ok(Ok(message)) => message,
+        };
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        messages.push(TopicMessage {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    messages
+}
+
 /// Kafka settings for one spawned platform: the test platform's broker, and topics of its own
 /// (a fresh prefix; each topic of stacks/local/kafka/topics.json created with one partition),
 /// so that parallel tests neither see nor consume each other's events.
@@ -263,4 +619,106 @@ pub async fn problem_type(response: reqwest::Response) -> String {
         .unwrap_or_default()
         .trim_start_matches(crate::problem::TYPE_BASE)
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventContract;
+    use serde_json::json;
+
+    #[test]
+    fn every_example_in_the_event_contract_matches_its_own_message() {
+        let contract = EventContract::load("events");
+        let examples = contract.examples();
+        assert!(
+            examples.len() >= 6,
+            "the contract shows its events: {examples:?}"
+        );
+        for (topic, name, headers, payload) in examples {
+            if payload.is_object() {
+                contract.check(&topic, &payload);
+                let headers = serde_json::from_value(headers)
+                    .unwrap_or_else(|e| panic!("{name}: headers as text: {e}"));
+                contract.check_headers(&topic, &payload, &headers);
+            } else {
+                // A dead letter's payload is the original bytes, maybe not JSON at all.
+                assert_eq!(
+                    topic, "dead-letter.v1",
+                    "{name}: only dead letters carry non-JSON"
+                );
+                let headers = serde_json::from_value(headers).expect("headers as text");
+                contract.check_headers(&topic, &json!({}), &headers);
+            }
+        }
+    }
+
+    #[test]
+    fn the_event_contract_documents_each_type_once_on_the_versioned_topics() {
+        let contract = EventContract::load("events");
+        let mut topics = contract.topics();
+        topics.sort();
+        assert_eq!(
+            topics,
+            [
+                "consumers.v1",
+                "dead-letter.v1",
+                "ledger.v1",
+                "merchants.v1",
+                "payments.v1"
+            ]
+        );
+        let payments = contract.types("payments.v1");
+        for kind in [
+            "payment.completed",
+            "payment.declined",
+            "payment.voided",
+            "refund.completed",
+        ] {
+            assert_eq!(payments.iter().filter(|t| *t == kind).count(), 1, "{kind}");
+        }
+        assert!(contract.types("dead-letter.v1").is_empty());
+    }
+
+    fn top_up() -> serde_json::Value {
+        json!({
+            "id": "0196a1f1-aaaa-7bbb-8ccc-dddddddddddd", "type": "top_up.completed",
+            "occurred_at": "2026-11-26T09:29:00Z", "subject": "top_up/2b3c4d5e-6f70-4182-93a4-b5c6d7e8f901",
+            "data": {
+                "id": "2b3c4d5e-6f70-4182-93a4-b5c6d7e8f901", "kind": "top_up", "state": "completed",
+                "amount": { "value": 5000, "currency": "JPY" }, "fee": { "value": 0, "currency": "JPY" },
+                "debit_account_id": "1a2b3c4d-0000-4000-8000-0000000000f0",
+                "credit_account_id": "1a2b3c4d-0000-4000-8000-000000000001",
+                "payment_id": null, "captured_amount": 0, "refunded_amount": 0, "reference": null,
+                "metadata": null, "failure": null,
+                "created_at": "2026-11-26T09:28:59Z", "updated_at": "2026-11-26T09:29:00Z",
+            },
+        })
+    }
+
+    #[test]
+    fn a_well_formed_top_up_event_passes() {
+        EventContract::load("events").check("ledger.v1", &top_up());
+    }
+
+    #[test]
+    #[should_panic(expected = "breaks the contract")]
+    fn an_amount_in_major_units_breaks_the_event_contract() {
+        let mut event = top_up();
+        event["data"]["amount"]["value"] = json!(50.5);
+        EventContract::load("events").check("ledger.v1", &event);
+    }
+
+    #[test]
+    #[should_panic(expected = "breaks the contract")]
+    fn a_field_the_producer_does_not_send_breaks_the_event_contract() {
+        let mut event = top_up();
+        event["data"]["replayed"] = json!(false);
+        EventContract::load("events").check("ledger.v1", &event);
+    }
+
+    #[test]
+    #[should_panic(expected = "documents no message of type")]
+    fn an_event_type_on_the_wrong_topic_breaks_the_event_contract() {
+        EventContract::load("events").check("payments.v1", &top_up());
+    }
 }
