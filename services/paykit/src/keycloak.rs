@@ -26,6 +26,9 @@ pub struct KeycloakSettings {
 pub enum KeycloakError {
     #[error("a user with this username or email exists already")]
     Duplicate,
+    /// Keycloak's user profile refused a field (a name with characters it does not allow).
+    #[error("{0}")]
+    Rejected(String),
     #[error("Keycloak answered {status}: {body}")]
     Refused { status: u16, body: String },
     #[error("Keycloak cannot be reached: {0}")]
@@ -127,6 +130,17 @@ impl ServiceAccount {
             .await?;
         if response.status() == reqwest::StatusCode::CONFLICT {
             return Err(KeycloakError::Duplicate);
+        }
+        if response.status() == reqwest::StatusCode::BAD_REQUEST {
+            // The user profile's validators (e.g. a person name with `<`): the client's input.
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let reason = body["errorMessage"]
+                .as_str()
+                .or_else(|| body["error"].as_str())
+                .unwrap_or("a field was refused");
+            return Err(KeycloakError::Rejected(format!(
+                "the sign-in service refused the name or email ({reason})"
+            )));
         }
         let response = checked(response).await?;
         let location = response

@@ -24,7 +24,8 @@ pub mod web;
 /// The conversions every service's one `Error` type needs from paykit's errors, and `refused`,
 /// which turns another service's answer into that error. The type must have the variants
 /// `Upstream(anyhow::Error)` (logged, answered 500), `Refused(Problem)` (a callee's refusal,
-/// passed on) and `DuplicateEmail` (Keycloak's 409 on registration).
+/// passed on), `DuplicateEmail` (Keycloak's 409 on registration) and `Invalid(String)` (a field
+/// Keycloak's user profile refused: 422).
 #[macro_export]
 macro_rules! service_errors {
     ($error:ident) => {
@@ -38,6 +39,7 @@ macro_rules! service_errors {
             fn from(error: $crate::keycloak::KeycloakError) -> Self {
                 match error {
                     $crate::keycloak::KeycloakError::Duplicate => $error::DuplicateEmail,
+                    $crate::keycloak::KeycloakError::Rejected(reason) => $error::Invalid(reason),
                     other => $error::Upstream(::anyhow::Error::new(other)),
                 }
             }
