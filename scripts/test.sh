@@ -46,4 +46,10 @@ export PAYTOOL_TEST_STATUS PAYTOOL_TEST_DATABASE_URL
 step "tests"
 cargo test --workspace
 
+# The web pages in Debian's Chromium (playwright-core), against the same test platform; the
+# setup is a no-op in well under a second once chromium and node_modules are there.
+step "browser tests"
+scripts/browser-setup.sh
+node --test tests/browser/
+
 step "done"
