@@ -25,6 +25,10 @@ pub struct Settings {
     /// The wallet currency when a registration names none.
     #[serde(default = "default_currency")]
     pub default_currency: String,
+    /// The wallet's sign-in (APP__WEB__...): without it the API is bearer-only and `/` says
+    /// the wallet is not configured.
+    #[serde(default)]
+    pub web: Option<paykit::web::WebSettings>,
 }
 
 fn default_currency() -> String {

@@ -6,6 +6,7 @@ use axum::Router;
 use paykit::idempotency::Store;
 use paykit::internal::{Orchestrator, ServiceClient};
 use paykit::keycloak::ServiceAccount;
+use paykit::web::Sessions;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -18,6 +19,7 @@ pub struct Application {
     router: Router,
     idempotency: Store,
     relay: Option<paykit::events::Relay>,
+    sessions: Option<Sessions>,
 }
 
 impl Application {
@@ -36,9 +38,21 @@ impl Application {
         paykit::events::ensure_schema(&pool).await?;
         let relay = paykit::events::Relay::optional(pool.clone(), settings.kafka.clone())?;
         let keycloak = Arc::new(ServiceAccount::new(settings.keycloak.clone())?);
+        let verifier = paykit::auth::Verifier::new(settings.auth.clone())?;
+        let sessions = match settings.web.clone() {
+            Some(web) => {
+                // The sessions' access tokens are checked by the API's own verifier: a browser
+                // gets exactly what a bearer token of the same person would.
+                let sessions = Sessions::new(web, pool.clone(), verifier.clone())?;
+                sessions.ensure_schema().await?;
+                Some(sessions)
+            }
+            None => None,
+        };
         let state = AppState {
             pool,
-            verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
+            verifier,
+            sessions: sessions.clone(),
             idempotency: idempotency.clone(),
             orchestrator: Orchestrator::new(settings.orchestrator.clone(), keycloak.clone()),
             merchant_api: ServiceClient::new(settings.merchant_api.clone(), keycloak.clone()),
@@ -53,6 +67,7 @@ impl Application {
             router: crate::http::router(state),
             idempotency,
             relay,
+            sessions,
         })
     }
 
@@ -64,10 +79,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let purge = self.idempotency.spawn_purge(IDEMPOTENCY_PURGE_INTERVAL_MS);
         let relay = self.relay.map(paykit::events::Relay::spawn);
+        let sessions_purge = self
+            .sessions
+            .as_ref()
+            .map(|sessions| sessions.spawn_purge(paykit::web::PURGE_INTERVAL_MS));
         let served = paykit::server::serve(self.listener, self.router).await;
         purge.abort();
-        if let Some(relay) = relay {
-            relay.abort();
+        for worker in [relay, sessions_purge].into_iter().flatten() {
+            worker.abort();
         }
         served
     }

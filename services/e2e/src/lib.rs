@@ -114,6 +114,8 @@ pub async fn spawn_with(options: Options) -> Platform {
         kafka: Some(kafka.clone()),
         default_currency: "JPY".to_string(),
         payment_code_key: uuid::Uuid::new_v4().to_string().into(),
+        // The wallet's sign-in needs Keycloak's pages through the gateway (tests/wallet.rs).
+        web: None,
     };
     let merchant = merchant_api::configuration::Settings {
         http: paykit::config::HttpSettings::default(),
