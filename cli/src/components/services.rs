@@ -49,7 +49,10 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
         .ok_or_else(|| anyhow::anyhow!("unknown component {service}"))?;
     let port = port(&ctx.home, name);
     let public = match name {
-        "consumer-api" => vec![ctx.home.ports().public_url("api")],
+        "consumer-api" => vec![
+            ctx.home.ports().public_url("api"),
+            ctx.home.ports().public_url("wallet"),
+        ],
         "merchant-api" => vec![ctx.home.ports().public_url("merchant")],
         _ => Vec::new(),
     };
@@ -101,6 +104,13 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
         ("RUST_LOG".into(), "info".into()),
     ];
     if name == "consumer-api" {
+        // The wallet's sign-in (a backend-for-frontend at wallet.local.test).
+        env.extend(web_env(
+            ctx,
+            "wallet",
+            "wallet-web",
+            &ctx.secrets.client_wallet_web,
+        ));
         // Only the service that makes payment codes gets the key they are derived with.
         env.push((
             "APP__PAYMENT_CODE_KEY".into(),
@@ -118,34 +128,13 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
             "APP__CONSUMER_API__BASE_URL".into(),
             format!("http://127.0.0.1:{}", ctx.home.ports().consumer_api),
         ));
-        // The dashboard's sign-in (a backend-for-frontend): browsers are sent to Keycloak's
-        // public pages; the code is exchanged for tokens over loopback with the client's secret.
-        env.extend([
-            (
-                "APP__WEB__PUBLIC_BASE_URL".to_string(),
-                ctx.home.ports().public_url("merchant"),
-            ),
-            (
-                "APP__WEB__CLIENT_ID".to_string(),
-                "merchant-dashboard".to_string(),
-            ),
-            (
-                "APP__WEB__CLIENT_SECRET".to_string(),
-                ctx.secrets.client_merchant_dashboard.clone(),
-            ),
-            (
-                "APP__WEB__KEYCLOAK_PUBLIC_URL".to_string(),
-                ctx.home.ports().public_url("sso"),
-            ),
-            (
-                "APP__WEB__KEYCLOAK_INTERNAL_URL".to_string(),
-                format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
-            ),
-            (
-                "APP__WEB__REALM".to_string(),
-                super::keycloak::REALM.to_string(),
-            ),
-        ]);
+        // The dashboard's sign-in (a backend-for-frontend).
+        env.extend(web_env(
+            ctx,
+            "merchant",
+            "merchant-dashboard",
+            &ctx.secrets.client_merchant_dashboard,
+        ));
     }
     Ok(Spec {
         name,
@@ -161,6 +150,26 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
         stop_signal: Signal::SIGTERM,
         stop_timeout_ms: 10_000,
     })
+}
+
+/// A backend-for-frontend's sign-in settings (APP__WEB__*): browsers are sent to Keycloak's
+/// public pages; the code is exchanged for tokens over loopback with the client's secret.
+fn web_env(ctx: &Ctx, host: &str, client_id: &str, secret: &str) -> [(String, String); 6] {
+    let ports = ctx.home.ports();
+    [
+        ("APP__WEB__PUBLIC_BASE_URL".into(), ports.public_url(host)),
+        ("APP__WEB__CLIENT_ID".into(), client_id.into()),
+        ("APP__WEB__CLIENT_SECRET".into(), secret.into()),
+        (
+            "APP__WEB__KEYCLOAK_PUBLIC_URL".into(),
+            ports.public_url("sso"),
+        ),
+        (
+            "APP__WEB__KEYCLOAK_INTERNAL_URL".into(),
+            format!("http://127.0.0.1:{}", ports.keycloak),
+        ),
+        ("APP__WEB__REALM".into(), super::keycloak::REALM.into()),
+    ]
 }
 
 /// The service binaries `up` needs, with the ones that are missing.
