@@ -360,7 +360,7 @@ async fn a_person_approves_the_code_in_a_browser_and_pay_then_acts_as_them_until
 }
 
 #[tokio::test]
-async fn a_sign_in_whose_session_ended_says_to_log_in_again() {
+async fn a_sign_in_renews_with_its_refresh_token_and_once_the_session_ended_says_to_log_in_again() {
     let _turn = SIGN_IN.lock().await;
     let source = Ipv4Addr::new(127, 0, 0, 42);
     let browser = Browser::new(source);
@@ -373,9 +373,21 @@ async fn a_sign_in_whose_session_ended_says_to_log_in_again() {
     let (code, _, err) = login.finish();
     assert_eq!(code, Some(0), "stderr: {err}");
 
-    // The session ends behind paytool's back (revoked elsewhere) and the access token is due.
+    // An access token past its time is renewed with the refresh token, and saved.
     let path = format!("{}/pay/profiles.json", home());
     let mut file = profiles();
+    let first_access = file["profiles"]["me"]["tokens"]["access_token"].clone();
+    file["profiles"]["me"]["tokens"]["access_expires_at"] = json!("2000-01-01T00:00:00Z");
+    std::fs::write(&path, serde_json::to_string_pretty(&file).expect("json")).expect("written");
+    let renewed = run(source, &["pay", "balance"]);
+    assert_eq!(renewed.status.code(), Some(0), "{}", text(&renewed.stderr));
+    let mut file = profiles();
+    assert_ne!(
+        file["profiles"]["me"]["tokens"]["access_token"],
+        first_access
+    );
+
+    // The session ends behind paytool's back (revoked elsewhere) and the access token is due.
     let refresh = file["profiles"]["me"]["tokens"]["refresh_token"]
         .as_str()
         .expect("refresh")
@@ -461,4 +473,19 @@ async fn no_wait_prints_the_code_and_a_later_login_finishes_that_same_code() {
     let signed_in: Value = serde_json::from_str(&rest.join("\n")).expect("json");
     assert_eq!(signed_in["username"], email.as_str());
     assert_eq!(run(source, &["logout"]).status.code(), Some(0));
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_approval_exits_130() {
+    let _turn = SIGN_IN.blocking_lock();
+    let source = Ipv4Addr::new(127, 0, 0, 46);
+    let login = LoginProcess::start(source, &[]);
+    let interrupted = Command::new("kill")
+        .args(["-INT", &login.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let (code, _, err) = login.finish();
+    assert_eq!(code, Some(130), "stderr: {err}");
+    assert!(err.contains("login cancelled"), "{err}");
 }

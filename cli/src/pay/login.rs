@@ -20,6 +20,9 @@ const SLOW_DOWN_STEP_S: u64 = 5;
 const PENDING_REUSE_MARGIN_S: i64 = 15;
 
 pub async fn login(home: &Home, args: &LoginArgs) -> anyhow::Result<i32> {
+    // Listening from the start (not from the first poll), so that a Ctrl-C right after the
+    // code is shown still ends the wait with 130 rather than killing the process outright.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let store = Store::of(home);
     let gateway = Gateway::connect(home)?;
     let pending = match store
@@ -39,7 +42,7 @@ pub async fn login(home: &Home, args: &LoginArgs) -> anyhow::Result<i32> {
     }
     let tokens = tokio::select! {
         polled = poll(&gateway, &pending, args.timeout_s) => polled,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupt.recv() => {
             // The code is forgotten: the next `paytool login` starts afresh.
             store.set_pending_login(None)?;
             eprintln!("paytool: login cancelled");
