@@ -46,6 +46,11 @@ export PAYTOOL_TEST_STATUS PAYTOOL_TEST_DATABASE_URL
 step "tests"
 cargo test --workspace
 
+# The pages' logic (pure functions of the dashboard's and the wallet's scripts), with Node's
+# built-in runner: no packages.
+step "page logic tests"
+node --test services/*/web/
+
 # The web pages in Debian's Chromium (playwright-core), against the same test platform; the
 # setup is a no-op in well under a second once chromium and node_modules are there.
 step "browser tests"
