@@ -1,208 +1,23 @@
 //! The merchant dashboard's sign-in, as a browser goes through it, against the running test
 //! platform (`paytool up`): HTTPS through the gateway, Keycloak's real login page, merchant-api's
-//! backend-for-frontend. No browser engine: a client that keeps cookies per host and follows
-//! redirects the way a browser does, so each step (and each Set-Cookie) can be looked at.
+//! backend-for-frontend, with the browser of `web` (shared with the wallet's tests).
+
+mod web;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
-
-const PASSWORD: &str = "correct horse battery";
-const SESSION_COOKIE: &str = "__Host-paytool-session";
-/// A login is a handful of redirects; more means a loop.
-const REDIRECTS_MAX: usize = 10;
-
-struct Browser {
-    client: reqwest::Client,
-    port: u64,
-    /// host → cookie name → value. Paths are ignored: every cookie of a host is sent to it.
-    cookies: HashMap<String, HashMap<String, String>>,
-    /// Every Set-Cookie seen, with the host that sent it, in order.
-    set_cookies: Vec<(String, String)>,
-}
-
-struct Page {
-    url: String,
-    status: u16,
-    body: String,
-}
-
-impl Browser {
-    fn new() -> Self {
-        let status = paykit::testing::platform_status();
-        let port = status["gateway"]["https_port"]
-            .as_u64()
-            .expect("the gateway's port");
-        let ca = std::fs::read(
-            status["gateway"]["ca_certificate"]
-                .as_str()
-                .expect("the CA"),
-        )
-        .expect("the CA is readable");
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"));
-        for host in ["merchant.local.test", "sso.local.test"] {
-            let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-            builder = builder.resolve(host, address);
-        }
-        Self {
-            client: builder.build().expect("a client"),
-            port,
-            cookies: HashMap::new(),
-            set_cookies: Vec::new(),
-        }
-    }
-
-    fn url(&self, host: &str, path: &str) -> String {
-        format!("https://{host}.local.test:{}{path}", self.port)
-    }
-
-    fn cookie_header(&self, url: &reqwest::Url) -> Option<String> {
-        let jar = self.cookies.get(url.host_str()?)?;
-        (!jar.is_empty()).then(|| {
-            jar.iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-    }
-
-    fn session_cookie(&self) -> Option<String> {
-        self.cookies
-            .get("merchant.local.test")
-            .and_then(|jar| jar.get(SESSION_COOKIE))
-            .cloned()
-    }
-
-    fn keep_cookies(&mut self, url: &reqwest::Url, response: &reqwest::Response) {
-        let host = url.host_str().expect("a host").to_string();
-        for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
-            let text = value.to_str().expect("ascii").to_string();
-            let pair = text.split(';').next().unwrap_or_default();
-            let (name, value) = pair.split_once('=').expect("name=value");
-            let expired = text.to_lowercase().contains("max-age=0") || value.is_empty();
-            let jar = self.cookies.entry(host.clone()).or_default();
-            if expired {
-                jar.remove(name.trim());
-            } else {
-                jar.insert(name.trim().to_string(), value.trim().to_string());
-            }
-            self.set_cookies.push((host.clone(), text));
-        }
-    }
-
-    /// Sends one request with the host's cookies, keeps what it sets; no redirect followed.
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> reqwest::Response {
-        let request = request.build().expect("a request");
-        let url = request.url().clone();
-        let mut request = reqwest::RequestBuilder::from_parts(self.client.clone(), request);
-        if let Some(cookies) = self.cookie_header(&url) {
-            request = request.header(reqwest::header::COOKIE, cookies);
-        }
-        let response = request.send().await.expect("the gateway answers");
-        self.keep_cookies(&url, &response);
-        response
-    }
-
-    /// Follows redirects from `response` with GETs, as a browser does after 302/303.
-    async fn follow(&mut self, mut response: reqwest::Response) -> Page {
-        for _ in 0..REDIRECTS_MAX {
-            if !response.status().is_redirection() {
-                let url = response.url().to_string();
-                let status = response.status().as_u16();
-                let body = response.text().await.expect("a body");
-                return Page { url, status, body };
-            }
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .expect("a redirect has a Location")
-                .to_str()
-                .expect("ascii");
-            let next = response.url().join(location).expect("a location");
-            response = self.send(self.client.get(next)).await;
-        }
-        panic!("more than {REDIRECTS_MAX} redirects");
-    }
-
-    async fn open(&mut self, url: &str) -> Page {
-        let response = self.send(self.client.get(url)).await;
-        self.follow(response).await
-    }
-
-    /// Signs in from the dashboard's /login through Keycloak's login form; the dashboard.
-    async fn sign_in(&mut self, email: &str) -> Page {
-        let login_page = self.open(&self.url("merchant", "/login")).await;
-        assert_eq!(login_page.status, 200, "{}", login_page.body);
-        assert!(
-            login_page.url.starts_with(&self.url("sso", "/realms/")),
-            "the browser is at Keycloak's login page: {}",
-            login_page.url
-        );
-        let action = form_action(&login_page.body);
-        let response = self
-            .send(
-                self.client
-                    .post(action)
-                    .form(&[("username", email), ("password", PASSWORD)]),
-            )
-            .await;
-        self.follow(response).await
-    }
-}
-
-/// The action of Keycloak's login form, its HTML entities decoded.
-fn form_action(html: &str) -> String {
-    let form = html
-        .find("id=\"kc-form-login\"")
-        .map(|at| &html[html[..at].rfind("<form").expect("a form")..])
-        .expect("Keycloak's login form");
-    let start = form.find("action=\"").expect("an action") + "action=\"".len();
-    let end = start + form[start..].find('"').expect("a closing quote");
-    form[start..end].replace("&amp;", "&")
-}
+use web::{form_action, Browser, PASSWORD, SESSION_COOKIE};
 
 async fn register_merchant(browser: &Browser) -> String {
-    let email = e2e::unique_email("dashboard");
-    let registered = browser
-        .client
-        .post(browser.url("merchant", "/v1/merchants"))
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(
-            &json!({ "name": "Dashboard Ramen", "city": "Kyoto", "country": "JP",
-                       "mcc": "5812", "currency": "JPY", "email": email, "password": PASSWORD }),
-        )
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(registered.status(), 201);
-    email
+    web::register_merchant(browser, "Dashboard Ramen").await
 }
 
-/// The tokens merchant-api keeps for a signed-in subject, read from its database.
 async fn stored_tokens(subject: &str) -> Vec<String> {
-    let pool = merchant_db().await;
-    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT access_token, refresh_token, id_token FROM web_sessions WHERE subject = $1",
-    )
-    .bind(subject)
-    .fetch_all(&pool)
-    .await
-    .expect("the sessions");
-    rows.into_iter()
-        .flat_map(|(a, r, i)| [Some(a), r, i])
-        .flatten()
-        .collect()
+    web::stored_tokens("merchant_api", subject).await
 }
 
 async fn session(browser: &mut Browser) -> (u16, Value) {
-    let response = browser
-        .send(browser.client.get(browser.url("merchant", "/session")))
-        .await;
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("json"))
+    browser.session("merchant").await
 }
 
 async fn create_request(browser: &mut Browser, csrf: Option<&str>) -> reqwest::Response {
@@ -226,7 +41,7 @@ async fn a_merchant_signs_in_to_the_dashboard_uses_it_with_the_cookie_alone_and_
     assert_eq!(signed_out.status, 200);
     assert!(signed_out.body.contains(r#"data-testid="login-link""#));
 
-    let dashboard = browser.sign_in(&email).await;
+    let dashboard = browser.sign_in("merchant", &email).await;
     assert_eq!(dashboard.status, 200, "{}", dashboard.body);
     assert_eq!(dashboard.url, browser.url("merchant", "/"));
 
@@ -247,7 +62,9 @@ async fn a_merchant_signs_in_to_the_dashboard_uses_it_with_the_cookie_alone_and_
         !set_cookie.to_lowercase().contains("domain="),
         "{set_cookie}"
     );
-    let cookie = browser.session_cookie().expect("the browser keeps it");
+    let cookie = browser
+        .session_cookie("merchant")
+        .expect("the browser keeps it");
     assert_eq!(cookie.len(), 43, "32 random bytes, base64url");
 
     let (status, who) = session(&mut browser).await;
@@ -353,7 +170,10 @@ async fn a_merchant_signs_in_to_the_dashboard_uses_it_with_the_cookie_alone_and_
         "{location}"
     );
     assert!(location.contains("id_token_hint="));
-    assert!(browser.session_cookie().is_none(), "the cookie is cleared");
+    assert!(
+        browser.session_cookie("merchant").is_none(),
+        "the cookie is cleared"
+    );
     let home = browser.follow(response).await;
     assert_eq!(home.url, browser.url("merchant", "/"), "{}", home.body);
     assert!(home.body.contains(r#"data-testid="login-link""#));
@@ -377,7 +197,7 @@ async fn a_merchant_signs_in_to_the_dashboard_uses_it_with_the_cookie_alone_and_
 async fn a_sign_out_without_the_csrf_token_is_refused_and_the_session_lives_on() {
     let mut browser = Browser::new();
     let email = register_merchant(&browser).await;
-    let dashboard = browser.sign_in(&email).await;
+    let dashboard = browser.sign_in("merchant", &email).await;
     assert_eq!(dashboard.status, 200, "{}", dashboard.body);
     let response = browser
         .send(browser.client.post(browser.url("merchant", "/logout")))
@@ -418,15 +238,7 @@ async fn a_callback_this_browser_did_not_start_is_refused() {
     let victim = browser.open(&callback_url).await;
     assert_eq!(victim.status, 400, "{}", victim.body);
     assert!(victim.body.contains("login-state"));
-    assert!(browser.session_cookie().is_none());
-}
-
-async fn merchant_db() -> sqlx::PgPool {
-    let status = paykit::testing::platform_status();
-    let url = status["connections"]["databases"]["merchant_api"]
-        .as_str()
-        .expect("merchant-api's database");
-    sqlx::PgPool::connect(url).await.expect("the database")
+    assert!(browser.session_cookie("merchant").is_none());
 }
 
 #[tokio::test]
@@ -434,11 +246,11 @@ async fn an_expired_access_token_is_renewed_for_a_pages_parallel_requests_and_a_
 ) {
     let mut browser = Browser::new();
     let email = register_merchant(&browser).await;
-    let dashboard = browser.sign_in(&email).await;
+    let dashboard = browser.sign_in("merchant", &email).await;
     assert_eq!(dashboard.status, 200, "{}", dashboard.body);
     let (_, who) = session(&mut browser).await;
     let subject = who["subject"].as_str().expect("a subject").to_string();
-    let pool = merchant_db().await;
+    let pool = web::database("merchant_api").await;
     let expire = || {
         sqlx::query(
             "UPDATE web_sessions SET access_expires_at = now() - interval '1 minute' WHERE subject = $1",
@@ -452,7 +264,7 @@ async fn an_expired_access_token_is_renewed_for_a_pages_parallel_requests_and_a_
     let before = access().fetch_one(&pool).await.expect("a session");
     expire().execute(&pool).await.expect("expired");
     // A page makes several requests at once; each gets through, with one refresh among them.
-    let cookie = browser.session_cookie().expect("a cookie");
+    let cookie = browser.session_cookie("merchant").expect("a cookie");
     let requests = (0..5).map(|_| {
         browser
             .client
