@@ -89,3 +89,11 @@ echo
 echo
 echo "demo: the ledger's invariants, checked by the orchestrator through its authenticated API:"
 "$paytool" ledger verify
+echo
+echo "demo: the whole flow with paytool itself (registrations, top-up, QR payment, code charge, P2P, refund, the merchant's live feed, ledger verify):"
+"$paytool" pay demo
+echo
+echo "demo: the web apps — sign in with a consumer or merchant you register (paytool pay register ...):"
+echo "  merchant dashboard  https://merchant.local.test$suffix/"
+echo "  consumer wallet     https://wallet.local.test$suffix/"
+echo "  (trust the platform's CA first: sudo $paytool tls init --trust, or import .paytool/tls/ca.pem into your browser)"
