@@ -25,6 +25,9 @@ pub const CODE_PREFIX: &str = "28";
 const CODE_RANDOM_DIGITS: u32 = 16;
 /// Height of the Code 128 rendering, in SVG user units.
 const CODE128_HEIGHT: u32 = 80;
+/// Without its namespace an SVG is not an image: a browser shows nothing for it as an <img>
+/// or a file (barcoders leaves it out unless asked).
+const SVG_NAMESPACE: &str = "http://www.w3.org/2000/svg";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/payment-codes", post(create))
@@ -87,6 +90,7 @@ async fn create(
     let barcode = barcoders::sym::code128::Code128::new(format!("Ć{code}"))
         .map_err(|e| Error::Upstream(anyhow::anyhow!("Code 128: {e}")))?;
     let code128 = barcoders::generators::svg::SVG::new(CODE128_HEIGHT)
+        .xmlns(SVG_NAMESPACE.to_string())
         .generate(barcode.encode())
         .map_err(|e| Error::Upstream(anyhow::anyhow!("Code 128 rendering: {e}")))?;
     Ok((
