@@ -279,17 +279,18 @@ function start(doc) {
     say('QR code read: check the amount and pay.');
     pay.elements.payload.focus();
   };
+  // Some browsers have BarcodeDetector but no QR support behind it (Chromium on Linux desktops).
   const detector = async () => {
     if (!('BarcodeDetector' in window)) return null;
-    const formats = await window.BarcodeDetector.getSupportedFormats();
+    const formats = await window.BarcodeDetector.getSupportedFormats().catch(() => []);
     return formats.includes('qr_code') ? new window.BarcodeDetector({ formats: ['qr_code'] }) : null;
   };
 
   const cameraButton = doc.getElementById('scan-camera');
   const video = doc.getElementById('scan-video');
   let stopCamera = null;
-  if ('BarcodeDetector' in window && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
-    cameraButton.hidden = false;
+  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+    detector().then((reader) => { cameraButton.hidden = !reader; });
   }
   cameraButton.addEventListener('click', async () => {
     if (stopCamera) {
