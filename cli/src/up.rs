@@ -210,7 +210,8 @@ fn print_summary(home: &Home, elapsed: Duration) {
         ("whoami", "echo of your request"),
         ("sso", "Keycloak, realm paytool"),
         ("api", "consumer-api"),
-        ("merchant", "merchant-api"),
+        ("merchant", "merchant-api, and the merchant dashboard at /"),
+        ("wallet", "the consumer wallet"),
     ] {
         println!("    {:<34} {what}", ports.public_url(host));
     }

@@ -814,6 +814,57 @@ fn id_token_names(id_token: &str) -> (Option<String>, Option<String>) {
     )
 }
 
+/// Static assets of the pages (a script, a style sheet) are cached this long.
+pub const ASSET_MAX_AGE_S: u32 = 3_600;
+
+/// Text made safe for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// Minor units as the currency shows them: `1200` JPY is "1200 JPY", `1250` USD "12.50 USD".
+pub fn format_money(value: i64, currency: &str, exponent: u8) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let magnitude = value.unsigned_abs();
+    if exponent == 0 {
+        return format!("{sign}{magnitude} {currency}");
+    }
+    let scale = 10u64.pow(u32::from(exponent));
+    format!(
+        "{sign}{}.{:0width$} {currency}",
+        magnitude / scale,
+        magnitude % scale,
+        width = usize::from(exponent)
+    )
+}
+
+/// A page's script or style sheet, served from the binary.
+pub fn static_asset(content_type: &'static str, body: &'static str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
+            (
+                axum::http::header::CACHE_CONTROL,
+                format!("public, max-age={ASSET_MAX_AGE_S}"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use paykit::problem::Problem;
 use paykit::web::Session;
+pub use paykit::web::{escape, format_money};
 
 const SCRIPT: &str = include_str!("../../web/wallet.mjs");
 const STYLE: &str = include_str!("../../web/wallet.css");
@@ -25,7 +26,6 @@ pub const SCRIPT_PATH: &str = "/assets/wallet.mjs";
 pub const STYLE_PATH: &str = "/assets/wallet.css";
 /// The script and style change only with the binary; an hour keeps reloads cheap without
 /// keeping an old script long after a deployment.
-const ASSET_MAX_AGE_S: u32 = 3_600;
 /// The exponent used for a currency the EMVCo table does not know (most have two).
 const EXPONENT_FALLBACK: u8 = 2;
 /// The longest EMVCo payload the pay form takes: the format's own limit is 512 characters.
@@ -40,54 +40,12 @@ pub fn router() -> Router<AppState> {
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
 }
 
-/// Text made safe for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
-/// Minor units as the currency shows them: `1200` JPY is "1200 JPY", `1250` USD "12.50 USD".
-pub fn format_money(value: i64, currency: &str, exponent: u8) -> String {
-    let sign = if value < 0 { "-" } else { "" };
-    let magnitude = value.unsigned_abs();
-    if exponent == 0 {
-        return format!("{sign}{magnitude} {currency}");
-    }
-    let scale = 10u64.pow(u32::from(exponent));
-    format!(
-        "{sign}{}.{:0width$} {currency}",
-        magnitude / scale,
-        magnitude % scale,
-        width = usize::from(exponent)
-    )
-}
-
 fn exponent_of(currency: &str) -> u8 {
     emvco::CurrencyInfo::by_alpha(currency).map_or(EXPONENT_FALLBACK, |info| info.exponent)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (
-                header::CACHE_CONTROL,
-                &format!("public, max-age={ASSET_MAX_AGE_S}"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
+    paykit::web::static_asset(content_type, body)
 }
 
 async fn script() -> Response {
