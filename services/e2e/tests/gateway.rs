@@ -152,18 +152,30 @@ async fn a_consumer_pays_a_merchant_through_the_gateway_of_the_running_platform(
     assert_eq!(paid.status(), 201);
     let paid: Value = paid.json().await.expect("json");
     assert_eq!(paid["wallet"]["available"]["value"], 1250);
-    let listed: Value = gateway
-        .client
-        .get(gateway.url("merchant", "/v1/transactions"))
-        .bearer_auth(&merchant)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(listed["items"][0]["id"], paid["id"]);
+    // The list is built from the ledger's events (Kafka): it catches up a moment later.
+    let mut listed = Value::Null;
+    for _ in 0..LIST_POLLS_MAX {
+        listed = gateway
+            .client
+            .get(gateway.url("merchant", "/v1/transactions"))
+            .bearer_auth(&merchant)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        if listed["items"][0]["id"] == paid["id"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(LIST_POLL_MS)).await;
+    }
+    assert_eq!(listed["items"][0]["id"], paid["id"], "{listed}");
 }
+
+/// A bound on waiting for the event-fed list, not a speed check.
+const LIST_POLLS_MAX: u32 = 300;
+const LIST_POLL_MS: u64 = 50;
 
 #[tokio::test]
 async fn the_gateway_does_not_route_internal_endpoints() {
