@@ -865,6 +865,79 @@ pub fn static_asset(content_type: &'static str, body: &'static str) -> axum::res
         .into_response()
 }
 
+/// A personal page with the headers every page gets: no caching, no sniffing, and a policy
+/// that allows only this origin (`img_src` adds image sources such as `blob:`), plus Keycloak
+/// (`sso`) as where the sign-out form's redirect goes.
+pub fn page_response(sso: &str, img_src: &str, body: String) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    use axum::response::IntoResponse;
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'{img_src}; \
+         connect-src 'self'; form-action 'self' {sso}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "same-origin"),
+        ],
+        body,
+    )
+        .into_response();
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
+}
+
+/// The frame of a page: head with the app's style sheet and module script, a header bar with
+/// the app's name, and `main`.
+pub struct Shell {
+    pub brand: &'static str,
+    pub style_path: &'static str,
+    pub script_path: &'static str,
+}
+
+impl Shell {
+    pub fn layout(
+        &self,
+        title: &str,
+        header_extra: &str,
+        main: &str,
+        body_attributes: &str,
+    ) -> String {
+        format!(
+            r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="stylesheet" href="{style}">
+<script type="module" src="{script}"></script>
+</head>
+<body{body_attributes}>
+<header class="bar">
+<p class="brand">{brand}</p>
+{header_extra}
+</header>
+<main id="main">
+{main}
+</main>
+</body>
+</html>
+"#,
+            title = escape(title),
+            style = self.style_path,
+            script = self.script_path,
+            brand = escape(self.brand),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use super::wallet::{consumer_of, wallet_view, Consumer};
 use super::AppState;
 use crate::error::Error;
 use axum::extract::{Extension, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -95,25 +95,7 @@ async fn page(
 /// allows only this origin, plus Keycloak as where the sign-out form's redirect goes. `blob:`
 /// images are the payment code's SVGs, made by the script from this origin's answer.
 fn html(sso: &str, body: &str) -> Response {
-    let policy = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; \
-         connect-src 'self'; form-action 'self' {sso}; frame-ancestors 'none'; base-uri 'none'"
-    );
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "same-origin"),
-        ],
-        body.to_string(),
-    )
-        .into_response();
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
+    let mut response = paykit::web::page_response(sso, " blob:", body.to_string());
     // The camera is for scanning merchants' QR codes on this page only; nothing else is needed.
     response.headers_mut().insert(
         "permissions-policy",
@@ -122,30 +104,14 @@ fn html(sso: &str, body: &str) -> Response {
     response
 }
 
+const SHELL: paykit::web::Shell = paykit::web::Shell {
+    brand: "paytool · wallet",
+    style_path: STYLE_PATH,
+    script_path: SCRIPT_PATH,
+};
+
 fn layout(title: &str, header_extra: &str, main: &str, body_attributes: &str) -> String {
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="stylesheet" href="{STYLE_PATH}">
-<script type="module" src="{SCRIPT_PATH}"></script>
-</head>
-<body{body_attributes}>
-<header class="bar">
-<p class="brand">paytool · wallet</p>
-{header_extra}
-</header>
-<main id="main">
-{main}
-</main>
-</body>
-</html>
-"#,
-        title = escape(title),
-    )
+    SHELL.layout(title, header_extra, main, body_attributes)
 }
 
 fn signed_out() -> String {
@@ -268,6 +234,7 @@ fn wallet(consumer: &Consumer, available: Option<i64>, session: &Session) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
     use paykit::auth::Principal;
 
     fn session(email: &str) -> Session {

@@ -9,7 +9,7 @@
 use super::{merchant_of, AppState, Merchant};
 use crate::error::Error;
 use axum::extract::{Extension, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -103,52 +103,17 @@ async fn page(
 /// The page with the headers every page gets: no caching (it is personal), and a policy that
 /// allows only this origin, plus Keycloak as where the sign-out form's redirect goes.
 fn html(sso: &str, body: &str) -> Response {
-    let policy = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-         connect-src 'self'; form-action 'self' {sso}; frame-ancestors 'none'; base-uri 'none'"
-    );
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "same-origin"),
-        ],
-        body.to_string(),
-    )
-        .into_response();
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
-    response
+    paykit::web::page_response(sso, "", body.to_string())
 }
 
+const SHELL: paykit::web::Shell = paykit::web::Shell {
+    brand: "paytool · merchant",
+    style_path: STYLE_PATH,
+    script_path: SCRIPT_PATH,
+};
+
 fn layout(title: &str, header_extra: &str, main: &str, body_attributes: &str) -> String {
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="stylesheet" href="{STYLE_PATH}">
-<script type="module" src="{SCRIPT_PATH}"></script>
-</head>
-<body{body_attributes}>
-<header class="bar">
-<p class="brand">paytool · merchant</p>
-{header_extra}
-</header>
-<main id="main">
-{main}
-</main>
-</body>
-</html>
-"#,
-        title = escape(title),
-    )
+    SHELL.layout(title, header_extra, main, body_attributes)
 }
 
 fn signed_out() -> String {
@@ -262,6 +227,7 @@ fn dashboard(merchant: &Merchant, totals: &Totals, csrf_token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     fn merchant(name: &str) -> Merchant {
         Merchant {
