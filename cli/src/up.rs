@@ -31,6 +31,12 @@ pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> any
         ui.println(
             "stopped components left running by a previous supervisor that did not exit cleanly",
         );
+        // A killed JVM can take a while to let go of its sockets on a loaded machine: give
+        // the ports a bounded moment before calling them taken.
+        let deadline = Instant::now() + Duration::from_millis(LEFTOVER_PORTS_FREE_TIMEOUT_MS);
+        while check_ports(&home).is_err() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
     }
     if !setup.is_complete() {
         ui.println("setting up what the local runtime needs (once):");
@@ -161,6 +167,9 @@ fn show(line: &Line, component: &crate::state::ComponentState) {
 }
 
 /// Fails fast, before anything starts, when a port the installation needs is taken.
+/// How long `up` waits for the ports of a killed supervisor's leftovers to be released.
+const LEFTOVER_PORTS_FREE_TIMEOUT_MS: u64 = 30_000;
+
 fn check_ports(home: &Home) -> anyhow::Result<()> {
     let ports = home.ports();
     for (component, port) in ports.loopback() {
