@@ -13,6 +13,9 @@ scripts/bootstrap.sh
 step "format"
 cargo fmt --all -- --check
 
+step "secrets (detect-secrets; fails on anything secret-like not in .secrets.baseline)"
+scripts/scan-secrets.sh
+
 step "clippy (warnings fail)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
