@@ -70,6 +70,9 @@ async fn send(
         .positive()
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let recipient: Option<(Uuid, Uuid, String)> = match &body.to {
+        // PostgreSQL text cannot hold NUL, so no consumer's email has one (and binding it
+        // would fail the query): such an address is nobody's.
+        Recipient::Email { email } if email.contains('\0') => None,
         Recipient::Email { email } => {
             sqlx::query_as("SELECT id, wallet_account_id, currency::text FROM consumers WHERE lower(email) = lower($1)")
                 .bind(email.trim())

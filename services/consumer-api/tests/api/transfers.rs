@@ -111,6 +111,17 @@ async fn transfers_to_nobody_or_to_oneself_are_refused() {
     )
     .await;
     assert_eq!(usd.status(), 404, "the recipient is checked first");
+    // Found by scripts/fuzz-apis.sh: a NUL in the address was a 500 (PostgreSQL text has no NUL).
+    let nul = app
+        .post_with_key(
+            &alice,
+            "/v1/transfers",
+            "e",
+            json!({ "to": { "email": "b\u{0}b@example.test" }, "amount": jpy(1) }),
+        )
+        .await;
+    assert_eq!(nul.status(), 404);
+    assert_eq!(problem_type(nul).await, "recipient-not-found");
     let negative = app
         .post_with_key(
             &alice,
