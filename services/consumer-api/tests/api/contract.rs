@@ -47,6 +47,19 @@ async fn the_running_service_answers_as_its_contract_says() {
         .await
         .expect("sent");
     assert_eq!(checked(&contract, "post", "/v1/consumers", bad).await, 400);
+    // Found by scripts/fuzz-apis.sh: a body without Content-Type: application/json is 415,
+    // which was undocumented.
+    let no_content_type = app
+        .client
+        .post(format!("{}/v1/consumers", app.address))
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        checked(&contract, "post", "/v1/consumers", no_content_type).await,
+        415
+    );
 
     let token = app.login(&email, password).await;
     let wallet = app
