@@ -12,9 +12,13 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// JSON bodies on these APIs are small; anything bigger is refused before it is read.
 pub const REQUEST_BODY_LIMIT_BYTES: usize = 64 * 1024;
 
+/// Plain-text rejections longer than this are cut in the problem's detail.
+const REJECTION_DETAIL_MAX_BYTES: usize = 1_024;
+
 /// Adds the layers every service wants around its routes.
 pub fn with_common_layers(router: Router) -> Router {
     router
+        .layer(axum::middleware::map_response(problems_for_rejections))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -82,4 +86,38 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; draining in-flight requests");
+}
+
+/// axum's own rejections (a path segment that is not a UUID, a query value that does not
+/// parse, a method not allowed, an unknown route) are plain text; clients of these APIs get
+/// every error as an RFC 9457 problem, so they are turned into one here, their text as the
+/// detail. Responses that already have a body type of their own pass through.
+async fn problems_for_rejections(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.starts_with("text/plain"));
+    if !status.is_client_error() || !plain {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), REJECTION_DETAIL_MAX_BYTES)
+        .await
+        .unwrap_or_default();
+    let detail = String::from_utf8_lossy(&body).trim().to_string();
+    let (slug, title) = match status.as_u16() {
+        404 => ("not-found", "Not found"),
+        405 => ("method-not-allowed", "Method not allowed"),
+        408 => ("timeout", "Request timeout"),
+        413 => ("too-large", "Request too large"),
+        415 => ("unsupported-media-type", "Unsupported media type"),
+        _ => ("malformed-request", "Malformed request"),
+    };
+    let mut problem = crate::problem::Problem::new(status, slug, title);
+    if !detail.is_empty() {
+        problem = problem.with_detail(detail);
+    }
+    problem.into_response()
 }
