@@ -233,3 +233,80 @@ async fn a_burst_of_registrations_from_one_address_is_rate_limited_with_a_proble
     let problem: Value = limited.json().await.expect("json");
     assert_eq!(problem["status"], 429);
 }
+
+/// Sends `count` requests as fast as one client can and returns the first 429 and every status.
+async fn burst(
+    gateway: &Gateway,
+    count: usize,
+    request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+) -> (Vec<u16>, Option<reqwest::Response>) {
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..count {
+        let response = request(&gateway.client).send().await.expect("sent");
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 && limited.is_none() {
+            limited = Some(response);
+        }
+    }
+    (statuses, limited)
+}
+
+async fn assert_rate_limited(limited: Option<reqwest::Response>, statuses: &[u16]) {
+    let limited = limited.unwrap_or_else(|| panic!("the burst is limited: {statuses:?}"));
+    assert_eq!(
+        limited.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/problem+json"[..])
+    );
+    assert!(limited.headers().contains_key("retry-after"));
+    let problem: Value = limited.json().await.expect("json");
+    assert_eq!(problem["status"], 429);
+}
+
+#[tokio::test]
+async fn a_burst_of_sign_in_attempts_at_keycloak_is_rate_limited() {
+    // Wrong passwords, from an address of its own: Keycloak refuses them (401), and past the
+    // burst the gateway stops them before Keycloak sees them.
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 4));
+    let realm = paykit::testing::platform_status()["connections"]["keycloak_realm"]
+        .as_str()
+        .expect("realm")
+        .to_string();
+    let url = gateway.url(
+        "sso",
+        &format!("/realms/{realm}/protocol/openid-connect/token"),
+    );
+    let (statuses, limited) = burst(&gateway, 45, |client| {
+        client.post(&url).form(&[
+            ("grant_type", "password"),
+            ("client_id", "paytool-cli"),
+            ("username", "nobody@example.test"),
+            ("password", "not the password"),
+        ])
+    })
+    .await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_rate_limited(limited, &statuses).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_charges_from_one_till_is_rate_limited() {
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 5));
+    let url = gateway.url("merchant", "/v1/charges");
+    // Unauthenticated: each that passes the gateway is a 401 and charges nothing.
+    let (statuses, limited) = burst(&gateway, 60, |client| {
+        client
+            .post(&url)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({ "payment_code": "280000000000000000", "amount": { "value": 1, "currency": "JPY" } }))
+    })
+    .await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_rate_limited(limited, &statuses).await;
+}
