@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Fuzz the public consumer and merchant APIs from their OpenAPI 3.1 contracts with schemathesis.
 #
-# Not part of scripts/test.sh or CI: run it by hand against a running platform.
+# scripts/test.sh runs it bounded (10 examples an operation, 75 s a service) against its test
+# platform; by hand, against any running platform, it can run longer:
 #
 #   scripts/fuzz-apis.sh [STATUS_JSON]
 #
 # STATUS_JSON is `paytool status --json --show-secrets` output (default: $PAYTOOL_TEST_STATUS).
 # It registers a consumer and a merchant through the APIs, logs both in with Keycloak's password
 # grant (client paytool-cli), tops the consumer up, then runs `schemathesis run` against each
-# service's loopback URL with its bearer token. A hook (scripts/fuzz/hooks.py) puts a fresh
+# service's loopback URL with its bearer token: behind the gateway, whose per-user rate limit
+# would answer most generated requests with 429s. A hook (scripts/fuzz/hooks.py) puts a fresh
 # Idempotency-Key on every request of an operation that declares one. /internal/ paths and the
 # streaming and image endpoints are left out. Environment knobs: FUZZ_MAX_EXAMPLES (30),
 # FUZZ_TIME_LIMIT (seconds per service, 150), FUZZ_SEED, FUZZ_REPORT_DIR (/tmp/paytool-fuzz).

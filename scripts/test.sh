@@ -49,6 +49,11 @@ export PAYTOOL_TEST_STATUS PAYTOOL_TEST_DATABASE_URL
 step "tests"
 cargo test --workspace
 
+# The public APIs fuzzed from their OpenAPI contracts (schemathesis): no 5xx, every answer as
+# the contract says. Bounded: at most 10 examples an operation and 75 s a service.
+step "contract fuzzing (schemathesis, bounded)"
+FUZZ_MAX_EXAMPLES=10 FUZZ_TIME_LIMIT=75 FUZZ_REPORT_DIR="$test_root/fuzz" scripts/fuzz-apis.sh
+
 # The pages' logic (pure functions of the dashboard's and the wallet's scripts), with Node's
 # built-in runner: no packages.
 step "page logic tests"

@@ -21,7 +21,11 @@ use tokio::sync::{mpsc, Semaphore};
 
 const CURRENCY: &str = "JPY";
 /// Payers share the load, so that one wallet's row is not the bottleneck being measured.
-const PAYERS: usize = 4;
+const PAYERS_MIN: usize = 4;
+/// Payments a second each payer makes: a person, or even a busy app, pays far less often than
+/// the gateway's per-user limit (20 a second), so the load is spread over enough payers that
+/// the benchmark measures the platform, not its rate limiter.
+const PAYMENTS_PER_PAYER_PER_S: usize = 5;
 /// Requests in flight at once; a slower platform queues here rather than in the gateway.
 const IN_FLIGHT_MAX: usize = 32;
 /// After the last payment, events still missing after this are reported as lost.
@@ -38,6 +42,9 @@ struct Arrival {
 pub async fn run(home: &Home, args: &BenchStreamArgs, ui: &Ui) -> anyhow::Result<i32> {
     let gateway = Gateway::connect(home)?;
     let payments = usize::from(args.rate_per_s) * usize::from(args.duration_s);
+    let payer_count = usize::from(args.rate_per_s)
+        .div_ceil(PAYMENTS_PER_PAYER_PER_S)
+        .max(PAYERS_MIN);
 
     let line = ui.step("set-up");
     line.working("a merchant, payers, top-ups, a static QR");
@@ -56,11 +63,11 @@ pub async fn run(home: &Home, args: &BenchStreamArgs, ui: &Ui) -> anyhow::Result
     .await?;
     let mut merchant = Session::new(gateway.clone(), "bench-shop", merchant_profile, None);
     let mut payers = Vec::new();
-    for i in 0..PAYERS {
+    for i in 0..payer_count {
         let identity = Identity::new(&format!("bench-payer-{i}"), None, None);
         let profile = register_consumer(&gateway, &identity, "Bench Payer", CURRENCY).await?;
         let mut session = Session::new(gateway.clone(), "bench-payer", profile, None);
-        let share = i64::try_from(payments / PAYERS + 1)? * (AMOUNT_MIN + AMOUNT_SPREAD);
+        let share = i64::try_from(payments / payer_count + 1)? * (AMOUNT_MIN + AMOUNT_SPREAD);
         session
             .post_keyed(
                 Host::Api,
@@ -80,7 +87,7 @@ pub async fn run(home: &Home, args: &BenchStreamArgs, ui: &Ui) -> anyhow::Result
         )
         .await?;
     let qr = request["payload"].as_str().unwrap_or_default().to_string();
-    line.done(&format!("{PAYERS} payers, static QR"));
+    line.done(&format!("{payer_count} payers, static QR"));
 
     // The feed, from the merchant's first event, in a task of its own.
     let (sender, mut arrivals) = mpsc::unbounded_channel::<Arrival>();
@@ -133,7 +140,7 @@ pub async fn run(home: &Home, args: &BenchStreamArgs, ui: &Ui) -> anyhow::Result
     for i in 0..payments {
         ticker.tick().await;
         let permit = slots.clone().acquire_owned().await?;
-        let mut payer = payers[i % PAYERS].clone();
+        let mut payer = payers[i % payer_count].clone();
         let qr = qr.clone();
         let amount = AMOUNT_MIN + i64::try_from(i)? % AMOUNT_SPREAD;
         requests.push(tokio::spawn(async move {

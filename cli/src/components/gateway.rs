@@ -10,6 +10,11 @@ use nix::unistd::{chown, User};
 use std::path::PathBuf;
 
 const TEMPLATE: &str = "stacks/local/gateway/nginx.conf.tera";
+/// Snippets the main configuration includes: rendered next to it.
+const SNIPPETS: [(&str, &str); 2] = [
+    ("proxy_conf", "stacks/local/gateway/proxy.conf.tera"),
+    ("problems_conf", "stacks/local/gateway/problems.conf.tera"),
+];
 /// nginx's workers drop to this user when the master runs as root.
 const WORKER_USER: &str = "www-data";
 
@@ -93,6 +98,27 @@ pub async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     context.insert("keycloak_port", &ports.keycloak);
     context.insert("consumer_api_port", &ports.consumer_api);
     context.insert("merchant_api_port", &ports.merchant_api);
+    context.insert("edge_js", &ctx.project.join("stacks/local/gateway/edge.js"));
+    context.insert(
+        "issuer",
+        &format!(
+            "{}/realms/{}",
+            ports.public_url("sso"),
+            super::keycloak::REALM
+        ),
+    );
+    context.insert("realm", super::keycloak::REALM);
+    context.insert("limits", &RateLimits::default());
+    context.insert("apis", &apis());
+    for (name, template) in SNIPPETS {
+        let path = dir.join(
+            std::path::Path::new(template)
+                .file_stem()
+                .expect("snippet templates have names"),
+        );
+        std::fs::write(&path, render(ctx, template, &context)?)?;
+        context.insert(name, &path);
+    }
     let config = render(ctx, TEMPLATE, &context)?;
     std::fs::write(config_path(&ctx.home), config)?;
     // `nginx -t` names the line of a broken configuration; a failed start would only say "exited".
@@ -105,4 +131,79 @@ pub async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         .arg(config_path(&ctx.home))
         .args(["-e", "stderr"]);
     run_to_log(ctx, "gateway", &mut check).await
+}
+
+/// The gateway's rate limits per second (bursts are requests allowed at once above the rate).
+/// Registrations and sign-ins have fixed, stricter limits in the template.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RateLimits {
+    pub per_address_rps: u32,
+    pub per_address_burst: u32,
+    pub per_user_rps: u32,
+    pub per_user_burst: u32,
+    pub charges_rps: u32,
+    pub charges_burst: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        // A person or a till never needs more; a script that does is throttled before a service
+        // spends anything on it.
+        Self {
+            per_address_rps: 100,
+            per_address_burst: 200,
+            per_user_rps: 20,
+            per_user_burst: 40,
+            charges_rps: 10,
+            charges_burst: 20,
+        }
+    }
+}
+
+/// One API host of the gateway.
+#[derive(Debug, serde::Serialize)]
+struct Api {
+    host: &'static str,
+    what: &'static str,
+    /// The nginx upstream; with `-` for `_` it is also the service's client id, the token's `aud`.
+    upstream: &'static str,
+    /// The public registration route.
+    registration: &'static str,
+    /// "allow" where a browser session may stand in for a bearer token.
+    session: &'static str,
+    charges: bool,
+    streams: bool,
+}
+
+fn apis() -> [Api; 3] {
+    [
+        Api {
+            host: "api.local.test",
+            what: "the consumer API, for apps with bearer tokens",
+            upstream: "consumer_api",
+            registration: "/v1/consumers",
+            session: "deny",
+            charges: false,
+            streams: false,
+        },
+        Api {
+            host: "wallet.local.test",
+            what: "the consumer wallet: consumer-api's page, sign-in and API on one origin, so \
+                   the session cookie is first-party and the page needs no CORS",
+            upstream: "consumer_api",
+            registration: "/v1/consumers",
+            session: "allow",
+            charges: false,
+            streams: false,
+        },
+        Api {
+            host: "merchant.local.test",
+            what: "the merchant API and dashboard",
+            upstream: "merchant_api",
+            registration: "/v1/merchants",
+            session: "allow",
+            charges: true,
+            streams: true,
+        },
+    ]
 }

@@ -23,6 +23,9 @@ const CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Idempotency-Key still in flight). Retrying is safe: money-moving calls repeat their key.
 const ATTEMPTS_MAX: u32 = 4;
 const RETRY_BACKOFF_FIRST_MS: u64 = 250;
+/// The longest a `Retry-After` (a 429 from the gateway's rate limits) is waited out; a longer
+/// one is reported instead.
+const RETRY_AFTER_MAX_MS: u64 = 10_000;
 /// A token this close to its expiry is renewed first, so that it does not expire in flight.
 const TOKEN_MARGIN_S: i64 = 30;
 /// How much of a non-JSON error body a message repeats.
@@ -341,6 +344,13 @@ impl Gateway {
         loop {
             let last = attempt >= ATTEMPTS_MAX;
             match Reply::of(make().timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))).await {
+                // Refused by a rate limit at the gateway: the request reached no service, so it
+                // can be sent again once the limit allows, keyed or not.
+                Ok(reply) if !last && reply.retry_after.is_some() => {
+                    tokio::time::sleep(reply.retry_after.unwrap_or_default()).await;
+                    attempt += 1;
+                    continue;
+                }
                 Ok(reply) if !last && reply.transient() => {}
                 Ok(reply) => return Ok(reply),
                 Err(error) if !last && (error.is_connect() || resend_on_timeout) => {}
@@ -385,6 +395,8 @@ impl Gateway {
 struct Reply {
     status: StatusCode,
     problem: bool,
+    /// For a 429 whose `Retry-After` (seconds) is within [`RETRY_AFTER_MAX_MS`].
+    retry_after: Option<Duration>,
     path: String,
     body: Vec<u8>,
 }
@@ -399,10 +411,17 @@ impl Reply {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/problem+json"));
         let path = response.url().path().to_string();
+        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| response.headers().get("retry-after"))
+            .flatten()
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .filter(|wait| *wait <= Duration::from_millis(RETRY_AFTER_MAX_MS));
         let body = response.bytes().await?.to_vec();
         Ok(Self {
             status,
             problem,
+            retry_after,
             path,
             body,
         })
@@ -427,6 +446,7 @@ impl Reply {
             problem,
             path,
             body,
+            ..
         } = self;
         if status.is_success() {
             if body.is_empty() {

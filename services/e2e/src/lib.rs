@@ -2,6 +2,8 @@
 //! the real test PostgreSQL, verifying tokens of the real test Keycloak and calling each other
 //! over loopback HTTP exactly as under `paytool up`.
 
+pub mod gateway;
+
 use paykit::db::DatabaseSettings;
 use paykit::internal::ServiceSettings;
 use paykit::keycloak::KeycloakSettings;

@@ -3,97 +3,10 @@
 //! the orchestrator as configured there. The in-process flows test the logic; this tests that
 //! the running platform is wired the same way.
 
+use base64::Engine;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
-const PASSWORD: &str = "correct horse battery";
-
-struct Gateway {
-    client: reqwest::Client,
-    port: u64,
-}
-
-impl Gateway {
-    fn new() -> Self {
-        Self::from(std::net::Ipv4Addr::LOCALHOST)
-    }
-
-    /// A client whose connections come from `source` (any 127.x address is loopback), so that
-    /// the rate-limit test has a client address of its own and leaves the others' budget alone.
-    fn from(source: std::net::Ipv4Addr) -> Self {
-        let status = paykit::testing::platform_status();
-        let port = status["gateway"]["https_port"]
-            .as_u64()
-            .expect("the gateway's port");
-        let ca = std::fs::read(
-            status["gateway"]["ca_certificate"]
-                .as_str()
-                .expect("the CA"),
-        )
-        .expect("the CA is readable");
-        let mut builder = reqwest::Client::builder()
-            .local_address(std::net::IpAddr::V4(source))
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"));
-        // The names resolve to loopback whether or not /etc/hosts has them.
-        for host in ["api.local.test", "merchant.local.test", "sso.local.test"] {
-            let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-            builder = builder.resolve(host, address);
-        }
-        Self {
-            client: builder.build().expect("a client"),
-            port,
-        }
-    }
-
-    fn url(&self, host: &str, path: &str) -> String {
-        format!("https://{host}.local.test:{}{path}", self.port)
-    }
-
-    async fn login(&self, email: &str) -> String {
-        let status = paykit::testing::platform_status();
-        let realm = status["connections"]["keycloak_realm"]
-            .as_str()
-            .expect("realm");
-        let token: Value = self
-            .client
-            .post(self.url(
-                "sso",
-                &format!("/realms/{realm}/protocol/openid-connect/token"),
-            ))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", "paytool-cli"),
-                ("username", email),
-                ("password", PASSWORD),
-            ])
-            .send()
-            .await
-            .expect("Keycloak answers through the gateway")
-            .json()
-            .await
-            .expect("json");
-        token["access_token"].as_str().expect("a token").to_string()
-    }
-
-    async fn post(
-        &self,
-        host: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(self.url(host, path))
-            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.expect("sent")
-    }
-}
+use e2e::gateway::{Gateway, PASSWORD};
 
 #[tokio::test]
 async fn a_consumer_pays_a_merchant_through_the_gateway_of_the_running_platform() {
@@ -295,18 +208,125 @@ async fn a_burst_of_sign_in_attempts_at_keycloak_is_rate_limited() {
 #[tokio::test]
 async fn a_burst_of_charges_from_one_till_is_rate_limited() {
     let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 5));
+    let merchant = register_merchant(&gateway).await;
     let url = gateway.url("merchant", "/v1/charges");
-    // Unauthenticated: each that passes the gateway is a 401 and charges nothing.
+    // Codes nobody issued: each charge that passes the gateway is a 404 and moves nothing.
     let (statuses, limited) = burst(&gateway, 60, |client| {
         client
             .post(&url)
+            .bearer_auth(&merchant)
             .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
             .json(&json!({ "payment_code": "280000000000000000", "amount": { "value": 1, "currency": "JPY" } }))
     })
     .await;
     assert!(
-        statuses.iter().all(|s| *s == 401 || *s == 429),
+        statuses.iter().all(|s| *s == 404 || *s == 429),
         "{statuses:?}"
     );
     assert_rate_limited(limited, &statuses).await;
+}
+
+async fn register_merchant(gateway: &Gateway) -> String {
+    let email = e2e::unique_email("till");
+    let registered = gateway
+        .post(
+            "merchant",
+            "/v1/merchants",
+            None,
+            json!({ "name": "Till Shop", "city": "Nara", "country": "JP", "mcc": "5411",
+                    "currency": "JPY", "email": email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    gateway.login(&email).await
+}
+
+async fn register_consumer(gateway: &Gateway) -> String {
+    let email = e2e::unique_email("limited");
+    let registered = gateway
+        .post(
+            "api",
+            "/v1/consumers",
+            None,
+            json!({ "email": email, "password": PASSWORD, "name": "Lim Ited" }),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    gateway.login(&email).await
+}
+
+#[tokio::test]
+async fn one_user_past_their_rate_is_limited_while_another_at_the_same_address_is_not() {
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 6));
+    let busy = register_consumer(&gateway).await;
+    let calm = register_consumer(&gateway).await;
+    let url = gateway.url("api", "/v1/wallet");
+    let (statuses, limited) =
+        burst(&gateway, 80, |client| client.get(&url).bearer_auth(&busy)).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_rate_limited(limited, &statuses).await;
+    // The per-user limit is the busy user's alone: from the same address, another user is served.
+    let other = gateway
+        .client
+        .get(&url)
+        .bearer_auth(&calm)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(other.status(), 200);
+}
+
+#[tokio::test]
+async fn the_access_log_carries_the_request_s_trace_and_who_made_it() {
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 7));
+    let token = register_consumer(&gateway).await;
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let parent_span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    let response = gateway
+        .client
+        .get(gateway.url("api", "/v1/wallet"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{trace_id}-{parent_span_id}-01"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let home = paykit::testing::platform_status()["home"]
+        .as_str()
+        .expect("home")
+        .to_string();
+    let log_path = std::path::Path::new(&home).join("logs/gateway.log");
+    // The supervisor copies the gateway's stdout to its log: a moment later, not at once.
+    let mut line = None;
+    for _ in 0..LIST_POLLS_MAX {
+        let log = std::fs::read_to_string(&log_path).expect("the gateway's log");
+        line = log
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|entry| entry["trace_id"] == trace_id.as_str());
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(LIST_POLL_MS)).await;
+    }
+    let entry = line.expect("the request is in the access log");
+    assert_eq!(entry["parent_span_id"], parent_span_id);
+    assert_eq!(entry["span_id"].as_str().map(str::len), Some(16));
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["uri"], "/v1/wallet");
+    let claims = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .expect("base64url"),
+    )
+    .expect("json");
+    assert_eq!(
+        entry["user"],
+        format!("sub:{}", claims["sub"].as_str().expect("sub"))
+    );
 }

@@ -1,7 +1,8 @@
 //! Idempotency keys for requests that move money, after the IETF draft "The Idempotency-Key
 //! HTTP Header Field" and Stripe's behaviour:
 //!
-//! - a request without `Idempotency-Key` is refused (400 `idempotency-key-missing`);
+//! - a request without `Idempotency-Key` is refused (400 `idempotency-key-missing`), one whose
+//!   key is not 1 to 255 printable ASCII characters too (400 `idempotency-key-invalid`);
 //! - keys are scoped to the caller (the token's subject) and the endpoint (method and path);
 //! - the same key with the same body replays the stored status and body, marked with
 //!   `Idempotency-Replayed: true`;
@@ -231,6 +232,21 @@ pub fn request_hash(endpoint: &str, body: &[u8]) -> String {
         .collect()
 }
 
+/// A key is 1 to [`KEY_MAX_CHARS`] printable ASCII characters (spaces inside allowed, none at
+/// either end): something a client generated, never control characters or another encoding,
+/// which would make two keys that print the same compare different.
+fn parse_key(raw: &[u8]) -> Result<String, &'static str> {
+    let text = std::str::from_utf8(raw)
+        .ok()
+        .filter(|t| t.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        .ok_or("Idempotency-Key must be printable ASCII (a UUID is a good key).")?
+        .trim();
+    if text.is_empty() || text.len() > KEY_MAX_CHARS {
+        return Err("Idempotency-Key must be 1 to 255 characters.");
+    }
+    Ok(text.to_string())
+}
+
 /// Middleware for routes that move money: `route.layer(from_fn_with_state(state, idempotent))`.
 /// The state must give a [`Verifier`] (to know the caller) and a [`Store`].
 pub async fn idempotent<S>(State(state): State<S>, request: Request, next: Next) -> Response
@@ -244,19 +260,22 @@ where
         Ok(principal) => principal,
         Err(rejection) => return rejection.into_response(),
     };
-    let key = match parts
-        .headers
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
-        Some(key) if !key.is_empty() && key.chars().count() <= KEY_MAX_CHARS => key.to_string(),
-        _ => return problem(
+    let key = match parts.headers.get(HEADER).map(|v| parse_key(v.as_bytes())) {
+        Some(Ok(key)) => key,
+        None => return problem(
             StatusCode::BAD_REQUEST,
             "idempotency-key-missing",
             "Idempotency-Key missing",
             "Every request that moves money needs an Idempotency-Key header (1 to 255 characters).",
         ),
+        Some(Err(detail)) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "idempotency-key-invalid",
+                "Idempotency-Key invalid",
+                detail,
+            )
+        }
     };
     let endpoint = format!("{} {}", parts.method, parts.uri.path());
     let bytes: Bytes = match to_bytes(body, BODY_LIMIT_BYTES).await {

@@ -157,6 +157,43 @@ async fn a_request_without_a_key_is_refused_before_it_runs() {
 }
 
 #[tokio::test]
+async fn keys_that_are_not_printable_ascii_or_too_long_are_refused_before_the_request_runs() {
+    let h = harness().await;
+    let too_long = "k".repeat(256);
+    for key in [
+        "tab\tinside".as_bytes(),
+        b"caf\xe9",
+        too_long.as_bytes(),
+        b"   ",
+    ] {
+        let response = h
+            .client
+            .post(format!("{}/v1/charges", h.address))
+            .bearer_auth(&h.token)
+            .header(
+                "Idempotency-Key",
+                reqwest::header::HeaderValue::from_bytes(key).expect("a header value"),
+            )
+            .json(&json!({ "amount": 100 }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 400, "{key:?}");
+        assert_eq!(
+            paykit::testing::problem_type(response).await,
+            "idempotency-key-invalid"
+        );
+    }
+    assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+    // Spaces inside a key, and 255 characters, are fine.
+    let longest = "k".repeat(255);
+    for key in ["order 42 / try 1", longest.as_str()] {
+        let response = h.post(&h.token, Some(key), json!({ "amount": 100 })).await;
+        assert_eq!(response.status(), 201, "{key}");
+    }
+}
+
+#[tokio::test]
 async fn a_second_request_while_the_first_is_in_flight_gets_409() {
     let h = harness().await;
     let slow = h.post(
