@@ -15,6 +15,7 @@ mod probe;
 mod project;
 mod qr;
 mod setup;
+mod slo;
 mod state;
 mod status;
 mod supervisor;

@@ -29,6 +29,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "openjdk-17-jre-headless",
     // `zbarimg`: the tests read every generated QR PNG back with a real decoder.
     "zbar-tools",
+    // Metrics, SLO burn-rate rules (`promtool` checks and unit-tests them) and alert routing.
+    "prometheus",
+    "prometheus-alertmanager",
 ];
 
 /// The names the gateway serves, mapped to loopback in /etc/hosts.

@@ -3,7 +3,7 @@ use consumer_api::startup::Application;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    paykit::telemetry::init(consumer_api::SERVICE);
+    let _telemetry = paykit::telemetry::init(consumer_api::SERVICE);
     let settings: Settings = paykit::config::load()?;
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "listening");

@@ -147,16 +147,19 @@ async fn a_burst_of_registrations_from_one_address_is_rate_limited_with_a_proble
     assert_eq!(problem["status"], 429);
 }
 
-/// Sends `count` requests as fast as one client can and returns the first 429 and every status.
+/// Sends `count` requests at once (so that how fast the machine answers cannot spread them
+/// out below the limit) and returns the first 429 and every status.
 async fn burst(
     gateway: &Gateway,
     count: usize,
     request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
 ) -> (Vec<u16>, Option<reqwest::Response>) {
+    let responses =
+        futures_util::future::join_all((0..count).map(|_| request(&gateway.client).send())).await;
     let mut statuses = Vec::new();
     let mut limited = None;
-    for _ in 0..count {
-        let response = request(&gateway.client).send().await.expect("sent");
+    for response in responses {
+        let response = response.expect("sent");
         statuses.push(response.status().as_u16());
         if response.status() == 429 && limited.is_none() {
             limited = Some(response);
@@ -328,5 +331,91 @@ async fn the_access_log_carries_the_request_s_trace_and_who_made_it() {
     assert_eq!(
         entry["user"],
         format!("sub:{}", claims["sub"].as_str().expect("sub"))
+    );
+}
+
+#[tokio::test]
+async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 8));
+    let merchant = register_merchant(&gateway).await;
+    let consumer = register_consumer(&gateway).await;
+    let topped = gateway
+        .post(
+            "api",
+            "/v1/wallet/top-ups",
+            Some(&consumer),
+            json!({ "amount": { "value": 1_000, "currency": "JPY" } }),
+        )
+        .await;
+    assert_eq!(topped.status(), 201);
+    let request: Value = gateway
+        .post(
+            "merchant",
+            "/v1/payment-requests",
+            Some(&merchant),
+            json!({ "amount": { "value": 400, "currency": "JPY" } }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let paid = gateway
+        .client
+        .post(gateway.url("api", "/v1/payments"))
+        .bearer_auth(&consumer)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .header(
+            "traceparent",
+            format!(
+                "00-{trace_id}-{}-01",
+                &uuid::Uuid::new_v4().simple().to_string()[..16]
+            ),
+        )
+        .json(&json!({ "qr": request["payload"] }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(paid.status(), 201);
+    // consumer-api answered the payment; merchant-api ran it for the request it owns; the
+    // orchestrator moved the money; merchant-api's consumer applied the ledger's event. Each
+    // wrote log lines inside spans of the one trace the client started.
+    let home = paykit::testing::platform_status()["home"]
+        .as_str()
+        .expect("home")
+        .to_string();
+    for service in ["consumer-api", "merchant-api", "orchestrator"] {
+        let path = std::path::Path::new(&home).join(format!("logs/{service}.log"));
+        let mut seen = false;
+        for _ in 0..LIST_POLLS_MAX {
+            let log = std::fs::read_to_string(&path).expect("the service's log");
+            seen = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|line| line["trace_id"] == trace_id.as_str());
+            if seen {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(LIST_POLL_MS)).await;
+        }
+        assert!(seen, "{service} logged nothing of trace {trace_id}");
+    }
+    // The event crossed Kafka with the trace: merchant-api's consumer span is in it too.
+    let path = std::path::Path::new(&home).join("logs/merchant-api.log");
+    let mut consumed = false;
+    for _ in 0..LIST_POLLS_MAX {
+        let log = std::fs::read_to_string(&path).expect("merchant-api's log");
+        consumed = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|line| line["trace_id"] == trace_id.as_str() && line["span"] == "event.process");
+        if consumed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(LIST_POLL_MS)).await;
+    }
+    assert!(
+        consumed,
+        "merchant-api's consumer logged nothing of trace {trace_id}"
     );
 }

@@ -3,7 +3,7 @@ use orchestrator::startup::Application;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    paykit::telemetry::init(orchestrator::SERVICE);
+    let _telemetry = paykit::telemetry::init(orchestrator::SERVICE);
     let settings: Settings = paykit::config::load()?;
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "listening");

@@ -570,10 +570,20 @@ impl Sagas {
                                 .bind(id)
                                 .fetch_one(&mut *tx)
                                 .await?;
-                        let (topic, key, event) = finished_event(&view_of(&row)?);
+                        let finished = view_of(&row)?;
+                        let (topic, key, event) = finished_event(&finished);
                         paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
+                        tx.commit().await?;
+                        record_finished(&finished);
+                    } else {
+                        tx.commit().await?;
                     }
-                    tx.commit().await?;
+                    metrics::counter!(
+                        "saga_transitions_total",
+                        "kind" => saga.kind.clone(),
+                        "state" => transition.state,
+                    )
+                    .increment(1);
                     self.failpoint(transition.state);
                 }
                 Err(error) => {
@@ -939,4 +949,24 @@ fn view_of(row: &sqlx::postgres::PgRow) -> Result<SagaView, sqlx::Error> {
         updated_at: row.try_get("updated_at")?,
         replayed: false,
     })
+}
+
+/// The business metrics of a saga that ended, counted once, after its commit: how many of each
+/// kind ended in each state, and how much money (minor units, by currency) they moved.
+fn record_finished(saga: &SagaView) {
+    let currency = saga.amount.currency.to_string();
+    metrics::counter!(
+        "sagas_finished_total",
+        "kind" => saga.kind.clone(),
+        "state" => saga.state.clone(),
+        "currency" => currency.clone(),
+    )
+    .increment(1);
+    metrics::counter!(
+        "saga_amount_minor_total",
+        "kind" => saga.kind.clone(),
+        "state" => saga.state.clone(),
+        "currency" => currency,
+    )
+    .increment(u64::try_from(saga.amount.value).unwrap_or(0));
 }

@@ -26,6 +26,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Rows the relay publishes per batch.
@@ -151,7 +152,8 @@ pub async fn append(
     .bind(topic)
     .bind(key)
     .bind(sqlx::types::Json(event))
-    .bind(new_traceparent())
+    // The change's own trace, so that the consumers' work joins it; a new one outside any.
+    .bind(crate::telemetry::current_traceparent().unwrap_or_else(new_traceparent))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -549,8 +551,32 @@ impl<H: Handler> Consumer<H> {
                 .transpose();
             match parsed {
                 Ok(Some(event)) => {
-                    if let Some(reason) = self.apply(&event).await {
-                        self.dead_letter(&message, Some(event.id), &reason).await;
+                    let span = crate::telemetry::consumer_span(
+                        &self.name,
+                        message.topic(),
+                        header_text(&message, "traceparent"),
+                    );
+                    let outcome = self.apply(&event).instrument(span.clone()).await;
+                    span.in_scope(|| {
+                        tracing::info!(
+                            consumer = %self.name,
+                            event = %event.id,
+                            event_type = %event.kind,
+                            dead_lettered = outcome.is_some(),
+                            "event handled"
+                        );
+                    });
+                    let lag_s = (chrono::Utc::now() - event.occurred_at)
+                        .num_microseconds()
+                        .unwrap_or(0) as f64
+                        / 1e6;
+                    let topic = message.topic();
+                    match outcome {
+                        Some(reason) => {
+                            crate::metrics::consumed(&self.name, topic, "dead_lettered", lag_s);
+                            self.dead_letter(&message, Some(event.id), &reason).await;
+                        }
+                        None => crate::metrics::consumed(&self.name, topic, "applied", lag_s),
                     }
                 }
                 Ok(None) => self.dead_letter(&message, None, "an empty message").await,

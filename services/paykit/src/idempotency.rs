@@ -24,6 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
+use tracing::Instrument;
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotency-replayed";
@@ -342,10 +343,14 @@ where
     // its answer is stored for the client's retry, which then replays it instead of waiting
     // for the in-flight lease to lapse.
     let request = Request::from_parts(parts, Body::from(bytes));
-    let handled = tokio::spawn(async move {
-        let response = next.run(request).await;
-        finish(&store, &who, &endpoint, &key, response).await
-    });
+    // The task stays in the request's span, so the calls and events it makes join the trace.
+    let handled = tokio::spawn(
+        async move {
+            let response = next.run(request).await;
+            finish(&store, &who, &endpoint, &key, response).await
+        }
+        .instrument(tracing::Span::current()),
+    );
     match handled.await {
         Ok(response) => response,
         Err(error) => {

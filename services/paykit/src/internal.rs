@@ -73,7 +73,11 @@ impl ServiceClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, CallError> {
+        // The callee's span continues this one: one trace across the services.
+        let mut trace = reqwest::header::HeaderMap::new();
+        crate::telemetry::inject_http(&mut trace);
         let response = request
+            .headers(trace)
             .bearer_auth(self.account.token().await?)
             .send()
             .await?;

@@ -13,6 +13,7 @@ pub mod health;
 pub mod idempotency;
 pub mod internal;
 pub mod keycloak;
+pub mod metrics;
 pub mod money;
 pub mod problem;
 pub mod server;

@@ -19,12 +19,30 @@ const REJECTION_DETAIL_MAX_BYTES: usize = 1_024;
 pub fn with_common_layers(router: Router) -> Router {
     router
         .layer(axum::middleware::map_response(problems_for_rejections))
+        .layer(axum::middleware::from_fn(crate::metrics::red))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(REQUEST_TIMEOUT_MS),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(crate::telemetry::http_server_span)
+                .on_response(
+                    |response: &axum::http::Response<_>,
+                     latency: Duration,
+                     span: &tracing::Span| {
+                        let status = response.status().as_u16();
+                        crate::telemetry::record_http_status(span, status);
+                        // One line a request, inside its span: route, trace and span ids.
+                        tracing::info!(
+                            status,
+                            latency_ms = latency.as_secs_f64() * 1e3,
+                            "answered"
+                        );
+                    },
+                ),
+        )
 }
 
 /// After SIGTERM, in-flight requests get this long to finish. Live streams (SSE, WebSocket)

@@ -7,6 +7,7 @@ mod delivery;
 
 mod helpers;
 mod merchants;
+mod metrics;
 mod qr_images;
 mod qr_payments;
 mod refunds;

@@ -65,6 +65,10 @@ pub fn router(state: AppState) -> Router {
     };
     public
         .merge(internal::router().with_state(state.clone()))
+        .merge(paykit::metrics::router(paykit::metrics::Sampled {
+            pool: state.pool.clone(),
+            outbox: true,
+        }))
         .merge(paykit::health::router(crate::SERVICE, state.pool))
 }
 

@@ -43,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .merge(refunds::router())
         .merge(ledger::router())
         .with_state(state.clone())
+        .merge(paykit::metrics::router(paykit::metrics::Sampled {
+            pool: state.pool.clone(),
+            outbox: true,
+        }))
         .merge(paykit::health::router(crate::SERVICE, state.pool))
 }
 
