@@ -34,7 +34,7 @@ RECIPE=1 # bump when the build steps below change in a way that needs a rebuild
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 manifest="$root/stacks/local/otel/builder-config.yaml"
-base="$HOME/.cache/paytool/observability"
+base="${PAYTOOL_CACHE_DIR:-$HOME/.cache/paytool}/observability"
 bin="$base/bin"
 stamp="$base/installed.stamp"
 otelcol="$bin/paytool-otelcol"
@@ -68,6 +68,11 @@ finish() {
   debian_hint
   printf '%s\n%s\n' "$otelcol" "$jaeger"
 }
+
+# `--check`: exit 0 when everything is built at the pinned versions, 1 otherwise (for setup).
+if [[ ${1:-} == --check ]]; then
+  up_to_date && exit 0 || exit 1
+fi
 
 # --- fast path: nothing to do ------------------------------------------------------------------
 if up_to_date; then

@@ -28,7 +28,8 @@ pub enum Command {
     )]
     Setup(SetupArgs),
 
-    /// Start PostgreSQL, Kafka, Keycloak, the services and the TLS gateway, supervised
+    /// Start PostgreSQL, Kafka, Keycloak, the services, the TLS gateway and the observability
+    /// stack (collector, Jaeger, Prometheus, Alertmanager), supervised
     #[command(
         after_help = "Examples:\n  paytool up\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing."
     )]
@@ -62,7 +63,8 @@ pub enum Command {
         after_help = "Examples:\n  paytool logs postgres\n  paytool logs gateway -f\n  paytool logs supervisor -n 200"
     )]
     Logs {
-        /// postgres, kafka, keycloak, orchestrator, consumer-api, merchant-api, gateway or supervisor
+        /// postgres, kafka, jaeger, otel-collector, agent, alertmanager, prometheus, keycloak,
+        /// orchestrator, consumer-api, merchant-api, gateway or supervisor
         component: String,
         /// Keep printing new lines as they are written
         #[arg(short, long)]
@@ -107,9 +109,63 @@ pub enum Command {
         json: bool,
     },
 
+    /// A payment's trace (any saga: payment, refund, top-up, transfer) as a waterfall, from Jaeger
+    #[command(
+        after_help = "Examples:\n  paytool trace 0193a6f2-7c4e-7b1a-9f31-2b8e5d0c4a11\n  paytool trace 0193a6f2-7c4e-7b1a-9f31-2b8e5d0c4a11 --json | jq '.spans[] | {service, name, duration_ms}'\n\nThe id is what the APIs answer as a payment's `id` (the orchestrator's saga). Spans arrive in\nJaeger a second or two after the payment: the command waits up to --wait-ms for the trace.\nExit code 0 when found, 1 when no trace has that id, 7 when the platform is not running."
+    )]
+    Trace {
+        /// The payment's id (a UUID)
+        payment_id: uuid::Uuid,
+        /// Print the trace as JSON (spans in tree order with depth, offsets and parents)
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for the trace to reach Jaeger
+        #[arg(long, default_value_t = 5_000, value_name = "MS")]
+        wait_ms: u64,
+    },
+
+    /// Alerts that Alertmanager sent to the local webhook receiver: firing first, then resolved
+    #[command(
+        after_help = "Examples:\n  paytool alerts\n  paytool alerts --firing --json | jq -r '.[].labels.slo'\n\nThe SLO burn-rate alerts (stacks/observability/slos.yaml) page at 14.4x over 1h and 5m or\n6x over 6h and 30m, and open a ticket at 1x over 3d and 6h. Exit code 0 whether or not\nanything fires; 7 when the platform was never started."
+    )]
+    Alerts {
+        /// Only alerts firing now
+        #[arg(long)]
+        firing: bool,
+        /// At most this many alerts (newest first)
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Print the alerts as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Each SLO with its error ratio, burn rates and the error budget left, from Prometheus
+    #[command(
+        after_help = "Examples:\n  paytool slo\n  paytool slo --json | jq '.[] | {name, budget_remaining}'\n\nThe budget is counted over each SLO's window (30 days) on what Prometheus holds; an SLO\nwithout traffic yet shows no data. Exit code 0 when every budget is positive, 1 when one is\nspent, 7 when the platform is not running."
+    )]
+    Slo {
+        /// Print the SLOs as JSON
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Internal: the supervisor process that `up` starts
     #[command(name = "__supervise", hide = true)]
     Supervise,
+
+    /// Internal: paytool's agent (Alertmanager's webhook receiver, the gateway's spans)
+    #[command(name = "__agent", hide = true)]
+    Agent {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        spans_udp: std::net::SocketAddr,
+        #[arg(long)]
+        otlp_endpoint: String,
+        #[arg(long)]
+        store: PathBuf,
+    },
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -105,7 +105,7 @@ impl Home {
         }
         let text = fs::read_to_string(&marker_path)
             .with_context(|| format!("cannot read {}", marker_path.display()))?;
-        let marker: Marker = serde_json::from_str(&text).map_err(|error| {
+        let mut marker: Marker = serde_json::from_str(&text).map_err(|error| {
             fail(
                 Code::StateDir,
                 format!(
@@ -115,6 +115,7 @@ impl Home {
                 ),
             )
         })?;
+        marker.ports = marker.ports.filled();
         if marker.format != FORMAT {
             return Err(fail(
                 Code::StateDir,

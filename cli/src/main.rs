@@ -1,5 +1,7 @@
 //! `paytool`: brings the payments platform up on this machine and drives it.
 
+mod agent;
+mod alerts;
 mod bench;
 mod bench_stream;
 mod cli;
@@ -16,10 +18,12 @@ mod project;
 mod qr;
 mod setup;
 mod slo;
+mod slo_report;
 mod state;
 mod status;
 mod supervisor;
 mod tls;
+mod trace;
 mod ui;
 mod up;
 
@@ -156,6 +160,41 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout { json } => {
             let home = existing_home(&home_dir, &project)?;
             pay::printing_refusals(pay::login::logout(&home, json)).await
+        }
+        Command::Trace {
+            payment_id,
+            json,
+            wait_ms,
+        } => {
+            let home = existing_home(&home_dir, &project)?;
+            trace::run(&home, payment_id, json, wait_ms).await
+        }
+        Command::Alerts {
+            firing,
+            limit,
+            json,
+        } => {
+            let home = existing_home(&home_dir, &project)?;
+            alerts::run(&home, firing, limit, json)
+        }
+        Command::Slo { json } => {
+            let home = existing_home(&home_dir, &project)?;
+            slo_report::run(&home, &project, json).await
+        }
+        Command::Agent {
+            listen,
+            spans_udp,
+            otlp_endpoint,
+            store,
+        } => {
+            agent::run(agent::AgentArgs {
+                listen,
+                spans_udp,
+                otlp_endpoint,
+                store_dir: store,
+            })
+            .await?;
+            Ok(0)
         }
         Command::Supervise => {
             let home = home::Home::open(&home_dir, &project)?.ok_or_else(|| {

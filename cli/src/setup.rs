@@ -55,6 +55,12 @@ pub struct Tools {
     pub kafka_libs: PathBuf,
     pub keycloak_java_home: PathBuf,
     pub keycloak_home: PathBuf,
+    /// The OpenTelemetry Collector built with its builder, and Jaeger v2.
+    pub otelcol: PathBuf,
+    pub jaeger: PathBuf,
+    /// Debian's packages.
+    pub prometheus: PathBuf,
+    pub alertmanager: PathBuf,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -95,6 +101,11 @@ const STEPS: &[Step] = &[
         name: "keycloak",
         check: check_keycloak,
         install: install_keycloak,
+    },
+    Step {
+        name: "otel collector + jaeger",
+        check: check_observability,
+        install: install_observability,
     },
     Step {
         name: "hosts entries",
@@ -156,6 +167,10 @@ impl Setup {
             kafka_libs: self.kafka_dir().join("libs"),
             keycloak_java_home,
             keycloak_home: self.keycloak_dir(),
+            otelcol: self.observability_dir().join("bin/paytool-otelcol"),
+            jaeger: self.observability_dir().join("bin/jaeger"),
+            prometheus: PathBuf::from("/usr/bin/prometheus"),
+            alertmanager: PathBuf::from("/usr/bin/prometheus-alertmanager"),
         })
     }
 
@@ -164,6 +179,9 @@ impl Setup {
     }
     fn keycloak_dir(&self) -> PathBuf {
         self.cache.join(format!("keycloak-{KEYCLOAK_VERSION}"))
+    }
+    fn observability_dir(&self) -> PathBuf {
+        self.cache.join("observability")
     }
     fn log_path(&self, what: &str) -> PathBuf {
         self.cache.join("logs").join(format!("setup-{what}.log"))
@@ -192,6 +210,30 @@ impl Setup {
             format!("{what} failed ({status}); see {}: {tail}", log.display()),
         ))
     }
+}
+
+/// The collector and Jaeger are built from source with Go (scripts/install-observability.sh,
+/// which pins their versions and keeps everything under the cache's `observability/`).
+fn observability_script(setup: &Setup) -> Command {
+    let mut command = Command::new("bash");
+    command
+        .arg(setup.project.join("scripts/install-observability.sh"))
+        .env("PAYTOOL_CACHE_DIR", &setup.cache);
+    command
+}
+
+fn check_observability(setup: &Setup) -> anyhow::Result<bool> {
+    Ok(observability_script(setup)
+        .arg("--check")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success()))
+}
+
+fn install_observability(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
+    setup.run_logged("observability", &mut observability_script(setup))
 }
 
 fn is_root() -> bool {

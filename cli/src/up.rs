@@ -230,6 +230,17 @@ fn print_summary(home: &Home, elapsed: Duration) {
         ports.postgres
     );
     println!("    127.0.0.1:{:<26} Kafka (KRaft)", ports.kafka);
+    println!("  observability (loopback)");
+    for (port, what) in [
+        (
+            ports.jaeger_query,
+            "Jaeger's query API (`paytool trace PAYMENT_ID`)",
+        ),
+        (ports.prometheus, "Prometheus (`paytool slo`)"),
+        (ports.alertmanager, "Alertmanager (`paytool alerts`)"),
+    ] {
+        println!("    http://127.0.0.1:{port:<19} {what}");
+    }
     println!();
     println!("`paytool status` shows health, `paytool logs NAME -f` follows a log, `paytool down` stops it all.");
 }

@@ -576,6 +576,9 @@ fn every_subcommand_has_help_with_an_example() {
         vec!["bench", "ledger", "--help"],
         vec!["qr", "decode", "--help"],
         vec!["qr", "encode", "--help"],
+        vec!["trace", "--help"],
+        vec!["alerts", "--help"],
+        vec!["slo", "--help"],
     ] {
         let output = Command::new(PAYTOOL).args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");
@@ -708,6 +711,74 @@ async fn password_login(
     token["access_token"].as_str().expect("a token").to_string()
 }
 
+/// A merchant with a static payment request and a consumer with money, registered through an
+/// installation's gateway.
+struct Shop {
+    client: reqwest::Client,
+    base: String,
+    merchant: String,
+    consumer: String,
+    /// The merchant's static payment request (`payload` is its QR).
+    request: Value,
+}
+
+impl Shop {
+    async fn open(installation: &Installation, status: &Value, name: &str) -> Self {
+        let client = platform_client(installation, status);
+        let base = format!("https://{{host}}.local.test:{}", installation.https_port());
+        let url = |host: &str, path: &str| format!("{}{path}", base.replace("{host}", host));
+        let password = "correct horse battery";
+        let merchant_email = format!("merchant-{}@example.test", uuid::Uuid::new_v4().simple());
+        let (code, _) = post_json(
+            &client,
+            url("merchant", "/v1/merchants"),
+            None,
+            serde_json::json!({ "name": name, "city": "Nagoya", "country": "JP", "mcc": "5812",
+                                "currency": "JPY", "email": merchant_email, "password": password }),
+        )
+        .await;
+        assert_eq!(code, 201);
+        let merchant = password_login(&client, &base, &merchant_email, password).await;
+        let consumer_email = format!("consumer-{}@example.test", uuid::Uuid::new_v4().simple());
+        let (code, _) = post_json(
+            &client,
+            url("api", "/v1/consumers"),
+            None,
+            serde_json::json!({ "email": consumer_email, "password": password, "name": "Out Age" }),
+        )
+        .await;
+        assert_eq!(code, 201);
+        let consumer = password_login(&client, &base, &consumer_email, password).await;
+        let (code, _) = post_json(
+            &client,
+            url("api", "/v1/wallet/top-ups"),
+            Some(&consumer),
+            serde_json::json!({ "amount": { "value": 1_000_000, "currency": "JPY" } }),
+        )
+        .await;
+        assert_eq!(code, 201);
+        let (code, request) = post_json(
+            &client,
+            url("merchant", "/v1/payment-requests"),
+            Some(&merchant),
+            serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(code, 201);
+        Self {
+            client,
+            base,
+            merchant,
+            consumer,
+            request,
+        }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("{}{path}", self.base.replace("{host}", host))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_kafka_frozen_for_30_s_during_a_burst_every_payment_reaches_the_merchant_once() {
     // Payments do not wait for Kafka (their events wait in the outboxes); when the broker
@@ -719,48 +790,10 @@ async fn with_kafka_frozen_for_30_s_during_a_burst_every_payment_reaches_the_mer
     let up = installation.run(&["up"]);
     assert!(up.status.success(), "{}", text(&up));
     let status = installation.status();
-    let client = platform_client(&installation, &status);
-    let base = format!("https://{{host}}.local.test:{}", installation.https_port());
-    let url = |host: &str, path: &str| format!("{}{path}", base.replace("{host}", host));
-    let password = "correct horse battery";
-
-    let merchant_email = format!("merchant-{}@example.test", uuid::Uuid::new_v4().simple());
-    let (code, _) = post_json(
-        &client,
-        url("merchant", "/v1/merchants"),
-        None,
-        serde_json::json!({ "name": "Outage Cafe", "city": "Nagoya", "country": "JP", "mcc": "5812",
-                            "currency": "JPY", "email": merchant_email, "password": password }),
-    )
-    .await;
-    assert_eq!(code, 201);
-    let merchant = password_login(&client, &base, &merchant_email, password).await;
-    let consumer_email = format!("consumer-{}@example.test", uuid::Uuid::new_v4().simple());
-    let (code, _) = post_json(
-        &client,
-        url("api", "/v1/consumers"),
-        None,
-        serde_json::json!({ "email": consumer_email, "password": password, "name": "Out Age" }),
-    )
-    .await;
-    assert_eq!(code, 201);
-    let consumer = password_login(&client, &base, &consumer_email, password).await;
-    let (code, _) = post_json(
-        &client,
-        url("api", "/v1/wallet/top-ups"),
-        Some(&consumer),
-        serde_json::json!({ "amount": { "value": 1_000_000, "currency": "JPY" } }),
-    )
-    .await;
-    assert_eq!(code, 201);
-    let (code, request) = post_json(
-        &client,
-        url("merchant", "/v1/payment-requests"),
-        Some(&merchant),
-        serde_json::json!({}),
-    )
-    .await;
-    assert_eq!(code, 201);
+    let shop = Shop::open(&installation, &status, "Outage Cafe").await;
+    let client = &shop.client;
+    let url = |host: &str, path: &str| shop.url(host, path);
+    let (consumer, request) = (shop.consumer.as_str(), &shop.request);
 
     // Freeze the broker (its whole process group), as a hung or partitioned broker would be:
     // the supervisor sees it alive, clients see it silent.
@@ -779,9 +812,9 @@ async fn with_kafka_frozen_for_30_s_during_a_burst_every_payment_reaches_the_mer
     for i in 0..PAYMENTS {
         let amount = 100 + i as i64;
         let (code, payment) = post_json(
-            &client,
+            client,
             url("api", "/v1/payments"),
-            Some(&consumer),
+            Some(consumer),
             serde_json::json!({ "qr": request["payload"], "amount": { "value": amount, "currency": "JPY" } }),
         )
         .await;
@@ -807,7 +840,7 @@ async fn with_kafka_frozen_for_30_s_during_a_burst_every_payment_reaches_the_mer
         loop {
             let page: Value = client
                 .get(url("merchant", "/v1/transactions?limit=100"))
-                .bearer_auth(&merchant)
+                .bearer_auth(&shop.merchant)
                 .send()
                 .await
                 .expect("sent")
@@ -840,6 +873,138 @@ async fn with_kafka_frozen_for_30_s_during_a_burst_every_payment_reaches_the_mer
         .map(|item| item["amount"]["value"].as_i64().expect("amount"))
         .sum();
     assert_eq!(listed_total, total);
+    let verified = installation.run(&["ledger", "verify"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+}
+
+/// `paytool alerts --json` of an installation: the alert for `alert` on `slo`, if any.
+fn alert_of(installation: &Installation, alert: &str, slo: &str) -> Option<Value> {
+    let output = installation.run(&["alerts", "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let alerts: Value = serde_json::from_slice(&output.stdout).expect("alerts --json is JSON");
+    alerts
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|a| a["labels"]["alertname"] == alert && a["labels"]["slo"] == slo)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_burst_pages_through_alertmanager_and_the_page_resolves_after_recovery() {
+    // The SLO windows 60 times shorter (1h → 1m, 5m → 5s, `for` 2m → 2s): the fast-burn page
+    // needs more than 14.4 × 0.1 % errors over both. The burst: the orchestrator frozen, so
+    // consumer-api's calls to it time out (5 s) and payments answer 500 until the page comes.
+    const BURST_MAX_S: u64 = 60;
+    const ALERT: &str = "SLOErrorBudgetBurnFast";
+    const SLO: &str = "payment-creation-availability";
+    let installation = Installation::new(27600);
+    let up = installation
+        .command(&["up"])
+        .env("PAYTOOL_SLO_TIME_SCALE", "60")
+        .output()
+        .expect("paytool runs");
+    assert!(up.status.success(), "{}", text(&up));
+    let status = installation.status();
+    let shop = Shop::open(&installation, &status, "Burst Bar").await;
+    let pay = || {
+        let shop = &shop;
+        async move {
+            post_json(
+                &shop.client,
+                shop.url("api", "/v1/payments"),
+                Some(&shop.consumer),
+                serde_json::json!({ "qr": shop.request["payload"], "amount": { "value": 100, "currency": "JPY" } }),
+            )
+            .await
+            .0
+        }
+    };
+    // Some good traffic first, so the windows have a baseline.
+    for _ in 0..10 {
+        assert_eq!(pay().await, 201);
+    }
+    assert!(alert_of(&installation, ALERT, SLO).is_none());
+
+    let orchestrator = pid_of(&status, "orchestrator");
+    let signal = |name: &str| {
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), orchestrator.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{name} {orchestrator}");
+    };
+    signal("STOP");
+    // A payment every 0.5 s, each failing after 5 s, until the page arrives (at most BURST_MAX_S).
+    let started = Instant::now();
+    let mut requests = Vec::new();
+    let mut fired = false;
+    while !fired && started.elapsed() < Duration::from_secs(BURST_MAX_S) {
+        requests.push(tokio::spawn({
+            let client = shop.client.clone();
+            let url = shop.url("api", "/v1/payments");
+            let consumer = shop.consumer.clone();
+            let body = serde_json::json!({ "qr": shop.request["payload"], "amount": { "value": 100, "currency": "JPY" } });
+            async move { post_json(&client, url, Some(&consumer), body).await.0 }
+        }));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        fired = alert_of(&installation, ALERT, SLO).is_some_and(|a| a["status"] == "firing");
+    }
+    signal("CONT");
+    let mut codes = Vec::new();
+    for request in requests {
+        codes.push(request.await.expect("joined"));
+    }
+    assert!(
+        codes.iter().filter(|c| **c >= 500).count() >= codes.len() / 2,
+        "the burst failed: {codes:?}"
+    );
+    let page = alert_of(&installation, ALERT, SLO);
+    assert!(fired, "no page for {SLO}: {page:?}");
+    let page = page.expect("the page");
+    assert_eq!(page["receiver"], "page", "{page}");
+    assert_eq!(page["labels"]["severity"], "page", "{page}");
+
+    // `paytool slo` sees the budget spent (some of it) while the page fires.
+    let slo = installation.run(&["slo", "--json"]);
+    let slos: Value = serde_json::from_slice(&slo.stdout)
+        .unwrap_or_else(|e| panic!("slo --json is JSON ({e}): {}", text(&slo)));
+    let availability = slos
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|s| s["name"] == SLO)
+        .expect("the SLO");
+    assert!(
+        availability["error_ratio"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{availability}"
+    );
+    assert!(
+        availability["budget_remaining"]
+            .as_f64()
+            .is_some_and(|r| r < 1.0),
+        "{availability}"
+    );
+
+    // Recovery: payments succeed again; once the 5 s window is clean the page resolves.
+    let resolved = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            let code = pay().await;
+            assert!(code == 201 || code >= 500, "{code}");
+            if alert_of(&installation, ALERT, SLO).is_some_and(|a| a["status"] == "resolved") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(
+        resolved.is_ok(),
+        "the page did not resolve: {:?}",
+        alert_of(&installation, ALERT, SLO)
+    );
     let verified = installation.run(&["ledger", "verify"]);
     assert!(verified.status.success(), "{}", text(&verified));
 }

@@ -149,3 +149,19 @@ tests:
     );
     assert!(out.contains("SUCCESS"), "{out}");
 }
+
+#[test]
+fn the_local_runtimes_recording_rules_pass_promtool_check() {
+    let path = project_root().join("stacks/local/prometheus/recording-rules.yaml");
+    let out = assert_success(
+        &promtool(
+            &project_root(),
+            &["check", "rules", path.to_str().expect("a UTF-8 path")],
+        ),
+        "promtool check rules recording-rules.yaml",
+    );
+    assert!(
+        out.contains("6 rules found"),
+        "unexpected promtool output:\n{out}"
+    );
+}

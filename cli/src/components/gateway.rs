@@ -98,6 +98,7 @@ pub async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     context.insert("keycloak_port", &ports.keycloak);
     context.insert("consumer_api_port", &ports.consumer_api);
     context.insert("merchant_api_port", &ports.merchant_api);
+    context.insert("gateway_spans_port", &ports.gateway_spans);
     context.insert("edge_js", &ctx.project.join("stacks/local/gateway/edge.js"));
     context.insert(
         "issuer",

@@ -1,9 +1,11 @@
 //! The platform's components: how each is prepared, started, probed, stopped, and what runs
 //! once it is ready. The supervisor drives them; nothing here loops or waits on its own.
 
+pub mod alerting;
 pub mod gateway;
 pub mod kafka;
 pub mod keycloak;
+pub mod observability;
 pub mod postgres;
 pub mod services;
 
@@ -16,7 +18,15 @@ use std::path::PathBuf;
 /// Start order: every component of a wave starts at once; a wave starts when the previous
 /// one is ready. Stopping runs the other way round.
 pub const WAVES: &[&[&str]] = &[
-    &["postgres", "kafka"],
+    &[
+        "postgres",
+        "kafka",
+        "jaeger",
+        "otel-collector",
+        "agent",
+        "alertmanager",
+        "prometheus",
+    ],
     &["keycloak", "orchestrator", "consumer-api", "merchant-api"],
     &["gateway"],
 ];
@@ -58,6 +68,11 @@ pub fn spec(ctx: &Ctx, name: &str) -> anyhow::Result<Spec> {
         "kafka" => kafka::spec(ctx),
         "keycloak" => keycloak::spec(ctx),
         "gateway" => gateway::spec(ctx),
+        "jaeger" => observability::spec(ctx, "jaeger"),
+        "otel-collector" => observability::spec(ctx, "otel-collector"),
+        "prometheus" => alerting::spec(ctx, "prometheus"),
+        "alertmanager" => alerting::spec(ctx, "alertmanager"),
+        "agent" => alerting::spec(ctx, "agent"),
         other => services::spec(ctx, other),
     }
 }
@@ -82,6 +97,8 @@ pub fn probe(home: &Home, secrets: &Secrets, name: &str) -> Probe {
             ca: None,
         },
         "gateway" => gateway::probe(home),
+        "jaeger" | "otel-collector" => observability::probe(home, name),
+        "prometheus" | "alertmanager" | "agent" => alerting::probe(home, name),
         service => Probe::Http {
             url: format!(
                 "http://127.0.0.1:{}/health/ready",
@@ -100,6 +117,8 @@ pub async fn prepare(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
         "kafka" => kafka::prepare(ctx).await,
         "keycloak" => keycloak::prepare(ctx).await,
         "gateway" => gateway::prepare(ctx).await,
+        "jaeger" | "otel-collector" => observability::prepare(ctx, name).await,
+        "prometheus" | "alertmanager" | "agent" => alerting::prepare(ctx, name).await,
         _ => Ok(()),
     }
 }

@@ -102,6 +102,11 @@ pub fn spec(ctx: &Ctx, service: &str) -> anyhow::Result<Spec> {
             format!("127.0.0.1:{}", ctx.home.ports().kafka),
         ),
         ("RUST_LOG".into(), "info".into()),
+        // Spans go to the collector (and on to Jaeger).
+        (
+            paykit::telemetry::OTLP_ENDPOINT_ENV.into(),
+            super::observability::otlp_endpoint(&ctx.home),
+        ),
     ];
     if name == "consumer-api" {
         // The wallet's sign-in (a backend-for-frontend at wallet.local.test).

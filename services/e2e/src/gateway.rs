@@ -99,4 +99,35 @@ impl Gateway {
         }
         request.send().await.expect("sent")
     }
+
+    /// Registers a merchant (a shop in Nara selling in JPY) and signs in as them.
+    pub async fn register_merchant(&self) -> String {
+        let email = crate::unique_email("till");
+        let registered = self
+            .post(
+                "merchant",
+                "/v1/merchants",
+                None,
+                serde_json::json!({ "name": "Till Shop", "city": "Nara", "country": "JP",
+                    "mcc": "5411", "currency": "JPY", "email": email, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(registered.status(), 201);
+        self.login(&email).await
+    }
+
+    /// Registers a consumer and signs in as them.
+    pub async fn register_consumer(&self) -> String {
+        let email = crate::unique_email("limited");
+        let registered = self
+            .post(
+                "api",
+                "/v1/consumers",
+                None,
+                serde_json::json!({ "email": email, "password": PASSWORD, "name": "Lim Ited" }),
+            )
+            .await;
+        assert_eq!(registered.status(), 201);
+        self.login(&email).await
+    }
 }

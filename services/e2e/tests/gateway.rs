@@ -230,32 +230,11 @@ async fn a_burst_of_charges_from_one_till_is_rate_limited() {
 }
 
 async fn register_merchant(gateway: &Gateway) -> String {
-    let email = e2e::unique_email("till");
-    let registered = gateway
-        .post(
-            "merchant",
-            "/v1/merchants",
-            None,
-            json!({ "name": "Till Shop", "city": "Nara", "country": "JP", "mcc": "5411",
-                    "currency": "JPY", "email": email, "password": PASSWORD }),
-        )
-        .await;
-    assert_eq!(registered.status(), 201);
-    gateway.login(&email).await
+    gateway.register_merchant().await
 }
 
 async fn register_consumer(gateway: &Gateway) -> String {
-    let email = e2e::unique_email("limited");
-    let registered = gateway
-        .post(
-            "api",
-            "/v1/consumers",
-            None,
-            json!({ "email": email, "password": PASSWORD, "name": "Lim Ited" }),
-        )
-        .await;
-    assert_eq!(registered.status(), 201);
-    gateway.login(&email).await
+    gateway.register_consumer().await
 }
 
 #[tokio::test]

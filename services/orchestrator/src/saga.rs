@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::time::Duration;
+use tracing::Instrument;
 use uuid::Uuid;
 
 const TERMINAL: &[&str] = &["completed", "declined", "voided", "failed"];
@@ -527,7 +528,28 @@ impl Sagas {
 
     /// Moves a saga forward until it ends or a step must wait. `skip_locked`: the recovery
     /// worker leaves alone a saga that a request is driving right now.
+    ///
+    /// Runs in a `saga.drive` span whose `saga.id` attribute is how `paytool trace ID` finds
+    /// a payment's trace in Jaeger.
     pub async fn drive(&self, id: Uuid, skip_locked: bool) -> Result<SagaView, SagaError> {
+        let span = tracing::info_span!(
+            "saga.drive",
+            "saga.id" = %id,
+            "saga.kind" = tracing::field::Empty,
+            "saga.state" = tracing::field::Empty,
+        );
+        let outcome = self
+            .drive_steps(id, skip_locked)
+            .instrument(span.clone())
+            .await;
+        if let Ok(saga) = &outcome {
+            span.record("saga.kind", saga.kind.as_str());
+            span.record("saga.state", saga.state.as_str());
+        }
+        outcome
+    }
+
+    async fn drive_steps(&self, id: Uuid, skip_locked: bool) -> Result<SagaView, SagaError> {
         for _ in 0..STEPS_MAX {
             let mut tx = self.pool.begin().await?;
             let lock = if skip_locked {

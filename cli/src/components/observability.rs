@@ -1,0 +1,113 @@
+//! Tracing engines of the local runtime: Jaeger v2 (traces kept in memory, read by
+//! `paytool trace`) and the OpenTelemetry Collector built with its builder (OTLP/HTTP in from
+//! the services; traces on to Jaeger, metrics out for Prometheus). Both on loopback only.
+
+use super::{render, Ctx, Spec};
+use crate::home::Home;
+use crate::probe::Probe;
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+
+const COLLECTOR_TEMPLATE: &str = "stacks/local/otel/collector.yaml.tera";
+const JAEGER_TEMPLATE: &str = "stacks/local/jaeger/jaeger.yaml.tera";
+
+fn config_path(home: &Home, name: &str) -> PathBuf {
+    let file = if name == "jaeger" {
+        "jaeger.yaml"
+    } else {
+        "collector.yaml"
+    };
+    home.component_dir(name).join(file)
+}
+
+/// The collector's OTLP/HTTP endpoint, for the services' `OTEL_EXPORTER_OTLP_ENDPOINT`.
+pub fn otlp_endpoint(home: &Home) -> String {
+    format!("http://127.0.0.1:{}", home.ports().otel_otlp_http)
+}
+
+/// Jaeger's query API (`/api/traces/{id}`, `/api/services`).
+pub fn jaeger_query_url(home: &Home) -> String {
+    format!("http://127.0.0.1:{}", home.ports().jaeger_query)
+}
+
+pub fn probe(home: &Home, name: &str) -> Probe {
+    let url = if name == "jaeger" {
+        format!("{}/api/services", jaeger_query_url(home))
+    } else {
+        format!("http://127.0.0.1:{}/", home.ports().otel_health)
+    };
+    Probe::Http {
+        url,
+        resolve: None,
+        ca: None,
+    }
+}
+
+pub fn spec(ctx: &Ctx, name: &'static str) -> anyhow::Result<Spec> {
+    let ports = ctx.home.ports();
+    let (program, ports_used, urls) = if name == "jaeger" {
+        (
+            ctx.tools.jaeger.clone(),
+            vec![
+                ("otlp-grpc", ports.jaeger_otlp_grpc),
+                ("query", ports.jaeger_query),
+                ("query-grpc", ports.jaeger_query_grpc),
+                ("telemetry", ports.jaeger_telemetry),
+            ],
+            vec![jaeger_query_url(&ctx.home)],
+        )
+    } else {
+        (
+            ctx.tools.otelcol.clone(),
+            vec![
+                ("otlp-http", ports.otel_otlp_http),
+                ("health", ports.otel_health),
+                ("prometheus", ports.otel_prometheus),
+                ("telemetry", ports.otel_telemetry),
+            ],
+            vec![otlp_endpoint(&ctx.home)],
+        )
+    };
+    Ok(Spec {
+        name,
+        program,
+        args: vec![format!(
+            "--config={}",
+            config_path(&ctx.home, name).display()
+        )],
+        env: Vec::new(),
+        cwd: ctx.home.component_dir(name),
+        run_as: None,
+        ports: ports_used,
+        urls,
+        probe: probe(&ctx.home, name),
+        ready_timeout_ms: 30_000,
+        stop_signal: Signal::SIGTERM,
+        stop_timeout_ms: 10_000,
+    })
+}
+
+pub async fn prepare(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let ports = ctx.home.ports();
+    let mut context = tera::Context::new();
+    let template = if name == "jaeger" {
+        context.insert("otlp_grpc_port", &ports.jaeger_otlp_grpc);
+        context.insert("query_port", &ports.jaeger_query);
+        context.insert("query_grpc_port", &ports.jaeger_query_grpc);
+        context.insert("telemetry_port", &ports.jaeger_telemetry);
+        JAEGER_TEMPLATE
+    } else {
+        context.insert("otlp_http_port", &ports.otel_otlp_http);
+        context.insert("health_port", &ports.otel_health);
+        context.insert("prometheus_port", &ports.otel_prometheus);
+        context.insert("telemetry_port", &ports.otel_telemetry);
+        context.insert("jaeger_otlp_grpc_port", &ports.jaeger_otlp_grpc);
+        COLLECTOR_TEMPLATE
+    };
+    std::fs::create_dir_all(ctx.home.component_dir(name))?;
+    std::fs::write(
+        config_path(&ctx.home, name),
+        render(ctx, template, &context)?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! One payment through the running test platform's gateway is one trace in Jaeger, from the
+//! gateway's span (exported by paytool's agent from nginx's log) through consumer-api,
+//! merchant-api and the orchestrator's saga, across Kafka to merchant-api's consumer, read
+//! back with `paytool trace PAYMENT_ID --json`.
+
+use e2e::gateway::Gateway;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::Duration;
+
+/// The consumer's span reaches Jaeger last (after Kafka); each `paytool trace` waits for the
+/// trace to settle, and the test asks again a bounded number of times.
+const TRACE_ATTEMPTS_MAX: u32 = 10;
+
+fn paytool_trace(payment_id: &str) -> (i32, Value, String) {
+    let home = paykit::testing::platform_status()["home"]
+        .as_str()
+        .expect("the status names the installation's home")
+        .to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_paytool"))
+        .args([
+            "--home",
+            &home,
+            "trace",
+            payment_id,
+            "--json",
+            "--wait-ms",
+            "10000",
+        ])
+        .output()
+        .expect("paytool runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let trace = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap_or(-1), trace, stderr)
+}
+
+/// merchant-api's consumer of the payment's event (span kind consumer, topic payments.v1).
+fn is_merchant_consumer(span: &Value) -> bool {
+    span["service"] == "merchant-api"
+        && span["attributes"]["span.kind"] == "consumer"
+        && span["attributes"]["messaging.destination.name"] == "payments.v1"
+}
+
+fn has_consumer_span(trace: &Value) -> bool {
+    trace["spans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(is_merchant_consumer)
+}
+
+#[tokio::test]
+async fn one_payment_through_the_gateway_is_one_trace_from_the_gateway_to_the_merchant_s_consumer()
+{
+    let gateway = Gateway::from(Ipv4Addr::new(127, 0, 2, 1));
+    let merchant = gateway.register_merchant().await;
+    let consumer = gateway.register_consumer().await;
+    let topped = gateway
+        .post(
+            "api",
+            "/v1/wallet/top-ups",
+            Some(&consumer),
+            json!({ "amount": { "value": 1_000, "currency": "JPY" } }),
+        )
+        .await;
+    assert_eq!(topped.status(), 201);
+    let request: Value = gateway
+        .post(
+            "merchant",
+            "/v1/payment-requests",
+            Some(&merchant),
+            json!({ "amount": { "value": 400, "currency": "JPY" } }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let paid = gateway
+        .post(
+            "api",
+            "/v1/payments",
+            Some(&consumer),
+            json!({ "qr": request["payload"] }),
+        )
+        .await;
+    assert_eq!(paid.status(), 201);
+    let payment: Value = paid.json().await.expect("json");
+    let payment_id = payment["id"]
+        .as_str()
+        .expect("the payment's id")
+        .to_string();
+
+    let mut trace = Value::Null;
+    for _ in 0..TRACE_ATTEMPTS_MAX {
+        let (code, found, stderr) = paytool_trace(&payment_id);
+        if code == 0 && has_consumer_span(&found) {
+            trace = found;
+            break;
+        }
+        eprintln!("not yet: exit {code}: {stderr}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        has_consumer_span(&trace),
+        "no trace with merchant-api's consumer for payment {payment_id}: {trace}"
+    );
+    let spans = trace["spans"].as_array().expect("spans");
+    let by_id: HashMap<&str, &Value> = spans
+        .iter()
+        .map(|s| (s["span_id"].as_str().expect("span_id"), s))
+        .collect();
+
+    // One root, the gateway's, and every other span's parent is in the trace.
+    let roots: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["parent_span_id"].is_null())
+        .collect();
+    assert_eq!(roots.len(), 1, "one root span: {trace}");
+    assert_eq!(roots[0]["service"], "gateway", "{trace}");
+    assert_eq!(roots[0]["name"], "POST api.local.test", "{trace}");
+    assert_eq!(
+        roots[0]["attributes"]["url.path"], "/v1/payments",
+        "{trace}"
+    );
+    for span in spans {
+        assert_eq!(span["parent_missing"], false, "{span}");
+        if let Some(parent) = span["parent_span_id"].as_str() {
+            let parent = by_id[parent];
+            assert!(
+                parent["start_offset_us"].as_u64() <= span["start_offset_us"].as_u64(),
+                "a child does not start before its parent: {parent} / {span}"
+            );
+        }
+    }
+    // consumer-api's request span is the gateway's child: the traceparent nginx sent.
+    let consumer_api = spans
+        .iter()
+        .find(|s| s["service"] == "consumer-api" && s["parent_span_id"] == roots[0]["span_id"])
+        .unwrap_or_else(|| panic!("consumer-api's span under the gateway's: {trace}"));
+    assert_eq!(consumer_api["depth"], 1);
+
+    // From merchant-api's consumer of the payment's event back to the root: Kafka's headers
+    // carried the saga's context, which came over HTTP from consumer-api and the gateway.
+    let consumed = spans
+        .iter()
+        .find(|s| is_merchant_consumer(s))
+        .expect("the consumer's span");
+    assert_eq!(
+        consumed["attributes"]["messaging.consumer.group.name"],
+        "merchant-api.payments"
+    );
+    let mut chain = vec![consumed];
+    while let Some(parent) = chain.last().and_then(|s| s["parent_span_id"].as_str()) {
+        chain.push(by_id[parent]);
+        assert!(chain.len() <= spans.len(), "no cycle: {trace}");
+    }
+    let services: Vec<&str> = chain
+        .iter()
+        .rev()
+        .map(|s| s["service"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(services.first(), Some(&"gateway"), "{services:?}");
+    assert_eq!(services.get(1), Some(&"consumer-api"), "{services:?}");
+    assert_eq!(services.last(), Some(&"merchant-api"), "{services:?}");
+    let saga = chain
+        .iter()
+        .find(|s| s["service"] == "orchestrator" && s["name"] == "saga.drive")
+        .unwrap_or_else(|| {
+            panic!("the saga's span is an ancestor of the consumer's: {services:?}")
+        });
+    assert_eq!(saga["attributes"]["saga.id"], payment_id.as_str());
+    assert_eq!(saga["attributes"]["saga.state"], "completed", "{saga}");
+}
