@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn a_gateway_line_becomes_a_server_span_ending_when_nginx_logged_it() {
         let span = span_of_syslog_line(LINE).expect("a span");
-        assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736"); // pragma: allowlist secret
         assert_eq!(span["spanId"], "00f067aa0ba902b7");
         assert!(span.get("parentSpanId").is_none(), "a root span: {span}");
         assert_eq!(span["name"], "POST api.local.test");
@@ -337,7 +337,7 @@ mod tests {
             )
             .replace(r#""status":201"#, r#""status":502"#);
         let span = span_of_syslog_line(&line).expect("a span");
-        assert_eq!(span["parentSpanId"], "b7ad6b7169203331");
+        assert_eq!(span["parentSpanId"], "b7ad6b7169203331"); // pragma: allowlist secret
         assert_eq!(span["status"]["code"], 2);
     }
 
@@ -346,7 +346,7 @@ mod tests {
         for line in [
             "",
             "<190>Dec  1 06:00:00 paytool_gateway: not json",
-            &LINE.replace("4BF92F3577B34DA6A3CE929D0E0E4736", "xyz"),
+            &LINE.replace("4BF92F3577B34DA6A3CE929D0E0E4736", "xyz"), // pragma: allowlist secret
             &LINE.replace("00f067aa0ba902b7", "00f067aa"),
             &LINE.replace(r#""end_s":"1764568800.250""#, r#""end_s":"-""#),
             &LINE.replace(
