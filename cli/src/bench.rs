@@ -51,6 +51,52 @@ pub async fn ledger(
     args: &BenchLedgerArgs,
     ui: &Ui,
 ) -> anyhow::Result<i32> {
+    let report = ledger_report(home, pg_bin, args.clients, args.duration_s, ui).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!();
+        println!(
+            "pgbench TPC-B: {:.0} tps ({} clients, scale {})",
+            report.pgbench_tps, args.clients, args.clients
+        );
+        for phase in &report.phases {
+            println!(
+                "{:<32} {:>8.0}/s  p50 {:>6.1} ms  p99 {:>6.1} ms  ({} in {} s)",
+                phase.name,
+                phase.per_second,
+                phase.p50_ms,
+                phase.p99_ms,
+                phase.operations,
+                args.duration_s
+            );
+        }
+        println!(
+            "ledger transfers ÷ pgbench tps: {:.2}; hot merchant ÷ uniform: {:.2}",
+            report.ledger_uniform_vs_pgbench, report.ledger_hot_vs_uniform
+        );
+    }
+    Ok(if report.ledger_verified {
+        0
+    } else {
+        Code::Violation as i32
+    })
+}
+
+/// pgbench's TPC-B, then the ledger's transfers and payment sagas, uniform and hot, on scratch
+/// databases of the running PostgreSQL; ends with the ledger's invariants over what it wrote.
+pub async fn ledger_report(
+    home: &Home,
+    pg_bin: &std::path::Path,
+    clients: u16,
+    duration_s: u16,
+    ui: &Ui,
+) -> anyhow::Result<Report> {
+    let args = BenchLedgerArgs {
+        clients,
+        duration_s,
+        json: false,
+    };
     if crate::state::running_supervisor(home).is_none() {
         return Err(fail(
             Code::NotRunning,
@@ -242,35 +288,7 @@ pub async fn ledger(
         ledger_verified: verified.ok,
         phases,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!();
-        println!(
-            "pgbench TPC-B: {:.0} tps ({} clients, scale {})",
-            report.pgbench_tps, args.clients, args.clients
-        );
-        for phase in &report.phases {
-            println!(
-                "{:<32} {:>8.0}/s  p50 {:>6.1} ms  p99 {:>6.1} ms  ({} in {} s)",
-                phase.name,
-                phase.per_second,
-                phase.p50_ms,
-                phase.p99_ms,
-                phase.operations,
-                args.duration_s
-            );
-        }
-        println!(
-            "ledger transfers ÷ pgbench tps: {:.2}; hot merchant ÷ uniform: {:.2}",
-            report.ledger_uniform_vs_pgbench, report.ledger_hot_vs_uniform
-        );
-    }
-    Ok(if report.ledger_verified {
-        0
-    } else {
-        Code::Violation as i32
-    })
+    Ok(report)
 }
 
 fn posted(

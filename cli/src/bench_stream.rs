@@ -40,6 +40,51 @@ struct Arrival {
 }
 
 pub async fn run(home: &Home, args: &BenchStreamArgs, ui: &Ui) -> anyhow::Result<i32> {
+    let report = measure(home, args.rate_per_s, args.duration_s, ui).await?;
+    let (failed, lost, duplicates) = (
+        report["failed"].as_u64().unwrap_or(0),
+        report["lost"].as_u64().unwrap_or(0),
+        report["duplicates"].as_u64().unwrap_or(0),
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let line = |name: &str, s: &Value| {
+            println!(
+                "{name:<24} p50 {:>7.1} ms   p90 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms",
+                s["p50"].as_f64().unwrap_or_default(),
+                s["p90"].as_f64().unwrap_or_default(),
+                s["p99"].as_f64().unwrap_or_default(),
+                s["max"].as_f64().unwrap_or_default()
+            )
+        };
+        println!(
+            "{} payments at {}/s: {failed} failed, {lost} events lost, {duplicates} delivered twice",
+            report["payments"], args.rate_per_s
+        );
+        line("commit → merchant feed", &report["commit_to_feed_ms"]);
+        line("payment request (HTTPS)", &report["payment_request_ms"]);
+    }
+    Ok(if failed == 0 && lost == 0 && duplicates == 0 {
+        0
+    } else {
+        1
+    })
+}
+
+/// The measurement itself: a report with `payments`, `failed`, `lost`, `duplicates`,
+/// `commit_to_feed_ms` and `payment_request_ms` (each p50/p90/p99/max).
+pub async fn measure(
+    home: &Home,
+    rate_per_s: u16,
+    duration_s: u16,
+    ui: &Ui,
+) -> anyhow::Result<Value> {
+    let args = BenchStreamArgs {
+        rate_per_s,
+        duration_s,
+        json: false,
+    };
     let gateway = Gateway::connect(home)?;
     let payments = usize::from(args.rate_per_s) * usize::from(args.duration_s);
     let payer_count = usize::from(args.rate_per_s)
@@ -218,31 +263,7 @@ pub async fn run(home: &Home, args: &BenchStreamArgs, ui: &Ui) -> anyhow::Result
         "commit_to_feed_ms": summary(&mut delay_ms),
         "payment_request_ms": summary(&mut request_ms),
     });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let line = |name: &str, s: &Value| {
-            println!(
-                "{name:<24} p50 {:>7.1} ms   p90 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms",
-                s["p50"].as_f64().unwrap_or_default(),
-                s["p90"].as_f64().unwrap_or_default(),
-                s["p99"].as_f64().unwrap_or_default(),
-                s["max"].as_f64().unwrap_or_default()
-            )
-        };
-        println!(
-            "{} payments at {}/s: {failed} failed, {lost} events lost, {duplicates} delivered twice",
-            paid.len(),
-            args.rate_per_s
-        );
-        line("commit → merchant feed", &report["commit_to_feed_ms"]);
-        line("payment request (HTTPS)", &report["payment_request_ms"]);
-    }
-    Ok(if failed == 0 && lost == 0 && duplicates == 0 {
-        0
-    } else {
-        1
-    })
+    Ok(report)
 }
 
 /// p50, p90, p99 and max of `values` (nearest rank), in their unit.

@@ -86,9 +86,11 @@ pub enum Command {
     #[command(subcommand)]
     Qr(QrCommand),
 
-    /// Measure throughput on this machine (never asserted in tests)
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Measure the platform on this machine, everything in one run (never asserted in tests)
+    #[command(
+        after_help = "Examples:\n  paytool bench                         # everything, ~4 minutes; report + chart under .paytool/bench\n  paytool bench --rates 25,50,100,200 --step-s 15 --json\n  paytool bench ledger                  # the ledger alone next to pgbench\n  paytool bench stream                  # commit → merchant feed only\n\nIn one run on the same PostgreSQL: pgbench TPC-B, the ledger alone, then QR payments end to\nend at climbing arrival rates through the gateway (uniform merchants, one hot merchant) and\nstraight to the services; p99 at half the highest rate; the merchant's notification delay;\neach component's idle and peak memory. Prints the targets with what was measured and writes\na markdown report with a PNG chart. Exit 0 whatever the figures; 8 if the ledger fails its\ninvariants, 7 when the platform is not running."
+    )]
+    Bench(BenchArgs),
 
     /// Pay and get paid through the running platform's gateway, as consumers and merchants do
     #[command(subcommand, after_help = PAY_HELP)]
@@ -150,6 +152,12 @@ pub enum Command {
         json: bool,
     },
 
+    /// Run a load scenario (stacks/load/scenarios.yaml) against the running platform's gateway
+    #[command(
+        after_help = "Examples:\n  paytool load                                   # the mix: 40/s for 30 s\n  paytool load --scenario payments --rate 80 --duration 60\n  paytool load --scenario smoke --json | jq '.operations[\"qr-payment\"].latency.p99_ms'\n\nAn open model: arrivals start at the rate whatever the answers (too many outstanding and\nthey are dropped and counted). Users are registered and funded first. Exit code 0 when\nevery threshold held, 1 when one was breached, 2 for an unknown scenario, 7 not running."
+    )]
+    Load(LoadArgs),
+
     /// Internal: the supervisor process that `up` starts
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -205,6 +213,35 @@ pub enum LedgerCommand {
     },
 }
 
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    #[command(flatten)]
+    pub all: BenchAllArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchAllArgs {
+    /// Concurrent clients for pgbench and the ledger (1 to 64); pgbench's scale is the same
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub clients: u16,
+    /// Seconds each step runs (5 to 120)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(5..=120))]
+    pub step_s: u16,
+    /// The arrival rates the end-to-end ladders climb, payments a second, comma-separated; a
+    /// ladder stops at the first step the platform cannot keep up with
+    #[arg(long, default_value = "25,50,100,150,200,300")]
+    pub rates: String,
+    /// Where the markdown report and the chart go [default: <home>/bench]
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<std::path::PathBuf>,
+    /// Print the whole report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// The ledger alone (uniform merchants and one hot merchant) next to pgbench's TPC-B, on the
@@ -219,6 +256,22 @@ pub enum BenchCommand {
         after_help = "Examples:\n  paytool bench stream\n  paytool bench stream --rate-per-s 50 --duration-s 20 --json\n\nExit code 1 if a payment failed or its event was lost or delivered twice."
     )]
     Stream(BenchStreamArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LoadArgs {
+    /// The scenario's name: mix, payments, hot-merchant or smoke (see stacks/load/scenarios.yaml)
+    #[arg(long, default_value = "mix")]
+    pub scenario: String,
+    /// Arrivals per second, instead of the scenario's (1 to 1000)
+    #[arg(long = "rate", value_name = "PER_S")]
+    pub rate_per_s: Option<u32>,
+    /// Seconds the load runs, instead of the scenario's (1 to 1800)
+    #[arg(long = "duration", value_name = "S")]
+    pub duration_s: Option<u32>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -3,6 +3,8 @@
 mod agent;
 mod alerts;
 mod bench;
+mod bench_all;
+mod bench_chart;
 mod bench_stream;
 mod cli;
 mod components;
@@ -10,6 +12,7 @@ mod down;
 mod exit;
 mod home;
 mod ledger;
+mod load;
 mod logs;
 mod pay;
 mod ports;
@@ -28,7 +31,7 @@ mod ui;
 mod up;
 
 use clap::Parser;
-use cli::{BenchCommand, Cli, Command, LedgerCommand, QrCommand, TlsCommand};
+use cli::{BenchArgs, BenchCommand, Cli, Command, LedgerCommand, QrCommand, TlsCommand};
 use exit::{fail, Code};
 
 fn main() {
@@ -139,15 +142,26 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Qr(QrCommand::Decode { payload }) => qr::decode(&payload),
         Command::Qr(QrCommand::Encode(args)) => qr::encode(&args),
-        Command::Bench(BenchCommand::Ledger(args)) => {
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Ledger(args)),
+            ..
+        }) => {
             let home = existing_home(&home_dir, &project)?;
             let setup = setup::Setup::new(&project, &cache, setup::Options::default());
             let ui = ui::Ui::new(args.json);
             bench::ledger(&home, &setup.tools()?.pg_bin, &args, &ui).await
         }
-        Command::Bench(BenchCommand::Stream(args)) => {
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Stream(args)),
+            ..
+        }) => {
             let home = existing_home(&home_dir, &project)?;
             bench_stream::run(&home, &args, &ui::Ui::new(args.json)).await
+        }
+        Command::Bench(BenchArgs { command: None, all }) => {
+            let home = existing_home(&home_dir, &project)?;
+            let setup = setup::Setup::new(&project, &cache, setup::Options::default());
+            bench_all::run(&home, &setup.tools()?.pg_bin, &project, &all).await
         }
         Command::Pay(command) => {
             let home = existing_home(&home_dir, &project)?;
@@ -160,6 +174,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout { json } => {
             let home = existing_home(&home_dir, &project)?;
             pay::printing_refusals(pay::login::logout(&home, json)).await
+        }
+        Command::Load(args) => {
+            let home = existing_home(&home_dir, &project)?;
+            load::run(&home, &project, &args).await
         }
         Command::Trace {
             payment_id,

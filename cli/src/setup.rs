@@ -32,6 +32,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // Metrics, SLO burn-rate rules (`promtool` checks and unit-tests them) and alert routing.
     "prometheus",
     "prometheus-alertmanager",
+    // The chart of `paytool bench` (its text).
+    "fonts-dejavu-core",
 ];
 
 /// The names the gateway serves, mapped to loopback in /etc/hosts.

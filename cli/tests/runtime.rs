@@ -573,12 +573,15 @@ fn every_subcommand_has_help_with_an_example() {
         vec!["logs", "--help"],
         vec!["tls", "init", "--help"],
         vec!["ledger", "verify", "--help"],
+        vec!["bench", "--help"],
         vec!["bench", "ledger", "--help"],
+        vec!["bench", "stream", "--help"],
         vec!["qr", "decode", "--help"],
         vec!["qr", "encode", "--help"],
         vec!["trace", "--help"],
         vec!["alerts", "--help"],
         vec!["slo", "--help"],
+        vec!["load", "--help"],
     ] {
         let output = Command::new(PAYTOOL).args(&args).output().expect("runs");
         assert!(output.status.success(), "{args:?}");

@@ -168,6 +168,21 @@ pub struct Gateway {
 impl Gateway {
     /// The gateway of a running installation, reached on loopback whatever `/etc/hosts` says.
     pub fn connect(home: &Home) -> anyhow::Result<Self> {
+        let source = match std::env::var(SOURCE_ADDRESS_ENV) {
+            Ok(source) => Some(source.parse().map_err(|_| {
+                fail(
+                    Code::Usage,
+                    format!("{SOURCE_ADDRESS_ENV}={source} is not an IP address"),
+                )
+            })?),
+            Err(_) => None,
+        };
+        Self::connect_from(home, source)
+    }
+
+    /// The gateway reached from a given local address (any 127.x is loopback): `paytool load`
+    /// spreads its users over several, as many people's devices would be.
+    pub fn connect_from(home: &Home, source: Option<IpAddr>) -> anyhow::Result<Self> {
         if crate::state::running_supervisor(home).is_none() {
             return Err(fail(
                 Code::NotRunning,
@@ -193,13 +208,7 @@ impl Gateway {
             )
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .user_agent(concat!("paytool/", env!("CARGO_PKG_VERSION")));
-        if let Ok(source) = std::env::var(SOURCE_ADDRESS_ENV) {
-            let address: IpAddr = source.parse().map_err(|_| {
-                fail(
-                    Code::Usage,
-                    format!("{SOURCE_ADDRESS_ENV}={source} is not an IP address"),
-                )
-            })?;
+        if let Some(address) = source {
             builder = builder.local_address(address);
         }
         for host in [Host::Api, Host::Merchant, Host::Sso] {
@@ -210,6 +219,11 @@ impl Gateway {
             port,
             realm: crate::components::keycloak::REALM.to_string(),
         })
+    }
+
+    /// The HTTP client itself, for callers that measure single attempts (`paytool load`).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn url(&self, host: Host, path: &str) -> String {
