@@ -1,7 +1,7 @@
 //! `paytool load` against the running test platform (scripts/test.sh's `paytool up`): the smoke
 //! scenario runs every operation of the mix through the gateway, each answered as it should be,
 //! and the ledger still balances afterwards. Latencies are reported, never asserted (speed is
-//! for `paytool bench`).
+//! for `paytool bench`); `paytool bench` itself runs small, to check that it reports.
 
 use serde_json::Value;
 use std::process::{Command, Output};
@@ -74,4 +74,86 @@ fn an_unknown_scenario_or_rate_is_refused_in_one_line_with_the_choices() {
     let too_fast = paytool(&["load", "--scenario", "smoke", "--rate", "5000"]);
     assert_eq!(too_fast.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&too_fast.stderr).contains("rate_per_s must be from 1 to 1000"));
+}
+
+#[test]
+fn bench_runs_every_phase_and_writes_its_report_and_chart() {
+    // Small on purpose: this checks that every phase runs and reports, not how fast (the
+    // figures depend on what else this machine is doing; docs/benchmarks.md has real ones).
+    let dir = tempfile::tempdir().expect("a directory");
+    let output = paytool(&[
+        "bench",
+        "--clients",
+        "1",
+        "--step-s",
+        "5",
+        "--rates",
+        "5,10",
+        "--json",
+        "--report-dir",
+        dir.path().to_str().expect("UTF-8"),
+    ]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bench --json printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert!(report["pgbench_tps"].as_f64().is_some_and(|t| t > 0.0));
+    assert_eq!(report["ledger"]["ledger_verified"], true);
+    let ladders = report["ladders"].as_array().expect("ladders");
+    let routes: Vec<(&str, bool)> = ladders
+        .iter()
+        .map(|l| {
+            (
+                l["route"].as_str().expect("route"),
+                l["hot_merchant"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [("gateway", false), ("gateway", true), ("direct", false)]
+    );
+    for ladder in ladders {
+        let steps = ladder["steps"].as_array().expect("steps");
+        assert!(!steps.is_empty(), "{ladder}");
+        assert_eq!(steps[0]["rate_per_s"], 5);
+        assert!(
+            ladder["max_payments_per_s"]
+                .as_f64()
+                .is_some_and(|m| m > 0.0),
+            "{ladder}"
+        );
+    }
+    assert!(report["stream"]["payments"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(report["stream"]["lost"], 0);
+    for service in ["orchestrator", "consumer-api", "merchant-api", "postgres"] {
+        let memory = &report["memory"][service];
+        assert!(
+            memory["idle_mib"].as_f64().is_some_and(|m| m > 0.0),
+            "{service}: {memory}"
+        );
+        assert!(memory["peak_mib"].as_f64() >= memory["idle_mib"].as_f64());
+    }
+    let targets = report["targets"].as_array().expect("targets");
+    assert_eq!(targets.len(), 8);
+    assert!(targets.iter().all(|t| t["met"].is_boolean()), "{targets:?}");
+
+    let markdown =
+        std::fs::read_to_string(report["markdown"].as_str().expect("path")).expect("the report");
+    for heading in [
+        "## Targets",
+        "## PostgreSQL and the ledger",
+        "## Payments end to end",
+        "## Memory",
+    ] {
+        assert!(markdown.contains(heading), "{heading}");
+    }
+    let chart = std::fs::read(report["chart"].as_str().expect("path")).expect("the chart");
+    assert_eq!(&chart[..8], b"\x89PNG\r\n\x1a\n");
+    let verified = paytool(&["ledger", "verify", "--json"]);
+    let ledger: Value = serde_json::from_slice(&verified.stdout).expect("ledger verify --json");
+    assert_eq!(ledger["ok"], true, "{ledger}");
 }

@@ -4,7 +4,7 @@
 //! back with `paytool trace PAYMENT_ID --json`.
 
 use e2e::gateway::Gateway;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -57,36 +57,9 @@ async fn one_payment_through_the_gateway_is_one_trace_from_the_gateway_to_the_me
     let gateway = Gateway::from(Ipv4Addr::new(127, 0, 2, 1));
     let merchant = gateway.register_merchant().await;
     let consumer = gateway.register_consumer().await;
-    let topped = gateway
-        .post(
-            "api",
-            "/v1/wallet/top-ups",
-            Some(&consumer),
-            json!({ "amount": { "value": 1_000, "currency": "JPY" } }),
-        )
+    let payment = gateway
+        .pay_a_dynamic_qr(&consumer, &merchant, 1_000, 400)
         .await;
-    assert_eq!(topped.status(), 201);
-    let request: Value = gateway
-        .post(
-            "merchant",
-            "/v1/payment-requests",
-            Some(&merchant),
-            json!({ "amount": { "value": 400, "currency": "JPY" } }),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let paid = gateway
-        .post(
-            "api",
-            "/v1/payments",
-            Some(&consumer),
-            json!({ "qr": request["payload"] }),
-        )
-        .await;
-    assert_eq!(paid.status(), 201);
-    let payment: Value = paid.json().await.expect("json");
     let payment_id = payment["id"]
         .as_str()
         .expect("the payment's id")

@@ -116,6 +116,47 @@ impl Gateway {
         self.login(&email).await
     }
 
+    /// Tops up the consumer's wallet with `yen`, then pays a dynamic QR of `price` yen that the
+    /// merchant makes: the payment's answer (asserted 201) as JSON.
+    pub async fn pay_a_dynamic_qr(
+        &self,
+        consumer: &str,
+        merchant: &str,
+        yen: i64,
+        price: i64,
+    ) -> Value {
+        let topped = self
+            .post(
+                "api",
+                "/v1/wallet/top-ups",
+                Some(consumer),
+                serde_json::json!({ "amount": { "value": yen, "currency": "JPY" } }),
+            )
+            .await;
+        assert_eq!(topped.status(), 201);
+        let request: Value = self
+            .post(
+                "merchant",
+                "/v1/payment-requests",
+                Some(merchant),
+                serde_json::json!({ "amount": { "value": price, "currency": "JPY" } }),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        let paid = self
+            .post(
+                "api",
+                "/v1/payments",
+                Some(consumer),
+                serde_json::json!({ "qr": request["payload"] }),
+            )
+            .await;
+        assert_eq!(paid.status(), 201);
+        paid.json().await.expect("json")
+    }
+
     /// Registers a consumer and signs in as them.
     pub async fn register_consumer(&self) -> String {
         let email = crate::unique_email("limited");

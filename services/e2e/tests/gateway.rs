@@ -34,36 +34,9 @@ async fn a_consumer_pays_a_merchant_through_the_gateway_of_the_running_platform(
         .await;
     assert_eq!(registered.status(), 201);
     let consumer = gateway.login(&consumer_email).await;
-    let topped = gateway
-        .post(
-            "api",
-            "/v1/wallet/top-ups",
-            Some(&consumer),
-            json!({ "amount": { "value": 2000, "currency": "JPY" } }),
-        )
-        .await;
-    assert_eq!(topped.status(), 201);
-    let request: Value = gateway
-        .post(
-            "merchant",
-            "/v1/payment-requests",
-            Some(&merchant),
-            json!({ "amount": { "value": 750, "currency": "JPY" } }),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
     let paid = gateway
-        .post(
-            "api",
-            "/v1/payments",
-            Some(&consumer),
-            json!({ "qr": request["payload"] }),
-        )
+        .pay_a_dynamic_qr(&consumer, &merchant, 2000, 750)
         .await;
-    assert_eq!(paid.status(), 201);
-    let paid: Value = paid.json().await.expect("json");
     assert_eq!(paid["wallet"]["available"]["value"], 1250);
     // The list is built from the ledger's events (Kafka): it catches up a moment later.
     let mut listed = Value::Null;
