@@ -187,26 +187,14 @@ async fn a_burst_of_charges_from_one_till_is_rate_limited() {
     let merchant = register_merchant(&gateway).await;
     let url = gateway.url("merchant", "/v1/charges");
     // Codes nobody issued: each charge that passes the gateway is a 404 and moves nothing.
-    // Back to back on one kept-alive connection rather than 60 at once: 60 fresh TLS
-    // handshakes on a busy machine spread the burst over more than the limit's 4 s of burst
-    // and rate (10/s, burst 20), and then nothing is refused.
-    let mut statuses = Vec::new();
-    let mut limited = None;
-    for _ in 0..60 {
-        let response = gateway
-            .client
+    let (statuses, limited) = burst(&gateway, 60, |client| {
+        client
             .post(&url)
             .bearer_auth(&merchant)
             .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
             .json(&json!({ "payment_code": "280000000000000000", "amount": { "value": 1, "currency": "JPY" } }))
-            .send()
-            .await
-            .expect("sent");
-        statuses.push(response.status().as_u16());
-        if response.status() == 429 && limited.is_none() {
-            limited = Some(response);
-        }
-    }
+    })
+    .await;
     assert!(
         statuses.iter().all(|s| *s == 404 || *s == 429),
         "{statuses:?}"
