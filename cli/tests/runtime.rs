@@ -958,8 +958,10 @@ async fn an_error_burst_pages_through_alertmanager_and_the_page_resolves_after_r
     for request in requests {
         codes.push(request.await.expect("joined"));
     }
+    // The supervisor sees the frozen orchestrator fail its health checks and restarts it, so
+    // the later payments of the burst may succeed: what counts is that some failed with 5xx.
     assert!(
-        codes.iter().filter(|c| **c >= 500).count() >= codes.len() / 2,
+        codes.iter().filter(|c| **c >= 500).count() >= 3,
         "the burst failed: {codes:?}"
     );
     let page = alert_of(&installation, ALERT, SLO);
