@@ -44,7 +44,8 @@ pub struct Ladder {
     pub route: Route,
     pub hot_merchant: bool,
     pub steps: Vec<Step>,
-    /// The most successful payments a second any step achieved.
+    /// The most successful payments a second of a step the platform kept up with (no drops, at
+    /// most 1 % failed, p99 at most 1 s).
     pub max_payments_per_s: f64,
 }
 
@@ -170,15 +171,13 @@ pub async fn run(
                 step.error_ratio * 100.0,
                 step.dropped
             ));
-            let saturated = step.error_ratio > SATURATED_ERROR_RATIO
-                || step.dropped > 0
-                || step.p99_ms > SATURATED_P99_MS;
+            let saturated = is_saturated(&step);
             steps.push(step);
             if saturated {
                 break;
             }
         }
-        let max_payments_per_s = steps.iter().map(|s| s.payments_per_s).fold(0.0, f64::max);
+        let max_payments_per_s = sustained_max(&steps);
         ladders.push(Ladder {
             name,
             route,
@@ -262,6 +261,23 @@ pub async fn run(
         );
     }
     Ok(0)
+}
+
+/// The platform no longer keeps up with a step's rate.
+fn is_saturated(step: &Step) -> bool {
+    step.error_ratio > SATURATED_ERROR_RATIO || step.dropped > 0 || step.p99_ms > SATURATED_P99_MS
+}
+
+/// The most payments a second of the steps the platform kept up with (of all steps when it
+/// kept up with none).
+fn sustained_max(steps: &[Step]) -> f64 {
+    let kept_up = steps.iter().filter(|s| !is_saturated(s));
+    let best = kept_up.map(|s| s.payments_per_s).fold(0.0, f64::max);
+    if best > 0.0 {
+        best
+    } else {
+        steps.iter().map(|s| s.payments_per_s).fold(0.0, f64::max)
+    }
 }
 
 fn step_of(rate: u32, report: &load::Report) -> Step {
@@ -433,7 +449,7 @@ pub fn render_markdown(report: &Report) -> String {
     out.push_str("\n## Payments end to end (QR payments, constant arrival rate)\n");
     for ladder in &report.ladders {
         out.push_str(&format!(
-            "\n{} — at most **{:.0} payments/s** ({:.2} × pgbench)\n\n| rate/s | payments/s | p50 ms | p95 ms | p99 ms | failed | dropped |\n|---:|---:|---:|---:|---:|---:|---:|\n",
+            "\n{} — sustained **{:.0} payments/s** ({:.2} × pgbench)\n\n| rate/s | payments/s | p50 ms | p95 ms | p99 ms | failed | dropped |\n|---:|---:|---:|---:|---:|---:|---:|\n",
             ladder.name,
             ladder.max_payments_per_s,
             ratio(ladder.max_payments_per_s, report.pgbench_tps).unwrap_or(0.0)
@@ -590,6 +606,27 @@ fn tree_rss_kib(tree: &BTreeMap<u32, (u32, u64)>, root: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_maximum_is_the_best_step_the_platform_kept_up_with() {
+        let step = |rate: u32, p99_ms: f64, dropped: u64| Step {
+            rate_per_s: rate,
+            payments_per_s: f64::from(rate),
+            p50_ms: 1.0,
+            p95_ms: 2.0,
+            p99_ms,
+            error_ratio: 0.0,
+            dropped,
+        };
+        let steps = [step(25, 30.0, 0), step(50, 60.0, 0), step(100, 1_100.0, 0)];
+        assert_eq!(sustained_max(&steps), 50.0);
+        assert_eq!(sustained_max(&[step(25, 30.0, 0), step(50, 90.0, 3)]), 25.0);
+        assert_eq!(
+            sustained_max(&[step(25, 2_000.0, 0)]),
+            25.0,
+            "none kept up: the best seen"
+        );
+    }
 
     #[test]
     fn rates_must_climb_within_bounds() {
