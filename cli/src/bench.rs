@@ -92,26 +92,16 @@ pub async fn ledger_report(
     duration_s: u16,
     ui: &Ui,
 ) -> anyhow::Result<Report> {
-    let args = BenchLedgerArgs {
-        clients,
-        duration_s,
-        json: false,
-    };
-    if crate::state::running_supervisor(home).is_none() {
-        return Err(fail(
-            Code::NotRunning,
-            "the platform is not running: start it with `paytool up`",
-        ));
-    }
+    crate::state::require_running(home)?;
     let secrets = home.secrets()?;
     let port = home.ports().postgres;
     let admin_url = crate::components::postgres::admin_url(home, &secrets);
-    let duration = Duration::from_secs(u64::from(args.duration_s));
+    let duration = Duration::from_secs(u64::from(duration_s));
 
     let line = ui.step("pgbench tpc-b");
     line.working(&format!(
         "scale {}, {} clients, {} s",
-        args.clients, args.clients, args.duration_s
+        clients, clients, duration_s
     ));
     recreate(&admin_url, PGBENCH_DB).await?;
     let pgbench = |extra: &[String]| {
@@ -124,13 +114,7 @@ pub async fn ledger_report(
         command
     };
     // Scale at least the client count, so that clients do not all queue on a few branch rows.
-    let init = pgbench(&[
-        "-i".into(),
-        "-q".into(),
-        "-s".into(),
-        args.clients.to_string(),
-    ])
-    .output()?;
+    let init = pgbench(&["-i".into(), "-q".into(), "-s".into(), clients.to_string()]).output()?;
     if !init.status.success() {
         return Err(fail(
             Code::Failed,
@@ -143,11 +127,11 @@ pub async fn ledger_report(
     let run = tokio::task::spawn_blocking({
         let mut command = pgbench(&[
             "-c".into(),
-            args.clients.to_string(),
+            clients.to_string(),
             "-j".into(),
-            args.clients.to_string(),
+            clients.to_string(),
             "-T".into(),
-            args.duration_s.to_string(),
+            duration_s.to_string(),
         ]);
         move || command.output()
     })
@@ -176,14 +160,14 @@ pub async fn ledger_report(
     recreate(&admin_url, LEDGER_DB).await?;
     let options = PgConnectOptions::from_str(&admin_url)?.database(LEDGER_DB);
     let pool = PgPoolOptions::new()
-        .max_connections(u32::from(args.clients) + 2)
+        .max_connections(u32::from(clients) + 2)
         .connect_with(options)
         .await?;
     orchestrator::startup::migrate(&pool).await?;
     let currency = Currency::parse("JPY").map_err(|e| anyhow::anyhow!("{e}"))?;
     let funding = ledger::system_account(&pool, AccountKind::Funding, currency).await?;
     let mut wallets = Vec::new();
-    for _ in 0..usize::from(args.clients) * WALLETS_PER_CLIENT {
+    for _ in 0..usize::from(clients) * WALLETS_PER_CLIENT {
         let id = Uuid::new_v4();
         ledger::create_account(&pool, id, AccountKind::Wallet, currency, None).await?;
         ledger::apply(
@@ -207,8 +191,8 @@ pub async fn ledger_report(
         ("ledger transfers, hot merchant", true),
     ] {
         let line = ui.step(name);
-        line.working(&format!("{} clients, {} s", args.clients, args.duration_s));
-        let phase = run_phase(name, args.clients, duration, {
+        line.working(&format!("{} clients, {} s", clients, duration_s));
+        let phase = run_phase(name, clients, duration, {
             let pool = pool.clone();
             let wallets = wallets.clone();
             let merchants = merchants.clone();
@@ -236,8 +220,8 @@ pub async fn ledger_report(
         ("payment sagas, hot merchant", true),
     ] {
         let line = ui.step(name);
-        line.working(&format!("{} clients, {} s", args.clients, args.duration_s));
-        let phase = run_phase(name, args.clients, duration, {
+        line.working(&format!("{} clients, {} s", clients, duration_s));
+        let phase = run_phase(name, clients, duration, {
             let sagas = sagas.clone();
             let wallets = wallets.clone();
             let merchants = merchants.clone();
@@ -280,8 +264,8 @@ pub async fn ledger_report(
 
     let uniform = phases[0].per_second;
     let report = Report {
-        clients: args.clients,
-        duration_s: args.duration_s,
+        clients,
+        duration_s,
         pgbench_tps,
         ledger_uniform_vs_pgbench: uniform / pgbench_tps,
         ledger_hot_vs_uniform: phases[1].per_second / uniform,

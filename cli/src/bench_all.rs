@@ -86,12 +86,7 @@ pub async fn run(
     project: &Path,
     args: &BenchAllArgs,
 ) -> anyhow::Result<i32> {
-    if crate::state::running_supervisor(home).is_none() {
-        return Err(fail(
-            Code::NotRunning,
-            "the platform is not running: start it with `paytool up`",
-        ));
-    }
+    crate::state::require_running(home)?;
     let rates = parse_rates(&args.rates)?;
     let ui = Ui::new(args.json);
     let memory = MemorySampler::start(home);
@@ -377,12 +372,11 @@ fn targets(
             "ms",
         ),
     ];
-    for service in ["orchestrator", "consumer-api", "merchant-api"] {
-        let what: &'static str = match service {
-            "orchestrator" => "orchestrator idle RSS",
-            "consumer-api" => "consumer-api idle RSS",
-            _ => "merchant-api idle RSS",
-        };
+    for (service, what) in [
+        ("orchestrator", "orchestrator idle RSS"),
+        ("consumer-api", "consumer-api idle RSS"),
+        ("merchant-api", "merchant-api idle RSS"),
+    ] {
         out.push(at_most(
             what,
             memory.get(service).map(|m| m.idle_mib),
@@ -584,6 +578,10 @@ fn process_tree() -> BTreeMap<u32, (u32, u64)> {
 }
 
 fn tree_rss_kib(tree: &BTreeMap<u32, (u32, u64)>, root: u32) -> u64 {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (pid, (parent, _)) in tree {
+        children.entry(*parent).or_default().push(*pid);
+    }
     let mut total = 0;
     let mut stack = vec![root];
     let mut seen = std::collections::BTreeSet::new();
@@ -591,14 +589,8 @@ fn tree_rss_kib(tree: &BTreeMap<u32, (u32, u64)>, root: u32) -> u64 {
         if !seen.insert(pid) {
             continue;
         }
-        if let Some((_, rss)) = tree.get(&pid) {
-            total += rss;
-        }
-        stack.extend(
-            tree.iter()
-                .filter(|(_, (parent, _))| *parent == pid)
-                .map(|(child, _)| *child),
-        );
+        total += tree.get(&pid).map_or(0, |(_, rss)| *rss);
+        stack.extend(children.get(&pid).into_iter().flatten());
     }
     total
 }

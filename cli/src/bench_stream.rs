@@ -80,14 +80,9 @@ pub async fn measure(
     duration_s: u16,
     ui: &Ui,
 ) -> anyhow::Result<Value> {
-    let args = BenchStreamArgs {
-        rate_per_s,
-        duration_s,
-        json: false,
-    };
     let gateway = Gateway::connect(home)?;
-    let payments = usize::from(args.rate_per_s) * usize::from(args.duration_s);
-    let payer_count = usize::from(args.rate_per_s)
+    let payments = usize::from(rate_per_s) * usize::from(duration_s);
+    let payer_count = usize::from(rate_per_s)
         .div_ceil(PAYMENTS_PER_PAYER_PER_S)
         .max(PAYERS_MIN);
 
@@ -173,11 +168,8 @@ pub async fn measure(
         .map_err(|_| anyhow::anyhow!("the merchant's live feed did not connect within 10 s"))?;
 
     let line = ui.step("steady load");
-    line.working(&format!(
-        "{} payments/s for {} s",
-        args.rate_per_s, args.duration_s
-    ));
-    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate_per_s));
+    line.working(&format!("{} payments/s for {} s", rate_per_s, duration_s));
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate_per_s));
     let mut ticker = tokio::time::interval(interval);
     let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     let mut requests = Vec::with_capacity(payments);
@@ -253,8 +245,8 @@ pub async fn measure(
     ));
 
     let report = json!({
-        "rate_per_s": args.rate_per_s,
-        "duration_s": args.duration_s,
+        "rate_per_s": rate_per_s,
+        "duration_s": duration_s,
         "offered_s": offered_s,
         "payments": paid.len(),
         "failed": failed,
@@ -266,16 +258,20 @@ pub async fn measure(
     Ok(report)
 }
 
+/// The nearest-rank percentile of sorted values: the smallest with at least `fraction` of
+/// them at or below it; `None` for no values.
+pub fn nearest_rank<T: Copy>(sorted: &[T], fraction: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((fraction * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
 /// p50, p90, p99 and max of `values` (nearest rank), in their unit.
 fn summary(values: &mut [f64]) -> Value {
     values.sort_by(f64::total_cmp);
-    let rank = |q: f64| -> f64 {
-        if values.is_empty() {
-            return 0.0;
-        }
-        let index = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-        values[index]
-    };
+    let rank = |q: f64| -> f64 { nearest_rank(values, q).unwrap_or(0.0) };
     json!({
         "count": values.len(),
         "p50": rank(0.50),

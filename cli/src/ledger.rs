@@ -48,12 +48,7 @@ pub async fn verify(home: &Home, json: bool) -> anyhow::Result<i32> {
 /// The orchestrator's report (`ok`, `accounts`, `transfers`, `checks[]`), for `verify` and for
 /// other commands that end with the same check (`paytool pay demo`).
 pub async fn report(home: &Home) -> anyhow::Result<Value> {
-    if crate::state::running_supervisor(home).is_none() {
-        return Err(fail(
-            Code::NotRunning,
-            "the platform is not running: start it with `paytool up`",
-        ));
-    }
+    crate::state::require_running(home)?;
     let secrets = home.secrets()?;
     let ports = home.ports();
     let http = reqwest::Client::builder()

@@ -31,12 +31,7 @@ pub struct SloReport {
 }
 
 pub async fn run(home: &Home, project: &Path, json: bool) -> anyhow::Result<i32> {
-    if crate::state::running_supervisor(home).is_none() {
-        return Err(fail(
-            Code::NotRunning,
-            "the platform is not running: start it with `paytool up`",
-        ));
-    }
+    crate::state::require_running(home)?;
     let file = slo::load(&project.join(SLOS))?;
     let prometheus = Prometheus::new(prometheus_url(home))?;
     let mut reports = Vec::with_capacity(file.slos.len());

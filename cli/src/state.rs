@@ -80,6 +80,17 @@ impl RuntimeState {
     }
 }
 
+/// The live supervisor's pid, or the one-line failure (exit 7) that commands needing the
+/// running platform give.
+pub fn require_running(home: &Home) -> anyhow::Result<u32> {
+    running_supervisor(home).ok_or_else(|| {
+        crate::exit::fail(
+            crate::exit::Code::NotRunning,
+            "the platform is not running: start it with `paytool up`",
+        )
+    })
+}
+
 /// The live supervisor's pid, if one runs for this installation.
 pub fn running_supervisor(home: &Home) -> Option<u32> {
     let text = std::fs::read_to_string(home.run_dir().join("supervisor.pid")).ok()?;

@@ -52,12 +52,7 @@ pub struct Trace {
 }
 
 pub async fn run(home: &Home, payment_id: Uuid, json: bool, wait_ms: u64) -> anyhow::Result<i32> {
-    if crate::state::running_supervisor(home).is_none() {
-        return Err(fail(
-            Code::NotRunning,
-            "the platform is not running: start it with `paytool up`",
-        ));
-    }
+    crate::state::require_running(home)?;
     let Some(trace) = find(home, payment_id, wait_ms).await? else {
         return Err(fail(
             Code::Failed,

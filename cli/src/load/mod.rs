@@ -441,7 +441,6 @@ pub async fn drive(
     scenario: &Scenario,
     ui: &Ui,
 ) -> anyhow::Result<Report> {
-    let setup_s = 0.0;
     let schedule = scenario.schedule();
     let arrivals = u64::from(scenario.rate_per_s) * u64::from(scenario.duration_s);
     let line = ui.step(&format!("load {}", scenario.name));
@@ -485,7 +484,7 @@ pub async fn drive(
         samples.push(joined?);
     }
     let elapsed_s = started.elapsed().as_secs_f64();
-    let mut report = summarize(scenario, setup_s, arrivals, dropped, elapsed_s, &samples);
+    let mut report = summarize(scenario, arrivals, dropped, elapsed_s, &samples);
     if platform.direct.is_some() {
         report.route = Route::Direct;
     }
@@ -500,10 +499,9 @@ pub async fn drive(
     Ok(report)
 }
 
+/// Nearest rank, in milliseconds of the microseconds measured.
 fn percentile(sorted_us: &[u64], fraction: f64) -> f64 {
-    // Nearest rank: the smallest value with at least `fraction` of the samples at or below it.
-    let rank = ((fraction * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len());
-    sorted_us[rank - 1] as f64 / 1_000.0
+    crate::bench_stream::nearest_rank(sorted_us, fraction).map_or(0.0, |us| us as f64 / 1_000.0)
 }
 
 fn operation_report<'a>(
@@ -551,7 +549,6 @@ fn operation_report<'a>(
 
 fn summarize(
     scenario: &Scenario,
-    setup_s: f64,
     arrivals: u64,
     dropped: u64,
     elapsed_s: f64,
@@ -590,7 +587,8 @@ fn summarize(
         consumers: scenario.consumers,
         merchants: scenario.merchants,
         hot_merchant: scenario.hot_merchant,
-        setup_s,
+        // The timed phase only; `execute` adds its own set-up's time.
+        setup_s: 0.0,
         arrivals,
         started: arrivals - dropped,
         dropped,
@@ -694,7 +692,7 @@ mod tests {
         )
         .expect("parses")
         .remove(0);
-        let report = summarize(&scenario, 0.5, 3, 0, 1.0, &samples);
+        let report = summarize(&scenario, 3, 0, 1.0, &samples);
         let qr = &report.operations["qr-payment"];
         assert_eq!((qr.count, qr.ok, qr.errors), (2, 1, 1));
         assert_eq!(qr.statuses, BTreeMap::from([(201, 1), (429, 1)]));

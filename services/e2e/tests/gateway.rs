@@ -184,7 +184,7 @@ async fn a_burst_of_sign_in_attempts_at_keycloak_is_rate_limited() {
 #[tokio::test]
 async fn a_burst_of_charges_from_one_till_is_rate_limited() {
     let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 5));
-    let merchant = register_merchant(&gateway).await;
+    let merchant = gateway.register_merchant().await;
     let url = gateway.url("merchant", "/v1/charges");
     // Codes nobody issued: each charge that passes the gateway is a 404 and moves nothing.
     let (statuses, limited) = burst(&gateway, 60, |client| {
@@ -202,19 +202,11 @@ async fn a_burst_of_charges_from_one_till_is_rate_limited() {
     assert_rate_limited(limited, &statuses).await;
 }
 
-async fn register_merchant(gateway: &Gateway) -> String {
-    gateway.register_merchant().await
-}
-
-async fn register_consumer(gateway: &Gateway) -> String {
-    gateway.register_consumer().await
-}
-
 #[tokio::test]
 async fn one_user_past_their_rate_is_limited_while_another_at_the_same_address_is_not() {
     let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 6));
-    let busy = register_consumer(&gateway).await;
-    let calm = register_consumer(&gateway).await;
+    let busy = gateway.register_consumer().await;
+    let calm = gateway.register_consumer().await;
     let url = gateway.url("api", "/v1/wallet");
     let (statuses, limited) =
         burst(&gateway, 80, |client| client.get(&url).bearer_auth(&busy)).await;
@@ -237,7 +229,7 @@ async fn one_user_past_their_rate_is_limited_while_another_at_the_same_address_i
 #[tokio::test]
 async fn the_access_log_carries_the_request_s_trace_and_who_made_it() {
     let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 7));
-    let token = register_consumer(&gateway).await;
+    let token = gateway.register_consumer().await;
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let parent_span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
     let response = gateway
@@ -289,8 +281,8 @@ async fn the_access_log_carries_the_request_s_trace_and_who_made_it() {
 #[tokio::test]
 async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
     let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 8));
-    let merchant = register_merchant(&gateway).await;
-    let consumer = register_consumer(&gateway).await;
+    let merchant = gateway.register_merchant().await;
+    let consumer = gateway.register_consumer().await;
     let topped = gateway
         .post(
             "api",
