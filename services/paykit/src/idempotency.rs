@@ -296,56 +296,57 @@ where
     );
     let store = Store::from_ref(&state);
     let who = principal.subject.clone();
-    match store.begin(&who, &endpoint, &key, &hash).await {
-        Ok(Begin::Proceed) => {}
-        Ok(Begin::Replay {
-            status,
-            body,
-            content_type,
-        }) => {
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() =
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if let Some(content_type) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::CONTENT_TYPE, content_type);
-            }
-            response
-                .headers_mut()
-                .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-            return response;
-        }
-        Ok(Begin::InFlight) => {
-            return problem(
-                StatusCode::CONFLICT,
-                "idempotency-key-in-flight",
-                "Request in progress",
-                "A request with this Idempotency-Key is still being handled; retry shortly.",
-            )
-        }
-        Ok(Begin::Mismatch) => {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "Idempotency-Key reused",
-                "This Idempotency-Key was used for a different request.",
-            )
-        }
-        Err(error) => {
-            tracing::error!(%error, "idempotency store unavailable");
-            return Problem::internal().into_response();
-        }
-    }
-    parts.extensions.insert(principal);
-    // The request runs to its end in a task of its own even when the client goes away (a
-    // timeout, a dropped connection): a money-moving request is never cut off halfway, and
-    // its answer is stored for the client's retry, which then replays it instead of waiting
-    // for the in-flight lease to lapse.
-    let request = Request::from_parts(parts, Body::from(bytes));
-    // The task stays in the request's span, so the calls and events it makes join the trace.
+    // Claiming the key and handling the request run in one task of their own, so a client
+    // that goes away (a timeout, a dropped connection) can neither cut a money-moving request
+    // off halfway nor leave its key claimed with nothing running under it (which would answer
+    // its retries 409 until the in-flight lease lapses). The answer is stored for the client's
+    // retry, which then replays it. The task stays in the request's span, so the calls and
+    // events it makes join the trace.
     let handled = tokio::spawn(
         async move {
+            match store.begin(&who, &endpoint, &key, &hash).await {
+                Ok(Begin::Proceed) => {}
+                Ok(Begin::Replay {
+                    status,
+                    body,
+                    content_type,
+                }) => {
+                    let mut response = Response::new(Body::from(body));
+                    *response.status_mut() =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    if let Some(content_type) =
+                        content_type.and_then(|c| HeaderValue::from_str(&c).ok())
+                    {
+                        response
+                            .headers_mut()
+                            .insert(axum::http::header::CONTENT_TYPE, content_type);
+                    }
+                    response
+                        .headers_mut()
+                        .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+                    return response;
+                }
+                Ok(Begin::InFlight) => return problem(
+                    StatusCode::CONFLICT,
+                    "idempotency-key-in-flight",
+                    "Request in progress",
+                    "A request with this Idempotency-Key is still being handled; retry shortly.",
+                ),
+                Ok(Begin::Mismatch) => {
+                    return problem(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency-key-reused",
+                        "Idempotency-Key reused",
+                        "This Idempotency-Key was used for a different request.",
+                    )
+                }
+                Err(error) => {
+                    tracing::error!(%error, "idempotency store unavailable");
+                    return Problem::internal().into_response();
+                }
+            }
+            parts.extensions.insert(principal);
+            let request = Request::from_parts(parts, Body::from(bytes));
             let response = next.run(request).await;
             finish(&store, &who, &endpoint, &key, response).await
         }
