@@ -6,13 +6,9 @@
 //! `stacks/observability/slos.yaml`, or on an explicit allow-list of exporter metrics. So
 //! renaming a metric in a service without updating the dashboards fails here.
 //!
-//! The SLO generator lives in the binary crate (`cli/src/slo.rs`), which an integration test
-//! cannot import, so the file is compiled into this test by path; its unit tests run here too.
+//! The SLO generator is `paytool::observe::slo_rules`.
 
-// This test uses only part of the module.
-#[allow(unused)]
-#[path = "../src/slo.rs"]
-mod slo;
+use paytool::observe::slo_rules as slo;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

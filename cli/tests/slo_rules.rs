@@ -4,14 +4,9 @@
 //! `stacks/observability/tests/burn_rate_test.yaml`, which feeds synthetic series and asserts
 //! when the burn-rate alerts fire.
 //!
-//! The generator lives in the binary crate (`cli/src/slo.rs`), which an integration test cannot
-//! import, so the file is compiled into this test by path. It is pure (no `crate::` paths), and
-//! its own unit tests run here too.
+//! The generator is `paytool::observe::slo_rules`; its own unit tests run with the library's.
 
-// This test uses only part of the module.
-#[allow(unused)]
-#[path = "../src/slo.rs"]
-mod slo;
+use paytool::observe::slo_rules as slo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! integer minor units with the currency's ISO 4217 exponent, never through a float; and minor
 //! units printed back the same way.
 
-use crate::exit::{fail, Code};
+use crate::support::exit::{fail, Code};
 use emvco::CurrencyInfo;
 use serde::Serialize;
 
@@ -230,7 +230,7 @@ mod tests {
             let error = parse(text, None)
                 .and_then(|a| a.in_currency("USD"))
                 .expect_err(text);
-            assert_eq!(crate::exit::code_of(&error), 2, "{text}");
+            assert_eq!(crate::support::exit::code_of(&error), 2, "{text}");
             assert!(error.to_string().contains("bad amount"), "{text}: {error}");
             assert!(!error.to_string().contains('\n'), "{text}: one line");
         }
@@ -239,18 +239,18 @@ mod tests {
     #[test]
     fn more_decimals_than_the_currency_has_are_refused_before_anything_is_sent() {
         let error = parse("1200.5 JPY", None).expect_err("JPY has no decimals");
-        assert_eq!(crate::exit::code_of(&error), 2);
+        assert_eq!(crate::support::exit::code_of(&error), 2);
         let later = parse("12.505", None)
             .expect("the syntax is fine")
             .in_currency("USD")
             .expect_err("USD has two decimals");
-        assert_eq!(crate::exit::code_of(&later), 2);
+        assert_eq!(crate::support::exit::code_of(&later), 2);
     }
 
     #[test]
     fn an_unknown_currency_is_refused_with_the_known_ones() {
         let error = parse("12 XYZ", None).expect_err("unknown");
-        assert_eq!(crate::exit::code_of(&error), 2);
+        assert_eq!(crate::support::exit::code_of(&error), 2);
         assert!(error.to_string().contains("JPY"));
     }
 

@@ -4,9 +4,9 @@
 //! into values or one-line errors.
 
 use super::profiles::{Login, Profile, Store, Tokens};
-use crate::exit::{fail, Code};
-use crate::home::Home;
-use crate::tls::TlsFiles;
+use crate::runtime::home::Home;
+use crate::runtime::tls::TlsFiles;
+use crate::support::exit::{fail, Code};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
@@ -183,7 +183,7 @@ impl Gateway {
     /// The gateway reached from a given local address (any 127.x is loopback): `paytool load`
     /// spreads its users over several, as many people's devices would be.
     pub fn connect_from(home: &Home, source: Option<IpAddr>) -> anyhow::Result<Self> {
-        if crate::state::running_supervisor(home).is_none() {
+        if crate::runtime::state::running_supervisor(home).is_none() {
             return Err(fail(
                 Code::NotRunning,
                 format!(
@@ -217,7 +217,7 @@ impl Gateway {
         Ok(Self {
             http: builder.build()?,
             port,
-            realm: crate::components::keycloak::REALM.to_string(),
+            realm: crate::runtime::components::keycloak::REALM.to_string(),
         })
     }
 

@@ -12,9 +12,9 @@ use super::client::{Gateway, Host, Session};
 use super::stream::{self, Notice};
 use super::{describe_event, print_transactions, register_consumer, register_merchant};
 use super::{Identity, Merchant, Role};
-use crate::exit::{fail, Code};
-use crate::home::Home;
-use crate::ui::Ui;
+use crate::runtime::home::Home;
+use crate::support::exit::{fail, Code};
+use crate::support::ui::Ui;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -583,7 +583,7 @@ async fn flow(demo: &mut Demo, gateway: &Gateway, home: &Home) -> anyhow::Result
         .step(
             "ledger verify",
             "the orchestrator checks every invariant",
-            crate::ledger::report(home),
+            crate::pay::ledger::report(home),
             |r| {
                 format!(
                     "{} accounts, {} transfers: {}",

@@ -6,9 +6,9 @@
 
 use super::client::{unverified_claims, DevicePoll, Gateway, Host, Refusal, Session};
 use super::profiles::{Login, PendingLogin, Profile, Role, RoleAccount, Store, LOGIN_PROFILE};
-use crate::cli::LoginArgs;
-use crate::exit::{fail, Code};
-use crate::home::Home;
+use crate::args::LoginArgs;
+use crate::runtime::home::Home;
+use crate::support::exit::{fail, Code};
 use chrono::Utc;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -6,8 +6,8 @@
 //! `profiles.lock`, and the file is replaced atomically: no writer loses another's change and no
 //! reader sees half a file.
 
-use crate::exit::{fail, Code};
-use crate::home::{write_atomic, Home};
+use crate::runtime::home::{write_atomic, Home};
+use crate::support::exit::{fail, Code};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use nix::fcntl::{Flock, FlockArg};
@@ -399,9 +399,9 @@ mod tests {
             .create("alice", || async { Ok(profile("b@example.test")) })
             .await
             .expect_err("taken");
-        assert_eq!(crate::exit::code_of(&again), 2);
+        assert_eq!(crate::support::exit::code_of(&again), 2);
         assert_eq!(
-            crate::exit::code_of(&store.get("bob").expect_err("absent")),
+            crate::support::exit::code_of(&store.get("bob").expect_err("absent")),
             2
         );
     }
@@ -454,7 +454,7 @@ mod tests {
             .await
             .expect("created");
         let refused = store.put_login("alice", &login).expect_err("registered");
-        assert_eq!(crate::exit::code_of(&refused), 2);
+        assert_eq!(crate::support::exit::code_of(&refused), 2);
         assert!(store.remove_login("alice").is_err());
         assert!(store
             .remove_login(LOGIN_PROFILE)

@@ -4,7 +4,7 @@
 //! per merchant and gap-free; see docs/payments.md).
 
 use super::client::{Host, Refusal, Session};
-use crate::exit::{fail, Code};
+use crate::support::exit::{fail, Code};
 use serde_json::Value;
 use std::time::Duration;
 

@@ -1,0 +1,204 @@
+//! One function from a parsed command line to an exit code: the only place that knows every
+//! room, so that the rooms need not know each other to be reached.
+
+use crate::args::{BenchArgs, BenchCommand, Cli, Command, LedgerCommand, QrCommand, TlsCommand};
+use crate::support::exit::{fail, Code};
+use crate::{observe, pay, perf, runtime, support};
+
+/// Runs one command; `Ok` carries the exit code, `Err` the one-line failure.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let project = runtime::project::project_root()?;
+    let home_dir = runtime::project::state_dir(cli.home.as_deref(), &project);
+    let cache = runtime::project::cache_dir();
+    match cli.command {
+        Command::Setup(args) => {
+            let ui = support::ui::Ui::new(false);
+            let setup = runtime::setup::Setup::new(
+                &project,
+                &cache,
+                runtime::setup::Options {
+                    no_hosts: args.no_hosts,
+                },
+            );
+            setup.run(&ui)?;
+            Ok(0)
+        }
+        Command::Up(args) => {
+            let ui = support::ui::Ui::new(false);
+            let setup = runtime::setup::Setup::new(
+                &project,
+                &cache,
+                runtime::setup::Options {
+                    no_hosts: args.no_hosts,
+                },
+            );
+            runtime::up::run(&home_dir, &project, &setup, &ui).await?;
+            Ok(0)
+        }
+        Command::Down { purge } => {
+            runtime::down::run(&home_dir, &project, purge, &support::ui::Ui::new(false)).await?;
+            Ok(0)
+        }
+        Command::Status { json, show_secrets } => {
+            let home = existing_home(&home_dir, &project)?;
+            let status = runtime::status::collect(&home, show_secrets).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                status.print_table();
+            }
+            Ok(if !status.running {
+                Code::NotRunning as i32
+            } else if status.all_healthy() {
+                0
+            } else {
+                Code::Failed as i32
+            })
+        }
+        Command::Logs {
+            component,
+            follow,
+            lines,
+        } => {
+            let home = existing_home(&home_dir, &project)?;
+            runtime::logs::run(&home, &component, lines, follow).await?;
+            Ok(0)
+        }
+        Command::Tls(TlsCommand::Init { trust, force }) => {
+            let home = runtime::home::Home::open_or_create(&home_dir, &project)?;
+            let files = runtime::tls::TlsFiles::of(&home);
+            if runtime::tls::init(&home, force)? {
+                println!(
+                    "created the CA {} and the certificate {}",
+                    files.ca_cert.display(),
+                    files.cert.display()
+                );
+            } else {
+                println!(
+                    "kept the existing CA {} (--force replaces it)",
+                    files.ca_cert.display()
+                );
+            }
+            if trust {
+                let path = runtime::tls::trust(&home)?;
+                println!("the CA is trusted system-wide ({})", path.display());
+            }
+            Ok(0)
+        }
+        Command::Ledger(LedgerCommand::Verify { json }) => {
+            let home = existing_home(&home_dir, &project)?;
+            pay::ledger::verify(&home, json).await
+        }
+        Command::Qr(QrCommand::Decode { payload }) => pay::qr::decode(&payload),
+        Command::Qr(QrCommand::Encode(args)) => pay::qr::encode(&args),
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Ledger(args)),
+            ..
+        }) => {
+            let home = existing_home(&home_dir, &project)?;
+            let setup =
+                runtime::setup::Setup::new(&project, &cache, runtime::setup::Options::default());
+            let ui = support::ui::Ui::new(args.json);
+            perf::bench::ledger::ledger(&home, &setup.tools()?.pg_bin, &args, &ui).await
+        }
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Stream(args)),
+            ..
+        }) => {
+            let home = existing_home(&home_dir, &project)?;
+            perf::bench::stream::run(&home, &args, &support::ui::Ui::new(args.json)).await
+        }
+        Command::Bench(BenchArgs { command: None, all }) => {
+            let home = existing_home(&home_dir, &project)?;
+            let setup =
+                runtime::setup::Setup::new(&project, &cache, runtime::setup::Options::default());
+            perf::bench::run(&home, &setup.tools()?.pg_bin, &project, &all).await
+        }
+        Command::Pay(command) => {
+            let home = existing_home(&home_dir, &project)?;
+            pay::run(&home, command).await
+        }
+        Command::Login(args) => {
+            let home = existing_home(&home_dir, &project)?;
+            pay::printing_refusals(pay::login::login(&home, &args)).await
+        }
+        Command::Logout { json } => {
+            let home = existing_home(&home_dir, &project)?;
+            pay::printing_refusals(pay::login::logout(&home, json)).await
+        }
+        Command::Load(args) => {
+            let home = existing_home(&home_dir, &project)?;
+            perf::load::run(&home, &project, &args).await
+        }
+        Command::Trace {
+            payment_id,
+            json,
+            wait_ms,
+        } => {
+            let home = existing_home(&home_dir, &project)?;
+            observe::trace::run(&home, payment_id, json, wait_ms).await
+        }
+        Command::Alerts {
+            firing,
+            limit,
+            json,
+        } => {
+            let home = existing_home(&home_dir, &project)?;
+            observe::alerts::run(&home, firing, limit, json)
+        }
+        Command::Slo { json } => {
+            let home = existing_home(&home_dir, &project)?;
+            observe::slo::run(&home, &project, json).await
+        }
+        Command::Agent {
+            listen,
+            spans_udp,
+            otlp_endpoint,
+            store,
+        } => {
+            observe::agent::run(observe::agent::AgentArgs {
+                listen,
+                spans_udp,
+                otlp_endpoint,
+                store_dir: store,
+            })
+            .await?;
+            Ok(0)
+        }
+        Command::Supervise => {
+            let home = runtime::home::Home::open(&home_dir, &project)?.ok_or_else(|| {
+                fail(
+                    Code::StateDir,
+                    format!("no installation at {}", home_dir.display()),
+                )
+            })?;
+            let setup =
+                runtime::setup::Setup::new(&project, &cache, runtime::setup::Options::default());
+            let ctx = runtime::components::Ctx {
+                secrets: home.secrets()?,
+                home,
+                project: project.clone(),
+                tools: setup.tools()?,
+                bin_dir: runtime::project::bin_dir()?,
+            };
+            runtime::supervisor::run(ctx).await?;
+            Ok(0)
+        }
+    }
+}
+
+/// The installation for commands that need one to exist already.
+fn existing_home(
+    home_dir: &std::path::Path,
+    project: &std::path::Path,
+) -> anyhow::Result<runtime::home::Home> {
+    runtime::home::Home::open(home_dir, project)?.ok_or_else(|| {
+        fail(
+            Code::NotRunning,
+            format!(
+                "no installation at {}: start one with `paytool up`",
+                home_dir.display()
+            ),
+        )
+    })
+}

@@ -1,0 +1,373 @@
+//! `paytool bench ledger`: the ledger's throughput next to pgbench's TPC-B, on the running
+//! platform's PostgreSQL, in one run. Scratch databases are made for it and dropped after.
+//! Figures, never assertions: docs/benchmarks.md says how to read and reproduce them.
+
+use crate::args::BenchLedgerArgs;
+use crate::runtime::home::Home;
+use crate::support::exit::{fail, Code};
+use crate::support::ui::Ui;
+use orchestrator::ledger::{self, AccountKind, NewTransfer, TransferKind};
+use orchestrator::saga::{Request, SagaSettings, Sagas};
+use paykit::money::{Currency, Money};
+use rand::Rng;
+use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const PGBENCH_DB: &str = "paytool_bench_pgbench";
+const LEDGER_DB: &str = "paytool_bench_ledger";
+/// Merchants in the uniform phase; the hot phase sends everything to the first.
+const MERCHANTS: usize = 100;
+const WALLETS_PER_CLIENT: usize = 50;
+/// Each wallet starts with enough for any run: no transfer is refused for funds.
+const WALLET_FUNDS: i64 = 1_000_000_000;
+
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub operations: u64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub clients: u16,
+    pub duration_s: u16,
+    pub pgbench_tps: f64,
+    pub phases: Vec<Phase>,
+    pub ledger_uniform_vs_pgbench: f64,
+    pub ledger_hot_vs_uniform: f64,
+    pub ledger_verified: bool,
+}
+
+pub async fn ledger(
+    home: &Home,
+    pg_bin: &std::path::Path,
+    args: &BenchLedgerArgs,
+    ui: &Ui,
+) -> anyhow::Result<i32> {
+    let report = ledger_report(home, pg_bin, args.clients, args.duration_s, ui).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!();
+        println!(
+            "pgbench TPC-B: {:.0} tps ({} clients, scale {})",
+            report.pgbench_tps, args.clients, args.clients
+        );
+        for phase in &report.phases {
+            println!(
+                "{:<32} {:>8.0}/s  p50 {:>6.1} ms  p99 {:>6.1} ms  ({} in {} s)",
+                phase.name,
+                phase.per_second,
+                phase.p50_ms,
+                phase.p99_ms,
+                phase.operations,
+                args.duration_s
+            );
+        }
+        println!(
+            "ledger transfers ÷ pgbench tps: {:.2}; hot merchant ÷ uniform: {:.2}",
+            report.ledger_uniform_vs_pgbench, report.ledger_hot_vs_uniform
+        );
+    }
+    Ok(if report.ledger_verified {
+        0
+    } else {
+        Code::Violation as i32
+    })
+}
+
+/// pgbench's TPC-B, then the ledger's transfers and payment sagas, uniform and hot, on scratch
+/// databases of the running PostgreSQL; ends with the ledger's invariants over what it wrote.
+pub async fn ledger_report(
+    home: &Home,
+    pg_bin: &std::path::Path,
+    clients: u16,
+    duration_s: u16,
+    ui: &Ui,
+) -> anyhow::Result<Report> {
+    crate::runtime::state::require_running(home)?;
+    let secrets = home.secrets()?;
+    let port = home.ports().postgres;
+    let admin_url = crate::runtime::components::postgres::admin_url(home, &secrets);
+    let duration = Duration::from_secs(u64::from(duration_s));
+
+    let line = ui.step("pgbench tpc-b");
+    line.working(&format!(
+        "scale {}, {} clients, {} s",
+        clients, clients, duration_s
+    ));
+    recreate(&admin_url, PGBENCH_DB).await?;
+    let pgbench = |extra: &[String]| {
+        let mut command = std::process::Command::new(pg_bin.join("pgbench"));
+        command
+            .env("PGPASSWORD", &secrets.postgres_superuser)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .args(extra)
+            .arg(PGBENCH_DB);
+        command
+    };
+    // Scale at least the client count, so that clients do not all queue on a few branch rows.
+    let init = pgbench(&["-i".into(), "-q".into(), "-s".into(), clients.to_string()]).output()?;
+    if !init.status.success() {
+        return Err(fail(
+            Code::Failed,
+            format!(
+                "pgbench -i failed: {}",
+                String::from_utf8_lossy(&init.stderr).trim()
+            ),
+        ));
+    }
+    let run = tokio::task::spawn_blocking({
+        let mut command = pgbench(&[
+            "-c".into(),
+            clients.to_string(),
+            "-j".into(),
+            clients.to_string(),
+            "-T".into(),
+            duration_s.to_string(),
+        ]);
+        move || command.output()
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let pgbench_tps = stdout
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| {
+            fail(
+                Code::Failed,
+                format!(
+                    "pgbench printed no tps: {} {}",
+                    stdout.trim(),
+                    String::from_utf8_lossy(&run.stderr).trim()
+                ),
+            )
+        })?;
+    drop_database(&admin_url, PGBENCH_DB).await?;
+    line.done(&format!("{pgbench_tps:.0} tps"));
+
+    let line = ui.step("ledger set-up");
+    line.working("accounts and funds");
+    recreate(&admin_url, LEDGER_DB).await?;
+    let options = PgConnectOptions::from_str(&admin_url)?.database(LEDGER_DB);
+    let pool = PgPoolOptions::new()
+        .max_connections(u32::from(clients) + 2)
+        .connect_with(options)
+        .await?;
+    orchestrator::startup::migrate(&pool).await?;
+    let currency = Currency::parse("JPY").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let funding = ledger::system_account(&pool, AccountKind::Funding, currency).await?;
+    let mut wallets = Vec::new();
+    for _ in 0..usize::from(clients) * WALLETS_PER_CLIENT {
+        let id = Uuid::new_v4();
+        ledger::create_account(&pool, id, AccountKind::Wallet, currency, None).await?;
+        ledger::apply(
+            &pool,
+            &[posted(funding.id, id, WALLET_FUNDS, currency, "top_up")],
+        )
+        .await?;
+        wallets.push(id);
+    }
+    let mut merchants = Vec::new();
+    for _ in 0..MERCHANTS {
+        let id = Uuid::new_v4();
+        ledger::create_account(&pool, id, AccountKind::Merchant, currency, None).await?;
+        merchants.push(id);
+    }
+    line.done(&format!("{} wallets, {MERCHANTS} merchants", wallets.len()));
+
+    let mut phases = Vec::new();
+    for (name, hot) in [
+        ("ledger transfers, uniform", false),
+        ("ledger transfers, hot merchant", true),
+    ] {
+        let line = ui.step(name);
+        line.working(&format!("{} clients, {} s", clients, duration_s));
+        let phase = run_phase(name, clients, duration, {
+            let pool = pool.clone();
+            let wallets = wallets.clone();
+            let merchants = merchants.clone();
+            move || {
+                let pool = pool.clone();
+                let (wallet, merchant) = pick(&wallets, &merchants, hot);
+                async move {
+                    ledger::apply(&pool, &[posted(wallet, merchant, 1, currency, "payment")])
+                        .await
+                        .map(|_| ())
+                        .map_err(anyhow::Error::from)
+                }
+            }
+        })
+        .await?;
+        line.done(&format!(
+            "{:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
+            phase.per_second, phase.p50_ms, phase.p99_ms
+        ));
+        phases.push(phase);
+    }
+    let sagas = Sagas::new(pool.clone(), SagaSettings::default());
+    for (name, hot) in [
+        ("payment sagas, uniform", false),
+        ("payment sagas, hot merchant", true),
+    ] {
+        let line = ui.step(name);
+        line.working(&format!("{} clients, {} s", clients, duration_s));
+        let phase = run_phase(name, clients, duration, {
+            let sagas = sagas.clone();
+            let wallets = wallets.clone();
+            let merchants = merchants.clone();
+            move || {
+                let sagas = sagas.clone();
+                let (wallet, merchant) = pick(&wallets, &merchants, hot);
+                async move {
+                    let request = Request::Payment {
+                        wallet_account_id: wallet,
+                        merchant_account_id: merchant,
+                        amount: Money::new(100, currency),
+                        fee_bps: 250,
+                        reference: None,
+                        metadata: None,
+                    };
+                    let view = sagas
+                        .start("bench", &Uuid::new_v4().to_string(), request)
+                        .await?;
+                    anyhow::ensure!(view.state == "completed", "a payment ended {}", view.state);
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        line.done(&format!(
+            "{:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
+            phase.per_second, phase.p50_ms, phase.p99_ms
+        ));
+        phases.push(phase);
+    }
+    let line = ui.step("ledger verify");
+    let verified = orchestrator::invariants::verify(&pool).await?;
+    line.done(if verified.ok {
+        "every invariant holds"
+    } else {
+        "VIOLATED"
+    });
+    pool.close().await;
+    drop_database(&admin_url, LEDGER_DB).await?;
+
+    let uniform = phases[0].per_second;
+    let report = Report {
+        clients,
+        duration_s,
+        pgbench_tps,
+        ledger_uniform_vs_pgbench: uniform / pgbench_tps,
+        ledger_hot_vs_uniform: phases[1].per_second / uniform,
+        ledger_verified: verified.ok,
+        phases,
+    };
+    Ok(report)
+}
+
+fn posted(
+    debit: Uuid,
+    credit: Uuid,
+    amount: i64,
+    currency: Currency,
+    code: &'static str,
+) -> NewTransfer {
+    NewTransfer {
+        id: Uuid::new_v4(),
+        debit,
+        credit,
+        amount,
+        currency,
+        kind: TransferKind::Posted,
+        code,
+        saga_id: None,
+    }
+}
+
+fn pick(wallets: &[Uuid], merchants: &[Uuid], hot: bool) -> (Uuid, Uuid) {
+    let mut rng = rand::thread_rng();
+    let wallet = wallets[rng.gen_range(0..wallets.len())];
+    let merchant = if hot {
+        merchants[0]
+    } else {
+        merchants[rng.gen_range(0..merchants.len())]
+    };
+    (wallet, merchant)
+}
+
+/// `clients` loops, each running `operation` back to back until `duration` has passed.
+async fn run_phase<F, Fut>(
+    name: &'static str,
+    clients: u16,
+    duration: Duration,
+    operation: F,
+) -> anyhow::Result<Phase>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let operation = operation.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies_us: Vec<u64> = Vec::new();
+            while Instant::now() < deadline {
+                let began = Instant::now();
+                operation().await?;
+                latencies_us.push(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX));
+            }
+            Ok::<_, anyhow::Error>(latencies_us)
+        }));
+    }
+    let mut all: Vec<u64> = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let index = ((all.len() as f64 - 1.0) * p).round() as usize;
+        all[index] as f64 / 1000.0
+    };
+    Ok(Phase {
+        name,
+        operations: all.len() as u64,
+        per_second: all.len() as f64 / elapsed,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+    })
+}
+
+async fn recreate(admin_url: &str, database: &str) -> anyhow::Result<()> {
+    drop_database(admin_url, database).await?;
+    let mut connection = PgConnectOptions::from_str(admin_url)?.connect().await?;
+    connection
+        .execute(format!("CREATE DATABASE {database}").as_str())
+        .await?;
+    connection.close().await?;
+    Ok(())
+}
+
+async fn drop_database(admin_url: &str, database: &str) -> anyhow::Result<()> {
+    let mut connection = PgConnectOptions::from_str(admin_url)?.connect().await?;
+    connection
+        .execute(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)").as_str())
+        .await?;
+    connection.close().await?;
+    Ok(())
+}

@@ -1,0 +1,700 @@
+//! `paytool bench`: every measurement in one run on the running platform's one PostgreSQL —
+//! pgbench's TPC-B, the ledger alone, then payments end to end (consumer-api → merchant-api →
+//! orchestrator → Kafka → merchant-api) at a ladder of constant arrival rates through the TLS
+//! gateway to uniform merchants and to one hot merchant, and straight to the services; p99 at
+//! half the highest rate; the commit-to-merchant-feed delay; each component's idle and peak
+//! memory. Prints the ratios the targets are stated in, and writes a markdown report with a PNG
+//! chart of latency percentiles against arrival rate. Figures, never assertions.
+
+pub mod chart;
+pub mod ledger;
+pub mod stream;
+
+use crate::args::BenchAllArgs;
+use crate::perf::load::{self, Route, Scenario};
+use crate::runtime::home::Home;
+use crate::support::exit::{fail, Code};
+use crate::support::ui::Ui;
+use chart::Series;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A ladder stops climbing at a step with more failures than this, any dropped arrival, or a
+/// p99 above `SATURATED_P99_MS`: the platform no longer keeps up with the rate.
+const SATURATED_ERROR_RATIO: f64 = 0.01;
+const SATURATED_P99_MS: f64 = 1_000.0;
+const RSS_SAMPLE_MS: u64 = 500;
+/// The stream measurement's rate is bounded: it pays one merchant (whose feed is followed).
+const STREAM_RATE_MAX_PER_S: f64 = 100.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub rate_per_s: u32,
+    pub payments_per_s: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub error_ratio: f64,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ladder {
+    pub name: &'static str,
+    pub route: Route,
+    pub hot_merchant: bool,
+    pub steps: Vec<Step>,
+    /// The most successful payments a second of a step the platform kept up with (no drops, at
+    /// most 1 % failed, p99 at most 1 s).
+    pub max_payments_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    pub idle_mib: f64,
+    pub peak_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub what: &'static str,
+    pub target: String,
+    pub measured: String,
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub when: String,
+    pub machine: String,
+    pub clients: u16,
+    pub step_s: u16,
+    pub pgbench_tps: f64,
+    pub ledger: ledger::Report,
+    pub ladders: Vec<Ladder>,
+    pub half_max: Option<Step>,
+    pub stream: Value,
+    pub memory: BTreeMap<String, Memory>,
+    pub targets: Vec<Target>,
+    pub markdown: PathBuf,
+    pub chart: PathBuf,
+}
+
+pub async fn run(
+    home: &Home,
+    pg_bin: &Path,
+    project: &Path,
+    args: &BenchAllArgs,
+) -> anyhow::Result<i32> {
+    crate::runtime::state::require_running(home)?;
+    let rates = parse_rates(&args.rates)?;
+    let ui = Ui::new(args.json);
+    let memory = MemorySampler::start(home);
+
+    let ledger = ledger::ledger_report(home, pg_bin, args.clients, args.step_s, &ui).await?;
+    if !ledger.ledger_verified {
+        return Err(fail(
+            Code::Violation,
+            "the ledger's invariants failed after its benchmark",
+        ));
+    }
+
+    // One set of users for every end-to-end phase, funded for all of them.
+    let scenarios = load::scenario::load(&project.join(load::SCENARIOS))?;
+    let base = scenarios
+        .iter()
+        .find(|s| s.name == "payments")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{} has no `payments` scenario", load::SCENARIOS))?;
+    let highest = *rates.last().expect("at least one rate");
+    let total_s = u32::from(args.step_s) * (u32::try_from(rates.len())? * 3 + 2);
+    let funded = base.clone().with_overrides(
+        Some(highest),
+        Some(total_s.min(load::scenario::DURATION_MAX_S)),
+    )?;
+    let line = ui.step("payments: set-up");
+    line.working(&format!(
+        "{} consumers and {} merchants through the gateway",
+        base.consumers, base.merchants
+    ));
+    let gateway = Arc::new(load::set_up(home, &funded).await?);
+    let direct = Arc::new(gateway.routed(home, Route::Direct)?);
+    line.done(&format!(
+        "{} consumers, {} merchants",
+        base.consumers, base.merchants
+    ));
+
+    let mut ladders = Vec::new();
+    for (name, platform, route, hot) in [
+        (
+            "through the gateway, uniform merchants",
+            &gateway,
+            Route::Gateway,
+            false,
+        ),
+        (
+            "through the gateway, one hot merchant",
+            &gateway,
+            Route::Gateway,
+            true,
+        ),
+        (
+            "direct to the services, uniform merchants",
+            &direct,
+            Route::Direct,
+            false,
+        ),
+    ] {
+        let mut steps = Vec::new();
+        for &rate in &rates {
+            let scenario = Scenario {
+                hot_merchant: hot,
+                ..base
+                    .clone()
+                    .with_overrides(Some(rate), Some(u32::from(args.step_s)))?
+            };
+            let quiet = Ui::new(true);
+            let line = ui.step(&format!("{name} at {rate}/s"));
+            line.working(&format!("{} s", args.step_s));
+            let report = load::drive(platform, &scenario, &quiet).await?;
+            let step = step_of(rate, &report);
+            line.done(&format!(
+                "{:.0}/s, p50 {:.1} ms, p99 {:.1} ms, {:.2}% failed, {} dropped",
+                step.payments_per_s,
+                step.p50_ms,
+                step.p99_ms,
+                step.error_ratio * 100.0,
+                step.dropped
+            ));
+            let saturated = is_saturated(&step);
+            steps.push(step);
+            if saturated {
+                break;
+            }
+        }
+        let max_payments_per_s = sustained_max(&steps);
+        ladders.push(Ladder {
+            name,
+            route,
+            hot_merchant: hot,
+            steps,
+            max_payments_per_s,
+        });
+    }
+
+    // p99 at half the highest rate the gateway sustained.
+    let half_rate = (ladders[0].max_payments_per_s / 2.0).floor() as u32;
+    let half_max = if half_rate >= 1 {
+        let scenario = base
+            .clone()
+            .with_overrides(Some(half_rate), Some(u32::from(args.step_s) * 2))?;
+        let line = ui.step(&format!("half the maximum: {half_rate}/s"));
+        line.working(&format!("{} s through the gateway", args.step_s * 2));
+        let report = load::drive(&gateway, &scenario, &Ui::new(true)).await?;
+        let step = step_of(half_rate, &report);
+        line.done(&format!(
+            "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+            step.p50_ms, step.p95_ms, step.p99_ms
+        ));
+        Some(step)
+    } else {
+        None
+    };
+
+    let stream_rate = (f64::from(half_rate.max(1))).min(STREAM_RATE_MAX_PER_S) as u16;
+    let stream = stream::measure(home, stream_rate, args.step_s, &ui).await?;
+    let memory = memory.stop();
+
+    let when = chrono::Utc::now();
+    let dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| home.dir.join("bench"));
+    std::fs::create_dir_all(&dir)?;
+    let stem = format!("bench-{}", when.format("%Y%m%dT%H%M%SZ"));
+    let chart = dir.join(format!("{stem}.png"));
+    let markdown = dir.join(format!("{stem}.md"));
+    let series: Vec<Series> = ladders
+        .iter()
+        .map(|ladder| Series {
+            name: ladder.name.to_string(),
+            points: ladder
+                .steps
+                .iter()
+                .map(|s| (f64::from(s.rate_per_s), s.p50_ms, s.p95_ms, s.p99_ms))
+                .collect(),
+        })
+        .collect();
+    chart::draw(&chart, &series)?;
+
+    let targets = targets(&ledger, &ladders, half_max.as_ref(), &stream, &memory);
+    let report = Report {
+        when: when.to_rfc3339(),
+        machine: machine(),
+        clients: args.clients,
+        step_s: args.step_s,
+        pgbench_tps: ledger.pgbench_tps,
+        ledger,
+        ladders,
+        half_max,
+        stream,
+        memory,
+        targets,
+        markdown: markdown.clone(),
+        chart: chart.clone(),
+    };
+    std::fs::write(&markdown, render_markdown(&report))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!();
+        print!("{}", render_markdown(&report));
+        println!(
+            "\nreport: {}\nchart:  {}",
+            markdown.display(),
+            chart.display()
+        );
+    }
+    Ok(0)
+}
+
+/// The platform no longer keeps up with a step's rate.
+fn is_saturated(step: &Step) -> bool {
+    step.error_ratio > SATURATED_ERROR_RATIO || step.dropped > 0 || step.p99_ms > SATURATED_P99_MS
+}
+
+/// The most payments a second of the steps the platform kept up with (of all steps when it
+/// kept up with none).
+fn sustained_max(steps: &[Step]) -> f64 {
+    let kept_up = steps.iter().filter(|s| !is_saturated(s));
+    let best = kept_up.map(|s| s.payments_per_s).fold(0.0, f64::max);
+    if best > 0.0 {
+        best
+    } else {
+        steps.iter().map(|s| s.payments_per_s).fold(0.0, f64::max)
+    }
+}
+
+fn step_of(rate: u32, report: &load::Report) -> Step {
+    let latency = report.all.latency.as_ref();
+    Step {
+        rate_per_s: rate,
+        payments_per_s: report.all.ok as f64 / f64::from(report.duration_s).max(1.0),
+        p50_ms: latency.map_or(0.0, |l| l.p50_ms),
+        p95_ms: latency.map_or(0.0, |l| l.p95_ms),
+        p99_ms: latency.map_or(0.0, |l| l.p99_ms),
+        error_ratio: report.all.error_ratio,
+        dropped: report.dropped,
+    }
+}
+
+/// `--rates 25,50,100`: strictly increasing whole numbers from 1 to the load engine's maximum.
+pub fn parse_rates(text: &str) -> anyhow::Result<Vec<u32>> {
+    let rates: Vec<u32> = text
+        .split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|r| (1..=load::scenario::RATE_MAX_PER_S).contains(r))
+                .ok_or_else(|| {
+                    fail(
+                        Code::Usage,
+                        format!(
+                            "--rates: {part:?} is not a rate from 1 to {} a second",
+                            load::scenario::RATE_MAX_PER_S
+                        ),
+                    )
+                })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if rates.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(fail(Code::Usage, "--rates must climb: 25,50,100"));
+    }
+    Ok(rates)
+}
+
+fn ratio(numerator: f64, denominator: f64) -> Option<f64> {
+    (denominator > 0.0).then(|| numerator / denominator)
+}
+
+fn targets(
+    ledger: &ledger::Report,
+    ladders: &[Ladder],
+    half: Option<&Step>,
+    stream: &Value,
+    memory: &BTreeMap<String, Memory>,
+) -> Vec<Target> {
+    let uniform = ladders[0].max_payments_per_s;
+    let hot = ladders[1].max_payments_per_s;
+    let direct = ladders[2].max_payments_per_s;
+    let at_least = |what, value: Option<f64>, limit: f64, how: &str| Target {
+        what,
+        target: format!("≥ {limit} ({how})"),
+        measured: value.map_or("-".into(), |v| format!("{v:.2}")),
+        met: value.map(|v| v >= limit),
+    };
+    let at_most = |what, value: Option<f64>, limit: f64, unit: &str| Target {
+        what,
+        target: format!("≤ {limit} {unit}"),
+        measured: value.map_or("-".into(), |v| format!("{v:.1} {unit}")),
+        met: value.map(|v| v <= limit),
+    };
+    let mut out = vec![
+        at_least(
+            "end-to-end payments/s ÷ pgbench TPC-B tps",
+            ratio(uniform, ledger.pgbench_tps),
+            0.5,
+            "gateway, uniform",
+        ),
+        at_least(
+            "hot merchant ÷ uniform",
+            ratio(hot, uniform),
+            0.8,
+            "payments/s",
+        ),
+        at_least(
+            "through the gateway ÷ direct",
+            ratio(uniform, direct),
+            0.85,
+            "payments/s",
+        ),
+        at_most(
+            "p99 at half the maximum rate",
+            half.map(|s| s.p99_ms),
+            50.0,
+            "ms",
+        ),
+        at_most(
+            "commit → merchant feed, p99",
+            stream["commit_to_feed_ms"]["p99"].as_f64(),
+            250.0,
+            "ms",
+        ),
+    ];
+    for (service, what) in [
+        ("orchestrator", "orchestrator idle RSS"),
+        ("consumer-api", "consumer-api idle RSS"),
+        ("merchant-api", "merchant-api idle RSS"),
+    ] {
+        out.push(at_most(
+            what,
+            memory.get(service).map(|m| m.idle_mib),
+            50.0,
+            "MiB",
+        ));
+    }
+    out
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cores} cores ({cpu}), {:.0} GiB",
+        memory_kib as f64 / 1024.0 / 1024.0
+    )
+}
+
+pub fn render_markdown(report: &Report) -> String {
+    let mut out = format!(
+        "# paytool bench, {}\n\nMachine: {}. {} clients for pgbench and the ledger; {} s a step.\n\n",
+        report.when, report.machine, report.clients, report.step_s
+    );
+    out.push_str("## Targets (measured, never asserted)\n\n| what | target | measured | met |\n|---|---|---:|---|\n");
+    for t in &report.targets {
+        let met = match t.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "no data",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {met} |\n",
+            t.what, t.target, t.measured
+        ));
+    }
+    out.push_str(&format!(
+        "\n## PostgreSQL and the ledger\n\n| workload | per second | p50 ms | p99 ms |\n|---|---:|---:|---:|\n| pgbench TPC-B (scale {}) | {:.0} | | |\n",
+        report.clients, report.pgbench_tps
+    ));
+    for phase in &report.ledger.phases {
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.1} | {:.1} |\n",
+            phase.name, phase.per_second, phase.p50_ms, phase.p99_ms
+        ));
+    }
+    out.push_str("\n## Payments end to end (QR payments, constant arrival rate)\n");
+    for ladder in &report.ladders {
+        out.push_str(&format!(
+            "\n{} — sustained **{:.0} payments/s** ({:.2} × pgbench)\n\n| rate/s | payments/s | p50 ms | p95 ms | p99 ms | failed | dropped |\n|---:|---:|---:|---:|---:|---:|---:|\n",
+            ladder.name,
+            ladder.max_payments_per_s,
+            ratio(ladder.max_payments_per_s, report.pgbench_tps).unwrap_or(0.0)
+        ));
+        for s in &ladder.steps {
+            out.push_str(&format!(
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}% | {} |\n",
+                s.rate_per_s,
+                s.payments_per_s,
+                s.p50_ms,
+                s.p95_ms,
+                s.p99_ms,
+                s.error_ratio * 100.0,
+                s.dropped
+            ));
+        }
+    }
+    if let Some(half) = &report.half_max {
+        out.push_str(&format!(
+            "\nAt half the gateway's maximum ({}/s): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {:.2}% failed.\n",
+            half.rate_per_s, half.p50_ms, half.p95_ms, half.p99_ms, half.error_ratio * 100.0
+        ));
+    }
+    let feed = &report.stream["commit_to_feed_ms"];
+    out.push_str(&format!(
+        "\n## The merchant's notification\n\n{} payments at {}/s: commit → merchant feed p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} lost, {} twice.\n",
+        report.stream["payments"], report.stream["rate_per_s"],
+        feed["p50"].as_f64().unwrap_or(0.0), feed["p99"].as_f64().unwrap_or(0.0), feed["max"].as_f64().unwrap_or(0.0),
+        report.stream["lost"], report.stream["duplicates"]
+    ));
+    out.push_str("\n## Memory (resident, each component's process tree)\n\n| component | idle MiB | peak MiB |\n|---|---:|---:|\n");
+    for (name, m) in &report.memory {
+        out.push_str(&format!(
+            "| {name} | {:.1} | {:.1} |\n",
+            m.idle_mib, m.peak_mib
+        ));
+    }
+    out.push_str(&format!(
+        "\n![latency percentiles against arrival rate]({})\n",
+        report
+            .chart
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    ));
+    out
+}
+
+/// Samples each component's resident memory (its whole process tree: PostgreSQL's backends,
+/// a JVM's threads are one process) every `RSS_SAMPLE_MS`, keeping the first and the largest.
+struct MemorySampler {
+    samples: Arc<Mutex<BTreeMap<String, Memory>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MemorySampler {
+    fn start(home: &Home) -> Self {
+        let components: Vec<(String, u32)> = crate::runtime::state::RuntimeState::load(home)
+            .map(|state| {
+                state
+                    .components
+                    .into_iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.pid?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let samples = Arc::new(Mutex::new(BTreeMap::new()));
+        let task = tokio::spawn({
+            let samples = Arc::clone(&samples);
+            async move {
+                loop {
+                    record(&samples, &components);
+                    tokio::time::sleep(Duration::from_millis(RSS_SAMPLE_MS)).await;
+                }
+            }
+        });
+        Self { samples, task }
+    }
+
+    fn stop(self) -> BTreeMap<String, Memory> {
+        self.task.abort();
+        self.samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn record(samples: &Mutex<BTreeMap<String, Memory>>, components: &[(String, u32)]) {
+    let tree = process_tree();
+    let mut samples = samples.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, pid) in components {
+        let mib = tree_rss_kib(&tree, *pid) as f64 / 1024.0;
+        let entry = samples.entry(name.clone()).or_insert(Memory {
+            idle_mib: mib,
+            peak_mib: mib,
+        });
+        entry.peak_mib = entry.peak_mib.max(mib);
+    }
+}
+
+/// Every process: pid → (parent pid, resident KiB).
+fn process_tree() -> BTreeMap<u32, (u32, u64)> {
+    let mut tree = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return tree;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let parent = field("PPid:")
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0);
+        tree.insert(pid, (parent, field("VmRSS:").unwrap_or(0)));
+    }
+    tree
+}
+
+fn tree_rss_kib(tree: &BTreeMap<u32, (u32, u64)>, root: u32) -> u64 {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (pid, (parent, _)) in tree {
+        children.entry(*parent).or_default().push(*pid);
+    }
+    let mut total = 0;
+    let mut stack = vec![root];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(pid) = stack.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        total += tree.get(&pid).map_or(0, |(_, rss)| *rss);
+        stack.extend(children.get(&pid).into_iter().flatten());
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maximum_is_the_best_step_the_platform_kept_up_with() {
+        let step = |rate: u32, p99_ms: f64, dropped: u64| Step {
+            rate_per_s: rate,
+            payments_per_s: f64::from(rate),
+            p50_ms: 1.0,
+            p95_ms: 2.0,
+            p99_ms,
+            error_ratio: 0.0,
+            dropped,
+        };
+        let steps = [step(25, 30.0, 0), step(50, 60.0, 0), step(100, 1_100.0, 0)];
+        assert_eq!(sustained_max(&steps), 50.0);
+        assert_eq!(sustained_max(&[step(25, 30.0, 0), step(50, 90.0, 3)]), 25.0);
+        assert_eq!(
+            sustained_max(&[step(25, 2_000.0, 0)]),
+            25.0,
+            "none kept up: the best seen"
+        );
+    }
+
+    #[test]
+    fn rates_must_climb_within_bounds() {
+        assert_eq!(parse_rates("25, 50,100").expect("fine"), [25, 50, 100]);
+        for bad in ["", "50,25", "0,10", "10,10", "a", "2000"] {
+            assert!(parse_rates(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_process_trees_memory_is_the_sum_of_its_members_only() {
+        let tree = BTreeMap::from([
+            (1, (0, 100)),
+            (10, (1, 1_000)),
+            (11, (10, 200)),
+            (12, (10, 300)),
+            (20, (1, 5_000)),
+        ]);
+        assert_eq!(tree_rss_kib(&tree, 10), 1_500);
+        assert_eq!(tree_rss_kib(&tree, 20), 5_000);
+        assert_eq!(tree_rss_kib(&tree, 99), 0);
+    }
+
+    #[test]
+    fn targets_are_met_or_not_by_the_numbers() {
+        let step = |rate, p99| Step {
+            rate_per_s: rate,
+            payments_per_s: f64::from(rate),
+            p50_ms: 1.0,
+            p95_ms: 2.0,
+            p99_ms: p99,
+            error_ratio: 0.0,
+            dropped: 0,
+        };
+        let ladder = |max| Ladder {
+            name: "x",
+            route: Route::Gateway,
+            hot_merchant: false,
+            steps: vec![],
+            max_payments_per_s: max,
+        };
+        let ledger = ledger::Report {
+            clients: 4,
+            duration_s: 10,
+            pgbench_tps: 1_000.0,
+            phases: vec![],
+            ledger_uniform_vs_pgbench: 0.5,
+            ledger_hot_vs_uniform: 1.0,
+            ledger_verified: true,
+        };
+        let memory = BTreeMap::from([(
+            "orchestrator".to_string(),
+            Memory {
+                idle_mib: 30.0,
+                peak_mib: 60.0,
+            },
+        )]);
+        let stream = serde_json::json!({ "commit_to_feed_ms": { "p99": 300.0 } });
+        let found = targets(
+            &ledger,
+            &[ladder(600.0), ladder(300.0), ladder(650.0)],
+            Some(&step(300, 40.0)),
+            &stream,
+            &memory,
+        );
+        let met: BTreeMap<&str, Option<bool>> = found.iter().map(|t| (t.what, t.met)).collect();
+        assert_eq!(met["end-to-end payments/s ÷ pgbench TPC-B tps"], Some(true));
+        assert_eq!(met["hot merchant ÷ uniform"], Some(false));
+        assert_eq!(met["through the gateway ÷ direct"], Some(true));
+        assert_eq!(met["p99 at half the maximum rate"], Some(true));
+        assert_eq!(met["commit → merchant feed, p99"], Some(false));
+        assert_eq!(met["orchestrator idle RSS"], Some(true));
+        assert_eq!(met["consumer-api idle RSS"], None);
+    }
+}

@@ -1,0 +1,214 @@
+//! Keycloak (keycloak-quarkus-dist from Maven Central), on PostgreSQL, behind the gateway at
+//! `https://sso.local.test`, with the `paytool` realm imported from `stacks/`.
+//!
+//! Each installation runs from its own Keycloak home: a hard-linked copy of the cached, built
+//! distribution. Keycloak writes into its home at run time (`data/`: temporary files,
+//! transaction logs, the realm import directory), so two installations must not share one.
+
+use super::{render, run_to_log, Component, ComponentName, Ctx, Spec, Step};
+use crate::runtime::home::{Home, Secrets};
+use crate::runtime::probe::Probe;
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use std::path::{Path, PathBuf};
+
+pub const REALM: &str = "paytool";
+pub const ADMIN_USER: &str = "admin";
+const REALM_TEMPLATE: &str = "stacks/local/keycloak/realm-paytool.json.tera";
+/// Marker the setup step leaves in a built distribution; its content is the version.
+const BUILT_STAMP: &str = ".paytool-built";
+
+/// Build-time options, baked in once by `paytool setup` so that starts can be `--optimized`.
+pub const BUILD_OPTIONS: &[&str] = &[
+    "build",
+    "--db=postgres",
+    "--health-enabled=true",
+    "--metrics-enabled=true",
+    // One node: no cluster discovery, no distributed caches to form.
+    "--cache=local",
+];
+
+fn home_dir(ctx: &Ctx) -> PathBuf {
+    ctx.home
+        .component_dir(ComponentName::Keycloak.as_str())
+        .join("home")
+}
+
+/// Keycloak with the `paytool` realm.
+pub struct Keycloak;
+
+impl Component for Keycloak {
+    fn name(&self) -> ComponentName {
+        ComponentName::Keycloak
+    }
+
+    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
+        spec(ctx)
+    }
+
+    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
+        probe(home)
+    }
+
+    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
+        Box::pin(prepare(ctx))
+    }
+
+    fn after_ready<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
+        Box::pin(after_ready(ctx))
+    }
+}
+
+fn probe(home: &Home) -> Probe {
+    super::http_probe(format!(
+        "http://127.0.0.1:{}/health/ready",
+        home.ports().keycloak_management
+    ))
+}
+
+fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
+    let ports = ctx.home.ports();
+    let home = home_dir(ctx);
+    let args = vec![
+        "start".to_string(),
+        "--optimized".to_string(),
+        "--import-realm".to_string(),
+        "--http-enabled=true".to_string(),
+        "--http-host=127.0.0.1".to_string(),
+        format!("--http-port={}", ports.keycloak),
+        format!("--http-management-port={}", ports.keycloak_management),
+        // Browsers and tokens see the gateway's URL; services may call Keycloak directly.
+        format!("--hostname={}", ports.public_url("sso")),
+        "--hostname-backchannel-dynamic=true".to_string(),
+        "--proxy-headers=xforwarded".to_string(),
+        // One node: without this Keycloak opens cluster ports (7800, 57800) on every interface
+        // to look for peers, even after a build with the same option.
+        "--cache=local".to_string(),
+        format!(
+            "--db-url=jdbc:postgresql://127.0.0.1:{}/keycloak",
+            ports.postgres
+        ),
+        "--db-username=keycloak".to_string(),
+        "--db-pool-max-size=20".to_string(),
+    ];
+    Ok(Spec {
+        name: ComponentName::Keycloak,
+        program: home.join("bin/kc.sh"),
+        args,
+        env: vec![
+            (
+                "JAVA_HOME".into(),
+                ctx.tools.keycloak_java_home.display().to_string(),
+            ),
+            ("JAVA_OPTS_KC_HEAP".into(), "-Xms128m -Xmx768m".into()),
+            // Java 25 prints an IllegalAccessError at every shutdown without the first flag; the
+            // temporary files stay inside the installation.
+            (
+                "JAVA_OPTS_APPEND".into(),
+                format!(
+                    "--add-opens=java.base/java.lang=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow -Djava.io.tmpdir={}",
+                    home.join("data/tmp").display()
+                ),
+            ),
+            // Secrets by environment, not argv: argv is world-readable in /proc.
+            ("KC_DB_PASSWORD".into(), ctx.secrets.db_keycloak.clone()),
+            ("KC_BOOTSTRAP_ADMIN_USERNAME".into(), ADMIN_USER.into()),
+            (
+                "KC_BOOTSTRAP_ADMIN_PASSWORD".into(),
+                ctx.secrets.keycloak_admin.clone(),
+            ),
+        ],
+        cwd: home,
+        run_as: None,
+        ports: vec![
+            ("http", ports.keycloak),
+            ("management", ports.keycloak_management),
+        ],
+        urls: vec![
+            ports.public_url("sso"),
+            format!("http://127.0.0.1:{}", ports.keycloak),
+        ],
+        probe: probe(&ctx.home),
+        // The first start creates the schema and imports the realm: slow on two cores.
+        ready_timeout_ms: 300_000,
+        stop_signal: Signal::SIGTERM,
+        stop_timeout_ms: 30_000,
+    })
+}
+
+async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
+    let home = home_dir(ctx);
+    let cached = &ctx.tools.keycloak_home;
+    let wanted = std::fs::read_to_string(cached.join(BUILT_STAMP)).with_context(|| {
+        format!(
+            "Keycloak is not set up in {}: run `paytool setup`",
+            cached.display()
+        )
+    })?;
+    let have = std::fs::read_to_string(home.join(BUILT_STAMP)).unwrap_or_default();
+    if have != wanted {
+        if home.exists() {
+            std::fs::remove_dir_all(&home)?;
+        }
+        std::fs::create_dir_all(home.parent().context("keycloak dir")?)?;
+        copy_tree(ctx, cached, &home).await?;
+        // The copy's data/ is this installation's alone.
+        let _ = std::fs::remove_dir_all(home.join("data"));
+    }
+    let import = home.join("data/import");
+    std::fs::create_dir_all(&import)?;
+    std::fs::create_dir_all(home.join("data/tmp"))?;
+    let ports = ctx.home.ports();
+    let mut context = tera::Context::new();
+    context.insert("public_url_suffix", &ports.https_suffix());
+    context.insert(
+        "secret_merchant_dashboard",
+        &ctx.secrets.client_merchant_dashboard,
+    );
+    context.insert("secret_wallet_web", &ctx.secrets.client_wallet_web);
+    context.insert("secret_consumer_api", &ctx.secrets.client_consumer_api);
+    context.insert("secret_merchant_api", &ctx.secrets.client_merchant_api);
+    context.insert("secret_orchestrator", &ctx.secrets.client_orchestrator);
+    let realm = render(ctx, REALM_TEMPLATE, &context)?;
+    // Fail here, with the file named, rather than deep inside Keycloak's import.
+    serde_json::from_str::<serde_json::Value>(&realm)
+        .context("the rendered realm is not valid JSON")?;
+    crate::runtime::home::write_atomic(
+        &import.join("realm-paytool.json"),
+        realm.as_bytes(),
+        0o600,
+    )?;
+    Ok(())
+}
+
+/// Hard links where the file system allows (instant, no space), a copy otherwise.
+async fn copy_tree(ctx: &Ctx, from: &Path, to: &Path) -> anyhow::Result<()> {
+    let mut link = tokio::process::Command::new("cp");
+    link.arg("-al").arg(from).arg(to);
+    if run_to_log(ctx, ComponentName::Keycloak, &mut link)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(to);
+    let mut copy = tokio::process::Command::new("cp");
+    copy.arg("-a").arg(from).arg(to);
+    run_to_log(ctx, ComponentName::Keycloak, &mut copy).await
+}
+
+/// Ready is not enough: the realm must have been imported and must answer.
+async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
+    let url = format!(
+        "http://127.0.0.1:{}/realms/{REALM}/.well-known/openid-configuration",
+        ctx.home.ports().keycloak
+    );
+    let client = crate::runtime::probe::http_client(None, None)?;
+    let response = client.get(&url).send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "the realm {REALM} is missing ({url} answered {})",
+        response.status()
+    );
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The platform's components: how each is prepared, started, probed, stopped, and what runs
+//! once it is ready. The supervisor drives them; nothing here loops or waits on its own.
+
+pub mod alerting;
+pub mod gateway;
+pub mod kafka;
+pub mod keycloak;
+pub mod observability;
+pub mod postgres;
+pub mod services;
+
+use crate::runtime::home::{Home, Secrets};
+use crate::runtime::probe::Probe;
+use crate::runtime::setup::Tools;
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+/// Every component of the local runtime. A name that is not here does not compile: nothing
+/// falls back to another component's port or secret. Serialized (state file, `status --json`)
+/// and parsed (`paytool logs NAME`) in kebab-case, as the components have always been named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComponentName {
+    Postgres,
+    Kafka,
+    Jaeger,
+    OtelCollector,
+    Agent,
+    Alertmanager,
+    Prometheus,
+    Keycloak,
+    Orchestrator,
+    ConsumerApi,
+    MerchantApi,
+    Gateway,
+}
+
+impl ComponentName {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Kafka => "kafka",
+            Self::Jaeger => "jaeger",
+            Self::OtelCollector => "otel-collector",
+            Self::Agent => "agent",
+            Self::Alertmanager => "alertmanager",
+            Self::Prometheus => "prometheus",
+            Self::Keycloak => "keycloak",
+            Self::Orchestrator => "orchestrator",
+            Self::ConsumerApi => "consumer-api",
+            Self::MerchantApi => "merchant-api",
+            Self::Gateway => "gateway",
+        }
+    }
+
+    /// How this component is prepared, started and probed.
+    pub fn component(self) -> &'static dyn Component {
+        match self {
+            Self::Postgres => &postgres::Postgres,
+            Self::Kafka => &kafka::Kafka,
+            Self::Keycloak => &keycloak::Keycloak,
+            Self::Gateway => &gateway::Gateway,
+            Self::Jaeger => &observability::Tracing::Jaeger,
+            Self::OtelCollector => &observability::Tracing::OtelCollector,
+            Self::Prometheus => &alerting::Alerting::Prometheus,
+            Self::Alertmanager => &alerting::Alerting::Alertmanager,
+            Self::Agent => &alerting::Alerting::Agent,
+            Self::Orchestrator => &services::Service::Orchestrator,
+            Self::ConsumerApi => &services::Service::ConsumerApi,
+            Self::MerchantApi => &services::Service::MerchantApi,
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ComponentName {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        names().find(|name| name.as_str() == text).ok_or_else(|| {
+            let known: Vec<&str> = names().map(ComponentName::as_str).collect();
+            anyhow::anyhow!("unknown component {text:?}: one of {}", known.join(", "))
+        })
+    }
+}
+
+/// Start order: every component of a wave starts at once; a wave starts when the previous
+/// one is ready. Stopping runs the other way round.
+pub const WAVES: &[&[ComponentName]] = &[
+    &[
+        ComponentName::Postgres,
+        ComponentName::Kafka,
+        ComponentName::Jaeger,
+        ComponentName::OtelCollector,
+        ComponentName::Agent,
+        ComponentName::Alertmanager,
+        ComponentName::Prometheus,
+    ],
+    &[
+        ComponentName::Keycloak,
+        ComponentName::Orchestrator,
+        ComponentName::ConsumerApi,
+        ComponentName::MerchantApi,
+    ],
+    &[ComponentName::Gateway],
+];
+
+/// Every component, in start order.
+pub fn names() -> impl Iterator<Item = ComponentName> {
+    WAVES.iter().flat_map(|wave| wave.iter().copied())
+}
+
+/// A preparation step's future (boxed so that `Component` can be a trait object).
+pub type Step<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// One engine of the local runtime, one implementation per file of this module. The
+/// supervisor drives them; nothing here loops or waits on its own.
+pub trait Component: Sync {
+    fn name(&self) -> ComponentName;
+
+    /// How to run it: program, arguments, environment, ports, probe and stop signal.
+    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec>;
+
+    /// The probe that says whether it is healthy, from the installation alone (no tools
+    /// needed), so that `status` can ask it too.
+    fn probe(&self, home: &Home, secrets: &Secrets) -> Probe;
+
+    /// One-time and every-start preparation before it is spawned.
+    fn prepare<'a>(&'a self, _ctx: &'a Ctx) -> Step<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Work that needs it up: databases, topics, the realm. Idempotent, because it runs
+    /// again after every restart.
+    fn after_ready<'a>(&'a self, _ctx: &'a Ctx) -> Step<'a> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Everything a component needs to know about its installation.
+pub struct Ctx {
+    pub home: Home,
+    pub project: PathBuf,
+    pub secrets: Secrets,
+    pub tools: Tools,
+    pub bin_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub name: ComponentName,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Run as this system user (the supervisor runs as root): PostgreSQL refuses root.
+    pub run_as: Option<String>,
+    pub ports: Vec<(&'static str, u16)>,
+    pub urls: Vec<String>,
+    pub probe: Probe,
+    pub ready_timeout_ms: u64,
+    pub stop_signal: Signal,
+    /// After this, SIGKILL.
+    pub stop_timeout_ms: u64,
+}
+
+/// A probe for a component that answers `GET url` with 2xx when ready, on loopback.
+pub fn http_probe(url: String) -> Probe {
+    Probe::Http {
+        url,
+        resolve: None,
+        ca: None,
+    }
+}
+
+/// Renders a Tera template from `stacks/` with the given context.
+pub fn render(ctx: &Ctx, template: &str, context: &tera::Context) -> anyhow::Result<String> {
+    let path = ctx.project.join(template);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read the template {}: {e}", path.display()))?;
+    tera::Tera::one_off(&text, context, false)
+        .map_err(|e| anyhow::anyhow!("cannot render {}: {e:?}", path.display()))
+}
+
+/// A preparation command (formatting Kafka's storage, copying Keycloak, `nginx -t`) that takes
+/// longer than this is stuck: it is killed and the component's start fails with its log.
+pub const RUN_TO_LOG_TIMEOUT_MS: u64 = 300_000;
+
+/// Runs a preparation command to completion (within `RUN_TO_LOG_TIMEOUT_MS`), with its output
+/// in the component's log.
+pub async fn run_to_log(
+    ctx: &Ctx,
+    component: ComponentName,
+    command: &mut tokio::process::Command,
+) -> anyhow::Result<()> {
+    let log_path = ctx.home.log_path(component.as_str());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let program = command.as_std().get_program().to_owned();
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run {program:?}: {e}"))?;
+    let timeout = std::time::Duration::from_millis(RUN_TO_LOG_TIMEOUT_MS);
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status?,
+        Err(_) => {
+            child.kill().await.ok();
+            anyhow::bail!(
+                "{program:?} did not finish within {} s; see {}",
+                RUN_TO_LOG_TIMEOUT_MS / 1000,
+                log_path.display()
+            );
+        }
+    };
+    if !status.success() {
+        let tail = crate::runtime::logs::tail_lines(&log_path, 5)
+            .unwrap_or_default()
+            .join(" | ");
+        anyhow::bail!(
+            "{program:?} failed ({status}); see {}: {tail}",
+            log_path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Tracing engines of the local runtime: Jaeger v2 (traces kept in memory, read by
+//! `paytool trace`) and the OpenTelemetry Collector built with its builder (OTLP/HTTP in from
+//! the services; traces on to Jaeger, metrics out for Prometheus). Both on loopback only.
+
+use super::{http_probe, render, Component, ComponentName, Ctx, Spec, Step};
+use crate::runtime::home::{Home, Secrets};
+use crate::runtime::probe::Probe;
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+
+const COLLECTOR_TEMPLATE: &str = "stacks/local/otel/collector.yaml.tera";
+const JAEGER_TEMPLATE: &str = "stacks/local/jaeger/jaeger.yaml.tera";
+
+/// Jaeger and the collector: one implementation, since both are OpenTelemetry-Collector-based
+/// binaries run with one rendered config file.
+#[derive(Debug, Clone, Copy)]
+pub enum Tracing {
+    Jaeger,
+    OtelCollector,
+}
+
+impl Component for Tracing {
+    fn name(&self) -> ComponentName {
+        match self {
+            Self::Jaeger => ComponentName::Jaeger,
+            Self::OtelCollector => ComponentName::OtelCollector,
+        }
+    }
+
+    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
+        spec(ctx, *self)
+    }
+
+    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
+        probe(home, *self)
+    }
+
+    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
+        Box::pin(prepare(ctx, *self))
+    }
+}
+
+fn config_path(home: &Home, which: Tracing) -> PathBuf {
+    let file = match which {
+        Tracing::Jaeger => "jaeger.yaml",
+        Tracing::OtelCollector => "collector.yaml",
+    };
+    home.component_dir(which.name().as_str()).join(file)
+}
+
+/// The collector's OTLP/HTTP endpoint, for the services' `OTEL_EXPORTER_OTLP_ENDPOINT`.
+pub fn otlp_endpoint(home: &Home) -> String {
+    format!("http://127.0.0.1:{}", home.ports().otel_otlp_http)
+}
+
+/// Jaeger's query API (`/api/traces/{id}`, `/api/services`).
+pub fn jaeger_query_url(home: &Home) -> String {
+    format!("http://127.0.0.1:{}", home.ports().jaeger_query)
+}
+
+fn probe(home: &Home, which: Tracing) -> Probe {
+    http_probe(match which {
+        Tracing::Jaeger => format!("{}/api/services", jaeger_query_url(home)),
+        Tracing::OtelCollector => format!("http://127.0.0.1:{}/", home.ports().otel_health),
+    })
+}
+
+fn spec(ctx: &Ctx, which: Tracing) -> anyhow::Result<Spec> {
+    let ports = ctx.home.ports();
+    let name = which.name();
+    let (program, ports_used, urls) = match which {
+        Tracing::Jaeger => (
+            ctx.tools.jaeger.clone(),
+            vec![
+                ("otlp-grpc", ports.jaeger_otlp_grpc),
+                ("query", ports.jaeger_query),
+                ("query-grpc", ports.jaeger_query_grpc),
+                ("telemetry", ports.jaeger_telemetry),
+            ],
+            vec![jaeger_query_url(&ctx.home)],
+        ),
+        Tracing::OtelCollector => (
+            ctx.tools.otelcol.clone(),
+            vec![
+                ("otlp-http", ports.otel_otlp_http),
+                ("health", ports.otel_health),
+                ("prometheus", ports.otel_prometheus),
+                ("telemetry", ports.otel_telemetry),
+            ],
+            vec![otlp_endpoint(&ctx.home)],
+        ),
+    };
+    Ok(Spec {
+        name,
+        program,
+        args: vec![format!(
+            "--config={}",
+            config_path(&ctx.home, which).display()
+        )],
+        env: Vec::new(),
+        cwd: ctx.home.component_dir(name.as_str()),
+        run_as: None,
+        ports: ports_used,
+        urls,
+        probe: probe(&ctx.home, which),
+        ready_timeout_ms: 30_000,
+        stop_signal: Signal::SIGTERM,
+        stop_timeout_ms: 10_000,
+    })
+}
+
+async fn prepare(ctx: &Ctx, which: Tracing) -> anyhow::Result<()> {
+    let ports = ctx.home.ports();
+    let mut context = tera::Context::new();
+    let template = match which {
+        Tracing::Jaeger => {
+            context.insert("otlp_grpc_port", &ports.jaeger_otlp_grpc);
+            context.insert("query_port", &ports.jaeger_query);
+            context.insert("query_grpc_port", &ports.jaeger_query_grpc);
+            context.insert("telemetry_port", &ports.jaeger_telemetry);
+            JAEGER_TEMPLATE
+        }
+        Tracing::OtelCollector => {
+            context.insert("otlp_http_port", &ports.otel_otlp_http);
+            context.insert("health_port", &ports.otel_health);
+            context.insert("prometheus_port", &ports.otel_prometheus);
+            context.insert("telemetry_port", &ports.otel_telemetry);
+            context.insert("jaeger_otlp_grpc_port", &ports.jaeger_otlp_grpc);
+            COLLECTOR_TEMPLATE
+        }
+    };
+    std::fs::create_dir_all(ctx.home.component_dir(which.name().as_str()))?;
+    std::fs::write(
+        config_path(&ctx.home, which),
+        render(ctx, template, &context)?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! PostgreSQL 15 from Debian: one cluster per installation under `.paytool/postgres`, on
+//! loopback TCP only, with one database and role per service plus Keycloak's.
+
+use super::{run_to_log, services, Component, ComponentName, Ctx, Spec, Step};
+use crate::runtime::home::{Home, Secrets};
+use crate::runtime::probe::Probe;
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use nix::unistd::{chown, User};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The cluster refuses to run as root, so a root supervisor runs it as this user.
+const SYSTEM_USER: &str = "postgres";
+
+/// PostgreSQL 15 from Debian.
+pub struct Postgres;
+
+impl Component for Postgres {
+    fn name(&self) -> ComponentName {
+        ComponentName::Postgres
+    }
+
+    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
+        spec(ctx)
+    }
+
+    fn probe(&self, home: &Home, secrets: &Secrets) -> Probe {
+        Probe::Postgres {
+            url: admin_url(home, secrets),
+        }
+    }
+
+    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
+        Box::pin(prepare(ctx))
+    }
+
+    fn after_ready<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
+        Box::pin(after_ready(ctx))
+    }
+}
+
+pub fn admin_url(home: &Home, secrets: &Secrets) -> String {
+    format!(
+        "postgres://postgres:{}@127.0.0.1:{}/postgres",
+        secrets.postgres_superuser,
+        home.ports().postgres
+    )
+}
+
+fn data_dir(ctx: &Ctx) -> PathBuf {
+    ctx.home
+        .component_dir(ComponentName::Postgres.as_str())
+        .join("data")
+}
+
+fn run_as() -> Option<User> {
+    if nix::unistd::Uid::effective().is_root() {
+        User::from_name(SYSTEM_USER).ok().flatten()
+    } else {
+        None
+    }
+}
+
+fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
+    let port = ctx.home.ports().postgres;
+    let settings = [
+        "listen_addresses=127.0.0.1".to_string(),
+        format!("port={port}"),
+        // TCP only: no socket file to collide with another cluster's.
+        "unix_socket_directories=".to_string(),
+        // Services (10 each), Keycloak, tests that create a database each: room for all.
+        "max_connections=300".to_string(),
+        "shared_buffers=256MB".to_string(),
+        "log_line_prefix=%m [%p] %q%u@%d ".to_string(),
+        "log_min_duration_statement=1000".to_string(),
+    ];
+    let mut args = vec!["-D".to_string(), data_dir(ctx).display().to_string()];
+    for setting in settings {
+        args.push("-c".to_string());
+        args.push(setting);
+    }
+    Ok(Spec {
+        name: ComponentName::Postgres,
+        program: ctx.tools.pg_bin.join("postgres"),
+        args,
+        env: vec![("LC_ALL".into(), "C.UTF-8".into())],
+        cwd: ctx.home.component_dir(ComponentName::Postgres.as_str()),
+        run_as: run_as().map(|u| u.name),
+        ports: vec![("postgres", port)],
+        urls: vec![format!("postgres://127.0.0.1:{port}")],
+        probe: Postgres.probe(&ctx.home, &ctx.secrets),
+        ready_timeout_ms: 60_000,
+        // SIGINT is PostgreSQL's "fast" shutdown: it ends client sessions instead of waiting
+        // for them (SIGTERM's "smart" mode can wait forever on a pooled connection).
+        stop_signal: Signal::SIGINT,
+        stop_timeout_ms: 30_000,
+    })
+}
+
+async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
+    let dir = ctx.home.component_dir(ComponentName::Postgres.as_str());
+    let data = data_dir(ctx);
+    std::fs::create_dir_all(&dir)?;
+    let user = run_as();
+    if let Some(user) = &user {
+        chown(&dir, Some(user.uid), Some(user.gid))
+            .context("cannot hand the postgres directory to the postgres user")?;
+    }
+    if data.join("PG_VERSION").is_file() {
+        remove_stale_lock(&data)?;
+        return Ok(());
+    }
+    // A half-made cluster from an interrupted first start is useless: start it afresh.
+    if data.exists() {
+        std::fs::remove_dir_all(&data)?;
+    }
+    let pwfile = dir.join("initdb.pw");
+    std::fs::write(&pwfile, &ctx.secrets.postgres_superuser)?;
+    std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600))?;
+    if let Some(user) = &user {
+        chown(&pwfile, Some(user.uid), Some(user.gid))?;
+    }
+    let mut command = tokio::process::Command::new(ctx.tools.pg_bin.join("initdb"));
+    command
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .current_dir(&dir);
+    if let Some(user) = &user {
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    let result = run_to_log(ctx, ComponentName::Postgres, &mut command).await;
+    let _ = std::fs::remove_file(&pwfile);
+    result
+}
+
+/// A postmaster that was SIGKILLed (its supervisor was killed, then `up` cleared the leftovers)
+/// leaves `postmaster.pid` behind. PostgreSQL treats the pid in it as alive while it is an
+/// unreaped zombie, which a machine whose init does not reap keeps forever. The file goes
+/// only when its pid is truly gone; a live postmaster's lock is never touched.
+fn remove_stale_lock(data: &std::path::Path) -> anyhow::Result<()> {
+    let lock = data.join("postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(&lock) else {
+        return Ok(());
+    };
+    let pid = text
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse::<u32>().ok());
+    if pid.is_some_and(|pid| !crate::runtime::state::is_alive(pid)) {
+        std::fs::remove_file(&lock)?;
+    }
+    Ok(())
+}
+
+/// Roles and databases: one per service and Keycloak's, created if absent, passwords kept in
+/// step with `secrets.json`.
+async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(&admin_url(&ctx.home, &ctx.secrets))?;
+    let mut connection = options.connect().await?;
+    let mut owners: Vec<(String, &str)> = services::Service::ALL
+        .iter()
+        .map(|service| (service.database(), service.database_password(&ctx.secrets)))
+        .collect();
+    owners.push(("keycloak".to_string(), ctx.secrets.db_keycloak.as_str()));
+    for (name, password) in owners {
+        // Names are fixed identifiers and passwords are hex (see home::random_secret), so the
+        // statements below cannot be injected into; DDL takes no bind parameters. The names
+        // are ours (an invariant); the passwords come from a file a person may have edited,
+        // so a bad one is an error that says what to do, not a panic.
+        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        anyhow::ensure!(
+            !password.is_empty() && password.chars().all(|c| c.is_ascii_hexdigit()),
+            "the database password of {name} in {} is not hexadecimal: restore the file, or start afresh with `paytool down --purge`",
+            ctx.home.secrets_path().display()
+        );
+        let role_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(&name)
+                .fetch_one(&mut connection)
+                .await?;
+        let verb = if role_exists { "ALTER" } else { "CREATE" };
+        connection
+            .execute(format!("{verb} ROLE {name} LOGIN PASSWORD '{password}'").as_str())
+            .await?;
+        let db_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut connection)
+                .await?;
+        if !db_exists {
+            connection
+                .execute(format!("CREATE DATABASE {name} OWNER {name}").as_str())
+                .await?;
+        }
+    }
+    connection.close().await.ok();
+    Ok(())
+}

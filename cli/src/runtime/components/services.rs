@@ -1,0 +1,226 @@
+//! The platform's own Rust services, started from the binaries beside `paytool`.
+
+use super::{http_probe, Component, ComponentName, Ctx, Spec};
+use crate::runtime::home::{Home, Secrets};
+use crate::runtime::probe::Probe;
+use nix::sys::signal::Signal;
+
+/// The platform's own services. Every property below is an exhaustive match: a fourth
+/// service is a compile error in each place until it has its port, database and secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Orchestrator,
+    ConsumerApi,
+    MerchantApi,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Self::Orchestrator, Self::ConsumerApi, Self::MerchantApi];
+
+    pub fn component_name(self) -> ComponentName {
+        match self {
+            Self::Orchestrator => ComponentName::Orchestrator,
+            Self::ConsumerApi => ComponentName::ConsumerApi,
+            Self::MerchantApi => ComponentName::MerchantApi,
+        }
+    }
+
+    /// The binary's name, the Keycloak client id and the token audience: all the same.
+    pub fn as_str(self) -> &'static str {
+        self.component_name().as_str()
+    }
+
+    pub fn port(self, home: &Home) -> u16 {
+        let ports = home.ports();
+        match self {
+            Self::Orchestrator => ports.orchestrator,
+            Self::ConsumerApi => ports.consumer_api,
+            Self::MerchantApi => ports.merchant_api,
+        }
+    }
+
+    /// The database each service owns (one per service) and its role, which has the same name.
+    pub fn database(self) -> String {
+        self.as_str().replace('-', "_")
+    }
+
+    pub fn database_password(self, secrets: &Secrets) -> &str {
+        match self {
+            Self::Orchestrator => &secrets.db_orchestrator,
+            Self::ConsumerApi => &secrets.db_consumer_api,
+            Self::MerchantApi => &secrets.db_merchant_api,
+        }
+    }
+
+    pub fn database_url(self, ctx: &Ctx) -> String {
+        let db = self.database();
+        format!(
+            "postgres://{db}:{}@127.0.0.1:{}/{db}",
+            self.database_password(&ctx.secrets),
+            ctx.home.ports().postgres
+        )
+    }
+
+    fn client_secret(self, secrets: &Secrets) -> &str {
+        match self {
+            Self::Orchestrator => &secrets.client_orchestrator,
+            Self::ConsumerApi => &secrets.client_consumer_api,
+            Self::MerchantApi => &secrets.client_merchant_api,
+        }
+    }
+}
+
+impl Component for Service {
+    fn name(&self) -> ComponentName {
+        self.component_name()
+    }
+
+    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
+        spec(ctx, *self)
+    }
+
+    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
+        http_probe(format!("http://127.0.0.1:{}/health/ready", self.port(home)))
+    }
+}
+
+fn spec(ctx: &Ctx, service: Service) -> anyhow::Result<Spec> {
+    let name = service.as_str();
+    let port = service.port(&ctx.home);
+    let public = match service {
+        Service::ConsumerApi => vec![
+            ctx.home.ports().public_url("api"),
+            ctx.home.ports().public_url("wallet"),
+        ],
+        Service::MerchantApi => vec![ctx.home.ports().public_url("merchant")],
+        Service::Orchestrator => Vec::new(),
+    };
+    let mut env: Vec<(String, String)> = vec![
+        ("APP__HTTP__HOST".into(), "127.0.0.1".into()),
+        ("APP__HTTP__PORT".into(), port.to_string()),
+        ("APP__DATABASE__URL".into(), service.database_url(ctx)),
+        // Tokens are verified locally against the realm's keys; `iss` is the public URL.
+        (
+            "APP__AUTH__ISSUER".into(),
+            format!(
+                "{}/realms/{}",
+                ctx.home.ports().public_url("sso"),
+                super::keycloak::REALM
+            ),
+        ),
+        (
+            "APP__AUTH__JWKS_URL".into(),
+            format!(
+                "http://127.0.0.1:{}/realms/{}/protocol/openid-connect/certs",
+                ctx.home.ports().keycloak,
+                super::keycloak::REALM
+            ),
+        ),
+        ("APP__AUTH__AUDIENCE".into(), name.to_string()),
+        // The service's own account: registering users, calling the orchestrator.
+        (
+            "APP__KEYCLOAK__BASE_URL".into(),
+            format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
+        ),
+        (
+            "APP__KEYCLOAK__REALM".into(),
+            super::keycloak::REALM.to_string(),
+        ),
+        ("APP__KEYCLOAK__CLIENT_ID".into(), name.to_string()),
+        (
+            "APP__KEYCLOAK__CLIENT_SECRET".into(),
+            service.client_secret(&ctx.secrets).to_string(),
+        ),
+        (
+            "APP__ORCHESTRATOR__BASE_URL".into(),
+            format!("http://127.0.0.1:{}", ctx.home.ports().orchestrator),
+        ),
+        // Each service relays its outbox to Kafka; merchant-api also consumes payments.v1.
+        (
+            "APP__KAFKA__BOOTSTRAP_SERVERS".into(),
+            format!("127.0.0.1:{}", ctx.home.ports().kafka),
+        ),
+        ("RUST_LOG".into(), "info".into()),
+        // Spans go to the collector (and on to Jaeger).
+        (
+            paykit::telemetry::OTLP_ENDPOINT_ENV.into(),
+            super::observability::otlp_endpoint(&ctx.home),
+        ),
+    ];
+    if service == Service::ConsumerApi {
+        // The wallet's sign-in (a backend-for-frontend at wallet.local.test).
+        env.extend(web_env(
+            ctx,
+            "wallet",
+            "wallet-web",
+            &ctx.secrets.client_wallet_web,
+        ));
+        // Only the service that makes payment codes gets the key they are derived with.
+        env.push((
+            "APP__PAYMENT_CODE_KEY".into(),
+            ctx.secrets.payment_code_key.clone(),
+        ));
+        // Paying a merchant's QR code goes through merchant-api, which owns payment requests.
+        env.push((
+            "APP__MERCHANT_API__BASE_URL".into(),
+            format!("http://127.0.0.1:{}", ctx.home.ports().merchant_api),
+        ));
+    }
+    if service == Service::MerchantApi {
+        // Charging a consumer's code goes through consumer-api, which owns the codes.
+        env.push((
+            "APP__CONSUMER_API__BASE_URL".into(),
+            format!("http://127.0.0.1:{}", ctx.home.ports().consumer_api),
+        ));
+        // The dashboard's sign-in (a backend-for-frontend).
+        env.extend(web_env(
+            ctx,
+            "merchant",
+            "merchant-dashboard",
+            &ctx.secrets.client_merchant_dashboard,
+        ));
+    }
+    Ok(Spec {
+        name: service.component_name(),
+        program: ctx.bin_dir.join(name),
+        args: Vec::new(),
+        env,
+        cwd: ctx.home.dir.clone(),
+        run_as: None,
+        ports: vec![("http", port)],
+        urls: [vec![format!("http://127.0.0.1:{port}")], public].concat(),
+        probe: service.probe(&ctx.home, &ctx.secrets),
+        ready_timeout_ms: 30_000,
+        stop_signal: Signal::SIGTERM,
+        stop_timeout_ms: 10_000,
+    })
+}
+
+/// A backend-for-frontend's sign-in settings (APP__WEB__*): browsers are sent to Keycloak's
+/// public pages; the code is exchanged for tokens over loopback with the client's secret.
+fn web_env(ctx: &Ctx, host: &str, client_id: &str, secret: &str) -> [(String, String); 6] {
+    let ports = ctx.home.ports();
+    [
+        ("APP__WEB__PUBLIC_BASE_URL".into(), ports.public_url(host)),
+        ("APP__WEB__CLIENT_ID".into(), client_id.into()),
+        ("APP__WEB__CLIENT_SECRET".into(), secret.into()),
+        (
+            "APP__WEB__KEYCLOAK_PUBLIC_URL".into(),
+            ports.public_url("sso"),
+        ),
+        (
+            "APP__WEB__KEYCLOAK_INTERNAL_URL".into(),
+            format!("http://127.0.0.1:{}", ports.keycloak),
+        ),
+        ("APP__WEB__REALM".into(), super::keycloak::REALM.into()),
+    ]
+}
+
+/// The service binaries `up` needs, with the ones that are missing.
+pub fn missing_binaries(bin_dir: &std::path::Path) -> Vec<&'static str> {
+    Service::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !bin_dir.join(s).is_file())
+        .collect()
+}

@@ -1,0 +1,320 @@
+//! The state directory of one installation (`.paytool/` by default).
+//!
+//! Layout: `paytool.json` (the marker: format, installation id, checkout, ports), `secrets.json`
+//! (0600), `tls/`, `logs/`, `run/` (supervisor pid and state), and one directory per component
+//! for its data. A directory without the marker, with an unreadable marker, or made by another
+//! checkout is refused with an explanation instead of being reused or overwritten.
+
+use crate::runtime::ports::Ports;
+use crate::support::exit::{fail, Code};
+use anyhow::Context;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Bumped when the layout changes incompatibly.
+pub const FORMAT: u32 = 1;
+const MARKER: &str = "paytool.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Marker {
+    pub format: u32,
+    pub installation_id: String,
+    pub created_at: String,
+    pub project_root: PathBuf,
+    pub ports: Ports,
+}
+
+/// Per-installation secrets, generated once and kept in `secrets.json` (mode 0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    pub postgres_superuser: String,
+    pub db_orchestrator: String,
+    pub db_consumer_api: String,
+    pub db_merchant_api: String,
+    pub db_keycloak: String,
+    pub keycloak_admin: String,
+    pub client_merchant_dashboard: String,
+    pub client_wallet_web: String,
+    pub client_consumer_api: String,
+    pub client_merchant_api: String,
+    pub client_orchestrator: String,
+    /// Key for deriving consumer payment codes (consumer-api).
+    pub payment_code_key: String,
+}
+
+impl Secrets {
+    fn generate() -> Self {
+        Self {
+            postgres_superuser: random_secret(),
+            db_orchestrator: random_secret(),
+            db_consumer_api: random_secret(),
+            db_merchant_api: random_secret(),
+            db_keycloak: random_secret(),
+            keycloak_admin: random_secret(),
+            client_merchant_dashboard: random_secret(),
+            client_wallet_web: random_secret(),
+            client_consumer_api: random_secret(),
+            client_merchant_api: random_secret(),
+            client_orchestrator: random_secret(),
+            payment_code_key: random_secret(),
+        }
+    }
+}
+
+/// 256 random bits as hex: safe inside URLs, SQL literals and config files without quoting.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub dir: PathBuf,
+    pub marker: Marker,
+}
+
+impl Home {
+    /// Opens an existing installation; `None` when the directory does not exist or is empty.
+    pub fn open(dir: &Path, project_root: &Path) -> anyhow::Result<Option<Self>> {
+        if !dir.exists() || is_empty_dir(dir)? {
+            return Ok(None);
+        }
+        if !dir.is_dir() {
+            return Err(fail(
+                Code::StateDir,
+                format!(
+                    "{} is a file, not a paytool state directory: move it away or pass --home DIR",
+                    dir.display()
+                ),
+            ));
+        }
+        let marker_path = dir.join(MARKER);
+        if !marker_path.exists() {
+            return Err(fail(
+                Code::StateDir,
+                format!(
+                    "{} is not empty and has no {MARKER}: it is not a paytool state directory; move it away or pass --home DIR",
+                    dir.display()
+                ),
+            ));
+        }
+        let text = fs::read_to_string(&marker_path)
+            .with_context(|| format!("cannot read {}", marker_path.display()))?;
+        let mut marker: Marker = serde_json::from_str(&text).map_err(|error| {
+            fail(
+                Code::StateDir,
+                format!(
+                    "{} is corrupt ({error}): run `paytool down --purge --home {}` to start afresh (this deletes its data)",
+                    marker_path.display(),
+                    dir.display()
+                ),
+            )
+        })?;
+        marker.ports = marker.ports.filled();
+        if marker.format != FORMAT {
+            return Err(fail(
+                Code::StateDir,
+                format!(
+                    "{} was made by a paytool with state format {} (this one reads {FORMAT}): purge it with `paytool down --purge`",
+                    dir.display(),
+                    marker.format
+                ),
+            ));
+        }
+        if marker.project_root != project_root {
+            return Err(fail(
+                Code::StateDir,
+                format!(
+                    "{} belongs to the checkout at {}, not {}: use that checkout, or pass --home DIR for a new installation",
+                    dir.display(),
+                    marker.project_root.display(),
+                    project_root.display()
+                ),
+            ));
+        }
+        Ok(Some(Self {
+            dir: dir.to_path_buf(),
+            marker,
+        }))
+    }
+
+    /// Opens the installation, creating it (marker, secrets, directories) when absent.
+    pub fn open_or_create(dir: &Path, project_root: &Path) -> anyhow::Result<Self> {
+        if let Some(home) = Self::open(dir, project_root)? {
+            home.ensure_secrets()?;
+            return Ok(home);
+        }
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Traversable by the `postgres` user, which runs the database from inside it;
+        // everything secret below it has its own 0600/0700 mode.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+        let marker = Marker {
+            format: FORMAT,
+            installation_id: uuid::Uuid::new_v4().to_string(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            project_root: project_root.to_path_buf(),
+            ports: Ports::plan()?,
+        };
+        let home = Self {
+            dir: dir.to_path_buf(),
+            marker,
+        };
+        home.ensure_secrets()?;
+        write_atomic(
+            &dir.join(MARKER),
+            serde_json::to_string_pretty(&home.marker)?.as_bytes(),
+            0o644,
+        )?;
+        Ok(home)
+    }
+
+    fn ensure_secrets(&self) -> anyhow::Result<()> {
+        let path = self.secrets_path();
+        if !path.exists() {
+            write_atomic(
+                &path,
+                serde_json::to_string_pretty(&Secrets::generate())?.as_bytes(),
+                0o600,
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn secrets(&self) -> anyhow::Result<Secrets> {
+        let path = self.secrets_path();
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).map_err(|error| {
+            fail(
+                Code::StateDir,
+                format!(
+                    "{} is corrupt ({error}): purge the installation with `paytool down --purge`",
+                    path.display()
+                ),
+            )
+        })
+    }
+
+    pub fn secrets_path(&self) -> PathBuf {
+        self.dir.join("secrets.json")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+    pub fn log_path(&self, component: &str) -> PathBuf {
+        self.logs_dir().join(format!("{component}.log"))
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join("tls")
+    }
+    pub fn component_dir(&self, component: &str) -> PathBuf {
+        self.dir.join(component)
+    }
+    pub fn ports(&self) -> &Ports {
+        &self.marker.ports
+    }
+}
+
+fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    Ok(fs::read_dir(dir)?.next().is_none())
+}
+
+/// Writes via a temporary file and a rename, so a reader never sees half a file.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let parent = path.parent().context("a file path without a parent")?;
+    fs::create_dir_all(parent)?;
+    let tmp = parent.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("a temporary directory")
+    }
+
+    #[test]
+    fn a_new_installation_gets_a_marker_and_private_secrets() {
+        let root = tempdir();
+        let home_dir = root.path().join("state");
+        let home = Home::open_or_create(&home_dir, root.path()).expect("created");
+        let mode = fs::metadata(home.secrets_path())
+            .expect("secrets exist")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let secrets = home.secrets().expect("secrets parse");
+        assert_eq!(secrets.postgres_superuser.len(), 64);
+        assert_ne!(secrets.postgres_superuser, secrets.db_keycloak);
+        let again = Home::open_or_create(&home_dir, root.path()).expect("reopened");
+        assert_eq!(again.marker.installation_id, home.marker.installation_id);
+        assert_eq!(
+            again.secrets().expect("secrets").keycloak_admin,
+            secrets.keycloak_admin
+        );
+    }
+
+    #[test]
+    fn a_directory_with_foreign_files_is_refused() {
+        let root = tempdir();
+        fs::write(root.path().join("notes.txt"), "mine").expect("write");
+        let error = Home::open(root.path(), root.path()).expect_err("refused");
+        assert_eq!(crate::support::exit::code_of(&error), Code::StateDir as i32);
+        assert!(
+            error.to_string().contains("not a paytool state directory"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_marker_is_explained() {
+        let root = tempdir();
+        fs::write(root.path().join(MARKER), "{ not json").expect("write");
+        let error = Home::open(root.path(), root.path()).expect_err("refused");
+        assert_eq!(crate::support::exit::code_of(&error), Code::StateDir as i32);
+        assert!(error.to_string().contains("corrupt"), "{error}");
+    }
+
+    #[test]
+    fn an_installation_of_another_checkout_is_refused() {
+        let root = tempdir();
+        let home_dir = root.path().join("state");
+        Home::open_or_create(&home_dir, Path::new("/somewhere/else")).expect("created");
+        let error = Home::open(&home_dir, root.path()).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("belongs to the checkout at /somewhere/else"),
+            "{error}"
+        );
+    }
+}

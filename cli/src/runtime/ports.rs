@@ -1,0 +1,283 @@
+//! The ports an installation uses, chosen once and kept in its marker.
+//!
+//! Everything binds to loopback except the gateway. The gateway takes 443/80 where this process
+//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+21 so that a
+//! second installation (the test suite's, say) can run beside a developer's.
+//!
+//! Every default sits below Linux's ephemeral range (32768–60999): a port in that range can be
+//! taken at any moment as the source port of some outgoing connection, and a start would then
+//! fail with "address in use" for no reason a person could see.
+
+use crate::support::exit::{fail, Code};
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    pub gateway_http: u16,
+    pub gateway_https: u16,
+    pub postgres: u16,
+    pub kafka: u16,
+    pub kafka_controller: u16,
+    pub keycloak: u16,
+    pub keycloak_management: u16,
+    pub orchestrator: u16,
+    pub consumer_api: u16,
+    pub merchant_api: u16,
+    /// Observability (base + 10 …): the collector's OTLP/HTTP receiver, health and Prometheus
+    /// endpoint; Jaeger's OTLP/gRPC receiver and query API. Missing in markers written before
+    /// they existed: filled in on load (see [`Ports::filled`]).
+    #[serde(default)]
+    pub otel_otlp_http: u16,
+    #[serde(default)]
+    pub otel_health: u16,
+    #[serde(default)]
+    pub otel_prometheus: u16,
+    #[serde(default)]
+    pub otel_telemetry: u16,
+    #[serde(default)]
+    pub jaeger_otlp_grpc: u16,
+    #[serde(default)]
+    pub jaeger_query: u16,
+    #[serde(default)]
+    pub jaeger_query_grpc: u16,
+    #[serde(default)]
+    pub jaeger_telemetry: u16,
+    /// Metrics and alerts (base + 18 …): Prometheus, Alertmanager, the webhook receiver that
+    /// keeps Alertmanager's notifications for `paytool alerts`, and the UDP port where the
+    /// gateway's access log arrives to become spans.
+    #[serde(default)]
+    pub prometheus: u16,
+    #[serde(default)]
+    pub alertmanager: u16,
+    #[serde(default)]
+    pub alert_receiver: u16,
+    #[serde(default)]
+    pub gateway_spans: u16,
+}
+
+pub const PORT_BASE_ENV: &str = "PAYTOOL_PORT_BASE";
+/// The first port of Linux's default ephemeral range (net.ipv4.ip_local_port_range).
+const EPHEMERAL_FIRST: u16 = 32768;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 21).
+const PORTS_PER_BASE: u16 = 22;
+
+impl Ports {
+    pub fn plan() -> anyhow::Result<Self> {
+        match std::env::var(PORT_BASE_ENV) {
+            Ok(base) => {
+                let base: u16 = base
+                    .parse()
+                    .ok()
+                    .filter(|b| *b >= 1024 && *b <= EPHEMERAL_FIRST - PORTS_PER_BASE)
+                    .ok_or_else(|| {
+                        fail(
+                            Code::PortTaken,
+                            format!(
+                                "{PORT_BASE_ENV}={base} is not a port between 1024 and {}: higher ports are handed out to outgoing connections",
+                                EPHEMERAL_FIRST - PORTS_PER_BASE
+                            ),
+                        )
+                    })?;
+                Ok(Self::from_base(base))
+            }
+            Err(_) => {
+                let privileged = can_bind(443) && can_bind(80);
+                let (http, https) = if privileged { (80, 443) } else { (8080, 8443) };
+                Ok(Self {
+                    gateway_http: http,
+                    gateway_https: https,
+                    ..Self::from_base(0)
+                })
+            }
+        }
+    }
+
+    /// Base 0 means the well-known defaults for everything but the gateway.
+    pub fn from_base(base: u16) -> Self {
+        if base == 0 {
+            return Self {
+                gateway_http: 8080,
+                gateway_https: 8443,
+                postgres: 25432,
+                kafka: 29092,
+                kafka_controller: 29093,
+                keycloak: 28080,
+                keycloak_management: 29000,
+                orchestrator: 28101,
+                consumer_api: 28102,
+                merchant_api: 28103,
+                otel_otlp_http: 28318,
+                otel_health: 28133,
+                otel_prometheus: 28889,
+                otel_telemetry: 28888,
+                jaeger_otlp_grpc: 28417,
+                jaeger_query: 28686,
+                jaeger_query_grpc: 28685,
+                jaeger_telemetry: 28488,
+                prometheus: 28090,
+                alertmanager: 28093,
+                alert_receiver: 28094,
+                gateway_spans: 28514,
+            };
+        }
+        Self {
+            gateway_http: base,
+            gateway_https: base + 1,
+            postgres: base + 2,
+            kafka: base + 3,
+            kafka_controller: base + 4,
+            keycloak: base + 5,
+            keycloak_management: base + 6,
+            orchestrator: base + 7,
+            consumer_api: base + 8,
+            merchant_api: base + 9,
+            otel_otlp_http: base + 10,
+            otel_health: base + 11,
+            otel_prometheus: base + 12,
+            otel_telemetry: base + 13,
+            jaeger_otlp_grpc: base + 14,
+            jaeger_query: base + 15,
+            jaeger_query_grpc: base + 16,
+            jaeger_telemetry: base + 17,
+            prometheus: base + 18,
+            alertmanager: base + 19,
+            alert_receiver: base + 20,
+            gateway_spans: base + 21,
+        }
+    }
+
+    /// Fills the ports of a marker written before they existed (zero after loading), from the
+    /// same base as its other ports.
+    pub fn filled(self) -> Self {
+        let base = if self.postgres == 25432 {
+            0
+        } else {
+            self.postgres - 2
+        };
+        let planned = Self::from_base(base);
+        let or_planned = |port: u16, planned: u16| if port == 0 { planned } else { port };
+        Self {
+            otel_otlp_http: or_planned(self.otel_otlp_http, planned.otel_otlp_http),
+            otel_health: or_planned(self.otel_health, planned.otel_health),
+            otel_prometheus: or_planned(self.otel_prometheus, planned.otel_prometheus),
+            otel_telemetry: or_planned(self.otel_telemetry, planned.otel_telemetry),
+            jaeger_otlp_grpc: or_planned(self.jaeger_otlp_grpc, planned.jaeger_otlp_grpc),
+            jaeger_query: or_planned(self.jaeger_query, planned.jaeger_query),
+            jaeger_query_grpc: or_planned(self.jaeger_query_grpc, planned.jaeger_query_grpc),
+            jaeger_telemetry: or_planned(self.jaeger_telemetry, planned.jaeger_telemetry),
+            prometheus: or_planned(self.prometheus, planned.prometheus),
+            alertmanager: or_planned(self.alertmanager, planned.alertmanager),
+            alert_receiver: or_planned(self.alert_receiver, planned.alert_receiver),
+            gateway_spans: or_planned(self.gateway_spans, planned.gateway_spans),
+            ..self
+        }
+    }
+
+    /// Every port that binds to loopback, named by what wants it.
+    pub fn loopback(&self) -> [(&'static str, u16); 19] {
+        [
+            ("postgres", self.postgres),
+            ("kafka", self.kafka),
+            ("kafka (controller)", self.kafka_controller),
+            ("keycloak", self.keycloak),
+            ("keycloak (management)", self.keycloak_management),
+            ("orchestrator", self.orchestrator),
+            ("consumer-api", self.consumer_api),
+            ("merchant-api", self.merchant_api),
+            ("otel-collector (otlp/http)", self.otel_otlp_http),
+            ("otel-collector (health)", self.otel_health),
+            ("otel-collector (prometheus)", self.otel_prometheus),
+            ("otel-collector (telemetry)", self.otel_telemetry),
+            ("jaeger (otlp/grpc)", self.jaeger_otlp_grpc),
+            ("jaeger (query)", self.jaeger_query),
+            ("jaeger (query/grpc)", self.jaeger_query_grpc),
+            ("jaeger (telemetry)", self.jaeger_telemetry),
+            ("prometheus", self.prometheus),
+            ("alertmanager", self.alertmanager),
+            ("alert-receiver", self.alert_receiver),
+        ]
+    }
+
+    /// `":8443"`, or `""` on the default HTTPS port: what public URLs append to the host.
+    pub fn https_suffix(&self) -> String {
+        if self.gateway_https == 443 {
+            String::new()
+        } else {
+            format!(":{}", self.gateway_https)
+        }
+    }
+
+    /// The public URL of a gateway host, e.g. `https://sso.local.test:8443`.
+    pub fn public_url(&self, host: &str) -> String {
+        format!("https://{host}.local.test{}", self.https_suffix())
+    }
+}
+
+/// Whether this process could listen on the port (on the gateway's address, all interfaces).
+pub fn can_bind(port: u16) -> bool {
+    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).is_ok()
+}
+
+/// Whether something already listens on loopback at this port.
+pub fn in_use_on_loopback(port: u16) -> bool {
+    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_base_spreads_consecutive_ports() {
+        let ports = Ports::from_base(27000);
+        let mut all: Vec<u16> = ports.loopback().iter().map(|(_, port)| *port).collect();
+        all.extend([ports.gateway_http, ports.gateway_https, ports.gateway_spans]);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(
+            all.len(),
+            usize::from(PORTS_PER_BASE),
+            "no port is used twice"
+        );
+        assert_eq!(all.first(), Some(&27000));
+        assert_eq!(all.last(), Some(&(27000 + PORTS_PER_BASE - 1)));
+    }
+
+    #[test]
+    fn a_marker_from_before_the_observability_ports_gets_them_from_its_base() {
+        let planned = Ports::from_base(26000);
+        let old = Ports {
+            otel_otlp_http: 0,
+            jaeger_query: 0,
+            prometheus: 0,
+            gateway_spans: 0,
+            ..planned
+        };
+        assert_eq!(old.filled(), planned);
+        let defaults = Ports::from_base(0);
+        assert_eq!(
+            Ports {
+                alert_receiver: 0,
+                ..defaults
+            }
+            .filled(),
+            defaults
+        );
+    }
+
+    #[test]
+    fn no_default_port_is_in_the_ephemeral_range() {
+        for (what, port) in Ports::from_base(0).loopback() {
+            assert!(port < EPHEMERAL_FIRST, "{what}: {port}");
+        }
+    }
+
+    #[test]
+    fn public_urls_omit_the_default_https_port() {
+        let mut ports = Ports::from_base(0);
+        assert_eq!(ports.public_url("sso"), "https://sso.local.test:8443");
+        ports.gateway_https = 443;
+        assert_eq!(ports.public_url("sso"), "https://sso.local.test");
+    }
+}

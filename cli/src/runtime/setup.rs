@@ -1,0 +1,468 @@
+//! `paytool setup`: installs what the local runtime needs, idempotently, with progress.
+//!
+//! Debian packages come through apt-get; Kafka's jars and Keycloak's distribution come from
+//! Maven Central through mvn into `~/.cache/paytool`. Each step checks before it acts, so a
+//! machine that has everything passes through in well under a second.
+
+use crate::support::exit::{fail, Code};
+use crate::support::ui::Ui;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+pub const KAFKA_VERSION: &str = "4.3.1";
+pub const KEYCLOAK_VERSION: &str = "26.5.6";
+/// Keycloak 26 needs Java 21 or newer; Kafka runs on 17.
+const KEYCLOAK_MIN_JAVA: u32 = 21;
+const KAFKA_MIN_JAVA: u32 = 17;
+
+/// Debian packages the local runtime uses.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "postgresql-15",
+    "nginx",
+    "libnginx-mod-http-js",
+    "maven",
+    "unzip",
+    "openssl",
+    "ca-certificates",
+    "openjdk-17-jre-headless",
+    // `zbarimg`: the tests read every generated QR PNG back with a real decoder.
+    "zbar-tools",
+    // Metrics, SLO burn-rate rules (`promtool` checks and unit-tests them) and alert routing.
+    "prometheus",
+    "prometheus-alertmanager",
+    // The chart of `paytool bench` (its text).
+    "fonts-dejavu-core",
+];
+
+/// The names the gateway serves, mapped to loopback in /etc/hosts.
+pub const HOST_NAMES: &[&str] = &[
+    "sso.local.test",
+    "api.local.test",
+    "merchant.local.test",
+    "wallet.local.test",
+    "whoami.local.test",
+];
+const HOSTS_BEGIN: &str = "# paytool begin: local gateway names";
+const HOSTS_END: &str = "# paytool end";
+
+/// Paths of everything the runtime starts, found after setup.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub pg_bin: PathBuf,
+    pub nginx: PathBuf,
+    pub njs_module: PathBuf,
+    pub kafka_java: PathBuf,
+    pub kafka_libs: PathBuf,
+    pub keycloak_java_home: PathBuf,
+    pub keycloak_home: PathBuf,
+    /// The OpenTelemetry Collector built with its builder, and Jaeger v2.
+    pub otelcol: PathBuf,
+    pub jaeger: PathBuf,
+    /// Debian's packages.
+    pub prometheus: PathBuf,
+    pub alertmanager: PathBuf,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Leave /etc/hosts alone.
+    pub no_hosts: bool,
+}
+
+struct Step {
+    name: &'static str,
+    check: fn(&Setup) -> anyhow::Result<bool>,
+    install: fn(&Setup, &Ui) -> anyhow::Result<()>,
+}
+
+pub struct Setup {
+    pub project: PathBuf,
+    pub cache: PathBuf,
+    pub options: Options,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "debian packages",
+        check: check_packages,
+        install: install_packages,
+    },
+    Step {
+        name: "java 21+ (keycloak)",
+        check: check_java,
+        install: explain_java,
+    },
+    Step {
+        name: "kafka jars",
+        check: check_kafka,
+        install: install_kafka,
+    },
+    Step {
+        name: "keycloak",
+        check: check_keycloak,
+        install: install_keycloak,
+    },
+    Step {
+        name: "otel collector + jaeger",
+        check: check_observability,
+        install: install_observability,
+    },
+    Step {
+        name: "hosts entries",
+        check: check_hosts,
+        install: install_hosts,
+    },
+];
+
+impl Setup {
+    pub fn new(project: &Path, cache: &Path, options: Options) -> Self {
+        Self {
+            project: project.to_path_buf(),
+            cache: cache.to_path_buf(),
+            options,
+        }
+    }
+
+    /// Whether every step is already satisfied (cheap: file and package checks only).
+    pub fn is_complete(&self) -> bool {
+        STEPS.iter().all(|step| (step.check)(self).unwrap_or(false))
+    }
+
+    /// Runs each unsatisfied step, with one progress line per step.
+    pub fn run(&self, ui: &Ui) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.cache)
+            .with_context(|| format!("cannot create the cache {}", self.cache.display()))?;
+        for step in STEPS {
+            let line = ui.step(step.name);
+            if (step.check)(self)? {
+                line.done("present");
+                continue;
+            }
+            let started = Instant::now();
+            line.working("installing");
+            match (step.install)(self, ui) {
+                Ok(()) => line.done(&format!(
+                    "installed in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                )),
+                Err(error) => {
+                    line.failed("failed");
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn tools(&self) -> anyhow::Result<Tools> {
+        let keycloak_java_home = find_java_home(KEYCLOAK_MIN_JAVA).ok_or_else(java_missing)?;
+        let kafka_java = find_java_home(KAFKA_MIN_JAVA)
+            .ok_or_else(java_missing)?
+            .join("bin/java");
+        Ok(Tools {
+            pg_bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
+            nginx: PathBuf::from("/usr/sbin/nginx"),
+            njs_module: PathBuf::from("/usr/lib/nginx/modules/ngx_http_js_module.so"),
+            kafka_java,
+            kafka_libs: self.kafka_dir().join("libs"),
+            keycloak_java_home,
+            keycloak_home: self.keycloak_dir(),
+            otelcol: self.observability_dir().join("bin/paytool-otelcol"),
+            jaeger: self.observability_dir().join("bin/jaeger"),
+            prometheus: PathBuf::from("/usr/bin/prometheus"),
+            alertmanager: PathBuf::from("/usr/bin/prometheus-alertmanager"),
+        })
+    }
+
+    fn kafka_dir(&self) -> PathBuf {
+        self.cache.join(format!("kafka-{KAFKA_VERSION}"))
+    }
+    fn keycloak_dir(&self) -> PathBuf {
+        self.cache.join(format!("keycloak-{KEYCLOAK_VERSION}"))
+    }
+    fn observability_dir(&self) -> PathBuf {
+        self.cache.join("observability")
+    }
+    fn log_path(&self, what: &str) -> PathBuf {
+        self.cache.join("logs").join(format!("setup-{what}.log"))
+    }
+
+    /// Runs an install command with its output in a log file; on failure the error names the
+    /// log and quotes its last lines.
+    fn run_logged(&self, what: &str, command: &mut Command) -> anyhow::Result<()> {
+        let log = self.log_path(what);
+        std::fs::create_dir_all(log.parent().context("log dir")?)?;
+        let file = std::fs::File::create(&log)?;
+        let status = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .status()
+            .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+        if status.success() {
+            return Ok(());
+        }
+        let tail = crate::runtime::logs::tail_lines(&log, 5)
+            .unwrap_or_default()
+            .join(" | ");
+        Err(fail(
+            Code::Prerequisite,
+            format!("{what} failed ({status}); see {}: {tail}", log.display()),
+        ))
+    }
+}
+
+/// The collector and Jaeger are built from source with Go (scripts/install-observability.sh,
+/// which pins their versions and keeps everything under the cache's `observability/`).
+fn observability_script(setup: &Setup) -> Command {
+    let mut command = Command::new("bash");
+    command
+        .arg(setup.project.join("scripts/install-observability.sh"))
+        .env("PAYTOOL_CACHE_DIR", &setup.cache);
+    command
+}
+
+fn check_observability(setup: &Setup) -> anyhow::Result<bool> {
+    Ok(observability_script(setup)
+        .arg("--check")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success()))
+}
+
+fn install_observability(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
+    setup.run_logged("observability", &mut observability_script(setup))
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+fn missing_packages() -> anyhow::Result<Vec<&'static str>> {
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${Status}\n"])
+        .args(DEBIAN_PACKAGES)
+        .output()
+        .map_err(|_| {
+            fail(
+                Code::Prerequisite,
+                "dpkg-query not found: paytool's local runtime needs a Debian-based machine",
+            )
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let installed: Vec<&str> = text
+        .lines()
+        .filter(|line| line.ends_with("install ok installed"))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    Ok(DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(p))
+        .collect())
+}
+
+fn check_packages(_: &Setup) -> anyhow::Result<bool> {
+    Ok(missing_packages()?.is_empty())
+}
+
+fn install_packages(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
+    let missing = missing_packages()?;
+    if !is_root() {
+        return Err(fail(
+            Code::Prerequisite,
+            format!(
+                "missing Debian packages; run: sudo apt-get install -y {}",
+                missing.join(" ")
+            ),
+        ));
+    }
+    setup.run_logged(
+        "apt-get-update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    setup.run_logged(
+        "apt-get-install",
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing),
+    )
+}
+
+/// The newest JDK under /usr/lib/jvm (or `PAYTOOL_JAVA_HOME`) with at least `min` as major version.
+pub fn find_java_home(min: u32) -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("PAYTOOL_JAVA_HOME").map(PathBuf::from) {
+        if java_major(&home).is_some_and(|v| v >= min) {
+            return Some(home);
+        }
+    }
+    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/jvm")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| !path.is_symlink() && path.join("bin/java").is_file())
+        .filter_map(|path| java_major(&path).map(|major| (major, path)))
+        .filter(|(major, _)| *major >= min)
+        .collect();
+    // Prefer the oldest that qualifies: the most conservative runtime for each engine.
+    candidates.sort();
+    candidates.into_iter().next().map(|(_, path)| path)
+}
+
+fn java_major(home: &Path) -> Option<u32> {
+    let release = std::fs::read_to_string(home.join("release")).ok()?;
+    let line = release
+        .lines()
+        .find(|line| line.starts_with("JAVA_VERSION="))?;
+    let version = line.trim_start_matches("JAVA_VERSION=").trim_matches('"');
+    version.split('.').next()?.parse().ok()
+}
+
+fn java_missing() -> anyhow::Error {
+    fail(
+        Code::Prerequisite,
+        format!(
+            "Keycloak {KEYCLOAK_VERSION} needs a JDK {KEYCLOAK_MIN_JAVA}+ under /usr/lib/jvm: install one (e.g. `apt-get install -y openjdk-{KEYCLOAK_MIN_JAVA}-jdk-headless` where your release has it) or set PAYTOOL_JAVA_HOME"
+        ),
+    )
+}
+
+fn check_java(_: &Setup) -> anyhow::Result<bool> {
+    Ok(find_java_home(KEYCLOAK_MIN_JAVA).is_some())
+}
+
+fn explain_java(_: &Setup, _: &Ui) -> anyhow::Result<()> {
+    Err(java_missing())
+}
+
+fn check_kafka(setup: &Setup) -> anyhow::Result<bool> {
+    Ok(setup.kafka_dir().join("libs/.complete").is_file())
+}
+
+fn install_kafka(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
+    let libs = setup.kafka_dir().join("libs");
+    std::fs::create_dir_all(&libs)?;
+    let pom = setup.project.join("stacks/local/kafka/pom.xml");
+    setup.run_logged(
+        "kafka",
+        Command::new("mvn")
+            .args(["-B", "-q", "-f"])
+            .arg(&pom)
+            .arg(format!("-Dkafka.version={KAFKA_VERSION}"))
+            .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
+            .arg(format!("-DoutputDirectory={}", libs.display())),
+    )?;
+    std::fs::write(libs.join(".complete"), KAFKA_VERSION)?;
+    Ok(())
+}
+
+fn check_keycloak(setup: &Setup) -> anyhow::Result<bool> {
+    Ok(setup.keycloak_dir().join(".paytool-built").is_file())
+}
+
+fn install_keycloak(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
+    let downloads = setup.cache.join("downloads");
+    std::fs::create_dir_all(&downloads)?;
+    let zip = downloads.join(format!("keycloak-quarkus-dist-{KEYCLOAK_VERSION}.zip"));
+    if !zip.is_file() {
+        setup.run_logged(
+            "keycloak-download",
+            Command::new("mvn")
+                .args(["-B", "-q", "dependency:copy"])
+                .arg(format!(
+                    "-Dartifact=org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:zip"
+                ))
+                .arg(format!("-DoutputDirectory={}", downloads.display())),
+        )?;
+    }
+    let target = setup.keycloak_dir();
+    let unpack = setup
+        .cache
+        .join(format!(".keycloak-{KEYCLOAK_VERSION}.unpack"));
+    let _ = std::fs::remove_dir_all(&unpack);
+    let _ = std::fs::remove_dir_all(&target);
+    setup.run_logged(
+        "keycloak-unzip",
+        Command::new("unzip")
+            .arg("-q")
+            .arg(&zip)
+            .arg("-d")
+            .arg(&unpack),
+    )?;
+    std::fs::rename(unpack.join(format!("keycloak-{KEYCLOAK_VERSION}")), &target)
+        .context("the Keycloak archive has an unexpected layout")?;
+    let _ = std::fs::remove_dir_all(&unpack);
+    let java_home = find_java_home(KEYCLOAK_MIN_JAVA).ok_or_else(java_missing)?;
+    // The build step bakes build-time options into the distribution so that every start can
+    // use --optimized and skip Quarkus' augmentation (about a minute on two cores).
+    setup.run_logged(
+        "keycloak-build",
+        Command::new(target.join("bin/kc.sh"))
+            .env("JAVA_HOME", &java_home)
+            .args(crate::runtime::components::keycloak::BUILD_OPTIONS),
+    )?;
+    std::fs::write(target.join(".paytool-built"), KEYCLOAK_VERSION)?;
+    Ok(())
+}
+
+fn check_hosts(setup: &Setup) -> anyhow::Result<bool> {
+    if setup.options.no_hosts {
+        return Ok(true);
+    }
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    Ok(HOST_NAMES.iter().all(|name| {
+        hosts.lines().any(|line| {
+            let mut words = line.split('#').next().unwrap_or("").split_whitespace();
+            words.next().is_some_and(|ip| ip.starts_with("127.")) && words.any(|w| w == *name)
+        })
+    }))
+}
+
+fn install_hosts(_: &Setup, _: &Ui) -> anyhow::Result<()> {
+    let line = format!("127.0.0.1 {}", HOST_NAMES.join(" "));
+    if !is_root() {
+        return Err(fail(
+            Code::Prerequisite,
+            format!("the gateway names need /etc/hosts entries; run: echo '{line}' | sudo tee -a /etc/hosts (or pass --no-hosts)"),
+        ));
+    }
+    let current = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let mut kept = Vec::new();
+    let mut inside = false;
+    for existing in current.lines() {
+        if existing == HOSTS_BEGIN {
+            inside = true;
+        } else if existing == HOSTS_END {
+            inside = false;
+        } else if !inside {
+            kept.push(existing.to_string());
+        }
+    }
+    kept.extend([HOSTS_BEGIN.to_string(), line, HOSTS_END.to_string()]);
+    // /etc/hosts is often a bind mount (containers): rewrite it in place, never rename over it.
+    std::fs::write("/etc/hosts", kept.join("\n") + "\n").context("cannot write /etc/hosts")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_java_release_file_gives_the_major_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("release"),
+            "IMPLEMENTOR=\"x\"\nJAVA_VERSION=\"21.0.4\"\n",
+        )
+        .expect("write");
+        assert_eq!(java_major(dir.path()), Some(21));
+        std::fs::write(dir.path().join("release"), "JAVA_VERSION=\"1.8.0_392\"\n").expect("write");
+        assert_eq!(java_major(dir.path()), Some(1));
+    }
+}

@@ -1,0 +1,457 @@
+//! The supervisor: a detached `paytool` process that starts the components in waves, waits for
+//! each to be really ready, restarts a crashed one with bounded backoff, and stops everything in
+//! reverse order on SIGTERM. It records what it does in `.paytool/run/state.json`.
+
+use crate::runtime::components::{self, ComponentName, Ctx, Spec};
+use crate::runtime::ports::in_use_on_loopback;
+use crate::runtime::state::{ComponentPhase, ComponentState, Phase, RuntimeState};
+use crate::support::exit::{fail, Code, Failure};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::process::Child;
+use tokio::sync::watch;
+
+/// Restart backoff doubles from the first value up to the cap.
+const RESTART_BACKOFF_FIRST_MS: u64 = 500;
+const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
+/// More restarts than this within the window and the supervisor gives up on the component.
+const RESTARTS_MAX: usize = 5;
+const RESTART_WINDOW_MS: u64 = 10 * 60 * 1000;
+const READY_POLL_MS: u64 = 250;
+
+type Shared = Arc<Mutex<RuntimeState>>;
+
+pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
+    // Our own session: Ctrl-C in the terminal that ran `up`, or closing it, does not reach us.
+    let _ = nix::unistd::setsid();
+    let ctx = Arc::new(ctx);
+    let pid_file = ctx.home.run_dir().join("supervisor.pid");
+    std::fs::create_dir_all(ctx.home.run_dir())?;
+    std::fs::create_dir_all(ctx.home.logs_dir())?;
+    std::fs::write(&pid_file, std::process::id().to_string())?;
+
+    let specs: Vec<Spec> = components::names()
+        .map(|name| name.component().spec(&ctx))
+        .collect::<anyhow::Result<_>>()?;
+    let state: Shared = Arc::new(Mutex::new(RuntimeState {
+        supervisor_pid: std::process::id(),
+        started_at: chrono::Utc::now().to_rfc3339(),
+        phase: Phase::Starting,
+        message: None,
+        components: specs
+            .iter()
+            .map(|spec| ComponentState {
+                name: spec.name,
+                state: ComponentPhase::Pending,
+                pid: None,
+                ports: spec
+                    .ports
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), *v))
+                    .collect::<BTreeMap<_, _>>(),
+                urls: spec.urls.clone(),
+                restarts: 0,
+                ready_ms: None,
+                message: None,
+                log: ctx.home.log_path(spec.name.as_str()),
+            })
+            .collect(),
+    }));
+    save(&ctx, &state);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
+    tokio::spawn(forward_signals(Arc::clone(&shutdown_tx)));
+
+    let outcome = start_and_watch(&ctx, &state, &specs, &shutdown_tx, shutdown_rx).await;
+    let _ = std::fs::remove_file(&pid_file);
+    outcome
+}
+
+async fn start_and_watch(
+    ctx: &Arc<Ctx>,
+    state: &Shared,
+    specs: &[Spec],
+    request_shutdown: &watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let spec_of = |name: ComponentName| specs.iter().find(|s| s.name == name).cloned();
+    // Started components in start order, each watched by a task that hands its child back at shutdown.
+    let mut watched: Vec<(Spec, tokio::task::JoinHandle<Option<Child>>)> = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
+
+    'waves: for wave in components::WAVES {
+        let starts = wave.iter().filter_map(|name| spec_of(*name)).map(|spec| {
+            let ctx = Arc::clone(ctx);
+            let state = Arc::clone(state);
+            let shutdown = shutdown.clone();
+            async move {
+                let outcome = start(&ctx, &state, &spec, shutdown).await;
+                (spec, outcome)
+            }
+        });
+        let results = futures_join_all(starts).await;
+        for (spec, outcome) in results {
+            match outcome {
+                Ok(child) => {
+                    let handle = tokio::spawn(watch_component(
+                        Arc::clone(ctx),
+                        Arc::clone(state),
+                        spec.clone(),
+                        child,
+                        shutdown.clone(),
+                    ));
+                    watched.push((spec, handle));
+                }
+                Err(error) => {
+                    log(&format!("{}: {error:#}", spec.name));
+                    set(ctx, state, spec.name, |c| {
+                        c.state = ComponentPhase::Failed;
+                        c.message = Some(format!("{error:#}"));
+                    });
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        if failure.is_some() || *shutdown.borrow() {
+            break 'waves;
+        }
+    }
+
+    if let Some(error) = &failure {
+        let mut guard = lock(state);
+        guard.phase = Phase::Failed;
+        guard.message = Some(format!("{error:#}"));
+        drop(guard);
+        save(ctx, state);
+    } else if !*shutdown.borrow() {
+        lock(state).phase = Phase::Running;
+        save(ctx, state);
+        log("all components ready");
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+
+    lock(state).phase = Phase::Stopping;
+    save(ctx, state);
+    // Tell the watchers to hand their children back (a failed start stops too, not only a
+    // signal), then stop in reverse start order.
+    let _ = request_shutdown.send(true);
+    stop_all(ctx, state, watched).await;
+    lock(state).phase = Phase::Stopped;
+    save(ctx, state);
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Sets the shutdown flag on SIGTERM or SIGINT; ignores SIGHUP (a closed terminal).
+async fn forward_signals(shutdown: Arc<watch::Sender<bool>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => continue,
+        }
+    }
+    log("stop requested");
+    let _ = shutdown.send(true);
+}
+
+/// A tiny join_all: runs the futures concurrently and keeps their order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(output) => outputs.push(output),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    outputs
+}
+
+/// Prepares, spawns and waits for one component to be ready; on shutdown during the wait,
+/// returns the child so that it is stopped with the rest.
+async fn start(
+    ctx: &Ctx,
+    state: &Shared,
+    spec: &Spec,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Child> {
+    set(ctx, state, spec.name, |c| {
+        c.state = ComponentPhase::Starting;
+        c.pid = None;
+        c.message = Some("preparing".into());
+    });
+    spec.name.component().prepare(ctx).await?;
+    for (what, port) in &spec.ports {
+        if in_use_on_loopback(*port) {
+            return Err(fail(
+                Code::PortTaken,
+                format!("port {port} ({what}) wanted by {} is already in use: stop what holds it, or set PAYTOOL_PORT_BASE for a fresh installation", spec.name),
+            ));
+        }
+    }
+    let started = Instant::now();
+    let mut child = spawn(ctx, spec)?;
+    let pid = child.id();
+    log(&format!("{}: started pid {}", spec.name, pid.unwrap_or(0)));
+    set(ctx, state, spec.name, |c| {
+        c.pid = pid;
+        c.message = Some("waiting until ready".into());
+    });
+    let deadline = started + Duration::from_millis(spec.ready_timeout_ms);
+    loop {
+        if *shutdown.borrow() {
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait()? {
+            let tail = crate::runtime::logs::tail_lines(&ctx.home.log_path(spec.name.as_str()), 3)
+                .unwrap_or_default()
+                .join(" | ");
+            return Err(anyhow::Error::new(Failure::new(
+                Code::NotReady,
+                format!(
+                    "{} exited ({status}) before it was ready; see {}: {tail}",
+                    spec.name,
+                    ctx.home.log_path(spec.name.as_str()).display()
+                ),
+            )));
+        }
+        let last_error = match spec.probe.check().await {
+            Ok(()) => break,
+            Err(error) => error,
+        };
+        if Instant::now() >= deadline {
+            stop_child(spec, child).await;
+            return Err(anyhow::Error::new(Failure::new(
+                Code::NotReady,
+                format!(
+                    "{} was not ready within {} s (last probe: {last_error}); see {}",
+                    spec.name,
+                    spec.ready_timeout_ms / 1000,
+                    ctx.home.log_path(spec.name.as_str()).display()
+                ),
+            )));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(READY_POLL_MS)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    if let Err(error) = spec.name.component().after_ready(ctx).await {
+        stop_child(spec, child).await;
+        return Err(error.context(format!("{} started but its set-up failed", spec.name)));
+    }
+    let ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    log(&format!("{}: ready in {ready_ms} ms", spec.name));
+    set(ctx, state, spec.name, |c| {
+        c.state = ComponentPhase::Ready;
+        c.ready_ms = Some(ready_ms);
+        c.message = None;
+    });
+    Ok(child)
+}
+
+fn spawn(ctx: &Ctx, spec: &Spec) -> anyhow::Result<Child> {
+    let log_path = ctx.home.log_path(spec.name.as_str());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut command = tokio::process::Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(&spec.cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Each component leads its own process group, so that stopping it reaches its children
+        // too (kc.sh starts a JVM).
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some(user) = &spec.run_as {
+        let user = nix::unistd::User::from_name(user)?
+            .ok_or_else(|| anyhow::anyhow!("no system user {user}"))?;
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    command.spawn().map_err(|error| {
+        anyhow::anyhow!(
+            "cannot start {} ({}): {error}",
+            spec.name,
+            spec.program.display()
+        )
+    })
+}
+
+/// Watches a running component: on exit, restarts it with backoff, and gives up after too many
+/// restarts in the window. At shutdown, returns the child that is running, if any.
+async fn watch_component(
+    ctx: Arc<Ctx>,
+    state: Shared,
+    spec: Spec,
+    child: Child,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Child> {
+    let mut child = Some(child);
+    let mut recent_restarts: Vec<Instant> = Vec::new();
+    let mut backoff_ms = RESTART_BACKOFF_FIRST_MS;
+    loop {
+        if let Some(running) = child.as_mut() {
+            tokio::select! {
+                status = running.wait() => {
+                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    log(&format!("{}: exited ({status})", spec.name));
+                    // Leftovers of the group (a JVM under kc.sh) must not hold the ports.
+                    kill_group(running.id(), Signal::SIGKILL);
+                    child = None;
+                    set(&ctx, &state, spec.name, |c| {
+                        c.state = ComponentPhase::Restarting;
+                        c.pid = None;
+                        c.message = Some(format!("exited ({status})"));
+                    });
+                }
+                _ = shutdown.wait_for(|stop| *stop) => return child,
+            }
+        }
+        if *shutdown.borrow() {
+            return child;
+        }
+        let now = Instant::now();
+        recent_restarts
+            .retain(|at| now.duration_since(*at) < Duration::from_millis(RESTART_WINDOW_MS));
+        if recent_restarts.len() >= RESTARTS_MAX {
+            log(&format!(
+                "{}: gave up after {RESTARTS_MAX} restarts",
+                spec.name
+            ));
+            set(&ctx, &state, spec.name, |c| {
+                c.state = ComponentPhase::Failed;
+                c.message = Some(format!(
+                    "gave up after {RESTARTS_MAX} restarts in {} minutes; see its log",
+                    RESTART_WINDOW_MS / 60_000
+                ));
+            });
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            return None;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        }
+        recent_restarts.push(Instant::now());
+        set(&ctx, &state, spec.name, |c| c.restarts += 1);
+        match start(&ctx, &state, &spec, shutdown.clone()).await {
+            Ok(started) => {
+                child = Some(started);
+                backoff_ms = RESTART_BACKOFF_FIRST_MS;
+            }
+            Err(error) => {
+                log(&format!("{}: restart failed: {error:#}", spec.name));
+                set(&ctx, &state, spec.name, |c| {
+                    c.state = ComponentPhase::Restarting;
+                    c.message = Some(format!("restart failed: {error:#}"));
+                });
+                backoff_ms = (backoff_ms * 2).min(RESTART_BACKOFF_MAX_MS);
+            }
+        }
+    }
+}
+
+async fn stop_all(
+    ctx: &Ctx,
+    state: &Shared,
+    watched: Vec<(Spec, tokio::task::JoinHandle<Option<Child>>)>,
+) {
+    let mut children = Vec::new();
+    for (spec, handle) in watched {
+        children.push((spec, handle.await.ok().flatten()));
+    }
+    for (spec, child) in children.into_iter().rev() {
+        if let Some(child) = child {
+            log(&format!("{}: stopping", spec.name));
+            stop_child(&spec, child).await;
+        }
+        set(ctx, state, spec.name, |c| {
+            c.state = ComponentPhase::Stopped;
+            c.pid = None;
+        });
+    }
+}
+
+/// The stop signal to the whole group, then SIGKILL after the component's bound.
+async fn stop_child(spec: &Spec, mut child: Child) {
+    let pid = child.id();
+    kill_group(pid, spec.stop_signal);
+    let graceful =
+        tokio::time::timeout(Duration::from_millis(spec.stop_timeout_ms), child.wait()).await;
+    if graceful.is_err() {
+        log(&format!(
+            "{}: no exit within {} ms, killing",
+            spec.name, spec.stop_timeout_ms
+        ));
+        kill_group(pid, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Whatever else is left in the group goes too.
+    kill_group(pid, Signal::SIGKILL);
+}
+
+fn kill_group(pid: Option<u32>, signal: Signal) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = killpg(Pid::from_raw(pid), signal);
+    }
+}
+
+fn lock(state: &Shared) -> std::sync::MutexGuard<'_, RuntimeState> {
+    // A poisoned lock only means another task panicked mid-update; the data is still usable.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn set(ctx: &Ctx, state: &Shared, name: ComponentName, update: impl FnOnce(&mut ComponentState)) {
+    {
+        let mut guard = lock(state);
+        if let Some(component) = guard.component_mut(name) {
+            update(component);
+        }
+    }
+    save(ctx, state);
+}
+
+fn save(ctx: &Ctx, state: &Shared) {
+    let guard = lock(state);
+    if let Err(error) = guard.save(&ctx.home) {
+        log(&format!("cannot write the state file: {error:#}"));
+    }
+}
+
+/// Writes a line to the supervisor's log (its stderr). Never panics: `eprintln!` would, on a
+/// full disk, and take the task watching a component down with it, leaving that component
+/// unwatched. A line that cannot be written is lost; supervising goes on.
+fn log(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{} supervisor: {message}",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    );
+}

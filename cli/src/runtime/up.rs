@@ -1,0 +1,246 @@
+//! `paytool up`: set up what is missing, start the supervisor, and follow it until every
+//! component is ready (or one fails, or Ctrl-C).
+
+use crate::runtime::components::{self, services, ComponentName};
+use crate::runtime::home::Home;
+use crate::runtime::ports::{can_bind, in_use_on_loopback};
+use crate::runtime::setup::Setup;
+use crate::runtime::state::{running_supervisor, ComponentPhase, Phase, RuntimeState};
+use crate::support::exit::{fail, Code};
+use crate::support::ui::{Line, Ui};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// `up` gives up waiting after this, whatever the supervisor is doing.
+const UP_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+const POLL_MS: u64 = 200;
+/// After Ctrl-C, how long `up` waits for the supervisor to stop what it started.
+const INTERRUPT_STOP_TIMEOUT_MS: u64 = 120_000;
+
+pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> anyhow::Result<()> {
+    let home = Home::open_or_create(home_dir, project)?;
+    if let Some(pid) = running_supervisor(&home) {
+        ui.println(&format!("paytool is already running at {} (supervisor pid {pid}); nothing to do. `paytool status` shows it.", home.dir.display()));
+        return Ok(());
+    }
+    // A supervisor that was killed outright leaves its components running: stop those first,
+    // or they would hold the ports and look like a stranger's processes.
+    if crate::runtime::down::stop(&home).await? {
+        ui.println(
+            "stopped components left running by a previous supervisor that did not exit cleanly",
+        );
+        // A killed JVM can take a while to let go of its sockets on a loaded machine: give
+        // the ports a bounded moment before calling them taken.
+        let deadline = Instant::now() + Duration::from_millis(LEFTOVER_PORTS_FREE_TIMEOUT_MS);
+        while check_ports(&home).is_err() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
+    }
+    if !setup.is_complete() {
+        ui.println("setting up what the local runtime needs (once):");
+        setup.run(ui)?;
+    }
+    // Fail here, with setup's one-line advice, rather than inside the detached supervisor.
+    setup.tools()?;
+    if crate::runtime::tls::init(&home, false)? {
+        ui.println(&format!(
+            "made a local CA and a *.local.test certificate in {}",
+            home.tls_dir().display()
+        ));
+    }
+    let bin_dir = crate::runtime::project::bin_dir()?;
+    let missing = services::missing_binaries(&bin_dir);
+    if !missing.is_empty() {
+        return Err(fail(
+            Code::Prerequisite,
+            format!("service binaries {} are not in {}: build them with `cargo build --workspace --bins` (add --release for a release paytool)", missing.join(", "), bin_dir.display()),
+        ));
+    }
+    check_ports(&home)?;
+
+    std::fs::create_dir_all(home.logs_dir())?;
+    // The record of a previous supervisor must not be mistaken for the new one's.
+    let _ = std::fs::remove_file(RuntimeState::path(&home));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.log_path("supervisor"))?;
+    let exe = std::env::current_exe()?;
+    let mut supervisor = std::process::Command::new(exe)
+        .arg("__supervise")
+        .arg("--home")
+        .arg(&home.dir)
+        .env("PAYTOOL_PROJECT_ROOT", project)
+        .env("PAYTOOL_BIN_DIR", &bin_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let pid = supervisor.id();
+    let started = Instant::now();
+
+    let lines: HashMap<ComponentName, Line> = components::names()
+        .map(|name| (name, ui.step(name.as_str())))
+        .collect();
+    let mut interrupted = Box::pin(tokio::signal::ctrl_c());
+    loop {
+        let state = RuntimeState::load(&home).filter(|state| state.supervisor_pid == pid);
+        if let Some(state) = &state {
+            for component in &state.components {
+                if let Some(line) = lines.get(&component.name) {
+                    show(line, component);
+                }
+            }
+            if state.phase == Phase::Running {
+                break;
+            }
+        }
+        if let Some(status) = supervisor.try_wait()? {
+            // It stopped before everything was ready: say which component and why.
+            let reason = state
+                .as_ref()
+                .and_then(|s| s.message.clone())
+                .unwrap_or_else(|| {
+                    format!(
+                        "the supervisor exited ({status}); see {}",
+                        home.log_path("supervisor").display()
+                    )
+                });
+            let code = match status.code() {
+                Some(5) => Code::PortTaken,
+                Some(6) => Code::NotReady,
+                Some(3) => Code::Prerequisite,
+                Some(4) => Code::StateDir,
+                _ => Code::Failed,
+            };
+            return Err(fail(code, reason));
+        }
+        if started.elapsed() > Duration::from_millis(UP_TIMEOUT_MS) {
+            stop_supervisor(pid, &mut supervisor).await;
+            return Err(fail(
+                Code::NotReady,
+                format!(
+                    "the platform was not ready within {} minutes; see {}",
+                    UP_TIMEOUT_MS / 60_000,
+                    home.logs_dir().display()
+                ),
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(POLL_MS)) => {}
+            _ = &mut interrupted => {
+                ui.println("interrupted: stopping what was started…");
+                stop_supervisor(pid, &mut supervisor).await;
+                return Err(fail(Code::Interrupted, "interrupted; everything `up` started has been stopped"));
+            }
+        }
+    }
+    drop(lines);
+    print_summary(&home, started.elapsed());
+    Ok(())
+}
+
+fn show(line: &Line, component: &crate::runtime::state::ComponentState) {
+    match component.state {
+        ComponentPhase::Pending => line.working("waiting for its turn"),
+        ComponentPhase::Starting => {
+            line.working(component.message.as_deref().unwrap_or("starting"))
+        }
+        ComponentPhase::Ready => line.done(&format!(
+            "ready in {:.1}s{}",
+            component.ready_ms.unwrap_or(0) as f64 / 1000.0,
+            component
+                .urls
+                .first()
+                .map(|u| format!("  {u}"))
+                .unwrap_or_default()
+        )),
+        ComponentPhase::Restarting => line.working(&format!(
+            "restarting: {}",
+            component.message.as_deref().unwrap_or("")
+        )),
+        ComponentPhase::Failed => line.failed(component.message.as_deref().unwrap_or("failed")),
+        ComponentPhase::Stopped => line.working("stopped"),
+    }
+}
+
+/// Fails fast, before anything starts, when a port the installation needs is taken.
+/// How long `up` waits for the ports of a killed supervisor's leftovers to be released.
+const LEFTOVER_PORTS_FREE_TIMEOUT_MS: u64 = 30_000;
+
+fn check_ports(home: &Home) -> anyhow::Result<()> {
+    let ports = home.ports();
+    for (component, port) in ports.loopback() {
+        if in_use_on_loopback(port) {
+            return Err(fail(Code::PortTaken, format!("port {port} wanted by {component} is already in use: stop what holds it (`ss -ltnp 'sport = :{port}'`), or use another --home with PAYTOOL_PORT_BASE")));
+        }
+    }
+    for port in [ports.gateway_http, ports.gateway_https] {
+        if !can_bind(port) {
+            return Err(fail(Code::PortTaken, format!("port {port} wanted by the gateway is taken or not allowed: free it (`ss -ltnp 'sport = :{port}'`), or use another --home with PAYTOOL_PORT_BASE")));
+        }
+    }
+    Ok(())
+}
+
+async fn stop_supervisor(pid: u32, supervisor: &mut std::process::Child) {
+    if let Ok(raw) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(raw),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_millis(INTERRUPT_STOP_TIMEOUT_MS);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = supervisor.try_wait() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+    }
+    let _ = supervisor.kill();
+}
+
+fn print_summary(home: &Home, elapsed: Duration) {
+    let ports = home.ports();
+    println!();
+    println!(
+        "paytool is up in {:.1}s. Logs: {}",
+        elapsed.as_secs_f64(),
+        home.logs_dir().display()
+    );
+    println!();
+    println!(
+        "  gateway (TLS, CA {})",
+        crate::runtime::tls::TlsFiles::of(home).ca_cert.display()
+    );
+    for (host, what) in [
+        ("whoami", "echo of your request"),
+        ("sso", "Keycloak, realm paytool"),
+        ("api", "consumer-api"),
+        ("merchant", "merchant-api, and the merchant dashboard at /"),
+        ("wallet", "the consumer wallet"),
+    ] {
+        println!("    {:<34} {what}", ports.public_url(host));
+    }
+    println!("  engines (loopback)");
+    println!(
+        "    postgres://127.0.0.1:{:<16} PostgreSQL 15",
+        ports.postgres
+    );
+    println!("    127.0.0.1:{:<26} Kafka (KRaft)", ports.kafka);
+    println!("  observability (loopback)");
+    for (port, what) in [
+        (
+            ports.jaeger_query,
+            "Jaeger's query API (`paytool trace PAYMENT_ID`)",
+        ),
+        (ports.prometheus, "Prometheus (`paytool slo`)"),
+        (ports.alertmanager, "Alertmanager (`paytool alerts`)"),
+    ] {
+        println!("    http://127.0.0.1:{port:<19} {what}");
+    }
+    println!();
+    println!("`paytool status` shows health, `paytool logs NAME -f` follows a log, `paytool down` stops it all.");
+}
