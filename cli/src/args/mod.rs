@@ -75,15 +75,24 @@ pub enum Command {
     },
 
     /// The local certificate authority and the *.local.test certificate
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool tls init\n  paytool tls init --trust   # also trust the CA system-wide (root)"
+    )]
     Tls(TlsCommand),
 
     /// The double-entry ledger
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool ledger verify\n  paytool ledger verify --json"
+    )]
     Ledger(LedgerCommand),
 
     /// EMVCo merchant-presented QR payloads: decode one to JSON, or make one
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool qr decode '00020101021126...6304ABCD'\n  paytool qr encode --merchant-id m-42 --name Cafe --city Seattle --country US --mcc 5814 --currency USD"
+    )]
     Qr(QrCommand),
 
     /// Measure the platform on this machine, everything in one run (never asserted in tests)
@@ -401,7 +410,7 @@ pub struct AsProfile {
     pub profile: Option<String>,
     /// Which of the sign-in's roles to act in, when it holds both consumer and merchant
     #[arg(long, value_enum, value_name = "ROLE")]
-    pub role: Option<crate::pay::Role>,
+    pub role: Option<Role>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -629,7 +638,7 @@ pub enum PayCommand {
 pub struct PayRegisterArgs {
     /// consumer or merchant
     #[arg(value_enum)]
-    pub role: crate::pay::Role,
+    pub role: Role,
     /// The profile's name, used with --as
     pub name: String,
     /// The name others see (a merchant's on its QR codes, at most 25 characters) [default: NAME]
@@ -656,4 +665,23 @@ pub struct PayRegisterArgs {
     /// Print the profile as JSON (without password or tokens)
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which of a profile's accounts a command acts as (a user may hold both roles).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Consumer,
+    Merchant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Consumer => "consumer",
+            Role::Merchant => "merchant",
+        }
+    }
 }

@@ -24,21 +24,7 @@ const PROFILE_NAME_MAX_CHARS: usize = 64;
 /// The profile `paytool login` saves, and the one `paytool pay` uses when `--as` is omitted.
 pub const LOGIN_PROFILE: &str = "me";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Consumer,
-    Merchant,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Consumer => "consumer",
-            Role::Merchant => "merchant",
-        }
-    }
-}
+pub use crate::args::Role;
 
 /// An access token, the refresh token that renews it, and when each stops working.
 #[derive(Debug, Clone, Serialize, Deserialize)]

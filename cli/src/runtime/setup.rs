@@ -47,6 +47,16 @@ pub const HOST_NAMES: &[&str] = &[
 const HOSTS_BEGIN: &str = "# paytool begin: local gateway names";
 const HOSTS_END: &str = "# paytool end";
 
+/// Keycloak's build-time options, baked in once by `paytool setup` so that starts can be `--optimized`.
+pub const KEYCLOAK_BUILD_OPTIONS: &[&str] = &[
+    "build",
+    "--db=postgres",
+    "--health-enabled=true",
+    "--metrics-enabled=true",
+    // One node: no cluster discovery, no distributed caches to form.
+    "--cache=local",
+];
+
 /// Paths of everything the runtime starts, found after setup.
 #[derive(Debug, Clone)]
 pub struct Tools {
@@ -204,7 +214,7 @@ impl Setup {
         if status.success() {
             return Ok(());
         }
-        let tail = crate::runtime::logs::tail_lines(&log, 5)
+        let tail = crate::support::files::tail_lines(&log, 5)
             .unwrap_or_default()
             .join(" | ");
         Err(fail(
@@ -404,7 +414,7 @@ fn install_keycloak(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
         "keycloak-build",
         Command::new(target.join("bin/kc.sh"))
             .env("JAVA_HOME", &java_home)
-            .args(crate::runtime::components::keycloak::BUILD_OPTIONS),
+            .args(KEYCLOAK_BUILD_OPTIONS),
     )?;
     std::fs::write(target.join(".paytool-built"), KEYCLOAK_VERSION)?;
     Ok(())

@@ -222,7 +222,7 @@ async fn start(
             return Ok(child);
         }
         if let Some(status) = child.try_wait()? {
-            let tail = crate::runtime::logs::tail_lines(&ctx.home.log_path(spec.name.as_str()), 3)
+            let tail = crate::support::files::tail_lines(&ctx.home.log_path(spec.name.as_str()), 3)
                 .unwrap_or_default()
                 .join(" | ");
             return Err(anyhow::Error::new(Failure::new(

@@ -1,4 +1,5 @@
-//! What every room uses: progress output and exit codes.
+//! What every room uses: progress output, exit codes, reading files.
 
 pub mod exit;
+pub mod files;
 pub mod ui;

@@ -18,16 +18,6 @@ const REALM_TEMPLATE: &str = "stacks/local/keycloak/realm-paytool.json.tera";
 /// Marker the setup step leaves in a built distribution; its content is the version.
 const BUILT_STAMP: &str = ".paytool-built";
 
-/// Build-time options, baked in once by `paytool setup` so that starts can be `--optimized`.
-pub const BUILD_OPTIONS: &[&str] = &[
-    "build",
-    "--db=postgres",
-    "--health-enabled=true",
-    "--metrics-enabled=true",
-    // One node: no cluster discovery, no distributed caches to form.
-    "--cache=local",
-];
-
 fn home_dir(ctx: &Ctx) -> PathBuf {
     ctx.home
         .component_dir(ComponentName::Keycloak.as_str())

@@ -227,7 +227,7 @@ pub async fn run_to_log(
         }
     };
     if !status.success() {
-        let tail = crate::runtime::logs::tail_lines(&log_path, 5)
+        let tail = crate::support::files::tail_lines(&log_path, 5)
             .unwrap_or_default()
             .join(" | ");
         anyhow::bail!(
