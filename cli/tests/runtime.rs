@@ -507,6 +507,95 @@ async fn ctrl_c_during_up_stops_everything_that_up_started() {
 }
 
 #[test]
+fn up_starts_the_platform_while_the_collector_and_jaeger_are_still_being_built_and_adds_them_when_built(
+) {
+    use paytool::runtime::setup::{KAFKA_VERSION, KEYCLOAK_VERSION};
+    let real_cache = paytool::runtime::project::cache_dir();
+    let real_observability = real_cache.join("observability");
+    let installation = Installation::new(27700);
+    // A cache that has everything but the observability build, as on a machine whose build is
+    // still running: its lock is held (here by the test, in place of the script).
+    let cache = installation.home.with_file_name("cache");
+    let observability = cache.join("observability");
+    std::fs::create_dir_all(&observability).expect("cache dir");
+    for shared in [
+        format!("kafka-{KAFKA_VERSION}"),
+        format!("keycloak-{KEYCLOAK_VERSION}"),
+        "downloads".to_string(),
+    ] {
+        std::os::unix::fs::symlink(real_cache.join(&shared), cache.join(&shared)).expect("link");
+    }
+    let lock_file = std::fs::File::create(observability.join(".lock")).expect("lock file");
+    let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| errno)
+        .expect("the build's lock");
+    let with_cache = |args: &[&str]| {
+        installation
+            .command(args)
+            .env("PAYTOOL_CACHE_DIR", &cache)
+            .output()
+            .expect("paytool runs")
+    };
+
+    let up = with_cache(&["up"]);
+    assert!(up.status.success(), "up: {}", text(&up));
+    let status_output = with_cache(&["status", "--json"]);
+    assert_eq!(
+        status_output.status.code(),
+        Some(0),
+        "a component being built is not a failure: {}",
+        text(&status_output)
+    );
+    let status: Value = serde_json::from_slice(&status_output.stdout).expect("JSON");
+    for name in ["jaeger", "otel-collector"] {
+        let c = component(&status, name);
+        assert_eq!(c["state"], "building", "{name}: {c}");
+        assert!(
+            c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("install-observability")),
+            "{name} says what builds it: {c}"
+        );
+    }
+    for name in ["postgres", "kafka", "keycloak", "consumer-api", "gateway"] {
+        let c = component(&status, name);
+        assert_eq!(c["state"], "ready", "{name}: {c}");
+        assert_eq!(c["health"], "healthy", "{name}: {c}");
+    }
+    let table = with_cache(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("jaeger: being built in the background"),
+        "{}",
+        text(&table)
+    );
+
+    // The build finishes: its binaries and stamp appear (copied from this machine's real
+    // build), and its lock is released. The supervisor starts both within its poll.
+    std::fs::create_dir_all(observability.join("bin")).expect("bin");
+    for file in ["bin/jaeger", "bin/paytool-otelcol", "installed.stamp"] {
+        std::fs::copy(real_observability.join(file), observability.join(file))
+            .unwrap_or_else(|e| panic!("{file} from the real build: {e}"));
+    }
+    drop(lock);
+    wait_until(
+        "the collector and Jaeger are started once built",
+        Duration::from_secs(90),
+        || {
+            let output = with_cache(&["status", "--json"]);
+            let Ok(status) = serde_json::from_slice::<Value>(&output.stdout) else {
+                return false;
+            };
+            ["jaeger", "otel-collector"].iter().all(|name| {
+                let c = component(&status, name);
+                c["state"] == "ready" && c["health"] == "healthy"
+            })
+        },
+    );
+    let down = with_cache(&["down"]);
+    assert!(down.status.success(), "down: {}", text(&down));
+}
+
+#[test]
 fn a_corrupt_state_directory_is_explained_and_left_as_it_was() {
     let installation = Installation::new(27200);
     std::fs::create_dir_all(&installation.home).expect("mkdir");

@@ -85,6 +85,30 @@ struct Step {
     name: &'static str,
     check: fn(&Setup) -> anyhow::Result<bool>,
     install: fn(&Setup, &Ui) -> anyhow::Result<()>,
+    /// Runs in the background from the start of setup, beside the other steps (it needs none
+    /// of them): `paytool setup` waits for it at the end, `paytool up` does not.
+    background: bool,
+}
+
+/// Bounds on the install commands: past these a command is stuck (a mirror that stopped
+/// answering, a lock never released) and is killed, with its log named in the error.
+const APT_TIMEOUT_MS: u64 = 20 * 60 * 1000;
+const MAVEN_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+const UNZIP_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+const KEYCLOAK_BUILD_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// The collector and Jaeger from source: about ten minutes on two cores, cold.
+pub const OBSERVABILITY_BUILD_TIMEOUT_MS: u64 = 45 * 60 * 1000;
+const CHECK_TIMEOUT_MS: u64 = 30_000;
+const WAIT_POLL_MS: u64 = 500;
+
+/// Where a background build stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildState {
+    Built,
+    /// A build holds the install script's lock.
+    Building,
+    /// Not built, and nothing is building it (never started, or it failed: see its log).
+    Missing,
 }
 
 pub struct Setup {
@@ -98,31 +122,37 @@ const STEPS: &[Step] = &[
         name: "debian packages",
         check: check_packages,
         install: install_packages,
+        background: false,
     },
     Step {
         name: "java 21+ (keycloak)",
         check: check_java,
         install: explain_java,
+        background: false,
     },
     Step {
         name: "kafka jars",
         check: check_kafka,
         install: install_kafka,
+        background: false,
     },
     Step {
         name: "keycloak",
         check: check_keycloak,
         install: install_keycloak,
+        background: false,
     },
     Step {
         name: "otel collector + jaeger",
         check: check_observability,
         install: install_observability,
+        background: true,
     },
     Step {
         name: "hosts entries",
         check: check_hosts,
         install: install_hosts,
+        background: false,
     },
 ];
 
@@ -140,11 +170,40 @@ impl Setup {
         STEPS.iter().all(|step| (step.check)(self).unwrap_or(false))
     }
 
-    /// Runs each unsatisfied step, with one progress line per step.
+    /// `paytool setup`: every step, the background one (the observability build) started
+    /// first so that it overlaps the others, and waited for at the end.
     pub fn run(&self, ui: &Ui) -> anyhow::Result<()> {
+        self.run_steps(ui, true)
+    }
+
+    /// `paytool up`: every step but the background one, which is started (unless it is
+    /// running already) and left to finish while the platform starts without it.
+    pub fn run_for_up(&self, ui: &Ui) -> anyhow::Result<()> {
+        self.run_steps(ui, false)
+    }
+
+    fn run_steps(&self, ui: &Ui, wait_for_background: bool) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.cache)
             .with_context(|| format!("cannot create the cache {}", self.cache.display()))?;
-        for step in STEPS {
+        let mut background = Vec::new();
+        for step in STEPS.iter().filter(|step| step.background) {
+            let line = ui.step(step.name);
+            if (step.check)(self)? {
+                line.done("present");
+                continue;
+            }
+            let started = Instant::now();
+            let child = self.start_observability_build()?;
+            match child {
+                Some(_) => line.working(&format!(
+                    "building in the background (log {})",
+                    self.log_path("observability").display()
+                )),
+                None => line.working("being built by an earlier run"),
+            }
+            background.push((line, started, child));
+        }
+        for step in STEPS.iter().filter(|step| !step.background) {
             let line = ui.step(step.name);
             if (step.check)(self)? {
                 line.done("present");
@@ -163,7 +222,123 @@ impl Setup {
                 }
             }
         }
+        for (line, started, child) in background {
+            if !wait_for_background {
+                line.done("building in the background: the platform starts without the collector and Jaeger and adds them when they are built");
+                continue;
+            }
+            line.working("waiting for the background build");
+            let waited = match child {
+                Some(mut child) => self.wait_for_own_build(&mut child),
+                None => self.wait_for_observability(OBSERVABILITY_BUILD_TIMEOUT_MS),
+            };
+            match waited {
+                Ok(()) => line.done(&format!("built in {:.1}s", started.elapsed().as_secs_f64())),
+                Err(error) => {
+                    line.failed("failed");
+                    return Err(error);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Starts scripts/install-observability.sh detached (its own process group, so Ctrl-C
+    /// in this terminal does not reach it, and it outlives `paytool up`), unless a build holds
+    /// its lock already. The child when this call started it.
+    pub fn start_observability_build(&self) -> anyhow::Result<Option<std::process::Child>> {
+        if self.observability_build_state() == BuildState::Building {
+            return Ok(None);
+        }
+        let log = self.log_path("observability");
+        std::fs::create_dir_all(log.parent().context("log dir")?)?;
+        let file = std::fs::File::create(&log)?;
+        use std::os::unix::process::CommandExt;
+        let child = observability_script(self)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .process_group(0)
+            .spawn()
+            .context("cannot start scripts/install-observability.sh")?;
+        Ok(Some(child))
+    }
+
+    /// Waits (bounded) for the build this process started.
+    fn wait_for_own_build(&self, child: &mut std::process::Child) -> anyhow::Result<()> {
+        let log = self.log_path("observability");
+        let status = wait_bounded(child, OBSERVABILITY_BUILD_TIMEOUT_MS)?;
+        if status.is_some_and(|status| status.success()) && check_observability(self)? {
+            return Ok(());
+        }
+        let tail = crate::support::files::tail_lines(&log, 5)
+            .unwrap_or_default()
+            .join(" | ");
+        Err(fail(
+            Code::Prerequisite,
+            format!(
+                "building the collector and Jaeger failed or took over {} minutes; see {}: {tail}",
+                OBSERVABILITY_BUILD_TIMEOUT_MS / 60_000,
+                log.display()
+            ),
+        ))
+    }
+
+    /// Built, being built (someone holds the script's lock), or neither.
+    pub fn observability_build_state(&self) -> BuildState {
+        if check_observability(self).unwrap_or(false) {
+            return BuildState::Built;
+        }
+        let lock = self.observability_dir().join(".lock");
+        let Ok(file) = std::fs::OpenOptions::new().read(true).open(&lock) else {
+            return BuildState::Missing;
+        };
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
+            // Nobody holds it exclusively: no build is running (ours is released on drop).
+            Ok(_unlocked_on_drop) => BuildState::Missing,
+            Err(_) => BuildState::Building,
+        }
+    }
+
+    /// Waits (bounded) until the background build is done; an error with its log's tail when
+    /// it failed, or when nothing is building it.
+    pub fn wait_for_observability(&self, timeout_ms: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + std::time::Duration::from_millis(timeout_ms);
+        loop {
+            match self.observability_build_state() {
+                BuildState::Built => return Ok(()),
+                BuildState::Missing => {
+                    // The script may have exited a moment ago, between its stamp and our look.
+                    if check_observability(self)? {
+                        return Ok(());
+                    }
+                    let log = self.log_path("observability");
+                    let tail = crate::support::files::tail_lines(&log, 5)
+                        .unwrap_or_default()
+                        .join(" | ");
+                    return Err(fail(
+                        Code::Prerequisite,
+                        format!(
+                            "building the collector and Jaeger failed; see {}: {tail}",
+                            log.display()
+                        ),
+                    ));
+                }
+                BuildState::Building if Instant::now() >= deadline => {
+                    return Err(fail(
+                        Code::Prerequisite,
+                        format!(
+                            "the collector and Jaeger were not built within {} minutes; see {}",
+                            timeout_ms / 60_000,
+                            self.log_path("observability").display()
+                        ),
+                    ))
+                }
+                BuildState::Building => {
+                    std::thread::sleep(std::time::Duration::from_millis(WAIT_POLL_MS))
+                }
+            }
+        }
     }
 
     pub fn tools(&self) -> anyhow::Result<Tools> {
@@ -195,22 +370,36 @@ impl Setup {
     fn observability_dir(&self) -> PathBuf {
         self.cache.join("observability")
     }
+    /// The log of the collector's and Jaeger's build (foreground or background).
+    pub fn observability_log(&self) -> PathBuf {
+        self.log_path("observability")
+    }
     fn log_path(&self, what: &str) -> PathBuf {
         self.cache.join("logs").join(format!("setup-{what}.log"))
     }
 
     /// Runs an install command with its output in a log file; on failure the error names the
     /// log and quotes its last lines.
-    fn run_logged(&self, what: &str, command: &mut Command) -> anyhow::Result<()> {
+    fn run_logged(&self, what: &str, command: &mut Command, timeout_ms: u64) -> anyhow::Result<()> {
         let log = self.log_path(what);
         std::fs::create_dir_all(log.parent().context("log dir")?)?;
         let file = std::fs::File::create(&log)?;
-        let status = command
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
-            .status()
+            .spawn()
             .with_context(|| format!("cannot run {:?}", command.get_program()))?;
+        let status = wait_bounded(&mut child, timeout_ms)?.ok_or_else(|| {
+            fail(
+                Code::Prerequisite,
+                format!(
+                    "{what} did not finish within {} minutes and was stopped; see {}",
+                    timeout_ms / 60_000,
+                    log.display()
+                ),
+            )
+        })?;
         if status.success() {
             return Ok(());
         }
@@ -234,18 +423,44 @@ fn observability_script(setup: &Setup) -> Command {
     command
 }
 
+/// Waits for a child at most `timeout_ms`; on timeout kills it and answers `None`.
+fn wait_bounded(
+    child: &mut std::process::Child,
+    timeout_ms: u64,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + std::time::Duration::from_millis(timeout_ms);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn check_observability(setup: &Setup) -> anyhow::Result<bool> {
-    Ok(observability_script(setup)
+    let Ok(mut child) = observability_script(setup)
         .arg("--check")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success()))
+        .spawn()
+    else {
+        return Ok(false);
+    };
+    Ok(wait_bounded(&mut child, CHECK_TIMEOUT_MS)?.is_some_and(|status| status.success()))
 }
 
 fn install_observability(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
-    setup.run_logged("observability", &mut observability_script(setup))
+    setup.run_logged(
+        "observability",
+        &mut observability_script(setup),
+        OBSERVABILITY_BUILD_TIMEOUT_MS,
+    )
 }
 
 fn is_root() -> bool {
@@ -294,6 +509,7 @@ fn install_packages(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
     setup.run_logged(
         "apt-get-update",
         Command::new("apt-get").args(["update", "-qq"]),
+        APT_TIMEOUT_MS,
     )?;
     setup.run_logged(
         "apt-get-install",
@@ -301,6 +517,7 @@ fn install_packages(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing),
+        APT_TIMEOUT_MS,
     )
 }
 
@@ -366,6 +583,7 @@ fn install_kafka(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
             .arg(format!("-Dkafka.version={KAFKA_VERSION}"))
             .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
             .arg(format!("-DoutputDirectory={}", libs.display())),
+        MAVEN_TIMEOUT_MS,
     )?;
     std::fs::write(libs.join(".complete"), KAFKA_VERSION)?;
     Ok(())
@@ -388,6 +606,7 @@ fn install_keycloak(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
                     "-Dartifact=org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:zip"
                 ))
                 .arg(format!("-DoutputDirectory={}", downloads.display())),
+            MAVEN_TIMEOUT_MS,
         )?;
     }
     let target = setup.keycloak_dir();
@@ -403,6 +622,7 @@ fn install_keycloak(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
             .arg(&zip)
             .arg("-d")
             .arg(&unpack),
+        UNZIP_TIMEOUT_MS,
     )?;
     std::fs::rename(unpack.join(format!("keycloak-{KEYCLOAK_VERSION}")), &target)
         .context("the Keycloak archive has an unexpected layout")?;
@@ -415,6 +635,7 @@ fn install_keycloak(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
         Command::new(target.join("bin/kc.sh"))
             .env("JAVA_HOME", &java_home)
             .args(KEYCLOAK_BUILD_OPTIONS),
+        KEYCLOAK_BUILD_TIMEOUT_MS,
     )?;
     std::fs::write(target.join(".paytool-built"), KEYCLOAK_VERSION)?;
     Ok(())

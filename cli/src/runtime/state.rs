@@ -30,6 +30,10 @@ pub enum ComponentPhase {
     Ready,
     /// It exited; the supervisor starts it again after a backoff.
     Restarting,
+    /// Its binaries are being built in the background (`paytool up` on a machine that has not
+    /// built them yet): the rest of the platform runs meanwhile, and the supervisor starts it
+    /// as soon as the build is done. Not a failure: `status` does not count it as unhealthy.
+    Building,
     /// It exited too often or never became ready; the supervisor gave up on it.
     Failed,
     Stopped,

@@ -183,7 +183,13 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
 
 impl Status {
     pub fn all_healthy(&self) -> bool {
-        self.running && self.components.iter().all(|c| c.health == Health::Healthy)
+        // A component still being built (the collector and Jaeger on a first `up`) is
+        // expected to be missing for a while, and says so in its state and message.
+        self.running
+            && self
+                .components
+                .iter()
+                .all(|c| c.health == Health::Healthy || c.state == ComponentPhase::Building)
     }
 
     pub fn print_table(&self) {
@@ -204,6 +210,13 @@ impl Status {
                 c.restarts,
                 c.urls.join(" "),
             );
+        }
+        for c in &self.components {
+            if c.state == ComponentPhase::Building {
+                if let Some(message) = &c.message {
+                    println!("{}: {message}", c.name);
+                }
+            }
         }
     }
 }

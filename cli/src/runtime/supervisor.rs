@@ -4,6 +4,8 @@
 
 use crate::runtime::components::{self, ComponentName, Ctx, Spec};
 use crate::runtime::ports::in_use_on_loopback;
+use crate::runtime::project::cache_dir;
+use crate::runtime::setup::{BuildState, Options, Setup, OBSERVABILITY_BUILD_TIMEOUT_MS};
 use crate::runtime::state::{ComponentPhase, ComponentState, Phase, RuntimeState};
 use crate::support::exit::{fail, Code, Failure};
 use nix::sys::signal::{killpg, Signal};
@@ -21,6 +23,11 @@ const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
 const RESTARTS_MAX: usize = 5;
 const RESTART_WINDOW_MS: u64 = 10 * 60 * 1000;
 const READY_POLL_MS: u64 = 250;
+/// How often a component built in the background looks whether its build is done.
+const BUILD_POLL_MS: u64 = 2_000;
+/// `up` starts the build a moment before the supervisor looks: a build that is neither done
+/// nor running for this long was never started, or failed.
+const BUILD_START_GRACE_MS: u64 = 30_000;
 
 type Shared = Arc<Mutex<RuntimeState>>;
 
@@ -84,7 +91,28 @@ async fn start_and_watch(
     let mut failure: Option<anyhow::Error> = None;
 
     'waves: for wave in components::WAVES {
-        let starts = wave.iter().filter_map(|name| spec_of(*name)).map(|spec| {
+        // A component whose binaries are still being built does not hold its wave back: it
+        // starts on its own once they are there (see `start_when_built`).
+        let (deferred, now): (Vec<Spec>, Vec<Spec>) = wave
+            .iter()
+            .filter_map(|name| spec_of(*name))
+            .partition(|spec| {
+                spec.name.component().built_in_background() && !spec.program.is_file()
+            });
+        for spec in deferred {
+            log(&format!(
+                "{}: not built yet; starts when the background build is done",
+                spec.name
+            ));
+            let handle = tokio::spawn(start_when_built(
+                Arc::clone(ctx),
+                Arc::clone(state),
+                spec.clone(),
+                shutdown.clone(),
+            ));
+            watched.push((spec, handle));
+        }
+        let starts = now.into_iter().map(|spec| {
             let ctx = Arc::clone(ctx);
             let state = Arc::clone(state);
             let shutdown = shutdown.clone();
@@ -145,6 +173,81 @@ async fn start_and_watch(
     match failure {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// Waits (bounded) for a component's background build, then starts and watches it like any
+/// other. A build that fails or never ends marks the component failed; the rest of the
+/// platform runs on. At shutdown, returns the child that is running, if any.
+async fn start_when_built(
+    ctx: Arc<Ctx>,
+    state: Shared,
+    spec: Spec,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Child> {
+    let setup = Setup::new(&ctx.project, &cache_dir(), Options::default());
+    let log_path = setup.observability_log();
+    set(&ctx, &state, spec.name, |c| {
+        c.state = ComponentPhase::Building;
+        c.message = Some(format!(
+            "being built in the background (scripts/install-observability.sh, log {}); starts when built",
+            log_path.display()
+        ));
+    });
+    let waiting = Instant::now();
+    let mut missing_since: Option<Instant> = None;
+    let failure = loop {
+        if *shutdown.borrow() {
+            return None;
+        }
+        let setup_now = Setup::new(&ctx.project, &cache_dir(), Options::default());
+        let build = tokio::task::spawn_blocking(move || setup_now.observability_build_state())
+            .await
+            .unwrap_or(BuildState::Missing);
+        match build {
+            BuildState::Built => break None,
+            BuildState::Building => missing_since = None,
+            BuildState::Missing => {
+                let since = *missing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(BUILD_START_GRACE_MS) {
+                    break Some(format!(
+                        "not built, and nothing is building it: run `paytool setup` (log {})",
+                        log_path.display()
+                    ));
+                }
+            }
+        }
+        if waiting.elapsed() > Duration::from_millis(OBSERVABILITY_BUILD_TIMEOUT_MS) {
+            break Some(format!(
+                "not built within {} minutes (log {})",
+                OBSERVABILITY_BUILD_TIMEOUT_MS / 60_000,
+                log_path.display()
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(BUILD_POLL_MS)) => {}
+            _ = shutdown.changed() => {}
+        }
+    };
+    if let Some(message) = failure {
+        log(&format!("{}: {message}", spec.name));
+        set(&ctx, &state, spec.name, |c| {
+            c.state = ComponentPhase::Failed;
+            c.message = Some(message);
+        });
+        return None;
+    }
+    log(&format!("{}: built; starting", spec.name));
+    match start(&ctx, &state, &spec, shutdown.clone()).await {
+        Ok(child) => watch_component(ctx, state, spec, child, shutdown).await,
+        Err(error) => {
+            log(&format!("{}: {error:#}", spec.name));
+            set(&ctx, &state, spec.name, |c| {
+                c.state = ComponentPhase::Failed;
+                c.message = Some(format!("{error:#}"));
+            });
+            None
+        }
     }
 }
 

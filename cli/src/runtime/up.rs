@@ -39,8 +39,10 @@ pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> any
         }
     }
     if !setup.is_complete() {
+        // Everything but the collector and Jaeger, which are built in the background: the
+        // platform starts without them and the supervisor adds them when they are built.
         ui.println("setting up what the local runtime needs (once):");
-        setup.run(ui)?;
+        setup.run_for_up(ui)?;
     }
     // Fail here, with setup's one-line advice, rather than inside the detached supervisor.
     setup.tools()?;
@@ -161,6 +163,12 @@ fn show(line: &Line, component: &crate::runtime::state::ComponentState) {
             "restarting: {}",
             component.message.as_deref().unwrap_or("")
         )),
+        ComponentPhase::Building => line.done(
+            component
+                .message
+                .as_deref()
+                .unwrap_or("being built in the background"),
+        ),
         ComponentPhase::Failed => line.failed(component.message.as_deref().unwrap_or("failed")),
         ComponentPhase::Stopped => line.working("stopped"),
     }

@@ -77,7 +77,7 @@ impl ComponentName {
 
 impl std::fmt::Display for ComponentName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -136,6 +136,13 @@ pub trait Component: Sync {
     /// One-time and every-start preparation before it is spawned.
     fn prepare<'a>(&'a self, _ctx: &'a Ctx) -> Step<'a> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Whether `paytool up` may start the platform before this component's binaries exist,
+    /// building them in the background (the collector and Jaeger, built from source for about
+    /// ten minutes on a fresh machine); the supervisor then starts it once they are built.
+    fn built_in_background(&self) -> bool {
+        false
     }
 
     /// Work that needs it up: databases, topics, the realm. Idempotent, because it runs

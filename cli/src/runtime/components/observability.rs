@@ -38,6 +38,10 @@ impl Component for Tracing {
     fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
         Box::pin(prepare(ctx, *self))
     }
+
+    fn built_in_background(&self) -> bool {
+        true
+    }
 }
 
 fn config_path(home: &Home, which: Tracing) -> PathBuf {
