@@ -71,16 +71,15 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             let amount = amount::parse(&amount, currency.as_deref())?;
             let mut session = session(home, &store, &who, Some(Role::Consumer))?;
             let money = amount.in_currency(&session.profile.currency)?;
-            let answer = waiting(json, "topup", &format!("{money}"), async {
-                session
-                    .post_keyed(
-                        Host::Api,
-                        "/v1/wallet/top-ups",
-                        &json!({ "amount": money }),
-                        &key(&keyed),
-                    )
-                    .await
-            })
+            let answer = post_money(
+                &mut session,
+                json,
+                ("topup", &format!("{money}")),
+                Host::Api,
+                "/v1/wallet/top-ups",
+                &json!({ "amount": money }),
+                &keyed,
+            )
             .await?;
             print(json, &answer, || {
                 format!(
@@ -105,17 +104,17 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             if let Some(amount) = &amount {
                 body["amount"] = json!(amount.in_currency(&session.profile.currency)?);
             }
-            if let Some(reference) = reference {
-                body["reference"] = json!(reference);
-            }
-            if let Some(seconds) = expires_in_s {
-                body["expires_in_s"] = json!(seconds);
-            }
-            let answer = waiting(json, "qr", "making the payment request", async {
-                session
-                    .post_keyed(Host::Merchant, "/v1/payment-requests", &body, &key(&keyed))
-                    .await
-            })
+            optional(&mut body, "reference", reference);
+            optional(&mut body, "expires_in_s", expires_in_s);
+            let answer = post_money(
+                &mut session,
+                json,
+                ("qr", "making the payment request"),
+                Host::Merchant,
+                "/v1/payment-requests",
+                &body,
+                &keyed,
+            )
             .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -156,11 +155,15 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
             if let Some(amount) = &amount {
                 body["amount"] = json!(amount.in_currency(&session.profile.currency)?);
             }
-            let answer = waiting(json, "pay", "paying", async {
-                session
-                    .post_keyed(Host::Api, "/v1/payments", &body, &key(&keyed))
-                    .await
-            })
+            let answer = post_money(
+                &mut session,
+                json,
+                ("pay", "paying"),
+                Host::Api,
+                "/v1/payments",
+                &body,
+                &keyed,
+            )
             .await?;
             print(json, &answer, || {
                 format!(
@@ -208,14 +211,16 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
                 "payment_code": code.trim(),
                 "amount": amount.in_currency(&session.profile.currency)?,
             });
-            if let Some(reference) = reference {
-                body["reference"] = json!(reference);
-            }
-            let answer = waiting(json, "charge", "charging", async {
-                session
-                    .post_keyed(Host::Merchant, "/v1/charges", &body, &key(&keyed))
-                    .await
-            })
+            optional(&mut body, "reference", reference);
+            let answer = post_money(
+                &mut session,
+                json,
+                ("charge", "charging"),
+                Host::Merchant,
+                "/v1/charges",
+                &body,
+                &keyed,
+            )
             .await?;
             print(json, &answer, || {
                 format!(
@@ -243,14 +248,16 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
                 "to": recipient,
                 "amount": amount.in_currency(&session.profile.currency)?,
             });
-            if let Some(note) = note {
-                body["note"] = json!(note);
-            }
-            let answer = waiting(json, "send", "sending", async {
-                session
-                    .post_keyed(Host::Api, "/v1/transfers", &body, &key(&keyed))
-                    .await
-            })
+            optional(&mut body, "note", note);
+            let answer = post_money(
+                &mut session,
+                json,
+                ("send", "sending"),
+                Host::Api,
+                "/v1/transfers",
+                &body,
+                &keyed,
+            )
             .await?;
             print(json, &answer, || {
                 format!(
@@ -275,11 +282,15 @@ async fn dispatch(home: &Home, command: PayCommand) -> anyhow::Result<i32> {
                 "payment_id": payment_id.trim(),
                 "amount": amount.in_currency(&session.profile.currency)?,
             });
-            let answer = waiting(json, "refund", "refunding", async {
-                session
-                    .post_keyed(Host::Merchant, "/v1/refunds", &body, &key(&keyed))
-                    .await
-            })
+            let answer = post_money(
+                &mut session,
+                json,
+                ("refund", "refunding"),
+                Host::Merchant,
+                "/v1/refunds",
+                &body,
+                &keyed,
+            )
             .await?;
             print(json, &answer, || {
                 format!(
@@ -462,6 +473,34 @@ fn recipient(store: &Store, to: &str) -> anyhow::Result<Value> {
 
 /// Runs one request under a spinner (on a terminal only, and removed afterwards: the
 /// command prints its own outcome).
+/// One money-moving POST from the terminal: its Idempotency-Key (`--idempotency-key`, or a
+/// fresh one) and a progress line while it runs.
+async fn post_money(
+    session: &mut Session,
+    json: bool,
+    (step, doing): (&str, &str),
+    host: Host,
+    path: &str,
+    body: &Value,
+    keyed: &Keyed,
+) -> anyhow::Result<Value> {
+    let key = key(keyed);
+    waiting(
+        json,
+        step,
+        doing,
+        session.post_keyed(host, path, body, &key),
+    )
+    .await
+}
+
+/// Sets an optional field of a request body when the option was given.
+fn optional(body: &mut Value, field: &str, value: Option<impl serde::Serialize>) {
+    if let Some(value) = value {
+        body[field] = json!(value);
+    }
+}
+
 async fn waiting<T>(
     quiet: bool,
     name: &str,

@@ -271,16 +271,12 @@ impl Setup {
         if status.is_some_and(|status| status.success()) && check_observability(self)? {
             return Ok(());
         }
-        let tail = crate::support::files::tail_lines(&log, 5)
-            .unwrap_or_default()
-            .join(" | ");
-        Err(fail(
-            Code::Prerequisite,
-            format!(
-                "building the collector and Jaeger failed or took over {} minutes; see {}: {tail}",
-                OBSERVABILITY_BUILD_TIMEOUT_MS / 60_000,
-                log.display()
+        Err(failed_with_log(
+            &format!(
+                "building the collector and Jaeger failed or took over {} minutes",
+                OBSERVABILITY_BUILD_TIMEOUT_MS / 60_000
             ),
+            &log,
         ))
     }
 
@@ -312,16 +308,9 @@ impl Setup {
                     if check_observability(self)? {
                         return Ok(());
                     }
-                    let log = self.log_path("observability");
-                    let tail = crate::support::files::tail_lines(&log, 5)
-                        .unwrap_or_default()
-                        .join(" | ");
-                    return Err(fail(
-                        Code::Prerequisite,
-                        format!(
-                            "building the collector and Jaeger failed; see {}: {tail}",
-                            log.display()
-                        ),
+                    return Err(failed_with_log(
+                        "building the collector and Jaeger failed",
+                        &self.log_path("observability"),
                     ));
                 }
                 BuildState::Building if Instant::now() >= deadline => {
@@ -403,14 +392,19 @@ impl Setup {
         if status.success() {
             return Ok(());
         }
-        let tail = crate::support::files::tail_lines(&log, 5)
-            .unwrap_or_default()
-            .join(" | ");
-        Err(fail(
-            Code::Prerequisite,
-            format!("{what} failed ({status}); see {}: {tail}", log.display()),
-        ))
+        Err(failed_with_log(&format!("{what} failed ({status})"), &log))
     }
+}
+
+/// A failed install step: what failed, its log, and the log's last lines, in one line.
+fn failed_with_log(what: &str, log: &Path) -> anyhow::Error {
+    let tail = crate::support::files::tail_lines(log, 5)
+        .unwrap_or_default()
+        .join(" | ");
+    fail(
+        Code::Prerequisite,
+        format!("{what}; see {}: {tail}", log.display()),
+    )
 }
 
 /// The collector and Jaeger are built from source with Go (scripts/install-observability.sh,

@@ -1,7 +1,7 @@
 //! The nginx gateway: TLS for `*.local.test` with the installation's certificate, routing each
 //! host to its component, and `whoami.local.test` echoing the request (njs).
 
-use super::{render, run_to_log, Component, ComponentName, Ctx, Spec, Step};
+use super::{render, run_to_log, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use crate::runtime::tls::TlsFiles;
@@ -26,28 +26,12 @@ fn config_path(home: &Home) -> PathBuf {
     dir(home).join("nginx.conf")
 }
 
-/// nginx with njs: TLS for `*.local.test`, token checks, rate limits.
-pub struct Gateway;
+super::engine_component!(
+    /// nginx with njs: TLS for `*.local.test`, token checks, rate limits.
+    Gateway, Gateway, prepare = prepare
+);
 
-impl Component for Gateway {
-    fn name(&self) -> ComponentName {
-        ComponentName::Gateway
-    }
-
-    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
-        spec(ctx)
-    }
-
-    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
-        probe(home)
-    }
-
-    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(prepare(ctx))
-    }
-}
-
-pub fn probe(home: &Home) -> Probe {
+pub fn probe(home: &Home, _secrets: &Secrets) -> Probe {
     let port = home.ports().gateway_https;
     Probe::Http {
         url: format!("{}/health", home.ports().public_url("whoami")),
@@ -78,7 +62,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
             .iter()
             .map(|host| ports.public_url(host))
             .collect(),
-        probe: probe(&ctx.home),
+        probe: probe(&ctx.home, &ctx.secrets),
         ready_timeout_ms: 15_000,
         // SIGQUIT is nginx's graceful shutdown: finish open requests, then exit.
         stop_signal: Signal::SIGQUIT,

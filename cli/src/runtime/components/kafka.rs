@@ -1,6 +1,6 @@
 //! Kafka in KRaft mode (one node that is both broker and controller), from Maven Central jars.
 
-use super::{render, run_to_log, Component, ComponentName, Ctx, Spec, Step};
+use super::{render, run_to_log, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use nix::sys::signal::Signal;
@@ -16,32 +16,12 @@ const TOPICS: &str = "stacks/local/kafka/topics.json";
 const HEAP: &[&str] = &["-Xms128m", "-Xmx512m"];
 const ADMIN_TIMEOUT_MS: u64 = 10_000;
 
-/// Kafka in KRaft mode, one broker and controller.
-pub struct Kafka;
+super::engine_component!(
+    /// Kafka in KRaft mode, one broker and controller.
+    Kafka, Kafka, prepare = prepare, after_ready = after_ready
+);
 
-impl Component for Kafka {
-    fn name(&self) -> ComponentName {
-        ComponentName::Kafka
-    }
-
-    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
-        spec(ctx)
-    }
-
-    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
-        probe(home)
-    }
-
-    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(prepare(ctx))
-    }
-
-    fn after_ready<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(after_ready(ctx))
-    }
-}
-
-fn probe(home: &Home) -> Probe {
+fn probe(home: &Home, _secrets: &Secrets) -> Probe {
     Probe::Kafka {
         bootstrap: bootstrap(home),
     }
@@ -95,7 +75,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
             ("controller", ports.kafka_controller),
         ],
         urls: vec![format!("kafka://{}", bootstrap(&ctx.home))],
-        probe: probe(&ctx.home),
+        probe: probe(&ctx.home, &ctx.secrets),
         ready_timeout_ms: 90_000,
         // Kafka's SIGTERM handler runs a controlled shutdown (flushes logs, leaves the quorum).
         stop_signal: Signal::SIGTERM,

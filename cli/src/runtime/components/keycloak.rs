@@ -5,7 +5,7 @@
 //! distribution. Keycloak writes into its home at run time (`data/`: temporary files,
 //! transaction logs, the realm import directory), so two installations must not share one.
 
-use super::{render, run_to_log, Component, ComponentName, Ctx, Spec, Step};
+use super::{render, run_to_log, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use anyhow::Context;
@@ -24,32 +24,12 @@ fn home_dir(ctx: &Ctx) -> PathBuf {
         .join("home")
 }
 
-/// Keycloak with the `paytool` realm.
-pub struct Keycloak;
+super::engine_component!(
+    /// Keycloak with the `paytool` realm.
+    Keycloak, Keycloak, prepare = prepare, after_ready = after_ready
+);
 
-impl Component for Keycloak {
-    fn name(&self) -> ComponentName {
-        ComponentName::Keycloak
-    }
-
-    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
-        spec(ctx)
-    }
-
-    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
-        probe(home)
-    }
-
-    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(prepare(ctx))
-    }
-
-    fn after_ready<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(after_ready(ctx))
-    }
-}
-
-fn probe(home: &Home) -> Probe {
+fn probe(home: &Home, _secrets: &Secrets) -> Probe {
     super::http_probe(format!(
         "http://127.0.0.1:{}/health/ready",
         home.ports().keycloak_management
@@ -118,7 +98,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
             ports.public_url("sso"),
             format!("http://127.0.0.1:{}", ports.keycloak),
         ],
-        probe: probe(&ctx.home),
+        probe: probe(&ctx.home, &ctx.secrets),
         // The first start creates the schema and imports the realm: slow on two cores.
         ready_timeout_ms: 300_000,
         stop_signal: Signal::SIGTERM,

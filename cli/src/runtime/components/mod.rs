@@ -1,14 +1,6 @@
 //! The platform's components: how each is prepared, started, probed, stopped, and what runs
 //! once it is ready. The supervisor drives them; nothing here loops or waits on its own.
 
-pub mod alerting;
-pub mod gateway;
-pub mod kafka;
-pub mod keycloak;
-pub mod observability;
-pub mod postgres;
-pub mod services;
-
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use crate::runtime::setup::Tools;
@@ -151,6 +143,60 @@ pub trait Component: Sync {
         Box::pin(async { Ok(()) })
     }
 }
+
+/// The `Component` of an engine whose module has the free functions `spec(ctx)`,
+/// `probe(home, secrets)` and, where named, `prepare(ctx)` and `after_ready(ctx)`: one unit
+/// struct per engine without writing the same delegation four times.
+macro_rules! engine_component {
+    ($(#[$doc:meta])* $ty:ident, $name:ident $(, prepare = $prepare:path)? $(, after_ready = $after:path)? $(,)?) => {
+        $(#[$doc])*
+        pub struct $ty;
+
+        impl $crate::runtime::components::Component for $ty {
+            fn name(&self) -> $crate::runtime::components::ComponentName {
+                $crate::runtime::components::ComponentName::$name
+            }
+
+            fn spec(
+                &self,
+                ctx: &$crate::runtime::components::Ctx,
+            ) -> anyhow::Result<$crate::runtime::components::Spec> {
+                spec(ctx)
+            }
+
+            fn probe(
+                &self,
+                home: &$crate::runtime::home::Home,
+                secrets: &$crate::runtime::home::Secrets,
+            ) -> $crate::runtime::probe::Probe {
+                probe(home, secrets)
+            }
+
+            $(fn prepare<'a>(
+                &'a self,
+                ctx: &'a $crate::runtime::components::Ctx,
+            ) -> $crate::runtime::components::Step<'a> {
+                Box::pin($prepare(ctx))
+            })?
+
+            $(fn after_ready<'a>(
+                &'a self,
+                ctx: &'a $crate::runtime::components::Ctx,
+            ) -> $crate::runtime::components::Step<'a> {
+                Box::pin($after(ctx))
+            })?
+        }
+    };
+}
+pub(crate) use engine_component;
+
+pub mod alerting;
+pub mod gateway;
+pub mod kafka;
+pub mod keycloak;
+pub mod observability;
+pub mod postgres;
+pub mod services;
 
 /// Everything a component needs to know about its installation.
 pub struct Ctx {

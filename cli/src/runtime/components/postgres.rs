@@ -1,7 +1,7 @@
 //! PostgreSQL 15 from Debian: one cluster per installation under `.paytool/postgres`, on
 //! loopback TCP only, with one database and role per service plus Keycloak's.
 
-use super::{run_to_log, services, Component, ComponentName, Ctx, Spec, Step};
+use super::{run_to_log, services, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use anyhow::Context;
@@ -16,30 +16,17 @@ use std::str::FromStr;
 /// The cluster refuses to run as root, so a root supervisor runs it as this user.
 const SYSTEM_USER: &str = "postgres";
 
-/// PostgreSQL 15 from Debian.
-pub struct Postgres;
+super::engine_component!(
+    /// PostgreSQL 15 from Debian.
+    Postgres,
+    Postgres,
+    prepare = prepare,
+    after_ready = after_ready
+);
 
-impl Component for Postgres {
-    fn name(&self) -> ComponentName {
-        ComponentName::Postgres
-    }
-
-    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
-        spec(ctx)
-    }
-
-    fn probe(&self, home: &Home, secrets: &Secrets) -> Probe {
-        Probe::Postgres {
-            url: admin_url(home, secrets),
-        }
-    }
-
-    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(prepare(ctx))
-    }
-
-    fn after_ready<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(after_ready(ctx))
+fn probe(home: &Home, secrets: &Secrets) -> Probe {
+    Probe::Postgres {
+        url: admin_url(home, secrets),
     }
 }
 
@@ -92,7 +79,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
         run_as: run_as().map(|u| u.name),
         ports: vec![("postgres", port)],
         urls: vec![format!("postgres://127.0.0.1:{port}")],
-        probe: Postgres.probe(&ctx.home, &ctx.secrets),
+        probe: probe(&ctx.home, &ctx.secrets),
         ready_timeout_ms: 60_000,
         // SIGINT is PostgreSQL's "fast" shutdown: it ends client sessions instead of waiting
         // for them (SIGTERM's "smart" mode can wait forever on a pooled connection).
