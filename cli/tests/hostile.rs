@@ -111,6 +111,21 @@ async fn post(
     .await
 }
 
+/// A keyed POST that must answer JSON: its body.
+async fn post_json(
+    gateway: &Gateway,
+    host: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Value {
+    post(gateway, host, path, token, body)
+        .await
+        .json()
+        .await
+        .expect("json")
+}
+
 struct Consumer {
     email: String,
     id: String,
@@ -525,28 +540,22 @@ async fn one_consumer_can_neither_read_nor_spend_another_s_money() {
     let owner = consumer(&gateway, "owner").await;
     let thief = consumer(&gateway, "thief").await;
     top_up(&gateway, &owner.token, 3_000).await;
-    let request: Value = post(
+    let request: Value = post_json(
         &gateway,
         "merchant",
         "/v1/payment-requests",
         Some(&shop),
         json!({ "amount": jpy(1_000) }),
     )
-    .await
-    .json()
-    .await
-    .expect("json");
-    let paid: Value = post(
+    .await;
+    let paid: Value = post_json(
         &gateway,
         "api",
         "/v1/payments",
         Some(&owner.token),
         json!({ "qr": request["payload"] }),
     )
-    .await
-    .json()
-    .await
-    .expect("json");
+    .await;
     let payment_id = paid["id"].as_str().expect("a payment id");
     let wallet_id = paid["wallet"]["id"]
         .as_str()
@@ -853,17 +862,14 @@ async fn amounts_that_are_not_exact_positive_minor_units_are_refused() {
         .await;
     }
     // A static QR takes the amount from the payer: the same refusals there.
-    let static_qr: Value = post(
+    let static_qr: Value = post_json(
         &gateway,
         "merchant",
         "/v1/payment-requests",
         Some(&shop),
         json!({}),
     )
-    .await
-    .json()
-    .await
-    .expect("json");
+    .await;
     for amount in &bad_amounts {
         let payment = post(
             &gateway,
@@ -886,17 +892,14 @@ async fn bad_and_replayed_qr_payloads_and_payment_codes_charge_nothing_more() {
     let shop = merchant(&gateway).await;
     let person = consumer(&gateway, "replayer").await;
     top_up(&gateway, &person.token, 2_000).await;
-    let request: Value = post(
+    let request: Value = post_json(
         &gateway,
         "merchant",
         "/v1/payment-requests",
         Some(&shop),
         json!({ "amount": jpy(500) }),
     )
-    .await
-    .json()
-    .await
-    .expect("json");
+    .await;
     let payload = request["payload"].as_str().expect("a payload").to_string();
     // The checksum is the last four characters: change one.
     let mut tampered = payload.clone();
@@ -962,17 +965,14 @@ async fn bad_and_replayed_qr_payloads_and_payment_codes_charge_nothing_more() {
     )
     .await;
     refused(made_up, &[404], "a made-up payment code").await;
-    let code: Value = post(
+    let code: Value = post_json(
         &gateway,
         "api",
         "/v1/payment-codes",
         Some(&person.token),
         json!({}),
     )
-    .await
-    .json()
-    .await
-    .expect("json");
+    .await;
     let code = code["code"].as_str().expect("a code").to_string();
     let charges = futures_util::future::join_all((0..4).map(|_| {
         post(

@@ -2,10 +2,9 @@
 //! paytool's agent (`paytool __agent`: Alertmanager's webhook receiver, and the bridge that
 //! turns the gateway's access log into spans). All on loopback.
 
-use super::{http_probe, render, Component, ComponentName, Ctx, Spec, Step};
+use super::{http_probe, render, Component, ComponentName, Ctx, Spec};
 use crate::observe::slo_rules as slo;
 use crate::runtime::home::Home;
-use crate::runtime::home::Secrets;
 use crate::runtime::probe::Probe;
 use anyhow::Context;
 use nix::sys::signal::Signal;
@@ -52,36 +51,16 @@ pub fn time_scale() -> anyhow::Result<u32> {
     }
 }
 
-/// Prometheus, Alertmanager and paytool's agent: one implementation, since they share their
-/// layout (a directory with a rendered config, a data dir, one HTTP port).
-#[derive(Debug, Clone, Copy)]
-pub enum Alerting {
-    Prometheus,
-    Alertmanager,
-    Agent,
-}
-
-impl Component for Alerting {
-    fn name(&self) -> ComponentName {
-        match self {
-            Self::Prometheus => ComponentName::Prometheus,
-            Self::Alertmanager => ComponentName::Alertmanager,
-            Self::Agent => ComponentName::Agent,
-        }
+super::engine_component!(
+    family
+    /// Prometheus, Alertmanager and paytool's agent: one implementation, since they share their
+    /// layout (a directory with a rendered config, a data dir, one HTTP port).
+    Alerting {
+        Prometheus,
+        Alertmanager,
+        Agent,
     }
-
-    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
-        spec(ctx, *self)
-    }
-
-    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
-        probe(home, *self)
-    }
-
-    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(prepare(ctx, *self))
-    }
-}
+);
 
 fn probe(home: &Home, which: Alerting) -> Probe {
     http_probe(match which {

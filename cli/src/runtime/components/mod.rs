@@ -144,11 +144,16 @@ pub trait Component: Sync {
     }
 }
 
-/// The `Component` of an engine whose module has the free functions `spec(ctx)`,
-/// `probe(home, secrets)` and, where named, `prepare(ctx)` and `after_ready(ctx)`: one unit
-/// struct per engine without writing the same delegation four times.
+/// The `Component` of an engine whose module has the free functions `spec(ctx)` and
+/// `probe(home, secrets)`, and hooks (`prepare`, `after_ready`) named after their functions:
+/// one unit struct per engine without writing the same delegation each time.
+///
+/// `family` makes one enum for engines that share a module (Jaeger and the collector;
+/// Prometheus, Alertmanager and the agent): its variants are named as in `ComponentName`, and
+/// the module's functions take the variant (`spec(ctx, which)`, `probe(home, which)`,
+/// `prepare(ctx, which)`).
 macro_rules! engine_component {
-    ($(#[$doc:meta])* $ty:ident, $name:ident $(, prepare = $prepare:path)? $(, after_ready = $after:path)? $(,)?) => {
+    ($(#[$doc:meta])* $ty:ident, $name:ident $(, $hook:ident = $function:path)* $(,)?) => {
         $(#[$doc])*
         pub struct $ty;
 
@@ -172,18 +177,52 @@ macro_rules! engine_component {
                 probe(home, secrets)
             }
 
-            $(fn prepare<'a>(
+            $(fn $hook<'a>(
                 &'a self,
                 ctx: &'a $crate::runtime::components::Ctx,
             ) -> $crate::runtime::components::Step<'a> {
-                Box::pin($prepare(ctx))
-            })?
+                Box::pin($function(ctx))
+            })*
+        }
+    };
+    (family $(#[$doc:meta])* $ty:ident { $($variant:ident),+ $(,)? } $(, built_in_background = $background:expr)? $(,)?) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub enum $ty {
+            $($variant),+
+        }
 
-            $(fn after_ready<'a>(
+        impl $crate::runtime::components::Component for $ty {
+            fn name(&self) -> $crate::runtime::components::ComponentName {
+                match self {
+                    $(Self::$variant => $crate::runtime::components::ComponentName::$variant),+
+                }
+            }
+
+            fn spec(
+                &self,
+                ctx: &$crate::runtime::components::Ctx,
+            ) -> anyhow::Result<$crate::runtime::components::Spec> {
+                spec(ctx, *self)
+            }
+
+            fn probe(
+                &self,
+                home: &$crate::runtime::home::Home,
+                _secrets: &$crate::runtime::home::Secrets,
+            ) -> $crate::runtime::probe::Probe {
+                probe(home, *self)
+            }
+
+            fn prepare<'a>(
                 &'a self,
                 ctx: &'a $crate::runtime::components::Ctx,
             ) -> $crate::runtime::components::Step<'a> {
-                Box::pin($after(ctx))
+                Box::pin(prepare(ctx, *self))
+            }
+
+            $(fn built_in_background(&self) -> bool {
+                $background
             })?
         }
     };

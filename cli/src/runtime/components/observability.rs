@@ -2,8 +2,8 @@
 //! `paytool trace`) and the OpenTelemetry Collector built with its builder (OTLP/HTTP in from
 //! the services; traces on to Jaeger, metrics out for Prometheus). Both on loopback only.
 
-use super::{http_probe, render, Component, ComponentName, Ctx, Spec, Step};
-use crate::runtime::home::{Home, Secrets};
+use super::{http_probe, render, Component, Ctx, Spec};
+use crate::runtime::home::Home;
 use crate::runtime::probe::Probe;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
@@ -11,38 +11,16 @@ use std::path::PathBuf;
 const COLLECTOR_TEMPLATE: &str = "stacks/local/otel/collector.yaml.tera";
 const JAEGER_TEMPLATE: &str = "stacks/local/jaeger/jaeger.yaml.tera";
 
-/// Jaeger and the collector: one implementation, since both are OpenTelemetry-Collector-based
-/// binaries run with one rendered config file.
-#[derive(Debug, Clone, Copy)]
-pub enum Tracing {
-    Jaeger,
-    OtelCollector,
-}
-
-impl Component for Tracing {
-    fn name(&self) -> ComponentName {
-        match self {
-            Self::Jaeger => ComponentName::Jaeger,
-            Self::OtelCollector => ComponentName::OtelCollector,
-        }
-    }
-
-    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
-        spec(ctx, *self)
-    }
-
-    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
-        probe(home, *self)
-    }
-
-    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
-        Box::pin(prepare(ctx, *self))
-    }
-
-    fn built_in_background(&self) -> bool {
-        true
-    }
-}
+super::engine_component!(
+    family
+    /// Jaeger and the collector: one implementation, since both are OpenTelemetry-Collector-based
+    /// binaries run with one rendered config file.
+    Tracing {
+        Jaeger,
+        OtelCollector,
+    },
+    built_in_background = true
+);
 
 fn config_path(home: &Home, which: Tracing) -> PathBuf {
     let file = match which {
