@@ -789,10 +789,7 @@ pub fn random_token() -> String {
 
 /// What the database keeps of a cookie: its SHA-256, hex.
 fn hash(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(value.as_bytes()))
 }
 
 /// The person's name and email from an ID token's claims.
@@ -944,6 +941,15 @@ mod tests {
         for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
             assert!(!is_safe(&method), "{method}");
         }
+    }
+
+    #[test]
+    fn a_cookie_is_stored_as_the_lowercase_hex_of_its_sha_256() {
+        // Stored sessions are found by this: the format must not change.
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
