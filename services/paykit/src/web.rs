@@ -789,10 +789,7 @@ pub fn random_token() -> String {
 
 /// What the database keeps of a cookie: its SHA-256, hex.
 fn hash(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(value.as_bytes()))
 }
 
 /// The person's name and email from an ID token's claims.
@@ -814,129 +811,11 @@ fn id_token_names(id_token: &str) -> (Option<String>, Option<String>) {
     )
 }
 
-/// Static assets of the pages (a script, a style sheet) are cached this long.
-pub const ASSET_MAX_AGE_S: u32 = 3_600;
-
-/// Text made safe for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
-/// Minor units as the currency shows them: `1200` JPY is "1200 JPY", `1250` USD "12.50 USD".
-pub fn format_money(value: i64, currency: &str, exponent: u8) -> String {
-    let sign = if value < 0 { "-" } else { "" };
-    let magnitude = value.unsigned_abs();
-    if exponent == 0 {
-        return format!("{sign}{magnitude} {currency}");
-    }
-    let scale = 10u64.pow(u32::from(exponent));
-    format!(
-        "{sign}{}.{:0width$} {currency}",
-        magnitude / scale,
-        magnitude % scale,
-        width = usize::from(exponent)
-    )
-}
-
-/// A page's script or style sheet, served from the binary.
-pub fn static_asset(content_type: &'static str, body: &'static str) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        [
-            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
-            (
-                axum::http::header::CACHE_CONTROL,
-                format!("public, max-age={ASSET_MAX_AGE_S}"),
-            ),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-/// A personal page with the headers every page gets: no caching, no sniffing, and a policy
-/// that allows only this origin (`img_src` adds image sources such as `blob:`), plus Keycloak
-/// (`sso`) as where the sign-out form's redirect goes.
-pub fn page_response(sso: &str, img_src: &str, body: String) -> axum::response::Response {
-    use axum::http::{header, HeaderValue};
-    use axum::response::IntoResponse;
-    let policy = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'{img_src}; \
-         connect-src 'self'; form-action 'self' {sso}; frame-ancestors 'none'; base-uri 'none'"
-    );
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "same-origin"),
-        ],
-        body,
-    )
-        .into_response();
-    if let Ok(policy) = HeaderValue::from_str(&policy) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
-    response
-}
-
-/// The frame of a page: head with the app's style sheet and module script, a header bar with
-/// the app's name, and `main`.
-pub struct Shell {
-    pub brand: &'static str,
-    pub style_path: &'static str,
-    pub script_path: &'static str,
-}
-
-impl Shell {
-    pub fn layout(
-        &self,
-        title: &str,
-        header_extra: &str,
-        main: &str,
-        body_attributes: &str,
-    ) -> String {
-        format!(
-            r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="stylesheet" href="{style}">
-<script type="module" src="{script}"></script>
-</head>
-<body{body_attributes}>
-<header class="bar">
-<p class="brand">{brand}</p>
-{header_extra}
-</header>
-<main id="main">
-{main}
-</main>
-</body>
-</html>
-"#,
-            title = escape(title),
-            style = self.style_path,
-            script = self.script_path,
-            brand = escape(self.brand),
-        )
-    }
-}
+// The pages themselves (layout, cards, money as text, their headers) are in `page`.
+mod page;
+pub use page::{
+    format_money, page_response, static_asset, Account, BodyData, Shell, ASSET_MAX_AGE_S,
+};
 
 #[cfg(test)]
 mod tests {
@@ -1062,6 +941,15 @@ mod tests {
         for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
             assert!(!is_safe(&method), "{method}");
         }
+    }
+
+    #[test]
+    fn a_cookie_is_stored_as_the_lowercase_hex_of_its_sha_256() {
+        // Stored sessions are found by this: the format must not change.
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

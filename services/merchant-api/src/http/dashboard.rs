@@ -13,42 +13,35 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use maud::{html, Markup};
 use paykit::problem::Problem;
-use paykit::web::Session;
-pub use paykit::web::{escape, format_money};
+use paykit::web::{format_money, Account, BodyData, Session, Shell};
 
-const SCRIPT: &str = include_str!("../../web/dashboard.mjs");
-const STYLE: &str = include_str!("../../web/dashboard.css");
 pub const SCRIPT_PATH: &str = "/assets/dashboard.mjs";
 pub const STYLE_PATH: &str = "/assets/dashboard.css";
-/// The script and style change only with the binary; an hour keeps reloads cheap without
-/// keeping an old script long after a deployment.
 /// The exponent used for a currency the EMVCo table does not know (most have two).
 const EXPONENT_FALLBACK: u8 = 2;
 
+static SHELL: Shell = Shell {
+    brand: "paytool · merchant",
+    app: "Merchant dashboard",
+    style_path: STYLE_PATH,
+    script_path: SCRIPT_PATH,
+    style: include_str!("../../web/dashboard.css"),
+    script: include_str!("../../web/dashboard.mjs"),
+    account: Account {
+        noun: "merchant account",
+        endpoint: "/v1/merchants",
+        role: "merchant",
+    },
+};
+
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(page))
-        .route(SCRIPT_PATH, get(script))
-        .route(STYLE_PATH, get(style))
-        // Browsers ask for it on every page; an empty answer keeps a 404 out of their consoles.
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+    Router::new().route("/", get(page)).merge(SHELL.assets())
 }
 
 fn exponent_of(currency: &str) -> u8 {
     emvco::CurrencyInfo::by_alpha(currency).map_or(EXPONENT_FALLBACK, |info| info.exponent)
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    paykit::web::static_asset(content_type, body)
-}
-
-async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", SCRIPT)
-}
-
-async fn style() -> Response {
-    asset("text/css; charset=utf-8", STYLE)
 }
 
 /// Today's completed payments (UTC), net of the platform's fee, as of `at`.
@@ -87,7 +80,7 @@ async fn page(
     };
     let sso = sessions.settings().keycloak_public_url.clone();
     let Some(Extension(session)) = session else {
-        return Ok(html(&sso, &signed_out()));
+        return Ok(html(&sso, signed_out()));
     };
     let body = match merchant_of(&state, &session.principal).await {
         Ok(merchant) => {
@@ -97,130 +90,96 @@ async fn page(
         Err(Error::NotRegistered | Error::Forbidden(_)) => not_a_merchant(&session),
         Err(other) => return Err(other),
     };
-    Ok(html(&sso, &body))
+    Ok(html(&sso, body))
 }
 
 /// The page with the headers every page gets: no caching (it is personal), and a policy that
 /// allows only this origin, plus Keycloak as where the sign-out form's redirect goes.
-fn html(sso: &str, body: &str) -> Response {
-    paykit::web::page_response(sso, "", body.to_string())
+fn html(sso: &str, body: Markup) -> Response {
+    paykit::web::page_response(sso, "", body)
 }
 
-const SHELL: paykit::web::Shell = paykit::web::Shell {
-    brand: "paytool · merchant",
-    style_path: STYLE_PATH,
-    script_path: SCRIPT_PATH,
-};
-
-fn layout(title: &str, header_extra: &str, main: &str, body_attributes: &str) -> String {
-    SHELL.layout(title, header_extra, main, body_attributes)
-}
-
-fn signed_out() -> String {
-    layout(
-        "Merchant dashboard — sign in",
-        "",
-        r#"<section class="card" aria-labelledby="signin-title">
-<h1 id="signin-title">Merchant dashboard</h1>
-<p>Sign in with your merchant account to see today's payments as they arrive, show QR codes and refund payments.</p>
-<p><a class="button" href="/login" data-testid="login-link">Sign in</a></p>
-</section>"#,
-        "",
+fn signed_out() -> Markup {
+    SHELL.signed_out(
+        "Merchant dashboard",
+        "Sign in with your merchant account to see today's payments as they arrive, show QR codes and refund payments.",
     )
 }
 
-fn logout_form(csrf_token: &str) -> String {
-    format!(
-        r#"<form method="post" action="/logout" class="logout">
-<input type="hidden" name="csrf_token" value="{}">
-<button type="submit" data-testid="logout-button">Sign out</button>
-</form>"#,
-        escape(csrf_token)
-    )
+fn not_a_merchant(session: &Session) -> Markup {
+    SHELL.no_account(session)
 }
 
-fn not_a_merchant(session: &Session) -> String {
-    let who = session
-        .email
-        .as_deref()
-        .or(session.name.as_deref())
-        .unwrap_or("This login");
-    layout(
-        "Merchant dashboard — no merchant account",
-        &logout_form(&session.csrf_token),
-        &format!(
-            r#"<section class="card" aria-labelledby="none-title">
-<h1 id="none-title">No merchant account</h1>
-<p>{} has no merchant account. Register one with <code>POST /v1/merchants</code> (or <code>paytool pay register merchant</code>), then sign in again.</p>
-</section>"#,
-            escape(who)
-        ),
-        "",
-    )
-}
-
-fn dashboard(merchant: &Merchant, totals: &Totals, csrf_token: &str) -> String {
+fn dashboard(merchant: &Merchant, totals: &Totals, csrf_token: &str) -> Markup {
     let currency = merchant.currency.as_str();
     let exponent = exponent_of(currency);
-    let attributes = format!(
-        r#" data-currency="{}" data-exponent="{exponent}" data-csrf="{}" data-since="{}""#,
-        escape(currency),
-        escape(csrf_token),
-        escape(
-            &totals
-                .at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        ),
-    );
+    let since = totals
+        .at
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // The amount field's smallest step, for the script: "1" for JPY, "0.01" for USD.
     let step = if exponent == 0 {
         "1".to_string()
     } else {
         format!("0.{}1", "0".repeat(usize::from(exponent) - 1))
     };
-    let main = format!(
-        r#"<h1 class="merchant">{name} <span class="muted">{city}</span></h1>
-<div class="grid">
-<section class="card" aria-labelledby="totals-title">
-<h2 id="totals-title">Today (UTC)</h2>
-<dl class="totals" aria-live="polite">
-<div><dt>Payments</dt><dd data-testid="totals-count" id="totals-count">{count}</dd></div>
-<div><dt>Net of fees</dt><dd data-testid="totals-sum" id="totals-sum" data-value="{net}">{net_text}</dd></div>
-</dl>
-</section>
-<section class="card" aria-labelledby="qr-title">
-<h2 id="qr-title">New payment request</h2>
-<form id="qr-form" data-testid="qr-form" novalidate>
-<label for="qr-amount">Amount ({currency_text})</label>
-<input id="qr-amount" name="amount" data-testid="qr-amount" inputmode="decimal" autocomplete="off" required pattern="[0-9]+([.][0-9]+)?" data-step="{step}">
-<label for="qr-reference">Reference <span class="muted">(optional, up to {reference_max} characters)</span></label>
-<input id="qr-reference" name="reference" data-testid="qr-reference" maxlength="{reference_max}" autocomplete="off">
-<button type="submit" data-testid="qr-submit">Show QR code</button>
-</form>
-<p id="qr-status" role="status" aria-live="polite"></p>
-<figure id="qr-result" hidden>
-<img data-testid="qr-image" id="qr-image" alt="QR code of the payment request" width="264" height="264">
-<figcaption>Payload: <code data-testid="qr-payload" id="qr-payload"></code></figcaption>
-</figure>
-</section>
-<section class="card wide" aria-labelledby="tx-title">
-<h2 id="tx-title">Transactions</h2>
-<p id="tx-status" class="muted" role="status">Connecting to the live feed…</p>
-<ul id="tx-list" data-testid="tx-list" class="tx-list" aria-live="polite" aria-relevant="additions text"></ul>
-</section>
-</div>"#,
-        name = escape(&merchant.name),
-        city = escape(&merchant.city),
-        count = totals.count,
-        net = totals.net,
-        net_text = escape(&format_money(totals.net, currency, exponent)),
-        currency_text = escape(currency),
-        reference_max = super::payment_requests::REFERENCE_MAX_CHARS,
-    );
-    layout(
+    let reference_max = super::payment_requests::REFERENCE_MAX_CHARS;
+    let main = html! {
+        h1 class="merchant" { (merchant.name) " " span class="muted" { (merchant.city) } }
+        div class="grid" {
+            section class="card" aria-labelledby="totals-title" {
+                h2 id="totals-title" { "Today (UTC)" }
+                dl class="totals" aria-live="polite" {
+                    div {
+                        dt { "Payments" }
+                        dd data-testid="totals-count" id="totals-count" { (totals.count) }
+                    }
+                    div {
+                        dt { "Net of fees" }
+                        dd data-testid="totals-sum" id="totals-sum" data-value=(totals.net) {
+                            (format_money(totals.net, currency, exponent))
+                        }
+                    }
+                }
+            }
+            section class="card" aria-labelledby="qr-title" {
+                h2 id="qr-title" { "New payment request" }
+                form id="qr-form" data-testid="qr-form" novalidate {
+                    label for="qr-amount" { "Amount (" (currency) ")" }
+                    input id="qr-amount" name="amount" data-testid="qr-amount" inputmode="decimal"
+                        autocomplete="off" required pattern="[0-9]+([.][0-9]+)?" data-step=(step);
+                    label for="qr-reference" {
+                        "Reference "
+                        span class="muted" { "(optional, up to " (reference_max) " characters)" }
+                    }
+                    input id="qr-reference" name="reference" data-testid="qr-reference"
+                        maxlength=(reference_max) autocomplete="off";
+                    button type="submit" data-testid="qr-submit" { "Show QR code" }
+                }
+                p id="qr-status" role="status" aria-live="polite" {}
+                figure id="qr-result" hidden {
+                    img data-testid="qr-image" id="qr-image" alt="QR code of the payment request"
+                        width="264" height="264";
+                    figcaption { "Payload: " code data-testid="qr-payload" id="qr-payload" {} }
+                }
+            }
+            section class="card wide" aria-labelledby="tx-title" {
+                h2 id="tx-title" { "Transactions" }
+                p id="tx-status" class="muted" role="status" { "Connecting to the live feed…" }
+                ul id="tx-list" data-testid="tx-list" class="tx-list" aria-live="polite"
+                    aria-relevant="additions text" {}
+            }
+        }
+    };
+    SHELL.layout(
         &format!("{} — merchant dashboard", merchant.name),
-        &logout_form(csrf_token),
-        &main,
-        &attributes,
+        Some(csrf_token),
+        BodyData {
+            currency: Some(currency),
+            exponent: Some(exponent),
+            csrf: Some(csrf_token),
+            since: Some(&since),
+        },
+        main,
     )
 }
 
@@ -242,29 +201,14 @@ mod tests {
     }
 
     #[test]
-    fn escaping_covers_the_five_characters_html_gives_meaning() {
-        assert_eq!(
-            escape(r#"<a href="x" title='y'>&</a>"#),
-            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
-        );
-    }
-
-    #[test]
-    fn money_is_formatted_with_the_currencys_exponent() {
-        assert_eq!(format_money(1200, "JPY", 0), "1200 JPY");
-        assert_eq!(format_money(1250, "USD", 2), "12.50 USD");
-        assert_eq!(format_money(5, "USD", 2), "0.05 USD");
-        assert_eq!(format_money(-1005, "BHD", 3), "-1.005 BHD");
-    }
-
-    #[test]
     fn a_merchants_name_cannot_inject_markup_into_the_dashboard() {
         let totals = Totals {
             count: 2,
             net: 1980,
             at: chrono::Utc::now(),
         };
-        let page = dashboard(&merchant("<script>alert(1)</script>"), &totals, "tok\"en");
+        let page =
+            dashboard(&merchant("<script>alert(1)</script>"), &totals, "tok\"en").into_string();
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains(r#"data-csrf="tok&quot;en""#));
@@ -290,14 +234,14 @@ mod tests {
 
     #[test]
     fn the_signed_out_page_links_to_the_sign_in() {
-        let page = signed_out();
+        let page = signed_out().into_string();
         assert!(page.contains(r#"href="/login" data-testid="login-link""#));
         assert!(!page.contains("logout-button"));
     }
 
     #[test]
     fn the_page_allows_no_other_origin_than_its_own_and_keycloaks_for_the_sign_out() {
-        let response = html("https://sso.local.test:26001", "<p>x</p>");
+        let response = html("https://sso.local.test:26001", maud::html! { p { "x" } });
         let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
             .to_str()
             .expect("ascii")
