@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod contract;
 pub mod db;
 pub mod events;
 pub mod health;
