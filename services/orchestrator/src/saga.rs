@@ -115,40 +115,9 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Failure {
-    #[serde(rename = "type")]
-    pub type_slug: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SagaView {
-    pub id: Uuid,
-    pub kind: SagaKind,
-    pub state: SagaState,
-    pub amount: Money,
-    pub fee: Money,
-    pub debit_account_id: Uuid,
-    pub credit_account_id: Uuid,
-    pub payment_id: Option<Uuid>,
-    pub captured_amount: i64,
-    pub refunded_amount: i64,
-    pub reference: Option<String>,
-    pub metadata: Option<serde_json::Value>,
-    pub failure: Option<Failure>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-    /// True when this answer replays an earlier request with the same Idempotency-Key.
-    #[serde(skip)]
-    pub replayed: bool,
-}
-
-impl SagaView {
-    pub fn is_terminal(&self) -> bool {
-        self.state.is_terminal()
-    }
-}
+/// A saga as the orchestrator answers it: the contract's type, one definition for the
+/// orchestrator and the services that read it.
+pub use paykit::contract::{Failure, Saga as SagaView};
 
 /// Why a request was refused before anything was written.
 #[derive(Debug, thiserror::Error)]
