@@ -13,7 +13,8 @@
 //! - a 5xx answer is not stored (the client may retry with the same key);
 //! - keys are kept at least [`RETENTION_HOURS`].
 //!
-//! The store is a table in the service's own database, made by [`Store::ensure_schema`].
+//! The store is a table in the service's own database, `idempotency_keys`, made by paykit's
+//! migrations (see [`crate::db::migrate`]).
 
 use crate::auth::{Principal, Verifier};
 use crate::problem::Problem;
@@ -59,29 +60,6 @@ pub enum Begin {
 impl Store {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
-    }
-
-    pub async fn ensure_schema(&self) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS idempotency_keys (
-                 principal     text        NOT NULL,
-                 endpoint      text        NOT NULL,
-                 key           text        NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
-                 request_hash  text        NOT NULL,
-                 status        smallint,
-                 content_type  text,
-                 body          bytea,
-                 created_at    timestamptz NOT NULL DEFAULT now(),
-                 locked_until  timestamptz NOT NULL,
-                 PRIMARY KEY (principal, endpoint, key)
-             )",
-        )
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at)")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     pub async fn begin(
