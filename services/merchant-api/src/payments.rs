@@ -1,8 +1,8 @@
 //! Taking a payment through the orchestrator's saga, shared by QR payments and code charges.
 
 use crate::error::{answered, Error};
-use crate::http::{AppState, Merchant};
 use crate::records::Saga;
+use crate::state::{AppState, Merchant};
 use paykit::contract::{self, NewPayment, SagaState};
 use paykit::money::Money;
 use std::time::Duration;

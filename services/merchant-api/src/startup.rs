@@ -2,7 +2,7 @@
 
 use crate::configuration::Settings;
 use crate::events::Hub;
-use crate::http::AppState;
+use crate::state::AppState;
 use axum::Router;
 use paykit::idempotency::Store;
 use paykit::internal::{Orchestrator, ServiceClient};
