@@ -32,10 +32,8 @@ impl Application {
     /// merchant-api) can then each be told the other's port before either is built.
     pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let pool = settings.database.pool()?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        paykit::db::migrate(&pool, &sqlx::migrate!("./migrations")).await?;
         let idempotency = Store::new(pool.clone());
-        idempotency.ensure_schema().await?;
-        paykit::events::ensure_schema(&pool).await?;
         let relay = paykit::events::Relay::optional(pool.clone(), settings.kafka.clone())?;
         let keycloak = Arc::new(ServiceAccount::new(settings.keycloak.clone())?);
         let verifier = paykit::auth::Verifier::new(settings.auth.clone())?;
@@ -43,9 +41,7 @@ impl Application {
             Some(web) => {
                 // The sessions' access tokens are checked by the API's own verifier: a browser
                 // gets exactly what a bearer token of the same person would.
-                let sessions = Sessions::new(web, pool.clone(), verifier.clone())?;
-                sessions.ensure_schema().await?;
-                Some(sessions)
+                Some(Sessions::new(web, pool.clone(), verifier.clone())?)
             }
             None => None,
         };

@@ -1,6 +1,6 @@
 //! The one error type of the codec: every way a payload or a request can be wrong.
 
-use crate::tlv::Id;
+use crate::id::Id;
 
 /// Why a payload was refused or could not be built. Each message says what was found and, where
 /// it helps, what was expected. Values quoted from the input are cut to [`SNIPPET_MAX_CHARS`] so

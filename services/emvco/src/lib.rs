@@ -31,6 +31,7 @@
 mod crc;
 mod currency;
 mod error;
+mod id;
 mod payload;
 mod tlv;
 
@@ -40,10 +41,11 @@ pub use currency::{
     MAX_EXPONENT,
 };
 pub use error::{Error, SNIPPET_MAX_CHARS};
+pub use id::Id;
 pub use payload::{
     decode, encode, verify_crc, Amount, CountryCode, CurrencyCode, Initiation, Mcc,
     MerchantAccount, MerchantCity, MerchantName, Payload, PaymentRequest, PlatformAccount,
     MAX_MERCHANT_CITY_CHARS, MAX_MERCHANT_NAME_CHARS, MAX_PAYLOAD_CHARS, PLATFORM_GUI,
     PLATFORM_MERCHANT_ID_SUB_ID, PLATFORM_PAYMENT_REQUEST_ID_SUB_ID, PLATFORM_TEMPLATE_ID,
 };
-pub use tlv::{parse_objects, DataObject, Id, MAX_VALUE_CHARS};
+pub use tlv::{parse_objects, DataObject, MAX_VALUE_CHARS};

@@ -3,7 +3,8 @@
 use crate::crc::crc16_ccitt_false;
 use crate::currency::{amount_parts, format_amount, parse_amount, CurrencyInfo};
 use crate::error::{snippet, Error};
-use crate::tlv::{parse_objects, write_object, DataObject, Id, MAX_VALUE_CHARS};
+use crate::id::Id;
+use crate::tlv::{parse_objects, write_object, DataObject, MAX_VALUE_CHARS};
 use serde::Serialize;
 use std::collections::BTreeSet;
 

@@ -3,6 +3,7 @@
 //! one database transaction: a redelivered event changes nothing.
 
 use crate::records::{record_payment, record_refund, Saga};
+use paykit::contract::SagaKind;
 use paykit::events::{Envelope, Handler, HandlerError, HandlerFuture};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -34,9 +35,10 @@ async fn apply(
         // Declined, voided and failed sagas moved no money to or from a merchant.
         return Ok(());
     }
-    let saga = Saga::from_view(&event.data)
-        .ok_or_else(|| HandlerError::Poison(format!("{} does not carry a saga", event.kind)))?;
-    let account = if saga.kind == "refund" {
+    let saga = Saga::from_event(&event.data).map_err(|error| {
+        HandlerError::Poison(format!("{} does not carry a saga: {error}", event.kind))
+    })?;
+    let account = if saga.kind == SagaKind::Refund {
         saga.debit_account_id
     } else {
         saga.credit_account_id
@@ -52,7 +54,7 @@ async fn apply(
         tracing::debug!(%account, "payment event for an account of no merchant here");
         return Ok(());
     };
-    if saga.kind == "refund" {
+    if saga.kind == SagaKind::Refund {
         // The payment's event comes first: both are keyed by the merchant's account.
         if !record_refund(tx, merchant, &saga).await? {
             return Err(HandlerError::Poison(format!(

@@ -10,6 +10,7 @@ pub mod ledger_events;
 pub mod payments;
 pub mod records;
 pub mod startup;
+pub mod state;
 
 pub const SERVICE: &str = "merchant-api";
 

@@ -1,9 +1,9 @@
 //! Taking a payment through the orchestrator's saga, shared by QR payments and code charges.
 
-use crate::error::{refused, Error};
-use crate::http::{AppState, Merchant};
+use crate::error::{answered, Error};
 use crate::records::Saga;
-use paykit::internal::PaymentOrder;
+use crate::state::{AppState, Merchant};
+use paykit::contract::{self, NewPayment, SagaState};
 use paykit::money::Money;
 use std::time::Duration;
 use uuid::Uuid;
@@ -27,50 +27,40 @@ pub async fn take(
     let answer = state
         .orchestrator
         .pay(
-            &PaymentOrder {
-                wallet,
-                merchant_account: merchant.ledger_account_id,
+            &NewPayment {
+                wallet_account_id: wallet,
+                merchant_account_id: merchant.ledger_account_id,
                 amount,
                 fee_bps: state.payments.fee_bps,
-                reference,
-                metadata,
+                reference: reference.map(str::to_string),
+                metadata: Some(metadata),
             },
             key,
         )
         .await?;
-    if !answer.is_success() {
-        return Err(refused(&answer));
-    }
-    settled(state, &answer.body).await
+    settled(state, answered(&answer)?).await
 }
 
 /// The saga once it is `completed`, reading it again while it is under way.
-pub async fn settled(state: &AppState, view: &serde_json::Value) -> Result<Saga, Error> {
-    let mut saga = Saga::from_view(view).ok_or_else(|| {
-        Error::Upstream(anyhow::anyhow!(
-            "the orchestrator's saga lacks fields: {view}"
-        ))
-    })?;
+pub async fn settled(state: &AppState, started: contract::Saga) -> Result<Saga, Error> {
+    let mut saga = Saga::from(started);
     for _ in 0..SETTLE_POLLS_MAX {
-        if saga.state == "completed" {
+        if saga.state == SagaState::Completed {
             return Ok(saga);
         }
         tokio::time::sleep(Duration::from_millis(SETTLE_POLL_INTERVAL_MS)).await;
-        let answer = state.orchestrator.saga(saga.id).await?;
-        if !answer.is_success() {
-            return Err(refused(&answer));
-        }
-        if let Some(failure) = answer.body.get("failure").filter(|f| !f.is_null()) {
+        let now: contract::Saga = answered(&state.orchestrator.saga(saga.id).await?)?;
+        if let Some(failure) = &now.failure {
             return Err(Error::Upstream(anyhow::anyhow!(
-                "payment {} failed after it started: {failure}",
-                saga.id
+                "payment {} failed after it started: {}: {}",
+                saga.id,
+                failure.type_slug,
+                failure.detail
             )));
         }
-        saga = Saga::from_view(&answer.body).ok_or_else(|| {
-            Error::Upstream(anyhow::anyhow!("the orchestrator's saga lacks fields"))
-        })?;
+        saga = Saga::from(now);
     }
-    if saga.state == "completed" {
+    if saga.state == SagaState::Completed {
         return Ok(saga);
     }
     Err(Error::Pending(saga.id))

@@ -3,6 +3,8 @@
 //! transaction with the consumer's inbox entry: each payment is recorded once.
 
 use crate::events;
+use paykit::contract::{self, SagaKind, SagaState};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -29,8 +31,8 @@ impl Channel {
 #[derive(Debug, Clone)]
 pub struct Saga {
     pub id: Uuid,
-    pub kind: String,
-    pub state: String,
+    pub kind: SagaKind,
+    pub state: SagaState,
     pub amount: i64,
     pub fee: i64,
     pub currency: String,
@@ -49,27 +51,32 @@ pub struct Saga {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+impl From<contract::Saga> for Saga {
+    fn from(saga: contract::Saga) -> Self {
+        Self {
+            id: saga.id,
+            kind: saga.kind,
+            state: saga.state,
+            amount: saga.amount.value,
+            fee: saga.fee.value,
+            currency: saga.amount.currency.to_string(),
+            reference: saga.reference,
+            debit_account_id: saga.debit_account_id,
+            credit_account_id: saga.credit_account_id,
+            payment_id: saga.payment_id,
+            captured_amount: saga.captured_amount,
+            refunded_amount: saga.refunded_amount,
+            metadata: saga.metadata.unwrap_or(Value::Null),
+            created_at: saga.created_at,
+            updated_at: saga.updated_at,
+        }
+    }
+}
+
 impl Saga {
-    /// Reads the orchestrator's saga view; `None` when it lacks what a payment has.
-    pub fn from_view(view: &Value) -> Option<Self> {
-        let uuid = |field: &str| view[field].as_str().and_then(|id| id.parse::<Uuid>().ok());
-        Some(Self {
-            id: uuid("id")?,
-            kind: view["kind"].as_str()?.to_string(),
-            state: view["state"].as_str()?.to_string(),
-            amount: view["amount"]["value"].as_i64()?,
-            fee: view["fee"]["value"].as_i64().unwrap_or(0),
-            currency: view["amount"]["currency"].as_str()?.to_string(),
-            reference: view["reference"].as_str().map(str::to_string),
-            debit_account_id: uuid("debit_account_id")?,
-            credit_account_id: uuid("credit_account_id")?,
-            payment_id: uuid("payment_id"),
-            captured_amount: view["captured_amount"].as_i64().unwrap_or(0),
-            refunded_amount: view["refunded_amount"].as_i64().unwrap_or(0),
-            metadata: view["metadata"].clone(),
-            created_at: view["created_at"].as_str()?.parse().ok()?,
-            updated_at: view["updated_at"].as_str()?.parse().ok()?,
-        })
+    /// Reads a saga as the orchestrator's events carry it.
+    pub fn from_event(data: &Value) -> Result<Self, serde_json::Error> {
+        contract::Saga::deserialize(data).map(Saga::from)
     }
 
     /// The channel merchant-api recorded in the payment's metadata.
@@ -95,7 +102,7 @@ impl Saga {
             r if r >= self.amount => "refunded",
             _ => "partially_refunded",
         };
-        let (kind, status) = if self.kind == "refund" {
+        let (kind, status) = if self.kind == SagaKind::Refund {
             ("refund", "completed")
         } else {
             ("payment", status)

@@ -2,7 +2,7 @@
 
 use crate::configuration::Settings;
 use crate::events::Hub;
-use crate::http::AppState;
+use crate::state::AppState;
 use axum::Router;
 use paykit::idempotency::Store;
 use paykit::internal::{Orchestrator, ServiceClient};
@@ -36,10 +36,8 @@ impl Application {
     /// merchant-api) can then each be told the other's port before either is built.
     pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let pool = settings.database.pool()?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        paykit::db::migrate(&pool, &sqlx::migrate!("./migrations")).await?;
         let idempotency = Store::new(pool.clone());
-        idempotency.ensure_schema().await?;
-        paykit::events::ensure_schema(&pool).await?;
         let mut workers: Vec<Worker> = Vec::new();
         match settings.kafka.clone() {
             Some(kafka) => {
@@ -64,9 +62,7 @@ impl Application {
             Some(web) => {
                 // The sessions' access tokens are checked by the API's own verifier: a browser
                 // gets exactly what a bearer token of the same person would.
-                let sessions = Sessions::new(web, pool.clone(), verifier.clone())?;
-                sessions.ensure_schema().await?;
-                Some(sessions)
+                Some(Sessions::new(web, pool.clone(), verifier.clone())?)
             }
             None => None,
         };

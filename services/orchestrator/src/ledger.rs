@@ -23,59 +23,21 @@ pub const HISTORY_PAGE_MAX: i64 = 100;
 /// Largest batch of linked transfers.
 pub const BATCH_MAX: usize = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountKind {
-    Wallet,
-    Merchant,
-    Funding,
-    Fees,
-    Suspense,
+/// The account types are part of the orchestrator's contract; their limits and hot-account
+/// spreading are the ledger's own.
+pub use paykit::contract::{Account, AccountKind};
+
+/// Only a wallet is limited: it can never spend more than it holds. The funding account is
+/// the other side of money entering the platform, so its debits exceed its credits.
+fn debits_must_not_exceed_credits(kind: AccountKind) -> bool {
+    kind == AccountKind::Wallet
 }
 
-impl AccountKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::Wallet => "wallet",
-            AccountKind::Merchant => "merchant",
-            AccountKind::Funding => "funding",
-            AccountKind::Fees => "fees",
-            AccountKind::Suspense => "suspense",
-        }
+fn buckets(kind: AccountKind) -> i16 {
+    match kind {
+        AccountKind::Wallet | AccountKind::Suspense => 1,
+        AccountKind::Merchant | AccountKind::Funding | AccountKind::Fees => HOT_ACCOUNT_BUCKETS,
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "wallet" => AccountKind::Wallet,
-            "merchant" => AccountKind::Merchant,
-            "funding" => AccountKind::Funding,
-            "fees" => AccountKind::Fees,
-            "suspense" => AccountKind::Suspense,
-            _ => return None,
-        })
-    }
-
-    /// Only a wallet is limited: it can never spend more than it holds. The funding account is
-    /// the other side of money entering the platform, so its debits exceed its credits.
-    fn debits_must_not_exceed_credits(self) -> bool {
-        self == AccountKind::Wallet
-    }
-
-    fn buckets(self) -> i16 {
-        match self {
-            AccountKind::Wallet | AccountKind::Suspense => 1,
-            AccountKind::Merchant | AccountKind::Funding | AccountKind::Fees => HOT_ACCOUNT_BUCKETS,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Account {
-    pub id: Uuid,
-    pub currency: String,
-    pub kind: AccountKind,
-    pub owner_ref: Option<String>,
-    pub closed: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -87,6 +49,18 @@ pub struct Balance {
 }
 
 impl Balance {
+    /// The balance as the orchestrator's API shows it.
+    pub fn wire(&self) -> paykit::contract::Balance {
+        paykit::contract::Balance {
+            available: self.available(),
+            posted: self.posted(),
+            pending_debits: self.debits_pending,
+            pending_credits: self.credits_pending,
+            debits_posted: self.debits_posted,
+            credits_posted: self.credits_posted,
+        }
+    }
+
     /// What a limited account may still spend: credits less posted and reserved debits.
     pub fn available(&self) -> i64 {
         self.credits_posted - self.debits_posted - self.debits_pending
@@ -153,6 +127,24 @@ pub struct Transfer {
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(skip)]
     pub seq: i64,
+}
+
+impl Transfer {
+    /// The transfer as the orchestrator's API shows it in an account's history.
+    pub fn wire(&self) -> paykit::contract::Transfer {
+        paykit::contract::Transfer {
+            id: self.id,
+            debit_account_id: self.debit_account_id,
+            credit_account_id: self.credit_account_id,
+            amount: self.amount,
+            currency: self.currency.clone(),
+            kind: self.kind.clone(),
+            pending_id: self.pending_id,
+            code: self.code.clone(),
+            saga_id: self.saga_id,
+            created_at: self.created_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,8 +266,8 @@ pub async fn create_account(
     .bind(id)
     .bind(currency.as_str())
     .bind(kind.as_str())
-    .bind(kind.debits_must_not_exceed_credits())
-    .bind(kind.buckets())
+    .bind(debits_must_not_exceed_credits(kind))
+    .bind(buckets(kind))
     .bind(owner_ref)
     .execute(&mut *tx)
     .await?;
@@ -285,8 +277,8 @@ pub async fn create_account(
              SELECT $1, b, $3 FROM generate_series(0, $2 - 1) AS b",
         )
         .bind(id)
-        .bind(i32::from(kind.buckets()))
-        .bind(kind.debits_must_not_exceed_credits())
+        .bind(i32::from(buckets(kind)))
+        .bind(debits_must_not_exceed_credits(kind))
         .execute(&mut *tx)
         .await?;
     }

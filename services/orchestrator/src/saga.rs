@@ -24,7 +24,9 @@ use std::time::Duration;
 use tracing::Instrument;
 use uuid::Uuid;
 
-const TERMINAL: &[&str] = &["completed", "declined", "voided", "failed"];
+/// The unfinished sagas, spelled as the partial index `sagas_unfinished` spells them (a literal,
+/// so that the planner can use the index); a test holds it to [`SagaState::TERMINAL`].
+const UNFINISHED: &str = "state NOT IN ('completed', 'declined', 'voided', 'failed')";
 /// No saga takes more steps than this in one drive; the longest path has five.
 const STEPS_MAX: usize = 8;
 /// The recovery worker looks at this many due sagas per round.
@@ -72,25 +74,7 @@ impl Default for SagaSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SagaKind {
-    TopUp,
-    Payment,
-    P2p,
-    Refund,
-}
-
-impl SagaKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SagaKind::TopUp => "top_up",
-            SagaKind::Payment => "payment",
-            SagaKind::P2p => "p2p",
-            SagaKind::Refund => "refund",
-        }
-    }
-}
+pub use paykit::contract::{SagaKind, SagaState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -131,40 +115,9 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Failure {
-    #[serde(rename = "type")]
-    pub type_slug: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SagaView {
-    pub id: Uuid,
-    pub kind: String,
-    pub state: String,
-    pub amount: Money,
-    pub fee: Money,
-    pub debit_account_id: Uuid,
-    pub credit_account_id: Uuid,
-    pub payment_id: Option<Uuid>,
-    pub captured_amount: i64,
-    pub refunded_amount: i64,
-    pub reference: Option<String>,
-    pub metadata: Option<serde_json::Value>,
-    pub failure: Option<Failure>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-    /// True when this answer replays an earlier request with the same Idempotency-Key.
-    #[serde(skip)]
-    pub replayed: bool,
-}
-
-impl SagaView {
-    pub fn is_terminal(&self) -> bool {
-        TERMINAL.contains(&self.state.as_str())
-    }
-}
+/// A saga as the orchestrator answers it: the contract's type, one definition for the
+/// orchestrator and the services that read it.
+pub use paykit::contract::{Failure, Saga as SagaView};
 
 /// Why a request was refused before anything was written.
 #[derive(Debug, thiserror::Error)]
@@ -203,20 +156,20 @@ pub struct Sagas {
 
 /// What a step decided: the saga's next state and what changes with it.
 struct Transition {
-    state: &'static str,
+    state: SagaState,
     failure: Option<Failure>,
     captured_amount: Option<i64>,
 }
 
 impl Transition {
-    fn to(state: &'static str) -> Self {
+    fn to(state: SagaState) -> Self {
         Self {
             state,
             failure: None,
             captured_amount: None,
         }
     }
-    fn failed(state: &'static str, type_slug: &str, detail: impl Into<String>) -> Self {
+    fn failed(state: SagaState, type_slug: &str, detail: impl Into<String>) -> Self {
         Self {
             state,
             failure: Some(Failure {
@@ -280,7 +233,7 @@ impl Sagas {
         let existing: Option<(Uuid, String)> =
             sqlx::query_as("SELECT id, request_hash FROM sagas WHERE caller = $1 AND kind = $2 AND idempotency_key = $3")
                 .bind(caller)
-                .bind(kind.as_str())
+                .bind(kind)
                 .bind(idempotency_key)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -292,11 +245,11 @@ impl Sagas {
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO sagas (id, kind, state, caller, idempotency_key, request_hash, currency, amount, fee,
                                 debit_account_id, credit_account_id, payment_id, reference, deadline_at, metadata)
-             VALUES ($1, $2, 'started', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + $13 * interval '1 millisecond', $14)
+             VALUES ($1, $2, $15, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + $13 * interval '1 millisecond', $14)
              ON CONFLICT ON CONSTRAINT sagas_idempotency_key_unique DO NOTHING RETURNING id",
         )
         .bind(id)
-        .bind(kind.as_str())
+        .bind(kind)
         .bind(caller)
         .bind(idempotency_key)
         .bind(&hash)
@@ -309,6 +262,7 @@ impl Sagas {
         .bind(plan.reference)
         .bind(i64::try_from(self.settings.deadline_ms).unwrap_or(i64::MAX))
         .bind(plan.metadata.clone())
+        .bind(SagaState::Started)
         .fetch_optional(&self.pool)
         .await?;
         match inserted {
@@ -318,7 +272,7 @@ impl Sagas {
                 let (id, stored_hash): (Uuid, String) =
                     sqlx::query_as("SELECT id, request_hash FROM sagas WHERE caller = $1 AND kind = $2 AND idempotency_key = $3")
                         .bind(caller)
-                        .bind(kind.as_str())
+                        .bind(kind)
                         .bind(idempotency_key)
                         .fetch_one(&self.pool)
                         .await?;
@@ -471,9 +425,10 @@ impl Sagas {
                 let amount = positive(*amount)?;
                 let row = sqlx::query(
                     "SELECT state, currency::text AS currency, captured_amount, refunded_amount, debit_account_id, credit_account_id
-                     FROM sagas WHERE id = $1 AND kind = 'payment'",
+                     FROM sagas WHERE id = $1 AND kind = $2",
                 )
                 .bind(payment_id)
+                .bind(SagaKind::Payment)
                 .fetch_optional(&mut *connection)
                 .await?
                 .ok_or(SagaError::PaymentNotFound(*payment_id))?;
@@ -485,7 +440,7 @@ impl Sagas {
                         transfer: amount.currency.to_string(),
                     }));
                 }
-                if row.try_get::<String, _>("state")? != "completed" {
+                if row.try_get::<SagaState, _>("state")? != SagaState::Completed {
                     return Err(SagaError::PaymentNotCompleted(*payment_id));
                 }
                 let refundable = row.try_get::<i64, _>("captured_amount")?
@@ -585,7 +540,7 @@ impl Sagas {
                     .bind(transition.captured_amount)
                     .execute(&mut *tx)
                     .await?;
-                    if TERMINAL.contains(&transition.state) {
+                    if transition.state.is_terminal() {
                         // The event commits with the state, or neither does.
                         let row =
                             sqlx::query(&format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = $1"))
@@ -602,8 +557,8 @@ impl Sagas {
                     }
                     metrics::counter!(
                         "saga_transitions_total",
-                        "kind" => saga.kind.clone(),
-                        "state" => transition.state,
+                        "kind" => saga.kind.as_str(),
+                        "state" => transition.state.as_str(),
                     )
                     .increment(1);
                     self.failpoint(transition.state);
@@ -631,13 +586,13 @@ impl Sagas {
             .ok_or_else(|| SagaError::Invalid(format!("saga {id} vanished")))
     }
 
-    fn failpoint(&self, state: &str) {
+    fn failpoint(&self, state: SagaState) {
         if self
             .settings
             .failpoint
             .as_deref()
             .and_then(|f| f.strip_prefix("after:"))
-            == Some(state)
+            == Some(state.as_str())
         {
             eprintln!("failpoint after:{state} reached: aborting the process");
             std::process::abort();
@@ -667,18 +622,20 @@ impl Sagas {
             saga_id: Some(saga.id),
         };
         let reserve_id = step_id(saga.id, "reserve");
-        match (saga.kind.as_str(), saga.state.as_str()) {
-            ("payment", "started") if overdue => Ok(Transition::failed(
-                "declined",
+        use SagaKind::{P2p, Payment, Refund, TopUp};
+        use SagaState::{Captured, Compensating, MerchantConfirmed, Reserved, Started};
+        match (saga.kind, saga.state) {
+            (Payment, Started) if overdue => Ok(Transition::failed(
+                SagaState::Declined,
                 "deadline-exceeded",
                 "the payment was not started before its deadline",
             )),
-            ("payment", "reserved" | "merchant_confirmed") if overdue => Ok(Transition::failed(
-                "compensating",
+            (Payment, Reserved | MerchantConfirmed) if overdue => Ok(Transition::failed(
+                SagaState::Compensating,
                 "deadline-exceeded",
                 "the payment did not complete before its deadline",
             )),
-            ("payment", "started") => {
+            (Payment, Started) => {
                 let reserve = transfer(
                     "reserve",
                     saga.debit_account_id,
@@ -689,21 +646,23 @@ impl Sagas {
                     },
                     "payment_reserve",
                 );
-                settle(ledger::apply_in(tx, &[reserve]).await, "reserved")
+                settle(ledger::apply_in(tx, &[reserve]).await, SagaState::Reserved)
             }
-            ("payment", "reserved") => {
+            (Payment, Reserved) => {
                 // Confirm the merchant side: the merchant's account must still take payments.
                 let merchant = ledger::account(tx, saga.credit_account_id).await?;
                 match merchant {
-                    Some(account) if !account.closed => Ok(Transition::to("merchant_confirmed")),
+                    Some(account) if !account.closed => {
+                        Ok(Transition::to(SagaState::MerchantConfirmed))
+                    }
                     _ => Ok(Transition::failed(
-                        "compensating",
+                        SagaState::Compensating,
                         "merchant-unavailable",
                         "the merchant's account no longer accepts payments",
                     )),
                 }
             }
-            ("payment", "merchant_confirmed") => {
+            (Payment, MerchantConfirmed) => {
                 let mut batch = vec![transfer(
                     "capture",
                     saga.debit_account_id,
@@ -732,15 +691,15 @@ impl Sagas {
                 match ledger::apply_in(tx, &batch).await {
                     Ok(_) => Ok(Transition {
                         captured_amount: Some(saga.amount.value),
-                        ..Transition::to("captured")
+                        ..Transition::to(SagaState::Captured)
                     }),
                     Err(error @ LedgerError::PendingExpired(_)) => Ok(Transition::failed(
-                        "compensating",
+                        SagaState::Compensating,
                         "reservation-expired",
                         error.to_string(),
                     )),
                     Err(error @ LedgerError::PendingAlreadyResolved(..)) => Ok(Transition::failed(
-                        "voided",
+                        SagaState::Voided,
                         "reservation-expired",
                         error.to_string(),
                     )),
@@ -748,8 +707,8 @@ impl Sagas {
                 }
             }
             // The outbox event that tells the merchant is written here once events exist.
-            ("payment", "captured") => Ok(Transition::to("completed")),
-            ("payment", "compensating") => {
+            (Payment, Captured) => Ok(Transition::to(SagaState::Completed)),
+            (Payment, Compensating) => {
                 let void = transfer(
                     "void",
                     saga.debit_account_id,
@@ -763,13 +722,13 @@ impl Sagas {
                 match ledger::apply_in(tx, &[void]).await {
                     Ok(_)
                     | Err(LedgerError::PendingAlreadyResolved(..))
-                    | Err(LedgerError::PendingNotFound(_)) => Ok(Transition::to("voided")),
+                    | Err(LedgerError::PendingNotFound(_)) => Ok(Transition::to(SagaState::Voided)),
                     Err(error) => Err(error),
                 }
             }
             // A top-up (funding → wallet) and a send (wallet → wallet) are one posted transfer.
-            (kind @ ("top_up" | "p2p"), "started") => {
-                let code = if kind == "top_up" { "top_up" } else { "p2p" };
+            (kind @ (TopUp | P2p), Started) => {
+                let code = if kind == TopUp { "top_up" } else { "p2p" };
                 let posted = transfer(
                     code,
                     saga.debit_account_id,
@@ -778,9 +737,9 @@ impl Sagas {
                     TransferKind::Posted,
                     code,
                 );
-                settle(ledger::apply_in(tx, &[posted]).await, "completed")
+                settle(ledger::apply_in(tx, &[posted]).await, SagaState::Completed)
             }
-            ("refund", "started") => {
+            (Refund, Started) => {
                 let payment_id = saga.payment_id.unwrap_or_default();
                 // The payment row is the refunds' lock: concurrent refunds of one payment queue here.
                 let row = sqlx::query(
@@ -792,7 +751,7 @@ impl Sagas {
                 let refundable = row.try_get::<i64, _>(0)? - row.try_get::<i64, _>(1)?;
                 if saga.amount.value > refundable {
                     return Ok(Transition::failed(
-                        "declined",
+                        SagaState::Declined,
                         "refund-exceeds-capture",
                         format!(
                             "refunding {} would exceed what is left to refund ({refundable})",
@@ -816,17 +775,17 @@ impl Sagas {
                         .execute(&mut **tx)
                         .await?;
                 }
-                Ok(Transition::to("completed"))
+                Ok(Transition::to(SagaState::Completed))
             }
             (_, _) if overdue => Ok(Transition::failed(
-                "failed",
+                SagaState::Failed,
                 "deadline-exceeded",
                 "the saga did not complete before its deadline",
             )),
             (kind, state) => {
-                tracing::error!(kind, state, "a saga in a state no step handles");
+                tracing::error!(%kind, %state, "a saga in a state no step handles");
                 Ok(Transition::failed(
-                    "failed",
+                    SagaState::Failed,
                     "internal",
                     "the saga reached a state it cannot leave",
                 ))
@@ -838,10 +797,10 @@ impl Sagas {
     /// sagas it moved.
     pub async fn recover_once(&self) -> Result<usize, SagaError> {
         ledger::expire_pending(&self.pool, RECOVERY_BATCH).await?;
-        let due: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM sagas WHERE state NOT IN ('completed', 'declined', 'voided', 'failed') AND next_attempt_at <= now()
-             ORDER BY next_attempt_at LIMIT $1",
-        )
+        let due: Vec<Uuid> = sqlx::query_scalar(&format!(
+            "SELECT id FROM sagas WHERE {UNFINISHED} AND next_attempt_at <= now()
+             ORDER BY next_attempt_at LIMIT $1"
+        ))
         .bind(RECOVERY_BATCH)
         .fetch_all(&self.pool)
         .await?;
@@ -849,7 +808,7 @@ impl Sagas {
         for id in due {
             let before = self.get(id).await?.map(|s| s.state);
             let after = self.drive(id, true).await?;
-            if before.as_deref() != Some(after.state.as_str()) {
+            if before != Some(after.state) {
                 moved += 1;
             }
         }
@@ -871,7 +830,7 @@ impl Sagas {
 /// missing account, a currency): declined, with the reason kept for replays.
 fn settle(
     result: Result<Vec<Applied>, LedgerError>,
-    next: &'static str,
+    next: SagaState,
 ) -> Result<Transition, LedgerError> {
     match result {
         Ok(_) => Ok(Transition::to(next)),
@@ -881,7 +840,7 @@ fn settle(
             | LedgerError::AccountNotFound(_)
             | LedgerError::CurrencyMismatch { .. }),
         ) => Ok(Transition::failed(
-            "declined",
+            SagaState::Declined,
             failure_type(&error),
             error.to_string(),
         )),
@@ -921,15 +880,20 @@ impl Plan {
     }
 }
 
+/// Where finished payments and refunds are announced.
+pub const PAYMENTS_TOPIC: &str = "payments.v1";
+/// Where finished top-ups and transfers are announced.
+pub const LEDGER_TOPIC: &str = "ledger.v1";
+
 /// The topic, partition key and envelope announcing that a saga finished. Payments and refunds
 /// go to `payments.v1` keyed by the merchant's account (one merchant's events stay in order);
 /// top-ups and transfers go to `ledger.v1` keyed by the account they debit.
 pub fn finished_event(saga: &SagaView) -> (&'static str, Uuid, paykit::events::Envelope) {
-    let (topic, key, entity) = match saga.kind.as_str() {
-        "payment" => ("payments.v1", saga.credit_account_id, "payment"),
-        "refund" => ("payments.v1", saga.debit_account_id, "refund"),
-        "top_up" => ("ledger.v1", saga.credit_account_id, "top_up"),
-        _ => ("ledger.v1", saga.debit_account_id, "transfer"),
+    let (topic, key, entity) = match saga.kind {
+        SagaKind::Payment => (PAYMENTS_TOPIC, saga.credit_account_id, "payment"),
+        SagaKind::Refund => (PAYMENTS_TOPIC, saga.debit_account_id, "refund"),
+        SagaKind::TopUp => (LEDGER_TOPIC, saga.credit_account_id, "top_up"),
+        SagaKind::P2p => (LEDGER_TOPIC, saga.debit_account_id, "transfer"),
     };
     let event = paykit::events::Envelope::new(
         &format!("{entity}.{}", saga.state),
@@ -979,16 +943,30 @@ fn record_finished(saga: &SagaView) {
     let currency = saga.amount.currency.to_string();
     metrics::counter!(
         "sagas_finished_total",
-        "kind" => saga.kind.clone(),
-        "state" => saga.state.clone(),
+        "kind" => saga.kind.as_str(),
+        "state" => saga.state.as_str(),
         "currency" => currency.clone(),
     )
     .increment(1);
     metrics::counter!(
         "saga_amount_minor_total",
-        "kind" => saga.kind.clone(),
-        "state" => saga.state.clone(),
+        "kind" => saga.kind.as_str(),
+        "state" => saga.state.as_str(),
         "currency" => currency,
     )
     .increment(u64::try_from(saga.amount.value).unwrap_or(0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recovery_query_skips_exactly_the_terminal_states() {
+        let listed: Vec<String> = SagaState::TERMINAL
+            .iter()
+            .map(|state| format!("'{state}'"))
+            .collect();
+        assert_eq!(UNFINISHED, format!("state NOT IN ({})", listed.join(", ")));
+    }
 }

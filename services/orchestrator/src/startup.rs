@@ -57,8 +57,7 @@ impl Application {
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("./migrations").run(pool).await?;
-    // Sagas append their events to the outbox in the same transactions.
-    paykit::events::ensure_schema(pool).await?;
+    // With paykit's tables: sagas append their events to the outbox in the same transactions.
+    paykit::db::migrate(pool, &sqlx::migrate!("./migrations")).await?;
     Ok(())
 }

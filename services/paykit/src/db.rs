@@ -1,9 +1,12 @@
-//! The PostgreSQL pool, with every wait bounded.
+//! The PostgreSQL pool, with every wait bounded, and the migrations every service runs: its
+//! own `migrations/` merged with paykit's (the outbox, inbox, idempotency and session tables).
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sqlx::migrate::{MigrateError, Migration, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -45,5 +48,95 @@ impl DatabaseSettings {
             .max_connections(self.max_connections)
             .acquire_timeout(Duration::from_millis(self.acquire_timeout_ms))
             .connect_lazy_with(self.connect_options()?))
+    }
+}
+
+/// paykit's own tables (outbox and inbox, idempotency keys, browser sessions), the same in every
+/// service's database. Its versions are below [`PAYKIT_VERSIONS_END`]; a service's are
+/// timestamps (`20261125000001`), far above, so the two can never name the same version.
+pub static PAYKIT_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// Every paykit migration's version is below this; every service migration's is at or above.
+pub const PAYKIT_VERSIONS_END: i64 = 1_000;
+
+/// The service's own migrations together with paykit's, in version order (paykit's first, so a
+/// service's migration may refer to paykit's tables), ready to run like any `Migrator`.
+///
+/// Panics when a service's migration has a version in paykit's range: that is a mistake in the
+/// service's `migrations/` that no database must see.
+pub fn migrator(service: &Migrator) -> Migrator {
+    assert!(
+        PAYKIT_MIGRATIONS
+            .iter()
+            .all(|m| (0..PAYKIT_VERSIONS_END).contains(&m.version)),
+        "paykit's migrations keep below version {PAYKIT_VERSIONS_END}"
+    );
+    if let Some(clash) = service.iter().find(|m| m.version < PAYKIT_VERSIONS_END) {
+        panic!(
+            "migration {} ({}) is in paykit's range of versions (below {PAYKIT_VERSIONS_END}); a service's versions are timestamps",
+            clash.version, clash.description
+        );
+    }
+    let mut migrations: Vec<Migration> = PAYKIT_MIGRATIONS
+        .iter()
+        .chain(service.iter())
+        .cloned()
+        .collect();
+    migrations.sort_by_key(|m| m.version);
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: service.ignore_missing,
+        locking: service.locking,
+        no_tx: service.no_tx,
+    }
+}
+
+/// Brings the service's database up to date: paykit's tables and the service's own, through
+/// sqlx's migrations table and lock (processes starting together migrate one at a time).
+pub async fn migrate(pool: &PgPool, service: &Migrator) -> Result<(), MigrateError> {
+    migrator(service).run(pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_s_migrations_run_after_paykit_s_in_version_order() {
+        let service = Migrator {
+            migrations: Cow::Owned(vec![Migration::new(
+                20261125000001,
+                "ledger".into(),
+                sqlx::migrate::MigrationType::Simple,
+                "SELECT 1".into(),
+                false,
+            )]),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        let merged = migrator(&service);
+        let versions: Vec<i64> = merged.iter().map(|m| m.version).collect();
+        assert_eq!(versions.len(), PAYKIT_MIGRATIONS.iter().count() + 1);
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+        assert_eq!(versions.last(), Some(&20261125000001));
+    }
+
+    #[test]
+    #[should_panic(expected = "in paykit's range")]
+    fn a_service_migration_in_paykit_s_range_is_refused() {
+        let service = Migrator {
+            migrations: Cow::Owned(vec![Migration::new(
+                2,
+                "clash".into(),
+                sqlx::migrate::MigrationType::Simple,
+                "SELECT 1".into(),
+                false,
+            )]),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        let _ = migrator(&service);
     }
 }

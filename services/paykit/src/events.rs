@@ -101,43 +101,6 @@ pub fn new_traceparent() -> String {
     format!("00-{trace}-{span}-01")
 }
 
-/// Creates the outbox and inbox tables if they are missing (every service that publishes or
-/// consumes calls this at startup, like the idempotency store).
-pub async fn ensure_schema(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    // One migration at a time across processes starting together.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('paykit.events.schema'))")
-        .execute(&mut *tx)
-        .await?;
-    for statement in [
-        "CREATE TABLE IF NOT EXISTS outbox (
-            seq           bigserial   PRIMARY KEY,
-            id            uuid        NOT NULL UNIQUE,
-            topic         text        NOT NULL,
-            key           text        NOT NULL,
-            envelope      jsonb       NOT NULL,
-            traceparent   text        NOT NULL,
-            created_at    timestamptz NOT NULL DEFAULT now(),
-            published_at  timestamptz
-        )",
-        "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE published_at IS NULL",
-        "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN PERFORM pg_notify('outbox', ''); RETURN NULL; END $$",
-        "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
-        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
-        "CREATE TABLE IF NOT EXISTS inbox (
-            consumer      text        NOT NULL,
-            event_id      uuid        NOT NULL,
-            outcome       text        NOT NULL DEFAULT 'applied' CHECK (outcome IN ('applied', 'dead-lettered')),
-            processed_at  timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (consumer, event_id)
-        )",
-    ] {
-        sqlx::query(statement).execute(&mut *tx).await?;
-    }
-    tx.commit().await
-}
-
 /// Appends `event` to the outbox inside `tx`, for `topic` (unprefixed) with partition `key`.
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,

@@ -13,7 +13,8 @@
 //! - a 5xx answer is not stored (the client may retry with the same key);
 //! - keys are kept at least [`RETENTION_HOURS`].
 //!
-//! The store is a table in the service's own database, made by [`Store::ensure_schema`].
+//! The store is a table in the service's own database, `idempotency_keys`, made by paykit's
+//! migrations (see [`crate::db::migrate`]).
 
 use crate::auth::{Principal, Verifier};
 use crate::problem::Problem;
@@ -35,6 +36,11 @@ pub const IN_FLIGHT_LEASE_MS: i64 = 30_000;
 /// Largest request or response body the layer buffers; larger ones are refused (413) or not stored.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 pub const KEY_MAX_CHARS: usize = 255;
+/// How many times a request tries to claim its key before giving up. A claim is retried only
+/// when the key's row vanished between our insert (which found it there) and our read: another
+/// request with the same key answered 5xx and released it. A second try almost always settles
+/// it; the bound keeps a client hammering one failing key from spinning a handler forever.
+pub const CLAIM_ATTEMPTS_MAX: u32 = 3;
 
 #[derive(Clone)]
 pub struct Store {
@@ -54,6 +60,9 @@ pub enum Begin {
     },
     InFlight,
     Mismatch,
+    /// Claimed and released by other requests [`CLAIM_ATTEMPTS_MAX`] times while this one tried
+    /// to claim it: the client should retry shortly.
+    Contended,
 }
 
 impl Store {
@@ -61,29 +70,8 @@ impl Store {
         Self { pool }
     }
 
-    pub async fn ensure_schema(&self) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS idempotency_keys (
-                 principal     text        NOT NULL,
-                 endpoint      text        NOT NULL,
-                 key           text        NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
-                 request_hash  text        NOT NULL,
-                 status        smallint,
-                 content_type  text,
-                 body          bytea,
-                 created_at    timestamptz NOT NULL DEFAULT now(),
-                 locked_until  timestamptz NOT NULL,
-                 PRIMARY KEY (principal, endpoint, key)
-             )",
-        )
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at)")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
+    /// Claims the key for this request, or says why not. Bounded: at most
+    /// [`CLAIM_ATTEMPTS_MAX`] claims, then [`Begin::Contended`].
     pub async fn begin(
         &self,
         principal: &str,
@@ -91,6 +79,23 @@ impl Store {
         key: &str,
         request_hash: &str,
     ) -> Result<Begin, sqlx::Error> {
+        for _ in 0..CLAIM_ATTEMPTS_MAX {
+            if let Some(begin) = self.claim(principal, endpoint, key, request_hash).await? {
+                return Ok(begin);
+            }
+        }
+        Ok(Begin::Contended)
+    }
+
+    /// One attempt at claiming the key; `None` when its row vanished under us (a 5xx released
+    /// it between our insert and our read), so that the caller may try again.
+    async fn claim(
+        &self,
+        principal: &str,
+        endpoint: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Option<Begin>, sqlx::Error> {
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (principal, endpoint, key, request_hash, locked_until)
              VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond') ON CONFLICT DO NOTHING",
@@ -103,7 +108,7 @@ impl Store {
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(Begin::Proceed);
+            return Ok(Some(Begin::Proceed));
         }
         let row = sqlx::query(
             "SELECT request_hash, status, content_type, body, locked_until < now() AS lease_expired
@@ -115,20 +120,20 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
-            // Deleted between the insert and the read (a 5xx released it): try once more.
-            return Box::pin(self.begin(principal, endpoint, key, request_hash)).await;
+            // Deleted between the insert and the read (a 5xx released it): the caller tries again.
+            return Ok(None);
         };
         if row.try_get::<String, _>("request_hash")? != request_hash {
-            return Ok(Begin::Mismatch);
+            return Ok(Some(Begin::Mismatch));
         }
         if let Some(status) = row.try_get::<Option<i16>, _>("status")? {
-            return Ok(Begin::Replay {
+            return Ok(Some(Begin::Replay {
                 status: u16::try_from(status).unwrap_or(500),
                 body: row
                     .try_get::<Option<Vec<u8>>, _>("body")?
                     .unwrap_or_default(),
                 content_type: row.try_get("content_type")?,
-            });
+            }));
         }
         if row.try_get::<bool, _>("lease_expired")? {
             // The first request died without an answer: this one takes the key over, once.
@@ -143,10 +148,10 @@ impl Store {
             .execute(&self.pool)
             .await?;
             if taken.rows_affected() == 1 {
-                return Ok(Begin::Proceed);
+                return Ok(Some(Begin::Proceed));
             }
         }
-        Ok(Begin::InFlight)
+        Ok(Some(Begin::InFlight))
     }
 
     pub async fn complete(
@@ -327,6 +332,12 @@ where
                     "idempotency-key-in-flight",
                     "Request in progress",
                     "A request with this Idempotency-Key is still being handled; retry shortly.",
+                ),
+                Ok(Begin::Contended) => return problem(
+                    StatusCode::CONFLICT,
+                    "idempotency-key-contended",
+                    "Idempotency-Key contended",
+                    "Other requests with this Idempotency-Key kept claiming and releasing it; retry shortly.",
                 ),
                 Ok(Begin::Mismatch) => {
                     return problem(

@@ -1,14 +1,17 @@
 //! Calls from one service to another over loopback, authenticated with the caller's Keycloak
 //! service account, and the orchestrator's API as every service calls it.
 //!
-//! An answer keeps the callee's status and JSON body, so that a refusal (a problem document) can
-//! be passed on to the caller's own client unchanged: a 402 from the ledger stays a 402.
+//! The bodies sent and answered are the types of [`crate::contract`]. An answer keeps the
+//! callee's status and JSON body, so that a refusal (a problem document) can be passed on to the
+//! caller's own client unchanged (a 402 from the ledger stays a 402); a success is read as the
+//! contract type the call promises with [`Answer::parse`].
 
+use crate::contract::{NewAccount, NewPayment, NewRefund, NewTopUp, NewTransfer};
 use crate::keycloak::{KeycloakError, ServiceAccount};
-use crate::money::Money;
 use crate::problem::Problem;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -38,6 +41,17 @@ impl Answer {
             return None;
         }
         serde_json::from_value::<Problem>(self.body.clone()).ok()
+    }
+
+    /// The body of a success as the contract type `T` the call answers with. A body that is
+    /// not one is the callee's fault, to log.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, anyhow::Error> {
+        T::deserialize(&self.body).map_err(|error| {
+            anyhow::anyhow!(
+                "the service's answer is not a {}: {error}",
+                std::any::type_name::<T>()
+            )
+        })
     }
 
     /// Why this answer is not a success: the callee's refusal to pass on (`Ok`), or a fault of
@@ -92,11 +106,11 @@ impl ServiceClient {
     }
 
     /// A POST; `idempotency_key` for the ones that move money.
-    pub async fn post(
+    pub async fn post<B: Serialize + ?Sized>(
         &self,
         path: &str,
         idempotency_key: Option<&str>,
-        body: &Value,
+        body: &B,
     ) -> Result<Answer, CallError> {
         let mut request = self.account.http().post(self.url(path)).json(body);
         if let Some(key) = idempotency_key {
@@ -104,18 +118,6 @@ impl ServiceClient {
         }
         self.send(request).await
     }
-}
-
-/// A payment from a wallet to a merchant, as the orchestrator's saga takes it.
-pub struct PaymentOrder<'a> {
-    pub wallet: Uuid,
-    pub merchant_account: Uuid,
-    pub amount: Money,
-    /// The platform's fee in basis points of the amount, paid by the merchant.
-    pub fee_bps: u32,
-    pub reference: Option<&'a str>,
-    /// Carried into the payment's events (channel, payment request, payer).
-    pub metadata: Value,
 }
 
 /// The orchestrator: accounts, sagas and the ledger.
@@ -128,23 +130,19 @@ impl Orchestrator {
     }
 
     /// Opens a `wallet` or `merchant` account with the id the caller chose (a retry of the
-    /// same id and currency answers with the account already open).
-    pub async fn open_account(
-        &self,
-        id: Uuid,
-        kind: &str,
-        currency: &str,
-        owner_ref: &str,
-    ) -> Result<Answer, CallError> {
-        let body = json!({ "id": id, "kind": kind, "currency": currency, "owner_ref": owner_ref });
-        self.0.post("/v1/accounts", None, &body).await
+    /// same id and currency answers with the account already open): an
+    /// [`AccountWithBalance`](crate::contract::AccountWithBalance).
+    pub async fn open_account(&self, account: &NewAccount) -> Result<Answer, CallError> {
+        self.0.post("/v1/accounts", None, account).await
     }
 
+    /// An [`AccountWithBalance`](crate::contract::AccountWithBalance).
     pub async fn account(&self, id: Uuid) -> Result<Answer, CallError> {
         self.0.get(&format!("/v1/accounts/{id}"), &[]).await
     }
 
-    /// One page of an account's transfers, newest first.
+    /// One page of an account's transfers, newest first: a
+    /// [`TransferPage`](crate::contract::TransferPage).
     pub async fn history(
         &self,
         account: Uuid,
@@ -160,47 +158,36 @@ impl Orchestrator {
             .await
     }
 
+    // Every saga-starting call answers with a [`Saga`](crate::contract::Saga).
+
     pub async fn top_up(
         &self,
-        wallet: Uuid,
-        amount: Money,
+        top_up: &NewTopUp,
         idempotency_key: &str,
     ) -> Result<Answer, CallError> {
-        let body = json!({ "wallet_account_id": wallet, "amount": amount });
         self.0
-            .post("/v1/top-ups", Some(idempotency_key), &body)
+            .post("/v1/top-ups", Some(idempotency_key), top_up)
             .await
     }
 
     pub async fn transfer(
         &self,
-        from: Uuid,
-        to: Uuid,
-        amount: Money,
+        transfer: &NewTransfer,
         idempotency_key: &str,
     ) -> Result<Answer, CallError> {
-        let body = json!({ "from_account_id": from, "to_account_id": to, "amount": amount });
         self.0
-            .post("/v1/transfers", Some(idempotency_key), &body)
+            .post("/v1/transfers", Some(idempotency_key), transfer)
             .await
     }
 
     /// A merchant payment saga: reserve on the wallet, then capture to the merchant.
     pub async fn pay(
         &self,
-        payment: &PaymentOrder<'_>,
+        payment: &NewPayment,
         idempotency_key: &str,
     ) -> Result<Answer, CallError> {
-        let body = json!({
-            "wallet_account_id": payment.wallet,
-            "merchant_account_id": payment.merchant_account,
-            "amount": payment.amount,
-            "fee_bps": payment.fee_bps,
-            "reference": payment.reference,
-            "metadata": payment.metadata,
-        });
         self.0
-            .post("/v1/payments", Some(idempotency_key), &body)
+            .post("/v1/payments", Some(idempotency_key), payment)
             .await
     }
 
@@ -211,13 +198,11 @@ impl Orchestrator {
 
     pub async fn refund(
         &self,
-        payment: Uuid,
-        amount: Money,
+        refund: &NewRefund,
         idempotency_key: &str,
     ) -> Result<Answer, CallError> {
-        let body = json!({ "payment_id": payment, "amount": amount });
         self.0
-            .post("/v1/refunds", Some(idempotency_key), &body)
+            .post("/v1/refunds", Some(idempotency_key), refund)
             .await
     }
 }

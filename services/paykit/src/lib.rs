@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod contract;
 pub mod db;
 pub mod events;
 pub mod health;
@@ -22,8 +23,9 @@ pub mod telemetry;
 pub mod testing;
 pub mod web;
 
-/// The conversions every service's one `Error` type needs from paykit's errors, and `refused`,
-/// which turns another service's answer into that error. The type must have the variants
+/// The conversions every service's one `Error` type needs from paykit's errors, `refused`,
+/// which turns another service's refusal into that error, and `answered`, which reads another
+/// service's answer as the contract type it promises. The type must have the variants
 /// `Upstream(anyhow::Error)` (logged, answered 500), `Refused(Problem)` (a callee's refusal,
 /// passed on), `DuplicateEmail` (Keycloak's 409 on registration) and `Invalid(String)` (a field
 /// Keycloak's user profile refused: 422).
@@ -52,6 +54,17 @@ macro_rules! service_errors {
             answer
                 .failure()
                 .map_or_else($error::Upstream, $error::Refused)
+        }
+
+        /// Another service's answer as the contract type `T` it promises: the body when it
+        /// succeeded, [`refused`] otherwise; a body that is not a `T` is a logged 500.
+        pub fn answered<T: ::serde::de::DeserializeOwned>(
+            answer: &$crate::internal::Answer,
+        ) -> Result<T, $error> {
+            if !answer.is_success() {
+                return Err(refused(answer));
+            }
+            answer.parse().map_err($error::Upstream)
         }
     };
 }

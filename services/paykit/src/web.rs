@@ -208,40 +208,6 @@ struct Tokens {
     id_token: Option<String>,
 }
 
-/// Creates the tables of logins in progress and of sessions, like the idempotency store does.
-pub async fn ensure_schema(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS web_logins (
-             state       text        PRIMARY KEY,
-             verifier    text        NOT NULL,
-             expires_at  timestamptz NOT NULL
-         )",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS web_sessions (
-             id_hash            text        PRIMARY KEY,
-             subject            text        NOT NULL,
-             name               text,
-             email              text,
-             access_token       text        NOT NULL,
-             refresh_token      text,
-             id_token           text,
-             access_expires_at  timestamptz NOT NULL,
-             expires_at         timestamptz NOT NULL,
-             csrf_token         text        NOT NULL,
-             created_at         timestamptz NOT NULL DEFAULT now()
-         )",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query("CREATE INDEX IF NOT EXISTS web_sessions_expires_at ON web_sessions (expires_at)")
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
 type SessionRow = (
     String,
     String,
@@ -272,10 +238,6 @@ impl Sessions {
 
     pub fn settings(&self) -> &WebSettings {
         &self.inner.settings
-    }
-
-    pub async fn ensure_schema(&self) -> Result<(), sqlx::Error> {
-        ensure_schema(&self.inner.pool).await
     }
 
     /// Deletes expired logins and sessions now and then every `interval_ms`, until aborted.

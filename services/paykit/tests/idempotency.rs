@@ -63,7 +63,10 @@ async fn harness() -> Harness {
     let database = paykit::testing::fresh_database().await;
     let pool = database.pool().expect("pool");
     let store = Store::new(pool.clone());
-    store.ensure_schema().await.expect("schema");
+    paykit::db::PAYKIT_MIGRATIONS
+        .run(&pool)
+        .await
+        .expect("paykit's tables");
     let calls = Arc::new(AtomicU64::new(0));
     let state = TestState {
         verifier: Verifier::new(paykit::testing::auth_settings("orchestrator")).expect("verifier"),

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use paykit::contract::{AccountKind, NewAccount};
 use paykit::events::Envelope;
 use paykit::keycloak::Person;
 use paykit::money::Currency;
@@ -108,10 +109,16 @@ struct NewConsumer<'a> {
 impl NewConsumer<'_> {
     /// Opens the wallet in the ledger and records the consumer for the Keycloak user.
     async fn open(&self, state: &AppState, user_id: String) -> Result<(), Error> {
-        let owner = format!("consumer:{}", self.id);
+        let currency = Currency::parse(self.currency)
+            .map_err(|e| Error::Upstream(anyhow::anyhow!("the wallet's currency: {e}")))?;
         let opened = state
             .orchestrator
-            .open_account(self.wallet, "wallet", self.currency, &owner)
+            .open_account(&NewAccount {
+                id: self.wallet,
+                kind: AccountKind::Wallet,
+                currency,
+                owner_ref: Some(format!("consumer:{}", self.id)),
+            })
             .await?;
         if !opened.is_success() {
             return Err(refused(&opened));

@@ -9,10 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use paykit::auth::Principal;
-use paykit::money::Money;
+use paykit::contract::{CodeRedemption, RedeemedCode};
+use paykit::money::Currency;
 use paykit::problem::JsonBody;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// The client role merchant-api's service account holds to redeem codes.
@@ -22,14 +21,6 @@ const KEY_MAX_CHARS: usize = 255;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/internal/v1/payment-codes/redemptions", post(redeem))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Redemption {
-    code: String,
-    merchant_id: Uuid,
-    amount: Money,
 }
 
 type CodeRow = (
@@ -46,8 +37,8 @@ async fn redeem(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<Redemption>,
-) -> Result<(StatusCode, Json<Value>), Error> {
+    JsonBody(body): JsonBody<CodeRedemption>,
+) -> Result<(StatusCode, Json<RedeemedCode>), Error> {
     if !principal.has_client_role(CLIENT, ROLE_REDEEM) {
         return Err(Error::Forbidden(ROLE_REDEEM));
     }
@@ -68,12 +59,16 @@ async fn redeem(
     .await?;
     let (consumer, wallet, currency, expires_at, redeemed_key) =
         row.ok_or(Error::PaymentCodeUnknown)?;
+    let wallet_currency = Currency::parse(&currency)
+        .map_err(|e| Error::Upstream(anyhow::anyhow!("stored currency: {e}")))?;
     let answer = || {
         (
             StatusCode::CREATED,
-            Json(
-                json!({ "consumer_id": consumer, "wallet_account_id": wallet, "currency": currency }),
-            ),
+            Json(RedeemedCode {
+                consumer_id: consumer,
+                wallet_account_id: wallet,
+                currency: wallet_currency,
+            }),
         )
     };
     match redeemed_key.as_deref() {

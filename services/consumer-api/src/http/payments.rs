@@ -5,13 +5,14 @@
 
 use super::wallet::{consumer_of, ledger_key, wallet_view};
 use super::AppState;
-use crate::error::{refused, Error};
+use crate::error::{answered, Error};
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::contract::{RequestPaid, RequestPayment, Saga};
 use paykit::idempotency::idempotent;
 use paykit::money::{Currency, Money};
 use paykit::problem::JsonBody;
@@ -117,23 +118,17 @@ async fn pay(
                 scanned.payment_request_id
             ),
             Some(&ledger_key(&consumer, &headers)),
-            &json!({
-                "merchant_id": scanned.merchant_id,
-                "wallet_account_id": consumer.wallet,
-                "payer_ref": format!("consumer:{}", consumer.id),
-                "amount": amount,
-            }),
+            &RequestPayment {
+                merchant_id: scanned.merchant_id,
+                wallet_account_id: consumer.wallet,
+                payer_ref: format!("consumer:{}", consumer.id),
+                amount: Some(amount),
+            },
         )
         .await?;
-    if !answer.is_success() {
-        return Err(refused(&answer));
-    }
-    let payment = &answer.body;
-    let id: Uuid = payment["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| Error::Upstream(anyhow::anyhow!("merchant-api's payment has no id")))?;
-    let merchant_name = payment["merchant"]["name"].as_str().unwrap_or_default();
+    let payment: RequestPaid = answered(&answer)?;
+    let id = payment.id;
+    let merchant_name = payment.merchant.name.as_str();
     sqlx::query(
         "INSERT INTO payments (id, consumer_id, merchant_id, merchant_name, payment_request_id, amount_value, currency, reference)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -145,7 +140,7 @@ async fn pay(
     .bind(scanned.payment_request_id)
     .bind(amount.value)
     .bind(amount.currency.as_str())
-    .bind(payment["reference"].as_str())
+    .bind(payment.reference.as_deref())
     .execute(&state.pool)
     .await?;
     let mut view = payment_view(&state, &consumer.currency, id).await?;
@@ -164,11 +159,8 @@ async fn payment_view(state: &AppState, currency: &Currency, id: Uuid) -> Result
         .fetch_one(&state.pool)
         .await?;
     let (merchant_id, merchant_name, request, amount, reference, created_at) = row;
-    let saga = state.orchestrator.saga(id).await?;
-    if !saga.is_success() {
-        return Err(refused(&saga));
-    }
-    let refunded = saga.body["refunded_amount"].as_i64().unwrap_or_default();
+    let saga: Saga = answered(&state.orchestrator.saga(id).await?)?;
+    let refunded = saga.refunded_amount;
     let status = match refunded {
         0 => "completed",
         r if r >= amount => "refunded",

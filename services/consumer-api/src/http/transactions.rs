@@ -2,11 +2,12 @@
 
 use super::wallet::consumer_of;
 use super::AppState;
-use crate::error::{refused, Error};
+use crate::error::{answered, Error};
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::contract::TransferPage;
 use paykit::money::Money;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -39,23 +40,15 @@ async fn list(
             "limit must be between 1 and {PAGE_MAX}"
         )));
     }
-    let answer = state
-        .orchestrator
-        .history(consumer.wallet, limit, page.cursor.as_deref())
-        .await?;
-    if !answer.is_success() {
-        return Err(refused(&answer));
-    }
-    let wallet = consumer.wallet.to_string();
-    let transfers = answer.body["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let history: TransferPage = answered(
+        &state
+            .orchestrator
+            .history(consumer.wallet, limit, page.cursor.as_deref())
+            .await?,
+    )?;
+    let transfers = &history.items;
     // Notes of transfers and merchants of payments, by the orchestrator's saga id.
-    let sagas: Vec<Uuid> = transfers
-        .iter()
-        .filter_map(|t| t["saga_id"].as_str().and_then(|id| id.parse().ok()))
-        .collect();
+    let sagas: Vec<Uuid> = transfers.iter().filter_map(|t| t.saga_id).collect();
     let notes: HashMap<Uuid, String> =
         sqlx::query_as("SELECT transfer_id, note FROM transfer_notes WHERE transfer_id = ANY($1)")
             .bind(&sagas)
@@ -75,27 +68,26 @@ async fn list(
     let items: Vec<Value> = transfers
         .iter()
         .map(|transfer| {
-            let saga: Option<Uuid> = transfer["saga_id"].as_str().and_then(|id| id.parse().ok());
+            let saga = transfer.saga_id;
             let note = saga.and_then(|id| notes.get(&id));
             let merchant = saga
                 .and_then(|id| merchants.get(&id))
                 .map(|(id, name)| json!({ "id": id, "name": name }));
-            let incoming = transfer["credit_account_id"].as_str() == Some(wallet.as_str());
-            let value = transfer["amount"].as_i64().unwrap_or_default();
+            let incoming = transfer.credit_account_id == consumer.wallet;
             json!({
-                "id": transfer["id"],
-                "kind": transfer["code"],
+                "id": transfer.id,
+                "kind": transfer.code,
                 "direction": if incoming { "in" } else { "out" },
-                "state": if transfer["kind"] == "pending" { "pending" } else { "posted" },
-                "amount": Money::new(value, consumer.currency),
+                "state": if transfer.kind == "pending" { "pending" } else { "posted" },
+                "amount": Money::new(transfer.amount, consumer.currency),
                 "operation_id": saga,
                 "note": note,
                 "merchant": merchant,
-                "created_at": transfer["created_at"],
+                "created_at": transfer.created_at,
             })
         })
         .collect();
     Ok(Json(
-        json!({ "items": items, "next_cursor": answer.body["next_cursor"] }),
+        json!({ "items": items, "next_cursor": history.next_cursor }),
     ))
 }

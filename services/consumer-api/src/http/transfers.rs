@@ -2,13 +2,14 @@
 
 use super::wallet::{consumer_of, ledger_key, wallet_view};
 use super::AppState;
-use crate::error::{refused, Error};
+use crate::error::{answered, Error};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::routing::post;
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::contract::{NewTransfer, Saga};
 use paykit::idempotency::idempotent;
 use paykit::money::Money;
 use paykit::problem::JsonBody;
@@ -100,21 +101,18 @@ async fn send(
     let answer = state
         .orchestrator
         .transfer(
-            sender.wallet,
-            recipient_wallet,
-            amount,
+            &NewTransfer {
+                from_account_id: sender.wallet,
+                to_account_id: recipient_wallet,
+                amount,
+            },
             &ledger_key(&sender, &headers),
         )
         .await?;
-    if !answer.is_success() {
-        return Err(refused(&answer));
-    }
-    if let (Some(note), Some(id)) = (&note, answer.body["id"].as_str()) {
-        let id: Uuid = id
-            .parse()
-            .map_err(|_| Error::Upstream(anyhow::anyhow!("the transfer's id is not a uuid")))?;
+    let transfer: Saga = answered(&answer)?;
+    if let Some(note) = &note {
         sqlx::query("INSERT INTO transfer_notes (transfer_id, consumer_id, note) VALUES ($1, $2, $3) ON CONFLICT (transfer_id) DO NOTHING")
-            .bind(id)
+            .bind(transfer.id)
             .bind(sender.id)
             .bind(note)
             .execute(&state.pool)
@@ -124,8 +122,8 @@ async fn send(
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "id": answer.body["id"],
-            "status": answer.body["state"],
+            "id": transfer.id,
+            "status": transfer.state,
             "amount": amount,
             "to": { "consumer_id": recipient_id },
             "note": note,

@@ -1,13 +1,14 @@
 //! The signed-in consumer's wallet: its balance, and top-ups into it.
 
 use super::{require_consumer, AppState};
-use crate::error::{refused, Error};
+use crate::error::{answered, Error};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::contract::{AccountWithBalance, NewTopUp, Saga};
 use paykit::idempotency::idempotent;
 use paykit::money::{Currency, Money};
 use paykit::problem::JsonBody;
@@ -58,23 +59,14 @@ pub fn ledger_key(consumer: &Consumer, headers: &HeaderMap) -> String {
 
 /// The wallet's balance as money: available (what can be spent), pending (reserved), posted.
 pub async fn wallet_view(state: &AppState, consumer: &Consumer) -> Result<Value, Error> {
-    let answer = state.orchestrator.account(consumer.wallet).await?;
-    if !answer.is_success() {
-        return Err(refused(&answer));
-    }
-    let balance = &answer.body["balance"];
-    let money = |field: &str| -> Result<Value, Error> {
-        let value = balance[field].as_i64().ok_or_else(|| {
-            Error::Upstream(anyhow::anyhow!("the ledger's balance lacks {field}"))
-        })?;
-        Ok(json!(Money::new(value, consumer.currency)))
-    };
+    let wallet: AccountWithBalance = answered(&state.orchestrator.account(consumer.wallet).await?)?;
+    let money = |value: i64| Money::new(value, consumer.currency);
     Ok(json!({
         "id": consumer.wallet,
         "currency": consumer.currency,
-        "available": money("available")?,
-        "pending": money("pending_debits")?,
-        "posted": money("posted")?,
+        "available": money(wallet.balance.available),
+        "pending": money(wallet.balance.pending_debits),
+        "posted": money(wallet.balance.posted),
     }))
 }
 
@@ -113,16 +105,20 @@ async fn top_up(
     }
     let answer = state
         .orchestrator
-        .top_up(consumer.wallet, amount, &ledger_key(&consumer, &headers))
+        .top_up(
+            &NewTopUp {
+                wallet_account_id: consumer.wallet,
+                amount,
+            },
+            &ledger_key(&consumer, &headers),
+        )
         .await?;
-    if !answer.is_success() {
-        return Err(refused(&answer));
-    }
+    let top_up: Saga = answered(&answer)?;
     let wallet = wallet_view(&state, &consumer).await?;
     Ok((
         StatusCode::CREATED,
         Json(
-            json!({ "id": answer.body["id"], "status": answer.body["state"], "amount": amount, "wallet": wallet }),
+            json!({ "id": top_up.id, "status": top_up.state, "amount": amount, "wallet": wallet }),
         ),
     ))
 }

@@ -3,7 +3,7 @@
 
 use super::payment_requests::check_reference;
 use super::{ledger_key, merchant_amount, merchant_of, AppState};
-use crate::error::{refused, Error};
+use crate::error::{answered, Error};
 use crate::payments;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,12 +11,12 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::post;
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::contract::{CodeRedemption, RedeemedCode};
 use paykit::idempotency::idempotent;
 use paykit::money::Money;
 use paykit::problem::JsonBody;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 /// Consumer codes are 18 digits starting with this (see consumer-api's payment codes).
 const CODE_PREFIX: &str = "28";
@@ -62,20 +62,16 @@ async fn charge(
         .post(
             "/internal/v1/payment-codes/redemptions",
             Some(&key),
-            &json!({ "code": code, "merchant_id": merchant.id, "amount": amount }),
+            &CodeRedemption {
+                code: code.to_string(),
+                merchant_id: merchant.id,
+                amount,
+            },
         )
         .await?;
-    if !redemption.is_success() {
-        return Err(refused(&redemption));
-    }
-    let wallet: Uuid = redemption.body["wallet_account_id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| Error::Upstream(anyhow::anyhow!("redemption without a wallet")))?;
-    let payer = format!(
-        "consumer:{}",
-        redemption.body["consumer_id"].as_str().unwrap_or_default()
-    );
+    let redeemed: RedeemedCode = answered(&redemption)?;
+    let wallet = redeemed.wallet_account_id;
+    let payer = format!("consumer:{}", redeemed.consumer_id);
     let metadata = json!({ "channel": "code", "payer_ref": payer });
     let saga = payments::take(
         &state,

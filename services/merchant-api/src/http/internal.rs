@@ -9,10 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::contract::{MerchantRef, RequestPaid, RequestPayment, SagaState};
 use paykit::money::{Currency, Money};
 use paykit::problem::JsonBody;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 /// The client role consumer-api's service account holds to pay requests for consumers.
@@ -25,18 +25,6 @@ pub fn router() -> Router<AppState> {
         "/internal/v1/payment-requests/{id}/payments",
         post(pay_request),
     )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Payment {
-    /// The merchant the scanned QR code names: it must be the request's.
-    merchant_id: Uuid,
-    wallet_account_id: Uuid,
-    /// Who pays, as the caller knows them (`consumer:<id>`); kept with the transaction.
-    payer_ref: String,
-    /// Only for a static request; a dynamic one carries its own.
-    amount: Option<Money>,
 }
 
 /// A payment request as paying it needs it.
@@ -73,8 +61,8 @@ async fn pay_request(
     principal: Principal,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    JsonBody(body): JsonBody<Payment>,
-) -> Result<(StatusCode, Json<Value>), Error> {
+    JsonBody(body): JsonBody<RequestPayment>,
+) -> Result<(StatusCode, Json<RequestPaid>), Error> {
     if !principal.has_client_role(CLIENT, ROLE_PAY) {
         return Err(Error::Forbidden(ROLE_PAY));
     }
@@ -185,14 +173,17 @@ async fn pay_request(
     }
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": saga.id,
-            "status": "completed",
-            "amount": Money::new(saga.amount, currency),
-            "merchant": { "id": merchant.id, "name": merchant.name },
-            "payment_request_id": id,
-            "reference": reference,
-            "created_at": saga.created_at,
-        })),
+        Json(RequestPaid {
+            id: saga.id,
+            status: SagaState::Completed,
+            amount: Money::new(saga.amount, currency),
+            merchant: MerchantRef {
+                id: merchant.id,
+                name: merchant.name,
+            },
+            payment_request_id: id,
+            reference,
+            created_at: saga.created_at,
+        }),
     ))
 }

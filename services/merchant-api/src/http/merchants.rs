@@ -2,14 +2,16 @@
 
 use super::{merchant_of, AppState, ROLE_MERCHANT};
 use crate::domain::profile::Profile;
-use crate::error::{refused, Error};
+use crate::error::{answered, refused, Error};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::contract::{AccountKind, AccountWithBalance, NewAccount};
 use paykit::events::Envelope;
 use paykit::keycloak::Person;
+use paykit::money::Currency;
 use paykit::problem::JsonBody;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -84,14 +86,16 @@ async fn record(
     email: &str,
     profile: &Profile,
 ) -> Result<(), Error> {
+    let currency = Currency::parse(profile.currency)
+        .map_err(|e| Error::Upstream(anyhow::anyhow!("the merchant's currency: {e}")))?;
     let opened = state
         .orchestrator
-        .open_account(
-            account,
-            "merchant",
-            profile.currency,
-            &format!("merchant:{id}"),
-        )
+        .open_account(&NewAccount {
+            id: account,
+            kind: AccountKind::Merchant,
+            currency,
+            owner_ref: Some(format!("merchant:{id}")),
+        })
         .await?;
     if !opened.is_success() {
         return Err(refused(&opened));
@@ -143,16 +147,13 @@ fn view(id: Uuid, email: &str, profile: &Profile, account: Uuid) -> Value {
 /// The signed-in merchant's profile and its ledger balance.
 async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>, Error> {
     let merchant = merchant_of(&state, &principal).await?;
-    let answer = state
-        .orchestrator
-        .account(merchant.ledger_account_id)
-        .await?;
-    if !answer.is_success() {
-        return Err(refused(&answer));
-    }
-    let available = answer.body["balance"]["available"]
-        .as_i64()
-        .unwrap_or_default();
+    let account: AccountWithBalance = answered(
+        &state
+            .orchestrator
+            .account(merchant.ledger_account_id)
+            .await?,
+    )?;
+    let available = account.balance.available;
     Ok(Json(json!({
         "id": merchant.id,
         "name": merchant.name,

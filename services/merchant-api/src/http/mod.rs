@@ -9,38 +9,17 @@ pub mod refunds;
 pub mod stream;
 pub mod transactions;
 
-use crate::configuration::{PaymentSettings, StreamSettings};
 use crate::error::Error;
-use crate::events::Hub;
 use axum::middleware::from_fn_with_state;
 use axum::Router;
-use paykit::auth::{Principal, Verifier};
-use paykit::idempotency::Store;
-use paykit::internal::{Orchestrator, ServiceClient};
-use paykit::keycloak::ServiceAccount;
-use paykit::web::Sessions;
-use sqlx::PgPool;
-use std::sync::Arc;
+use paykit::auth::Principal;
 use uuid::Uuid;
 
+/// The service's state and the merchant type live below the handlers, in `crate::state`, so
+/// that the payment flow (`crate::payments`) the handlers call does not import them from here.
+pub use crate::state::{AppState, Merchant};
+
 pub const ROLE_MERCHANT: &str = "merchant";
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub verifier: Verifier,
-    pub idempotency: Store,
-    pub keycloak: Arc<ServiceAccount>,
-    pub orchestrator: Orchestrator,
-    pub consumer_api: ServiceClient,
-    pub payments: PaymentSettings,
-    pub stream: StreamSettings,
-    pub events: Hub,
-    /// The dashboard's browser sessions, when the service is configured for them.
-    pub sessions: Option<Sessions>,
-}
-
-paykit::state_parts!(AppState);
 
 pub fn router(state: AppState) -> Router {
     let public = Router::new()
@@ -70,18 +49,6 @@ pub fn router(state: AppState) -> Router {
             outbox: true,
         }))
         .merge(paykit::health::router(crate::SERVICE, state.pool))
-}
-
-/// The signed-in merchant, as the rest of the service needs it.
-#[derive(Debug, Clone)]
-pub struct Merchant {
-    pub id: Uuid,
-    pub name: String,
-    pub city: String,
-    pub country: String,
-    pub mcc: String,
-    pub currency: String,
-    pub ledger_account_id: Uuid,
 }
 
 type MerchantRow = (Uuid, String, String, String, String, String, Uuid);

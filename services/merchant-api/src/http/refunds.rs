@@ -1,7 +1,7 @@
 //! Refunds: all or part of a payment back to the consumer's wallet, never more than was paid.
 
 use super::{ledger_key, merchant_amount, merchant_of, AppState};
-use crate::error::{refused, Error};
+use crate::error::{answered, refused, Error};
 use crate::payments;
 use crate::records::Saga;
 use axum::extract::{Extension, State};
@@ -10,6 +10,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::post;
 use axum::{Json, Router};
 use paykit::auth::Principal;
+use paykit::contract::{NewRefund, SagaKind};
 use paykit::idempotency::idempotent;
 use paykit::money::Money;
 use paykit::problem::JsonBody;
@@ -43,14 +44,16 @@ async fn refund(
     // transaction list may not have caught up with a payment made a moment ago).
     let found = state.orchestrator.saga(body.payment_id).await?;
     let payment = if found.is_success() {
-        Saga::from_view(&found.body)
+        Some(Saga::from(answered::<paykit::contract::Saga>(&found)?))
     } else if found.status == 404 {
         None
     } else {
         return Err(refused(&found));
     };
     let payment = payment
-        .filter(|p| p.kind == "payment" && p.credit_account_id == merchant.ledger_account_id)
+        .filter(|p| {
+            p.kind == SagaKind::Payment && p.credit_account_id == merchant.ledger_account_id
+        })
         .ok_or(Error::NotFound("payment"))?;
     let left = payment.captured_amount - payment.refunded_amount;
     // The ledger enforces this too; saying it here gives the merchant the numbers.
@@ -63,14 +66,13 @@ async fn refund(
     let answer = state
         .orchestrator
         .refund(
-            body.payment_id,
-            amount,
+            &NewRefund {
+                payment_id: body.payment_id,
+                amount,
+            },
             &ledger_key("refund", &merchant, &headers),
         )
         .await?;
-    if !answer.is_success() {
-        return Err(refused(&answer));
-    }
-    let refund = payments::settled(&state, &answer.body).await?;
+    let refund = payments::settled(&state, answered(&answer)?).await?;
     Ok((StatusCode::CREATED, Json(refund.transaction_view())))
 }

@@ -8,10 +8,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
-use paykit::money::Currency;
+use paykit::contract::{AccountWithBalance, NewAccount, TransferPage};
 use paykit::problem::JsonBody;
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -21,20 +20,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/accounts/{id}/transfers", get(transfers))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewAccount {
-    id: Uuid,
-    kind: AccountKind,
-    currency: Currency,
-    owner_ref: Option<String>,
-}
-
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
     JsonBody(body): JsonBody<NewAccount>,
-) -> Result<(StatusCode, Json<serde_json::Value>), Error> {
+) -> Result<(StatusCode, Json<AccountWithBalance>), Error> {
     require(&principal, ROLE_WRITE)?;
     if !matches!(body.kind, AccountKind::Wallet | AccountKind::Merchant) {
         return Err(Error::Invalid(
@@ -62,35 +52,28 @@ async fn create(
     let balance = ledger::balance(&mut connection, account.id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "account": account, "balance": balance_json(&balance) })),
+        Json(AccountWithBalance {
+            account,
+            balance: balance.wire(),
+        }),
     ))
-}
-
-fn balance_json(balance: &ledger::Balance) -> serde_json::Value {
-    json!({
-        "available": balance.available(),
-        "posted": balance.posted(),
-        "pending_debits": balance.debits_pending,
-        "pending_credits": balance.credits_pending,
-        "debits_posted": balance.debits_posted,
-        "credits_posted": balance.credits_posted,
-    })
 }
 
 async fn read(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<Uuid>,
-) -> Result<Json<serde_json::Value>, Error> {
+) -> Result<Json<AccountWithBalance>, Error> {
     require(&principal, ROLE_READ)?;
     let mut connection = state.pool.acquire().await?;
     let account = ledger::account(&mut connection, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("account {id}")))?;
     let balance = ledger::balance(&mut connection, id).await?;
-    Ok(Json(
-        json!({ "account": account, "balance": balance_json(&balance) }),
-    ))
+    Ok(Json(AccountWithBalance {
+        account,
+        balance: balance.wire(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -104,7 +87,7 @@ async fn transfers(
     principal: Principal,
     Path(id): Path<Uuid>,
     Query(page): Query<Page>,
-) -> Result<Json<serde_json::Value>, Error> {
+) -> Result<Json<TransferPage>, Error> {
     require(&principal, ROLE_READ)?;
     let limit = page.limit.unwrap_or(20);
     if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
@@ -127,5 +110,8 @@ async fn transfers(
     let next_cursor = (items.len() == usize::try_from(limit).unwrap_or(0))
         .then(|| items.last().map(|t| t.seq.to_string()))
         .flatten();
-    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
+    Ok(Json(TransferPage {
+        items: items.iter().map(ledger::Transfer::wire).collect(),
+        next_cursor,
+    }))
 }

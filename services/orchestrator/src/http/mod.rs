@@ -8,7 +8,7 @@ pub mod top_ups;
 pub mod transfers;
 
 use crate::error::{refusal, Error};
-use crate::saga::{Request, SagaView, Sagas};
+use crate::saga::{Request, SagaState, SagaView, Sagas};
 use axum::extract::FromRef;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -88,11 +88,11 @@ pub async fn start(
 
 pub fn respond(view: SagaView) -> Response {
     let replayed = view.replayed;
-    let mut response = match (&view.failure, view.state.as_str()) {
-        (Some(failure), "declined" | "voided" | "failed") => {
+    let mut response = match (&view.failure, view.state) {
+        (Some(failure), SagaState::Declined | SagaState::Voided | SagaState::Failed) => {
             refusal(&failure.type_slug, failure.detail.clone())
                 .with_extension("saga_id", view.id.to_string())
-                .with_extension("state", view.state.clone())
+                .with_extension("state", view.state.as_str())
                 .into_response()
         }
         _ => (StatusCode::CREATED, Json(&view)).into_response(),

@@ -9,29 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
-use paykit::money::Money;
+use paykit::contract::NewPayment;
 use paykit::problem::JsonBody;
-use serde::Deserialize;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/payments", post(create))
         .route("/v1/payments/{id}", get(read))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewPayment {
-    wallet_account_id: Uuid,
-    merchant_account_id: Uuid,
-    amount: Money,
-    /// The platform's fee in basis points, charged to the merchant.
-    #[serde(default)]
-    fee_bps: u32,
-    reference: Option<String>,
-    /// Carried into the payment's events (an object, at most 2 KiB).
-    metadata: Option<serde_json::Value>,
 }
 
 async fn create(

@@ -9,20 +9,11 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use paykit::auth::Principal;
-use paykit::money::Money;
+use paykit::contract::NewRefund;
 use paykit::problem::JsonBody;
-use serde::Deserialize;
-use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/refunds", post(create))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRefund {
-    payment_id: Uuid,
-    amount: Money,
 }
 
 async fn create(

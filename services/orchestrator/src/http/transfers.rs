@@ -9,21 +9,11 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use paykit::auth::Principal;
-use paykit::money::Money;
+use paykit::contract::NewTransfer;
 use paykit::problem::JsonBody;
-use serde::Deserialize;
-use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/transfers", post(create))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTransfer {
-    from_account_id: Uuid,
-    to_account_id: Uuid,
-    amount: Money,
 }
 
 async fn create(
