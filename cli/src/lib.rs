@@ -9,8 +9,8 @@
 //!   components it runs, `up`/`down`/`status`/`logs`.
 //! - [`observe`]: traces, SLOs and their rules, alerts, and paytool's agent.
 //! - [`pay`]: the payment flows from the terminal, the ledger check, QR payloads.
-//! - [`perf`]: load scenarios and benchmarks.
-//! - [`support`]: what every room uses: progress output, exit codes.
+//! - [`perf`]: load scenarios and benchmarks, and the one way to compute latency figures.
+//! - [`support`]: what every room uses: progress output, exit codes, reading `/proc`.
 //! - [`app`]: one function from a parsed command line to an exit code.
 
 pub mod app;

@@ -4,6 +4,7 @@
 //! port range, so it can run beside a developer's platform and beside the other tests.
 
 use base64::Engine;
+use paytool::support::procfs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
@@ -99,30 +100,9 @@ fn pid_of(status: &Value, name: &str) -> u32 {
 /// Whether the process, or any process of the group it led, still runs. Zombies do not count:
 /// the machine's init may be slow to reap them, and they hold nothing.
 fn alive(pid: u32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.filter_map(Result::ok).any(|entry| {
-        let Some(candidate) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            return false;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{candidate}/stat")) else {
-            return false;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (state, pgrp) = (
-            fields.first().copied().unwrap_or("Z"),
-            fields.get(2).and_then(|p| p.parse::<u32>().ok()),
-        );
-        state != "Z" && (candidate == pid || pgrp == Some(pid))
-    })
+    procfs::processes()
+        .iter()
+        .any(|(candidate, p)| !p.zombie && (*candidate == pid || p.group == pid))
 }
 
 fn wait_until(what: &str, timeout: Duration, check: impl FnMut() -> bool) {

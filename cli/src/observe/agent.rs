@@ -18,6 +18,7 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use paykit::backoff::Backoff;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -34,6 +35,10 @@ const SPAN_BATCH_MS: u64 = 500;
 const EXPORT_TIMEOUT_MS: u64 = 5_000;
 /// One retry: the collector restarting loses at most a batch, never blocks the queue for long.
 const EXPORT_ATTEMPTS: u32 = 2;
+/// The pause before that retry, with jitter (`paykit::backoff`): the collector that refused a
+/// batch is usually restarting, and an immediate retry meets the same closed port.
+const EXPORT_RETRY_FIRST_MS: u64 = 200;
+const EXPORT_RETRY_MAX_MS: u64 = 1_000;
 const DATAGRAM_BYTES_MAX: usize = 8192;
 const NOTIFICATION_BYTES_MAX: usize = 1024 * 1024;
 /// The store is renamed to `notifications.jsonl.1` (replacing an older one) beyond this.
@@ -196,7 +201,11 @@ async fn export_spans(mut spans: mpsc::Receiver<Value>, otlp_endpoint: String, s
         let count = batch.len() as u64;
         let body = otlp_request(std::mem::take(&mut batch));
         let mut exported = false;
-        for _ in 0..EXPORT_ATTEMPTS {
+        let mut backoff = Backoff::new(EXPORT_RETRY_FIRST_MS, EXPORT_RETRY_MAX_MS);
+        for attempt in 1..=EXPORT_ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
             match client.post(&url).json(&body).send().await {
                 Ok(response) if response.status().is_success() => {
                     exported = true;

@@ -636,9 +636,7 @@ impl Identity {
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .collect();
-            let suffix: String = (0..EMAIL_SUFFIX_HEX_DIGITS)
-                .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
-                .collect();
+            let suffix = hex::encode(rng.gen::<[u8; EMAIL_SUFFIX_HEX_DIGITS / 2]>());
             format!("{local}-{suffix}@example.test")
         });
         let password = password.unwrap_or_else(|| {

@@ -4,6 +4,7 @@
 use crate::runtime::home::Home;
 use crate::runtime::state::{group_alive, is_alive, running_supervisor, RuntimeState};
 use crate::support::exit::{fail, Code};
+use crate::support::procfs;
 use crate::support::ui::Ui;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -116,32 +117,13 @@ fn kill_leftovers(home: &Home, pgid: u32) -> bool {
 }
 
 fn processes_in_group(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<u32>().ok())
-        })
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.to_string()))
-                // After the command: state, ppid, pgrp.
-                .and_then(|rest| {
-                    rest.split_whitespace()
-                        .nth(2)
-                        .and_then(|p| p.parse::<u32>().ok())
-                })
-                == Some(pgid)
-        })
+    procfs::processes()
+        .into_iter()
+        .filter(|(_, process)| process.group == pgid)
+        .map(|(pid, _)| pid)
         .collect()
 }
 
 fn runs_inside(pid: u32, dir: &Path) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+    procfs::cwd(pid).is_some_and(|cwd| cwd.starts_with(dir))
 }

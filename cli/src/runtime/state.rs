@@ -5,6 +5,7 @@
 
 use crate::runtime::components::ComponentName;
 use crate::runtime::home::{write_atomic, Home};
+use crate::support::procfs;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -108,17 +109,8 @@ pub fn is_alive(pid: u32) -> bool {
         return false;
     };
     // Signal 0 checks existence; a zombie (exited, not yet reaped) counts as gone.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None).is_ok() && !is_zombie(pid)
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None).is_ok()
+        && !procfs::process(pid).is_some_and(|p| p.zombie)
 }
 
 /// Whether any process is left in the process group (each component leads its own group).

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::process::Child;
 use tokio::sync::watch;
 
-/// Restart backoff doubles from the first value up to the cap.
+/// Restart backoff doubles from the first value up to the cap, with jitter
+/// (`paykit::backoff`): components that crashed together (PostgreSQL went away under all the
+/// services) are not restarted in lockstep.
 const RESTART_BACKOFF_FIRST_MS: u64 = 500;
 const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
 /// More restarts than this within the window and the supervisor gives up on the component.
@@ -415,7 +417,8 @@ async fn watch_component(
 ) -> Option<Child> {
     let mut child = Some(child);
     let mut recent_restarts: Vec<Instant> = Vec::new();
-    let mut backoff_ms = RESTART_BACKOFF_FIRST_MS;
+    let mut backoff =
+        paykit::backoff::Backoff::new(RESTART_BACKOFF_FIRST_MS, RESTART_BACKOFF_MAX_MS);
     loop {
         if let Some(running) = child.as_mut() {
             tokio::select! {
@@ -456,7 +459,7 @@ async fn watch_component(
             return None;
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
             _ = shutdown.wait_for(|stop| *stop) => return None,
         }
         recent_restarts.push(Instant::now());
@@ -464,7 +467,7 @@ async fn watch_component(
         match start(&ctx, &state, &spec, shutdown.clone()).await {
             Ok(started) => {
                 child = Some(started);
-                backoff_ms = RESTART_BACKOFF_FIRST_MS;
+                backoff.reset();
             }
             Err(error) => {
                 log(&format!("{}: restart failed: {error:#}", spec.name));
@@ -472,7 +475,6 @@ async fn watch_component(
                     c.state = ComponentPhase::Restarting;
                     c.message = Some(format!("restart failed: {error:#}"));
                 });
-                backoff_ms = (backoff_ms * 2).min(RESTART_BACKOFF_MAX_MS);
             }
         }
     }

@@ -14,6 +14,7 @@
 //!   with the reason after [`POISON_ATTEMPTS_MAX`] attempts; a transient failure (the database
 //!   is down) is retried without limit and without committing the offset.
 
+use crate::backoff::Backoff;
 use futures_util::future::join_all;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
@@ -33,7 +34,8 @@ use uuid::Uuid;
 pub const RELAY_BATCH_MAX: i64 = 200;
 /// The relay looks for rows this often even without a notification.
 const RELAY_POLL_INTERVAL_MS: u64 = 1_000;
-/// After a failed batch the relay waits this long, doubling up to the maximum.
+/// After a failed batch the relay waits at least this long, doubling up to the maximum, with
+/// jitter ([`crate::backoff`]): every service's relay lost the same database or broker.
 const RELAY_BACKOFF_MIN_MS: u64 = 100;
 const RELAY_BACKOFF_MAX_MS: u64 = 5_000;
 /// A message the broker has not acknowledged within this is a failed publish.
@@ -42,7 +44,8 @@ const PRODUCE_TIMEOUT_MS: u64 = 5_000;
 const OUTBOX_RETENTION_HOURS: i64 = 24;
 /// Attempts before a failing event is dead-lettered.
 pub const POISON_ATTEMPTS_MAX: u32 = 5;
-/// Backoff between attempts at one event, doubling up to the maximum.
+/// Backoff between attempts at one event, doubling up to the maximum, with jitter
+/// ([`crate::backoff`]): a consumer group's members retry what failed for all of them.
 const CONSUMER_BACKOFF_MIN_MS: u64 = 100;
 const CONSUMER_BACKOFF_MAX_MS: u64 = 5_000;
 /// Where poison events go, with the reason in a header.
@@ -257,7 +260,7 @@ impl Relay {
     /// Runs until the task is aborted (or, under the test failpoint, until it is reached).
     pub async fn run(self) {
         let mut listener = None;
-        let mut backoff_ms = RELAY_BACKOFF_MIN_MS;
+        let mut backoff = Backoff::new(RELAY_BACKOFF_MIN_MS, RELAY_BACKOFF_MAX_MS);
         let mut last_cleanup = std::time::Instant::now();
         loop {
             if listener.is_none() {
@@ -265,7 +268,7 @@ impl Relay {
             }
             match self.publish_batch().await {
                 Ok(count) => {
-                    backoff_ms = RELAY_BACKOFF_MIN_MS;
+                    backoff.reset();
                     if count as i64 == RELAY_BATCH_MAX {
                         continue;
                     }
@@ -275,9 +278,10 @@ impl Relay {
                     return;
                 }
                 Err(error) => {
+                    let wait = backoff.next_delay();
+                    let backoff_ms = wait.as_millis();
                     tracing::warn!(%error, backoff_ms, "outbox relay: batch failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
-                    backoff_ms = (backoff_ms * 2).min(RELAY_BACKOFF_MAX_MS);
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             }
@@ -406,7 +410,7 @@ impl<H: Handler> Consumer<H> {
     /// [`POISON_ATTEMPTS_MAX`] times; returns the reason when it must be dead-lettered.
     async fn apply(&self, event: &Envelope) -> Option<String> {
         let mut poison_attempts = 0;
-        let mut backoff_ms = CONSUMER_BACKOFF_MIN_MS;
+        let mut backoff = Backoff::new(CONSUMER_BACKOFF_MIN_MS, CONSUMER_BACKOFF_MAX_MS);
         loop {
             let reason = match self.attempt(event).await {
                 Ok(Outcome::Applied | Outcome::Duplicate) => return None,
@@ -421,9 +425,10 @@ impl<H: Handler> Consumer<H> {
                     error.to_string()
                 }
             };
+            let wait = backoff.next_delay();
+            let backoff_ms = wait.as_millis();
             tracing::warn!(consumer = %self.name, event = %event.id, %reason, backoff_ms, "event not applied; retrying");
-            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
-            backoff_ms = (backoff_ms * 2).min(CONSUMER_BACKOFF_MAX_MS);
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -6,6 +6,7 @@
 //! outbox joins it with events). One crate on purpose, not a crate per concern.
 
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod contract;
 pub mod db;

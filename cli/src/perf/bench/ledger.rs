@@ -3,6 +3,7 @@
 //! Figures, never assertions: docs/benchmarks.md says how to read and reproduce them.
 
 use crate::args::BenchLedgerArgs;
+use crate::perf::stats::Latencies;
 use crate::runtime::home::Home;
 use crate::support::exit::{fail, Code};
 use crate::support::ui::Ui;
@@ -322,34 +323,26 @@ where
     for _ in 0..clients {
         let operation = operation.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies_us: Vec<u64> = Vec::new();
+            let mut latencies = Latencies::default();
             while Instant::now() < deadline {
                 let began = Instant::now();
                 operation().await?;
-                latencies_us.push(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX));
+                latencies.record(began.elapsed());
             }
-            Ok::<_, anyhow::Error>(latencies_us)
+            Ok::<_, anyhow::Error>(latencies)
         }));
     }
-    let mut all: Vec<u64> = Vec::new();
+    let mut all = Latencies::default();
     for task in tasks {
-        all.extend(task.await??);
+        all.add(&task.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let percentile = |p: f64| -> f64 {
-        if all.is_empty() {
-            return 0.0;
-        }
-        let index = ((all.len() as f64 - 1.0) * p).round() as usize;
-        all[index] as f64 / 1000.0
-    };
     Ok(Phase {
         name,
-        operations: all.len() as u64,
-        per_second: all.len() as f64 / elapsed,
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
+        operations: all.count(),
+        per_second: all.count() as f64 / elapsed,
+        p50_ms: all.percentile_ms(0.50).unwrap_or(0.0),
+        p99_ms: all.percentile_ms(0.99).unwrap_or(0.0),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::args::BenchAllArgs;
 use crate::perf::load::{self, Route, Scenario};
 use crate::runtime::home::Home;
 use crate::support::exit::{fail, Code};
+use crate::support::procfs;
 use crate::support::ui::Ui;
 use chart::Series;
 use serde::Serialize;
@@ -393,27 +394,11 @@ fn targets(
 
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
-    let memory_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let memory_bytes = procfs::memory_total_bytes().unwrap_or(0);
+    let cpu = procfs::cpu_model().unwrap_or_else(|| "unknown CPU".into());
     format!(
         "{cores} cores ({cpu}), {:.0} GiB",
-        memory_kib as f64 / 1024.0 / 1024.0
+        memory_bytes as f64 / 1024.0 / 1024.0 / 1024.0
     )
 }
 
@@ -537,66 +522,16 @@ impl MemorySampler {
 }
 
 fn record(samples: &Mutex<BTreeMap<String, Memory>>, components: &[(String, u32)]) {
-    let tree = process_tree();
+    let processes = procfs::processes();
     let mut samples = samples.lock().unwrap_or_else(|e| e.into_inner());
     for (name, pid) in components {
-        let mib = tree_rss_kib(&tree, *pid) as f64 / 1024.0;
+        let mib = procfs::tree_rss_kib(&processes, *pid) as f64 / 1024.0;
         let entry = samples.entry(name.clone()).or_insert(Memory {
             idle_mib: mib,
             peak_mib: mib,
         });
         entry.peak_mib = entry.peak_mib.max(mib);
     }
-}
-
-/// Every process: pid → (parent pid, resident KiB).
-fn process_tree() -> BTreeMap<u32, (u32, u64)> {
-    let mut tree = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return tree;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        let parent = field("PPid:")
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(0);
-        tree.insert(pid, (parent, field("VmRSS:").unwrap_or(0)));
-    }
-    tree
-}
-
-fn tree_rss_kib(tree: &BTreeMap<u32, (u32, u64)>, root: u32) -> u64 {
-    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for (pid, (parent, _)) in tree {
-        children.entry(*parent).or_default().push(*pid);
-    }
-    let mut total = 0;
-    let mut stack = vec![root];
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some(pid) = stack.pop() {
-        if !seen.insert(pid) {
-            continue;
-        }
-        total += tree.get(&pid).map_or(0, |(_, rss)| *rss);
-        stack.extend(children.get(&pid).into_iter().flatten());
-    }
-    total
 }
 
 #[cfg(test)]
@@ -630,20 +565,6 @@ mod tests {
         for bad in ["", "50,25", "0,10", "10,10", "a", "2000"] {
             assert!(parse_rates(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn a_process_trees_memory_is_the_sum_of_its_members_only() {
-        let tree = BTreeMap::from([
-            (1, (0, 100)),
-            (10, (1, 1_000)),
-            (11, (10, 200)),
-            (12, (10, 300)),
-            (20, (1, 5_000)),
-        ]);
-        assert_eq!(tree_rss_kib(&tree, 10), 1_500);
-        assert_eq!(tree_rss_kib(&tree, 20), 5_000);
-        assert_eq!(tree_rss_kib(&tree, 99), 0);
     }
 
     #[test]

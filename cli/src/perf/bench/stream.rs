@@ -11,6 +11,7 @@ use crate::args::BenchStreamArgs;
 use crate::pay::client::{Gateway, Host, Session};
 use crate::pay::stream;
 use crate::pay::{register_consumer, register_merchant, Identity, Merchant};
+use crate::perf::stats::Latencies;
 use crate::runtime::home::Home;
 use crate::support::ui::Ui;
 use serde_json::{json, Value};
@@ -36,7 +37,7 @@ const AMOUNT_SPREAD: i64 = 100;
 
 struct Arrival {
     payment: String,
-    delay_ms: f64,
+    delay_us: u64,
 }
 
 pub async fn run(home: &Home, args: &BenchStreamArgs, ui: &Ui) -> anyhow::Result<i32> {
@@ -146,10 +147,11 @@ pub async fn measure(
                         .as_str()
                         .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
                     if let (Some(committed), Some(payment)) = (committed, data["id"].as_str()) {
+                        // The same clock on both sides: a delay below zero is rounding, read as 0.
                         let delay_us = (received - committed).num_microseconds().unwrap_or(0);
                         let _ = sender.send(Arrival {
                             payment: payment.to_string(),
-                            delay_ms: delay_us as f64 / 1_000.0,
+                            delay_us: u64::try_from(delay_us).unwrap_or(0),
                         });
                     }
                     true
@@ -194,19 +196,19 @@ pub async fn measure(
             answer.map(|body| {
                 (
                     body["id"].as_str().unwrap_or_default().to_string(),
-                    asked.elapsed().as_secs_f64() * 1_000.0,
+                    asked.elapsed(),
                 )
             })
         }));
     }
     let mut paid: Vec<String> = Vec::new();
-    let mut request_ms: Vec<f64> = Vec::new();
+    let mut request_latencies = Latencies::default();
     let mut failed = 0;
     for request in requests {
         match request.await? {
-            Ok((id, ms)) => {
+            Ok((id, elapsed)) => {
                 paid.push(id);
-                request_ms.push(ms);
+                request_latencies.record(elapsed);
             }
             Err(error) => {
                 failed += 1;
@@ -219,13 +221,13 @@ pub async fn measure(
 
     let line = ui.step("feed");
     line.working("waiting for every payment's event");
-    let mut delays: HashMap<String, f64> = HashMap::new();
+    let mut delays: HashMap<String, u64> = HashMap::new();
     let mut duplicates = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(DRAIN_BOUND_MS);
     while paid.iter().any(|id| !delays.contains_key(id)) {
         match tokio::time::timeout_at(deadline, arrivals.recv()).await {
             Ok(Some(arrival)) => {
-                if delays.insert(arrival.payment, arrival.delay_ms).is_some() {
+                if delays.insert(arrival.payment, arrival.delay_us).is_some() {
                     duplicates += 1;
                 }
             }
@@ -234,14 +236,10 @@ pub async fn measure(
     }
     watcher.abort();
     let lost = paid.iter().filter(|id| !delays.contains_key(*id)).count();
-    let mut delay_ms: Vec<f64> = paid
-        .iter()
-        .filter_map(|id| delays.get(id))
-        .copied()
-        .collect();
+    let feed_delays = Latencies::of_us(paid.iter().filter_map(|id| delays.get(id)).copied());
     line.done(&format!(
         "{} events, {lost} lost, {duplicates} twice",
-        delay_ms.len()
+        feed_delays.count()
     ));
 
     let report = json!({
@@ -252,32 +250,22 @@ pub async fn measure(
         "failed": failed,
         "lost": lost,
         "duplicates": duplicates,
-        "commit_to_feed_ms": summary(&mut delay_ms),
-        "payment_request_ms": summary(&mut request_ms),
+        "commit_to_feed_ms": summary(&feed_delays),
+        "payment_request_ms": summary(&request_latencies),
     });
     Ok(report)
 }
 
-/// The nearest-rank percentile of sorted values: the smallest with at least `fraction` of
-/// them at or below it; `None` for no values.
-pub fn nearest_rank<T: Copy>(sorted: &[T], fraction: f64) -> Option<T> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((fraction * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
-/// p50, p90, p99 and max of `values` (nearest rank), in their unit.
-fn summary(values: &mut [f64]) -> Value {
-    values.sort_by(f64::total_cmp);
-    let rank = |q: f64| -> f64 { nearest_rank(values, q).unwrap_or(0.0) };
+/// p50, p90, p99 and max in ms (nearest rank, 3 significant digits: [`crate::perf::stats`]);
+/// 0 for no values.
+fn summary(latencies: &Latencies) -> Value {
+    let rank = |q: f64| -> f64 { latencies.percentile_ms(q).unwrap_or(0.0) };
     json!({
-        "count": values.len(),
+        "count": latencies.count(),
         "p50": rank(0.50),
         "p90": rank(0.90),
         "p99": rank(0.99),
-        "max": values.last().copied().unwrap_or(0.0),
+        "max": latencies.max_ms().unwrap_or(0.0),
     })
 }
 
@@ -287,12 +275,12 @@ mod tests {
 
     #[test]
     fn percentiles_are_nearest_rank() {
-        let mut values: Vec<f64> = (1..=100).map(f64::from).collect();
-        let s = summary(&mut values);
+        let values = Latencies::of_us((1..=100).map(|ms| ms * 1_000));
+        let s = summary(&values);
         assert_eq!(s["p50"], 50.0);
         assert_eq!(s["p90"], 90.0);
         assert_eq!(s["p99"], 99.0);
         assert_eq!(s["max"], 100.0);
-        assert_eq!(summary(&mut [])["count"], 0);
+        assert_eq!(summary(&Latencies::default())["count"], 0);
     }
 }

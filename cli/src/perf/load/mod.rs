@@ -14,6 +14,7 @@ pub mod scenario;
 use crate::args::LoadArgs;
 use crate::pay::client::{Gateway, Host, Session};
 use crate::pay::{register_consumer, register_merchant, Identity, Merchant};
+use crate::perf::stats::Latencies;
 use crate::runtime::home::Home;
 use crate::support::exit::{fail, Code};
 use crate::support::ui::Ui;
@@ -113,6 +114,7 @@ impl Platform {
     }
 }
 
+/// Nearest-rank percentiles to 3 significant digits (see [`crate::perf::stats`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub p50_ms: f64,
@@ -121,6 +123,20 @@ pub struct Latency {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
+}
+
+impl Latency {
+    /// `None` for no latencies (no request succeeded).
+    fn of(latencies: &Latencies) -> Option<Self> {
+        Some(Self {
+            p50_ms: latencies.percentile_ms(0.50)?,
+            p90_ms: latencies.percentile_ms(0.90)?,
+            p95_ms: latencies.percentile_ms(0.95)?,
+            p99_ms: latencies.percentile_ms(0.99)?,
+            max_ms: latencies.max_ms()?,
+            mean_ms: latencies.mean_ms()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -499,36 +515,22 @@ pub async fn drive(
     Ok(report)
 }
 
-/// Nearest rank, in milliseconds of the microseconds measured.
-fn percentile(sorted_us: &[u64], fraction: f64) -> f64 {
-    crate::perf::bench::stream::nearest_rank(sorted_us, fraction)
-        .map_or(0.0, |us| us as f64 / 1_000.0)
-}
-
 fn operation_report<'a>(
     samples: impl Iterator<Item = &'a Sample>,
     elapsed_s: f64,
 ) -> OperationReport {
     let mut statuses = BTreeMap::new();
-    let mut latencies = Vec::new();
+    let mut latencies = Latencies::default();
     let (mut count, mut ok) = (0u64, 0u64);
     for sample in samples {
         count += 1;
         *statuses.entry(sample.status).or_insert(0) += 1;
         if sample.ok {
             ok += 1;
-            latencies.push(sample.latency_us);
+            latencies.record_us(sample.latency_us);
         }
     }
-    latencies.sort_unstable();
-    let latency = (!latencies.is_empty()).then(|| Latency {
-        p50_ms: percentile(&latencies, 0.50),
-        p90_ms: percentile(&latencies, 0.90),
-        p95_ms: percentile(&latencies, 0.95),
-        p99_ms: percentile(&latencies, 0.99),
-        max_ms: percentile(&latencies, 1.0),
-        mean_ms: latencies.iter().sum::<u64>() as f64 / latencies.len() as f64 / 1_000.0,
-    });
+    let latency = Latency::of(&latencies);
     OperationReport {
         count,
         ok,
@@ -656,15 +658,6 @@ fn print_report(report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank_in_milliseconds() {
-        let us: Vec<u64> = (1..=100).map(|i| i * 1_000).collect();
-        assert_eq!(percentile(&us, 0.5), 50.0);
-        assert_eq!(percentile(&us, 0.99), 99.0);
-        assert_eq!(percentile(&us, 1.0), 100.0);
-        assert_eq!(percentile(&[7_000], 0.99), 7.0);
-    }
 
     #[test]
     fn a_report_counts_failures_apart_and_times_only_successes() {

@@ -4,48 +4,30 @@
 use crate::helpers::{json_of, new_key, Person, World};
 use futures_util::StreamExt;
 use serde_json::Value;
+use sse_stream::SseByteStream;
 use std::time::Duration;
 
 /// A bound on waiting for events, so that a broken stream fails the test instead of hanging it.
 const WAIT_BOUND_S: u64 = 20;
 
-/// Reads Server-Sent Events from a response until `count` events arrived.
+/// Reads Server-Sent Events (decoded by `sse-stream`) from a response until `count` events
+/// with an id, a type and JSON data arrived.
 async fn next_events(response: reqwest::Response, count: usize) -> Vec<(i64, String, Value)> {
-    let mut stream = response.bytes_stream();
-    let mut buffer = String::new();
+    let mut blocks = std::pin::pin!(SseByteStream::new(response.bytes_stream()));
     let mut events = Vec::new();
     let read = async {
         while events.len() < count {
-            let chunk = stream
+            let block = blocks
                 .next()
                 .await
                 .expect("the stream stays open")
-                .expect("bytes");
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let (mut id, mut kind, mut data) = (None, None, None);
-                for line in block.lines() {
-                    if let Some(v) = line
-                        .strip_prefix("id: ")
-                        .or_else(|| line.strip_prefix("id:"))
-                    {
-                        id = v.trim().parse::<i64>().ok();
-                    } else if let Some(v) = line
-                        .strip_prefix("event: ")
-                        .or_else(|| line.strip_prefix("event:"))
-                    {
-                        kind = Some(v.trim().to_string());
-                    } else if let Some(v) = line
-                        .strip_prefix("data: ")
-                        .or_else(|| line.strip_prefix("data:"))
-                    {
-                        data = serde_json::from_str::<Value>(v.trim()).ok();
-                    }
-                }
-                if let (Some(id), Some(kind), Some(data)) = (id, kind, data) {
-                    events.push((id, kind, data));
-                }
+                .expect("an event stream");
+            let id = block.id.and_then(|id| id.parse::<i64>().ok());
+            let data = block
+                .data
+                .and_then(|data| serde_json::from_str::<Value>(&data).ok());
+            if let (Some(id), Some(kind), Some(data)) = (id, block.event, data) {
+                events.push((id, kind, data));
             }
         }
     };

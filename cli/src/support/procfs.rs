@@ -1,0 +1,128 @@
+//! All that paytool reads of `/proc`, through the `procfs` crate: processes (their parent,
+//! group, state and resident memory), where one runs, the memory of a process tree, and the
+//! machine's memory and CPU. Everything else calls this; nothing else parses `/proc`.
+//!
+//! A process may exit while it is being read: it is then left out (or reads as gone), never an
+//! error.
+
+use procfs::process::Stat;
+use procfs::{Current, WithCurrentSystemInfo};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// One process, as its `/proc/PID/stat` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub parent: u32,
+    pub group: u32,
+    /// Exited, not yet reaped by its parent: it holds no memory, no port.
+    pub zombie: bool,
+    /// Resident memory, KiB.
+    pub rss_kib: u64,
+}
+
+impl Process {
+    fn of(stat: &Stat) -> Self {
+        Self {
+            parent: u32::try_from(stat.ppid).unwrap_or(0),
+            group: u32::try_from(stat.pgrp).unwrap_or(0),
+            zombie: stat.state == 'Z',
+            rss_kib: stat.rss_bytes().get() / 1024,
+        }
+    }
+}
+
+/// Every process: pid → [`Process`].
+pub fn processes() -> BTreeMap<u32, Process> {
+    let Ok(all) = procfs::process::all_processes() else {
+        return BTreeMap::new();
+    };
+    all.filter_map(Result::ok)
+        .filter_map(|process| {
+            let stat = process.stat().ok()?;
+            Some((u32::try_from(stat.pid).ok()?, Process::of(&stat)))
+        })
+        .collect()
+}
+
+/// One process, if it exists (a zombie too).
+pub fn process(pid: u32) -> Option<Process> {
+    let process = procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?;
+    Some(Process::of(&process.stat().ok()?))
+}
+
+/// The directory a process runs in.
+pub fn cwd(pid: u32) -> Option<PathBuf> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .cwd()
+        .ok()
+}
+
+/// The resident memory of `root` and all its descendants, KiB (0 if `root` is gone).
+pub fn tree_rss_kib(processes: &BTreeMap<u32, Process>, root: u32) -> u64 {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (pid, process) in processes {
+        children.entry(process.parent).or_default().push(*pid);
+    }
+    let mut total = 0;
+    let mut stack = vec![root];
+    let mut seen = BTreeSet::new();
+    while let Some(pid) = stack.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        total += processes.get(&pid).map_or(0, |p| p.rss_kib);
+        stack.extend(children.get(&pid).into_iter().flatten());
+    }
+    total
+}
+
+/// The machine's usable memory, bytes.
+pub fn memory_total_bytes() -> Option<u64> {
+    procfs::Meminfo::current().ok().map(|m| m.mem_total)
+}
+
+/// The first CPU's model name, where the kernel tells one.
+pub fn cpu_model() -> Option<String> {
+    let cpus = procfs::CpuInfo::current().ok()?;
+    cpus.model_name(0).map(|m| m.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_trees_memory_is_the_sum_of_its_members_only() {
+        let process = |parent, rss_kib| Process {
+            parent,
+            group: 1,
+            zombie: false,
+            rss_kib,
+        };
+        let tree = BTreeMap::from([
+            (1, process(0, 100)),
+            (10, process(1, 1_000)),
+            (11, process(10, 200)),
+            (12, process(10, 300)),
+            (20, process(1, 5_000)),
+        ]);
+        assert_eq!(tree_rss_kib(&tree, 10), 1_500);
+        assert_eq!(tree_rss_kib(&tree, 20), 5_000);
+        assert_eq!(tree_rss_kib(&tree, 99), 0);
+    }
+
+    #[test]
+    fn this_process_is_read_as_it_is() {
+        let pid = std::process::id();
+        let me = process(pid).expect("this process is in /proc");
+        assert!(!me.zombie);
+        assert!(me.rss_kib > 0);
+        let listed = processes()[&pid];
+        assert_eq!((listed.parent, listed.group), (me.parent, me.group));
+        assert_eq!(cwd(pid), std::env::current_dir().ok());
+        assert!(memory_total_bytes().is_some_and(|bytes| bytes > 0));
+        assert_eq!(process(u32::MAX), None);
+    }
+}
