@@ -111,22 +111,9 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Kafka wants a cluster id as 16 bytes in URL-safe base64 without padding (22 characters).
 pub fn cluster_id(installation_id: &str) -> anyhow::Result<String> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    use base64::Engine;
     let bytes = uuid::Uuid::parse_str(installation_id)?.into_bytes();
-    let mut out = String::with_capacity(22);
-    let mut buffer: u32 = 0;
-    let mut bits = 0;
-    for byte in bytes {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            out.push(ALPHABET[((buffer >> bits) & 0x3f) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (6 - bits)) & 0x3f) as usize] as char);
-    }
+    let mut out = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     // Kafka's tools parse "-abc" as an option, so (like Kafka's own Uuid) no id starts with '-':
     // replacing the first character keeps it 16 valid bytes.
     if out.starts_with('-') {
