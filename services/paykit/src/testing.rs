@@ -621,6 +621,20 @@ pub async fn problem_type(response: reqwest::Response) -> String {
         .to_string()
 }
 
+/// Asserts what every service's `/health/ready` answers when its database is up: 200, the
+/// service's name, and the database check `ok`.
+pub async fn assert_ready_with_database(client: &reqwest::Client, address: &str, service: &str) {
+    let response = client
+        .get(format!("{address}/health/ready"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["service"], service);
+    assert_eq!(body["checks"]["database"], "ok");
+}
+
 #[cfg(test)]
 mod tests {
     use super::EventContract;
@@ -721,18 +735,4 @@ mod tests {
     fn an_event_type_on_the_wrong_topic_breaks_the_event_contract() {
         EventContract::load("events").check("payments.v1", &top_up());
     }
-}
-
-/// Asserts what every service's `/health/ready` answers when its database is up: 200, the
-/// service's name, and the database check `ok`.
-pub async fn assert_ready_with_database(client: &reqwest::Client, address: &str, service: &str) {
-    let response = client
-        .get(format!("{address}/health/ready"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.expect("json");
-    assert_eq!(body["service"], service);
-    assert_eq!(body["checks"]["database"], "ok");
 }
