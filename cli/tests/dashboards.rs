@@ -1,18 +1,32 @@
-//! Structural checks of the Grafana dashboards of the kind runtime
-//! (`stacks/kind/observability/dashboards/*.json`), since no Grafana runs here to load them:
-//! they parse, their uids and panel ids are unique, their panels tile a 24-column grid without
-//! overlapping, every panel and query goes through the `${datasource}` variable, and every
-//! metric a query reads is one the platform exports, a recording rule generated from
-//! `stacks/observability/slos.yaml`, or on an explicit allow-list of exporter metrics. So
-//! renaming a metric in a service without updating the dashboards fails here.
+//! Checks of the Grafana dashboards of the kind runtime
+//! (`stacks/kind/observability/dashboards/*.json`), since no Grafana runs here to load them.
+//!
+//! Structurally: they parse, their uids and panel ids are unique, their panels tile a 24-column
+//! grid without overlapping, and every panel and query goes through the `${datasource}`
+//! variable.
+//!
+//! Against what really runs: every metric a query reads must be exported by the running test
+//! platform (the one `scripts/test.sh` starts; `PAYTOOL_TEST_STATUS` names its
+//! `status --json --show-secrets` document). There is no list of names here to fall back on.
+//! The test makes the platform do what the panels show (`paytool pay demo`: payments, charges,
+//! refunds, events consumed), waits until Prometheus has scraped every target after it, and
+//! takes what Prometheus holds (`/api/v1/label/__name__/values`), plus the series of the
+//! recording rules (`stacks/local/prometheus/recording-rules.yaml` and those generated from
+//! `stacks/observability/slos.yaml`) whose own inputs are exported, plus `ALERTS` when
+//! Prometheus has alerting rules loaded. So a panel that reads a series nothing exports — a
+//! renamed metric, an exporter that is not running — fails here.
 //!
 //! The SLO generator is `paytool::observe::slo_rules`.
 
 use paytool::observe::slo_rules as slo;
 
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 const DASHBOARDS: [&str; 6] = [
     "http.json",
@@ -23,60 +37,18 @@ const DASHBOARDS: [&str; 6] = [
     "slos.json",
 ];
 
-/// What the services expose at /metrics (paykit::metrics and the orchestrator's sagas),
-/// histograms by their series names.
-const SERVICE_METRICS: &[&str] = &[
-    "http_server_requests_total",
-    "http_server_request_duration_seconds_bucket",
-    "http_server_request_duration_seconds_sum",
-    "http_server_request_duration_seconds_count",
-    "db_pool_connections",
-    "db_pool_max_connections",
-    "outbox_unpublished_events",
-    "outbox_oldest_unpublished_age_seconds",
-    "events_consumed_total",
-    "event_consumer_lag_seconds_bucket",
-    "event_consumer_lag_seconds_sum",
-    "event_consumer_lag_seconds_count",
-    "saga_transitions_total",
-    "sagas_finished_total",
-    "saga_amount_minor_total",
-];
-
-/// Metrics of other exporters, by who provides them.
-const EXPORTER_METRICS: &[(&str, &[&str])] = &[
-    (
-        "the standard process collector (metrics-process for the Rust services)",
-        &[
-            "process_resident_memory_bytes",
-            "process_cpu_seconds_total",
-            "process_open_fds",
-            "process_max_fds",
-            "process_start_time_seconds",
-            "process_threads",
-        ],
-    ),
-    (
-        "kafka_exporter",
-        &[
-            "kafka_brokers",
-            "kafka_consumergroup_lag",
-            "kafka_topic_partition_current_offset",
-        ],
-    ),
-    (
-        "postgres_exporter",
-        &[
-            "pg_up",
-            "pg_stat_database_xact_commit",
-            "pg_stat_database_xact_rollback",
-            "pg_stat_database_numbackends",
-            "pg_stat_database_deadlocks",
-            "pg_database_size_bytes",
-        ],
-    ),
-    ("Prometheus itself", &["up", "ALERTS"]),
-];
+const STATUS_ENV: &str = "PAYTOOL_TEST_STATUS";
+const RECORDING_RULES: &str = "stacks/local/prometheus/recording-rules.yaml";
+/// The demo's loopback source address: its own, so that the gateway's per-address
+/// registration limit counts it apart from the other suites that share the platform.
+const DEMO_SOURCE_ADDRESS: &str = "127.0.0.61";
+/// `paytool pay demo` takes seconds; past this it is stuck and is killed.
+const DEMO_TIMEOUT_MS: u64 = 120_000;
+/// Prometheus scrapes every 15 s (less under `PAYTOOL_SLO_TIME_SCALE`): every target has been
+/// scraped after the demo well within this.
+const SCRAPED_TIMEOUT_MS: u64 = 90_000;
+const POLL_MS: u64 = 500;
+const HTTP_TIMEOUT_MS: u64 = 10_000;
 
 /// PromQL functions and aggregations the dashboards may call.
 const FUNCTIONS: &[&str] = &[
@@ -186,15 +158,245 @@ fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("")
 }
 
-/// The metrics a dashboard may read: the services', the SLO recording rules', the exporters'.
-fn known_metrics() -> BTreeSet<String> {
-    let slos = slo::load(&project_root().join(slo::SLOS_PATH)).expect("the project's SLOs load");
-    let mut known: BTreeSet<String> = slo::rules(&slos).recorded_series();
-    known.extend(SERVICE_METRICS.iter().map(|name| name.to_string()));
-    for (_, names) in EXPORTER_METRICS {
-        known.extend(names.iter().map(|name| name.to_string()));
+/// What the running test platform exports, found once per run of this file (the tests share it).
+struct Exported {
+    /// Every series name a dashboard may read.
+    names: BTreeSet<String>,
+    /// Scrape targets that were not up when the names were taken (`job`: error), to explain a
+    /// missing series.
+    down: Vec<String>,
+}
+
+fn exported() -> &'static Exported {
+    static EXPORTED: OnceLock<Exported> = OnceLock::new();
+    EXPORTED.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(ask_the_platform())
+    })
+}
+
+/// The platform's installation home and its Prometheus, from the status document.
+fn platform() -> (String, String) {
+    let path = std::env::var(STATUS_ENV).unwrap_or_else(|_| {
+        panic!("{STATUS_ENV} is not set: run the tests through scripts/test.sh, which starts a test platform (the dashboards are checked against what it exports)")
+    });
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let status: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"));
+    let home = status["home"]
+        .as_str()
+        .expect("the status names the installation's home")
+        .to_string();
+    let port = status["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "prometheus")
+        .and_then(|c| c["ports"]["http"].as_u64())
+        .unwrap_or_else(|| panic!("{path} lists no prometheus component with an http port"));
+    (home, format!("http://127.0.0.1:{port}"))
+}
+
+/// `paytool pay demo` on the platform: every step a panel shows happens at least once, so every
+/// series it reads has been recorded (the services export a series from its first sample on).
+fn run_the_demo(home: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paytool"))
+        .args(["--home", home, "pay", "demo", "--json"])
+        .env("PAYTOOL_PAY_SOURCE_ADDRESS", DEMO_SOURCE_ADDRESS)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("paytool runs");
+    let deadline = Instant::now() + Duration::from_millis(DEMO_TIMEOUT_MS);
+    while child.try_wait().expect("wait for paytool").is_none() {
+        if Instant::now() >= deadline {
+            child.kill().ok();
+            panic!("paytool pay demo did not finish within {DEMO_TIMEOUT_MS} ms");
+        }
+        std::thread::sleep(Duration::from_millis(POLL_MS));
     }
-    known
+    let output = child.wait_with_output().expect("paytool's output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "paytool pay demo failed ({}): {stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("paytool pay demo printed no JSON ({e}): {stdout}"));
+    assert_eq!(report["ok"], true, "{report:#}");
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    let body: Value = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"));
+    assert_eq!(body["status"], "success", "GET {url}: {body}");
+    body["data"].clone()
+}
+
+async fn ask_the_platform() -> Exported {
+    let (home, prometheus) = platform();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(HTTP_TIMEOUT_MS))
+        .build()
+        .expect("an HTTP client");
+    run_the_demo(&home);
+    // Prometheus' clock, not ours, dates its scrapes: a scrape that started after this instant
+    // has seen everything the demo did.
+    let demo_done = chrono::Utc::now();
+    let deadline = Instant::now() + Duration::from_millis(SCRAPED_TIMEOUT_MS);
+    let targets = loop {
+        let targets = get_json(
+            &client,
+            &format!("{prometheus}/api/v1/targets?state=active"),
+        )
+        .await["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!targets.is_empty(), "Prometheus has no active targets");
+        let stale: Vec<String> = targets
+            .iter()
+            .filter(|target| {
+                chrono::DateTime::parse_from_rfc3339(str_of(target, "lastScrape"))
+                    .map_or(true, |at| at < demo_done)
+            })
+            .map(|target| str_of(&target["labels"], "job").to_string())
+            .collect();
+        if stale.is_empty() {
+            break targets;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not scrape {stale:?} within {SCRAPED_TIMEOUT_MS} ms after the demo"
+        );
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+    };
+    let down = targets
+        .iter()
+        .filter(|target| str_of(target, "health") != "up")
+        .map(|target| {
+            format!(
+                "{} ({}): {}",
+                str_of(&target["labels"], "job"),
+                str_of(target, "scrapeUrl"),
+                str_of(target, "lastError")
+            )
+        })
+        .collect();
+    let mut names: BTreeSet<String> = get_json(
+        &client,
+        &format!("{prometheus}/api/v1/label/__name__/values"),
+    )
+    .await
+    .as_array()
+    .expect("a list of names")
+    .iter()
+    .filter_map(|name| name.as_str().map(str::to_string))
+    .collect();
+    // Prometheus writes ALERTS (and ALERTS_FOR_STATE) for the alerting rules it evaluates,
+    // while one is pending or firing: the series exists exactly when such rules are loaded.
+    let alerting_rules = get_json(&client, &format!("{prometheus}/api/v1/rules?type=alert")).await
+        ["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|group| group["rules"].as_array().map_or(0, Vec::len))
+        .sum::<usize>();
+    if alerting_rules > 0 {
+        names.extend(["ALERTS".to_string(), "ALERTS_FOR_STATE".to_string()]);
+    }
+    Exported {
+        names: with_recorded_series(names, &recording_rules()),
+        down,
+    }
+}
+
+#[derive(Deserialize)]
+struct RulesFile {
+    groups: Vec<RulesGroup>,
+}
+
+#[derive(Deserialize)]
+struct RulesGroup {
+    rules: Vec<RulesEntry>,
+}
+
+#[derive(Deserialize)]
+struct RulesEntry {
+    record: Option<String>,
+    expr: String,
+}
+
+/// Every recording rule the local Prometheus evaluates, as (series recorded, expression).
+fn recording_rules() -> Vec<(String, String)> {
+    let slos = slo::load(&project_root().join(slo::SLOS_PATH)).expect("the project's SLOs load");
+    let mut rules: Vec<(String, String)> = slo::rules(&slos)
+        .groups
+        .into_iter()
+        .flat_map(|group| group.rules)
+        .filter_map(|rule| match rule {
+            slo::Rule::Record { record, expr, .. } => Some((record, expr)),
+            slo::Rule::Alert { .. } => None,
+        })
+        .collect();
+    let path = project_root().join(RECORDING_RULES);
+    let text = std::fs::read_to_string(&path).expect("read the recording rules");
+    let file: RulesFile = serde_yaml::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not a rules file: {e}", path.display()));
+    rules.extend(
+        file.groups
+            .into_iter()
+            .flat_map(|group| group.rules)
+            .filter_map(|rule| rule.record.map(|record| (record, rule.expr))),
+    );
+    rules
+}
+
+/// `exported` plus the series of every recording rule whose inputs are all exported (or
+/// recorded by such a rule): a rule over a series nothing exports records nothing, so it
+/// cannot vouch for a panel.
+fn with_recorded_series(
+    mut exported: BTreeSet<String>,
+    rules: &[(String, String)],
+) -> BTreeSet<String> {
+    let reads: Vec<(&String, BTreeSet<String>)> = rules
+        .iter()
+        .map(|(record, expr)| {
+            let names = metric_names(expr)
+                .unwrap_or_else(|error| panic!("the rule recording {record}: {error}"));
+            (record, names)
+        })
+        .collect();
+    // Each pass adds at least one series or stops, so this ends within `rules.len()` passes.
+    loop {
+        let before = exported.len();
+        for (record, names) in &reads {
+            if names.is_subset(&exported) {
+                exported.insert((*record).clone());
+            }
+        }
+        if exported.len() == before {
+            return exported;
+        }
+    }
 }
 
 /// The metric names a PromQL expression reads: identifiers that are not functions, keywords,
@@ -486,8 +688,8 @@ fn every_panel_and_target_queries_the_datasource_variable() {
 }
 
 #[test]
-fn every_query_reads_only_known_metrics() {
-    let known = known_metrics();
+fn every_query_reads_only_series_the_running_platform_exports() {
+    let exported = exported();
     let mut problems = Vec::new();
     for (name, dashboard) in dashboards() {
         for (place, expr) in queries(&dashboard) {
@@ -499,16 +701,19 @@ fn every_query_reads_only_known_metrics() {
                 Ok(metrics) if metrics.is_empty() => {
                     problems.push(format!("{name}: {place} reads no metric: {expr}"));
                 }
-                Ok(metrics) => problems.extend(
-                    metrics
-                        .difference(&known)
-                        .map(|metric| format!("{name}: {place} reads unknown metric {metric}")),
-                ),
+                Ok(metrics) => problems.extend(metrics.difference(&exported.names).map(|metric| {
+                    format!("{name}: {place} reads {metric}, which nothing on the test platform exports")
+                })),
                 Err(error) => problems.push(format!("{name}: {place}: {error}")),
             }
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{}\n(scrape targets down: {:?})",
+        problems.join("\n"),
+        exported.down
+    );
 }
 
 #[test]
@@ -530,15 +735,30 @@ fn the_slo_dashboard_reads_the_generated_recording_rules() {
 }
 
 #[test]
-fn the_allow_list_names_exporters_and_does_not_shadow_service_metrics() {
-    for (exporter, names) in EXPORTER_METRICS {
-        for name in *names {
-            assert!(
-                !SERVICE_METRICS.contains(name),
-                "{name} is listed as a service metric and as {exporter}'s"
-            );
-        }
-    }
+fn every_scrape_target_of_the_platform_is_up() {
+    let exported = exported();
+    assert!(
+        exported.down.is_empty(),
+        "scrape targets down: {:#?}",
+        exported.down
+    );
+}
+
+#[test]
+fn a_recording_rule_vouches_for_its_series_only_when_what_it_reads_is_exported() {
+    let rules = [
+        ("a:rate5m".to_string(), "sum(rate(a_total[5m]))".to_string()),
+        ("a:p99".to_string(), "max(a:rate5m) * 2".to_string()),
+        ("b:rate5m".to_string(), "sum(rate(b_total[5m]))".to_string()),
+        ("c:ratio".to_string(), "a:p99 / b:rate5m".to_string()),
+        ("constant".to_string(), "vector(0.99)".to_string()),
+    ];
+    let exported: BTreeSet<String> = ["a_total".to_string()].into();
+    let with_rules = with_recorded_series(exported, &rules);
+    assert_eq!(
+        with_rules.into_iter().collect::<Vec<_>>(),
+        ["a:p99", "a:rate5m", "a_total", "constant"]
+    );
 }
 
 #[test]
@@ -561,11 +781,11 @@ fn the_metric_extractor_refuses_unknown_functions_and_unclosed_groups() {
 
 #[test]
 fn a_renamed_metric_would_be_reported() {
-    let known = known_metrics();
+    let known = &exported().names;
     let renamed = metric_names(r#"sum(rate(http_requests_total{job="consumer-api"}[5m]))"#)
         .expect("valid PromQL");
     assert_eq!(
-        renamed.difference(&known).collect::<Vec<_>>(),
+        renamed.difference(known).collect::<Vec<_>>(),
         ["http_requests_total"]
     );
 }

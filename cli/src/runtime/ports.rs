@@ -1,7 +1,7 @@
 //! The ports an installation uses, chosen once and kept in its marker.
 //!
 //! Everything binds to loopback except the gateway. The gateway takes 443/80 where this process
-//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+21 so that a
+//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+23 so that a
 //! second installation (the test suite's, say) can run beside a developer's.
 //!
 //! Every default sits below Linux's ephemeral range (32768–60999): a port in that range can be
@@ -54,13 +54,19 @@ pub struct Ports {
     pub alert_receiver: u16,
     #[serde(default)]
     pub gateway_spans: u16,
+    /// Exporters (base + 22 …): PostgreSQL's (Debian's postgres_exporter) and the JMX
+    /// exporter agent inside Kafka's JVM, both scraped by Prometheus.
+    #[serde(default)]
+    pub postgres_exporter: u16,
+    #[serde(default)]
+    pub kafka_metrics: u16,
 }
 
 pub const PORT_BASE_ENV: &str = "PAYTOOL_PORT_BASE";
 /// The first port of Linux's default ephemeral range (net.ipv4.ip_local_port_range).
 const EPHEMERAL_FIRST: u16 = 32768;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 21).
-const PORTS_PER_BASE: u16 = 22;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 23).
+const PORTS_PER_BASE: u16 = 24;
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -119,6 +125,8 @@ impl Ports {
                 alertmanager: 28093,
                 alert_receiver: 28094,
                 gateway_spans: 28514,
+                postgres_exporter: 29187,
+                kafka_metrics: 29404,
             };
         }
         Self {
@@ -144,6 +152,8 @@ impl Ports {
             alertmanager: base + 19,
             alert_receiver: base + 20,
             gateway_spans: base + 21,
+            postgres_exporter: base + 22,
+            kafka_metrics: base + 23,
         }
     }
 
@@ -170,12 +180,14 @@ impl Ports {
             alertmanager: or_planned(self.alertmanager, planned.alertmanager),
             alert_receiver: or_planned(self.alert_receiver, planned.alert_receiver),
             gateway_spans: or_planned(self.gateway_spans, planned.gateway_spans),
+            postgres_exporter: or_planned(self.postgres_exporter, planned.postgres_exporter),
+            kafka_metrics: or_planned(self.kafka_metrics, planned.kafka_metrics),
             ..self
         }
     }
 
     /// Every port that binds to loopback, named by what wants it.
-    pub fn loopback(&self) -> [(&'static str, u16); 19] {
+    pub fn loopback(&self) -> [(&'static str, u16); 21] {
         [
             ("postgres", self.postgres),
             ("kafka", self.kafka),
@@ -196,6 +208,8 @@ impl Ports {
             ("prometheus", self.prometheus),
             ("alertmanager", self.alertmanager),
             ("alert-receiver", self.alert_receiver),
+            ("postgres-exporter", self.postgres_exporter),
+            ("kafka (metrics)", self.kafka_metrics),
         ]
     }
 
@@ -252,6 +266,8 @@ mod tests {
             jaeger_query: 0,
             prometheus: 0,
             gateway_spans: 0,
+            postgres_exporter: 0,
+            kafka_metrics: 0,
             ..planned
         };
         assert_eq!(old.filled(), planned);

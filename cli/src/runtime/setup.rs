@@ -1,7 +1,7 @@
 //! `paytool setup`: installs what the local runtime needs, idempotently, with progress.
 //!
-//! Debian packages come through apt-get; Kafka's jars and Keycloak's distribution come from
-//! Maven Central through mvn into `~/.cache/paytool`. Each step checks before it acts, so a
+//! Debian packages come through apt-get; Kafka's jars, the JMX exporter agent and Keycloak's
+//! distribution come from Maven Central through mvn into `~/.cache/paytool`. Each step checks before it acts, so a
 //! machine that has everything passes through in well under a second.
 
 use crate::support::exit::{fail, Code};
@@ -13,6 +13,9 @@ use std::time::Instant;
 
 pub const KAFKA_VERSION: &str = "4.3.1";
 pub const KEYCLOAK_VERSION: &str = "26.5.6";
+/// The Prometheus JMX exporter's Java agent (`io.prometheus.jmx:jmx_prometheus_javaagent`),
+/// which serves Kafka's MBeans as Prometheus metrics from inside its JVM.
+pub const JMX_EXPORTER_VERSION: &str = "1.0.1";
 /// Keycloak 26 needs Java 21 or newer; Kafka runs on 17.
 const KEYCLOAK_MIN_JAVA: u32 = 21;
 const KAFKA_MIN_JAVA: u32 = 17;
@@ -32,6 +35,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // Metrics, SLO burn-rate rules (`promtool` checks and unit-tests them) and alert routing.
     "prometheus",
     "prometheus-alertmanager",
+    // PostgreSQL's statistics as Prometheus metrics (the postgres dashboard).
+    "prometheus-postgres-exporter",
     // The chart of `paytool bench` (its text).
     "fonts-dejavu-core",
 ];
@@ -73,6 +78,9 @@ pub struct Tools {
     /// Debian's packages.
     pub prometheus: PathBuf,
     pub alertmanager: PathBuf,
+    pub postgres_exporter: PathBuf,
+    /// The JMX exporter's agent jar, loaded into Kafka's JVM.
+    pub jmx_exporter_agent: PathBuf,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,6 +142,12 @@ const STEPS: &[Step] = &[
         name: "kafka jars",
         check: check_kafka,
         install: install_kafka,
+        background: false,
+    },
+    Step {
+        name: "kafka jmx exporter",
+        check: check_jmx_exporter,
+        install: install_jmx_exporter,
         background: false,
     },
     Step {
@@ -347,11 +361,20 @@ impl Setup {
             jaeger: self.observability_dir().join("bin/jaeger"),
             prometheus: PathBuf::from("/usr/bin/prometheus"),
             alertmanager: PathBuf::from("/usr/bin/prometheus-alertmanager"),
+            postgres_exporter: PathBuf::from("/usr/bin/prometheus-postgres-exporter"),
+            jmx_exporter_agent: self.jmx_exporter_jar(),
         })
     }
 
     fn kafka_dir(&self) -> PathBuf {
         self.cache.join(format!("kafka-{KAFKA_VERSION}"))
+    }
+    fn jmx_exporter_jar(&self) -> PathBuf {
+        self.cache
+            .join(format!("jmx-exporter-{JMX_EXPORTER_VERSION}"))
+            .join(format!(
+                "jmx_prometheus_javaagent-{JMX_EXPORTER_VERSION}.jar"
+            ))
     }
     fn keycloak_dir(&self) -> PathBuf {
         self.cache.join(format!("keycloak-{KEYCLOAK_VERSION}"))
@@ -580,6 +603,37 @@ fn install_kafka(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
         MAVEN_TIMEOUT_MS,
     )?;
     std::fs::write(libs.join(".complete"), KAFKA_VERSION)?;
+    Ok(())
+}
+
+fn check_jmx_exporter(setup: &Setup) -> anyhow::Result<bool> {
+    Ok(setup.jmx_exporter_jar().is_file())
+}
+
+/// Copied into a scratch directory first and renamed into place, so that an interrupted
+/// download never leaves a jar that `check_jmx_exporter` would take for complete.
+fn install_jmx_exporter(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
+    let jar = setup.jmx_exporter_jar();
+    let dir = jar.parent().context("the agent's directory")?;
+    let scratch = setup
+        .cache
+        .join(format!(".jmx-exporter-{JMX_EXPORTER_VERSION}.download"));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    setup.run_logged(
+        "jmx-exporter",
+        Command::new("mvn")
+            .args(["-B", "-q", "dependency:copy"])
+            .arg(format!(
+                "-Dartifact=io.prometheus.jmx:jmx_prometheus_javaagent:{JMX_EXPORTER_VERSION}"
+            ))
+            .arg(format!("-DoutputDirectory={}", scratch.display())),
+        MAVEN_TIMEOUT_MS,
+    )?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::rename(scratch.join(jar.file_name().context("a jar name")?), &jar)
+        .context("mvn did not leave the JMX exporter's jar where expected")?;
+    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 

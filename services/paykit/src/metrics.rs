@@ -7,7 +7,8 @@
 //! - the outbox: `outbox_unpublished_events`, `outbox_oldest_unpublished_age_seconds`;
 //! - consumers: `events_consumed_total{consumer,topic,outcome}` and
 //!   `event_consumer_lag_seconds{consumer,topic}` (from the event's time to its handling);
-//! - what each service adds of its own (the orchestrator's sagas and payments).
+//! - what each service adds of its own (the orchestrator's sagas and payments);
+//! - the process: CPU, memory, file descriptors, threads, start time ([`process`]).
 //!
 //! Label values are bounded: routes are templates (`/v1/payments/{id}`), never raw paths.
 
@@ -21,6 +22,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 use std::sync::OnceLock;
 use std::time::Instant;
+
+pub mod process;
 
 /// Latency buckets in seconds: fine below the 300 ms objective, coarse above.
 const LATENCY_BUCKETS_S: &[f64] = &[
@@ -66,6 +69,7 @@ pub fn router(sampled: Sampled) -> Router {
 }
 
 async fn render(State(sampled): State<Sampled>) -> Response {
+    process::sample();
     let idle = sampled.pool.num_idle() as f64;
     let size = f64::from(sampled.pool.size());
     metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);

@@ -171,6 +171,8 @@ async fn prepare(ctx: &Ctx, which: Alerting) -> anyhow::Result<()> {
                 ("jaeger", ports.jaeger_telemetry, "/metrics"),
                 ("alertmanager", ports.alertmanager, "/metrics"),
                 ("prometheus", ports.prometheus, "/metrics"),
+                ("postgres-exporter", ports.postgres_exporter, "/metrics"),
+                ("kafka", ports.kafka_metrics, "/metrics"),
             ]
             .map(|(job, port, path)| Target { job, port, path });
             context.insert("targets", &targets);

@@ -1,6 +1,7 @@
-//! Kafka in KRaft mode (one node that is both broker and controller), from Maven Central jars.
+//! Kafka in KRaft mode (one node that is both broker and controller), from Maven Central jars,
+//! with the JMX exporter's agent serving its metrics (see `kafka_metrics`).
 
-use super::{render, run_to_log, ComponentName, Ctx, Spec};
+use super::{kafka_metrics, render, run_to_log, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use nix::sys::signal::Signal;
@@ -56,7 +57,9 @@ fn java_args(ctx: &Ctx, main_class: &str) -> Vec<String> {
 
 fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
     let ports = ctx.home.ports();
-    let mut args = java_args(ctx, "kafka.Kafka");
+    // JVM options go before the main class: the agent first, then the rest.
+    let mut args = vec![kafka_metrics::agent_arg(ctx)];
+    args.extend(java_args(ctx, "kafka.Kafka"));
     args.push(
         dir(&ctx.home)
             .join("server.properties")
@@ -73,8 +76,12 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
         ports: vec![
             ("broker", ports.kafka),
             ("controller", ports.kafka_controller),
+            ("metrics", ports.kafka_metrics),
         ],
-        urls: vec![format!("kafka://{}", bootstrap(&ctx.home))],
+        urls: vec![
+            format!("kafka://{}", bootstrap(&ctx.home)),
+            kafka_metrics::url(&ctx.home),
+        ],
         probe: probe(&ctx.home, &ctx.secrets),
         ready_timeout_ms: 90_000,
         // Kafka's SIGTERM handler runs a controlled shutdown (flushes logs, leaves the quorum).

@@ -17,6 +17,7 @@ use std::pin::Pin;
 #[serde(rename_all = "kebab-case")]
 pub enum ComponentName {
     Postgres,
+    PostgresExporter,
     Kafka,
     Jaeger,
     OtelCollector,
@@ -34,6 +35,7 @@ impl ComponentName {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Postgres => "postgres",
+            Self::PostgresExporter => "postgres-exporter",
             Self::Kafka => "kafka",
             Self::Jaeger => "jaeger",
             Self::OtelCollector => "otel-collector",
@@ -52,6 +54,7 @@ impl ComponentName {
     pub fn component(self) -> &'static dyn Component {
         match self {
             Self::Postgres => &postgres::Postgres,
+            Self::PostgresExporter => &postgres_exporter::PostgresExporter,
             Self::Kafka => &kafka::Kafka,
             Self::Keycloak => &keycloak::Keycloak,
             Self::Gateway => &gateway::Gateway,
@@ -85,7 +88,8 @@ impl std::str::FromStr for ComponentName {
 }
 
 /// Start order: every component of a wave starts at once; a wave starts when the previous
-/// one is ready. Stopping runs the other way round.
+/// one is ready. Stopping runs the other way round. PostgreSQL's exporter waits for the second
+/// wave because it sets up its monitoring role before it starts.
 pub const WAVES: &[&[ComponentName]] = &[
     &[
         ComponentName::Postgres,
@@ -97,6 +101,7 @@ pub const WAVES: &[&[ComponentName]] = &[
         ComponentName::Prometheus,
     ],
     &[
+        ComponentName::PostgresExporter,
         ComponentName::Keycloak,
         ComponentName::Orchestrator,
         ComponentName::ConsumerApi,
@@ -232,9 +237,11 @@ pub(crate) use engine_component;
 pub mod alerting;
 pub mod gateway;
 pub mod kafka;
+pub mod kafka_metrics;
 pub mod keycloak;
 pub mod observability;
 pub mod postgres;
+pub mod postgres_exporter;
 pub mod services;
 
 /// Everything a component needs to know about its installation.
