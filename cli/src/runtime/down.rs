@@ -37,6 +37,9 @@ pub async fn run(home_dir: &Path, project: &Path, purge: bool, ui: &Ui) -> anyho
         }
         Err(error) => return Err(error),
     };
+    if let Some(why) = RuntimeState::unreadable(&home) {
+        ui.println(&format!("{why}; stopping the processes it records anyway"));
+    }
     let line = ui.step("stopping");
     let stopped = stop(&home).await?;
     line.done(&if stopped {
@@ -66,9 +69,7 @@ pub async fn run(home_dir: &Path, project: &Path, purge: bool, ui: &Ui) -> anyho
 
 /// Stops the supervisor and waits for it; kills leftovers of a crashed one.
 pub async fn stop(home: &Home) -> anyhow::Result<bool> {
-    let pgids: Vec<u32> = RuntimeState::load(home)
-        .map(|state| state.components.iter().filter_map(|c| c.pid).collect())
-        .unwrap_or_default();
+    let pgids = RuntimeState::recorded_pids(home);
     let Some(pid) = running_supervisor(home) else {
         // No supervisor, but maybe components it left behind when it was killed.
         let mut any = false;

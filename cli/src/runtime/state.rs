@@ -73,6 +73,36 @@ impl RuntimeState {
         serde_json::from_str(&text).ok()
     }
 
+    /// Why the state file is there but not readable as this version's (a paytool that knows
+    /// other components wrote it), or `None` when it reads or is absent.
+    pub fn unreadable(home: &Home) -> Option<String> {
+        let text = std::fs::read_to_string(Self::path(home)).ok()?;
+        serde_json::from_str::<Self>(&text).err().map(|error| {
+            format!(
+                "{} was written by another paytool version ({error})",
+                Self::path(home).display()
+            )
+        })
+    }
+
+    /// The component pids the state file records, read without knowing the components' names,
+    /// so that `down` stops what another version of paytool started.
+    pub fn recorded_pids(home: &Home) -> Vec<u32> {
+        let Ok(text) = std::fs::read_to_string(Self::path(home)) else {
+            return Vec::new();
+        };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return Vec::new();
+        };
+        value["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|component| component["pid"].as_u64())
+            .filter_map(|pid| u32::try_from(pid).ok())
+            .collect()
+    }
+
     pub fn save(&self, home: &Home) -> anyhow::Result<()> {
         write_atomic(
             &Self::path(home),

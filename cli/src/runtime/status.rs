@@ -74,6 +74,12 @@ pub struct Connections {
 pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> {
     let secrets = home.secrets()?;
     let supervisor = running_supervisor(home);
+    if let (Some(_), Some(why)) = (supervisor, RuntimeState::unreadable(home)) {
+        return Err(crate::support::exit::fail(
+            crate::support::exit::Code::Failed,
+            format!("{why}: stop it with `paytool down` and start it again with `paytool up`"),
+        ));
+    }
     let runtime = RuntimeState::load(home).filter(|_| supervisor.is_some());
     let names: Vec<ComponentName> = components::names().collect();
     let mut components_out = Vec::new();

@@ -11,7 +11,7 @@ fn sample(page: &str, name: &str) -> Option<f64> {
 async fn the_metrics_page_has_the_process_cpu_memory_descriptors_threads_and_start_time() {
     // A lazy pool that is never used: with no outbox to sample, `/metrics` queries nothing.
     let settings = paykit::db::DatabaseSettings {
-        url: "postgres://nobody:nothing@127.0.0.1:1/nowhere"
+        url: "postgres://nobody:nothing@127.0.0.1:1/nowhere" // pragma: allowlist secret
             .to_string()
             .into(),
         max_connections: 1,
