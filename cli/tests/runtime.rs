@@ -323,25 +323,48 @@ async fn a_fresh_installation_comes_up_healthy_serves_over_tls_heals_a_crash_and
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["checks"].as_array().map(Vec::len), Some(5));
 
-    // A crashed component comes back.
-    let crashed = pid_of(&status, "merchant-api");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(crashed).expect("pid")),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill merchant-api");
-    wait_until(
-        "the supervisor restarted merchant-api",
-        Duration::from_secs(60),
-        || {
-            let status = installation.status();
-            let c = component(&status, "merchant-api");
-            c["state"] == "ready"
-                && c["health"] == "healthy"
-                && c["restarts"].as_u64() >= Some(1)
-                && c["pid"].as_u64() != Some(u64::from(crashed))
-        },
-    );
+    // Every component comes back when its reported pid is SIGKILLed, with a new pid: for a
+    // launcher (Keycloak's kc.sh), the rest of its process group goes with it, so no orphan
+    // keeps the port (and answers the probe) while nothing supervises it.
+    let names: Vec<String> = status["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .map(|c| c["name"].as_str().expect("a name").to_string())
+        .collect();
+    assert!(names.len() >= 13, "{names:?}");
+    for name in &names {
+        let status = installation.status();
+        let crashed = pid_of(&status, name);
+        let restarts = component(&status, name)["restarts"].as_u64().unwrap_or(0);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(crashed).expect("pid")),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap_or_else(|e| panic!("kill {name} ({crashed}): {e}"));
+        wait_until(
+            &format!("the supervisor restarted {name}"),
+            Duration::from_secs(120),
+            || {
+                let status = installation.status();
+                let c = component(&status, name);
+                c["state"] == "ready"
+                    && c["health"] == "healthy"
+                    && c["restarts"].as_u64() > Some(restarts)
+                    && c["pid"]
+                        .as_u64()
+                        .is_some_and(|pid| pid != u64::from(crashed))
+            },
+        );
+        // Nothing of the old process group is left, and the whole platform is healthy again
+        // before the next component goes.
+        assert!(!alive(crashed), "{name}'s old process {crashed} is gone");
+        wait_until(
+            &format!("every component is healthy after {name} came back"),
+            Duration::from_secs(120),
+            || installation.run(&["status"]).status.success(),
+        );
+    }
 
     // A supervisor killed outright leaves its components behind; the next `up` clears them.
     let status = installation.status();
@@ -1095,6 +1118,128 @@ async fn an_error_burst_pages_through_alertmanager_and_the_page_resolves_after_r
         resolved.is_ok(),
         "the page did not resolve: {:?}",
         alert_of(&installation, ALERT, SLO)
+    );
+    let verified = installation.run(&["ledger", "verify"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_orchestrator_killed_during_a_stream_of_payments_each_answer_is_a_payment_or_a_503_and_retries_pay_once(
+) {
+    // A dependency that is down answers as an outage: consumer-api retries its idempotent call
+    // to the orchestrator within its budget and then answers 503 with Retry-After, never 500.
+    // The client's retry with the same key pays once the orchestrator is back.
+    const PAYMENTS: usize = 200;
+    const KILL_AFTER: usize = 20;
+    let installation = Installation::new(27800);
+    let up = installation.run(&["up"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let status = installation.status();
+    let shop = Shop::open(&installation, &status, "Outage Diner").await;
+    let orchestrator = pid_of(&status, "orchestrator");
+
+    let mut answers: Vec<(u16, Option<String>, String)> = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..PAYMENTS {
+        if i == KILL_AFTER {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(orchestrator).expect("pid")),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .expect("kill the orchestrator");
+        }
+        let key = uuid::Uuid::new_v4().to_string();
+        let response = shop
+            .client
+            .post(shop.url("api", "/v1/payments"))
+            .bearer_auth(&shop.consumer)
+            .header("Idempotency-Key", &key)
+            .json(&serde_json::json!({ "qr": shop.request["payload"], "amount": { "value": 100, "currency": "JPY" } }))
+            .send()
+            .await
+            .expect("the gateway answers");
+        let code = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        answers.push((code, retry_after, content_type));
+        keys.push(key);
+    }
+    let unavailable = answers.iter().filter(|(code, ..)| *code == 503).count();
+    let paid = answers.iter().filter(|(code, ..)| *code == 201).count();
+    let other: Vec<_> = answers
+        .iter()
+        .filter(|(code, ..)| !matches!(code, 201 | 503))
+        .collect();
+    assert!(other.is_empty(), "answers other than 201 or 503: {other:?}");
+    assert!(
+        unavailable > 0,
+        "the orchestrator's outage was seen ({paid} paid at once)"
+    );
+    for (code, retry_after, content_type) in &answers {
+        if *code == 503 {
+            assert!(
+                retry_after
+                    .as_deref()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some(),
+                "a 503 says when to retry: {retry_after:?}"
+            );
+            assert_eq!(content_type, "application/problem+json");
+        }
+    }
+
+    // Each 503 retried with its own key, once the orchestrator is back, pays exactly once.
+    wait_until("the orchestrator is back", Duration::from_secs(60), || {
+        let status = installation.status();
+        component(&status, "orchestrator")["state"] == "ready"
+    });
+    for (i, (code, ..)) in answers.iter().enumerate() {
+        if *code != 503 {
+            continue;
+        }
+        let mut settled = None;
+        for _ in 0..20 {
+            let response = shop
+                .client
+                .post(shop.url("api", "/v1/payments"))
+                .bearer_auth(&shop.consumer)
+                .header("Idempotency-Key", &keys[i])
+                .json(&serde_json::json!({ "qr": shop.request["payload"], "amount": { "value": 100, "currency": "JPY" } }))
+                .send()
+                .await
+                .expect("the gateway answers");
+            if response.status().as_u16() == 201 {
+                settled = Some(());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(settled.is_some(), "payment {i} paid on retry");
+    }
+    // 200 payments of 100 each, none twice: the wallet paid exactly 20 000.
+    let wallet: Value = shop
+        .client
+        .get(shop.url("api", "/v1/wallet"))
+        .bearer_auth(&shop.consumer)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        wallet["available"]["value"].as_i64(),
+        Some(1_000_000 - 100 * PAYMENTS as i64),
+        "{wallet}"
     );
     let verified = installation.run(&["ledger", "verify"]);
     assert!(verified.status.success(), "{}", text(&verified));

@@ -190,12 +190,14 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
 impl Status {
     pub fn all_healthy(&self) -> bool {
         // A component still being built (the collector and Jaeger on a first `up`) is
-        // expected to be missing for a while, and says so in its state and message.
+        // expected to be missing for a while, and says so in its state and message. Anything
+        // else must be ready as the supervisor sees it, not only answer its probe: a component
+        // the supervisor gave up on may have left a process behind that still answers.
         self.running
-            && self
-                .components
-                .iter()
-                .all(|c| c.health == Health::Healthy || c.state == ComponentPhase::Building)
+            && self.components.iter().all(|c| {
+                c.state == ComponentPhase::Building
+                    || (c.health == Health::Healthy && c.state == ComponentPhase::Ready)
+            })
     }
 
     pub fn print_table(&self) {
@@ -218,7 +220,10 @@ impl Status {
             );
         }
         for c in &self.components {
-            if c.state == ComponentPhase::Building {
+            if matches!(
+                c.state,
+                ComponentPhase::Building | ComponentPhase::Failed | ComponentPhase::Restarting
+            ) {
                 if let Some(message) = &c.message {
                     println!("{}: {message}", c.name);
                 }

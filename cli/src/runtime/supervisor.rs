@@ -25,6 +25,11 @@ const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
 const RESTARTS_MAX: usize = 5;
 const RESTART_WINDOW_MS: u64 = 10 * 60 * 1000;
 const READY_POLL_MS: u64 = 250;
+/// After a component's leader died, how long the rest of its process group (a JVM under its
+/// launcher) may take to go once SIGKILLed, and its ports to be free again, before a restart.
+const GROUP_EXIT_TIMEOUT_MS: u64 = 10_000;
+const PORT_RELEASE_TIMEOUT_MS: u64 = 15_000;
+const PORT_POLL_MS: u64 = 100;
 /// How often a component built in the background looks whether its build is done.
 const BUILD_POLL_MS: u64 = 2_000;
 /// `up` starts the build a moment before the supervisor looks: a build that is neither done
@@ -119,7 +124,7 @@ async fn start_and_watch(
             let state = Arc::clone(state);
             let shutdown = shutdown.clone();
             async move {
-                let outcome = start(&ctx, &state, &spec, shutdown).await;
+                let outcome = start(&ctx, &state, &spec, shutdown, 0).await;
                 (spec, outcome)
             }
         });
@@ -240,7 +245,7 @@ async fn start_when_built(
         return None;
     }
     log(&format!("{}: built; starting", spec.name));
-    match start(&ctx, &state, &spec, shutdown.clone()).await {
+    match start(&ctx, &state, &spec, shutdown.clone(), 0).await {
         Ok(child) => watch_component(ctx, state, spec, child, shutdown).await,
         Err(error) => {
             log(&format!("{}: {error:#}", spec.name));
@@ -293,11 +298,14 @@ where
 
 /// Prepares, spawns and waits for one component to be ready; on shutdown during the wait,
 /// returns the child so that it is stopped with the rest.
+/// `port_wait_ms`: how long the component's ports may take to be free (a restart waits for the
+/// previous process's sockets; a first start does not, and says at once who holds a port).
 async fn start(
     ctx: &Ctx,
     state: &Shared,
     spec: &Spec,
     mut shutdown: watch::Receiver<bool>,
+    port_wait_ms: u64,
 ) -> anyhow::Result<Child> {
     set(ctx, state, spec.name, |c| {
         c.state = ComponentPhase::Starting;
@@ -305,6 +313,12 @@ async fn start(
         c.message = Some("preparing".into());
     });
     spec.name.component().prepare(ctx).await?;
+    let ports_deadline = Instant::now() + Duration::from_millis(port_wait_ms);
+    while spec.ports.iter().any(|(_, port)| in_use_on_loopback(*port))
+        && Instant::now() < ports_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(PORT_POLL_MS)).await;
+    }
     for (what, port) in &spec.ports {
         if in_use_on_loopback(*port) {
             return Err(fail(
@@ -421,21 +435,23 @@ async fn watch_component(
         paykit::backoff::Backoff::new(RESTART_BACKOFF_FIRST_MS, RESTART_BACKOFF_MAX_MS);
     loop {
         if let Some(running) = child.as_mut() {
-            tokio::select! {
-                status = running.wait() => {
-                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                    log(&format!("{}: exited ({status})", spec.name));
-                    // Leftovers of the group (a JVM under kc.sh) must not hold the ports.
-                    kill_group(running.id(), Signal::SIGKILL);
-                    child = None;
-                    set(&ctx, &state, spec.name, |c| {
-                        c.state = ComponentPhase::Restarting;
-                        c.pid = None;
-                        c.message = Some(format!("exited ({status})"));
-                    });
-                }
+            // Taken now: once the child is reaped, `id()` is gone, and with it the group to kill.
+            let pid = running.id();
+            let exited = tokio::select! {
+                status = running.wait() => status.map_or_else(|e| e.to_string(), |s| s.to_string()),
                 _ = shutdown.wait_for(|stop| *stop) => return child,
-            }
+            };
+            log(&format!("{}: exited ({exited})", spec.name));
+            // Leftovers of the group (a JVM under kc.sh) must not hold the ports, nor answer
+            // probes for a component nobody supervises any more.
+            kill_group(pid, Signal::SIGKILL);
+            child = None;
+            set(&ctx, &state, spec.name, |c| {
+                c.state = ComponentPhase::Restarting;
+                c.pid = None;
+                c.message = Some(format!("exited ({exited})"));
+            });
+            wait_group_gone(pid).await;
         }
         if *shutdown.borrow() {
             return child;
@@ -464,7 +480,15 @@ async fn watch_component(
         }
         recent_restarts.push(Instant::now());
         set(&ctx, &state, spec.name, |c| c.restarts += 1);
-        match start(&ctx, &state, &spec, shutdown.clone()).await {
+        match start(
+            &ctx,
+            &state,
+            &spec,
+            shutdown.clone(),
+            PORT_RELEASE_TIMEOUT_MS,
+        )
+        .await
+        {
             Ok(started) => {
                 child = Some(started);
                 backoff.reset();
@@ -517,6 +541,20 @@ async fn stop_child(spec: &Spec, mut child: Child) {
     }
     // Whatever else is left in the group goes too.
     kill_group(pid, Signal::SIGKILL);
+}
+
+/// Waits (bounded) until no process of the group is left.
+async fn wait_group_gone(pgid: Option<u32>) {
+    let Some(pgid) = pgid else { return };
+    let deadline = Instant::now() + Duration::from_millis(GROUP_EXIT_TIMEOUT_MS);
+    while crate::runtime::state::group_alive(pgid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(PORT_POLL_MS)).await;
+    }
+    if crate::runtime::state::group_alive(pgid) {
+        log(&format!(
+            "process group {pgid} still has members {GROUP_EXIT_TIMEOUT_MS} ms after SIGKILL"
+        ));
+    }
 }
 
 fn kill_group(pid: Option<u32>, signal: Signal) {

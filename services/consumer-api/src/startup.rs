@@ -20,6 +20,7 @@ pub struct Application {
     idempotency: Store,
     relay: Option<paykit::events::Relay>,
     sessions: Option<Sessions>,
+    readiness: paykit::health::Readiness,
 }
 
 impl Application {
@@ -45,13 +46,23 @@ impl Application {
             }
             None => None,
         };
+        let orchestrator = Orchestrator::new(settings.orchestrator.clone(), keycloak.clone());
+        let merchant_api = ServiceClient::new(
+            "merchant-api",
+            settings.merchant_api.clone(),
+            keycloak.clone(),
+        );
+        let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone())
+            .with_dependency(orchestrator.guard())
+            .with_dependency(merchant_api.guard());
         let state = AppState {
+            readiness: readiness.clone(),
             pool,
             verifier,
             sessions: sessions.clone(),
             idempotency: idempotency.clone(),
-            orchestrator: Orchestrator::new(settings.orchestrator.clone(), keycloak.clone()),
-            merchant_api: ServiceClient::new(settings.merchant_api.clone(), keycloak.clone()),
+            orchestrator,
+            merchant_api,
             keycloak,
             default_currency: settings.default_currency.clone(),
             payment_code_key: settings.payment_code_key.clone(),
@@ -64,6 +75,7 @@ impl Application {
             idempotency,
             relay,
             sessions,
+            readiness,
         })
     }
 
@@ -79,7 +91,8 @@ impl Application {
             .sessions
             .as_ref()
             .map(|sessions| sessions.spawn_purge(paykit::web::PURGE_INTERVAL_MS));
-        let served = paykit::server::serve(self.listener, self.router).await;
+        let served =
+            paykit::server::serve_draining(self.listener, self.router, self.readiness).await;
         purge.abort();
         for worker in [relay, sessions_purge].into_iter().flatten() {
             worker.abort();

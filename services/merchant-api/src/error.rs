@@ -31,6 +31,9 @@ pub enum Error {
     /// A refusal of another service (the orchestrator, consumer-api), passed on as it is.
     #[error("refused: {}", .0.title)]
     Refused(Problem),
+    /// A dependency (another service, Keycloak, the database) that is down: 503, Retry-After.
+    #[error(transparent)]
+    Unavailable(paykit::resilience::Unavailable),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -90,7 +93,15 @@ impl IntoResponse for Error {
             .with_detail("The ledger has not finished this payment yet; retry with the same Idempotency-Key to get its outcome. Nothing is charged twice.")
             .with_extension("payment_id", id.to_string()),
             Error::Refused(problem) => problem,
+            Error::Unavailable(unavailable) => {
+                tracing::warn!(error = %unavailable, "dependency unavailable");
+                return unavailable.into_response();
+            }
             Error::Database(cause) => {
+                if let Some(unavailable) = paykit::resilience::database_unavailable(&cause) {
+                    tracing::warn!(error = %cause, "database unavailable");
+                    return unavailable.into_response();
+                }
                 tracing::error!(error = %cause, "database error");
                 Problem::internal()
             }

@@ -21,6 +21,7 @@ pub struct Application {
     idempotency: Store,
     sessions: Option<Sessions>,
     workers: Vec<Worker>,
+    readiness: paykit::health::Readiness,
 }
 
 /// A background task that runs beside the server: the outbox relay, the event consumer.
@@ -66,12 +67,22 @@ impl Application {
             }
             None => None,
         };
+        let orchestrator = Orchestrator::new(settings.orchestrator.clone(), keycloak.clone());
+        let consumer_api = ServiceClient::new(
+            "consumer-api",
+            settings.consumer_api.clone(),
+            keycloak.clone(),
+        );
+        let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone())
+            .with_dependency(orchestrator.guard())
+            .with_dependency(consumer_api.guard());
         let state = AppState {
+            readiness: readiness.clone(),
             verifier,
             sessions: sessions.clone(),
             idempotency: idempotency.clone(),
-            orchestrator: Orchestrator::new(settings.orchestrator.clone(), keycloak.clone()),
-            consumer_api: ServiceClient::new(settings.consumer_api.clone(), keycloak.clone()),
+            orchestrator,
+            consumer_api,
             keycloak,
             payments: settings.payments.clone(),
             stream: settings.stream.clone(),
@@ -86,6 +97,7 @@ impl Application {
             idempotency,
             sessions,
             workers,
+            readiness,
         })
     }
 
@@ -100,7 +112,8 @@ impl Application {
         if let Some(sessions) = &self.sessions {
             workers.push(sessions.spawn_purge(paykit::web::PURGE_INTERVAL_MS));
         }
-        let served = paykit::server::serve(self.listener, self.router).await;
+        let served =
+            paykit::server::serve_draining(self.listener, self.router, self.readiness).await;
         purge.abort();
         for worker in workers {
             worker.abort();

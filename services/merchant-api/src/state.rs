@@ -15,6 +15,7 @@ use uuid::Uuid;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub readiness: paykit::health::Readiness,
     pub verifier: Verifier,
     pub idempotency: Store,
     pub keycloak: Arc<ServiceAccount>,

@@ -13,6 +13,7 @@ pub struct Application {
     router: Router,
     sagas: Sagas,
     relay: Option<paykit::events::Relay>,
+    readiness: paykit::health::Readiness,
 }
 
 impl Application {
@@ -23,7 +24,9 @@ impl Application {
         let port = listener.local_addr()?.port();
         let sagas = Sagas::new(pool.clone(), settings.saga.clone());
         let pool_for_relay = pool.clone();
+        let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone());
         let state = AppState {
+            readiness: readiness.clone(),
             pool,
             sagas: sagas.clone(),
             verifier: paykit::auth::Verifier::new(settings.auth.clone())?,
@@ -35,6 +38,7 @@ impl Application {
             router: crate::http::router(state),
             sagas,
             relay,
+            readiness,
         })
     }
 
@@ -47,7 +51,8 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let recovery = tokio::spawn(self.sagas.run_recovery());
         let relay = self.relay.map(paykit::events::Relay::spawn);
-        let served = paykit::server::serve(self.listener, self.router).await;
+        let served =
+            paykit::server::serve_draining(self.listener, self.router, self.readiness).await;
         recovery.abort();
         if let Some(relay) = relay {
             relay.abort();

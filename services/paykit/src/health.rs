@@ -1,34 +1,88 @@
-//! `/health/live` (the process answers) and `/health/ready` (its dependencies answer).
+//! `/health/live` (the process answers) and `/health/ready` (its dependencies answer and it is
+//! not draining).
 
+use crate::resilience::Guard;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use sqlx::PgPool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long readiness waits for the database before it says "not ready".
 const READY_DB_TIMEOUT_MS: u64 = 1_000;
 
-pub fn router(service: &'static str, pool: PgPool) -> Router {
+/// What `/health/ready` reports: the database (which gates readiness), the breakers of the
+/// services this one calls (reported, not gating: an open breaker already answers 503 for the
+/// calls that need that service, while everything else still works), and whether the process
+/// is draining (after SIGTERM readiness fails first, so that nothing sends it new work).
+#[derive(Clone)]
+pub struct Readiness {
+    service: &'static str,
+    pool: PgPool,
+    dependencies: Vec<Arc<Guard>>,
+    draining: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    pub fn new(service: &'static str, pool: PgPool) -> Self {
+        Self {
+            service,
+            pool,
+            dependencies: Vec::new(),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn with_dependency(mut self, guard: Arc<Guard>) -> Self {
+        self.dependencies.push(guard);
+        self
+    }
+
+    /// From now on `/health/ready` answers 503 `draining`.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+pub fn router(readiness: Readiness) -> Router {
+    let service = readiness.service;
     Router::new()
         .route("/health/live", get(move || live(service)))
         .route("/health/ready", get(ready))
-        .with_state(ReadyState { service, pool })
-}
-
-#[derive(Clone)]
-struct ReadyState {
-    service: &'static str,
-    pool: PgPool,
+        .with_state(readiness)
 }
 
 async fn live(service: &'static str) -> Json<serde_json::Value> {
     Json(json!({ "service": service, "status": "live" }))
 }
 
-async fn ready(State(state): State<ReadyState>) -> (StatusCode, Json<serde_json::Value>) {
+async fn ready(State(state): State<Readiness>) -> (StatusCode, Json<serde_json::Value>) {
+    let dependencies: serde_json::Map<String, serde_json::Value> = state
+        .dependencies
+        .iter()
+        .map(|guard| {
+            (
+                guard.destination.to_string(),
+                json!({ "circuit": guard.state().as_str() }),
+            )
+        })
+        .collect();
+    if state.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "service": state.service, "status": "draining", "dependencies": dependencies }),
+            ),
+        );
+    }
     let check = tokio::time::timeout(
         Duration::from_millis(READY_DB_TIMEOUT_MS),
         sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool),
@@ -44,7 +98,7 @@ async fn ready(State(state): State<ReadyState>) -> (StatusCode, Json<serde_json:
         Ok(()) => (
             StatusCode::OK,
             Json(
-                json!({ "service": state.service, "status": "ready", "checks": { "database": "ok" } }),
+                json!({ "service": state.service, "status": "ready", "checks": { "database": "ok" }, "dependencies": dependencies }),
             ),
         ),
         Err(reason) => {
@@ -52,7 +106,7 @@ async fn ready(State(state): State<ReadyState>) -> (StatusCode, Json<serde_json:
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(
-                    json!({ "service": state.service, "status": "not_ready", "checks": { "database": "unavailable" } }),
+                    json!({ "service": state.service, "status": "not_ready", "checks": { "database": "unavailable" }, "dependencies": dependencies }),
                 ),
             )
         }

@@ -349,7 +349,11 @@ where
                 }
                 Err(error) => {
                     tracing::error!(%error, "idempotency store unavailable");
-                    return Problem::internal().into_response();
+                    // The database out of reach is an outage (503, Retry-After), not a bug.
+                    return match crate::resilience::database_unavailable(&error) {
+                        Some(unavailable) => unavailable.into_response(),
+                        None => Problem::internal().into_response(),
+                    };
                 }
             }
             parts.extensions.insert(principal);

@@ -9,6 +9,7 @@
 use crate::contract::{NewAccount, NewPayment, NewRefund, NewTopUp, NewTransfer};
 use crate::keycloak::{KeycloakError, ServiceAccount};
 use crate::problem::Problem;
+use crate::resilience::{Guard, Outcome, Policy, Unavailable, DEADLINE_HEADER};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -64,59 +65,144 @@ impl Answer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("the service cannot be reached: {0}")]
-    Unreachable(#[from] reqwest::Error),
+    /// Down, hung, or shedding load, after the retries its policy allows: a 503 to pass on.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
     #[error("no service token: {0}")]
-    Token(#[from] KeycloakError),
+    Token(KeycloakError),
+    /// One attempt's failure; the retry loop turns the last one into `Unavailable`.
+    #[error("the service cannot be reached: {0}")]
+    Transport(reqwest::Error),
 }
 
-/// Another service, called as this service's account.
+/// Another service, called as this service's account, under the bounds of
+/// [`crate::resilience`]: a deadline, retries of what is idempotent, a breaker and a bulkhead.
 #[derive(Clone)]
 pub struct ServiceClient {
     settings: ServiceSettings,
     account: Arc<ServiceAccount>,
+    guard: Arc<Guard>,
+}
+
+/// Whether a call may be sent again after it failed: reads, and writes with an
+/// `Idempotency-Key` (or an id of the caller's choosing), may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    Safe,
+    Never,
 }
 
 impl ServiceClient {
-    pub fn new(settings: ServiceSettings, account: Arc<ServiceAccount>) -> Self {
-        Self { settings, account }
+    /// `destination` names the callee in metrics, `/health/ready` and 503 problems.
+    pub fn new(
+        destination: &'static str,
+        settings: ServiceSettings,
+        account: Arc<ServiceAccount>,
+    ) -> Self {
+        Self {
+            settings,
+            account,
+            guard: Guard::new(destination, Policy::SERVICE),
+        }
+    }
+
+    /// This destination's breaker, budget and bulkhead (for `/health/ready`).
+    pub fn guard(&self) -> Arc<Guard> {
+        Arc::clone(&self.guard)
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.settings.base_url)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, CallError> {
-        // The callee's span continues this one: one trace across the services.
-        let mut trace = reqwest::header::HeaderMap::new();
-        crate::telemetry::inject_http(&mut trace);
-        let response = request
-            .headers(trace)
-            .bearer_auth(self.account.token().await?)
-            .send()
+    async fn send(
+        &self,
+        repeat: Repeat,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer, CallError> {
+        let answered = self
+            .guard
+            .call(repeat == Repeat::Safe, |timeout| {
+                // The callee's span continues this one: one trace across the services.
+                let mut headers = reqwest::header::HeaderMap::new();
+                crate::telemetry::inject_http(&mut headers);
+                let request = build()
+                    .headers(headers)
+                    .header(DEADLINE_HEADER, timeout.as_millis().to_string())
+                    .timeout(timeout);
+                async move {
+                    let token = match self.account.token().await {
+                        Ok(token) => token,
+                        // Keycloak's trouble, not the callee's: the breaker is not told.
+                        Err(error) => return (Outcome::Answered, Err(CallError::Token(error))),
+                    };
+                    match request.bearer_auth(token).send().await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let body = response.json::<Value>().await.unwrap_or(Value::Null);
+                            let outcome = if matches!(status, 502..=504) {
+                                Outcome::Failed
+                            } else {
+                                Outcome::Answered
+                            };
+                            (outcome, Ok(Answer { status, body }))
+                        }
+                        Err(error) => (Outcome::Failed, Err(CallError::Transport(error))),
+                    }
+                }
+            })
             .await?;
-        let status = response.status().as_u16();
-        let body = response.json::<Value>().await.unwrap_or(Value::Null);
-        Ok(Answer { status, body })
+        match answered {
+            Err(CallError::Token(KeycloakError::Unreachable(error))) => {
+                Err(CallError::Unavailable(Unavailable {
+                    destination: "keycloak",
+                    reason: format!("no service token: {error}"),
+                    retry_after_s: crate::resilience::RETRY_AFTER_DEFAULT_S,
+                }))
+            }
+            other => other,
+        }
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, CallError> {
-        self.send(self.account.http().get(self.url(path)).query(query))
-            .await
+        self.send(Repeat::Safe, || {
+            self.account.http().get(self.url(path)).query(query)
+        })
+        .await
     }
 
-    /// A POST; `idempotency_key` for the ones that move money.
+    /// A POST; `idempotency_key` for the ones that move money, which makes it safe to repeat.
     pub async fn post<B: Serialize + ?Sized>(
         &self,
         path: &str,
         idempotency_key: Option<&str>,
         body: &B,
     ) -> Result<Answer, CallError> {
-        let mut request = self.account.http().post(self.url(path)).json(body);
-        if let Some(key) = idempotency_key {
-            request = request.header("Idempotency-Key", key);
-        }
-        self.send(request).await
+        let repeat = if idempotency_key.is_some() {
+            Repeat::Safe
+        } else {
+            Repeat::Never
+        };
+        self.post_with(path, idempotency_key, body, repeat).await
+    }
+
+    /// A POST whose repetition the caller vouches for (`Repeat::Safe` for a create with an id
+    /// of the caller's choosing).
+    pub async fn post_with<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        idempotency_key: Option<&str>,
+        body: &B,
+        repeat: Repeat,
+    ) -> Result<Answer, CallError> {
+        self.send(repeat, || {
+            let mut request = self.account.http().post(self.url(path)).json(body);
+            if let Some(key) = idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            request
+        })
+        .await
     }
 }
 
@@ -126,14 +212,22 @@ pub struct Orchestrator(ServiceClient);
 
 impl Orchestrator {
     pub fn new(settings: ServiceSettings, account: Arc<ServiceAccount>) -> Self {
-        Self(ServiceClient::new(settings, account))
+        Self(ServiceClient::new("orchestrator", settings, account))
+    }
+
+    /// The orchestrator's breaker, budget and bulkhead (for `/health/ready`).
+    pub fn guard(&self) -> Arc<Guard> {
+        self.0.guard()
     }
 
     /// Opens a `wallet` or `merchant` account with the id the caller chose (a retry of the
     /// same id and currency answers with the account already open): an
     /// [`AccountWithBalance`](crate::contract::AccountWithBalance).
     pub async fn open_account(&self, account: &NewAccount) -> Result<Answer, CallError> {
-        self.0.post("/v1/accounts", None, account).await
+        // The id is the caller's: a repeat opens nothing twice.
+        self.0
+            .post_with("/v1/accounts", None, account, Repeat::Safe)
+            .await
     }
 
     /// An [`AccountWithBalance`](crate::contract::AccountWithBalance).

@@ -18,6 +18,7 @@ pub mod keycloak;
 pub mod metrics;
 pub mod money;
 pub mod problem;
+pub mod resilience;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -27,7 +28,8 @@ pub mod web;
 /// The conversions every service's one `Error` type needs from paykit's errors, `refused`,
 /// which turns another service's refusal into that error, and `answered`, which reads another
 /// service's answer as the contract type it promises. The type must have the variants
-/// `Upstream(anyhow::Error)` (logged, answered 500), `Refused(Problem)` (a callee's refusal,
+/// `Upstream(anyhow::Error)` (logged, answered 500), `Unavailable(resilience::Unavailable)` (a
+/// dependency that is down: 503 with Retry-After), `Refused(Problem)` (a callee's refusal,
 /// passed on), `DuplicateEmail` (Keycloak's 409 on registration) and `Invalid(String)` (a field
 /// Keycloak's user profile refused: 422).
 #[macro_export]
@@ -35,7 +37,12 @@ macro_rules! service_errors {
     ($error:ident) => {
         impl From<$crate::internal::CallError> for $error {
             fn from(error: $crate::internal::CallError) -> Self {
-                $error::Upstream(::anyhow::Error::new(error))
+                match error {
+                    $crate::internal::CallError::Unavailable(unavailable) => {
+                        $error::Unavailable(unavailable)
+                    }
+                    other => $error::Upstream(::anyhow::Error::new(other)),
+                }
             }
         }
 

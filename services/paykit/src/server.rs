@@ -20,6 +20,7 @@ pub fn with_common_layers(router: Router) -> Router {
     router
         .layer(axum::middleware::map_response(problems_for_rejections))
         .layer(axum::middleware::from_fn(crate::metrics::red))
+        .layer(axum::middleware::from_fn(crate::resilience::deadline_layer))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -54,6 +55,20 @@ pub const SHUTDOWN_DRAIN_MS: u64 = 5_000;
 /// [`SHUTDOWN_DRAIN_MS`].
 pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
     serve_until(listener, router, shutdown_signal(), SHUTDOWN_DRAIN_MS).await
+}
+
+/// [`serve`], with readiness failing first: on SIGTERM `/health/ready` answers 503 `draining`
+/// while in-flight requests finish (bounded by [`SHUTDOWN_DRAIN_MS`]).
+pub async fn serve_draining(
+    listener: TcpListener,
+    router: Router,
+    readiness: crate::health::Readiness,
+) -> std::io::Result<()> {
+    let shutdown = async move {
+        shutdown_signal().await;
+        readiness.drain();
+    };
+    serve_until(listener, router, shutdown, SHUTDOWN_DRAIN_MS).await
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish for at most

@@ -2,6 +2,10 @@
 //! is not ready, so the supervisor and load balancers keep traffic away from it.
 
 async fn serve(pool: sqlx::PgPool) -> String {
+    serve_readiness(paykit::health::Readiness::new("health-test", pool)).await
+}
+
+async fn serve_readiness(readiness: paykit::health::Readiness) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a port");
@@ -11,7 +15,7 @@ async fn serve(pool: sqlx::PgPool) -> String {
     );
     tokio::spawn(paykit::server::serve(
         listener,
-        paykit::health::router("health-test", pool),
+        paykit::health::router(readiness),
     ));
     address
 }
@@ -54,4 +58,32 @@ async fn a_service_whose_database_answers_is_ready() {
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(body["service"], "health-test");
     assert_eq!(body["checks"]["database"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_lists_each_dependencys_circuit_and_fails_while_the_service_drains() {
+    let settings = paykit::testing::fresh_database().await;
+    let guard = paykit::resilience::Guard::new("orchestrator", paykit::resilience::Policy::SERVICE);
+    let readiness = paykit::health::Readiness::new("health-test", settings.pool().expect("a pool"))
+        .with_dependency(guard);
+    let address = serve_readiness(readiness.clone()).await;
+    let ready = reqwest::get(format!("{address}/health/ready"))
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["dependencies"]["orchestrator"]["circuit"], "closed");
+
+    readiness.drain();
+    let draining = reqwest::get(format!("{address}/health/ready"))
+        .await
+        .expect("sent");
+    assert_eq!(draining.status(), 503);
+    let body: serde_json::Value = draining.json().await.expect("json");
+    assert_eq!(body["status"], "draining");
+    // Still live: it finishes what it has.
+    let live = reqwest::get(format!("{address}/health/live"))
+        .await
+        .expect("sent");
+    assert_eq!(live.status(), 200);
 }

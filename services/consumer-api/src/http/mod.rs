@@ -24,6 +24,7 @@ pub const ROLE_CONSUMER: &str = "consumer";
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub readiness: paykit::health::Readiness,
     pub verifier: Verifier,
     pub idempotency: Store,
     pub keycloak: Arc<ServiceAccount>,
@@ -65,7 +66,7 @@ pub fn router(state: AppState) -> Router {
             pool: state.pool.clone(),
             outbox: true,
         }))
-        .merge(paykit::health::router(crate::SERVICE, state.pool))
+        .merge(paykit::health::router(state.readiness.clone()))
 }
 
 pub fn require_consumer(principal: &Principal) -> Result<(), crate::error::Error> {

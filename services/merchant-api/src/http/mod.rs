@@ -48,7 +48,7 @@ pub fn router(state: AppState) -> Router {
             pool: state.pool.clone(),
             outbox: true,
         }))
-        .merge(paykit::health::router(crate::SERVICE, state.pool))
+        .merge(paykit::health::router(state.readiness.clone()))
 }
 
 type MerchantRow = (Uuid, String, String, String, String, String, Uuid);

@@ -24,6 +24,7 @@ const CLIENT: &str = "orchestrator";
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub readiness: paykit::health::Readiness,
     pub sagas: Sagas,
     pub verifier: Verifier,
 }
@@ -47,7 +48,7 @@ pub fn router(state: AppState) -> Router {
             pool: state.pool.clone(),
             outbox: true,
         }))
-        .merge(paykit::health::router(crate::SERVICE, state.pool))
+        .merge(paykit::health::router(state.readiness.clone()))
 }
 
 pub fn require(principal: &Principal, role: &'static str) -> Result<(), Error> {
