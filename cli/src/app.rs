@@ -10,28 +10,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let project = runtime::project::project_root()?;
     let home_dir = runtime::project::state_dir(cli.home.as_deref(), &project);
     let cache = runtime::project::cache_dir();
+    let setup = |no_hosts: bool| {
+        runtime::setup::Setup::new(&project, &cache, runtime::setup::Options { no_hosts })
+    };
     match cli.command {
         Command::Setup(args) => {
             let ui = support::ui::Ui::new(false);
-            let setup = runtime::setup::Setup::new(
-                &project,
-                &cache,
-                runtime::setup::Options {
-                    no_hosts: args.no_hosts,
-                },
-            );
+            let setup = setup(args.no_hosts);
             setup.run(&ui)?;
             Ok(0)
         }
         Command::Up(args) => {
             let ui = support::ui::Ui::new(false);
-            let setup = runtime::setup::Setup::new(
-                &project,
-                &cache,
-                runtime::setup::Options {
-                    no_hosts: args.no_hosts,
-                },
-            );
+            let setup = setup(args.no_hosts);
             runtime::up::run(&home_dir, &project, &setup, &ui).await?;
             Ok(0)
         }
@@ -96,8 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             ..
         }) => {
             let home = existing_home(&home_dir, &project)?;
-            let setup =
-                runtime::setup::Setup::new(&project, &cache, runtime::setup::Options::default());
+            let setup = setup(false);
             let ui = support::ui::Ui::new(args.json);
             perf::bench::ledger::ledger(&home, &setup.tools()?.pg_bin, &args, &ui).await
         }
@@ -110,8 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Bench(BenchArgs { command: None, all }) => {
             let home = existing_home(&home_dir, &project)?;
-            let setup =
-                runtime::setup::Setup::new(&project, &cache, runtime::setup::Options::default());
+            let setup = setup(false);
             perf::bench::run(&home, &setup.tools()?.pg_bin, &project, &all).await
         }
         Command::Pay(command) => {
@@ -172,8 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     format!("no installation at {}", home_dir.display()),
                 )
             })?;
-            let setup =
-                runtime::setup::Setup::new(&project, &cache, runtime::setup::Options::default());
+            let setup = setup(false);
             let ctx = runtime::components::Ctx {
                 secrets: home.secrets()?,
                 home,

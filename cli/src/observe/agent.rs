@@ -108,8 +108,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 fn log(message: &str) {
-    // A full disk must not take the agent down with a panic (as eprintln! would).
-    let _ = writeln!(std::io::stderr(), "{message}");
+    crate::support::log::line("agent", message);
 }
 
 async fn health(State(shared): State<Shared>) -> Json<Value> {

@@ -591,10 +591,5 @@ fn save(ctx: &Ctx, state: &Shared) {
 /// full disk, and take the task watching a component down with it, leaving that component
 /// unwatched. A line that cannot be written is lost; supervising goes on.
 fn log(message: &str) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "{} supervisor: {message}",
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    );
+    crate::support::log::line("supervisor", message);
 }

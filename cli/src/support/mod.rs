@@ -1,6 +1,8 @@
-//! What every room uses: progress output, exit codes, reading files, reading `/proc`.
+//! What every room uses: progress output, exit codes, reading files, reading `/proc`, the log
+//! line of paytool's own background processes.
 
 pub mod exit;
 pub mod files;
+pub mod log;
 pub mod procfs;
 pub mod ui;

@@ -113,37 +113,28 @@ pub struct NewTransfer {
     pub saga_id: Option<Uuid>,
 }
 
+/// A transfer as the ledger keeps it: what the API shows ([`paykit::contract::Transfer`],
+/// whose fields it derefs to) and its place in the ledger's order, which stays inside.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Transfer {
-    pub id: Uuid,
-    pub debit_account_id: Uuid,
-    pub credit_account_id: Uuid,
-    pub amount: i64,
-    pub currency: String,
-    pub kind: String,
-    pub pending_id: Option<Uuid>,
-    pub code: String,
-    pub saga_id: Option<Uuid>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(flatten)]
+    pub record: paykit::contract::Transfer,
     #[serde(skip)]
     pub seq: i64,
+}
+
+impl std::ops::Deref for Transfer {
+    type Target = paykit::contract::Transfer;
+
+    fn deref(&self) -> &Self::Target {
+        &self.record
+    }
 }
 
 impl Transfer {
     /// The transfer as the orchestrator's API shows it in an account's history.
     pub fn wire(&self) -> paykit::contract::Transfer {
-        paykit::contract::Transfer {
-            id: self.id,
-            debit_account_id: self.debit_account_id,
-            credit_account_id: self.credit_account_id,
-            amount: self.amount,
-            currency: self.currency.clone(),
-            kind: self.kind.clone(),
-            pending_id: self.pending_id,
-            code: self.code.clone(),
-            saga_id: self.saga_id,
-            created_at: self.created_at,
-        }
+        self.record.clone()
     }
 }
 
@@ -218,16 +209,18 @@ fn bucket_of(transfer_id: Uuid, buckets: i16) -> i16 {
 
 fn row_to_transfer(row: &sqlx::postgres::PgRow) -> Result<Transfer, sqlx::Error> {
     Ok(Transfer {
-        id: row.try_get("id")?,
-        debit_account_id: row.try_get("debit_account_id")?,
-        credit_account_id: row.try_get("credit_account_id")?,
-        amount: row.try_get("amount")?,
-        currency: row.try_get::<String, _>("currency")?,
-        kind: row.try_get("kind")?,
-        pending_id: row.try_get("pending_id")?,
-        code: row.try_get("code")?,
-        saga_id: row.try_get("saga_id")?,
-        created_at: row.try_get("created_at")?,
+        record: paykit::contract::Transfer {
+            id: row.try_get("id")?,
+            debit_account_id: row.try_get("debit_account_id")?,
+            credit_account_id: row.try_get("credit_account_id")?,
+            amount: row.try_get("amount")?,
+            currency: row.try_get::<String, _>("currency")?,
+            kind: row.try_get("kind")?,
+            pending_id: row.try_get("pending_id")?,
+            code: row.try_get("code")?,
+            saga_id: row.try_get("saga_id")?,
+            created_at: row.try_get("created_at")?,
+        },
         seq: row.try_get("seq")?,
     })
 }
