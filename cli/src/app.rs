@@ -1,9 +1,20 @@
 //! One function from a parsed command line to an exit code: the only place that knows every
 //! room, so that the rooms need not know each other to be reached.
 
-use crate::args::{BenchArgs, BenchCommand, Cli, Command, LedgerCommand, QrCommand, TlsCommand};
+use crate::args::{
+    BenchArgs, BenchCommand, Cli, Command, LedgerCommand, QrCommand, ServiceName, TlsCommand,
+};
+use crate::runtime::components::services::Service;
 use crate::support::exit::{fail, Code};
 use crate::{observe, pay, perf, runtime, support};
+
+fn service(name: ServiceName) -> Service {
+    match name {
+        ServiceName::Orchestrator => Service::Orchestrator,
+        ServiceName::ConsumerApi => Service::ConsumerApi,
+        ServiceName::MerchantApi => Service::MerchantApi,
+    }
+}
 
 /// Runs one command; `Ok` carries the exit code, `Err` the one-line failure.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -22,9 +33,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Up(args) => {
             let ui = support::ui::Ui::new(false);
-            let setup = setup(args.no_hosts);
-            runtime::up::run(&home_dir, &project, &setup, &ui).await?;
+            let setup = setup(args.setup.no_hosts);
+            let replicas: Vec<(Option<Service>, u8)> = args
+                .replicas
+                .iter()
+                .map(|setting| (setting.service.map(service), setting.count))
+                .collect();
+            runtime::up::run(&home_dir, &project, &setup, &replicas, &ui).await?;
             Ok(0)
+        }
+        Command::Rollout(args) => {
+            let home = existing_home(&home_dir, &project)?;
+            let request = runtime::rollout::Request {
+                service: service(args.service).component_name(),
+                max_unavailable: args.max_unavailable,
+                binary: args
+                    .binary
+                    .map(|path| std::path::absolute(&path).unwrap_or(path)),
+            };
+            let ui = support::ui::Ui::new(args.json);
+            runtime::rollout::run(&home, request, args.json, &ui).await
         }
         Command::Down { purge } => {
             runtime::down::run(&home_dir, &project, purge, &support::ui::Ui::new(false)).await?;

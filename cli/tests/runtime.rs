@@ -1286,3 +1286,176 @@ async fn with_the_orchestrator_killed_during_a_stream_of_payments_each_answer_is
     let verified = installation.run(&["ledger", "verify"]);
     assert!(verified.status.success(), "{}", text(&verified));
 }
+
+fn instances<'a>(status: &'a Value, name: &str) -> Vec<&'a Value> {
+    status["components"]
+        .as_array()
+        .map(|all| all.iter().filter(|c| c["name"] == name).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_two_instances_of_each_service_rolling_out_every_service_under_the_mixed_load_fails_no_request(
+) {
+    // Each instance leaves the gateway's upstream (nginx reloaded) before it is drained and
+    // stopped, and its successor joins only once ready: callers, inside and outside, never
+    // reach an instance that is going away.
+    const SERVICES: [&str; 3] = ["orchestrator", "consumer-api", "merchant-api"];
+    let installation = Installation::new(27900);
+    let up = installation.run(&["up", "--replicas", "2"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let before = installation.status();
+    for service in SERVICES {
+        let running = instances(&before, service);
+        assert_eq!(
+            running.len(),
+            2,
+            "{service} runs two instances: {running:?}"
+        );
+        for instance in &running {
+            assert_eq!(instance["state"], "ready", "{instance}");
+            assert_eq!(instance["health"], "healthy", "{instance}");
+        }
+        assert_ne!(running[0]["pid"], running[1]["pid"]);
+        assert_ne!(running[0]["ports"]["http"], running[1]["ports"]["http"]);
+        assert_eq!(running[1]["id"], format!("{service}.1"));
+    }
+    // Nothing is rolled out when it would leave no instance serving.
+    let refused = installation.run(&["rollout", "orchestrator", "--max-unavailable", "2"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("would leave none serving"),
+        "{}",
+        text(&refused)
+    );
+
+    // The mixed load (QR payments, reads, code charges, top-ups, sends) runs through the
+    // gateway while each service is rolled out in turn.
+    let mut load = installation
+        .command(&[
+            "load",
+            "--scenario",
+            "mix",
+            "--rate",
+            "25",
+            "--duration",
+            "60",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("load starts");
+    let stderr = load.stderr.take().expect("stderr");
+    let (timed, timed_phase) = std::sync::mpsc::channel();
+    let progress = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("consumers funded") {
+                let _ = timed.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    timed_phase
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the load's users are set up and its timed phase begins");
+    std::thread::sleep(Duration::from_secs(3));
+    let mut rollouts = Vec::new();
+    for service in SERVICES {
+        let rollout = installation.run(&["rollout", service, "--json"]);
+        assert!(rollout.status.success(), "{}", text(&rollout));
+        let report: Value = serde_json::from_slice(&rollout.stdout)
+            .unwrap_or_else(|e| panic!("rollout --json is JSON ({e}): {}", text(&rollout)));
+        assert_eq!(report["outcome"], "completed", "{report}");
+        assert_eq!(
+            report["instances"].as_array().map(Vec::len),
+            Some(2),
+            "{report}"
+        );
+        rollouts.push(report);
+    }
+    let output = load.wait_with_output().expect("load finishes");
+    let lines = progress.join().expect("stderr read");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "load --json is JSON ({e}): {}\n{}",
+            text(&output),
+            lines.join("\n")
+        )
+    });
+    let all = &report["all"];
+    eprintln!(
+        "load during the rollouts: {} requests, {} errors, {} dropped, p99 {} ms; rollouts took {:?} ms",
+        all["count"],
+        all["errors"],
+        report["dropped"],
+        all["latency"]["p99_ms"],
+        rollouts.iter().map(|r| r["duration_ms"].clone()).collect::<Vec<_>>()
+    );
+    assert!(all["count"].as_u64().unwrap_or(0) > 1_000, "{report}");
+    assert_eq!(all["errors"], 0, "no request failed: {}", all["statuses"]);
+    assert_eq!(report["dropped"], 0, "{report}");
+
+    // Every instance is a new process, ready and healthy, and the ledger balances.
+    let after = installation.status();
+    for service in SERVICES {
+        for (old, new) in instances(&before, service)
+            .iter()
+            .zip(instances(&after, service))
+        {
+            assert_eq!(new["state"], "ready", "{new}");
+            assert_eq!(new["health"], "healthy", "{new}");
+            assert_ne!(old["pid"], new["pid"], "{service} was replaced");
+            assert!(!alive(old["pid"].as_u64().expect("pid") as u32));
+        }
+    }
+    let verified = installation.run(&["ledger", "verify"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_whose_new_binary_never_becomes_ready_is_rolled_back_and_the_service_keeps_serving(
+) {
+    let installation = Installation::new(26100);
+    let up = installation.run(&["up", "--replicas", "consumer-api=2"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let before = installation.status();
+    assert_eq!(instances(&before, "consumer-api").len(), 2);
+    assert_eq!(instances(&before, "merchant-api").len(), 1);
+    // A "build" that exits at once: never ready.
+    let broken = installation._root.path().join("consumer-api-broken");
+    std::fs::write(&broken, "#!/bin/sh\necho broken build >&2\nexit 3\n").expect("write");
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let rollout = installation.run(&[
+        "rollout",
+        "consumer-api",
+        "--binary",
+        broken.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    assert_eq!(rollout.status.code(), Some(1), "{}", text(&rollout));
+    let report: Value = serde_json::from_slice(&rollout.stdout).expect("a JSON report");
+    assert_eq!(report["outcome"], "rolled_back", "{report}");
+    assert!(
+        report["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rolled back")),
+        "{report}"
+    );
+    // Both instances run the previous binary again, and serve.
+    let after = installation.status();
+    for instance in instances(&after, "consumer-api") {
+        assert_eq!(instance["state"], "ready", "{instance}");
+        assert_eq!(instance["health"], "healthy", "{instance}");
+    }
+    let status_exit = installation.run(&["status"]);
+    assert!(status_exit.status.success(), "{}", text(&status_exit));
+    let demo = installation.run(&["pay", "demo"]);
+    assert!(demo.status.success(), "{}", text(&demo));
+}

@@ -31,9 +31,16 @@ pub enum Command {
     /// Start PostgreSQL, Kafka, Keycloak, the services, the TLS gateway and the observability
     /// stack (collector, Jaeger, Prometheus, Alertmanager), supervised
     #[command(
-        after_help = "Examples:\n  paytool up\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing."
+        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts are kept with the installation: a later `up` runs the same."
     )]
-    Up(SetupArgs),
+    Up(UpArgs),
+
+    /// Restart a service's instances one at a time, with no request lost: each leaves the
+    /// gateway's upstream, drains and is replaced (by a rebuilt binary, or --binary)
+    #[command(
+        after_help = "Examples:\n  cargo build --workspace --bins && paytool rollout consumer-api\n  paytool rollout orchestrator --json\n  paytool rollout merchant-api --binary ./merchant-api --max-unavailable 2\n\nNeeds more instances than --max-unavailable (`paytool up --replicas 2`). A new instance\nthat is not ready within its bound (30 s) rolls the whole service back to what ran before.\nExit code 0 when every instance runs the new binary, 1 when rolled back, 2 when refused\n(nothing changed), 7 when not running."
+    )]
+    Rollout(RolloutArgs),
 
     /// Stop every component gracefully (SIGTERM, SIGKILL after a bound); keeps the data
     #[command(
@@ -64,7 +71,8 @@ pub enum Command {
     )]
     Logs {
         /// postgres, kafka, jaeger, otel-collector, agent, alertmanager, prometheus, keycloak,
-        /// orchestrator, consumer-api, merchant-api, gateway or supervisor
+        /// orchestrator, consumer-api, merchant-api, gateway or supervisor; a service's further
+        /// instances are NAME.1, NAME.2, …
         component: String,
         /// Keep printing new lines as they are written
         #[arg(short, long)]
@@ -183,6 +191,66 @@ pub enum Command {
         #[arg(long)]
         store: PathBuf,
     },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub setup: SetupArgs,
+    /// Instances of every service (N), or of one (SERVICE=N), 1 to 4; repeatable, the later
+    /// wins. Kept with the installation. [default: what the installation has, else 1]
+    #[arg(long, value_name = "N|SERVICE=N", value_parser = parse_replicas)]
+    pub replicas: Vec<ReplicaSetting>,
+}
+
+/// The services, as the command line names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceName {
+    Orchestrator,
+    ConsumerApi,
+    MerchantApi,
+}
+
+/// One `--replicas` value: a count for every service, or for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaSetting {
+    pub service: Option<ServiceName>,
+    pub count: u8,
+}
+
+fn parse_replicas(text: &str) -> Result<ReplicaSetting, String> {
+    use clap::ValueEnum;
+    let (service, count) = match text.split_once('=') {
+        Some((service, count)) => (
+            Some(ServiceName::from_str(service, false).map_err(|_| {
+                format!("{service:?} is not a service: orchestrator, consumer-api or merchant-api")
+            })?),
+            count,
+        ),
+        None => (None, text),
+    };
+    let count: u8 = count
+        .parse()
+        .ok()
+        .filter(|n| (1..=4).contains(n))
+        .ok_or_else(|| format!("{count:?} is not a number of instances from 1 to 4"))?;
+    Ok(ReplicaSetting { service, count })
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RolloutArgs {
+    /// The service to roll out
+    #[arg(value_enum)]
+    pub service: ServiceName,
+    /// How many instances may be out of service at once (fewer than it runs)
+    #[arg(long, default_value_t = 1)]
+    pub max_unavailable: u8,
+    /// Roll out this binary instead of the one beside paytool
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -682,6 +750,32 @@ impl Role {
         match self {
             Role::Consumer => "consumer",
             Role::Merchant => "merchant",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_are_a_count_for_every_service_or_one_services_count() {
+        assert_eq!(
+            parse_replicas("2"),
+            Ok(ReplicaSetting {
+                service: None,
+                count: 2
+            })
+        );
+        assert_eq!(
+            parse_replicas("consumer-api=3"),
+            Ok(ReplicaSetting {
+                service: Some(ServiceName::ConsumerApi),
+                count: 3
+            })
+        );
+        for bad in ["0", "5", "two", "gateway=2", "orchestrator=", "-1"] {
+            assert!(parse_replicas(bad).is_err(), "{bad} was accepted");
         }
     }
 }

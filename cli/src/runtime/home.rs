@@ -26,6 +26,47 @@ pub struct Marker {
     pub created_at: String,
     pub project_root: PathBuf,
     pub ports: Ports,
+    /// Missing in markers written before replicas existed: one instance each.
+    #[serde(default)]
+    pub replicas: Replicas,
+}
+
+/// How many instances of each service run, kept with the installation (`paytool up
+/// --replicas` sets it) so that every later `up` runs the same. Each is 1..=`REPLICAS_MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicas {
+    pub orchestrator: u8,
+    pub consumer_api: u8,
+    pub merchant_api: u8,
+}
+
+impl Default for Replicas {
+    fn default() -> Self {
+        Self {
+            orchestrator: 1,
+            consumer_api: 1,
+            merchant_api: 1,
+        }
+    }
+}
+
+impl Replicas {
+    /// Every count within 1..=`REPLICAS_MAX`, or the one-line reason it is not.
+    pub fn check(&self) -> Result<(), String> {
+        let max = crate::runtime::ports::REPLICAS_MAX;
+        for (service, count) in [
+            ("orchestrator", self.orchestrator),
+            ("consumer-api", self.consumer_api),
+            ("merchant-api", self.merchant_api),
+        ] {
+            if !(1..=max).contains(&count) {
+                return Err(format!(
+                    "{service} is set to {count} instances; a service runs 1 to {max}"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Per-installation secrets, generated once and kept in `secrets.json` (mode 0600).
@@ -116,6 +157,15 @@ impl Home {
             )
         })?;
         marker.ports = marker.ports.filled();
+        if let Err(why) = marker.replicas.check() {
+            return Err(fail(
+                Code::StateDir,
+                format!(
+                    "{}: {why}: set `replicas` there within bounds, or run `paytool up --replicas N`",
+                    marker_path.display()
+                ),
+            ));
+        }
         if marker.format != FORMAT {
             return Err(fail(
                 Code::StateDir,
@@ -159,6 +209,7 @@ impl Home {
             created_at: chrono::Utc::now().to_rfc3339(),
             project_root: project_root.to_path_buf(),
             ports: Ports::plan()?,
+            replicas: Replicas::default(),
         };
         let home = Self {
             dir: dir.to_path_buf(),
@@ -183,6 +234,18 @@ impl Home {
             )?;
         }
         Ok(())
+    }
+
+    /// Keeps a new replica count in the marker (only while nothing runs: the supervisor reads
+    /// it at start).
+    pub fn set_replicas(&mut self, replicas: Replicas) -> anyhow::Result<()> {
+        replicas.check().map_err(|why| fail(Code::Usage, why))?;
+        self.marker.replicas = replicas;
+        write_atomic(
+            &self.dir.join(MARKER),
+            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
+            0o644,
+        )
     }
 
     pub fn secrets(&self) -> anyhow::Result<Secrets> {

@@ -9,11 +9,17 @@ use std::time::Duration;
 /// How often `--follow` looks for new lines.
 const FOLLOW_POLL_MS: u64 = 250;
 pub async fn run(home: &Home, component: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
-    let known: Vec<&str> = crate::runtime::components::names()
-        .map(|name| name.as_str())
-        .chain(["supervisor"])
+    // Every instance by its id (`consumer-api.1` for a service's second), and the supervisor.
+    let known: Vec<String> = crate::runtime::components::names()
+        .flat_map(|name| {
+            let instances = crate::runtime::components::services::Service::of(name)
+                .map_or(1, |service| service.replicas(home));
+            (0..instances)
+                .map(move |instance| crate::runtime::components::instance_id(name, instance))
+        })
+        .chain(["supervisor".to_string()])
         .collect();
-    if !known.contains(&component) {
+    if !known.iter().any(|id| id == component) {
         return Err(fail(
             Code::Failed,
             format!(

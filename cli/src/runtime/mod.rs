@@ -9,6 +9,7 @@ pub mod logs;
 pub mod ports;
 pub mod probe;
 pub mod project;
+pub mod rollout;
 pub mod setup;
 pub mod state;
 pub mod status;

@@ -1,7 +1,7 @@
 //! The ports an installation uses, chosen once and kept in its marker.
 //!
 //! Everything binds to loopback except the gateway. The gateway takes 443/80 where this process
-//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+23 so that a
+//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+35 so that a
 //! second installation (the test suite's, say) can run beside a developer's.
 //!
 //! Every default sits below Linux's ephemeral range (32768–60999): a port in that range can be
@@ -60,13 +60,34 @@ pub struct Ports {
     pub postgres_exporter: u16,
     #[serde(default)]
     pub kafka_metrics: u16,
+    /// Calls between services (base + 24 …): the gateway listens here on loopback, in plain
+    /// HTTP, and balances over the ready instances of each service, so that a caller never
+    /// reaches an instance that is being drained (see docs/resilience.md).
+    #[serde(default)]
+    pub internal_orchestrator: u16,
+    #[serde(default)]
+    pub internal_consumer_api: u16,
+    #[serde(default)]
+    pub internal_merchant_api: u16,
+    /// The first of the ports of the services' extra instances (base + 27 …): instance `i ≥ 1`
+    /// of the service with index `s` listens at `replica_first + s·(REPLICAS_MAX−1) + i − 1`;
+    /// instance 0 keeps the service's own port above.
+    #[serde(default)]
+    pub replica_first: u16,
 }
+
+/// The most instances a service may run (`paytool up --replicas N`): every instance has its
+/// port reserved in the installation's range.
+pub const REPLICAS_MAX: u8 = 4;
+/// Services whose extra instances have ports in the range: orchestrator, consumer-api,
+/// merchant-api, in that order (the index `s` above).
+const REPLICATED_SERVICES: u16 = 3;
 
 pub const PORT_BASE_ENV: &str = "PAYTOOL_PORT_BASE";
 /// The first port of Linux's default ephemeral range (net.ipv4.ip_local_port_range).
 const EPHEMERAL_FIRST: u16 = 32768;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 23).
-const PORTS_PER_BASE: u16 = 24;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 35).
+const PORTS_PER_BASE: u16 = 27 + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1);
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -127,6 +148,10 @@ impl Ports {
                 gateway_spans: 28514,
                 postgres_exporter: 29187,
                 kafka_metrics: 29404,
+                internal_orchestrator: 28111,
+                internal_consumer_api: 28112,
+                internal_merchant_api: 28113,
+                replica_first: 28201,
             };
         }
         Self {
@@ -154,6 +179,24 @@ impl Ports {
             gateway_spans: base + 21,
             postgres_exporter: base + 22,
             kafka_metrics: base + 23,
+            internal_orchestrator: base + 24,
+            internal_consumer_api: base + 25,
+            internal_merchant_api: base + 26,
+            replica_first: base + 27,
+        }
+    }
+
+    /// The port of instance `instance` of the service with index `service` (0 orchestrator,
+    /// 1 consumer-api, 2 merchant-api); instance 0 is the service's own port.
+    pub fn instance_port(&self, service: u16, instance: u8) -> u16 {
+        assert!(service < REPLICATED_SERVICES, "service index {service}");
+        assert!(instance < REPLICAS_MAX, "instance {instance}");
+        match instance {
+            0 => [self.orchestrator, self.consumer_api, self.merchant_api][usize::from(service)],
+            _ => {
+                self.replica_first + service * (u16::from(REPLICAS_MAX) - 1) + u16::from(instance)
+                    - 1
+            }
         }
     }
 
@@ -182,13 +225,33 @@ impl Ports {
             gateway_spans: or_planned(self.gateway_spans, planned.gateway_spans),
             postgres_exporter: or_planned(self.postgres_exporter, planned.postgres_exporter),
             kafka_metrics: or_planned(self.kafka_metrics, planned.kafka_metrics),
+            internal_orchestrator: or_planned(
+                self.internal_orchestrator,
+                planned.internal_orchestrator,
+            ),
+            internal_consumer_api: or_planned(
+                self.internal_consumer_api,
+                planned.internal_consumer_api,
+            ),
+            internal_merchant_api: or_planned(
+                self.internal_merchant_api,
+                planned.internal_merchant_api,
+            ),
+            replica_first: or_planned(self.replica_first, planned.replica_first),
             ..self
         }
     }
 
-    /// Every port that binds to loopback, named by what wants it.
-    pub fn loopback(&self) -> [(&'static str, u16); 21] {
-        [
+    /// Every port that binds to loopback, named by what wants it, with every extra
+    /// instance's port whether it runs or not (the range is the installation's).
+    pub fn loopback(&self) -> Vec<(&'static str, u16)> {
+        let replicas = (0..REPLICATED_SERVICES).flat_map(|service| {
+            (1..REPLICAS_MAX).map(move |instance| {
+                let what = ["orchestrator", "consumer-api", "merchant-api"][usize::from(service)];
+                (what, self.instance_port(service, instance))
+            })
+        });
+        let mut ports = vec![
             ("postgres", self.postgres),
             ("kafka", self.kafka),
             ("kafka (controller)", self.kafka_controller),
@@ -210,7 +273,21 @@ impl Ports {
             ("alert-receiver", self.alert_receiver),
             ("postgres-exporter", self.postgres_exporter),
             ("kafka (metrics)", self.kafka_metrics),
-        ]
+            (
+                "gateway (orchestrator, internal)",
+                self.internal_orchestrator,
+            ),
+            (
+                "gateway (consumer-api, internal)",
+                self.internal_consumer_api,
+            ),
+            (
+                "gateway (merchant-api, internal)",
+                self.internal_merchant_api,
+            ),
+        ];
+        ports.extend(replicas);
+        ports
     }
 
     /// `":8443"`, or `""` on the default HTTPS port: what public URLs append to the host.
@@ -268,6 +345,8 @@ mod tests {
             gateway_spans: 0,
             postgres_exporter: 0,
             kafka_metrics: 0,
+            internal_consumer_api: 0,
+            replica_first: 0,
             ..planned
         };
         assert_eq!(old.filled(), planned);
@@ -283,10 +362,31 @@ mod tests {
     }
 
     #[test]
-    fn no_default_port_is_in_the_ephemeral_range() {
-        for (what, port) in Ports::from_base(0).loopback() {
-            assert!(port < EPHEMERAL_FIRST, "{what}: {port}");
+    fn no_default_port_is_in_the_ephemeral_range_or_used_twice() {
+        let defaults = Ports::from_base(0);
+        let mut all: Vec<u16> = defaults.loopback().iter().map(|(_, port)| *port).collect();
+        all.extend([
+            defaults.gateway_http,
+            defaults.gateway_https,
+            defaults.gateway_spans,
+        ]);
+        for port in &all {
+            assert!(*port < EPHEMERAL_FIRST, "{port}");
         }
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "no default port is used twice");
+    }
+
+    #[test]
+    fn every_instance_of_every_service_has_its_own_port() {
+        let ports = Ports::from_base(27000);
+        assert_eq!(ports.instance_port(0, 0), ports.orchestrator);
+        assert_eq!(ports.instance_port(2, 0), ports.merchant_api);
+        assert_eq!(ports.instance_port(0, 1), 27027);
+        assert_eq!(ports.instance_port(1, 1), 27030);
+        assert_eq!(ports.instance_port(2, 3), 27035);
     }
 
     #[test]

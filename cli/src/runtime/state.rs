@@ -29,6 +29,12 @@ pub enum ComponentPhase {
     Pending,
     Starting,
     Ready,
+    /// Running, but its readiness probe fails (a service whose database is gone, say): out of
+    /// the gateway's upstream until it passes again.
+    Unready,
+    /// Being replaced by `paytool rollout`: out of the gateway's upstream, draining, then
+    /// started again.
+    RollingOut,
     /// It exited; the supervisor starts it again after a backoff.
     Restarting,
     /// Its binaries are being built in the background (`paytool up` on a machine that has not
@@ -43,6 +49,10 @@ pub enum ComponentPhase {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ComponentState {
     pub name: ComponentName,
+    /// Which of its instances (0 unless a service runs replicas); missing in state files
+    /// written before replicas existed.
+    #[serde(default)]
+    pub instance: u8,
     pub state: ComponentPhase,
     pub pid: Option<u32>,
     pub ports: BTreeMap<String, u16>,
@@ -52,6 +62,13 @@ pub struct ComponentState {
     pub ready_ms: Option<u64>,
     pub message: Option<String>,
     pub log: PathBuf,
+}
+
+impl ComponentState {
+    /// `consumer-api`, or `consumer-api.1` for its second instance.
+    pub fn id(&self) -> String {
+        crate::runtime::components::instance_id(self.name, self.instance)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,8 +128,14 @@ impl RuntimeState {
         )
     }
 
-    pub fn component_mut(&mut self, name: ComponentName) -> Option<&mut ComponentState> {
-        self.components.iter_mut().find(|c| c.name == name)
+    pub fn component_mut(
+        &mut self,
+        name: ComponentName,
+        instance: u8,
+    ) -> Option<&mut ComponentState> {
+        self.components
+            .iter_mut()
+            .find(|c| c.name == name && c.instance == instance)
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Gateway {
 #[derive(Debug, Serialize)]
 pub struct ComponentStatus {
     pub name: ComponentName,
+    /// Which instance (0 unless the service runs replicas); `id` names it: `consumer-api.1`.
+    pub instance: u8,
+    pub id: String,
     pub state: ComponentPhase,
     pub pid: Option<u32>,
     pub ports: BTreeMap<String, u16>,
@@ -81,10 +84,16 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
         ));
     }
     let runtime = RuntimeState::load(home).filter(|_| supervisor.is_some());
-    let names: Vec<ComponentName> = components::names().collect();
+    // Every instance the installation runs: one of each component, a service's replicas.
+    let names: Vec<(ComponentName, u8)> = components::names()
+        .flat_map(|name| {
+            let instances = Service::of(name).map_or(1, |service| service.replicas(home));
+            (0..instances).map(move |instance| (name, instance))
+        })
+        .collect();
     let mut components_out = Vec::new();
-    let probes = names.iter().map(|name| {
-        let probe = name.component().probe(home, &secrets);
+    let probes = names.iter().map(|(name, instance)| {
+        let probe = name.component().instance_probe(home, &secrets, *instance);
         async move { probe.check().await }
     });
     let health: Vec<Result<(), String>> = if runtime.is_some() {
@@ -100,10 +109,13 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
             .map(|_| Err("not running".to_string()))
             .collect()
     };
-    for (name, probe_result) in names.iter().zip(health) {
-        let recorded = runtime
-            .as_ref()
-            .and_then(|r| r.components.iter().find(|c| c.name == *name));
+    for ((name, instance), probe_result) in names.iter().zip(health) {
+        let recorded = runtime.as_ref().and_then(|r| {
+            r.components
+                .iter()
+                .find(|c| c.name == *name && c.instance == *instance)
+        });
+        let id = components::instance_id(*name, *instance);
         let (health, health_detail) = match (&runtime, probe_result) {
             (None, _) => (Health::Unknown, None),
             (Some(_), Ok(())) => (Health::Healthy, None),
@@ -111,6 +123,7 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
         };
         components_out.push(ComponentStatus {
             name: *name,
+            instance: *instance,
             state: recorded.map_or(ComponentPhase::Stopped, |c| c.state),
             pid: recorded.and_then(|c| c.pid).filter(|pid| is_alive(*pid)),
             ports: recorded.map(|c| c.ports.clone()).unwrap_or_default(),
@@ -120,7 +133,8 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
             restarts: recorded.map_or(0, |c| c.restarts),
             ready_ms: recorded.and_then(|c| c.ready_ms),
             message: recorded.and_then(|c| c.message.clone()),
-            log: home.log_path(name.as_str()),
+            log: home.log_path(&id),
+            id,
         });
     }
     let hide = |secret: &str| {
@@ -207,11 +221,11 @@ impl Status {
             (true, None) => "running".to_string(),
         };
         println!("paytool at {} — {headline}", self.home.display());
-        println!("COMPONENT      STATE            PID HEALTH     RESTARTS  URLS");
+        println!("COMPONENT         STATE            PID HEALTH     RESTARTS  URLS");
         for c in &self.components {
             println!(
-                "{:<14} {:<11} {:>8} {:<10} {:>8}  {}",
-                c.name,
+                "{:<17} {:<11} {:>8} {:<10} {:>8}  {}",
+                c.id,
                 format!("{:?}", c.state).to_lowercase(),
                 c.pid.map_or("-".to_string(), |p| p.to_string()),
                 format!("{:?}", c.health).to_lowercase(),
@@ -222,10 +236,14 @@ impl Status {
         for c in &self.components {
             if matches!(
                 c.state,
-                ComponentPhase::Building | ComponentPhase::Failed | ComponentPhase::Restarting
+                ComponentPhase::Building
+                    | ComponentPhase::Failed
+                    | ComponentPhase::Restarting
+                    | ComponentPhase::Unready
+                    | ComponentPhase::RollingOut
             ) {
                 if let Some(message) = &c.message {
-                    println!("{}: {message}", c.name);
+                    println!("{}: {message}", c.id);
                 }
             }
         }

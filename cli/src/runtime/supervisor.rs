@@ -2,6 +2,7 @@
 //! each to be really ready, restarts a crashed one with bounded backoff, and stops everything in
 //! reverse order on SIGTERM. It records what it does in `.paytool/run/state.json`.
 
+use crate::runtime::components::services::Service;
 use crate::runtime::components::{self, ComponentName, Ctx, Spec};
 use crate::runtime::ports::in_use_on_loopback;
 use crate::runtime::project::cache_dir;
@@ -10,11 +11,12 @@ use crate::runtime::state::{ComponentPhase, ComponentState, Phase, RuntimeState}
 use crate::support::exit::{fail, Code, Failure};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::process::Child;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Restart backoff doubles from the first value up to the cap, with jitter
 /// (`paykit::backoff`): components that crashed together (PostgreSQL went away under all the
@@ -30,6 +32,15 @@ const READY_POLL_MS: u64 = 250;
 const GROUP_EXIT_TIMEOUT_MS: u64 = 10_000;
 const PORT_RELEASE_TIMEOUT_MS: u64 = 15_000;
 const PORT_POLL_MS: u64 = 100;
+/// How often the supervisor probes each service instance's readiness while it runs, and how
+/// many failures in a row take it out of the gateway's upstream.
+const READINESS_WATCH_MS: u64 = 1_000;
+const READINESS_FAILURES_MAX: u32 = 2;
+/// After an instance leaves the upstream and nginx is reloaded, how long before it is stopped:
+/// nginx's new workers take over within milliseconds; the old ones send nothing new.
+const UPSTREAM_SETTLE_MS: u64 = 1_000;
+/// Commands waiting for one watcher (a rollout sends one at a time).
+const COMMAND_QUEUE_MAX: usize = 4;
 /// How often a component built in the background looks whether its build is done.
 const BUILD_POLL_MS: u64 = 2_000;
 /// `up` starts the build a moment before the supervisor looks: a build that is neither done
@@ -47,9 +58,31 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
     std::fs::create_dir_all(ctx.home.logs_dir())?;
     std::fs::write(&pid_file, std::process::id().to_string())?;
 
-    let specs: Vec<Spec> = components::names()
-        .map(|name| name.component().spec(&ctx))
-        .collect::<anyhow::Result<_>>()?;
+    let mut specs: Vec<Spec> = Vec::new();
+    for name in components::names() {
+        specs.extend(name.component().specs(&ctx)?);
+    }
+    // Services run from a staged copy of their binary, so that a rebuild does not change what
+    // runs until `paytool rollout`, and a failed rollout can go back to what ran before.
+    let control: SharedControl = Arc::new(Mutex::new(Control::default()));
+    let stage_dir = ctx.home.run_dir().join("bin");
+    let _ = std::fs::remove_dir_all(&stage_dir);
+    std::fs::create_dir_all(&stage_dir)?;
+    for service in Service::ALL {
+        let staged = stage(&ctx, service, &ctx.bin_dir.join(service.as_str()), 1)?;
+        let mut guard = lock_control(&control);
+        guard
+            .programs
+            .insert(service.component_name(), staged.clone());
+        guard.generations.insert(service.component_name(), 1);
+        drop(guard);
+        for spec in specs
+            .iter_mut()
+            .filter(|s| s.name == service.component_name())
+        {
+            spec.program = staged.clone();
+        }
+    }
     let state: Shared = Arc::new(Mutex::new(RuntimeState {
         supervisor_pid: std::process::id(),
         started_at: chrono::Utc::now().to_rfc3339(),
@@ -59,6 +92,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
             .iter()
             .map(|spec| ComponentState {
                 name: spec.name,
+                instance: spec.instance,
                 state: ComponentPhase::Pending,
                 pid: None,
                 ports: spec
@@ -70,7 +104,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
                 restarts: 0,
                 ready_ms: None,
                 message: None,
-                log: ctx.home.log_path(spec.name.as_str()),
+                log: ctx.home.log_path(&spec.id()),
             })
             .collect(),
     }));
@@ -79,8 +113,14 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown_tx = Arc::new(shutdown_tx);
     tokio::spawn(forward_signals(Arc::clone(&shutdown_tx)));
+    tokio::spawn(crate::runtime::rollout::serve(
+        Arc::clone(&ctx),
+        Arc::clone(&state),
+        Arc::clone(&control),
+        shutdown_rx.clone(),
+    ));
 
-    let outcome = start_and_watch(&ctx, &state, &specs, &shutdown_tx, shutdown_rx).await;
+    let outcome = start_and_watch(&ctx, &state, &control, &specs, &shutdown_tx, shutdown_rx).await;
     let _ = std::fs::remove_file(&pid_file);
     outcome
 }
@@ -88,11 +128,18 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
 async fn start_and_watch(
     ctx: &Arc<Ctx>,
     state: &Shared,
+    control: &SharedControl,
     specs: &[Spec],
     request_shutdown: &watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let spec_of = |name: ComponentName| specs.iter().find(|s| s.name == name).cloned();
+    let specs_of = |name: ComponentName| {
+        specs
+            .iter()
+            .filter(move |s| s.name == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     // Started components in start order, each watched by a task that hands its child back at shutdown.
     let mut watched: Vec<(Spec, tokio::task::JoinHandle<Option<Child>>)> = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
@@ -102,14 +149,14 @@ async fn start_and_watch(
         // starts on its own once they are there (see `start_when_built`).
         let (deferred, now): (Vec<Spec>, Vec<Spec>) = wave
             .iter()
-            .filter_map(|name| spec_of(*name))
+            .flat_map(|name| specs_of(*name))
             .partition(|spec| {
                 spec.name.component().built_in_background() && !spec.program.is_file()
             });
         for spec in deferred {
             log(&format!(
                 "{}: not built yet; starts when the background build is done",
-                spec.name
+                spec.id()
             ));
             let handle = tokio::spawn(start_when_built(
                 Arc::clone(ctx),
@@ -132,18 +179,23 @@ async fn start_and_watch(
         for (spec, outcome) in results {
             match outcome {
                 Ok(child) => {
+                    let (sender, commands) = mpsc::channel(COMMAND_QUEUE_MAX);
+                    if Service::of(spec.name).is_some() {
+                        lock_control(control).commands.insert(spec.key(), sender);
+                    }
                     let handle = tokio::spawn(watch_component(
                         Arc::clone(ctx),
                         Arc::clone(state),
                         spec.clone(),
                         child,
                         shutdown.clone(),
+                        commands,
                     ));
                     watched.push((spec, handle));
                 }
                 Err(error) => {
-                    log(&format!("{}: {error:#}", spec.name));
-                    set(ctx, state, spec.name, |c| {
+                    log(&format!("{}: {error:#}", spec.id()));
+                    set(ctx, state, spec.key(), |c| {
                         c.state = ComponentPhase::Failed;
                         c.message = Some(format!("{error:#}"));
                     });
@@ -194,7 +246,7 @@ async fn start_when_built(
 ) -> Option<Child> {
     let setup = Setup::new(&ctx.project, &cache_dir(), Options::default());
     let log_path = setup.observability_log();
-    set(&ctx, &state, spec.name, |c| {
+    set(&ctx, &state, spec.key(), |c| {
         c.state = ComponentPhase::Building;
         c.message = Some(format!(
             "being built in the background (scripts/install-observability.sh, log {}); starts when built",
@@ -237,19 +289,23 @@ async fn start_when_built(
         }
     };
     if let Some(message) = failure {
-        log(&format!("{}: {message}", spec.name));
-        set(&ctx, &state, spec.name, |c| {
+        log(&format!("{}: {message}", spec.id()));
+        set(&ctx, &state, spec.key(), |c| {
             c.state = ComponentPhase::Failed;
             c.message = Some(message);
         });
         return None;
     }
-    log(&format!("{}: built; starting", spec.name));
+    log(&format!("{}: built; starting", spec.id()));
     match start(&ctx, &state, &spec, shutdown.clone(), 0).await {
-        Ok(child) => watch_component(ctx, state, spec, child, shutdown).await,
+        Ok(child) => {
+            // Not a service: nothing sends it commands.
+            let (_, commands) = mpsc::channel(1);
+            watch_component(ctx, state, spec, child, shutdown, commands).await
+        }
         Err(error) => {
-            log(&format!("{}: {error:#}", spec.name));
-            set(&ctx, &state, spec.name, |c| {
+            log(&format!("{}: {error:#}", spec.id()));
+            set(&ctx, &state, spec.key(), |c| {
                 c.state = ComponentPhase::Failed;
                 c.message = Some(format!("{error:#}"));
             });
@@ -307,7 +363,7 @@ async fn start(
     mut shutdown: watch::Receiver<bool>,
     port_wait_ms: u64,
 ) -> anyhow::Result<Child> {
-    set(ctx, state, spec.name, |c| {
+    set(ctx, state, spec.key(), |c| {
         c.state = ComponentPhase::Starting;
         c.pid = None;
         c.message = Some("preparing".into());
@@ -323,15 +379,15 @@ async fn start(
         if in_use_on_loopback(*port) {
             return Err(fail(
                 Code::PortTaken,
-                format!("port {port} ({what}) wanted by {} is already in use: stop what holds it, or set PAYTOOL_PORT_BASE for a fresh installation", spec.name),
+                format!("port {port} ({what}) wanted by {} is already in use: stop what holds it, or set PAYTOOL_PORT_BASE for a fresh installation", spec.id()),
             ));
         }
     }
     let started = Instant::now();
     let mut child = spawn(ctx, spec)?;
     let pid = child.id();
-    log(&format!("{}: started pid {}", spec.name, pid.unwrap_or(0)));
-    set(ctx, state, spec.name, |c| {
+    log(&format!("{}: started pid {}", spec.id(), pid.unwrap_or(0)));
+    set(ctx, state, spec.key(), |c| {
         c.pid = pid;
         c.message = Some("waiting until ready".into());
     });
@@ -341,15 +397,15 @@ async fn start(
             return Ok(child);
         }
         if let Some(status) = child.try_wait()? {
-            let tail = crate::support::files::tail_lines(&ctx.home.log_path(spec.name.as_str()), 3)
+            let tail = crate::support::files::tail_lines(&ctx.home.log_path(&spec.id()), 3)
                 .unwrap_or_default()
                 .join(" | ");
             return Err(anyhow::Error::new(Failure::new(
                 Code::NotReady,
                 format!(
                     "{} exited ({status}) before it was ready; see {}: {tail}",
-                    spec.name,
-                    ctx.home.log_path(spec.name.as_str()).display()
+                    spec.id(),
+                    ctx.home.log_path(&spec.id()).display()
                 ),
             )));
         }
@@ -363,9 +419,9 @@ async fn start(
                 Code::NotReady,
                 format!(
                     "{} was not ready within {} s (last probe: {last_error}); see {}",
-                    spec.name,
+                    spec.id(),
                     spec.ready_timeout_ms / 1000,
-                    ctx.home.log_path(spec.name.as_str()).display()
+                    ctx.home.log_path(&spec.id()).display()
                 ),
             )));
         }
@@ -376,11 +432,11 @@ async fn start(
     }
     if let Err(error) = spec.name.component().after_ready(ctx).await {
         stop_child(spec, child).await;
-        return Err(error.context(format!("{} started but its set-up failed", spec.name)));
+        return Err(error.context(format!("{} started but its set-up failed", spec.id())));
     }
-    let ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    log(&format!("{}: ready in {ready_ms} ms", spec.name));
-    set(ctx, state, spec.name, |c| {
+    let ready_ms = millis(started.elapsed());
+    log(&format!("{}: ready in {ready_ms} ms", spec.id()));
+    set(ctx, state, spec.key(), |c| {
         c.state = ComponentPhase::Ready;
         c.ready_ms = Some(ready_ms);
         c.message = None;
@@ -389,7 +445,7 @@ async fn start(
 }
 
 fn spawn(ctx: &Ctx, spec: &Spec) -> anyhow::Result<Child> {
-    let log_path = ctx.home.log_path(spec.name.as_str());
+    let log_path = ctx.home.log_path(&spec.id());
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -414,44 +470,125 @@ fn spawn(ctx: &Ctx, spec: &Spec) -> anyhow::Result<Child> {
     command.spawn().map_err(|error| {
         anyhow::anyhow!(
             "cannot start {} ({}): {error}",
-            spec.name,
+            spec.id(),
             spec.program.display()
         )
     })
 }
 
+/// What the control channel (`paytool rollout`) asks of one instance's watcher.
+pub enum Command {
+    /// Take the instance out of the gateway's upstream, drain and stop it, start `program`
+    /// in its place and wait until it is ready. When the new one is not ready within its
+    /// bound, the previous program is started again (and the answer is the error).
+    Restart {
+        program: PathBuf,
+        reply: oneshot::Sender<anyhow::Result<Restarted>>,
+    },
+}
+
+/// One instance replaced.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Restarted {
+    pub old_pid: Option<u32>,
+    pub new_pid: Option<u32>,
+    /// From the new process's spawn to its readiness.
+    pub ready_ms: u64,
+    /// From taking the old one out of the upstream to the new one in it.
+    pub replaced_ms: u64,
+}
+
+/// What the watchers of services listen to, and which program each service runs now.
+#[derive(Default)]
+pub struct Control {
+    pub commands: BTreeMap<(ComponentName, u8), mpsc::Sender<Command>>,
+    pub programs: BTreeMap<ComponentName, PathBuf>,
+    /// The last staged binary's number per service (`run/bin/NAME.N`).
+    pub generations: BTreeMap<ComponentName, u32>,
+}
+
+pub type SharedControl = Arc<Mutex<Control>>;
+
+/// What woke a watcher.
+enum Event {
+    Exited(String),
+    Shutdown,
+    Command(Command),
+    ReadinessTick,
+}
+
+async fn next_command(commands: &mut mpsc::Receiver<Command>) -> Command {
+    match commands.recv().await {
+        Some(command) => command,
+        // Nobody can send (a component that is not a service): wait for the other events.
+        None => std::future::pending().await,
+    }
+}
+
 /// Watches a running component: on exit, restarts it with backoff, and gives up after too many
-/// restarts in the window. At shutdown, returns the child that is running, if any.
+/// restarts in the window; a service's readiness is probed every `READINESS_WATCH_MS` (an
+/// instance that fails it leaves the gateway's upstream until it passes again), and a
+/// rollout's restart is carried out here. At shutdown, returns the child that is running.
 async fn watch_component(
     ctx: Arc<Ctx>,
     state: Shared,
-    spec: Spec,
+    mut spec: Spec,
     child: Child,
     mut shutdown: watch::Receiver<bool>,
+    mut commands: mpsc::Receiver<Command>,
 ) -> Option<Child> {
     let mut child = Some(child);
     let mut recent_restarts: Vec<Instant> = Vec::new();
     let mut backoff =
         paykit::backoff::Backoff::new(RESTART_BACKOFF_FIRST_MS, RESTART_BACKOFF_MAX_MS);
+    let watch_readiness = Service::of(spec.name).is_some();
+    let mut readiness_failures = 0u32;
     loop {
         if let Some(running) = child.as_mut() {
             // Taken now: once the child is reaped, `id()` is gone, and with it the group to kill.
             let pid = running.id();
-            let exited = tokio::select! {
-                status = running.wait() => status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-                _ = shutdown.wait_for(|stop| *stop) => return child,
+            let event = tokio::select! {
+                status = running.wait() => Event::Exited(
+                    status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                ),
+                _ = shutdown.wait_for(|stop| *stop) => Event::Shutdown,
+                command = next_command(&mut commands) => Event::Command(command),
+                () = tokio::time::sleep(Duration::from_millis(READINESS_WATCH_MS)), if watch_readiness => {
+                    Event::ReadinessTick
+                }
             };
-            log(&format!("{}: exited ({exited})", spec.name));
-            // Leftovers of the group (a JVM under kc.sh) must not hold the ports, nor answer
-            // probes for a component nobody supervises any more.
-            kill_group(pid, Signal::SIGKILL);
-            child = None;
-            set(&ctx, &state, spec.name, |c| {
-                c.state = ComponentPhase::Restarting;
-                c.pid = None;
-                c.message = Some(format!("exited ({exited})"));
-            });
-            wait_group_gone(pid).await;
+            match event {
+                Event::Shutdown => return child,
+                Event::ReadinessTick => {
+                    readiness_failures = watch_ready(&ctx, &state, &spec, readiness_failures).await;
+                    continue;
+                }
+                Event::Command(Command::Restart { program, reply }) => {
+                    let running = child.take().expect("a running child");
+                    let (outcome, restarted) =
+                        replace(&ctx, &state, &mut spec, running, program, &shutdown).await;
+                    child = restarted;
+                    readiness_failures = 0;
+                    let _ = reply.send(outcome);
+                    if child.is_some() {
+                        continue;
+                    }
+                    // Neither the new program nor the old one started: supervise as a crash.
+                }
+                Event::Exited(exited) => {
+                    log(&format!("{}: exited ({exited})", spec.id()));
+                    // Leftovers of the group (a JVM under kc.sh) must not hold the ports, nor
+                    // answer probes for a component nobody supervises any more.
+                    kill_group(pid, Signal::SIGKILL);
+                    child = None;
+                    set(&ctx, &state, spec.key(), |c| {
+                        c.state = ComponentPhase::Restarting;
+                        c.pid = None;
+                        c.message = Some(format!("exited ({exited})"));
+                    });
+                    wait_group_gone(pid).await;
+                }
+            }
         }
         if *shutdown.borrow() {
             return child;
@@ -462,9 +599,9 @@ async fn watch_component(
         if recent_restarts.len() >= RESTARTS_MAX {
             log(&format!(
                 "{}: gave up after {RESTARTS_MAX} restarts",
-                spec.name
+                spec.id()
             ));
-            set(&ctx, &state, spec.name, |c| {
+            set(&ctx, &state, spec.key(), |c| {
                 c.state = ComponentPhase::Failed;
                 c.message = Some(format!(
                     "gave up after {RESTARTS_MAX} restarts in {} minutes; see its log",
@@ -479,7 +616,7 @@ async fn watch_component(
             _ = shutdown.wait_for(|stop| *stop) => return None,
         }
         recent_restarts.push(Instant::now());
-        set(&ctx, &state, spec.name, |c| c.restarts += 1);
+        set(&ctx, &state, spec.key(), |c| c.restarts += 1);
         match start(
             &ctx,
             &state,
@@ -494,14 +631,113 @@ async fn watch_component(
                 backoff.reset();
             }
             Err(error) => {
-                log(&format!("{}: restart failed: {error:#}", spec.name));
-                set(&ctx, &state, spec.name, |c| {
+                log(&format!("{}: restart failed: {error:#}", spec.id()));
+                set(&ctx, &state, spec.key(), |c| {
                     c.state = ComponentPhase::Restarting;
                     c.message = Some(format!("restart failed: {error:#}"));
                 });
             }
         }
     }
+}
+
+/// One readiness probe of a running service instance: after `READINESS_FAILURES_MAX` failures
+/// in a row it is `Unready` (out of the upstream), and `Ready` again on the first pass.
+/// Returns the failures in a row so far.
+async fn watch_ready(ctx: &Ctx, state: &Shared, spec: &Spec, failures: u32) -> u32 {
+    let phase = lock(state)
+        .component_mut(spec.name, spec.instance)
+        .map(|c| c.state);
+    match spec.probe.check().await {
+        Ok(()) => {
+            if phase == Some(ComponentPhase::Unready) {
+                log(&format!("{}: ready again", spec.id()));
+                set(ctx, state, spec.key(), |c| {
+                    c.state = ComponentPhase::Ready;
+                    c.message = None;
+                });
+            }
+            0
+        }
+        Err(error) => {
+            let failures = failures.saturating_add(1);
+            if failures >= READINESS_FAILURES_MAX && phase == Some(ComponentPhase::Ready) {
+                log(&format!(
+                    "{}: not ready ({error}); out of the gateway's upstream",
+                    spec.id()
+                ));
+                set(ctx, state, spec.key(), |c| {
+                    c.state = ComponentPhase::Unready;
+                    c.message = Some(format!("failing its readiness probe: {error}"));
+                });
+            }
+            failures
+        }
+    }
+}
+
+/// A rollout's step for one instance: out of the upstream (and the gateway reloaded), a
+/// moment for the gateway's workers to stop sending to it, a graceful stop (the service
+/// drains), then `program` started and awaited; on failure the previous program again.
+async fn replace(
+    ctx: &Ctx,
+    state: &Shared,
+    spec: &mut Spec,
+    running: Child,
+    program: PathBuf,
+    shutdown: &watch::Receiver<bool>,
+) -> (anyhow::Result<Restarted>, Option<Child>) {
+    let began = Instant::now();
+    let old_pid = running.id();
+    log(&format!(
+        "{}: rolling out {} (pid {})",
+        spec.id(),
+        program.display(),
+        old_pid.unwrap_or(0)
+    ));
+    set(ctx, state, spec.key(), |c| {
+        c.state = ComponentPhase::RollingOut;
+        c.message = Some("rolling out: out of the gateway's upstream, draining".into());
+    });
+    tokio::time::sleep(Duration::from_millis(UPSTREAM_SETTLE_MS)).await;
+    stop_child(spec, running).await;
+    let previous = std::mem::replace(&mut spec.program, program);
+    let spawned = Instant::now();
+    match start(ctx, state, spec, shutdown.clone(), PORT_RELEASE_TIMEOUT_MS).await {
+        Ok(child) => {
+            let new_pid = child.id();
+            let restarted = Restarted {
+                old_pid,
+                new_pid,
+                ready_ms: millis(spawned.elapsed()),
+                replaced_ms: millis(began.elapsed()),
+            };
+            (Ok(restarted), Some(child))
+        }
+        Err(error) => {
+            log(&format!(
+                "{}: the new program did not start ({error:#}); rolling back to {}",
+                spec.id(),
+                previous.display()
+            ));
+            spec.program = previous;
+            let error = error.context(format!(
+                "{}: the new program was not ready; rolled back to the previous one",
+                spec.id()
+            ));
+            match start(ctx, state, spec, shutdown.clone(), PORT_RELEASE_TIMEOUT_MS).await {
+                Ok(child) => (Err(error), Some(child)),
+                Err(again) => (
+                    Err(error.context(format!("and the previous one failed too: {again:#}"))),
+                    None,
+                ),
+            }
+        }
+    }
+}
+
+fn millis(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 async fn stop_all(
@@ -515,10 +751,10 @@ async fn stop_all(
     }
     for (spec, child) in children.into_iter().rev() {
         if let Some(child) = child {
-            log(&format!("{}: stopping", spec.name));
+            log(&format!("{}: stopping", spec.id()));
             stop_child(&spec, child).await;
         }
-        set(ctx, state, spec.name, |c| {
+        set(ctx, state, spec.key(), |c| {
             c.state = ComponentPhase::Stopped;
             c.pid = None;
         });
@@ -534,7 +770,8 @@ async fn stop_child(spec: &Spec, mut child: Child) {
     if graceful.is_err() {
         log(&format!(
             "{}: no exit within {} ms, killing",
-            spec.name, spec.stop_timeout_ms
+            spec.id(),
+            spec.stop_timeout_ms
         ));
         kill_group(pid, Signal::SIGKILL);
         let _ = child.wait().await;
@@ -570,14 +807,106 @@ fn lock(state: &Shared) -> std::sync::MutexGuard<'_, RuntimeState> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn set(ctx: &Ctx, state: &Shared, name: ComponentName, update: impl FnOnce(&mut ComponentState)) {
-    {
+fn lock_control(control: &SharedControl) -> std::sync::MutexGuard<'_, Control> {
+    control
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn set(
+    ctx: &Ctx,
+    state: &Shared,
+    (name, instance): (ComponentName, u8),
+    update: impl FnOnce(&mut ComponentState),
+) {
+    let became_ready = {
         let mut guard = lock(state);
-        if let Some(component) = guard.component_mut(name) {
-            update(component);
-        }
-    }
+        guard
+            .component_mut(name, instance)
+            .is_some_and(|component| {
+                let before = component.state;
+                update(component);
+                before != ComponentPhase::Ready && component.state == ComponentPhase::Ready
+            })
+    };
     save(ctx, state);
+    if Service::of(name).is_some() {
+        refresh_upstreams(ctx, state, false);
+    } else if name == ComponentName::Gateway && became_ready {
+        // Instances may have come and gone while it started from its first upstreams file.
+        refresh_upstreams(ctx, state, true);
+    }
+}
+
+/// Keeps the gateway's upstreams to the service instances that are ready, and reloads nginx
+/// (SIGHUP: new workers with the new upstreams; old ones finish what they have) when they
+/// change or `force`.
+fn refresh_upstreams(ctx: &Ctx, state: &Shared, force: bool) {
+    let (ready, gateway_pid) = {
+        let guard = lock(state);
+        let ready: BTreeSet<(ComponentName, u8)> = guard
+            .components
+            .iter()
+            .filter(|c| Service::of(c.name).is_some() && c.state == ComponentPhase::Ready)
+            .map(|c| (c.name, c.instance))
+            .collect();
+        let gateway_pid = guard
+            .components
+            .iter()
+            .find(|c| c.name == ComponentName::Gateway)
+            .filter(|c| matches!(c.state, ComponentPhase::Ready))
+            .and_then(|c| c.pid);
+        (ready, gateway_pid)
+    };
+    match components::gateway::write_upstreams(&ctx.home, &ready) {
+        Ok(changed) => {
+            if let (true, Some(pid)) = (changed || force, gateway_pid) {
+                let members: Vec<String> = ready
+                    .iter()
+                    .map(|(name, instance)| components::instance_id(*name, *instance))
+                    .collect();
+                log(&format!(
+                    "gateway: upstreams now {}; reloading",
+                    members.join(", ")
+                ));
+                kill_pid(pid, Signal::SIGHUP);
+            }
+        }
+        Err(error) => log(&format!("cannot write the gateway's upstreams: {error:#}")),
+    }
+}
+
+fn kill_pid(pid: u32, signal: Signal) {
+    if let Ok(raw) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
+    }
+}
+
+/// Links (or copies) a service's binary to `run/bin/NAME.GENERATION` and returns that path.
+pub fn stage(
+    ctx: &Ctx,
+    service: Service,
+    binary: &Path,
+    generation: u32,
+) -> anyhow::Result<PathBuf> {
+    let staged = ctx
+        .home
+        .run_dir()
+        .join("bin")
+        .join(format!("{}.{generation}", service.as_str()));
+    let _ = std::fs::remove_file(&staged);
+    // A hard link keeps this build's bytes when cargo replaces the file (it writes a new
+    // inode); another file system gets a copy.
+    if std::fs::hard_link(binary, &staged).is_err() {
+        std::fs::copy(binary, &staged).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot stage {} as {}: {error}",
+                binary.display(),
+                staged.display()
+            )
+        })?;
+    }
+    Ok(staged)
 }
 
 fn save(ctx: &Ctx, state: &Shared) {

@@ -1,14 +1,13 @@
 //! `paytool up`: set up what is missing, start the supervisor, and follow it until every
 //! component is ready (or one fails, or Ctrl-C).
 
-use crate::runtime::components::{self, services, ComponentName};
+use crate::runtime::components::{services, ComponentName};
 use crate::runtime::home::Home;
 use crate::runtime::ports::{can_bind, in_use_on_loopback};
 use crate::runtime::setup::Setup;
 use crate::runtime::state::{running_supervisor, ComponentPhase, Phase, RuntimeState};
 use crate::support::exit::{fail, Code};
 use crate::support::ui::{Line, Ui};
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -19,11 +18,38 @@ const POLL_MS: u64 = 200;
 /// After Ctrl-C, how long `up` waits for the supervisor to stop what it started.
 const INTERRUPT_STOP_TIMEOUT_MS: u64 = 120_000;
 
-pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> anyhow::Result<()> {
-    let home = Home::open_or_create(home_dir, project)?;
+/// `replicas`: `--replicas` in order, each a count for one service or (None) for all.
+pub async fn run(
+    home_dir: &Path,
+    project: &Path,
+    setup: &Setup,
+    replicas: &[(Option<services::Service>, u8)],
+    ui: &Ui,
+) -> anyhow::Result<()> {
+    let mut home = Home::open_or_create(home_dir, project)?;
+    let mut wanted = home.marker.replicas;
+    for (service, count) in replicas {
+        match service {
+            Some(service) => service.set_replicas(&mut wanted, *count),
+            None => {
+                for service in services::Service::ALL {
+                    service.set_replicas(&mut wanted, *count);
+                }
+            }
+        }
+    }
     if let Some(pid) = running_supervisor(&home) {
+        if wanted != home.marker.replicas {
+            return Err(fail(
+                Code::Usage,
+                format!("paytool is already running at {} with other replica counts: `paytool down` first, then `paytool up --replicas …`", home.dir.display()),
+            ));
+        }
         ui.println(&format!("paytool is already running at {} (supervisor pid {pid}); nothing to do. `paytool status` shows it.", home.dir.display()));
         return Ok(());
+    }
+    if wanted != home.marker.replicas {
+        home.set_replicas(wanted)?;
     }
     // A supervisor that was killed outright leaves its components running: stop those first,
     // or they would hold the ports and look like a stranger's processes.
@@ -83,17 +109,21 @@ pub async fn run(home_dir: &Path, project: &Path, setup: &Setup, ui: &Ui) -> any
     let pid = supervisor.id();
     let started = Instant::now();
 
-    let lines: HashMap<ComponentName, Line> = components::names()
-        .map(|name| (name, ui.step(name.as_str())))
-        .collect();
+    // One line per instance, made as the supervisor's state file lists them.
+    let mut lines: Vec<(ComponentName, u8, Line)> = Vec::new();
     let mut interrupted = Box::pin(tokio::signal::ctrl_c());
     loop {
         let state = RuntimeState::load(&home).filter(|state| state.supervisor_pid == pid);
         if let Some(state) = &state {
             for component in &state.components {
-                if let Some(line) = lines.get(&component.name) {
-                    show(line, component);
-                }
+                let known = lines.iter().position(|(name, instance, _)| {
+                    *name == component.name && *instance == component.instance
+                });
+                let index = known.unwrap_or_else(|| {
+                    lines.push((component.name, component.instance, ui.step(&component.id())));
+                    lines.len() - 1
+                });
+                show(&lines[index].2, component);
             }
             if state.phase == Phase::Running {
                 break;
@@ -170,6 +200,13 @@ fn show(line: &Line, component: &crate::runtime::state::ComponentState) {
                 .unwrap_or("being built in the background"),
         ),
         ComponentPhase::Failed => line.failed(component.message.as_deref().unwrap_or("failed")),
+        ComponentPhase::Unready => line.working(
+            component
+                .message
+                .as_deref()
+                .unwrap_or("failing its readiness probe"),
+        ),
+        ComponentPhase::RollingOut => line.working("rolling out"),
         ComponentPhase::Stopped => line.working("stopped"),
     }
 }

@@ -1,5 +1,6 @@
-//! The service's one error type. Client errors become their problem type; anything else is
-//! logged with its cause and answered with a generic 500.
+//! The service's one error type. Client errors become their problem type; a database out of
+//! reach is a 503 with Retry-After; anything else is logged with its cause and answered with a
+//! generic 500.
 
 use crate::ledger::LedgerError;
 use crate::saga::{failure_type, SagaError};
@@ -75,6 +76,12 @@ impl IntoResponse for Error {
             Error::Saga(error @ SagaError::PaymentNotCompleted(_)) => refusal("payment-not-completed", error.to_string()),
             Error::Saga(error @ SagaError::RefundExceedsCapture { .. }) => refusal("refund-exceeds-capture", error.to_string()),
             Error::Database(cause) => {
+                // A database out of reach is an outage (503, Retry-After): the caller's retry
+                // with its key does the work once it is back. Anything else is a bug.
+                if let Some(unavailable) = paykit::resilience::database_unavailable(&cause) {
+                    tracing::warn!(error = %cause, "database unavailable");
+                    return unavailable.into_response();
+                }
                 tracing::error!(error = %cause, "database error");
                 Problem::internal()
             }

@@ -124,6 +124,7 @@ fn spec(ctx: &Ctx, which: Alerting) -> anyhow::Result<Spec> {
     };
     Ok(Spec {
         name,
+        instance: 0,
         program,
         args,
         env: Vec::new(),
@@ -141,7 +142,8 @@ fn spec(ctx: &Ctx, which: Alerting) -> anyhow::Result<Spec> {
 #[derive(Serialize)]
 struct Target {
     job: &'static str,
-    port: u16,
+    /// Every instance's port (services may run several; each is its own `instance` label).
+    ports: Vec<u16>,
     path: &'static str,
 }
 
@@ -162,10 +164,17 @@ async fn prepare(ctx: &Ctx, which: Alerting) -> anyhow::Result<()> {
             context.insert("scrape_timeout", &scaled_seconds(10, scale));
             context.insert("evaluation_interval", &scaled_seconds(15, scale));
             context.insert("alertmanager_port", &ports.alertmanager);
-            let targets = [
-                ("orchestrator", ports.orchestrator, "/metrics"),
-                ("consumer-api", ports.consumer_api, "/metrics"),
-                ("merchant-api", ports.merchant_api, "/metrics"),
+            let services = super::services::Service::ALL.map(|service| {
+                let ports = (0..service.replicas(&ctx.home))
+                    .map(|instance| service.instance_port(&ctx.home, instance))
+                    .collect();
+                Target {
+                    job: service.as_str(),
+                    ports,
+                    path: "/metrics",
+                }
+            });
+            let engines = [
                 ("otel-collector", ports.otel_telemetry, "/metrics"),
                 ("otel-collector-otlp", ports.otel_prometheus, "/metrics"),
                 ("jaeger", ports.jaeger_telemetry, "/metrics"),
@@ -174,7 +183,12 @@ async fn prepare(ctx: &Ctx, which: Alerting) -> anyhow::Result<()> {
                 ("postgres-exporter", ports.postgres_exporter, "/metrics"),
                 ("kafka", ports.kafka_metrics, "/metrics"),
             ]
-            .map(|(job, port, path)| Target { job, port, path });
+            .map(|(job, port, path)| Target {
+                job,
+                ports: vec![port],
+                path,
+            });
+            let targets: Vec<Target> = services.into_iter().chain(engines).collect();
             context.insert("targets", &targets);
             std::fs::write(
                 dir.join("prometheus.yml"),

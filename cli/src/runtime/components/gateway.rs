@@ -1,6 +1,7 @@
 //! The nginx gateway: TLS for `*.local.test` with the installation's certificate, routing each
 //! host to its component, and `whoami.local.test` echoing the request (njs).
 
+use super::services::Service;
 use super::{render, run_to_log, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
@@ -44,6 +45,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
     let ports = ctx.home.ports();
     Ok(Spec {
         name: ComponentName::Gateway,
+        instance: 0,
         program: ctx.tools.nginx.clone(),
         args: vec![
             "-p".into(),
@@ -57,7 +59,13 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
         env: Vec::new(),
         cwd: dir(&ctx.home),
         run_as: None,
-        ports: vec![("http", ports.gateway_http), ("https", ports.gateway_https)],
+        ports: vec![
+            ("http", ports.gateway_http),
+            ("https", ports.gateway_https),
+            ("orchestrator-internal", ports.internal_orchestrator),
+            ("consumer-api-internal", ports.internal_consumer_api),
+            ("merchant-api-internal", ports.internal_merchant_api),
+        ],
         urls: ["whoami", "sso", "api", "merchant"]
             .iter()
             .map(|host| ports.public_url(host))
@@ -101,8 +109,19 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     context.insert("certificate", &tls.cert);
     context.insert("certificate_key", &tls.key);
     context.insert("keycloak_port", &ports.keycloak);
-    context.insert("consumer_api_port", &ports.consumer_api);
-    context.insert("merchant_api_port", &ports.merchant_api);
+    // Every configured instance to begin with; the supervisor narrows it to the ready ones
+    // (`write_upstreams`) once the gateway runs.
+    let upstreams = upstreams_path(&ctx.home);
+    std::fs::write(
+        &upstreams,
+        render_upstreams(|service| {
+            (0..service.replicas(&ctx.home))
+                .map(|instance| service.instance_port(&ctx.home, instance))
+                .collect()
+        }),
+    )?;
+    context.insert("upstreams_conf", &upstreams);
+    context.insert("internals", &internals(&ctx.home));
     context.insert("gateway_spans_port", &ports.gateway_spans);
     context.insert("edge_js", &ctx.project.join("stacks/local/gateway/edge.js"));
     context.insert(
@@ -137,6 +156,86 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         .arg(config_path(&ctx.home))
         .args(["-e", "stderr"]);
     run_to_log(ctx, ComponentName::Gateway, &mut check).await
+}
+
+fn upstreams_path(home: &Home) -> PathBuf {
+    dir(home).join("upstreams.conf")
+}
+
+/// After one failed attempt an instance is skipped for this long (nginx's passive health
+/// check; with one instance nginx never skips it).
+const UPSTREAM_FAIL_TIMEOUT_S: u32 = 2;
+/// Idle connections each nginx worker keeps open to each service.
+const UPSTREAM_KEEPALIVE: u32 = 16;
+
+/// The services' nginx upstreams with the given instance ports. A service with no instance
+/// ready keeps every configured one: an upstream needs a server, and the 502 of a refused
+/// connection becomes a 503 problem anyway.
+fn render_upstreams(ports_of: impl Fn(Service) -> Vec<u16>) -> String {
+    let mut text = String::from(
+        "# Written by paytool's supervisor: the instances of each service that are ready.\n",
+    );
+    for service in Service::ALL {
+        let ports = ports_of(service);
+        assert!(!ports.is_empty(), "{service:?} has no instance to list");
+        text.push_str(&format!("upstream {} {{\n", service.upstream()));
+        for port in ports {
+            text.push_str(&format!(
+                "    server 127.0.0.1:{port} max_fails=1 fail_timeout={UPSTREAM_FAIL_TIMEOUT_S}s;\n"
+            ));
+        }
+        text.push_str(&format!("    keepalive {UPSTREAM_KEEPALIVE};\n}}\n"));
+    }
+    text
+}
+
+/// Writes the upstreams with the instances that are ready (each service's configured
+/// instances when none is), and says whether the file changed, in which case the running
+/// nginx must be told (SIGHUP).
+pub fn write_upstreams(
+    home: &Home,
+    ready: &std::collections::BTreeSet<(ComponentName, u8)>,
+) -> anyhow::Result<bool> {
+    let text = render_upstreams(|service| {
+        let configured = 0..service.replicas(home);
+        let ready: Vec<u16> = configured
+            .clone()
+            .filter(|instance| ready.contains(&(service.component_name(), *instance)))
+            .map(|instance| service.instance_port(home, instance))
+            .collect();
+        if ready.is_empty() {
+            configured
+                .map(|instance| service.instance_port(home, instance))
+                .collect()
+        } else {
+            ready
+        }
+    });
+    let path = upstreams_path(home);
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    crate::runtime::home::write_atomic(&path, text.as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+/// One internal listener of the gateway: where the other services call this one.
+#[derive(Debug, serde::Serialize)]
+struct Internal {
+    service: &'static str,
+    upstream: &'static str,
+    port: u16,
+}
+
+fn internals(home: &Home) -> Vec<Internal> {
+    Service::ALL
+        .into_iter()
+        .map(|service| Internal {
+            service: service.as_str(),
+            upstream: service.upstream(),
+            port: service.internal_port(home),
+        })
+        .collect()
 }
 
 /// The gateway's rate limits per second (bursts are requests allowed at once above the rate).

@@ -68,6 +68,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
     );
     Ok(Spec {
         name: ComponentName::Kafka,
+        instance: 0,
         program: ctx.tools.kafka_java.clone(),
         args,
         env: Vec::new(),

@@ -63,6 +63,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
     ];
     Ok(Spec {
         name: ComponentName::Keycloak,
+        instance: 0,
         program: home.join("bin/kc.sh"),
         args,
         env: vec![

@@ -126,9 +126,19 @@ pub trait Component: Sync {
     /// How to run it: program, arguments, environment, ports, probe and stop signal.
     fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec>;
 
+    /// How to run each of its instances: one, unless it is a service with replicas.
+    fn specs(&self, ctx: &Ctx) -> anyhow::Result<Vec<Spec>> {
+        Ok(vec![self.spec(ctx)?])
+    }
+
     /// The probe that says whether it is healthy, from the installation alone (no tools
     /// needed), so that `status` can ask it too.
     fn probe(&self, home: &Home, secrets: &Secrets) -> Probe;
+
+    /// The probe of one of its instances (only services have more than instance 0).
+    fn instance_probe(&self, home: &Home, secrets: &Secrets, _instance: u8) -> Probe {
+        self.probe(home, secrets)
+    }
 
     /// One-time and every-start preparation before it is spawned.
     fn prepare<'a>(&'a self, _ctx: &'a Ctx) -> Step<'a> {
@@ -256,6 +266,8 @@ pub struct Ctx {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub name: ComponentName,
+    /// Which of its instances (0 unless a service runs replicas).
+    pub instance: u8,
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -269,6 +281,28 @@ pub struct Spec {
     pub stop_signal: Signal,
     /// After this, SIGKILL.
     pub stop_timeout_ms: u64,
+}
+
+impl Spec {
+    /// The instance's name in logs, state and `status`: the component's name for instance 0,
+    /// `consumer-api.1` for the next.
+    pub fn id(&self) -> String {
+        instance_id(self.name, self.instance)
+    }
+
+    /// The instance as the state file keys it.
+    pub fn key(&self) -> (ComponentName, u8) {
+        (self.name, self.instance)
+    }
+}
+
+/// `name` for instance 0, `name.N` for instance N: how an instance is named in its log file,
+/// `paytool logs` and `status`.
+pub fn instance_id(name: ComponentName, instance: u8) -> String {
+    match instance {
+        0 => name.as_str().to_string(),
+        n => format!("{name}.{n}"),
+    }
 }
 
 /// A probe for a component that answers `GET url` with 2xx when ready, on loopback.

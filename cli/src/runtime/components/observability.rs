@@ -74,6 +74,7 @@ fn spec(ctx: &Ctx, which: Tracing) -> anyhow::Result<Spec> {
     };
     Ok(Spec {
         name,
+        instance: 0,
         program,
         args: vec![format!(
             "--config={}",

@@ -72,6 +72,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
     }
     Ok(Spec {
         name: ComponentName::Postgres,
+        instance: 0,
         program: ctx.tools.pg_bin.join("postgres"),
         args,
         env: vec![("LC_ALL".into(), "C.UTF-8".into())],

@@ -66,6 +66,7 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
     let dir = dir(&ctx.home);
     Ok(Spec {
         name: ComponentName::PostgresExporter,
+        instance: 0,
         program: ctx.tools.postgres_exporter.clone(),
         args: vec![
             format!("--web.listen-address=127.0.0.1:{}", ports.postgres_exporter),

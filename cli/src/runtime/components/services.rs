@@ -30,13 +30,68 @@ impl Service {
         self.component_name().as_str()
     }
 
+    /// Its place in the installation's port range for extra instances (`Ports::instance_port`).
+    fn index(self) -> u16 {
+        match self {
+            Self::Orchestrator => 0,
+            Self::ConsumerApi => 1,
+            Self::MerchantApi => 2,
+        }
+    }
+
+    /// Instance 0's port: the one the service has always had.
     pub fn port(self, home: &Home) -> u16 {
+        self.instance_port(home, 0)
+    }
+
+    pub fn instance_port(self, home: &Home, instance: u8) -> u16 {
+        home.ports().instance_port(self.index(), instance)
+    }
+
+    /// How many instances the installation runs (`paytool up --replicas`).
+    pub fn replicas(self, home: &Home) -> u8 {
+        let replicas = home.marker.replicas;
+        match self {
+            Self::Orchestrator => replicas.orchestrator,
+            Self::ConsumerApi => replicas.consumer_api,
+            Self::MerchantApi => replicas.merchant_api,
+        }
+    }
+
+    pub fn set_replicas(self, replicas: &mut crate::runtime::home::Replicas, count: u8) {
+        match self {
+            Self::Orchestrator => replicas.orchestrator = count,
+            Self::ConsumerApi => replicas.consumer_api = count,
+            Self::MerchantApi => replicas.merchant_api = count,
+        }
+    }
+
+    /// Where the other services call it: the gateway's internal listener, which balances over
+    /// the instances that are ready (never one being drained).
+    pub fn internal_url(self, home: &Home) -> String {
+        format!("http://127.0.0.1:{}", self.internal_port(home))
+    }
+
+    pub fn internal_port(self, home: &Home) -> u16 {
         let ports = home.ports();
         match self {
-            Self::Orchestrator => ports.orchestrator,
-            Self::ConsumerApi => ports.consumer_api,
-            Self::MerchantApi => ports.merchant_api,
+            Self::Orchestrator => ports.internal_orchestrator,
+            Self::ConsumerApi => ports.internal_consumer_api,
+            Self::MerchantApi => ports.internal_merchant_api,
         }
+    }
+
+    /// The nginx upstream that balances over its instances.
+    pub fn upstream(self) -> &'static str {
+        match self {
+            Self::Orchestrator => "orchestrator",
+            Self::ConsumerApi => "consumer_api",
+            Self::MerchantApi => "merchant_api",
+        }
+    }
+
+    pub fn of(name: ComponentName) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.component_name() == name)
     }
 
     /// The database each service owns (one per service) and its role, which has the same name.
@@ -76,17 +131,30 @@ impl Component for Service {
     }
 
     fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
-        spec(ctx, *self)
+        spec(ctx, *self, 0)
     }
 
-    fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
-        http_probe(format!("http://127.0.0.1:{}/health/ready", self.port(home)))
+    fn specs(&self, ctx: &Ctx) -> anyhow::Result<Vec<Spec>> {
+        (0..self.replicas(&ctx.home))
+            .map(|instance| spec(ctx, *self, instance))
+            .collect()
+    }
+
+    fn probe(&self, home: &Home, secrets: &Secrets) -> Probe {
+        self.instance_probe(home, secrets, 0)
+    }
+
+    fn instance_probe(&self, home: &Home, _secrets: &Secrets, instance: u8) -> Probe {
+        http_probe(format!(
+            "http://127.0.0.1:{}/health/ready",
+            self.instance_port(home, instance)
+        ))
     }
 }
 
-fn spec(ctx: &Ctx, service: Service) -> anyhow::Result<Spec> {
+fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
     let name = service.as_str();
-    let port = service.port(&ctx.home);
+    let port = service.instance_port(&ctx.home, instance);
     let public = match service {
         Service::ConsumerApi => vec![
             ctx.home.ports().public_url("api"),
@@ -133,7 +201,7 @@ fn spec(ctx: &Ctx, service: Service) -> anyhow::Result<Spec> {
         ),
         (
             "APP__ORCHESTRATOR__BASE_URL".into(),
-            format!("http://127.0.0.1:{}", ctx.home.ports().orchestrator),
+            Service::Orchestrator.internal_url(&ctx.home),
         ),
         // Each service relays its outbox to Kafka; merchant-api also consumes payments.v1.
         (
@@ -163,14 +231,14 @@ fn spec(ctx: &Ctx, service: Service) -> anyhow::Result<Spec> {
         // Paying a merchant's QR code goes through merchant-api, which owns payment requests.
         env.push((
             "APP__MERCHANT_API__BASE_URL".into(),
-            format!("http://127.0.0.1:{}", ctx.home.ports().merchant_api),
+            Service::MerchantApi.internal_url(&ctx.home),
         ));
     }
     if service == Service::MerchantApi {
         // Charging a consumer's code goes through consumer-api, which owns the codes.
         env.push((
             "APP__CONSUMER_API__BASE_URL".into(),
-            format!("http://127.0.0.1:{}", ctx.home.ports().consumer_api),
+            Service::ConsumerApi.internal_url(&ctx.home),
         ));
         // The dashboard's sign-in (a backend-for-frontend).
         env.extend(web_env(
@@ -182,6 +250,7 @@ fn spec(ctx: &Ctx, service: Service) -> anyhow::Result<Spec> {
     }
     Ok(Spec {
         name: service.component_name(),
+        instance,
         program: ctx.bin_dir.join(name),
         args: Vec::new(),
         env,
@@ -189,8 +258,10 @@ fn spec(ctx: &Ctx, service: Service) -> anyhow::Result<Spec> {
         run_as: None,
         ports: vec![("http", port)],
         urls: [vec![format!("http://127.0.0.1:{port}")], public].concat(),
-        probe: service.probe(&ctx.home, &ctx.secrets),
+        probe: service.instance_probe(&ctx.home, &ctx.secrets, instance),
         ready_timeout_ms: 30_000,
+        // SIGTERM drains: readiness fails, in-flight requests and streams finish (paykit's
+        // `serve_draining`, bounded below this), then it exits.
         stop_signal: Signal::SIGTERM,
         stop_timeout_ms: 10_000,
     })
