@@ -889,6 +889,31 @@ impl Shop {
     fn url(&self, host: &str, path: &str) -> String {
         format!("{}{path}", self.base.replace("{host}", host))
     }
+
+    /// The consumer pays 100 JPY by the merchant's QR code, with `key`.
+    async fn pay(&self, key: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("api", "/v1/payments"))
+            .bearer_auth(&self.consumer)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({ "qr": self.request["payload"], "amount": { "value": 100, "currency": "JPY" } }))
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
+    /// A GET through the gateway with `token`, its body as JSON (null when it is not).
+    async fn get(&self, host: &str, path: &str, token: &str) -> Value {
+        self.client
+            .get(self.url(host, path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
 }
 
 /// Waits (bounded) until the shop's merchant lists exactly the payments `paid`, each once, and
@@ -897,16 +922,9 @@ async fn assert_listed_once(shop: &Shop, paid: &[String], total: i64) {
     let mut listed: Vec<Value> = Vec::new();
     let complete = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
-            let page: Value = shop
-                .client
-                .get(shop.url("merchant", "/v1/transactions?limit=100"))
-                .bearer_auth(&shop.merchant)
-                .send()
-                .await
-                .expect("sent")
-                .json()
-                .await
-                .unwrap_or(Value::Null);
+            let page = shop
+                .get("merchant", "/v1/transactions?limit=100", &shop.merchant)
+                .await;
             listed = page["items"].as_array().cloned().unwrap_or_default();
             if listed.len() >= paid.len() {
                 return;
@@ -1171,35 +1189,52 @@ async fn with_the_orchestrator_killed_during_a_stream_of_payments_each_answer_is
     // A dependency that is down answers as an outage: consumer-api retries its idempotent call
     // to the orchestrator within its budget and then answers 503 with Retry-After, never 500.
     // The client's retry with the same key pays once the orchestrator is back.
+    //
+    // The supervisor restarts a killed orchestrator in about a second, which consumer-api's
+    // own retries ride out; to see the outage answered, the supervisor is frozen (SIGSTOP) for
+    // OUTAGE payments after the kill, so the orchestrator stays down that long.
     const PAYMENTS: usize = 200;
     const KILL_AFTER: usize = 20;
+    const OUTAGE: usize = 10;
     let installation = Installation::new(27800);
     let up = installation.run(&["up"]);
     assert!(up.status.success(), "{}", text(&up));
     let status = installation.status();
     let shop = Shop::open(&installation, &status, "Outage Diner").await;
     let orchestrator = pid_of(&status, "orchestrator");
+    let supervisor = nix::unistd::Pid::from_raw(
+        i32::try_from(status["supervisor_pid"].as_u64().expect("supervisor pid")).expect("pid"),
+    );
+    /// Thaws the supervisor however the test ends.
+    struct Thaw(nix::unistd::Pid);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    let _thaw = Thaw(supervisor);
 
     let mut answers: Vec<(u16, Option<String>, String)> = Vec::new();
     let mut keys = Vec::new();
     for i in 0..PAYMENTS {
         if i == KILL_AFTER {
+            nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGSTOP)
+                .expect("freeze the supervisor");
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(i32::try_from(orchestrator).expect("pid")),
                 nix::sys::signal::Signal::SIGKILL,
             )
             .expect("kill the orchestrator");
         }
+        if i == KILL_AFTER + OUTAGE {
+            nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGCONT)
+                .expect("thaw the supervisor");
+        }
+        // A client at most half the gateway's per-user rate (20/s): once the breaker is open,
+        // 503s come back at once, and a faster loop would be throttled (429) instead.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let key = uuid::Uuid::new_v4().to_string();
-        let response = shop
-            .client
-            .post(shop.url("api", "/v1/payments"))
-            .bearer_auth(&shop.consumer)
-            .header("Idempotency-Key", &key)
-            .json(&serde_json::json!({ "qr": shop.request["payload"], "amount": { "value": 100, "currency": "JPY" } }))
-            .send()
-            .await
-            .expect("the gateway answers");
+        let response = shop.pay(&key).await;
         let code = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -1223,9 +1258,17 @@ async fn with_the_orchestrator_killed_during_a_stream_of_payments_each_answer_is
         .collect();
     assert!(other.is_empty(), "answers other than 201 or 503: {other:?}");
     assert!(
-        unavailable > 0,
-        "the orchestrator's outage was seen ({paid} paid at once)"
+        unavailable >= OUTAGE,
+        "every payment while the orchestrator was down answered 503 ({paid} paid at once, {unavailable} 503s)"
     );
+    assert!(
+        answers[KILL_AFTER..KILL_AFTER + OUTAGE]
+            .iter()
+            .all(|(code, ..)| *code == 503),
+        "{:?}",
+        &answers[KILL_AFTER..KILL_AFTER + OUTAGE]
+    );
+    eprintln!("orchestrator outage: {paid} paid at once, {unavailable} answered 503");
     for (code, retry_after, content_type) in &answers {
         if *code == 503 {
             assert!(
@@ -1250,15 +1293,7 @@ async fn with_the_orchestrator_killed_during_a_stream_of_payments_each_answer_is
         }
         let mut settled = None;
         for _ in 0..20 {
-            let response = shop
-                .client
-                .post(shop.url("api", "/v1/payments"))
-                .bearer_auth(&shop.consumer)
-                .header("Idempotency-Key", &keys[i])
-                .json(&serde_json::json!({ "qr": shop.request["payload"], "amount": { "value": 100, "currency": "JPY" } }))
-                .send()
-                .await
-                .expect("the gateway answers");
+            let response = shop.pay(&keys[i]).await;
             if response.status().as_u16() == 201 {
                 settled = Some(());
                 break;
@@ -1268,16 +1303,7 @@ async fn with_the_orchestrator_killed_during_a_stream_of_payments_each_answer_is
         assert!(settled.is_some(), "payment {i} paid on retry");
     }
     // 200 payments of 100 each, none twice: the wallet paid exactly 20 000.
-    let wallet: Value = shop
-        .client
-        .get(shop.url("api", "/v1/wallet"))
-        .bearer_auth(&shop.consumer)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let wallet = shop.get("api", "/v1/wallet", &shop.consumer).await;
     assert_eq!(
         wallet["available"]["value"].as_i64(),
         Some(1_000_000 - 100 * PAYMENTS as i64),
@@ -1328,6 +1354,79 @@ async fn with_two_instances_of_each_service_rolling_out_every_service_under_the_
         "{}",
         text(&refused)
     );
+
+    // A merchant follows its live feed (SSE through the gateway; `pay watch` reconnects with
+    // Last-Event-ID) while a consumer pays it throughout the rollouts: the stream is cut when
+    // the instance serving it goes, resumes on another, and misses and repeats nothing.
+    for args in [
+        &["pay", "register", "consumer", "sse-payer"][..],
+        &["pay", "topup", "--as", "sse-payer", "100000"],
+        &["pay", "register", "merchant", "sse-shop"],
+    ] {
+        let done = installation.run(args);
+        assert!(done.status.success(), "{args:?}: {}", text(&done));
+    }
+    let qr = installation.run(&["pay", "qr", "--as", "sse-shop", "--json"]);
+    assert!(qr.status.success(), "{}", text(&qr));
+    let qr: Value = serde_json::from_slice(&qr.stdout).expect("qr --json");
+    let payload = qr["payload"].as_str().expect("payload").to_string();
+    let mut watch = installation
+        .command(&["pay", "watch", "--as", "sse-shop", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch starts");
+    let feed = watch.stdout.take().expect("stdout");
+    let (event_tx, events) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(feed).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str(&line) {
+                let _ = event_tx.send(event);
+            }
+        }
+    });
+    let notices = watch.stderr.take().expect("stderr");
+    let notices = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(notices)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let paying = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let payer = {
+        let paying = std::sync::Arc::clone(&paying);
+        let home = installation.home.clone();
+        let port_base = installation.port_base;
+        std::thread::spawn(move || {
+            let mut paid = Vec::new();
+            while paying.load(std::sync::atomic::Ordering::SeqCst) {
+                let output = Command::new(PAYTOOL)
+                    .args([
+                        "pay",
+                        "pay",
+                        "--as",
+                        "sse-payer",
+                        &payload,
+                        "--amount",
+                        "100",
+                        "--json",
+                    ])
+                    .env("PAYTOOL_HOME", &home)
+                    .env("PAYTOOL_PORT_BASE", port_base.to_string())
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("pay runs");
+                let answer: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+                    panic!("a payment during the rollouts ({e}): {}", text(&output))
+                });
+                paid.push(answer["id"].as_str().expect("payment id").to_string());
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            paid
+        })
+    };
 
     // The mixed load (QR payments, reads, code charges, top-ups, sends) runs through the
     // gateway while each service is rolled out in turn.
@@ -1380,6 +1479,45 @@ async fn with_two_instances_of_each_service_rolling_out_every_service_under_the_
         );
         rollouts.push(report);
     }
+    paying.store(false, std::sync::atomic::Ordering::SeqCst);
+    let paid = payer
+        .join()
+        .expect("every payment during the rollouts succeeded");
+    assert!(paid.len() >= 10, "paid during the rollouts: {paid:?}");
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while paid.iter().any(|id| !seen.contains_key(id)) && Instant::now() < deadline {
+        if let Ok(event) = events.recv_timeout(Duration::from_millis(500)) {
+            if event["type"] == "payment.completed" {
+                let id = event["data"]["id"].as_str().unwrap_or_default().to_string();
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+    }
+    // Whatever else is already on the way arrives within a moment: a repeat would show.
+    while let Ok(event) = events.recv_timeout(Duration::from_secs(2)) {
+        if event["type"] == "payment.completed" {
+            let id = event["data"]["id"].as_str().unwrap_or_default().to_string();
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let notices = notices.join().expect("notices read");
+    for id in &paid {
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "payment {id} on the live feed exactly once; feed: {seen:?}; notices: {notices:?}"
+        );
+    }
+    assert!(
+        notices
+            .iter()
+            .any(|line| line.contains("the stream dropped")),
+        "the stream was cut when its instance went, and resumed: {notices:?}"
+    );
+
     let output = load.wait_with_output().expect("load finishes");
     let lines = progress.join().expect("stderr read");
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
@@ -1391,10 +1529,11 @@ async fn with_two_instances_of_each_service_rolling_out_every_service_under_the_
     });
     let all = &report["all"];
     eprintln!(
-        "load during the rollouts: {} requests, {} errors, {} dropped, p99 {} ms; rollouts took {:?} ms",
+        "load during the rollouts: {} requests, {} errors, {} dropped, {} resent after a connection closed under them, p99 {} ms; rollouts took {:?} ms",
         all["count"],
         all["errors"],
         report["dropped"],
+        report["resends"],
         all["latency"]["p99_ms"],
         rollouts.iter().map(|r| r["duration_ms"].clone()).collect::<Vec<_>>()
     );

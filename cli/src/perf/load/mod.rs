@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
@@ -59,6 +60,8 @@ pub struct Platform {
     /// When set, requests skip the gateway and go to the services' own ports (plain HTTP on
     /// loopback): what `paytool bench` compares the gateway against.
     direct: Option<Direct>,
+    /// Requests sent a second time after their connection failed under them (see `send`).
+    resends: std::sync::atomic::AtomicU64,
 }
 
 struct Direct {
@@ -98,6 +101,7 @@ impl Platform {
             merchants: self.merchants.clone(),
             qrs: self.qrs.clone(),
             direct,
+            resends: AtomicU64::new(0),
         })
     }
 
@@ -165,6 +169,9 @@ pub struct Report {
     pub arrivals: u64,
     pub started: u64,
     pub dropped: u64,
+    /// Requests sent a second time, with the same Idempotency-Key (or a read), because their
+    /// connection failed before any answer; each counts once, by its final answer.
+    pub resends: u64,
     /// From the first arrival to the last answer.
     pub elapsed_s: f64,
     pub operations: BTreeMap<String, OperationReport>,
@@ -291,6 +298,7 @@ pub async fn set_up(home: &Home, scenario: &Scenario) -> anyhow::Result<Platform
         merchants: Vec::new(),
         qrs: Vec::new(),
         direct: None,
+        resends: std::sync::atomic::AtomicU64::new(0),
     };
     for (_, (session, email, qr)) in users {
         let user = Arc::new(User {
@@ -321,17 +329,39 @@ async fn token(user: &User) -> anyhow::Result<(String, Gateway)> {
     Ok((token, session.gateway.clone()))
 }
 
-/// One request, one attempt: its status (0 for no answer) and its body.
-async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
-    match request
-        .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
-        .send()
-        .await
-    {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or(Value::Null))
-        }
+/// One request: its status (0 for no answer) and its body. A `repeatable` request (a read, or
+/// one with an Idempotency-Key, which the service carries out once) is sent a second time when
+/// its connection failed under it before any answer came: the gateway closes kept-alive
+/// connections when it reloads (a rollout reloads it), and a request racing that close is
+/// lost on the wire. The resend is counted (`resends` in the report). A timeout, a refused
+/// connection to the gateway itself, or any answer is final.
+async fn send(
+    request: reqwest::RequestBuilder,
+    repeatable: bool,
+    resends: &AtomicU64,
+) -> (u16, Value) {
+    let again = if repeatable {
+        request.try_clone()
+    } else {
+        None
+    };
+    let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+    let answered = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+    match request.timeout(timeout).send().await {
+        Ok(response) => answered(response).await,
+        Err(error) if !error.is_timeout() && !error.is_connect() => match again {
+            Some(again) => {
+                resends.fetch_add(1, Ordering::Relaxed);
+                match again.timeout(timeout).send().await {
+                    Ok(response) => answered(response).await,
+                    Err(_) => (0, Value::Null),
+                }
+            }
+            None => (0, Value::Null),
+        },
         Err(_) => (0, Value::Null),
     }
 }
@@ -372,6 +402,7 @@ async fn perform(
 ) -> anyhow::Result<(u16, u16)> {
     let (token, gateway) = token(consumer).await?;
     let http = platform.http(&gateway);
+    let resends = &platform.resends;
     let key = || uuid::Uuid::new_v4().to_string();
     let post = |host: Host, path: &str, body: Value, keyed: bool| {
         let mut request = http
@@ -387,16 +418,22 @@ async fn perform(
         Operation::QrPayment => {
             let body = json!({ "qr": platform.qrs[merchant_index], "amount": money(index) });
             (
-                send(post(Host::Api, "/v1/payments", body, true)).await.0,
+                send(post(Host::Api, "/v1/payments", body, true), true, resends)
+                    .await
+                    .0,
                 201,
             )
         }
         Operation::TopUp => {
             let body = json!({ "amount": money(index) });
             (
-                send(post(Host::Api, "/v1/wallet/top-ups", body, true))
-                    .await
-                    .0,
+                send(
+                    post(Host::Api, "/v1/wallet/top-ups", body, true),
+                    true,
+                    resends,
+                )
+                .await
+                .0,
                 201,
             )
         }
@@ -405,7 +442,9 @@ async fn perform(
             let friend = &platform.consumers[((index + 1) % consumers) as usize];
             let body = json!({ "to": { "email": friend.email }, "amount": money(index) });
             (
-                send(post(Host::Api, "/v1/transfers", body, true)).await.0,
+                send(post(Host::Api, "/v1/transfers", body, true), true, resends)
+                    .await
+                    .0,
                 201,
             )
         }
@@ -413,10 +452,15 @@ async fn perform(
             let request = http
                 .get(platform.url(&gateway, Host::Api, "/v1/transactions?limit=20"))
                 .bearer_auth(&token);
-            (send(request).await.0, 200)
+            (send(request, true, resends).await.0, 200)
         }
         Operation::CodeCharge => {
-            let (status, code) = send(post(Host::Api, "/v1/payment-codes", json!({}), false)).await;
+            let (status, code) = send(
+                post(Host::Api, "/v1/payment-codes", json!({}), false),
+                false,
+                resends,
+            )
+            .await;
             if status != 201 {
                 return Ok((status, 201));
             }
@@ -429,7 +473,7 @@ async fn perform(
                 .bearer_auth(merchant_token)
                 .header("Idempotency-Key", key())
                 .json(&body);
-            (send(request).await.0, 201)
+            (send(request, true, resends).await.0, 201)
         }
     })
 }
@@ -503,6 +547,7 @@ pub async fn drive(
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     let mut report = summarize(scenario, arrivals, dropped, elapsed_s, &samples);
+    report.resends = platform.resends.load(Ordering::Relaxed);
     if platform.direct.is_some() {
         report.route = Route::Direct;
     }
@@ -597,6 +642,8 @@ fn summarize(
         arrivals,
         started: arrivals - dropped,
         dropped,
+        // Filled by `drive`, which has the platform's count.
+        resends: 0,
         elapsed_s,
         ok: breaches.is_empty(),
         operations,
@@ -609,7 +656,7 @@ fn summarize(
 
 fn print_report(report: &Report) {
     println!(
-        "scenario {}: {}/s for {} s, {} consumers, {} merchants{}; {} arrivals, {} dropped, {:.1} s",
+        "scenario {}: {}/s for {} s, {} consumers, {} merchants{}; {} arrivals, {} dropped, {} resent, {:.1} s",
         report.scenario,
         report.rate_per_s,
         report.duration_s,
@@ -618,6 +665,7 @@ fn print_report(report: &Report) {
         if report.hot_merchant { " (one hot)" } else { "" },
         report.arrivals,
         report.dropped,
+        report.resends,
         report.elapsed_s
     );
     println!(
