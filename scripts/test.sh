@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The compile-checked queries (sqlx::query!) build from the offline data committed in
+# services/*/.sqlx, never from a database that DATABASE_URL (or a .env) happens to name.
+export SQLX_OFFLINE=true
+
 started=$(date +%s)
 step() { echo "== $* ($(( $(date +%s) - started ))s)" >&2; }
 
@@ -45,6 +49,15 @@ PAYTOOL_TEST_STATUS="$test_root/status.json"
 "$paytool" --home "$state" status --json --show-secrets > "$PAYTOOL_TEST_STATUS"
 PAYTOOL_TEST_DATABASE_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connections"]["postgres_admin_url"])' "$PAYTOOL_TEST_STATUS")
 export PAYTOOL_TEST_STATUS PAYTOOL_TEST_DATABASE_URL
+
+# The offline data must be what the orchestrator's queries and migrations make of a real
+# database: `cargo sqlx prepare --check` describes every query against the orchestrator's own
+# database (migrated when the service started) and fails when services/orchestrator/.sqlx differs.
+step "sqlx offline data (orchestrator)"
+sqlx_cli_bin=$(scripts/install-sqlx-cli.sh)
+orchestrator_database_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connections"]["databases"]["orchestrator"])' "$PAYTOOL_TEST_STATUS")
+(cd services/orchestrator && PATH="$sqlx_cli_bin:$PATH" DATABASE_URL="$orchestrator_database_url" \
+  cargo sqlx prepare --check -- --all-targets)
 
 step "tests"
 cargo test --workspace

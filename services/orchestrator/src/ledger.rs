@@ -12,7 +12,7 @@
 
 use paykit::money::{Currency, MAX_AMOUNT_MINOR};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -207,36 +207,53 @@ fn bucket_of(transfer_id: Uuid, buckets: i16) -> i16 {
     i16::try_from(spread % u16::try_from(buckets.max(1)).unwrap_or(1)).unwrap_or(0)
 }
 
-fn row_to_transfer(row: &sqlx::postgres::PgRow) -> Result<Transfer, sqlx::Error> {
-    Ok(Transfer {
-        record: paykit::contract::Transfer {
-            id: row.try_get("id")?,
-            debit_account_id: row.try_get("debit_account_id")?,
-            credit_account_id: row.try_get("credit_account_id")?,
-            amount: row.try_get("amount")?,
-            currency: row.try_get::<String, _>("currency")?,
-            kind: row.try_get("kind")?,
-            pending_id: row.try_get("pending_id")?,
-            code: row.try_get("code")?,
-            saga_id: row.try_get("saga_id")?,
-            created_at: row.try_get("created_at")?,
-        },
-        seq: row.try_get("seq")?,
-    })
+/// A row of `transfers` as the queries below select it (the same columns in each, checked
+/// against the schema at compile time). `timeout_at` is not in it: only the resolution of a
+/// pending transfer reads it, from a query of its own.
+struct TransferRow {
+    id: Uuid,
+    debit_account_id: Uuid,
+    credit_account_id: Uuid,
+    amount: i64,
+    currency: String,
+    kind: String,
+    pending_id: Option<Uuid>,
+    code: String,
+    saga_id: Option<Uuid>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    seq: i64,
 }
 
-const TRANSFER_COLUMNS: &str =
-    "id, debit_account_id, credit_account_id, amount, currency::text AS currency, kind, \
-     pending_id, code, saga_id, created_at, seq, timeout_at";
+impl From<TransferRow> for Transfer {
+    fn from(row: TransferRow) -> Self {
+        Transfer {
+            record: paykit::contract::Transfer {
+                id: row.id,
+                debit_account_id: row.debit_account_id,
+                credit_account_id: row.credit_account_id,
+                amount: row.amount,
+                currency: row.currency,
+                kind: row.kind,
+                pending_id: row.pending_id,
+                code: row.code,
+                saga_id: row.saga_id,
+                created_at: row.created_at,
+            },
+            seq: row.seq,
+        }
+    }
+}
 
 pub async fn currency_exists(
     connection: &mut PgConnection,
     currency: Currency,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM currencies WHERE code = $1)")
-        .bind(currency.as_str())
-        .fetch_one(connection)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM currencies WHERE code = $1) AS "exists!""#,
+        currency.as_str()
+    )
+    .fetch_one(connection)
+    .await
 }
 
 /// Creates an account with its balance rows. Idempotent on `id`: the same account again is
@@ -252,26 +269,26 @@ pub async fn create_account(
     if !currency_exists(&mut tx, currency).await? {
         return Err(LedgerError::UnknownCurrency(currency.to_string()));
     }
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO accounts (id, currency, kind, debits_must_not_exceed_credits, balance_buckets, owner_ref)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        id,
+        currency.as_str(),
+        kind.as_str(),
+        debits_must_not_exceed_credits(kind),
+        buckets(kind),
+        owner_ref,
     )
-    .bind(id)
-    .bind(currency.as_str())
-    .bind(kind.as_str())
-    .bind(debits_must_not_exceed_credits(kind))
-    .bind(buckets(kind))
-    .bind(owner_ref)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 1 {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO account_balances (account_id, bucket, limit_flag_debits)
              SELECT $1, b, $3 FROM generate_series(0, $2 - 1) AS b",
+            id,
+            i32::from(buckets(kind)),
+            debits_must_not_exceed_credits(kind),
         )
-        .bind(id)
-        .bind(i32::from(buckets(kind)))
-        .bind(debits_must_not_exceed_credits(kind))
         .execute(&mut *tx)
         .await?;
     }
@@ -312,48 +329,48 @@ pub async fn system_account_id(
     kind: AccountKind,
     currency: Currency,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM accounts WHERE kind = $1 AND currency = $2")
-        .bind(kind.as_str())
-        .bind(currency.as_str())
-        .fetch_optional(connection)
-        .await
+    sqlx::query_scalar!(
+        "SELECT id FROM accounts WHERE kind = $1 AND currency = $2",
+        kind.as_str(),
+        currency.as_str()
+    )
+    .fetch_optional(connection)
+    .await
 }
 
 pub async fn account(
     connection: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Account>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, currency::text AS currency, kind, owner_ref, closed FROM accounts WHERE id = $1")
-        .bind(id)
-        .fetch_optional(connection)
-        .await?;
-    row.map(|row| {
-        Ok(Account {
-            id: row.try_get("id")?,
-            currency: row.try_get("currency")?,
-            kind: AccountKind::parse(row.try_get::<&str, _>("kind")?)
-                .unwrap_or(AccountKind::Suspense),
-            owner_ref: row.try_get("owner_ref")?,
-            closed: row.try_get("closed")?,
-        })
-    })
-    .transpose()
+    let row = sqlx::query!(
+        r#"SELECT id, currency::text AS "currency!", kind, owner_ref, closed FROM accounts WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(connection)
+    .await?;
+    Ok(row.map(|row| Account {
+        id: row.id,
+        currency: row.currency,
+        kind: AccountKind::parse(&row.kind).unwrap_or(AccountKind::Suspense),
+        owner_ref: row.owner_ref,
+        closed: row.closed,
+    }))
 }
 
 pub async fn balance(connection: &mut PgConnection, id: Uuid) -> Result<Balance, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT coalesce(sum(debits_pending), 0)::bigint AS dp, coalesce(sum(debits_posted), 0)::bigint AS dq,
-                coalesce(sum(credits_pending), 0)::bigint AS cp, coalesce(sum(credits_posted), 0)::bigint AS cq
-         FROM account_balances WHERE account_id = $1",
+    let row = sqlx::query!(
+        r#"SELECT coalesce(sum(debits_pending), 0)::bigint AS "dp!", coalesce(sum(debits_posted), 0)::bigint AS "dq!",
+                coalesce(sum(credits_pending), 0)::bigint AS "cp!", coalesce(sum(credits_posted), 0)::bigint AS "cq!"
+         FROM account_balances WHERE account_id = $1"#,
+        id
     )
-    .bind(id)
     .fetch_one(connection)
     .await?;
     Ok(Balance {
-        debits_pending: row.try_get("dp")?,
-        debits_posted: row.try_get("dq")?,
-        credits_pending: row.try_get("cp")?,
-        credits_posted: row.try_get("cq")?,
+        debits_pending: row.dp,
+        debits_posted: row.dq,
+        credits_pending: row.cp,
+        credits_posted: row.cq,
     })
 }
 
@@ -361,13 +378,16 @@ pub async fn transfer(
     connection: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Transfer>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1"
-    ))
-    .bind(id)
+    let row = sqlx::query_as!(
+        TransferRow,
+        r#"SELECT id, debit_account_id, credit_account_id, amount, currency::text AS "currency!", kind,
+                pending_id, code, saga_id, created_at, seq
+         FROM transfers WHERE id = $1"#,
+        id
+    )
     .fetch_optional(connection)
     .await?;
-    row.as_ref().map(row_to_transfer).transpose()
+    Ok(row.map(Transfer::from))
 }
 
 /// An account's transfers, newest first; `before` is the cursor from the previous page.
@@ -377,17 +397,20 @@ pub async fn history(
     limit: i64,
     before: Option<i64>,
 ) -> Result<Vec<Transfer>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT {TRANSFER_COLUMNS} FROM transfers
+    let rows = sqlx::query_as!(
+        TransferRow,
+        r#"SELECT id, debit_account_id, credit_account_id, amount, currency::text AS "currency!", kind,
+                pending_id, code, saga_id, created_at, seq
+         FROM transfers
          WHERE (debit_account_id = $1 OR credit_account_id = $1) AND seq < $2
-         ORDER BY seq DESC LIMIT $3"
-    ))
-    .bind(account_id)
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(limit.clamp(1, HISTORY_PAGE_MAX))
+         ORDER BY seq DESC LIMIT $3"#,
+        account_id,
+        before.unwrap_or(i64::MAX),
+        limit.clamp(1, HISTORY_PAGE_MAX),
+    )
     .fetch_all(connection)
     .await?;
-    rows.iter().map(row_to_transfer).collect()
+    Ok(rows.into_iter().map(Transfer::from).collect())
 }
 
 /// Applies a batch inside the caller's transaction, in a savepoint: on any error nothing of
@@ -455,15 +478,18 @@ async fn apply_batch(
 ) -> Result<Vec<Applied>, LedgerError> {
     let batch_id = Uuid::new_v4();
     let ids: Vec<Uuid> = batch.iter().map(|t| t.id).collect();
-    let existing: BTreeMap<Uuid, Transfer> = sqlx::query(&format!(
-        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)"
-    ))
-    .bind(&ids)
+    let existing: BTreeMap<Uuid, Transfer> = sqlx::query_as!(
+        TransferRow,
+        r#"SELECT id, debit_account_id, credit_account_id, amount, currency::text AS "currency!", kind,
+                pending_id, code, saga_id, created_at, seq
+         FROM transfers WHERE id = ANY($1)"#,
+        &ids
+    )
     .fetch_all(&mut **tx)
     .await?
-    .iter()
-    .map(|row| row_to_transfer(row).map(|t| (t.id, t)))
-    .collect::<Result<_, _>>()?;
+    .into_iter()
+    .map(|row| (row.id, Transfer::from(row)))
+    .collect();
 
     let mut outcomes: Vec<Option<Applied>> = vec![None; batch.len()];
     let mut to_apply: Vec<(usize, Resolved)> = Vec::new();
@@ -488,21 +514,21 @@ async fn apply_batch(
         .into_iter()
         .collect();
     let mut accounts: BTreeMap<Uuid, AccountFacts> = BTreeMap::new();
-    for row in sqlx::query(
-        "SELECT id, currency::text AS currency, closed, balance_buckets, debits_must_not_exceed_credits
-         FROM accounts WHERE id = ANY($1)",
+    for row in sqlx::query!(
+        r#"SELECT id, currency::text AS "currency!", closed, balance_buckets, debits_must_not_exceed_credits
+         FROM accounts WHERE id = ANY($1)"#,
+        &account_ids
     )
-    .bind(&account_ids)
     .fetch_all(&mut **tx)
     .await?
     {
         accounts.insert(
-            row.try_get("id")?,
+            row.id,
             AccountFacts {
-                currency: row.try_get("currency")?,
-                closed: row.try_get("closed")?,
-                buckets: row.try_get("balance_buckets")?,
-                limited: row.try_get("debits_must_not_exceed_credits")?,
+                currency: row.currency,
+                closed: row.closed,
+                buckets: row.balance_buckets,
+                limited: row.debits_must_not_exceed_credits,
             },
         );
     }
@@ -529,27 +555,26 @@ async fn apply_batch(
     }
 
     let (lock_accounts, lock_buckets): (Vec<Uuid>, Vec<i16>) = rows.keys().copied().unzip();
-    for row in sqlx::query(
+    for row in sqlx::query!(
         "SELECT b.account_id, b.bucket, b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted
          FROM account_balances b
          JOIN unnest($1::uuid[], $2::int2[]) AS k(account_id, bucket)
            ON b.account_id = k.account_id AND b.bucket = k.bucket
          ORDER BY b.account_id, b.bucket
          FOR UPDATE OF b",
+        &lock_accounts,
+        &lock_buckets,
     )
-    .bind(&lock_accounts)
-    .bind(&lock_buckets)
     .fetch_all(&mut **tx)
     .await?
     {
-        let key: (Uuid, i16) = (row.try_get("account_id")?, row.try_get("bucket")?);
         rows.insert(
-            key,
+            (row.account_id, row.bucket),
             Balance {
-                debits_pending: row.try_get("debits_pending")?,
-                debits_posted: row.try_get("debits_posted")?,
-                credits_pending: row.try_get("credits_pending")?,
-                credits_posted: row.try_get("credits_posted")?,
+                debits_pending: row.debits_pending,
+                debits_posted: row.debits_posted,
+                credits_pending: row.credits_pending,
+                credits_posted: row.credits_posted,
             },
         );
     }
@@ -608,21 +633,24 @@ async fn apply_batch(
             ),
             _ => None,
         };
-        let row = sqlx::query(&format!(
-            "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, currency, kind, pending_id, timeout_at, code, saga_id, batch_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {TRANSFER_COLUMNS}"
-        ))
-        .bind(r.request.id)
-        .bind(r.debit)
-        .bind(r.credit)
-        .bind(r.amount)
-        .bind(&r.currency)
-        .bind(r.request.kind.as_str())
-        .bind(r.pending_id)
-        .bind(timeout_at)
-        .bind(r.request.code)
-        .bind(r.request.saga_id)
-        .bind(batch_id)
+        let row = sqlx::query_as!(
+            TransferRow,
+            r#"INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, currency, kind, pending_id, timeout_at, code, saga_id, batch_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             RETURNING id, debit_account_id, credit_account_id, amount, currency::text AS "currency!", kind,
+                       pending_id, code, saga_id, created_at, seq"#,
+            r.request.id,
+            r.debit,
+            r.credit,
+            r.amount,
+            &r.currency,
+            r.request.kind.as_str(),
+            r.pending_id,
+            timeout_at,
+            r.request.code,
+            r.request.saga_id,
+            batch_id,
+        )
         .fetch_one(&mut **tx)
         .await
         .map_err(|error| match &error {
@@ -631,25 +659,25 @@ async fn apply_batch(
             }
             _ => LedgerError::Database(error),
         })?;
-        outcomes[index] = Some(Applied::Created(row_to_transfer(&row)?));
+        outcomes[index] = Some(Applied::Created(Transfer::from(row)));
     }
 
     // Column arrays for one UPDATE ... FROM unnest(...) over every touched row.
     let accounts_col: Vec<Uuid> = rows.keys().map(|(account, _)| *account).collect();
     let buckets_col: Vec<i16> = rows.keys().map(|(_, bucket)| *bucket).collect();
     let column = |field: fn(&Balance) -> i64| -> Vec<i64> { rows.values().map(field).collect() };
-    sqlx::query(
+    sqlx::query!(
         "UPDATE account_balances b
          SET debits_pending = v.dp, debits_posted = v.dq, credits_pending = v.cp, credits_posted = v.cq
          FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) AS v(account_id, bucket, dp, dq, cp, cq)
          WHERE b.account_id = v.account_id AND b.bucket = v.bucket",
+        &accounts_col,
+        &buckets_col,
+        &column(|b| b.debits_pending),
+        &column(|b| b.debits_posted),
+        &column(|b| b.credits_pending),
+        &column(|b| b.credits_posted),
     )
-    .bind(&accounts_col)
-    .bind(&buckets_col)
-    .bind(column(|b| b.debits_pending))
-    .bind(column(|b| b.debits_posted))
-    .bind(column(|b| b.credits_pending))
-    .bind(column(|b| b.credits_posted))
     .execute(&mut **tx)
     .await
     .map_err(|error| match &error {
@@ -709,21 +737,33 @@ async fn resolve(
             })
         }
         TransferKind::PostPending { pending_id, .. } | TransferKind::VoidPending { pending_id } => {
-            let row = sqlx::query(
-                "SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency::text AS currency,
+            let row = sqlx::query!(
+                r#"SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency::text AS "currency!",
                         t.kind, t.pending_id, t.code, t.saga_id, t.created_at, t.seq, t.timeout_at,
                         (SELECT r.kind FROM transfers r WHERE r.pending_id = t.id) AS resolved_by
-                 FROM transfers t WHERE t.id = $1 FOR UPDATE OF t",
+                 FROM transfers t WHERE t.id = $1 FOR UPDATE OF t"#,
+                pending_id
             )
-            .bind(pending_id)
             .fetch_optional(&mut **tx)
             .await?
             .ok_or(LedgerError::PendingNotFound(*pending_id))?;
-            let pending = row_to_transfer(&row)?;
+            let pending = Transfer::from(TransferRow {
+                id: row.id,
+                debit_account_id: row.debit_account_id,
+                credit_account_id: row.credit_account_id,
+                amount: row.amount,
+                currency: row.currency,
+                kind: row.kind,
+                pending_id: row.pending_id,
+                code: row.code,
+                saga_id: row.saga_id,
+                created_at: row.created_at,
+                seq: row.seq,
+            });
             if pending.kind != "pending" {
                 return Err(LedgerError::NotPending(*pending_id));
             }
-            if let Some(how) = row.try_get::<Option<String>, _>("resolved_by")? {
+            if let Some(how) = row.resolved_by {
                 let how = if how == "post_pending" {
                     "posted"
                 } else {
@@ -734,7 +774,7 @@ async fn resolve(
                     how.to_string(),
                 ));
             }
-            let timeout_at: Option<chrono::DateTime<chrono::Utc>> = row.try_get("timeout_at")?;
+            let timeout_at = row.timeout_at;
             let amount = match &request.kind {
                 TransferKind::PostPending { amount, .. } => {
                     if timeout_at.is_some_and(|at| at <= chrono::Utc::now()) {
@@ -769,17 +809,18 @@ async fn resolve(
 
 /// Voids pending transfers whose timeout has passed (TigerBeetle's expiry). Returns how many.
 pub async fn expire_pending(pool: &PgPool, limit: i64) -> Result<usize, LedgerError> {
-    let due: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT t.id, t.currency::text FROM transfers t
+    let due = sqlx::query!(
+        r#"SELECT t.id, t.currency::text AS "currency!" FROM transfers t
          WHERE t.kind = 'pending' AND t.timeout_at <= now()
            AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)
-         ORDER BY t.timeout_at LIMIT $1",
+         ORDER BY t.timeout_at LIMIT $1"#,
+        limit
     )
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     let mut voided = 0;
-    for (pending_id, currency) in due {
+    for row in due {
+        let (pending_id, currency) = (row.id, row.currency);
         let currency = Currency::parse(&currency)
             .map_err(|_| LedgerError::UnknownCurrency(currency.clone()))?;
         let void = NewTransfer {
