@@ -24,10 +24,41 @@ struct Installation {
     _root: tempfile::TempDir,
     home: PathBuf,
     port_base: u16,
+    /// Released after `down --purge` (fields drop after `Drop::drop`).
+    _turn: Turn,
+}
+
+/// Installations run two at a time (the test threads) on two cores, except one that must have
+/// the machine to itself: the rollout under load, whose claim (no failed request) is about the
+/// platform, not about sharing two cores with another platform's Keycloak.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Installation {
     fn new(port_base: u16) -> Self {
+        let turn = Turn::Shared(
+            MACHINE
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Self::with_turn(port_base, turn)
+    }
+
+    /// An installation with the machine to itself (see `MACHINE`).
+    fn alone(port_base: u16) -> Self {
+        let turn = Turn::Alone(
+            MACHINE
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Self::with_turn(port_base, turn)
+    }
+
+    fn with_turn(port_base: u16, turn: Turn) -> Self {
         let root = tempfile::Builder::new()
             .prefix("paytool-test-")
             .tempdir()
@@ -40,6 +71,7 @@ impl Installation {
             _root: root,
             home,
             port_base,
+            _turn: turn,
         }
     }
 
@@ -1327,7 +1359,7 @@ async fn with_two_instances_of_each_service_rolling_out_every_service_under_the_
     // stopped, and its successor joins only once ready: callers, inside and outside, never
     // reach an instance that is going away.
     const SERVICES: [&str; 3] = ["orchestrator", "consumer-api", "merchant-api"];
-    let installation = Installation::new(27900);
+    let installation = Installation::alone(27900);
     let up = installation.run(&["up", "--replicas", "2"]);
     assert!(up.status.success(), "{}", text(&up));
     let before = installation.status();

@@ -35,7 +35,7 @@ const PORT_POLL_MS: u64 = 100;
 /// How often the supervisor probes each service instance's readiness while it runs, and how
 /// many failures in a row take it out of the gateway's upstream.
 const READINESS_WATCH_MS: u64 = 1_000;
-const READINESS_FAILURES_MAX: u32 = 2;
+const READINESS_FAILURES_MAX: u32 = 3;
 /// After an instance leaves the upstream and nginx is reloaded, how long before it is stopped:
 /// nginx's new workers take over within milliseconds; the old ones send nothing new.
 const UPSTREAM_SETTLE_MS: u64 = 1_000;

@@ -82,6 +82,7 @@ pub struct ServiceClient {
     settings: ServiceSettings,
     account: Arc<ServiceAccount>,
     guard: Arc<Guard>,
+    http: reqwest::Client,
 }
 
 /// Whether a call may be sent again after it failed: reads, and writes with an
@@ -103,6 +104,15 @@ impl ServiceClient {
             settings,
             account,
             guard: Guard::new(destination, Policy::SERVICE),
+            // No idle connections kept: calls go through the gateway's internal listener, and
+            // a gateway reload (an instance joining or leaving, a rollout) closes idle kept-alive
+            // connections; a call sent on one at that moment would be lost on the wire, and a
+            // call that may not be repeated would fail. A new loopback connection per call costs
+            // a few tens of microseconds.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap_or_default(),
         }
     }
 
@@ -165,10 +175,8 @@ impl ServiceClient {
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, CallError> {
-        self.send(Repeat::Safe, || {
-            self.account.http().get(self.url(path)).query(query)
-        })
-        .await
+        self.send(Repeat::Safe, || self.http.get(self.url(path)).query(query))
+            .await
     }
 
     /// A POST; `idempotency_key` for the ones that move money, which makes it safe to repeat.
@@ -196,7 +204,7 @@ impl ServiceClient {
         repeat: Repeat,
     ) -> Result<Answer, CallError> {
         self.send(repeat, || {
-            let mut request = self.account.http().post(self.url(path)).json(body);
+            let mut request = self.http.post(self.url(path)).json(body);
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
             }
