@@ -2,7 +2,8 @@
 //! room, so that the rooms need not know each other to be reached.
 
 use crate::args::{
-    BenchArgs, BenchCommand, Cli, Command, LedgerCommand, QrCommand, ServiceName, TlsCommand,
+    BenchArgs, BenchCommand, Cli, Command, DbCommand, LedgerCommand, QrCommand, ServiceName,
+    TlsCommand,
 };
 use crate::runtime::components::services::Service;
 use crate::support::exit::{fail, Code};
@@ -39,8 +40,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .iter()
                 .map(|setting| (setting.service.map(service), setting.count))
                 .collect();
-            runtime::up::run(&home_dir, &project, &setup, &replicas, &ui).await?;
+            runtime::up::run(&home_dir, &project, &setup, &replicas, args.ha, &ui).await?;
             Ok(0)
+        }
+        Command::Db(DbCommand::Failover { json }) => {
+            let home = existing_home(&home_dir, &project)?;
+            runtime::db::failover(&home, json).await
         }
         Command::Rollout(args) => {
             let home = existing_home(&home_dir, &project)?;

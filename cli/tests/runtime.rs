@@ -1630,3 +1630,168 @@ async fn a_rollout_whose_new_binary_never_becomes_ready_is_rolled_back_and_the_s
     let demo = installation.run(&["pay", "demo"]);
     assert!(demo.status.success(), "{}", text(&demo));
 }
+
+/// The Patroni nodes' roles, from their REST APIs.
+async fn patroni_roles(status: &Value) -> Vec<(u8, String)> {
+    let mut roles = Vec::new();
+    for node in instances(status, "patroni") {
+        let rest = node["ports"]["rest"].as_u64().expect("rest port");
+        let role = match reqwest::get(format!("http://127.0.0.1:{rest}/patroni")).await {
+            Ok(response) => response
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["role"].as_str().map(str::to_string))
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let instance = node["instance"].as_u64().unwrap_or(0) as u8;
+        roles.push((instance, role));
+    }
+    roles
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_postgresql_in_ha_a_killed_primary_fails_over_and_no_committed_payment_is_lost_or_doubled(
+) {
+    // A steady stream of payments through the gateway; the primary's node (Patroni and its
+    // PostgreSQL) is SIGKILLed. Patroni promotes the synchronous replica, HAProxy follows it,
+    // and the services' retries (same Idempotency-Key) carry the payments over the gap.
+    // At most a page of the merchant's list (100), which `assert_listed_once` reads.
+    const PAYMENTS: usize = 90;
+    const KILL_AFTER: usize = 30;
+    let installation = Installation::new(26200);
+    let up = installation.run(&["up", "--ha"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let status = installation.status();
+    assert_eq!(
+        instances(&status, "patroni").len(),
+        2,
+        "two PostgreSQL nodes"
+    );
+    assert_eq!(component(&status, "etcd")["state"], "ready");
+    let roles = patroni_roles(&status).await;
+    let primaries: Vec<_> = roles
+        .iter()
+        .filter(|(_, role)| role == "master" || role == "primary")
+        .collect();
+    assert_eq!(primaries.len(), 1, "one primary: {roles:?}");
+    let primary = primaries[0].0;
+    let primary_node = instances(&status, "patroni")[usize::from(primary)];
+    let patroni_pid = primary_node["pid"].as_u64().expect("pid") as u32;
+
+    let shop = Shop::open(&installation, &status, "Failover Bakery").await;
+    let mut paid: Vec<String> = Vec::new();
+    let mut killed_at = None;
+    let mut resumed_after_ms = None;
+    for i in 0..PAYMENTS {
+        if i == KILL_AFTER {
+            // The node dies whole: Patroni, its postmaster (Patroni starts it in a session of
+            // its own, so not in Patroni's group) and every backend.
+            let postmaster: u32 = std::fs::read_to_string(
+                installation
+                    .home
+                    .join(format!("patroni/{primary}/data/postmaster.pid")),
+            )
+            .expect("the primary's postmaster.pid")
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .expect("a pid");
+            let backends: Vec<u32> = procfs::processes()
+                .into_iter()
+                .filter(|(_, p)| p.parent == postmaster)
+                .map(|(pid, _)| pid)
+                .collect();
+            for pid in [patroni_pid, postmaster].into_iter().chain(backends) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            killed_at = Some(Instant::now());
+        }
+        // One payment, retried with its key (as a client should on a 503) until it is paid:
+        // bounded, so that an outage that never ends fails the test.
+        let key = uuid::Uuid::new_v4().to_string();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let payment = loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let response = shop.pay(&key).await;
+            let code = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            match code {
+                201 => break body,
+                503 | 504 => {
+                    assert!(Instant::now() < deadline, "payment {i} never went through");
+                }
+                other => panic!("payment {i}: {other} {body}"),
+            }
+        };
+        if let (Some(at), None) = (killed_at, resumed_after_ms) {
+            resumed_after_ms = Some(at.elapsed().as_millis());
+        }
+        paid.push(payment["id"].as_str().expect("payment id").to_string());
+    }
+    eprintln!(
+        "PostgreSQL failover: payments resumed {} ms after the primary was killed",
+        resumed_after_ms.unwrap_or(0)
+    );
+    // The other node leads now; the killed one came back (supervised) as its replica.
+    wait_until(
+        "the killed node is back as a replica",
+        Duration::from_secs(120),
+        || {
+            let status = installation.status();
+            instances(&status, "patroni")
+                .iter()
+                .all(|node| node["state"] == "ready" && node["health"] == "healthy")
+        },
+    );
+    let roles = patroni_roles(&installation.status()).await;
+    assert!(
+        roles.iter().any(|(_, role)| role == "replica"),
+        "a replica again: {roles:?}"
+    );
+    // Every payment once: the wallet paid exactly PAYMENTS × 100 and the merchant lists each.
+    let wallet = shop.get("api", "/v1/wallet", &shop.consumer).await;
+    assert_eq!(
+        wallet["available"]["value"].as_i64(),
+        Some(1_000_000 - 100 * PAYMENTS as i64),
+        "{wallet}"
+    );
+    assert_listed_once(&shop, &paid, 100 * PAYMENTS as i64).await;
+    // Every saga reached a terminal state.
+    let orchestrator_db = status["connections"]["databases"]["orchestrator"]
+        .as_str()
+        .expect("orchestrator database");
+    let mut db = sqlx::postgres::PgConnectOptions::from_str(orchestrator_db)
+        .expect("url")
+        .connect()
+        .await
+        .expect("the orchestrator's database through HAProxy");
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM sagas GROUP BY state")
+            .fetch_all(&mut db)
+            .await
+            .expect("saga states");
+    for (state, count) in &states {
+        let parsed: paykit::contract::SagaState = state.parse().expect("a saga state");
+        assert!(
+            parsed.is_terminal(),
+            "{count} sagas are {state}: {states:?}"
+        );
+    }
+    db.close().await.ok();
+    let verified = installation.run(&["ledger", "verify"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+
+    // A switchover hands the primary back, and payments go on.
+    let failover = installation.run(&["db", "failover", "--json"]);
+    assert!(failover.status.success(), "{}", text(&failover));
+    let outcome: Value = serde_json::from_slice(&failover.stdout).expect("failover --json");
+    assert_ne!(outcome["from"], outcome["to"], "{outcome}");
+    eprintln!("switchover: {} ms", outcome["duration_ms"]);
+    let demo = installation.run(&["pay", "demo"]);
+    assert!(demo.status.success(), "{}", text(&demo));
+}

@@ -31,7 +31,7 @@ pub enum Command {
     /// Start PostgreSQL, Kafka, Keycloak, the services, the TLS gateway and the observability
     /// stack (collector, Jaeger, Prometheus, Alertmanager), supervised
     #[command(
-        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts are kept with the installation: a later `up` runs the same."
+        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  paytool up --ha                          # PostgreSQL with a synchronous replica that fails over\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts are kept with the installation: a later `up` runs the same."
     )]
     Up(UpArgs),
 
@@ -41,6 +41,13 @@ pub enum Command {
         after_help = "Examples:\n  cargo build --workspace --bins && paytool rollout consumer-api\n  paytool rollout orchestrator --json\n  paytool rollout merchant-api --binary ./merchant-api --max-unavailable 2\n\nNeeds more instances than --max-unavailable (`paytool up --replicas 2`). A new instance\nthat is not ready within its bound (30 s) rolls the whole service back to what ran before.\nExit code 0 when every instance runs the new binary, 1 when rolled back, 2 when refused\n(nothing changed), 7 when not running."
     )]
     Rollout(RolloutArgs),
+
+    /// PostgreSQL's high availability (`paytool up --ha`)
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool db failover\n  paytool db failover --json"
+    )]
+    Db(DbCommand),
 
     /// Stop every component gracefully (SIGTERM, SIGKILL after a bound); keeps the data
     #[command(
@@ -201,6 +208,10 @@ pub struct UpArgs {
     /// wins. Kept with the installation. [default: what the installation has, else 1]
     #[arg(long, value_name = "N|SERVICE=N", value_parser = parse_replicas)]
     pub replicas: Vec<ReplicaSetting>,
+    /// PostgreSQL as a Patroni cluster: a primary and a synchronous replica that takes over
+    /// when the primary dies, behind HAProxy. Chosen for a new installation, then kept.
+    #[arg(long)]
+    pub ha: bool,
 }
 
 /// The services, as the command line names them.
@@ -235,6 +246,20 @@ fn parse_replicas(text: &str) -> Result<ReplicaSetting, String> {
         .filter(|n| (1..=4).contains(n))
         .ok_or_else(|| format!("{count:?} is not a number of instances from 1 to 4"))?;
     Ok(ReplicaSetting { service, count })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Hand the primary role to the synchronous replica (a switchover), and wait until the
+    /// old primary follows it
+    #[command(
+        after_help = "Examples:\n  paytool db failover\n  paytool db failover --json | jq .duration_ms\n\nNeeds an installation made with `paytool up --ha`. No committed transaction is lost: the\nreplica is synchronous. Writes wait (or fail and are retried by the services) for the few\nseconds of the switch. Exit code 0 when the other node is the primary, 1 when it did not\nhappen within the bound (60 s), 2 without --ha, 7 when not running."
+    )]
+    Failover {
+        /// Print the outcome as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

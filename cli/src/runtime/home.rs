@@ -29,6 +29,11 @@ pub struct Marker {
     /// Missing in markers written before replicas existed: one instance each.
     #[serde(default)]
     pub replicas: Replicas,
+    /// PostgreSQL as a Patroni cluster (a primary and a synchronous replica behind HAProxy)
+    /// instead of one server: chosen when the installation is made (`paytool up --ha`), since
+    /// the two keep their data apart.
+    #[serde(default)]
+    pub ha: bool,
 }
 
 /// How many instances of each service run, kept with the installation (`paytool up
@@ -210,6 +215,7 @@ impl Home {
             project_root: project_root.to_path_buf(),
             ports: Ports::plan()?,
             replicas: Replicas::default(),
+            ha: false,
         };
         let home = Self {
             dir: dir.to_path_buf(),
@@ -234,6 +240,34 @@ impl Home {
             )?;
         }
         Ok(())
+    }
+
+    /// Makes PostgreSQL highly available (or not), only while it has no data yet.
+    pub fn set_ha(&mut self, ha: bool) -> anyhow::Result<()> {
+        if self.marker.ha == ha {
+            return Ok(());
+        }
+        let data = if self.marker.ha {
+            self.component_dir("patroni")
+        } else {
+            self.component_dir("postgres").join("data")
+        };
+        if data.exists() {
+            return Err(fail(
+                Code::Usage,
+                format!(
+                    "{} already keeps its PostgreSQL data {}: start afresh with `paytool down --purge` to change that",
+                    self.dir.display(),
+                    if self.marker.ha { "in a Patroni cluster" } else { "in one server" }
+                ),
+            ));
+        }
+        self.marker.ha = ha;
+        write_atomic(
+            &self.dir.join(MARKER),
+            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
+            0o644,
+        )
     }
 
     /// Keeps a new replica count in the marker (only while nothing runs: the supervisor reads

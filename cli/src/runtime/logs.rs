@@ -12,8 +12,7 @@ pub async fn run(home: &Home, component: &str, lines: usize, follow: bool) -> an
     // Every instance by its id (`consumer-api.1` for a service's second), and the supervisor.
     let known: Vec<String> = crate::runtime::components::names()
         .flat_map(|name| {
-            let instances = crate::runtime::components::services::Service::of(name)
-                .map_or(1, |service| service.replicas(home));
+            let instances = name.instances(home);
             (0..instances)
                 .map(move |instance| crate::runtime::components::instance_id(name, instance))
         })

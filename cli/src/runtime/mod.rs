@@ -3,6 +3,7 @@
 //! stop and inspect them.
 
 pub mod components;
+pub mod db;
 pub mod down;
 pub mod home;
 pub mod logs;

@@ -1,7 +1,7 @@
 //! The ports an installation uses, chosen once and kept in its marker.
 //!
 //! Everything binds to loopback except the gateway. The gateway takes 443/80 where this process
-//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+35 so that a
+//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+41 so that a
 //! second installation (the test suite's, say) can run beside a developer's.
 //!
 //! Every default sits below Linux's ephemeral range (32768–60999): a port in that range can be
@@ -74,6 +74,17 @@ pub struct Ports {
     /// instance 0 keeps the service's own port above.
     #[serde(default)]
     pub replica_first: u16,
+    /// PostgreSQL's high availability (base + 36 …, `paytool up --ha`): etcd's client and peer
+    /// ports, and each Patroni node's PostgreSQL and REST API. `postgres` above is then
+    /// HAProxy, the stable address of whichever node is the primary.
+    #[serde(default)]
+    pub etcd_client: u16,
+    #[serde(default)]
+    pub etcd_peer: u16,
+    #[serde(default)]
+    pub patroni_postgres: [u16; 2],
+    #[serde(default)]
+    pub patroni_rest: [u16; 2],
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -86,8 +97,8 @@ const REPLICATED_SERVICES: u16 = 3;
 pub const PORT_BASE_ENV: &str = "PAYTOOL_PORT_BASE";
 /// The first port of Linux's default ephemeral range (net.ipv4.ip_local_port_range).
 const EPHEMERAL_FIRST: u16 = 32768;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 35).
-const PORTS_PER_BASE: u16 = 27 + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1);
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 41).
+const PORTS_PER_BASE: u16 = 27 + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1) + 6;
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -152,6 +163,10 @@ impl Ports {
                 internal_consumer_api: 28112,
                 internal_merchant_api: 28113,
                 replica_first: 28201,
+                etcd_client: 28301,
+                etcd_peer: 28302,
+                patroni_postgres: [28303, 28304],
+                patroni_rest: [28305, 28306],
             };
         }
         Self {
@@ -183,6 +198,10 @@ impl Ports {
             internal_consumer_api: base + 25,
             internal_merchant_api: base + 26,
             replica_first: base + 27,
+            etcd_client: base + 36,
+            etcd_peer: base + 37,
+            patroni_postgres: [base + 38, base + 39],
+            patroni_rest: [base + 40, base + 41],
         }
     }
 
@@ -238,6 +257,18 @@ impl Ports {
                 planned.internal_merchant_api,
             ),
             replica_first: or_planned(self.replica_first, planned.replica_first),
+            etcd_client: or_planned(self.etcd_client, planned.etcd_client),
+            etcd_peer: or_planned(self.etcd_peer, planned.etcd_peer),
+            patroni_postgres: if self.patroni_postgres == [0, 0] {
+                planned.patroni_postgres
+            } else {
+                self.patroni_postgres
+            },
+            patroni_rest: if self.patroni_rest == [0, 0] {
+                planned.patroni_rest
+            } else {
+                self.patroni_rest
+            },
             ..self
         }
     }
@@ -285,6 +316,12 @@ impl Ports {
                 "gateway (merchant-api, internal)",
                 self.internal_merchant_api,
             ),
+            ("etcd", self.etcd_client),
+            ("etcd (peer)", self.etcd_peer),
+            ("patroni (postgres)", self.patroni_postgres[0]),
+            ("patroni.1 (postgres)", self.patroni_postgres[1]),
+            ("patroni (rest)", self.patroni_rest[0]),
+            ("patroni.1 (rest)", self.patroni_rest[1]),
         ];
         ports.extend(replicas);
         ports
@@ -347,6 +384,8 @@ mod tests {
             kafka_metrics: 0,
             internal_consumer_api: 0,
             replica_first: 0,
+            etcd_client: 0,
+            patroni_rest: [0, 0],
             ..planned
         };
         assert_eq!(old.filled(), planned);

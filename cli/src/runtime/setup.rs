@@ -39,6 +39,11 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus-postgres-exporter",
     // The chart of `paytool bench` (its text).
     "fonts-dejavu-core",
+    // PostgreSQL with a synchronous replica that fails over (`paytool up --ha`): Patroni, its
+    // consensus store, and the stable address that follows the primary.
+    "patroni",
+    "etcd-server",
+    "haproxy",
 ];
 
 /// The names the gateway serves, mapped to loopback in /etc/hosts.
@@ -81,6 +86,10 @@ pub struct Tools {
     pub postgres_exporter: PathBuf,
     /// The JMX exporter's agent jar, loaded into Kafka's JVM.
     pub jmx_exporter_agent: PathBuf,
+    /// PostgreSQL's high availability (`paytool up --ha`).
+    pub patroni: PathBuf,
+    pub etcd: PathBuf,
+    pub haproxy: PathBuf,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -363,6 +372,9 @@ impl Setup {
             alertmanager: PathBuf::from("/usr/bin/prometheus-alertmanager"),
             postgres_exporter: PathBuf::from("/usr/bin/prometheus-postgres-exporter"),
             jmx_exporter_agent: self.jmx_exporter_jar(),
+            patroni: PathBuf::from("/usr/bin/patroni"),
+            etcd: PathBuf::from("/usr/bin/etcd"),
+            haproxy: PathBuf::from("/usr/sbin/haproxy"),
         })
     }
 

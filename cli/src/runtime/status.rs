@@ -87,7 +87,7 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
     // Every instance the installation runs: one of each component, a service's replicas.
     let names: Vec<(ComponentName, u8)> = components::names()
         .flat_map(|name| {
-            let instances = Service::of(name).map_or(1, |service| service.replicas(home));
+            let instances = name.instances(home);
             (0..instances).map(move |instance| (name, instance))
         })
         .collect();

@@ -24,6 +24,7 @@ pub async fn run(
     project: &Path,
     setup: &Setup,
     replicas: &[(Option<services::Service>, u8)],
+    ha: bool,
     ui: &Ui,
 ) -> anyhow::Result<()> {
     let mut home = Home::open_or_create(home_dir, project)?;
@@ -39,10 +40,10 @@ pub async fn run(
         }
     }
     if let Some(pid) = running_supervisor(&home) {
-        if wanted != home.marker.replicas {
+        if wanted != home.marker.replicas || (ha && !home.marker.ha) {
             return Err(fail(
                 Code::Usage,
-                format!("paytool is already running at {} with other replica counts: `paytool down` first, then `paytool up --replicas …`", home.dir.display()),
+                format!("paytool is already running at {} with other settings: `paytool down` first, then `paytool up` with the new ones", home.dir.display()),
             ));
         }
         ui.println(&format!("paytool is already running at {} (supervisor pid {pid}); nothing to do. `paytool status` shows it.", home.dir.display()));
@@ -50,6 +51,9 @@ pub async fn run(
     }
     if wanted != home.marker.replicas {
         home.set_replicas(wanted)?;
+    }
+    if ha {
+        home.set_ha(true)?;
     }
     // A supervisor that was killed outright leaves its components running: stop those first,
     // or they would hold the ports and look like a stranger's processes.

@@ -51,6 +51,17 @@ macro_rules! service_errors {
                 match error {
                     $crate::keycloak::KeycloakError::Duplicate => $error::DuplicateEmail,
                     $crate::keycloak::KeycloakError::Rejected(reason) => $error::Invalid(reason),
+                    // Keycloak down, or failing on its side (its database just failed over,
+                    // say): an outage to retry, not a bug of ours.
+                    unavailable @ ($crate::keycloak::KeycloakError::Unreachable(_)
+                    | $crate::keycloak::KeycloakError::Refused {
+                        status: 500..,
+                        ..
+                    }) => $error::Unavailable($crate::resilience::Unavailable {
+                        destination: "keycloak",
+                        reason: unavailable.to_string(),
+                        retry_after_s: 1,
+                    }),
                     other => $error::Upstream(::anyhow::Error::new(other)),
                 }
             }

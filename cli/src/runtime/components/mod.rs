@@ -16,6 +16,9 @@ use std::pin::Pin;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComponentName {
+    /// `paytool up --ha` only: the consensus store of Patroni, and its two PostgreSQL nodes.
+    Etcd,
+    Patroni,
     Postgres,
     PostgresExporter,
     Kafka,
@@ -34,6 +37,8 @@ pub enum ComponentName {
 impl ComponentName {
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Etcd => "etcd",
+            Self::Patroni => "patroni",
             Self::Postgres => "postgres",
             Self::PostgresExporter => "postgres-exporter",
             Self::Kafka => "kafka",
@@ -53,6 +58,8 @@ impl ComponentName {
     /// How this component is prepared, started and probed.
     pub fn component(self) -> &'static dyn Component {
         match self {
+            Self::Etcd => &patroni::Etcd,
+            Self::Patroni => &patroni::Patroni,
             Self::Postgres => &postgres::Postgres,
             Self::PostgresExporter => &postgres_exporter::PostgresExporter,
             Self::Kafka => &kafka::Kafka,
@@ -66,6 +73,21 @@ impl ComponentName {
             Self::Orchestrator => &services::Service::Orchestrator,
             Self::ConsumerApi => &services::Service::ConsumerApi,
             Self::MerchantApi => &services::Service::MerchantApi,
+        }
+    }
+}
+
+impl ComponentName {
+    /// How many instances of it the installation runs: a service's replicas, PostgreSQL's
+    /// high-availability parts only with `--ha` (two Patroni nodes), one of anything else.
+    pub fn instances(self, home: &Home) -> u8 {
+        match self {
+            Self::Etcd => u8::from(home.marker.ha),
+            Self::Patroni => 2 * u8::from(home.marker.ha),
+            Self::Orchestrator | Self::ConsumerApi | Self::MerchantApi => {
+                services::Service::of(self).map_or(1, |service| service.replicas(home))
+            }
+            _ => 1,
         }
     }
 }
@@ -91,6 +113,9 @@ impl std::str::FromStr for ComponentName {
 /// one is ready. Stopping runs the other way round. PostgreSQL's exporter waits for the second
 /// wave because it sets up its monitoring role before it starts.
 pub const WAVES: &[&[ComponentName]] = &[
+    // Empty unless `--ha`: PostgreSQL's nodes and their store come before its address
+    // (HAProxy, then the `postgres` component).
+    &[ComponentName::Etcd, ComponentName::Patroni],
     &[
         ComponentName::Postgres,
         ComponentName::Kafka,
@@ -250,6 +275,7 @@ pub mod kafka;
 pub mod kafka_metrics;
 pub mod keycloak;
 pub mod observability;
+pub mod patroni;
 pub mod postgres;
 pub mod postgres_exporter;
 pub mod services;

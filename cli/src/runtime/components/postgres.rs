@@ -1,5 +1,7 @@
 //! PostgreSQL 15 from Debian: one cluster per installation under `.paytool/postgres`, on
-//! loopback TCP only, with one database and role per service plus Keycloak's.
+//! loopback TCP only, with one database and role per service plus Keycloak's. With `--ha` this
+//! component is HAProxy in front of a Patroni cluster instead (`patroni.rs`), on the same port,
+//! so that nothing else needs to know which node is the primary.
 
 use super::{run_to_log, services, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
@@ -53,6 +55,9 @@ fn run_as() -> Option<User> {
 }
 
 fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
+    if ctx.home.marker.ha {
+        return haproxy_spec(ctx);
+    }
     let port = ctx.home.ports().postgres;
     let settings = [
         "listen_addresses=127.0.0.1".to_string(),
@@ -90,6 +95,9 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
 }
 
 async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
+    if ctx.home.marker.ha {
+        return write_haproxy_config(ctx);
+    }
     let dir = ctx.home.component_dir(ComponentName::Postgres.as_str());
     let data = data_dir(ctx);
     std::fs::create_dir_all(&dir)?;
@@ -131,6 +139,74 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     let result = run_to_log(ctx, ComponentName::Postgres, &mut command).await;
     let _ = std::fs::remove_file(&pwfile);
     result
+}
+
+fn haproxy_config_path(ctx: &Ctx) -> PathBuf {
+    ctx.home
+        .component_dir(ComponentName::Postgres.as_str())
+        .join("haproxy.cfg")
+}
+
+/// How often HAProxy asks each node whether it is the primary, and after how many noes it
+/// stops sending connections there (and cuts the open ones, so that no client keeps writing to
+/// a demoted node).
+const CHECK_INTERVAL_MS: u32 = 1_000;
+const CHECK_FALLS: u32 = 2;
+
+/// With `--ha`, the `postgres` component is HAProxy on PostgreSQL's port: every connection goes
+/// to the node whose Patroni answers `GET /primary` with 200.
+fn write_haproxy_config(ctx: &Ctx) -> anyhow::Result<()> {
+    let ports = ctx.home.ports();
+    let dir = ctx.home.component_dir(ComponentName::Postgres.as_str());
+    std::fs::create_dir_all(&dir)?;
+    let mut servers = String::new();
+    for instance in 0..ComponentName::Patroni.instances(&ctx.home) {
+        let index = usize::from(instance);
+        servers.push_str(&format!(
+            "    server {} 127.0.0.1:{} check port {}\n",
+            super::patroni::node_name(instance),
+            ports.patroni_postgres[index],
+            ports.patroni_rest[index]
+        ));
+    }
+    // redispatch: a connection whose server went down is retried on the other; fastinter and
+    // downinter check a changing server every 250 ms (measured: a switchover's write gap went
+    // from 4.2 s to 2.2 s with them).
+    let config = format!(
+        "# Written by paytool: the stable address of the primary of the Patroni cluster.\n\
+         global\n    maxconn 1000\n\n\
+         defaults\n    mode tcp\n    retries 3\n    option redispatch 1\n    timeout connect 1s\n    timeout queue 3s\n    timeout client 30m\n    timeout server 30m\n    timeout check 1s\n\n\
+         listen postgres\n    bind 127.0.0.1:{port}\n    option httpchk\n    http-check send meth GET uri /primary\n    http-check expect status 200\n\
+         \x20   default-server inter {CHECK_INTERVAL_MS}ms fastinter 250ms downinter 250ms fall {CHECK_FALLS} rise 1 on-marked-down shutdown-sessions\n{servers}",
+        port = ports.postgres,
+    );
+    std::fs::write(haproxy_config_path(ctx), config)?;
+    Ok(())
+}
+
+fn haproxy_spec(ctx: &Ctx) -> anyhow::Result<Spec> {
+    let port = ctx.home.ports().postgres;
+    Ok(Spec {
+        name: ComponentName::Postgres,
+        instance: 0,
+        program: ctx.tools.haproxy.clone(),
+        // -db: in the foreground, under the supervisor.
+        args: vec![
+            "-db".into(),
+            "-f".into(),
+            haproxy_config_path(ctx).display().to_string(),
+        ],
+        env: Vec::new(),
+        cwd: ctx.home.component_dir(ComponentName::Postgres.as_str()),
+        run_as: None,
+        ports: vec![("postgres", port)],
+        urls: vec![format!("postgres://127.0.0.1:{port}")],
+        // The same probe as one server's: a query, here through HAProxy to the primary.
+        probe: probe(&ctx.home, &ctx.secrets),
+        ready_timeout_ms: 60_000,
+        stop_signal: Signal::SIGTERM,
+        stop_timeout_ms: 10_000,
+    })
 }
 
 /// A postmaster that was SIGKILLed (its supervisor was killed, then `up` cleared the leftovers)
