@@ -1681,11 +1681,27 @@ async fn with_postgresql_in_ha_a_killed_primary_fails_over_and_no_committed_paym
     let patroni_pid = primary_node["pid"].as_u64().expect("pid") as u32;
 
     let shop = Shop::open(&installation, &status, "Failover Bakery").await;
+    // The supervisor would restart the killed node within a second, and that node, still
+    // holding the leader key, would simply come back as the primary: a restart, not a
+    // failover. Frozen (SIGSTOP) for longer than the key's TTL, it cannot: the replica must
+    // take over. Thawed afterwards, it restarts the old node, which rejoins as a replica.
+    let supervisor = nix::unistd::Pid::from_raw(
+        i32::try_from(status["supervisor_pid"].as_u64().expect("supervisor pid")).expect("pid"),
+    );
+    struct Thaw(nix::unistd::Pid);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    let thaw = Thaw(supervisor);
     let mut paid: Vec<String> = Vec::new();
     let mut killed_at = None;
     let mut resumed_after_ms = None;
     for i in 0..PAYMENTS {
         if i == KILL_AFTER {
+            nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGSTOP)
+                .expect("freeze the supervisor");
             // The node dies whole: Patroni, its postmaster (Patroni starts it in a session of
             // its own, so not in Patroni's group) and every backend.
             let postmaster: u32 = std::fs::read_to_string(
@@ -1730,6 +1746,9 @@ async fn with_postgresql_in_ha_a_killed_primary_fails_over_and_no_committed_paym
         };
         if let (Some(at), None) = (killed_at, resumed_after_ms) {
             resumed_after_ms = Some(at.elapsed().as_millis());
+            // Paid again: the replica leads. Now the old node may come back.
+            nix::sys::signal::kill(supervisor, nix::sys::signal::Signal::SIGCONT)
+                .expect("thaw the supervisor");
         }
         paid.push(payment["id"].as_str().expect("payment id").to_string());
     }
@@ -1748,10 +1767,21 @@ async fn with_postgresql_in_ha_a_killed_primary_fails_over_and_no_committed_paym
                 .all(|node| node["state"] == "ready" && node["health"] == "healthy")
         },
     );
-    let roles = patroni_roles(&installation.status()).await;
+    drop(thaw);
+    // The other node is the primary now; the killed one follows it.
+    let mut roles = Vec::new();
+    let settled = eventually(Duration::from_secs(60), || {
+        roles = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(patroni_roles(&installation.status()))
+        });
+        roles.contains(&(primary, "replica".to_string()))
+            && roles
+                .iter()
+                .any(|(node, role)| *node != primary && (role == "master" || role == "primary"))
+    });
     assert!(
-        roles.iter().any(|(_, role)| role == "replica"),
-        "a replica again: {roles:?}"
+        settled,
+        "failed over: the old primary follows the other node: {roles:?}"
     );
     // Every payment once: the wallet paid exactly PAYMENTS × 100 and the merchant lists each.
     let wallet = shop.get("api", "/v1/wallet", &shop.consumer).await;
