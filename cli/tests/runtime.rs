@@ -1234,16 +1234,7 @@ async fn with_the_orchestrator_killed_during_a_stream_of_payments_each_answer_is
     let status = installation.status();
     let shop = Shop::open(&installation, &status, "Outage Diner").await;
     let orchestrator = pid_of(&status, "orchestrator");
-    let supervisor = nix::unistd::Pid::from_raw(
-        i32::try_from(status["supervisor_pid"].as_u64().expect("supervisor pid")).expect("pid"),
-    );
-    /// Thaws the supervisor however the test ends.
-    struct Thaw(nix::unistd::Pid);
-    impl Drop for Thaw {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
-        }
-    }
+    let supervisor = supervisor_pid(&status);
     let _thaw = Thaw(supervisor);
 
     let mut answers: Vec<(u16, Option<String>, String)> = Vec::new();
@@ -1343,6 +1334,21 @@ async fn with_the_orchestrator_killed_during_a_stream_of_payments_each_answer_is
     );
     let verified = installation.run(&["ledger", "verify"]);
     assert!(verified.status.success(), "{}", text(&verified));
+}
+
+fn supervisor_pid(status: &Value) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(
+        i32::try_from(status["supervisor_pid"].as_u64().expect("supervisor pid")).expect("pid"),
+    )
+}
+
+/// Thaws a process frozen with SIGSTOP (the supervisor) however the test ends.
+struct Thaw(nix::unistd::Pid);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
 }
 
 fn instances<'a>(status: &'a Value, name: &str) -> Vec<&'a Value> {
@@ -1685,15 +1691,7 @@ async fn with_postgresql_in_ha_a_killed_primary_fails_over_and_no_committed_paym
     // holding the leader key, would simply come back as the primary: a restart, not a
     // failover. Frozen (SIGSTOP) for longer than the key's TTL, it cannot: the replica must
     // take over. Thawed afterwards, it restarts the old node, which rejoins as a replica.
-    let supervisor = nix::unistd::Pid::from_raw(
-        i32::try_from(status["supervisor_pid"].as_u64().expect("supervisor pid")).expect("pid"),
-    );
-    struct Thaw(nix::unistd::Pid);
-    impl Drop for Thaw {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
-        }
-    }
+    let supervisor = supervisor_pid(&status);
     let thaw = Thaw(supervisor);
     let mut paid: Vec<String> = Vec::new();
     let mut killed_at = None;

@@ -10,12 +10,8 @@ use std::time::Duration;
 const FOLLOW_POLL_MS: u64 = 250;
 pub async fn run(home: &Home, component: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
     // Every instance by its id (`consumer-api.1` for a service's second), and the supervisor.
-    let known: Vec<String> = crate::runtime::components::names()
-        .flat_map(|name| {
-            let instances = name.instances(home);
-            (0..instances)
-                .map(move |instance| crate::runtime::components::instance_id(name, instance))
-        })
+    let known: Vec<String> = crate::runtime::components::instances(home)
+        .map(|(name, instance)| crate::runtime::components::instance_id(name, instance))
         .chain(["supervisor".to_string()])
         .collect();
     if !known.iter().any(|id| id == component) {

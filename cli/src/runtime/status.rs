@@ -85,12 +85,7 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
     }
     let runtime = RuntimeState::load(home).filter(|_| supervisor.is_some());
     // Every instance the installation runs: one of each component, a service's replicas.
-    let names: Vec<(ComponentName, u8)> = components::names()
-        .flat_map(|name| {
-            let instances = name.instances(home);
-            (0..instances).map(move |instance| (name, instance))
-        })
-        .collect();
+    let names: Vec<(ComponentName, u8)> = components::instances(home).collect();
     let mut components_out = Vec::new();
     let probes = names.iter().map(|(name, instance)| {
         let probe = name.component().instance_probe(home, &secrets, *instance);

@@ -140,6 +140,12 @@ pub fn names() -> impl Iterator<Item = ComponentName> {
     WAVES.iter().flat_map(|wave| wave.iter().copied())
 }
 
+/// Every instance the installation runs, in start order: one of each component, a service's
+/// replicas, PostgreSQL's high-availability parts only with `--ha`.
+pub fn instances(home: &Home) -> impl Iterator<Item = (ComponentName, u8)> + '_ {
+    names().flat_map(move |name| (0..name.instances(home)).map(move |instance| (name, instance)))
+}
+
 /// A preparation step's future (boxed so that `Component` can be a trait object).
 pub type Step<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
 

@@ -228,9 +228,33 @@ fn remove_stale_lock(data: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The set-up below is idempotent, so a connection that breaks under it (PostgreSQL restarting
+/// right after it first answered: Patroni's node finishing its bootstrap behind HAProxy, which
+/// cuts the session) is tried again, a bounded number of times.
+const SET_UP_ATTEMPTS_MAX: u32 = 5;
+
+async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
+    let mut backoff = paykit::backoff::Backoff::new(500, 4_000);
+    let mut attempt = 1;
+    loop {
+        match set_up_roles(ctx).await {
+            Err(error)
+                if attempt < SET_UP_ATTEMPTS_MAX
+                    && error
+                        .downcast_ref::<sqlx::Error>()
+                        .is_some_and(|e| paykit::resilience::database_unavailable(e).is_some()) =>
+            {
+                tokio::time::sleep(backoff.next_delay()).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Roles and databases: one per service and Keycloak's, created if absent, passwords kept in
 /// step with `secrets.json`.
-async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
+async fn set_up_roles(ctx: &Ctx) -> anyhow::Result<()> {
     let options = PgConnectOptions::from_str(&admin_url(&ctx.home, &ctx.secrets))?;
     let mut connection = options.connect().await?;
     let mut owners: Vec<(String, &str)> = services::Service::ALL
