@@ -50,14 +50,22 @@ PAYTOOL_TEST_STATUS="$test_root/status.json"
 PAYTOOL_TEST_DATABASE_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connections"]["postgres_admin_url"])' "$PAYTOOL_TEST_STATUS")
 export PAYTOOL_TEST_STATUS PAYTOOL_TEST_DATABASE_URL
 
-# The offline data must be what the orchestrator's queries and migrations make of a real
-# database: `cargo sqlx prepare --check` describes every query against the orchestrator's own
-# database (migrated when the service started) and fails when services/orchestrator/.sqlx differs.
-step "sqlx offline data (orchestrator)"
+# The offline data must be what each service's queries and migrations make of a real database:
+# `cargo sqlx prepare --check` describes every query against the service's own database
+# (migrated when the service started) and fails when services/<service>/.sqlx differs.
+step "sqlx offline data (orchestrator, consumer-api, merchant-api)"
 sqlx_cli_bin=$(scripts/install-sqlx-cli.sh)
-orchestrator_database_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connections"]["databases"]["orchestrator"])' "$PAYTOOL_TEST_STATUS")
-(cd services/orchestrator && PATH="$sqlx_cli_bin:$PATH" DATABASE_URL="$orchestrator_database_url" \
-  cargo sqlx prepare --check -- --all-targets)
+# `prepare` recompiles only the service it runs in, but with DATABASE_URL set for every crate of
+# the build: a dependency that is not yet checked would describe its queries against this
+# service's database (consumer-api's and merchant-api's tests build all three services, through
+# e2e) and fail. So each service's build is first checked from the committed data (offline, the
+# same command, so the same features), which leaves only the service itself to `prepare`. The
+# status names each database after its service, with `_` for `-` (consumer_api).
+for service in orchestrator consumer-api merchant-api; do
+  database_url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connections"]["databases"][sys.argv[2]])' "$PAYTOOL_TEST_STATUS" "${service//-/_}")
+  (cd "services/$service" && cargo check --all-targets --quiet \
+    && PATH="$sqlx_cli_bin:$PATH" DATABASE_URL="$database_url" cargo sqlx prepare --check -- --all-targets)
+done
 
 step "tests"
 cargo test --workspace

@@ -48,19 +48,21 @@ pub async fn append(
     kind: &str,
     data: &Value,
 ) -> Result<i64, sqlx::Error> {
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = sqlx::query_scalar!(
         "UPDATE merchants SET last_event_id = last_event_id + 1 WHERE id = $1 RETURNING last_event_id",
+        merchant
     )
-    .bind(merchant)
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query(
+    // `data` (jsonb) is `as _`: the compile-time mapping of jsonb needs sqlx's json feature,
+    // which the workspace does not enable; it is bound as serde_json::Value, as it always was.
+    sqlx::query!(
         "INSERT INTO merchant_events (merchant_id, id, type, data) VALUES ($1, $2, $3, $4)",
+        merchant,
+        id,
+        kind,
+        data as _
     )
-    .bind(merchant)
-    .bind(id)
-    .bind(kind)
-    .bind(data)
     .execute(&mut **tx)
     .await?;
     Ok(id)
@@ -72,31 +74,26 @@ pub async fn read_after(
     merchant: Uuid,
     after: i64,
 ) -> Result<Vec<Event>, sqlx::Error> {
-    let rows: Vec<(i64, String, Value, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT id, type, data, occurred_at FROM merchant_events WHERE merchant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    sqlx::query_as!(
+        Event,
+        r#"SELECT id, type AS kind, data AS "data: Value", occurred_at FROM merchant_events
+         WHERE merchant_id = $1 AND id > $2 ORDER BY id LIMIT $3"#,
+        merchant,
+        after,
+        READ_BATCH_MAX
     )
-    .bind(merchant)
-    .bind(after)
-    .bind(READ_BATCH_MAX)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, kind, data, occurred_at)| Event {
-            id,
-            kind,
-            data,
-            occurred_at,
-        })
-        .collect())
+    .await
 }
 
 /// The merchant's newest event id (0 when there is none): where a new stream starts.
 pub async fn latest(pool: &PgPool, merchant: Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT last_event_id FROM merchants WHERE id = $1")
-        .bind(merchant)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar!(
+        "SELECT last_event_id FROM merchants WHERE id = $1",
+        merchant
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// Fans NOTIFYs out to the open streams of this process.

@@ -43,11 +43,12 @@ async fn apply(
     } else {
         saga.credit_account_id
     };
-    let merchant: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM merchants WHERE ledger_account_id = $1")
-            .bind(account)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let merchant: Option<Uuid> = sqlx::query_scalar!(
+        "SELECT id FROM merchants WHERE ledger_account_id = $1",
+        account
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
     let Some(merchant) = merchant else {
         // The ledger also serves merchant accounts this service did not open (the ledger
         // benchmark's): not ours to record.

@@ -107,79 +107,65 @@ impl Saga {
         } else {
             ("payment", status)
         };
-        view(&(
-            self.id,
-            kind.to_string(),
-            status.to_string(),
-            self.channel().map(|c| c.as_str().to_string()),
-            self.amount,
-            if kind == "payment" { self.fee } else { 0 },
-            if kind == "payment" {
+        view(&TransactionRow {
+            id: self.id,
+            kind: kind.to_string(),
+            status: status.to_string(),
+            channel: self.channel().map(|c| c.as_str().to_string()),
+            amount_value: self.amount,
+            fee_value: if kind == "payment" { self.fee } else { 0 },
+            refunded_value: if kind == "payment" {
                 self.refunded_amount
             } else {
                 0
             },
-            self.currency.clone(),
-            self.payment_id,
-            self.payment_request(),
-            self.reference.clone(),
-            self.created_at,
-            self.updated_at,
-        ))
+            currency: self.currency.clone(),
+            payment_id: self.payment_id,
+            payment_request_id: self.payment_request(),
+            reference: self.reference.clone(),
+            created_at: self.created_at,
+            completed_at: self.updated_at,
+        })
     }
 }
 
-pub const TRANSACTION_COLUMNS: &str = "id, kind, status, channel, amount_value, fee_value, refunded_value, currency::text, payment_id, payment_request_id, reference, created_at, completed_at";
-
-pub type TransactionRow = (
-    Uuid,
-    String,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-    String,
-    Option<Uuid>,
-    Option<Uuid>,
-    Option<String>,
-    chrono::DateTime<chrono::Utc>,
-    chrono::DateTime<chrono::Utc>,
-);
+/// A row of `transactions` as the list and [`read`] select it (the same columns in both, checked
+/// against the schema at compile time).
+pub struct TransactionRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: String,
+    pub channel: Option<String>,
+    pub amount_value: i64,
+    pub fee_value: i64,
+    pub refunded_value: i64,
+    pub currency: String,
+    pub payment_id: Option<Uuid>,
+    pub payment_request_id: Option<Uuid>,
+    pub reference: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub completed_at: chrono::DateTime<chrono::Utc>,
+}
 
 /// A transaction as the API and the stream show it: money as value + currency, and for a
 /// payment what the merchant keeps of it.
 pub fn view(row: &TransactionRow) -> Value {
-    let (
-        id,
-        kind,
-        status,
-        channel,
-        amount,
-        fee,
-        refunded,
-        currency,
-        payment,
-        request,
-        reference,
-        at,
-        completed_at,
-    ) = row;
+    let currency = &row.currency;
     let money = |value: i64| json!({ "value": value, "currency": currency });
     json!({
-        "id": id,
-        "kind": kind,
-        "status": status,
-        "channel": channel,
-        "amount": money(*amount),
-        "fee": money(*fee),
-        "net": money(amount - fee),
-        "refunded": money(*refunded),
-        "payment_id": payment,
-        "payment_request_id": request,
-        "reference": reference,
-        "created_at": at,
-        "completed_at": completed_at,
+        "id": row.id,
+        "kind": row.kind,
+        "status": row.status,
+        "channel": row.channel,
+        "amount": money(row.amount_value),
+        "fee": money(row.fee_value),
+        "net": money(row.amount_value - row.fee_value),
+        "refunded": money(row.refunded_value),
+        "payment_id": row.payment_id,
+        "payment_request_id": row.payment_request_id,
+        "reference": row.reference,
+        "created_at": row.created_at,
+        "completed_at": row.completed_at,
     })
 }
 
@@ -187,10 +173,13 @@ async fn read(
     executor: impl sqlx::PgExecutor<'_>,
     id: Uuid,
 ) -> Result<TransactionRow, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id = $1"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        TransactionRow,
+        r#"SELECT id, kind, status, channel, amount_value, fee_value, refunded_value, currency::text AS "currency!",
+                payment_id, payment_request_id, reference, created_at, completed_at
+         FROM transactions WHERE id = $1"#,
+        id
+    )
     .fetch_one(executor)
     .await
 }
@@ -205,21 +194,21 @@ pub async fn record_payment(
     let payment_request = saga.payment_request();
     let channel = saga.channel().unwrap_or(Channel::Qr);
     let payer_ref = saga.metadata["payer_ref"].as_str();
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO transactions (id, merchant_id, kind, status, channel, amount_value, fee_value, currency, payment_request_id, reference, payer_ref, created_at, completed_at)
          VALUES ($1, $2, 'payment', 'completed', $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+        saga.id,
+        merchant,
+        channel.as_str(),
+        saga.amount,
+        saga.fee,
+        &saga.currency,
+        payment_request,
+        saga.reference.as_deref(),
+        payer_ref,
+        saga.created_at,
+        saga.updated_at,
     )
-    .bind(saga.id)
-    .bind(merchant)
-    .bind(channel.as_str())
-    .bind(saga.amount)
-    .bind(saga.fee)
-    .bind(&saga.currency)
-    .bind(payment_request)
-    .bind(&saga.reference)
-    .bind(payer_ref)
-    .bind(saga.created_at)
-    .bind(saga.updated_at)
     .execute(&mut **tx)
     .await?
     .rows_affected()
@@ -227,11 +216,11 @@ pub async fn record_payment(
     if inserted {
         let transaction = view(&read(&mut **tx, saga.id).await?);
         if let Some(request) = payment_request {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE payment_requests SET status = 'paid', payment_id = $2 WHERE id = $1 AND kind = 'dynamic'",
+                request,
+                saga.id
             )
-            .bind(request)
-            .bind(saga.id)
             .execute(&mut **tx)
             .await?;
         }
@@ -250,40 +239,40 @@ pub async fn record_refund(
     let Some(payment) = refund.payment_id else {
         return Ok(false);
     };
-    let known: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM transactions WHERE id = $1 AND merchant_id = $2 AND kind = 'payment')",
+    let known: bool = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM transactions WHERE id = $1 AND merchant_id = $2 AND kind = 'payment') AS "exists!""#,
+        payment,
+        merchant
     )
-    .bind(payment)
-    .bind(merchant)
     .fetch_one(&mut **tx)
     .await?;
     if !known {
         return Ok(false);
     }
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO transactions (id, merchant_id, kind, status, amount_value, currency, payment_id, reference, created_at, completed_at)
          VALUES ($1, $2, 'refund', 'completed', $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        refund.id,
+        merchant,
+        refund.amount,
+        &refund.currency,
+        payment,
+        refund.reference.as_deref(),
+        refund.created_at,
+        refund.updated_at,
     )
-    .bind(refund.id)
-    .bind(merchant)
-    .bind(refund.amount)
-    .bind(&refund.currency)
-    .bind(payment)
-    .bind(&refund.reference)
-    .bind(refund.created_at)
-    .bind(refund.updated_at)
     .execute(&mut **tx)
     .await?
     .rows_affected()
         == 1;
     if inserted {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE transactions SET refunded_value = refunded_value + $2,
                     status = CASE WHEN refunded_value + $2 = amount_value THEN 'refunded' ELSE 'partially_refunded' END
              WHERE id = $1",
+            payment,
+            refund.amount
         )
-        .bind(payment)
-        .bind(refund.amount)
         .execute(&mut **tx)
         .await?;
         let refund_view = view(&read(&mut **tx, refund.id).await?);

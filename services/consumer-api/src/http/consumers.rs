@@ -66,11 +66,12 @@ async fn register(
         .currency
         .map(|c| c.to_string())
         .unwrap_or_else(|| state.default_currency.clone());
-    let taken: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consumers WHERE lower(email) = $1)")
-            .bind(&email)
-            .fetch_one(&state.pool)
-            .await?;
+    let taken: bool = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM consumers WHERE lower(email) = $1) AS "exists!""#,
+        &email
+    )
+    .fetch_one(&state.pool)
+    .await?;
     if taken {
         return Err(Error::DuplicateEmail);
     }
@@ -124,15 +125,15 @@ impl NewConsumer<'_> {
             return Err(refused(&opened));
         }
         let mut tx = state.pool.begin().await?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO consumers (id, keycloak_user_id, email, name, wallet_account_id, currency) VALUES ($1, $2, $3, $4, $5, $6)",
+            self.id,
+            &user_id,
+            self.email,
+            self.name,
+            self.wallet,
+            self.currency,
         )
-        .bind(self.id)
-        .bind(&user_id)
-        .bind(self.email)
-        .bind(self.name)
-        .bind(self.wallet)
-        .bind(self.currency)
         .execute(&mut *tx)
         .await
         .map_err(|error| match &error {

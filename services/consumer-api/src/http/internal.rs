@@ -12,7 +12,6 @@ use paykit::auth::Principal;
 use paykit::contract::{CodeRedemption, RedeemedCode};
 use paykit::money::Currency;
 use paykit::problem::JsonBody;
-use uuid::Uuid;
 
 /// The client role merchant-api's service account holds to redeem codes.
 pub const ROLE_REDEEM: &str = "payment-codes-redeem";
@@ -22,14 +21,6 @@ const KEY_MAX_CHARS: usize = 255;
 pub fn router() -> Router<AppState> {
     Router::new().route("/internal/v1/payment-codes/redemptions", post(redeem))
 }
-
-type CodeRow = (
-    Uuid,
-    Uuid,
-    String,
-    chrono::DateTime<chrono::Utc>,
-    Option<String>,
-);
 
 /// Marks a code used for the merchant's charge and says whose wallet pays. The same charge
 /// (same Idempotency-Key) redeeming again gets the same answer; any other is refused with 410.
@@ -51,14 +42,20 @@ async fn redeem(
             Error::Invalid("an Idempotency-Key of 1 to 255 characters is required".into())
         })?;
     let hash = code_hash(body.code.trim());
-    let row: Option<CodeRow> = sqlx::query_as(
-        "SELECT consumer_id, wallet_account_id, currency::text, expires_at, redeemed_key FROM payment_codes WHERE code_sha256 = $1",
+    let row = sqlx::query!(
+        r#"SELECT consumer_id, wallet_account_id, currency::text AS "currency!", expires_at, redeemed_key FROM payment_codes WHERE code_sha256 = $1"#,
+        &hash
     )
-    .bind(&hash)
     .fetch_optional(&state.pool)
-    .await?;
-    let (consumer, wallet, currency, expires_at, redeemed_key) =
-        row.ok_or(Error::PaymentCodeUnknown)?;
+    .await?
+    .ok_or(Error::PaymentCodeUnknown)?;
+    let (consumer, wallet, currency, expires_at, redeemed_key) = (
+        row.consumer_id,
+        row.wallet_account_id,
+        row.currency,
+        row.expires_at,
+        row.redeemed_key,
+    );
     let wallet_currency = Currency::parse(&currency)
         .map_err(|e| Error::Upstream(anyhow::anyhow!("stored currency: {e}")))?;
     let answer = || {
@@ -85,13 +82,13 @@ async fn redeem(
             body.amount
         )));
     }
-    let redeemed = sqlx::query(
+    let redeemed = sqlx::query!(
         "UPDATE payment_codes SET redeemed_at = now(), redeemed_key = $2, redeemed_by_merchant = $3
          WHERE code_sha256 = $1 AND redeemed_at IS NULL AND expires_at > now()",
+        &hash,
+        key,
+        body.merchant_id
     )
-    .bind(&hash)
-    .bind(key)
-    .bind(body.merchant_id)
     .execute(&state.pool)
     .await?
     .rows_affected()

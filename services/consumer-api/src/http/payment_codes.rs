@@ -71,14 +71,14 @@ async fn create(
         &nonce,
         expires_at.timestamp(),
     );
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO payment_codes (code_sha256, consumer_id, wallet_account_id, currency, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        code_hash(&code),
+        consumer.id,
+        consumer.wallet,
+        consumer.currency.as_str(),
+        expires_at,
     )
-    .bind(code_hash(&code))
-    .bind(consumer.id)
-    .bind(consumer.wallet)
-    .bind(consumer.currency.as_str())
-    .bind(expires_at)
     .execute(&state.pool)
     .await?;
     let qr = qrcode::QrCode::new(code.as_bytes())

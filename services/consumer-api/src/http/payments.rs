@@ -129,18 +129,18 @@ async fn pay(
     let payment: RequestPaid = answered(&answer)?;
     let id = payment.id;
     let merchant_name = payment.merchant.name.as_str();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO payments (id, consumer_id, merchant_id, merchant_name, payment_request_id, amount_value, currency, reference)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        id,
+        consumer.id,
+        scanned.merchant_id,
+        merchant_name,
+        scanned.payment_request_id,
+        amount.value,
+        amount.currency.as_str(),
+        payment.reference.as_deref(),
     )
-    .bind(id)
-    .bind(consumer.id)
-    .bind(scanned.merchant_id)
-    .bind(merchant_name)
-    .bind(scanned.payment_request_id)
-    .bind(amount.value)
-    .bind(amount.currency.as_str())
-    .bind(payment.reference.as_deref())
     .execute(&state.pool)
     .await?;
     let mut view = payment_view(&state, &consumer.currency, id).await?;
@@ -151,14 +151,20 @@ async fn pay(
 /// A payment of the consumer's: what was paid to whom, and what the ledger says of it now
 /// (refunds included).
 async fn payment_view(state: &AppState, currency: &Currency, id: Uuid) -> Result<Value, Error> {
-    let row: (Uuid, String, Uuid, i64, Option<String>, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as(
-            "SELECT merchant_id, merchant_name, payment_request_id, amount_value, reference, created_at FROM payments WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&state.pool)
-        .await?;
-    let (merchant_id, merchant_name, request, amount, reference, created_at) = row;
+    let row = sqlx::query!(
+        "SELECT merchant_id, merchant_name, payment_request_id, amount_value, reference, created_at FROM payments WHERE id = $1",
+        id
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    let (merchant_id, merchant_name, request, amount, reference, created_at) = (
+        row.merchant_id,
+        row.merchant_name,
+        row.payment_request_id,
+        row.amount_value,
+        row.reference,
+        row.created_at,
+    );
     let saga: Saga = answered(&state.orchestrator.saga(id).await?)?;
     let refunded = saga.refunded_amount;
     let status = match refunded {
@@ -184,11 +190,11 @@ async fn read(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, Error> {
     let consumer = consumer_of(&state, &principal).await?;
-    let mine: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1 AND consumer_id = $2)",
+    let mine: bool = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1 AND consumer_id = $2) AS "exists!""#,
+        id,
+        consumer.id
     )
-    .bind(id)
-    .bind(consumer.id)
     .fetch_one(&state.pool)
     .await?;
     if !mine {

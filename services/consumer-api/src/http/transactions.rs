@@ -49,21 +49,23 @@ async fn list(
     let transfers = &history.items;
     // Notes of transfers and merchants of payments, by the orchestrator's saga id.
     let sagas: Vec<Uuid> = transfers.iter().filter_map(|t| t.saga_id).collect();
-    let notes: HashMap<Uuid, String> =
-        sqlx::query_as("SELECT transfer_id, note FROM transfer_notes WHERE transfer_id = ANY($1)")
-            .bind(&sagas)
-            .fetch_all(&state.pool)
-            .await?
-            .into_iter()
-            .collect();
-    let merchants: HashMap<Uuid, (Uuid, String)> = sqlx::query_as::<_, (Uuid, Uuid, String)>(
-        "SELECT id, merchant_id, merchant_name FROM payments WHERE id = ANY($1)",
+    let notes: HashMap<Uuid, String> = sqlx::query!(
+        "SELECT transfer_id, note FROM transfer_notes WHERE transfer_id = ANY($1)",
+        &sagas[..]
     )
-    .bind(&sagas)
     .fetch_all(&state.pool)
     .await?
     .into_iter()
-    .map(|(id, merchant, name)| (id, (merchant, name)))
+    .map(|row| (row.transfer_id, row.note))
+    .collect();
+    let merchants: HashMap<Uuid, (Uuid, String)> = sqlx::query!(
+        "SELECT id, merchant_id, merchant_name FROM payments WHERE id = ANY($1)",
+        &sagas[..]
+    )
+    .fetch_all(&state.pool)
+    .await?
+    .into_iter()
+    .map(|row| (row.id, (row.merchant_id, row.merchant_name)))
     .collect();
     let items: Vec<Value> = transfers
         .iter()

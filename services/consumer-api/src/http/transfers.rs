@@ -74,18 +74,20 @@ async fn send(
         // PostgreSQL text cannot hold NUL, so no consumer's email has one (and binding it
         // would fail the query): such an address is nobody's.
         Recipient::Email { email } if email.contains('\0') => None,
-        Recipient::Email { email } => {
-            sqlx::query_as("SELECT id, wallet_account_id, currency::text FROM consumers WHERE lower(email) = lower($1)")
-                .bind(email.trim())
-                .fetch_optional(&state.pool)
-                .await?
-        }
-        Recipient::Id { consumer_id } => {
-            sqlx::query_as("SELECT id, wallet_account_id, currency::text FROM consumers WHERE id = $1")
-                .bind(consumer_id)
-                .fetch_optional(&state.pool)
-                .await?
-        }
+        Recipient::Email { email } => sqlx::query!(
+            r#"SELECT id, wallet_account_id, currency::text AS "currency!" FROM consumers WHERE lower(email) = lower($1)"#,
+            email.trim()
+        )
+        .fetch_optional(&state.pool)
+        .await?
+        .map(|row| (row.id, row.wallet_account_id, row.currency)),
+        Recipient::Id { consumer_id } => sqlx::query!(
+            r#"SELECT id, wallet_account_id, currency::text AS "currency!" FROM consumers WHERE id = $1"#,
+            consumer_id
+        )
+        .fetch_optional(&state.pool)
+        .await?
+        .map(|row| (row.id, row.wallet_account_id, row.currency)),
     };
     let (recipient_id, recipient_wallet, recipient_currency) =
         recipient.ok_or(Error::UnknownRecipient)?;
@@ -111,12 +113,14 @@ async fn send(
         .await?;
     let transfer: Saga = answered(&answer)?;
     if let Some(note) = &note {
-        sqlx::query("INSERT INTO transfer_notes (transfer_id, consumer_id, note) VALUES ($1, $2, $3) ON CONFLICT (transfer_id) DO NOTHING")
-            .bind(transfer.id)
-            .bind(sender.id)
-            .bind(note)
-            .execute(&state.pool)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO transfer_notes (transfer_id, consumer_id, note) VALUES ($1, $2, $3) ON CONFLICT (transfer_id) DO NOTHING",
+            transfer.id,
+            sender.id,
+            note
+        )
+        .execute(&state.pool)
+        .await?;
     }
     let wallet = wallet_view(&state, &sender).await?;
     Ok((

@@ -31,13 +31,14 @@ pub struct Consumer {
 
 pub async fn consumer_of(state: &AppState, principal: &Principal) -> Result<Consumer, Error> {
     require_consumer(principal)?;
-    let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
-        "SELECT id, wallet_account_id, currency::text FROM consumers WHERE keycloak_user_id = $1",
+    let row = sqlx::query!(
+        r#"SELECT id, wallet_account_id, currency::text AS "currency!" FROM consumers WHERE keycloak_user_id = $1"#,
+        &principal.subject
     )
-    .bind(&principal.subject)
     .fetch_optional(&state.pool)
-    .await?;
-    let (id, wallet, currency) = row.ok_or(Error::NotRegistered)?;
+    .await?
+    .ok_or(Error::NotRegistered)?;
+    let (id, wallet, currency) = (row.id, row.wallet_account_id, row.currency);
     let currency = Currency::parse(&currency)
         .map_err(|e| Error::Upstream(anyhow::anyhow!("stored currency: {e}")))?;
     Ok(Consumer {

@@ -52,17 +52,17 @@ struct Totals {
 }
 
 async fn totals(state: &AppState, merchant: &Merchant) -> Result<Totals, Error> {
-    let (at, count, net): (chrono::DateTime<chrono::Utc>, i64, i64) = sqlx::query_as(
-        "SELECT now(), count(*), COALESCE(sum(amount_value - fee_value), 0)::bigint
+    Ok(sqlx::query_as!(
+        Totals,
+        r#"SELECT now() AS "at!", count(*) AS "count!", COALESCE(sum(amount_value - fee_value), 0)::bigint AS "net!"
          FROM transactions
          WHERE merchant_id = $1 AND kind = 'payment'
            AND completed_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-           AND completed_at <= now()",
+           AND completed_at <= now()"#,
+        merchant.id
     )
-    .bind(merchant.id)
     .fetch_one(&state.pool)
-    .await?;
-    Ok(Totals { count, net, at })
+    .await?)
 }
 
 async fn page(

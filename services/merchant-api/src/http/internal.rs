@@ -28,7 +28,6 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A payment request as paying it needs it.
-#[derive(sqlx::FromRow)]
 struct RequestState {
     merchant_id: Uuid,
     kind: String,
@@ -67,10 +66,11 @@ async fn pay_request(
         return Err(Error::Forbidden(ROLE_PAY));
     }
     let key = key_of(&headers)?;
-    let request: Option<RequestState> = sqlx::query_as(
-        "SELECT merchant_id, kind, amount_value, currency::text AS currency, reference, status, expires_at, paying_key, payment_id FROM payment_requests WHERE id = $1",
+    let request = sqlx::query_as!(
+        RequestState,
+        r#"SELECT merchant_id, kind, amount_value, currency::text AS "currency!", reference, status, expires_at, paying_key, payment_id FROM payment_requests WHERE id = $1"#,
+        id
     )
-    .bind(id)
     .fetch_optional(&state.pool)
     .await?;
     let RequestState {
@@ -122,11 +122,11 @@ async fn pay_request(
         if let Some(at) = expires_at.filter(|at| *at <= chrono::Utc::now()) {
             return Err(Error::Expired(at));
         }
-        let claimed = sqlx::query(
+        let claimed = sqlx::query!(
             "UPDATE payment_requests SET paying_key = $2 WHERE id = $1 AND status = 'open' AND paying_key IS NULL AND expires_at > now()",
+            id,
+            &key
         )
-        .bind(id)
-        .bind(&key)
         .execute(&state.pool)
         .await?
         .rows_affected()
@@ -154,22 +154,26 @@ async fn pay_request(
             // A refusal (no funds, say) frees a dynamic request for another try or payer; an
             // unknown outcome keeps the claim, so that only this payer's retry goes on.
             if kind == "dynamic" && matches!(error, Error::Refused(_)) {
-                sqlx::query("UPDATE payment_requests SET paying_key = NULL WHERE id = $1 AND paying_key = $2 AND status = 'open'")
-                    .bind(id)
-                    .bind(&key)
-                    .execute(&state.pool)
-                    .await?;
+                sqlx::query!(
+                    "UPDATE payment_requests SET paying_key = NULL WHERE id = $1 AND paying_key = $2 AND status = 'open'",
+                    id,
+                    &key
+                )
+                .execute(&state.pool)
+                .await?;
             }
             return Err(error);
         }
     };
     if kind == "dynamic" {
         // The request is paid now; the transaction list learns of it from the ledger's event.
-        sqlx::query("UPDATE payment_requests SET status = 'paid', payment_id = $2 WHERE id = $1")
-            .bind(id)
-            .bind(saga.id)
-            .execute(&state.pool)
-            .await?;
+        sqlx::query!(
+            "UPDATE payment_requests SET status = 'paid', payment_id = $2 WHERE id = $1",
+            id,
+            saga.id
+        )
+        .execute(&state.pool)
+        .await?;
     }
     Ok((
         StatusCode::CREATED,

@@ -56,11 +56,12 @@ async fn register(
         name: profile.name.as_str(),
     };
     person.validate().map_err(Error::Invalid)?;
-    let taken: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM merchants WHERE lower(email) = $1)")
-            .bind(&email)
-            .fetch_one(&state.pool)
-            .await?;
+    let taken: bool = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM merchants WHERE lower(email) = $1) AS "exists!""#,
+        &email
+    )
+    .fetch_one(&state.pool)
+    .await?;
     if taken {
         return Err(Error::DuplicateEmail);
     }
@@ -101,19 +102,19 @@ async fn record(
         return Err(refused(&opened));
     }
     let mut tx = state.pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO merchants (id, keycloak_user_id, email, name, city, country, mcc, currency, ledger_account_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        id,
+        &user_id,
+        email,
+        profile.name.as_str(),
+        profile.city.as_str(),
+        profile.country.as_str(),
+        profile.mcc.as_str(),
+        profile.currency,
+        account,
     )
-    .bind(id)
-    .bind(&user_id)
-    .bind(email)
-    .bind(profile.name.as_str())
-    .bind(profile.city.as_str())
-    .bind(profile.country.as_str())
-    .bind(profile.mcc.as_str())
-    .bind(profile.currency)
-    .bind(account)
     .execute(&mut *tx)
     .await
     .map_err(|error| match &error {

@@ -51,46 +51,31 @@ pub fn router(state: AppState) -> Router {
         .merge(paykit::health::router(state.readiness.clone()))
 }
 
-type MerchantRow = (Uuid, String, String, String, String, String, Uuid);
-
-fn merchant(row: MerchantRow) -> Merchant {
-    let (id, name, city, country, mcc, currency, ledger_account_id) = row;
-    Merchant {
-        id,
-        name,
-        city,
-        country,
-        mcc,
-        currency,
-        ledger_account_id,
-    }
-}
-
-const MERCHANT_COLUMNS: &str =
-    "id, name, city, country::text, mcc::text, currency::text, ledger_account_id";
-
 /// The merchant behind a token: the `merchant` realm role and a registration.
 pub async fn merchant_of(state: &AppState, principal: &Principal) -> Result<Merchant, Error> {
     if !principal.has_realm_role(ROLE_MERCHANT) {
         return Err(Error::Forbidden(ROLE_MERCHANT));
     }
-    let row: Option<MerchantRow> = sqlx::query_as(&format!(
-        "SELECT {MERCHANT_COLUMNS} FROM merchants WHERE keycloak_user_id = $1"
-    ))
-    .bind(&principal.subject)
+    sqlx::query_as!(
+        Merchant,
+        r#"SELECT id, name, city, country::text AS "country!", mcc::text AS "mcc!", currency::text AS "currency!", ledger_account_id
+         FROM merchants WHERE keycloak_user_id = $1"#,
+        &principal.subject
+    )
     .fetch_optional(&state.pool)
-    .await?;
-    row.map(merchant).ok_or(Error::NotRegistered)
+    .await?
+    .ok_or(Error::NotRegistered)
 }
 
 pub async fn merchant_by_id(state: &AppState, id: Uuid) -> Result<Option<Merchant>, Error> {
-    let row: Option<MerchantRow> = sqlx::query_as(&format!(
-        "SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1"
-    ))
-    .bind(id)
+    Ok(sqlx::query_as!(
+        Merchant,
+        r#"SELECT id, name, city, country::text AS "country!", mcc::text AS "mcc!", currency::text AS "currency!", ledger_account_id
+         FROM merchants WHERE id = $1"#,
+        id
+    )
     .fetch_optional(&state.pool)
-    .await?;
-    Ok(row.map(merchant))
+    .await?)
 }
 
 /// The Idempotency-Key the orchestrator gets for a merchant's money-moving request: the

@@ -62,24 +62,34 @@ pub fn check_reference(reference: Option<&str>) -> Result<Option<String>, Error>
     Ok(Some(reference.to_string()))
 }
 
-type RequestRow = (
-    Uuid,
-    String,
-    Option<i64>,
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<chrono::DateTime<chrono::Utc>>,
-    Option<Uuid>,
-    chrono::DateTime<chrono::Utc>,
-);
-
-const REQUEST_COLUMNS: &str = "id, kind, amount_value, currency::text, reference, payload, status, expires_at, payment_id, created_at";
+/// A row of `payment_requests` as the insert returns it and [`owned`] selects it (the same
+/// columns in both, checked against the schema at compile time).
+struct RequestRow {
+    id: Uuid,
+    kind: String,
+    amount_value: Option<i64>,
+    currency: String,
+    reference: Option<String>,
+    payload: String,
+    status: String,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    payment_id: Option<Uuid>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
 
 fn view(row: &RequestRow) -> Value {
-    let (id, kind, amount, currency, reference, payload, status, expires_at, payment, created_at) =
-        row;
+    let RequestRow {
+        id,
+        kind,
+        amount_value: amount,
+        currency,
+        reference,
+        payload,
+        status,
+        expires_at,
+        payment_id: payment,
+        created_at,
+    } = row;
     let expired = expires_at.is_some_and(|at| at <= chrono::Utc::now()) && status == "open";
     let base = format!("/v1/payment-requests/{id}");
     json!({
@@ -130,18 +140,20 @@ async fn create(
     let id = Uuid::new_v4();
     let payload = payload_for(&state, &merchant, id, amount, reference.as_deref())?;
     let mut tx = state.pool.begin().await?;
-    let row: RequestRow = sqlx::query_as(&format!(
-        "INSERT INTO payment_requests (id, merchant_id, kind, amount_value, currency, reference, payload, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {REQUEST_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(merchant.id)
-    .bind(if amount.is_some() { "dynamic" } else { "static" })
-    .bind(amount)
-    .bind(&merchant.currency)
-    .bind(&reference)
-    .bind(&payload)
-    .bind(expires_at)
+    let row = sqlx::query_as!(
+        RequestRow,
+        r#"INSERT INTO payment_requests (id, merchant_id, kind, amount_value, currency, reference, payload, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         RETURNING id, kind, amount_value, currency::text AS "currency!", reference, payload, status, expires_at, payment_id, created_at"#,
+        id,
+        merchant.id,
+        if amount.is_some() { "dynamic" } else { "static" },
+        amount,
+        &merchant.currency,
+        reference.as_deref(),
+        &payload,
+        expires_at,
+    )
     .fetch_one(&mut *tx)
     .await?;
     let request = view(&row);
@@ -195,14 +207,16 @@ fn payload_for(
 
 async fn owned(state: &AppState, principal: &Principal, id: Uuid) -> Result<RequestRow, Error> {
     let merchant = merchant_of(state, principal).await?;
-    let row: Option<RequestRow> = sqlx::query_as(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM payment_requests WHERE id = $1 AND merchant_id = $2"
-    ))
-    .bind(id)
-    .bind(merchant.id)
+    sqlx::query_as!(
+        RequestRow,
+        r#"SELECT id, kind, amount_value, currency::text AS "currency!", reference, payload, status, expires_at, payment_id, created_at
+         FROM payment_requests WHERE id = $1 AND merchant_id = $2"#,
+        id,
+        merchant.id
+    )
     .fetch_optional(&state.pool)
-    .await?;
-    row.ok_or(Error::NotFound("payment request"))
+    .await?
+    .ok_or(Error::NotFound("payment request"))
 }
 
 async fn read(
@@ -235,7 +249,7 @@ async fn qr_svg(
     Path(id): Path<Uuid>,
 ) -> Result<Response, Error> {
     let row = owned(&state, &principal, id).await?;
-    let svg = barcode::qr_svg(&row.5).map_err(render_error)?;
+    let svg = barcode::qr_svg(&row.payload).map_err(render_error)?;
     Ok(image("image/svg+xml", svg.into_bytes()))
 }
 
@@ -245,7 +259,7 @@ async fn qr_png(
     Path(id): Path<Uuid>,
 ) -> Result<Response, Error> {
     let row = owned(&state, &principal, id).await?;
-    let png = barcode::qr_png(&row.5).map_err(render_error)?;
+    let png = barcode::qr_png(&row.payload).map_err(render_error)?;
     Ok(image("image/png", png))
 }
 
@@ -256,7 +270,7 @@ async fn code128_svg(
     Path(id): Path<Uuid>,
 ) -> Result<Response, Error> {
     let row = owned(&state, &principal, id).await?;
-    let reference = row.4.ok_or(Error::NotFound("reference"))?;
+    let reference = row.reference.ok_or(Error::NotFound("reference"))?;
     let svg = barcode::code128_svg(&reference).map_err(render_error)?;
     Ok(image("image/svg+xml", svg.into_bytes()))
 }
