@@ -20,7 +20,8 @@ const RUN_TIMEOUT_MS: u64 = 240_000;
 static TURN: Mutex<()> = Mutex::new(());
 
 fn turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn status_file() -> Value {
@@ -117,7 +118,10 @@ fn wait_child(child: Child) -> (Output, Value) {
     let pid = child.id();
     let waiter = std::thread::spawn(move || child.wait_with_output().expect("waited"));
     while !waiter.is_finished() {
-        assert!(Instant::now() < deadline, "chaos run {pid} did not end in time");
+        assert!(
+            Instant::now() < deadline,
+            "chaos run {pid} did not end in time"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let output = waiter.join().expect("joined");
@@ -142,7 +146,9 @@ fn invariants_hold(journal: &Value) -> bool {
 
 #[test]
 fn every_starter_experiment_validates_and_a_broken_file_is_refused_saying_where() {
-    let output = command(&["chaos", "validate", "--json"]).output().expect("validate");
+    let output = command(&["chaos", "validate", "--json"])
+        .output()
+        .expect("validate");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let rows: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert!(rows.as_array().expect("rows").len() >= 12, "{rows}");
@@ -155,7 +161,10 @@ fn every_starter_experiment_validates_and_a_broken_file_is_refused_saying_where(
         .expect("validate");
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     let said = String::from_utf8_lossy(&output.stdout);
-    assert!(said.contains("experiment.yaml") && said.contains("/method/0/fault/duration_s"), "{said}");
+    assert!(
+        said.contains("experiment.yaml") && said.contains("/method/0/fault/duration_s"),
+        "{said}"
+    );
 
     // A run of a broken file injects nothing: it is refused before the platform is touched.
     let output = command(&["chaos", "run", broken.path.to_str().expect("utf-8")])
@@ -185,19 +194,31 @@ rollbacks: [{type: wait-ready, timeout_s: 60}]
     let injected = events(&journal, "injected");
     assert_eq!(injected.len(), 1, "{journal:#}");
     assert_eq!(injected[0]["target"], "orchestrator");
-    assert!(injected[0]["detail"].as_str().unwrap_or("").contains(&before.to_string()));
+    assert!(injected[0]["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains(&before.to_string()));
     let after = pid_of("orchestrator");
     assert_ne!(before, after, "the supervisor started a new orchestrator");
     assert!(invariants_hold(&journal), "{:#}", journal["invariants"]);
-    assert!(journal["load"]["all"]["count"].as_u64().unwrap_or(0) >= 50, "{:#}", journal["load"]);
+    assert!(
+        journal["load"]["all"]["count"].as_u64().unwrap_or(0) >= 50,
+        "{:#}",
+        journal["load"]
+    );
     assert!(!journal["timeline"].as_array().expect("timeline").is_empty());
 
     // The journal makes a report, and the report says the verdict.
     let path = journal_path(&output);
-    let report = command(&["chaos", "report", &path]).output().expect("report");
+    let report = command(&["chaos", "report", &path])
+        .output()
+        .expect("report");
     assert_eq!(report.status.code(), Some(0), "{}", text(&report));
     let markdown = String::from_utf8_lossy(&report.stdout);
-    assert!(markdown.contains("**Verdict: passed**") && markdown.contains("merchant_feed_once"), "{markdown}");
+    assert!(
+        markdown.contains("**Verdict: passed**") && markdown.contains("merchant_feed_once"),
+        "{markdown}"
+    );
 }
 
 /// The path of the journal a `--json` run wrote: the newest in the installation.
@@ -206,6 +227,7 @@ fn journal_path(_output: &Output) -> String {
     let mut all: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("journals")
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     all.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     all.last().expect("a journal").display().to_string()
@@ -239,8 +261,12 @@ settle_s: 60
     let injected = events(&journal, "injected");
     let undone = events(&journal, "undone");
     assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
-    let window_ms = undone[0]["at_ms"].as_u64().unwrap_or(0) - injected[0]["at_ms"].as_u64().unwrap_or(0);
-    assert!((5_500..=9_000).contains(&window_ms), "the window lasted {window_ms} ms");
+    let window_ms =
+        undone[0]["at_ms"].as_u64().unwrap_or(0) - injected[0]["at_ms"].as_u64().unwrap_or(0);
+    assert!(
+        (5_500..=9_000).contains(&window_ms),
+        "the window lasted {window_ms} ms"
+    );
 }
 
 #[test]
@@ -266,7 +292,10 @@ rollbacks: [{type: resume-all}, {type: wait-ready, timeout_s: 60}]
     let started = Instant::now();
     let (output, journal) = wait_child(child);
     assert_eq!(output.status.code(), Some(130), "{}", text(&output));
-    assert!(started.elapsed() < Duration::from_secs(70), "it stopped without waiting out the fault");
+    assert!(
+        started.elapsed() < Duration::from_secs(70),
+        "it stopped without waiting out the fault"
+    );
     assert_eq!(journal["verdict"], "interrupted");
     assert!(!stopped(orchestrator), "the orchestrator was resumed");
     assert_eq!(events(&journal, "rollback").len(), 2, "{journal:#}");
@@ -290,7 +319,9 @@ rollbacks: [{type: resume-all}, {type: wait-ready, timeout_s: 60}]
     let (output, journal) = run_json(&file.path);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert_eq!(journal["verdict"], "aborted", "{journal:#}");
-    let injected = events(&journal, "injected")[0]["at_ms"].as_u64().unwrap_or(0);
+    let injected = events(&journal, "injected")[0]["at_ms"]
+        .as_u64()
+        .unwrap_or(0);
     let aborted = events(&journal, "aborted");
     assert_eq!(aborted.len(), 1, "{journal:#}");
     let after_ms = aborted[0]["at_ms"].as_u64().unwrap_or(0) - injected;
@@ -299,8 +330,8 @@ rollbacks: [{type: resume-all}, {type: wait-ready, timeout_s: 60}]
     assert!(invariants_hold(&journal), "{:#}", journal["invariants"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn money_changed_behind_the_platforms_back_fails_the_run_with_exit_8_and_the_evidence() {
+#[test]
+fn money_changed_behind_the_platforms_back_fails_the_run_with_exit_8_and_the_evidence() {
     let _turn = turn();
     // A run whose probe pays once, so the merchant side has a payment to tamper with.
     let quick = experiment(
@@ -315,17 +346,25 @@ settle_s: 30
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert_eq!(journal["verdict"], "passed");
 
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let admin = std::env::var(DATABASE_ENV).expect("PAYTOOL_TEST_DATABASE_URL");
-    let merchant_db = admin.rsplit_once('/').map(|(base, _)| format!("{base}/merchant_api")).expect("a URL");
-    let db = sqlx::PgPool::connect(&merchant_db).await.expect("merchant-api's database");
-    let tampered: uuid::Uuid = sqlx::query_scalar(
-        "UPDATE transactions SET fee_value = fee_value + 1
-         WHERE id = (SELECT id FROM transactions WHERE kind = 'payment' AND fee_value + 1 <= amount_value ORDER BY created_at DESC LIMIT 1)
-         RETURNING id",
-    )
-    .fetch_one(&db)
-    .await
-    .expect("a payment to tamper with");
+    let merchant_db = admin
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/merchant_api"))
+        .expect("a URL");
+    let db = runtime
+        .block_on(sqlx::PgPool::connect(&merchant_db))
+        .expect("merchant-api's database");
+    let tampered: uuid::Uuid = runtime
+        .block_on(
+            sqlx::query_scalar(
+                "UPDATE transactions SET fee_value = fee_value + 1
+                 WHERE id = (SELECT id FROM transactions WHERE kind = 'payment' AND fee_value + 1 <= amount_value ORDER BY created_at DESC LIMIT 1)
+                 RETURNING id",
+            )
+            .fetch_one(&db),
+        )
+        .expect("a payment to tamper with");
     let settle = experiment(
         "title: nothing but a check
 steady_state: {title: healthy, probes: [{type: ledger}]}
@@ -334,18 +373,14 @@ method:
 settle_s: 3
 ",
     );
-    let (output, journal) = tokio::task::spawn_blocking(move || {
-        let result = run_json(&settle.path);
-        drop(settle);
-        result
-    })
-    .await
-    .expect("ran");
+    let (output, journal) = run_json(&settle.path);
     // Put it back before asserting, so that a failure here leaves the platform whole.
-    sqlx::query("UPDATE transactions SET fee_value = fee_value - 1 WHERE id = $1")
-        .bind(tampered)
-        .execute(&db)
-        .await
+    runtime
+        .block_on(
+            sqlx::query("UPDATE transactions SET fee_value = fee_value - 1 WHERE id = $1")
+                .bind(tampered)
+                .execute(&db),
+        )
         .expect("restored");
     assert_eq!(output.status.code(), Some(8), "{}", text(&output));
     assert_eq!(journal["verdict"], "violated");
@@ -357,11 +392,20 @@ settle_s: 3
         .collect();
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert_eq!(failed[0]["name"], "merchant_balances_replayed");
-    assert!(failed[0]["evidence"][0].as_str().unwrap_or("").contains("the ledger holds"), "{failed:#?}");
+    assert!(
+        failed[0]["evidence"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("the ledger holds"),
+        "{failed:#?}"
+    );
 
-    let (output, journal) = tokio::task::spawn_blocking(move || run_json(&quick.path))
-        .await
-        .expect("ran");
-    assert_eq!(output.status.code(), Some(0), "whole again: {}", text(&output));
+    let (output, journal) = run_json(&quick.path);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "whole again: {}",
+        text(&output)
+    );
     assert!(invariants_hold(&journal));
 }

@@ -836,7 +836,9 @@ pub enum ChaosCommand {
         json: bool,
     },
     /// Print the experiments' JSON Schema (stacks/chaos/experiment.schema.json is this)
-    #[command(after_help = "Examples:\n  paytool chaos schema > stacks/chaos/experiment.schema.json")]
+    #[command(
+        after_help = "Examples:\n  paytool chaos schema > stacks/chaos/experiment.schema.json"
+    )]
     Schema,
     /// Run one experiment: pre-flight, method, rollbacks, steady state, invariants, journal
     #[command(

@@ -322,10 +322,15 @@ impl Experiment {
         if self.abort.is_some() && self.load.is_none() {
             return Err("an abort condition watches the load: add a `load`".into());
         }
-        for probe in self.steady_state.probes.iter().chain(self.method.iter().filter_map(|s| match s {
-            Step::Probe(p) => Some(p),
-            _ => None,
-        })) {
+        for probe in self
+            .steady_state
+            .probes
+            .iter()
+            .chain(self.method.iter().filter_map(|s| match s {
+                Step::Probe(p) => Some(p),
+                _ => None,
+            }))
+        {
             if let Probe::Promql {
                 min: None,
                 max: None,
@@ -367,8 +372,8 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
         "{}: {size} bytes, more than {FILE_BYTES_MAX}",
         path.display()
     );
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let experiment = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(Loaded {
         name,
@@ -386,11 +391,16 @@ pub fn parse(text: &str) -> Result<Experiment, String> {
         serde_yaml::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
     let experiment: Experiment = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
         let at = e.path().to_string();
-        format!("{}: {}", if at == "." { "/".to_string() } else { at }, e.inner())
+        format!(
+            "{}: {}",
+            if at == "." { "/".to_string() } else { at },
+            e.inner()
+        )
     })?;
     let schema = schema();
     let validator = jsonschema::validator_for(&schema).map_err(|e| format!("schema: {e}"))?;
     if let Some(error) = validator.iter_errors(&value).next() {
+        let error = most_specific(&error);
         let at = error.instance_path().to_string();
         return Err(format!(
             "{}: {error}",
@@ -399,6 +409,34 @@ pub fn parse(text: &str) -> Result<Experiment, String> {
     }
     experiment.check()?;
     Ok(experiment)
+}
+
+/// The error inside a `oneOf` (a fault, a probe, a step): the branch whose tag matched (the
+/// one without a `const` mismatch) and the fewest errors, so that a bound says its own field
+/// instead of "not valid under any of the schemas".
+fn most_specific<'a>(
+    error: &'a jsonschema::ValidationError<'a>,
+) -> &'a jsonschema::ValidationError<'a> {
+    use jsonschema::error::ValidationErrorKind;
+    let context = match error.kind() {
+        ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } => {
+            context
+        }
+        _ => return error,
+    };
+    let tag_mismatch = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+        branch.iter().any(|e| {
+            matches!(e.kind(), ValidationErrorKind::Constant { .. })
+                || matches!(e.kind(), ValidationErrorKind::Required { .. })
+                || matches!(e.kind(), ValidationErrorKind::AdditionalProperties { .. })
+        })
+    };
+    context
+        .iter()
+        .filter(|branch| !branch.is_empty() && !tag_mismatch(branch))
+        .min_by_key(|branch| branch.len())
+        .and_then(|branch| branch.first())
+        .map_or(error, |inner| most_specific(inner))
 }
 
 /// Every experiment under the directory, by name; a file that does not parse is an error.
@@ -475,7 +513,10 @@ method:
     #[test]
     fn an_unknown_component_is_refused() {
         let error = parse(&MINIMAL.replace("orchestrator}", "mainframe}")).expect_err("refused");
-        assert!(error.contains("method[0]") && error.contains("mainframe"), "{error}");
+        assert!(
+            error.contains("method[0]") && error.contains("mainframe"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -491,7 +532,10 @@ method:
 
     #[test]
     fn a_failover_without_ha_is_refused() {
-        let text = MINIMAL.replace("{type: kill, target: {component: orchestrator}}", "{type: failover}");
+        let text = MINIMAL.replace(
+            "{type: kill, target: {component: orchestrator}}",
+            "{type: failover}",
+        );
         assert!(parse(&text).expect_err("refused").contains("ha"));
     }
 

@@ -10,8 +10,8 @@ use crate::runtime::home::Home;
 use crate::runtime::state::RuntimeState;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use rand::seq::SliceRandom;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::Serialize;
 
 /// One process that a fault hit: which instance, and the group it led.

@@ -120,11 +120,11 @@ fn finding(name: &str, description: &str, mut evidence: Vec<String>) -> Check {
 
 async fn rows(pool: &PgPool, query: &str) -> anyhow::Result<Vec<String>> {
     // Fixed texts of this module, wrapped to one text column each; run, not compiled, checks.
-    Ok(
-        sqlx::query_scalar(&format!("SELECT v FROM ({query}) AS evidence(v) LIMIT {EVIDENCE_MAX}"))
-            .fetch_all(pool)
-            .await?,
-    )
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT v FROM ({query}) AS evidence(v) LIMIT {EVIDENCE_MAX}"
+    ))
+    .fetch_all(pool)
+    .await?)
 }
 
 async fn database_checks(pools: &Pools) -> anyhow::Result<Vec<Check>> {

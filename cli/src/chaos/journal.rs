@@ -100,7 +100,8 @@ pub enum Event {
 
 impl Event {
     pub fn injected(at_ms: u64, fault: &super::experiment::Fault, injected: &Injected) -> Self {
-        let until_ms = (fault.duration_s() > 0).then(|| at_ms + u64::from(fault.duration_s()) * 1000);
+        let until_ms =
+            (fault.duration_s() > 0).then(|| at_ms + u64::from(fault.duration_s()) * 1000);
         Self::Injected {
             at_ms,
             fault: serde_json::to_value(fault).unwrap_or_default(),
@@ -158,7 +159,11 @@ pub fn write(home: &Home, journal: &Journal) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let stamp = journal.started_at.replace([':', '-'], "");
     let path = dir.join(format!("{stamp}-{}.json", journal.name));
-    crate::runtime::home::write_atomic(&path, serde_json::to_string_pretty(journal)?.as_bytes(), 0o644)?;
+    crate::runtime::home::write_atomic(
+        &path,
+        serde_json::to_string_pretty(journal)?.as_bytes(),
+        0o644,
+    )?;
     let mut all: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -187,7 +192,7 @@ pub fn read(path: &Path) -> anyhow::Result<Journal> {
 
 /// The journal as a markdown page: what ran, the verdict, each probe and event, the load, and
 /// each invariant with its evidence.
-pub fn markdown(journal: &Journal) -> String {
+pub fn markdown(journal: &Journal, timeline_png: Option<&str>) -> String {
     let mut out = String::new();
     let line = |out: &mut String, text: String| {
         out.push_str(&text);
@@ -207,7 +212,10 @@ pub fn markdown(journal: &Journal) -> String {
         ),
     );
     let probes = |out: &mut String, title: &str, outcomes: &[Outcome]| {
-        line(out, format!("## {title}\n\n| probe | ok | seen | ms |\n|---|---|---|---|"));
+        line(
+            out,
+            format!("## {title}\n\n| probe | ok | seen | ms |\n|---|---|---|---|"),
+        );
         for o in outcomes {
             line(
                 out,
@@ -222,7 +230,17 @@ pub fn markdown(journal: &Journal) -> String {
         }
         line(out, String::new());
     };
-    probes(&mut out, "Pre-flight and steady state before", &journal.preflight);
+    if let Some(png) = timeline_png {
+        line(
+            &mut out,
+            format!("![requests, errors and p99 per second, faults shaded]({png})\n"),
+        );
+    }
+    probes(
+        &mut out,
+        "Pre-flight and steady state before",
+        &journal.preflight,
+    );
     line(&mut out, "## Method\n\n| at (s) | what |\n|---|---|".into());
     for event in &journal.method {
         let (at_ms, what) = match event {
@@ -234,7 +252,9 @@ pub fn markdown(journal: &Journal) -> String {
             } => (
                 *at_ms,
                 match until_ms {
-                    Some(until) => format!("fault: {detail} (until {:.1} s)", *until as f64 / 1000.0),
+                    Some(until) => {
+                        format!("fault: {detail} (until {:.1} s)", *until as f64 / 1000.0)
+                    }
                     None => format!("fault: {detail}"),
                 },
             ),
@@ -255,16 +275,27 @@ pub fn markdown(journal: &Journal) -> String {
                 at_ms, ok, detail, ..
             } => (
                 *at_ms,
-                format!("rollback: {detail}{}", if *ok { "" } else { " (**failed**)" }),
+                format!(
+                    "rollback: {detail}{}",
+                    if *ok { "" } else { " (**failed**)" }
+                ),
             ),
         };
         line(
             &mut out,
-            format!("| {:.1} | {} |", at_ms as f64 / 1000.0, what.replace('|', "\\|")),
+            format!(
+                "| {:.1} | {} |",
+                at_ms as f64 / 1000.0,
+                what.replace('|', "\\|")
+            ),
         );
     }
     line(&mut out, String::new());
-    probes(&mut out, "Steady state after the rollbacks", &journal.steady_state_after);
+    probes(
+        &mut out,
+        "Steady state after the rollbacks",
+        &journal.steady_state_after,
+    );
     if let Some(load) = &journal.load {
         let all = &load["all"];
         line(

@@ -6,6 +6,7 @@
 //! every second) → every fault taken back and the rollbacks, always (also after an abort or
 //! Ctrl-C) → the steady state again → the invariants → the journal.
 
+pub mod chart;
 pub mod experiment;
 pub mod faults;
 pub mod invariants;
@@ -70,11 +71,17 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
             .await
         }
         ChaosCommand::Report { journal, json } => {
-            let journal = journal::read(&journal)?;
+            let journal_path = journal;
+            let journal = journal::read(&journal_path)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&journal)?);
             } else {
-                print!("{}", journal::markdown(&journal));
+                let png = journal_path.with_extension("png");
+                let image = png
+                    .exists()
+                    .then(|| png.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .flatten();
+                print!("{}", journal::markdown(&journal, image.as_deref()));
             }
             Ok(journal.verdict.exit_code())
         }
@@ -142,7 +149,9 @@ fn validate(project: &Path, files: &[std::path::PathBuf], json: bool) -> anyhow:
         .map(|path| {
             (
                 path.display().to_string(),
-                experiment::load(path).map(|_| ()).map_err(|e| format!("{e:#}")),
+                experiment::load(path)
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}")),
             )
         })
         .collect();
@@ -212,7 +221,10 @@ impl Run {
                     vec![std::mem::replace(&mut open[i], (None, Undo::Nothing))]
                 }
                 Some(_) => Vec::new(),
-                None => open.iter_mut().map(|w| std::mem::replace(w, (None, Undo::Nothing))).collect(),
+                None => open
+                    .iter_mut()
+                    .map(|w| std::mem::replace(w, (None, Undo::Nothing)))
+                    .collect(),
             }
         };
         for (target, undo) in taken {
@@ -290,7 +302,10 @@ pub async fn execute(
         ctrl_c.abort();
         return finish(home, journal, run.started, args.json);
     }
-    line.done(&format!("{} probes hold, every target exists", journal.preflight.len()));
+    line.done(&format!(
+        "{} probes hold, every target exists",
+        journal.preflight.len()
+    ));
 
     // The load, and the live watch over its answers.
     let timeline = Arc::new(Mutex::new(Vec::<Second>::new()));
@@ -300,13 +315,17 @@ pub async fn execute(
             line.working(&format!("registering users for {}", spec.scenario));
             match start_load(home, project, spec, &experiment, &run, &timeline).await {
                 Ok(handle) => {
-                    line.done(&format!("{} at {}/s for {} s", spec.scenario, spec.rate_per_s, spec.duration_s));
+                    line.done(&format!(
+                        "{} at {}/s for {} s",
+                        spec.scenario, spec.rate_per_s, spec.duration_s
+                    ));
                     Some(handle)
                 }
                 Err(error) => {
                     line.failed(&format!("{error:#}"));
                     journal.verdict = Verdict::PreflightFailed;
-                    journal.summary = format!("the load could not start, nothing was injected: {error:#}");
+                    journal.summary =
+                        format!("the load could not start, nothing was injected: {error:#}");
                     ctrl_c.abort();
                     return finish(home, journal, run.started, args.json);
                 }
@@ -338,7 +357,10 @@ pub async fn execute(
                                     .open
                                     .lock()
                                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                                open.push((injected.hit.as_ref().map(|h| h.id()), injected.undo.clone()));
+                                open.push((
+                                    injected.hit.as_ref().map(|h| h.id()),
+                                    injected.undo.clone(),
+                                ));
                                 open.len() - 1
                             };
                             let run = Arc::clone(&run);
@@ -413,7 +435,10 @@ pub async fn execute(
     let mut rollback_failed = Vec::new();
     for rollback in &experiment.rollbacks {
         let (ok, detail) = match rollback {
-            Rollback::ResumeAll => (true, format!("SIGCONT to {} groups", faults::resume_all(home))),
+            Rollback::ResumeAll => (
+                true,
+                format!("SIGCONT to {} groups", faults::resume_all(home)),
+            ),
             Rollback::WaitReady { timeout_s } => {
                 let outcome = probes
                     .run(&Probe::Ready {
@@ -513,7 +538,13 @@ pub async fn execute(
         .iter()
         .flat_map(|r| r.checks.iter())
         .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.evidence.first().cloned().unwrap_or_default()))
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.name,
+                c.evidence.first().cloned().unwrap_or_default()
+            )
+        })
         .collect();
     let abort_reason = run
         .abort
@@ -523,7 +554,10 @@ pub async fn execute(
     (journal.verdict, journal.summary) = if !violated.is_empty() {
         (Verdict::Violated, violated.join("; "))
     } else if stopped == Some(Verdict::Interrupted) {
-        (Verdict::Interrupted, "interrupted: faults taken back, rollbacks run".into())
+        (
+            Verdict::Interrupted,
+            "interrupted: faults taken back, rollbacks run".into(),
+        )
     } else if stopped == Some(Verdict::Aborted) {
         (
             Verdict::Aborted,
@@ -566,16 +600,30 @@ fn fault_name(fault: &Fault) -> String {
 fn finish(home: &Home, mut journal: Journal, started: Instant, json: bool) -> anyhow::Result<i32> {
     journal.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let path = journal::write(home, &journal)?;
+    // The report and its timeline beside the journal; a chart that cannot be drawn (no font)
+    // is said, not fatal: the journal holds every figure.
+    let png = path.with_extension("png");
+    let image = match chart::draw(&png, &journal) {
+        Ok(()) => png.file_name().map(|n| n.to_string_lossy().into_owned()),
+        Err(error) => {
+            eprintln!("paytool: the timeline was not drawn: {error:#}");
+            None
+        }
+    };
+    std::fs::write(
+        path.with_extension("md"),
+        journal::markdown(&journal, image.as_deref()),
+    )?;
     if json {
         println!("{}", serde_json::to_string_pretty(&journal)?);
     } else {
         println!(
-            "{}: {} — {}\njournal: {}\nreport:  paytool chaos report {}",
+            "{}: {} — {}\njournal: {}\nreport:  {}",
             journal.name,
             journal.verdict.as_str().to_uppercase(),
             journal.summary,
             path.display(),
-            path.display()
+            path.with_extension("md").display()
         );
     }
     Ok(journal.verdict.exit_code())
@@ -660,7 +708,9 @@ async fn start_load(
         crate::perf::load::set_up(home, &scenario),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("registering the load's users took over {LOAD_SETUP_TIMEOUT_MS} ms"))??;
+    .map_err(|_| {
+        anyhow::anyhow!("registering the load's users took over {LOAD_SETUP_TIMEOUT_MS} ms")
+    })??;
     let platform = Arc::new(platform.tapped(tap));
     // The watch: answers into one-second buckets; the abort condition over the last seconds.
     {
@@ -674,10 +724,15 @@ async fn start_load(
             let mut last_judged_s = 0u64;
             while let Some(answer) = answers.recv().await {
                 let second = answer.at.saturating_duration_since(origin).as_secs();
-                let mut seconds = timeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut seconds = timeline
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 while seconds.len() as u64 <= second {
                     let at_s = seconds.len() as u64;
-                    seconds.push(Second { at_s, ..Second::default() });
+                    seconds.push(Second {
+                        at_s,
+                        ..Second::default()
+                    });
                     latencies.push(crate::perf::stats::Latencies::default());
                 }
                 let bucket = &mut seconds[second as usize];
@@ -694,7 +749,11 @@ async fn start_load(
                         let (requests, errors) = seconds[from as usize..second as usize]
                             .iter()
                             .fold((0, 0), |(r, e), s| (r + s.requests, e + s.errors));
-                        let ratio = if requests == 0 { 0.0 } else { errors as f64 / requests as f64 };
+                        let ratio = if requests == 0 {
+                            0.0
+                        } else {
+                            errors as f64 / requests as f64
+                        };
                         if ratio > abort.error_ratio_max {
                             breached_s += 1;
                         } else {
@@ -705,9 +764,15 @@ async fn start_load(
                                 "error ratio {ratio:.3} over the last {window} s, above {} for {} s",
                                 abort.error_ratio_max, abort.for_s
                             );
-                            let mut slot = run.abort.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let mut slot = run
+                                .abort
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
                             if slot.is_none() {
-                                run.push(Event::Aborted { at_ms: run.at_ms(), reason: reason.clone() });
+                                run.push(Event::Aborted {
+                                    at_ms: run.at_ms(),
+                                    reason: reason.clone(),
+                                });
                                 *slot = Some(reason);
                             }
                         }
@@ -728,12 +793,19 @@ fn load_deviations(spec: &Load, report: &crate::perf::load::Report) -> Vec<Strin
     if report.all.error_ratio > spec.error_ratio_max {
         out.push(format!(
             "the load's error ratio {:.4} is above {} ({} of {} failed: {:?})",
-            report.all.error_ratio, spec.error_ratio_max, report.all.errors, report.all.count, report.all.statuses
+            report.all.error_ratio,
+            spec.error_ratio_max,
+            report.all.errors,
+            report.all.count,
+            report.all.statuses
         ));
     }
     if let (Some(max), Some(latency)) = (spec.p99_ms_max, &report.all.latency) {
         if latency.p99_ms > f64::from(max) {
-            out.push(format!("the load's p99 {:.0} ms is above {max} ms", latency.p99_ms));
+            out.push(format!(
+                "the load's p99 {:.0} ms is above {max} ms",
+                latency.p99_ms
+            ));
         }
     }
     out

@@ -97,8 +97,7 @@ impl Probes {
                         .filter(|c| components.is_empty() || components.contains(&c.name))
                         .filter(|c| {
                             c.state != ComponentPhase::Building
-                                && (c.state != ComponentPhase::Ready
-                                    || c.health != Health::Healthy)
+                                && (c.state != ComponentPhase::Ready || c.health != Health::Healthy)
                         })
                         .map(|c| format!("{} {:?}", c.id, c.state).to_lowercase())
                         .collect();
