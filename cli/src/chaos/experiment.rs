@@ -180,6 +180,11 @@ pub struct Load {
     #[serde(default)]
     #[schemars(range(min = 1, max = 60000))]
     pub p99_ms_max: Option<u32>,
+    /// When given, every answer must have one of these statuses: an outage answered as one
+    /// (503) may be allowed while a 500 or a 502 is not. No answer at all counts as status 0.
+    #[serde(default)]
+    #[schemars(length(max = 20), inner(range(max = 599)))]
+    pub statuses_allowed: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -800,6 +800,22 @@ fn load_deviations(spec: &Load, report: &crate::perf::load::Report) -> Vec<Strin
             report.all.statuses
         ));
     }
+    if !spec.statuses_allowed.is_empty() {
+        let others: Vec<String> = report
+            .all
+            .statuses
+            .iter()
+            .filter(|(status, _)| !spec.statuses_allowed.contains(status))
+            .map(|(status, count)| format!("{count} × {status}"))
+            .collect();
+        if !others.is_empty() {
+            out.push(format!(
+                "answers outside {:?}: {}",
+                spec.statuses_allowed,
+                others.join(", ")
+            ));
+        }
+    }
     if let (Some(max), Some(latency)) = (spec.p99_ms_max, &report.all.latency) {
         if latency.p99_ms > f64::from(max) {
             out.push(format!(
