@@ -70,6 +70,12 @@ done
 step "tests"
 cargo test --workspace
 
+# Chaos: the starter experiments marked `ci: true`, each followed by the money invariants, on
+# the same test platform (every experiment rolls back and waits for the platform to be whole).
+# The full set runs with `scripts/chaos.sh` on an installation of its own (README, docs/chaos.md).
+step "chaos experiments (CI subset)"
+CHAOS_REPORT_DIR="$test_root/chaos" scripts/chaos.sh --ci --home "$state"
+
 # The public APIs fuzzed from their OpenAPI contracts (schemathesis): no 5xx, every answer as
 # the contract says. Bounded: at most 10 examples an operation and 75 s a service.
 step "contract fuzzing (schemathesis, bounded)"

@@ -7,7 +7,7 @@ use crate::args::{
 };
 use crate::runtime::components::services::Service;
 use crate::support::exit::{fail, Code};
-use crate::{observe, pay, perf, runtime, support};
+use crate::{chaos, observe, pay, perf, runtime, support};
 
 fn service(name: ServiceName) -> Service {
     match name {
@@ -172,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let home = existing_home(&home_dir, &project)?;
             observe::slo::run(&home, &project, json).await
         }
+        Command::Chaos(command) => chaos::run(&home_dir, &project, command).await,
         Command::Agent {
             listen,
             spans_udp,

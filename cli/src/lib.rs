@@ -10,11 +10,13 @@
 //! - [`observe`]: traces, SLOs and their rules, alerts, and paytool's agent.
 //! - [`pay`]: the payment flows from the terminal, the ledger check, QR payloads.
 //! - [`perf`]: load scenarios and benchmarks, and the one way to compute latency figures.
+//! - [`chaos`]: experiments as data, the faults, probes and money invariants of a run, journals.
 //! - [`support`]: what every room uses: progress output, exit codes, reading `/proc`.
 //! - [`app`]: one function from a parsed command line to an exit code.
 
 pub mod app;
 pub mod args;
+pub mod chaos;
 pub mod observe;
 pub mod pay;
 pub mod perf;

@@ -182,6 +182,13 @@ pub enum Command {
     )]
     Load(LoadArgs),
 
+    /// Chaos experiments on the running platform, with the money checked after every one
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool chaos list\n  paytool chaos validate\n  paytool chaos run kill-consumer-api-under-load\n  paytool chaos report .paytool/chaos/journals/20261206T101500Z-pause-kafka.json\n\nExperiments live in stacks/chaos/experiments (docs/chaos.md)."
+    )]
+    Chaos(ChaosCommand),
+
     /// Internal: the supervisor process that `up` starts
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -803,4 +810,77 @@ mod tests {
             assert!(parse_replicas(bad).is_err(), "{bad} was accepted");
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// The experiments under stacks/chaos/experiments
+    #[command(
+        after_help = "Examples:\n  paytool chaos list\n  paytool chaos list --json | jq -r '.[] | select(.ci) | .name'"
+    )]
+    List {
+        /// Print the list as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check experiment files against the schema (every one under stacks/chaos/experiments
+    /// when none is named)
+    #[command(
+        after_help = "Examples:\n  paytool chaos validate\n  paytool chaos validate my-experiment.yaml --json\n\nExit code 0 when every file is valid, 2 when one is not (each error says the file and where)."
+    )]
+    Validate {
+        /// Experiment files
+        files: Vec<PathBuf>,
+        /// Print the results as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the experiments' JSON Schema (stacks/chaos/experiment.schema.json is this)
+    #[command(
+        after_help = "Examples:\n  paytool chaos schema > stacks/chaos/experiment.schema.json"
+    )]
+    Schema,
+    /// Run one experiment: pre-flight, method, rollbacks, steady state, invariants, journal
+    #[command(
+        after_help = "Examples:\n  paytool chaos run pause-kafka\n  paytool chaos run ./my-experiment.yaml --seed 42 --json\n\nCtrl-C stops the faults and rolls back. Exit code 0 passed, 1 pre-flight failed, deviated\nor aborted, 8 an invariant of the money violated, 7 not running, 130 interrupted."
+    )]
+    Run(ChaosRunArgs),
+    /// Run an experiment again from its journal: the same experiment, the same seed
+    #[command(
+        after_help = "Examples:\n  paytool chaos replay .paytool/chaos/journals/20261206T101500Z-pause-kafka.json"
+    )]
+    Replay(ChaosReplayArgs),
+    /// A journal as a markdown report (or as JSON)
+    #[command(
+        after_help = "Examples:\n  paytool chaos report .paytool/chaos/journals/20261206T101500Z-pause-kafka.json > report.md\n\nExit code: the run's own (0 passed, 1, 8, 130)."
+    )]
+    Report {
+        /// The journal (JSON) a run wrote
+        journal: PathBuf,
+        /// Print the journal itself
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChaosRunArgs {
+    /// An experiment's name (`paytool chaos list`) or a file
+    pub experiment: String,
+    /// The seed of every random choice (which replica...); random when not given, and
+    /// written to the journal either way
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the journal as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChaosReplayArgs {
+    /// The journal of the run to repeat
+    pub journal: PathBuf,
+    /// Print the new journal as JSON
+    #[arg(long)]
+    pub json: bool,
 }

@@ -124,13 +124,13 @@ fn print_table(reports: &[SloReport]) {
     }
 }
 
-struct Prometheus {
+pub struct Prometheus {
     client: reqwest::Client,
     url: String,
 }
 
 impl Prometheus {
-    fn new(base: String) -> anyhow::Result<Self> {
+    pub fn new(base: String) -> anyhow::Result<Self> {
         Ok(Self {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
@@ -139,7 +139,7 @@ impl Prometheus {
         })
     }
 
-    async fn vector(&self, query: &str) -> anyhow::Result<Vec<Value>> {
+    pub async fn vector(&self, query: &str) -> anyhow::Result<Vec<Value>> {
         let response = self
             .client
             .get(&self.url)
@@ -161,7 +161,7 @@ impl Prometheus {
     }
 
     /// The first sample's value; `None` for no sample or NaN (no traffic: 0/0).
-    async fn scalar(&self, query: &str) -> anyhow::Result<Option<f64>> {
+    pub async fn scalar(&self, query: &str) -> anyhow::Result<Option<f64>> {
         Ok(self
             .vector(query)
             .await?

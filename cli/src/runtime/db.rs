@@ -25,11 +25,11 @@ pub struct Node {
 }
 
 #[derive(Debug, Serialize)]
-struct Outcome {
-    from: String,
-    to: String,
-    duration_ms: u64,
-    nodes: Vec<Node>,
+pub struct Outcome {
+    pub from: String,
+    pub to: String,
+    pub duration_ms: u64,
+    pub nodes: Vec<Node>,
 }
 
 /// Each node's role, as its own REST API says.
@@ -71,6 +71,23 @@ pub async fn nodes(home: &Home) -> Vec<Node> {
 }
 
 pub async fn failover(home: &Home, json: bool) -> anyhow::Result<i32> {
+    let outcome = switchover(home).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        println!(
+            "{} is the primary now ({} follows it), in {:.1} s",
+            outcome.to,
+            outcome.from,
+            outcome.duration_ms as f64 / 1000.0
+        );
+    }
+    Ok(0)
+}
+
+/// Hands the primary to the running replica through Patroni and waits until the roles have
+/// swapped (`paytool db failover`, and the chaos fault of the same name).
+pub async fn switchover(home: &Home) -> anyhow::Result<Outcome> {
     crate::runtime::state::require_running(home)?;
     if !home.marker.ha {
         return Err(fail(
@@ -147,23 +164,12 @@ pub async fn failover(home: &Home, json: bool) -> anyhow::Result<i32> {
         }
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     };
-    let outcome = Outcome {
+    Ok(Outcome {
         from: primary.name,
         to: replica.name,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         nodes: after,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
-    } else {
-        println!(
-            "{} is the primary now ({} follows it), in {:.1} s",
-            outcome.to,
-            outcome.from,
-            outcome.duration_ms as f64 / 1000.0
-        );
-    }
-    Ok(0)
+    })
 }
 
 fn describe(nodes: &[Node]) -> String {

@@ -17,6 +17,8 @@ pub struct Process {
     pub group: u32,
     /// Exited, not yet reaped by its parent: it holds no memory, no port.
     pub zombie: bool,
+    /// Stopped by a signal (SIGSTOP): alive, holding its ports, answering nothing.
+    pub stopped: bool,
     /// Resident memory, KiB.
     pub rss_kib: u64,
 }
@@ -27,6 +29,7 @@ impl Process {
             parent: u32::try_from(stat.ppid).unwrap_or(0),
             group: u32::try_from(stat.pgrp).unwrap_or(0),
             zombie: stat.state == 'Z',
+            stopped: stat.state == 'T',
             rss_kib: stat.rss_bytes().get() / 1024,
         }
     }
@@ -99,6 +102,7 @@ mod tests {
             parent,
             group: 1,
             zombie: false,
+            stopped: false,
             rss_kib,
         };
         let tree = BTreeMap::from([

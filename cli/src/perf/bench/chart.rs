@@ -17,7 +17,7 @@ pub struct Series {
     pub points: Vec<(f64, f64, f64, f64)>,
 }
 
-fn register_font() -> anyhow::Result<()> {
+pub fn register_font() -> anyhow::Result<()> {
     static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     REGISTERED
         .get_or_init(|| {

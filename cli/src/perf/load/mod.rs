@@ -62,6 +62,17 @@ pub struct Platform {
     direct: Option<Direct>,
     /// Requests sent a second time after their connection failed under them (see `send`).
     resends: std::sync::atomic::AtomicU64,
+    /// Where each answer is also told as it comes (`paytool chaos run` watches the error ratio
+    /// live to abort); a full channel drops the copy, never the request.
+    tap: Option<tokio::sync::mpsc::Sender<Tapped>>,
+}
+
+/// One answer, as the tap sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tapped {
+    pub at: Instant,
+    pub ok: bool,
+    pub latency_us: u64,
 }
 
 struct Direct {
@@ -81,6 +92,19 @@ pub enum Route {
 }
 
 impl Platform {
+    /// Tells every answer to `tap` as well.
+    pub fn tapped(mut self, tap: tokio::sync::mpsc::Sender<Tapped>) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// One QR payment by the platform's first consumer to its first merchant: its status and
+    /// whether it was paid (201).
+    pub async fn pay_once(self: &Arc<Self>, index: u64) -> (u16, bool) {
+        let sample = arrive(Arc::clone(self), Operation::QrPayment, index, true).await;
+        (sample.status, sample.ok)
+    }
+
     /// The same users, reached the other way.
     pub fn routed(&self, home: &Home, route: Route) -> anyhow::Result<Self> {
         let direct = match route {
@@ -102,6 +126,7 @@ impl Platform {
             qrs: self.qrs.clone(),
             direct,
             resends: AtomicU64::new(0),
+            tap: self.tap.clone(),
         })
     }
 
@@ -299,6 +324,7 @@ pub async fn set_up(home: &Home, scenario: &Scenario) -> anyhow::Result<Platform
         qrs: Vec::new(),
         direct: None,
         resends: std::sync::atomic::AtomicU64::new(0),
+        tap: None,
     };
     for (_, (session, email, qr)) in users {
         let user = Arc::new(User {
@@ -525,8 +551,15 @@ pub async fn drive(
         let platform = Arc::clone(platform);
         let hot = scenario.hot_merchant;
         tasks.spawn(async move {
-            let sample = arrive(platform, operation, index, hot).await;
+            let sample = arrive(Arc::clone(&platform), operation, index, hot).await;
             drop(slot);
+            if let Some(tap) = &platform.tap {
+                let _ = tap.try_send(Tapped {
+                    at: Instant::now(),
+                    ok: sample.ok,
+                    latency_us: sample.latency_us,
+                });
+            }
             sample
         });
         if last_progress.elapsed() >= Duration::from_secs(1) {

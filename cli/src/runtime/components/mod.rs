@@ -13,7 +13,19 @@ use std::pin::Pin;
 /// Every component of the local runtime. A name that is not here does not compile: nothing
 /// falls back to another component's port or secret. Serialized (state file, `status --json`)
 /// and parsed (`paytool logs NAME`) in kebab-case, as the components have always been named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComponentName {
     /// `paytool up --ha` only: the consensus store of Patroni, and its two PostgreSQL nodes.

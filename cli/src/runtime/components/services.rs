@@ -108,11 +108,16 @@ impl Service {
     }
 
     pub fn database_url(self, ctx: &Ctx) -> String {
+        self.database_url_in(&ctx.home, &ctx.secrets)
+    }
+
+    /// Its database, as its own role: what the service itself may read and write.
+    pub fn database_url_in(self, home: &Home, secrets: &Secrets) -> String {
         let db = self.database();
         format!(
             "postgres://{db}:{}@127.0.0.1:{}/{db}",
-            self.database_password(&ctx.secrets),
-            ctx.home.ports().postgres
+            self.database_password(secrets),
+            home.ports().postgres
         )
     }
 

@@ -1,0 +1,287 @@
+//! The money checks that end every experiment, whatever its hypothesis said: nothing lost,
+//! created or moved twice, and every payment at an end, told to its merchant exactly once.
+//!
+//! They read the services' own databases as the services' own roles (read-only queries) and
+//! compare what the services hold with each other: the merchant's records are built from the
+//! events, the ledger from the sagas, so agreeing totals are an independent replay of one by
+//! the other. The platform is eventually consistent (an outbox drains, a consumer catches up),
+//! so the checks are retried until they hold or the experiment's `settle_s` runs out; what still
+//! fails then is a violation, shown with its evidence.
+
+use crate::runtime::components::services::Service;
+use crate::runtime::home::Home;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const POLL_MS: u64 = 1_000;
+/// Offending rows shown per check: enough to act on, not a dump.
+const EVIDENCE_MAX: usize = 20;
+const CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// Saga states from which nothing moves any more (the orchestrator's recovery index).
+const TERMINAL: &str = "('completed', 'declined', 'voided', 'failed')";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub description: String,
+    pub ok: bool,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+    /// How long the platform took to satisfy them (or the bound, when it did not).
+    pub converged_ms: u64,
+}
+
+struct Pools {
+    orchestrator: PgPool,
+    consumer: PgPool,
+    merchant: PgPool,
+}
+
+async fn pool(url: &str) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+        .connect(url)
+        .await?)
+}
+
+/// Checks every invariant, waiting up to `settle_ms` for the platform to converge.
+pub async fn check(home: &Home, settle_ms: u64) -> anyhow::Result<Report> {
+    let secrets = home.secrets()?;
+    let pools = Pools {
+        orchestrator: pool(&Service::Orchestrator.database_url_in(home, &secrets)).await?,
+        consumer: pool(&Service::ConsumerApi.database_url_in(home, &secrets)).await?,
+        merchant: pool(&Service::MerchantApi.database_url_in(home, &secrets)).await?,
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(settle_ms);
+    loop {
+        let mut checks = vec![ledger(home).await];
+        checks.extend(database_checks(&pools).await.unwrap_or_else(|error| {
+            vec![finding(
+                "databases_readable",
+                "the services' databases answer the checks",
+                vec![format!("{error:#}")],
+            )]
+        }));
+        let ok = checks.iter().all(|c| c.ok);
+        if ok || Instant::now() >= deadline {
+            return Ok(Report {
+                ok,
+                checks,
+                converged_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+    }
+}
+
+async fn ledger(home: &Home) -> Check {
+    let (ok, evidence) = match crate::pay::ledger::report(home).await {
+        Ok(report) => (
+            report["ok"].as_bool() == Some(true),
+            report["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["ok"].as_bool() != Some(true))
+                .map(|c| format!("{}: {}", c["name"], c["violations"]))
+                .collect(),
+        ),
+        Err(error) => (false, vec![format!("{error:#}")]),
+    };
+    let mut check = finding(
+        "ledger_verifies",
+        "the ledger balances: debits equal credits, balances equal their transfers, no wallet below zero, refunds within captures",
+        evidence,
+    );
+    check.ok = ok;
+    check
+}
+
+fn finding(name: &str, description: &str, mut evidence: Vec<String>) -> Check {
+    evidence.truncate(EVIDENCE_MAX);
+    Check {
+        name: name.to_string(),
+        description: description.to_string(),
+        ok: evidence.is_empty(),
+        evidence,
+    }
+}
+
+async fn rows(pool: &PgPool, query: &str) -> anyhow::Result<Vec<String>> {
+    // Fixed texts of this module, wrapped to one text column each; run, not compiled, checks.
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT v FROM ({query}) AS evidence(v) LIMIT {EVIDENCE_MAX}"
+    ))
+    .fetch_all(pool)
+    .await?)
+}
+
+async fn database_checks(pools: &Pools) -> anyhow::Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    checks.push(finding(
+        "sagas_terminal",
+        "every saga has reached an end (completed, declined, voided or failed)",
+        rows(
+            &pools.orchestrator,
+            &format!("SELECT kind || ' ' || id || ' is still ' || state FROM sagas WHERE state NOT IN {TERMINAL}"),
+        )
+        .await?,
+    ));
+    let mut charged = rows(
+        &pools.orchestrator,
+        "SELECT 'key ' || idempotency_key || ' of ' || caller || ' made ' || count(*) || ' ' || kind || ' sagas'
+         FROM sagas GROUP BY caller, kind, idempotency_key HAVING count(*) > 1",
+    )
+    .await?;
+    charged.extend(
+        rows(
+            &pools.orchestrator,
+            "SELECT 'payment ' || s.id || ' captured ' || s.captured_amount || ' but its payer was charged '
+                    || coalesce(sum(t.amount), 0) || ' in ' || count(t.id) || ' transfers'
+             FROM sagas s LEFT JOIN transfers t ON t.saga_id = s.id AND t.code = 'payment'
+                  AND t.kind IN ('posted', 'post_pending')
+             WHERE s.kind = 'payment'
+             GROUP BY s.id, s.captured_amount
+             HAVING count(t.id) > 1 OR coalesce(sum(t.amount), 0) <> s.captured_amount",
+        )
+        .await?,
+    );
+    charged.extend(
+        rows(
+            &pools.orchestrator,
+            "SELECT 'payment ' || id || ' completed with ' || captured_amount || ' captured of ' || amount
+             FROM sagas WHERE kind = 'payment' AND state = 'completed' AND captured_amount <> amount",
+        )
+        .await?,
+    );
+    checks.push(finding(
+        "charged_once",
+        "no payment charged twice: one saga per idempotency key, one capture per payment, of its amount",
+        charged,
+    ));
+    let mut unpublished = Vec::new();
+    for (service, pool) in [
+        ("orchestrator", &pools.orchestrator),
+        ("consumer-api", &pools.consumer),
+        ("merchant-api", &pools.merchant),
+    ] {
+        unpublished.extend(
+            rows(
+                pool,
+                &format!(
+                    "SELECT '{service}: ' || count(*) || ' events not published, the oldest from ' || min(created_at)
+                     FROM outbox WHERE published_at IS NULL HAVING count(*) > 0"
+                ),
+            )
+            .await?,
+        );
+    }
+    checks.push(finding(
+        "outboxes_published",
+        "every event in every service's outbox has been published",
+        unpublished,
+    ));
+    checks.extend(merchant_checks(pools).await?);
+    Ok(checks)
+}
+
+/// The merchant's side, compared with the ledger's.
+async fn merchant_checks(pools: &Pools) -> anyhow::Result<Vec<Check>> {
+    let captured: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT id::text FROM sagas WHERE kind = 'payment' AND state = 'completed'",
+    )
+    .fetch_all(&pools.orchestrator)
+    .await?
+    .into_iter()
+    .collect();
+    let listed: BTreeSet<String> =
+        sqlx::query_scalar("SELECT id::text FROM transactions WHERE kind = 'payment'")
+            .fetch_all(&pools.merchant)
+            .await?
+            .into_iter()
+            .collect();
+    let fed: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT data->>'id', count(*) FROM merchant_events WHERE type = 'payment.completed' GROUP BY 1",
+    )
+    .fetch_all(&pools.merchant)
+    .await?;
+    let mut list = Vec::new();
+    list.extend(
+        captured
+            .difference(&listed)
+            .map(|id| format!("payment {id} completed but is not on its merchant's list")),
+    );
+    list.extend(
+        listed
+            .difference(&captured)
+            .map(|id| format!("payment {id} is on a merchant's list but did not complete")),
+    );
+    let fed_ids: BTreeSet<&String> = fed.iter().map(|(id, _)| id).collect();
+    let mut feed: Vec<String> = fed
+        .iter()
+        .filter(|(_, count)| *count != 1)
+        .map(|(id, count)| format!("payment {id} was sent to the feed {count} times"))
+        .collect();
+    feed.extend(
+        listed
+            .iter()
+            .filter(|id| !fed_ids.contains(id))
+            .map(|id| format!("payment {id} is listed but never went to the feed")),
+    );
+
+    // The replay: each merchant's records (payments less their fees, less refunds), against
+    // the posted balance of the merchant's ledger account.
+    let records: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT m.ledger_account_id::text,
+                coalesce(sum(CASE WHEN t.kind = 'payment' THEN t.amount_value - t.fee_value ELSE -t.amount_value END), 0)::bigint
+         FROM merchants m LEFT JOIN transactions t ON t.merchant_id = m.id
+         GROUP BY m.ledger_account_id",
+    )
+    .fetch_all(&pools.merchant)
+    .await?;
+    let balances: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT account_id::text, (sum(credits_posted) - sum(debits_posted))::bigint
+         FROM account_balances GROUP BY account_id",
+    )
+    .fetch_all(&pools.orchestrator)
+    .await?
+    .into_iter()
+    .collect();
+    let replay: Vec<String> = records
+        .iter()
+        .filter_map(|(account, expected)| {
+            let held = balances.get(account).copied().unwrap_or(0);
+            (held != *expected).then(|| {
+                format!("merchant account {account}: its records make {expected}, the ledger holds {held}")
+            })
+        })
+        .collect();
+    Ok(vec![
+        finding(
+            "merchant_lists_exact",
+            "every completed payment is on its merchant's list, and nothing else is",
+            list,
+        ),
+        finding(
+            "merchant_feed_once",
+            "every listed payment went to the merchant's live feed exactly once",
+            feed,
+        ),
+        finding(
+            "merchant_balances_replayed",
+            "each merchant's balance in the ledger equals its records replayed (payments less fees, less refunds)",
+            replay,
+        ),
+    ])
+}
