@@ -219,6 +219,16 @@ rollbacks: [{type: wait-ready, timeout_s: 60}]
         markdown.contains("**Verdict: passed**") && markdown.contains("merchant_feed_once"),
         "{markdown}"
     );
+
+    // A replay runs the experiment the journal holds, with its seed, and hits the same target.
+    let replayed = command(&["chaos", "replay", &path, "--json"])
+        .output()
+        .expect("replay");
+    assert_eq!(replayed.status.code(), Some(0), "{}", text(&replayed));
+    let again: Value = serde_json::from_slice(&replayed.stdout).expect("a journal");
+    assert_eq!(again["seed"], journal["seed"]);
+    assert_eq!(again["experiment"], journal["experiment"]);
+    assert_eq!(events(&again, "injected")[0]["target"], "orchestrator");
 }
 
 /// The path of the journal a `--json` run wrote: the newest in the installation.
