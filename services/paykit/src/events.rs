@@ -48,6 +48,11 @@ pub const POISON_ATTEMPTS_MAX: u32 = 5;
 /// ([`crate::backoff`]): a consumer group's members retry what failed for all of them.
 const CONSUMER_BACKOFF_MIN_MS: u64 = 100;
 const CONSUMER_BACKOFF_MAX_MS: u64 = 5_000;
+/// How long the consumer waits for a message before it looks at its own membership.
+const CONSUMER_WATCH_MS: u64 = 5_000;
+/// A subscribed consumer without a partition for this long is made again (see `run`): well
+/// past a group join (a few seconds) and the session timeout (10 s).
+const CONSUMER_UNASSIGNED_REBUILD_MS: u64 = 30_000;
 /// Where poison events go, with the reason in a header.
 pub const DEAD_LETTER_TOPIC: &str = "dead-letter.v1";
 
@@ -492,9 +497,7 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// Consumes until the task is aborted. Offsets are committed only after an event was
-    /// applied (or dead-lettered), so nothing is skipped across restarts.
-    pub async fn run(self) -> anyhow::Result<()> {
+    fn subscribe(&self) -> anyhow::Result<StreamConsumer> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.settings.bootstrap_servers)
             .set("group.id", &self.name)
@@ -504,8 +507,49 @@ impl<H: Handler> Consumer<H> {
             .create()?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        Ok(consumer)
+    }
+
+    /// Consumes until the task is aborted. Offsets are committed only after an event was
+    /// applied (or dead-lettered), so nothing is skipped across restarts.
+    ///
+    /// A consumer that has had no partition for `CONSUMER_UNASSIGNED_REBUILD_MS` is dropped and
+    /// made again: with the broker frozen past the session timeout (chaos experiment
+    /// pause-kafka, after a broker restart), librdkafka left the group and never joined it
+    /// again; the group stayed empty and merchants saw no payment any more, with no error
+    /// logged. A new consumer joins and resumes from the committed offsets.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut consumer = self.subscribe()?;
+        let mut unassigned_since: Option<std::time::Instant> = None;
         loop {
-            let message = match consumer.recv().await {
+            let received =
+                tokio::time::timeout(Duration::from_millis(CONSUMER_WATCH_MS), consumer.recv())
+                    .await;
+            let assigned = consumer
+                .assignment()
+                .map(|partitions| partitions.count() > 0)
+                .unwrap_or(false);
+            if assigned {
+                unassigned_since = None;
+            } else {
+                let since = *unassigned_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= Duration::from_millis(CONSUMER_UNASSIGNED_REBUILD_MS) {
+                    tracing::warn!(
+                        consumer = %self.name,
+                        unassigned_ms = since.elapsed().as_millis() as u64,
+                        "the consumer has no partition; making it again"
+                    );
+                    crate::metrics::consumer_rebuilt(&self.name);
+                    drop(consumer);
+                    consumer = self.subscribe()?;
+                    unassigned_since = None;
+                    continue;
+                }
+            }
+            let Ok(received) = received else {
+                continue;
+            };
+            let message = match received {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::warn!(%error, consumer = %self.name, "consuming failed; retrying");

@@ -128,6 +128,15 @@ pub async fn red(request: Request<axum::body::Body>, next: Next) -> Response {
     response
 }
 
+/// A consumer made again because it had no partition for too long (`events::Consumer::run`).
+pub fn consumer_rebuilt(consumer: &str) {
+    metrics::counter!(
+        "event_consumer_rebuilds_total",
+        "consumer" => consumer.to_string(),
+    )
+    .increment(1);
+}
+
 /// A consumed event's outcome (`applied` or `dead_lettered`; a duplicate is applied once) and how long after it
 /// happened it was handled.
 pub fn consumed(consumer: &str, topic: &str, outcome: &'static str, lag_s: f64) {
