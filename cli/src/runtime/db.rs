@@ -114,33 +114,44 @@ pub async fn switchover(home: &Home) -> anyhow::Result<Outcome> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(FAILOVER_TIMEOUT_MS))
         .build()?;
-    let response = http
-        .post(format!(
-            "{}/switchover",
-            patroni::rest_url(home, primary.instance)
-        ))
-        .json(&serde_json::json!({ "leader": primary.name, "candidate": replica.name }))
-        .send()
-        .await
-        .map_err(|error| {
-            fail(
-                Code::Failed,
-                format!(
-                    "{}'s REST API did not take the switchover: {error}",
-                    primary.name
-                ),
-            )
-        })?;
-    if !response.status().is_success() {
+    // In synchronous mode Patroni hands over only to the synchronous standby; a replica that
+    // has just rejoined (after a failover) is streaming before the leader names it so, and the
+    // switchover is refused with 412 meanwhile. That refusal is waited out within the bound.
+    let deadline = started + Duration::from_millis(FAILOVER_TIMEOUT_MS);
+    loop {
+        let response = http
+            .post(format!(
+                "{}/switchover",
+                patroni::rest_url(home, primary.instance)
+            ))
+            .json(&serde_json::json!({ "leader": primary.name, "candidate": replica.name }))
+            .send()
+            .await
+            .map_err(|error| {
+                fail(
+                    Code::Failed,
+                    format!(
+                        "{}'s REST API did not take the switchover: {error}",
+                        primary.name
+                    ),
+                )
+            })?;
+        if response.status().is_success() {
+            break;
+        }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        return Err(fail(
-            Code::Failed,
-            format!("Patroni refused the switchover ({status}): {}", text.trim()),
-        ));
+        let not_yet_sync = status == reqwest::StatusCode::PRECONDITION_FAILED
+            && text.contains("sync_standby");
+        if !not_yet_sync || Instant::now() >= deadline {
+            return Err(fail(
+                Code::Failed,
+                format!("Patroni refused the switchover ({status}): {}", text.trim()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
     // Done when the replica leads and the old primary follows it again.
-    let deadline = started + Duration::from_millis(FAILOVER_TIMEOUT_MS);
     let after = loop {
         let now = nodes(home).await;
         let switched = now
