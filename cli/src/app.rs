@@ -40,7 +40,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .iter()
                 .map(|setting| (setting.service.map(service), setting.count))
                 .collect();
-            runtime::up::run(&home_dir, &project, &setup, &replicas, args.ha, &ui).await?;
+            let asked = runtime::up::Asked {
+                replicas,
+                ha: args.ha,
+                kafka_brokers: args.kafka_brokers,
+            };
+            runtime::up::run(&home_dir, &project, &setup, &asked, &ui).await?;
             Ok(0)
         }
         Command::Db(DbCommand::Failover { json }) => {

@@ -31,7 +31,7 @@ pub enum Command {
     /// Start PostgreSQL, Kafka, Keycloak, the services, the TLS gateway and the observability
     /// stack (collector, Jaeger, Prometheus, Alertmanager), supervised
     #[command(
-        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  paytool up --ha                          # PostgreSQL with a synchronous replica that fails over\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts are kept with the installation: a later `up` runs the same."
+        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  paytool up --ha                          # PostgreSQL with a synchronous replica that fails over\n  paytool up --kafka-brokers 3             # three Kafka brokers; one may die without losing an event\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts, --ha and the brokers are kept with the installation: a later `up` runs\nthe same."
     )]
     Up(UpArgs),
 
@@ -219,6 +219,23 @@ pub struct UpArgs {
     /// when the primary dies, behind HAProxy. Chosen for a new installation, then kept.
     #[arg(long)]
     pub ha: bool,
+    /// Kafka brokers: 1, or 3 (each also a controller of the metadata quorum; topics
+    /// replicated three times, an acknowledged event outlives one broker). Chosen for a new
+    /// installation, then kept. [default: what the installation has, else 1]
+    #[arg(long, value_name = "N", value_parser = parse_kafka_brokers)]
+    pub kafka_brokers: Option<u8>,
+}
+
+/// `--kafka-brokers`: one, or three. Two would be worse than one: a quorum of two stops when
+/// either dies.
+fn parse_kafka_brokers(text: &str) -> Result<u8, String> {
+    match text {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err(format!(
+            "{text:?} brokers: 1 or 3 (a quorum of 2 would stop when either broker died)"
+        )),
+    }
 }
 
 /// The services, as the command line names them.

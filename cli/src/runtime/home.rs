@@ -34,7 +34,21 @@ pub struct Marker {
     /// the two keep their data apart.
     #[serde(default)]
     pub ha: bool,
+    /// How many Kafka brokers run (1, or 3 with `paytool up --kafka-brokers 3`), each also a
+    /// controller of the metadata quorum: chosen when the installation is made, since the
+    /// quorum's voters are written into every broker's storage when it is formatted. Missing
+    /// in markers written before it existed: one.
+    #[serde(default = "one_broker")]
+    pub kafka_brokers: u8,
 }
+
+fn one_broker() -> u8 {
+    1
+}
+
+/// The broker counts an installation may have: one, or three (a quorum that outlives one
+/// broker; two would stop when either died, as a quorum of two needs both).
+pub const KAFKA_BROKER_COUNTS: [u8; 2] = [1, 3];
 
 /// How many instances of each service run, kept with the installation (`paytool up
 /// --replicas` sets it) so that every later `up` runs the same. Each is 1..=`REPLICAS_MAX`.
@@ -171,6 +185,16 @@ impl Home {
                 ),
             ));
         }
+        if !KAFKA_BROKER_COUNTS.contains(&marker.kafka_brokers) {
+            return Err(fail(
+                Code::StateDir,
+                format!(
+                    "{}: `kafka_brokers` is {}; an installation runs 1 or 3 brokers: purge it with `paytool down --purge`",
+                    marker_path.display(),
+                    marker.kafka_brokers
+                ),
+            ));
+        }
         if marker.format != FORMAT {
             return Err(fail(
                 Code::StateDir,
@@ -216,6 +240,7 @@ impl Home {
             ports: Ports::plan()?,
             replicas: Replicas::default(),
             ha: false,
+            kafka_brokers: one_broker(),
         };
         let home = Self {
             dir: dir.to_path_buf(),
@@ -263,6 +288,36 @@ impl Home {
             ));
         }
         self.marker.ha = ha;
+        write_atomic(
+            &self.dir.join(MARKER),
+            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
+            0o644,
+        )
+    }
+
+    /// Sets how many Kafka brokers run, only while Kafka has no data yet: the brokers' storage
+    /// is formatted with the quorum's voters, so the count cannot change under it.
+    pub fn set_kafka_brokers(&mut self, brokers: u8) -> anyhow::Result<()> {
+        if self.marker.kafka_brokers == brokers {
+            return Ok(());
+        }
+        if !KAFKA_BROKER_COUNTS.contains(&brokers) {
+            return Err(fail(
+                Code::Usage,
+                format!("{brokers} Kafka brokers: an installation runs 1 or 3"),
+            ));
+        }
+        if self.component_dir("kafka").join("data").exists() {
+            return Err(fail(
+                Code::Usage,
+                format!(
+                    "{} already keeps its Kafka data in {} broker(s): start afresh with `paytool down --purge` to change that",
+                    self.dir.display(),
+                    self.marker.kafka_brokers
+                ),
+            ));
+        }
+        self.marker.kafka_brokers = brokers;
         write_atomic(
             &self.dir.join(MARKER),
             serde_json::to_string_pretty(&self.marker)?.as_bytes(),

@@ -1,7 +1,7 @@
 //! The ports an installation uses, chosen once and kept in its marker.
 //!
 //! Everything binds to loopback except the gateway. The gateway takes 443/80 where this process
-//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+41 so that a
+//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+47 so that a
 //! second installation (the test suite's, say) can run beside a developer's.
 //!
 //! Every default sits below Linux's ephemeral range (32768–60999): a port in that range can be
@@ -85,6 +85,15 @@ pub struct Ports {
     pub patroni_postgres: [u16; 2],
     #[serde(default)]
     pub patroni_rest: [u16; 2],
+    /// Kafka's second and third brokers (base + 42 …, `paytool up --kafka-brokers 3`): each
+    /// one's client listener, controller listener and JMX exporter agent. The first broker
+    /// keeps `kafka`, `kafka_controller` and `kafka_metrics` above.
+    #[serde(default)]
+    pub kafka_brokers: [u16; 2],
+    #[serde(default)]
+    pub kafka_controllers: [u16; 2],
+    #[serde(default)]
+    pub kafka_metrics_more: [u16; 2],
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -97,8 +106,13 @@ const REPLICATED_SERVICES: u16 = 3;
 pub const PORT_BASE_ENV: &str = "PAYTOOL_PORT_BASE";
 /// The first port of Linux's default ephemeral range (net.ipv4.ip_local_port_range).
 const EPHEMERAL_FIRST: u16 = 32768;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 41).
-const PORTS_PER_BASE: u16 = 27 + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1) + 6;
+/// The most Kafka brokers an installation may run (`paytool up --kafka-brokers 3`): every
+/// broker has its ports reserved in the installation's range.
+pub const KAFKA_BROKERS_MAX: u8 = 3;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 47): 27
+/// before the replicas, the replicas', 6 of PostgreSQL's HA, 3 per further Kafka broker.
+const PORTS_PER_BASE: u16 =
+    27 + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1) + 6 + 3 * (KAFKA_BROKERS_MAX as u16 - 1);
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -167,6 +181,9 @@ impl Ports {
                 etcd_peer: 28302,
                 patroni_postgres: [28303, 28304],
                 patroni_rest: [28305, 28306],
+                kafka_brokers: [29094, 29095],
+                kafka_controllers: [29096, 29097],
+                kafka_metrics_more: [29405, 29406],
             };
         }
         Self {
@@ -202,6 +219,27 @@ impl Ports {
             etcd_peer: base + 37,
             patroni_postgres: [base + 38, base + 39],
             patroni_rest: [base + 40, base + 41],
+            kafka_brokers: [base + 42, base + 43],
+            kafka_controllers: [base + 44, base + 45],
+            kafka_metrics_more: [base + 46, base + 47],
+        }
+    }
+
+    /// Broker `instance`'s client, controller and metrics ports (instance 0 is the first
+    /// broker, on `kafka`, `kafka_controller` and `kafka_metrics`).
+    pub fn kafka_broker(&self, instance: u8) -> KafkaPorts {
+        assert!(instance < KAFKA_BROKERS_MAX, "broker {instance}");
+        match usize::from(instance) {
+            0 => KafkaPorts {
+                broker: self.kafka,
+                controller: self.kafka_controller,
+                metrics: self.kafka_metrics,
+            },
+            i => KafkaPorts {
+                broker: self.kafka_brokers[i - 1],
+                controller: self.kafka_controllers[i - 1],
+                metrics: self.kafka_metrics_more[i - 1],
+            },
         }
     }
 
@@ -269,6 +307,21 @@ impl Ports {
             } else {
                 self.patroni_rest
             },
+            kafka_brokers: if self.kafka_brokers == [0, 0] {
+                planned.kafka_brokers
+            } else {
+                self.kafka_brokers
+            },
+            kafka_controllers: if self.kafka_controllers == [0, 0] {
+                planned.kafka_controllers
+            } else {
+                self.kafka_controllers
+            },
+            kafka_metrics_more: if self.kafka_metrics_more == [0, 0] {
+                planned.kafka_metrics_more
+            } else {
+                self.kafka_metrics_more
+            },
             ..self
         }
     }
@@ -322,6 +375,12 @@ impl Ports {
             ("patroni.1 (postgres)", self.patroni_postgres[1]),
             ("patroni (rest)", self.patroni_rest[0]),
             ("patroni.1 (rest)", self.patroni_rest[1]),
+            ("kafka.1", self.kafka_brokers[0]),
+            ("kafka.2", self.kafka_brokers[1]),
+            ("kafka.1 (controller)", self.kafka_controllers[0]),
+            ("kafka.2 (controller)", self.kafka_controllers[1]),
+            ("kafka.1 (metrics)", self.kafka_metrics_more[0]),
+            ("kafka.2 (metrics)", self.kafka_metrics_more[1]),
         ];
         ports.extend(replicas);
         ports
@@ -340,6 +399,14 @@ impl Ports {
     pub fn public_url(&self, host: &str) -> String {
         format!("https://{host}.local.test{}", self.https_suffix())
     }
+}
+
+/// One Kafka broker's ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaPorts {
+    pub broker: u16,
+    pub controller: u16,
+    pub metrics: u16,
 }
 
 /// Whether this process could listen on the port (on the gateway's address, all interfaces).
@@ -386,6 +453,9 @@ mod tests {
             replica_first: 0,
             etcd_client: 0,
             patroni_rest: [0, 0],
+            kafka_brokers: [0, 0],
+            kafka_controllers: [0, 0],
+            kafka_metrics_more: [0, 0],
             ..planned
         };
         assert_eq!(old.filled(), planned);
@@ -426,6 +496,27 @@ mod tests {
         assert_eq!(ports.instance_port(0, 1), 27027);
         assert_eq!(ports.instance_port(1, 1), 27030);
         assert_eq!(ports.instance_port(2, 3), 27035);
+    }
+
+    #[test]
+    fn every_kafka_broker_has_its_own_ports_and_the_first_keeps_the_old_ones() {
+        let ports = Ports::from_base(27000);
+        assert_eq!(
+            ports.kafka_broker(0),
+            KafkaPorts {
+                broker: 27003,
+                controller: 27004,
+                metrics: 27023
+            }
+        );
+        assert_eq!(
+            ports.kafka_broker(2),
+            KafkaPorts {
+                broker: 27043,
+                controller: 27045,
+                metrics: 27047
+            }
+        );
     }
 
     #[test]

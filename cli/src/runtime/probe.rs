@@ -17,8 +17,10 @@ pub const PROBE_TIMEOUT_MS: u64 = 2_000;
 pub enum Probe {
     /// Connect and run `SELECT 1`.
     Postgres { url: String },
-    /// Fetch cluster metadata with at least one broker in it.
-    Kafka { bootstrap: String },
+    /// Fetch cluster metadata from one broker, which must list that broker itself (its node
+    /// id): a broker is listed once it has registered with the controller quorum and is not
+    /// fenced, so a broker that restarted is ready when it has rejoined the cluster.
+    Kafka { bootstrap: String, node_id: i32 },
     /// A GET that must answer 2xx. `resolve` pins a host name to loopback (the gateway's
     /// `*.local.test` names need no DNS); `ca` is the only root trusted for HTTPS.
     Http {
@@ -51,9 +53,9 @@ impl Probe {
                     .then_some(())
                     .ok_or_else(|| "SELECT 1 did not answer 1".to_string())
             }
-            Probe::Kafka { bootstrap } => {
-                let bootstrap = bootstrap.clone();
-                tokio::task::spawn_blocking(move || kafka_metadata(&bootstrap))
+            Probe::Kafka { bootstrap, node_id } => {
+                let (bootstrap, node_id) = (bootstrap.clone(), *node_id);
+                tokio::task::spawn_blocking(move || kafka_metadata(&bootstrap, node_id))
                     .await
                     .map_err(|e| e.to_string())?
             }
@@ -100,14 +102,25 @@ pub fn kafka_admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientC
         .create()?)
 }
 
-fn kafka_metadata(bootstrap: &str) -> Result<(), String> {
+fn kafka_metadata(bootstrap: &str, node_id: i32) -> Result<(), String> {
     let admin = kafka_admin(bootstrap).map_err(|e| e.to_string())?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_millis(PROBE_TIMEOUT_MS))
         .map_err(|e| e.to_string())?;
-    if metadata.brokers().is_empty() {
-        return Err("the cluster reports no broker".to_string());
+    if !metadata
+        .brokers()
+        .iter()
+        .any(|broker| broker.id() == node_id)
+    {
+        return Err(format!(
+            "the cluster does not list broker {node_id} yet (it lists {:?})",
+            metadata
+                .brokers()
+                .iter()
+                .map(|broker| broker.id())
+                .collect::<Vec<_>>()
+        ));
     }
     Ok(())
 }

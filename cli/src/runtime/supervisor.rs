@@ -368,7 +368,10 @@ async fn start(
         c.pid = None;
         c.message = Some("preparing".into());
     });
-    spec.name.component().prepare(ctx).await?;
+    spec.name
+        .component()
+        .prepare_instance(ctx, spec.instance)
+        .await?;
     let ports_deadline = Instant::now() + Duration::from_millis(port_wait_ms);
     while spec.ports.iter().any(|(_, port)| in_use_on_loopback(*port))
         && Instant::now() < ports_deadline

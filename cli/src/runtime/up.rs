@@ -18,18 +18,27 @@ const POLL_MS: u64 = 200;
 /// After Ctrl-C, how long `up` waits for the supervisor to stop what it started.
 const INTERRUPT_STOP_TIMEOUT_MS: u64 = 120_000;
 
-/// `replicas`: `--replicas` in order, each a count for one service or (None) for all.
+/// What `paytool up` was asked for beyond what the installation already keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    /// `--replicas` in order, each a count for one service or (None) for all.
+    pub replicas: Vec<(Option<services::Service>, u8)>,
+    /// `--ha`: PostgreSQL as a Patroni cluster.
+    pub ha: bool,
+    /// `--kafka-brokers`: None keeps what the installation has.
+    pub kafka_brokers: Option<u8>,
+}
+
 pub async fn run(
     home_dir: &Path,
     project: &Path,
     setup: &Setup,
-    replicas: &[(Option<services::Service>, u8)],
-    ha: bool,
+    asked: &Asked,
     ui: &Ui,
 ) -> anyhow::Result<()> {
     let mut home = Home::open_or_create(home_dir, project)?;
     let mut wanted = home.marker.replicas;
-    for (service, count) in replicas {
+    for (service, count) in &asked.replicas {
         match service {
             Some(service) => service.set_replicas(&mut wanted, *count),
             None => {
@@ -40,7 +49,12 @@ pub async fn run(
         }
     }
     if let Some(pid) = running_supervisor(&home) {
-        if wanted != home.marker.replicas || (ha && !home.marker.ha) {
+        if wanted != home.marker.replicas
+            || (asked.ha && !home.marker.ha)
+            || asked
+                .kafka_brokers
+                .is_some_and(|brokers| brokers != home.marker.kafka_brokers)
+        {
             return Err(fail(
                 Code::Usage,
                 format!("paytool is already running at {} with other settings: `paytool down` first, then `paytool up` with the new ones", home.dir.display()),
@@ -52,8 +66,11 @@ pub async fn run(
     if wanted != home.marker.replicas {
         home.set_replicas(wanted)?;
     }
-    if ha {
+    if asked.ha {
         home.set_ha(true)?;
+    }
+    if let Some(brokers) = asked.kafka_brokers {
+        home.set_kafka_brokers(brokers)?;
     }
     // A supervisor that was killed outright leaves its components running: stop those first,
     // or they would hold the ports and look like a stranger's processes.
@@ -278,7 +295,16 @@ fn print_summary(home: &Home, elapsed: Duration) {
         "    postgres://127.0.0.1:{:<16} PostgreSQL 15",
         ports.postgres
     );
-    println!("    127.0.0.1:{:<26} Kafka (KRaft)", ports.kafka);
+    println!(
+        "    {:<36} Kafka (KRaft, {} broker{})",
+        crate::runtime::components::kafka::bootstrap(home),
+        home.marker.kafka_brokers,
+        if home.marker.kafka_brokers == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
     println!("  observability (loopback)");
     for (port, what) in [
         (

@@ -181,14 +181,21 @@ async fn prepare(ctx: &Ctx, which: Alerting) -> anyhow::Result<()> {
                 ("alertmanager", ports.alertmanager, "/metrics"),
                 ("prometheus", ports.prometheus, "/metrics"),
                 ("postgres-exporter", ports.postgres_exporter, "/metrics"),
-                ("kafka", ports.kafka_metrics, "/metrics"),
             ]
             .map(|(job, port, path)| Target {
                 job,
                 ports: vec![port],
                 path,
             });
-            let targets: Vec<Target> = services.into_iter().chain(engines).collect();
+            // Every broker's agent, as one job (an `instance` label each).
+            let kafka = Target {
+                job: ComponentName::Kafka.as_str(),
+                ports: (0..ComponentName::Kafka.instances(&ctx.home))
+                    .map(|instance| super::kafka_metrics::port(&ctx.home, instance))
+                    .collect(),
+                path: "/metrics",
+            };
+            let targets: Vec<Target> = services.into_iter().chain(engines).chain([kafka]).collect();
             context.insert("targets", &targets);
             std::fs::write(
                 dir.join("prometheus.yml"),

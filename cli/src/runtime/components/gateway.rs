@@ -155,7 +155,7 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         .arg("-c")
         .arg(config_path(&ctx.home))
         .args(["-e", "stderr"]);
-    run_to_log(ctx, ComponentName::Gateway, &mut check).await
+    run_to_log(ctx, ComponentName::Gateway, 0, &mut check).await
 }
 
 fn upstreams_path(home: &Home) -> PathBuf {

@@ -1,7 +1,13 @@
-//! Kafka in KRaft mode (one node that is both broker and controller), from Maven Central jars,
-//! with the JMX exporter's agent serving its metrics (see `kafka_metrics`).
+//! Kafka in KRaft mode, from Maven Central jars: one node, or three with `paytool up
+//! --kafka-brokers 3`, each both a broker and a controller (a voter of the metadata quorum),
+//! each its own supervised instance (`kafka`, `kafka.1`, `kafka.2`) with its own ports and
+//! storage, and the JMX exporter's agent serving its metrics (see `kafka_metrics`).
+//!
+//! With three, every topic has a replica on each broker and takes a write with `acks=all` once
+//! two have it (`min.insync.replicas`): an acknowledged event survives one broker's loss, and
+//! the platform goes on with two.
 
-use super::{kafka_metrics, render, run_to_log, ComponentName, Ctx, Spec};
+use super::{kafka_metrics, render, run_to_log, Component, ComponentName, Ctx, Spec, Step};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use nix::sys::signal::Signal;
@@ -9,31 +15,83 @@ use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TEMPLATE: &str = "stacks/local/kafka/server.properties.tera";
 const TOPICS: &str = "stacks/local/kafka/topics.json";
-/// A small heap: one partition leader per topic on a developer machine.
+/// A small heap: a few partition leaders per topic on a developer machine.
 const HEAP: &[&str] = &["-Xms128m", "-Xmx512m"];
 const ADMIN_TIMEOUT_MS: u64 = 10_000;
+/// Topics are created once every broker has registered (a topic needs as many brokers as
+/// replicas). The brokers start together, so they register within seconds of each other; the
+/// first ready one waits at most this for the others.
+const BROKERS_REGISTERED_TIMEOUT_MS: u64 = 90_000;
+/// How often the wait above asks again.
+const BROKERS_REGISTERED_POLL_MS: u64 = 500;
 
-super::engine_component!(
-    /// Kafka in KRaft mode, one broker and controller.
-    Kafka, Kafka, prepare = prepare, after_ready = after_ready
-);
+/// Kafka in KRaft mode: its brokers, each also a controller.
+pub struct Kafka;
 
-fn probe(home: &Home, _secrets: &Secrets) -> Probe {
-    Probe::Kafka {
-        bootstrap: bootstrap(home),
+impl Component for Kafka {
+    fn name(&self) -> ComponentName {
+        ComponentName::Kafka
+    }
+
+    fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec> {
+        broker_spec(ctx, 0)
+    }
+
+    fn specs(&self, ctx: &Ctx) -> anyhow::Result<Vec<Spec>> {
+        (0..ComponentName::Kafka.instances(&ctx.home))
+            .map(|instance| broker_spec(ctx, instance))
+            .collect()
+    }
+
+    fn probe(&self, home: &Home, secrets: &Secrets) -> Probe {
+        self.instance_probe(home, secrets, 0)
+    }
+
+    /// Metadata from the broker itself, which must list it (registered, not fenced).
+    fn instance_probe(&self, home: &Home, _secrets: &Secrets, instance: u8) -> Probe {
+        Probe::Kafka {
+            bootstrap: broker_address(home, instance),
+            node_id: node_id(instance),
+        }
+    }
+
+    fn prepare_instance<'a>(&'a self, ctx: &'a Ctx, instance: u8) -> Step<'a> {
+        Box::pin(prepare(ctx, instance))
+    }
+
+    fn after_ready<'a>(&'a self, ctx: &'a Ctx) -> Step<'a> {
+        Box::pin(after_ready(ctx))
     }
 }
 
-pub fn bootstrap(home: &Home) -> String {
-    format!("127.0.0.1:{}", home.ports().kafka)
+/// Broker `instance`'s node id (Kafka's, 1 for the first: what metadata and the quorum's
+/// voters name it by).
+pub fn node_id(instance: u8) -> i32 {
+    i32::from(instance) + 1
 }
 
-fn dir(home: &Home) -> PathBuf {
-    home.component_dir(ComponentName::Kafka.as_str())
+/// One broker's client address.
+pub fn broker_address(home: &Home, instance: u8) -> String {
+    format!("127.0.0.1:{}", home.ports().kafka_broker(instance).broker)
+}
+
+/// Every broker's client address, comma-separated: what clients bootstrap from (any one that
+/// answers tells them of the rest).
+pub fn bootstrap(home: &Home) -> String {
+    (0..ComponentName::Kafka.instances(home))
+        .map(|instance| broker_address(home, instance))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Broker `instance`'s directory: `kafka/` for the first (where a single broker has always
+/// kept its data), `kafka.1/`, `kafka.2/` for the others.
+fn dir(home: &Home, instance: u8) -> PathBuf {
+    home.component_dir(&super::instance_id(ComponentName::Kafka, instance))
 }
 
 fn java_args(ctx: &Ctx, main_class: &str) -> Vec<String> {
@@ -55,58 +113,90 @@ fn java_args(ctx: &Ctx, main_class: &str) -> Vec<String> {
     args
 }
 
-fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
-    let ports = ctx.home.ports();
+fn broker_spec(ctx: &Ctx, instance: u8) -> anyhow::Result<Spec> {
+    let ports = ctx.home.ports().kafka_broker(instance);
     // JVM options go before the main class: the agent first, then the rest.
-    let mut args = vec![kafka_metrics::agent_arg(ctx)];
+    let mut args = vec![kafka_metrics::agent_arg(ctx, instance)];
     args.extend(java_args(ctx, "kafka.Kafka"));
     args.push(
-        dir(&ctx.home)
+        dir(&ctx.home, instance)
             .join("server.properties")
             .display()
             .to_string(),
     );
     Ok(Spec {
         name: ComponentName::Kafka,
-        instance: 0,
+        instance,
         program: ctx.tools.kafka_java.clone(),
         args,
         env: Vec::new(),
-        cwd: dir(&ctx.home),
+        cwd: dir(&ctx.home, instance),
         run_as: None,
         ports: vec![
-            ("broker", ports.kafka),
-            ("controller", ports.kafka_controller),
-            ("metrics", ports.kafka_metrics),
+            ("broker", ports.broker),
+            ("controller", ports.controller),
+            ("metrics", ports.metrics),
         ],
         urls: vec![
-            format!("kafka://{}", bootstrap(&ctx.home)),
-            kafka_metrics::url(&ctx.home),
+            format!("kafka://{}", broker_address(&ctx.home, instance)),
+            kafka_metrics::url(&ctx.home, instance),
         ],
-        probe: probe(&ctx.home, &ctx.secrets),
+        probe: Kafka.instance_probe(&ctx.home, &ctx.secrets, instance),
         ready_timeout_ms: 90_000,
-        // Kafka's SIGTERM handler runs a controlled shutdown (flushes logs, leaves the quorum).
+        // Kafka's SIGTERM handler runs a controlled shutdown (flushes logs, hands its
+        // partitions' leadership over, leaves the quorum).
         stop_signal: Signal::SIGTERM,
         stop_timeout_ms: 30_000,
     })
 }
 
-async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
-    let dir = dir(&ctx.home);
+/// The quorum's voters, `1@127.0.0.1:port,2@…`: every broker, each also a controller.
+fn voters(home: &Home) -> String {
+    (0..ComponentName::Kafka.instances(home))
+        .map(|instance| {
+            format!(
+                "{}@127.0.0.1:{}",
+                node_id(instance),
+                home.ports().kafka_broker(instance).controller
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A topic's replicas: one on every broker.
+fn replication_factor(home: &Home) -> i32 {
+    i32::from(ComponentName::Kafka.instances(home))
+}
+
+/// How many replicas must have a write before `acks=all` acknowledges it: all but one (at
+/// least one), so that one broker may die without losing an acknowledged event, and writes go
+/// on without it.
+fn min_insync_replicas(home: &Home) -> i32 {
+    (replication_factor(home) - 1).max(1)
+}
+
+/// Writes broker `instance`'s configuration, and formats its storage the first time.
+async fn prepare(ctx: &Ctx, instance: u8) -> anyhow::Result<()> {
+    let dir = dir(&ctx.home, instance);
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
-    let ports = ctx.home.ports();
+    let ports = ctx.home.ports().kafka_broker(instance);
     let mut context = tera::Context::new();
-    context.insert("node_id", &1);
+    context.insert("node_id", &node_id(instance));
+    context.insert("voters", &voters(&ctx.home));
     context.insert("data_dir", &data);
-    context.insert("broker_port", &ports.kafka);
-    context.insert("controller_port", &ports.kafka_controller);
+    context.insert("broker_port", &ports.broker);
+    context.insert("controller_port", &ports.controller);
+    context.insert("replication_factor", &replication_factor(&ctx.home));
+    context.insert("min_insync_replicas", &min_insync_replicas(&ctx.home));
     let properties = dir.join("server.properties");
     std::fs::write(&properties, render(ctx, TEMPLATE, &context)?)?;
     if data.join("meta.properties").is_file() {
         return Ok(());
     }
-    // The cluster id is the installation id: stable across restarts, unique per installation.
+    // The cluster id is the installation id: stable across restarts, unique per installation,
+    // and the same for every broker of it.
     let cluster_id = cluster_id(&ctx.home.marker.installation_id)?;
     let mut format = tokio::process::Command::new(&ctx.tools.kafka_java);
     format
@@ -114,7 +204,7 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         .args(["format", "--cluster-id", &cluster_id, "--config"])
         .arg(&properties)
         .current_dir(&dir);
-    run_to_log(ctx, ComponentName::Kafka, &mut format).await
+    run_to_log(ctx, ComponentName::Kafka, instance, &mut format).await
 }
 
 /// Kafka wants a cluster id as 16 bytes in URL-safe base64 without padding (22 characters).
@@ -138,31 +228,53 @@ struct TopicDef {
     config: std::collections::BTreeMap<String, String>,
 }
 
-/// Creates the platform's topics (`stacks/local/kafka/topics.json`) that do not exist yet.
+/// Creates the platform's topics (`stacks/local/kafka/topics.json`) that do not exist yet, with
+/// a replica on every broker. Runs after each broker is ready (again after every restart):
+/// a topic that exists is left as it is, and one that needs brokers that have not registered
+/// yet is tried again, within `BROKERS_REGISTERED_TIMEOUT_MS`.
 async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
     let path = ctx.project.join(TOPICS);
     let topics: Vec<TopicDef> = serde_json::from_str(&std::fs::read_to_string(&path)?)
         .map_err(|e| anyhow::anyhow!("{} is not a valid topic list: {e}", path.display()))?;
     let admin = crate::runtime::probe::kafka_admin(&bootstrap(&ctx.home))?;
+    let replication = replication_factor(&ctx.home);
+    let min_insync = min_insync_replicas(&ctx.home).to_string();
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
             t.config.iter().fold(
-                NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1)),
+                NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replication))
+                    .set("min.insync.replicas", &min_insync),
                 |topic, (k, v)| topic.set(k, v),
             )
         })
         .collect();
     let options =
         AdminOptions::new().operation_timeout(Some(Duration::from_millis(ADMIN_TIMEOUT_MS)));
-    let results = admin.create_topics(&new_topics, &options).await?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => anyhow::bail!("cannot create the topic {topic}: {code}"),
+    let deadline = Instant::now() + Duration::from_millis(BROKERS_REGISTERED_TIMEOUT_MS);
+    loop {
+        let results = admin.create_topics(&new_topics, &options).await?;
+        let mut too_few_brokers = None;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, RDKafkaErrorCode::InvalidReplicationFactor)) => {
+                    too_few_brokers = Some(topic);
+                }
+                Err((topic, code)) => anyhow::bail!("cannot create the topic {topic}: {code}"),
+            }
+        }
+        match too_few_brokers {
+            None => return Ok(()),
+            Some(topic) if Instant::now() >= deadline => anyhow::bail!(
+                "cannot create the topic {topic}: fewer than {replication} brokers registered within {} s",
+                BROKERS_REGISTERED_TIMEOUT_MS / 1000
+            ),
+            Some(_) => {
+                tokio::time::sleep(Duration::from_millis(BROKERS_REGISTERED_POLL_MS)).await;
+            }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,24 +1,32 @@
 //! Kafka's metrics: the Prometheus JMX exporter's Java agent (fetched by `paytool setup`)
-//! inside the broker's JVM, serving the MBeans that `stacks/local/kafka/jmx-exporter.yaml`
-//! names on loopback, scraped by Prometheus as job `kafka`. Only the broker carries it: the
-//! storage tool that formats the log directory runs without it.
+//! inside each broker's JVM, serving the MBeans that `stacks/local/kafka/jmx-exporter.yaml`
+//! names on loopback, scraped by Prometheus as job `kafka` (one target per broker: a broker's
+//! MBeans tell of its own partitions and requests only, so one broker's agent would not show
+//! another's under-replicated partitions or its death). Only the brokers carry it: the storage
+//! tool that formats a log directory runs without it.
 
 use super::Ctx;
 use crate::runtime::home::Home;
 
 pub const RULES: &str = "stacks/local/kafka/jmx-exporter.yaml";
 
-pub fn url(home: &Home) -> String {
-    format!("http://127.0.0.1:{}/metrics", home.ports().kafka_metrics)
+/// Broker `instance`'s metrics.
+pub fn url(home: &Home, instance: u8) -> String {
+    format!("http://127.0.0.1:{}/metrics", port(home, instance))
+}
+
+/// Where broker `instance`'s agent listens.
+pub fn port(home: &Home, instance: u8) -> u16 {
+    home.ports().kafka_broker(instance).metrics
 }
 
 /// `-javaagent:<jar>=127.0.0.1:<port>:<rules>`: the agent's HTTP server binds loopback only
 /// (without a host it would take every interface).
-pub fn agent_arg(ctx: &Ctx) -> String {
+pub fn agent_arg(ctx: &Ctx, instance: u8) -> String {
     format!(
         "-javaagent:{}=127.0.0.1:{}:{}",
         ctx.tools.jmx_exporter_agent.display(),
-        ctx.home.ports().kafka_metrics,
+        port(&ctx.home, instance),
         ctx.project.join(RULES).display()
     )
 }

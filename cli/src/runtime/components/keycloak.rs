@@ -156,7 +156,7 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
 async fn copy_tree(ctx: &Ctx, from: &Path, to: &Path) -> anyhow::Result<()> {
     let mut link = tokio::process::Command::new("cp");
     link.arg("-al").arg(from).arg(to);
-    if run_to_log(ctx, ComponentName::Keycloak, &mut link)
+    if run_to_log(ctx, ComponentName::Keycloak, 0, &mut link)
         .await
         .is_ok()
     {
@@ -165,7 +165,7 @@ async fn copy_tree(ctx: &Ctx, from: &Path, to: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(to);
     let mut copy = tokio::process::Command::new("cp");
     copy.arg("-a").arg(from).arg(to);
-    run_to_log(ctx, ComponentName::Keycloak, &mut copy).await
+    run_to_log(ctx, ComponentName::Keycloak, 0, &mut copy).await
 }
 
 /// Ready is not enough: the realm must have been imported and must answer.

@@ -91,11 +91,13 @@ impl ComponentName {
 
 impl ComponentName {
     /// How many instances of it the installation runs: a service's replicas, PostgreSQL's
-    /// high-availability parts only with `--ha` (two Patroni nodes), one of anything else.
+    /// high-availability parts only with `--ha` (two Patroni nodes), Kafka's brokers
+    /// (`--kafka-brokers`), one of anything else.
     pub fn instances(self, home: &Home) -> u8 {
         match self {
             Self::Etcd => u8::from(home.marker.ha),
             Self::Patroni => 2 * u8::from(home.marker.ha),
+            Self::Kafka => home.marker.kafka_brokers,
             Self::Orchestrator | Self::ConsumerApi | Self::MerchantApi => {
                 services::Service::of(self).map_or(1, |service| service.replicas(home))
             }
@@ -178,7 +180,8 @@ pub trait Component: Sync {
     /// needed), so that `status` can ask it too.
     fn probe(&self, home: &Home, secrets: &Secrets) -> Probe;
 
-    /// The probe of one of its instances (only services have more than instance 0).
+    /// The probe of one of its instances (services, Patroni and Kafka have more than
+    /// instance 0).
     fn instance_probe(&self, home: &Home, secrets: &Secrets, _instance: u8) -> Probe {
         self.probe(home, secrets)
     }
@@ -186,6 +189,13 @@ pub trait Component: Sync {
     /// One-time and every-start preparation before it is spawned.
     fn prepare<'a>(&'a self, _ctx: &'a Ctx) -> Step<'a> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// The preparation of one of its instances before it is spawned: `prepare`, unless each
+    /// instance has its own (a Kafka broker formats only its own storage: its siblings start
+    /// at the same moment).
+    fn prepare_instance<'a>(&'a self, ctx: &'a Ctx, _instance: u8) -> Step<'a> {
+        self.prepare(ctx)
     }
 
     /// Whether `paytool up` may start the platform before this component's binaries exist,
@@ -372,13 +382,14 @@ pub fn render(ctx: &Ctx, template: &str, context: &tera::Context) -> anyhow::Res
 pub const RUN_TO_LOG_TIMEOUT_MS: u64 = 300_000;
 
 /// Runs a preparation command to completion (within `RUN_TO_LOG_TIMEOUT_MS`), with its output
-/// in the component's log.
+/// in the log of the component's instance.
 pub async fn run_to_log(
     ctx: &Ctx,
     component: ComponentName,
+    instance: u8,
     command: &mut tokio::process::Command,
 ) -> anyhow::Result<()> {
-    let log_path = ctx.home.log_path(component.as_str());
+    let log_path = ctx.home.log_path(&instance_id(component, instance));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -136,7 +136,7 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     if let Some(user) = &user {
         command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
     }
-    let result = run_to_log(ctx, ComponentName::Postgres, &mut command).await;
+    let result = run_to_log(ctx, ComponentName::Postgres, 0, &mut command).await;
     let _ = std::fs::remove_file(&pwfile);
     result
 }

@@ -209,9 +209,10 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
             Service::Orchestrator.internal_url(&ctx.home),
         ),
         // Each service relays its outbox to Kafka; merchant-api also consumes payments.v1.
+        // Every broker: a client that starts while one is down still finds the cluster.
         (
             "APP__KAFKA__BOOTSTRAP_SERVERS".into(),
-            format!("127.0.0.1:{}", ctx.home.ports().kafka),
+            super::kafka::bootstrap(&ctx.home),
         ),
         ("RUST_LOG".into(), "info".into()),
         // Spans go to the collector (and on to Jaeger).
