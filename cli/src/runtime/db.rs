@@ -141,8 +141,8 @@ pub async fn switchover(home: &Home) -> anyhow::Result<Outcome> {
         }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let not_yet_sync = status == reqwest::StatusCode::PRECONDITION_FAILED
-            && text.contains("sync_standby");
+        let not_yet_sync =
+            status == reqwest::StatusCode::PRECONDITION_FAILED && text.contains("sync_standby");
         if !not_yet_sync || Instant::now() >= deadline {
             return Err(fail(
                 Code::Failed,
