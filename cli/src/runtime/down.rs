@@ -32,6 +32,13 @@ pub async fn run(home_dir: &Path, project: &Path, purge: bool, ui: &Ui) -> anyho
             ui.println(&format!(
                 "the installation is unreadable ({error}); purging it anyway"
             ));
+            // Its processes first: a supervisor that still runs (an installation of another
+            // checkout, say) stops its components itself; deleting the directory under them
+            // would leave them running with nothing to stop them.
+            if let Some(pid) = recorded_supervisor(home_dir) {
+                ui.println(&format!("stopping its supervisor (pid {pid}) first"));
+                stop_supervisor(pid).await?;
+            }
             std::fs::remove_dir_all(home_dir)?;
             return Ok(());
         }
@@ -78,6 +85,15 @@ pub async fn stop(home: &Home) -> anyhow::Result<bool> {
         }
         return Ok(any);
     };
+    stop_supervisor(pid).await?;
+    for pgid in pgids {
+        kill_leftovers(home, pgid);
+    }
+    Ok(true)
+}
+
+/// SIGTERM to a supervisor (it stops its components gracefully), SIGKILL after the bound.
+async fn stop_supervisor(pid: u32) -> anyhow::Result<()> {
     let raw = i32::try_from(pid)?;
     kill(Pid::from_raw(raw), Signal::SIGTERM)?;
     let deadline = Instant::now() + Duration::from_millis(DOWN_TIMEOUT_MS);
@@ -87,10 +103,15 @@ pub async fn stop(home: &Home) -> anyhow::Result<bool> {
     if is_alive(pid) {
         let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
     }
-    for pgid in pgids {
-        kill_leftovers(home, pgid);
-    }
-    Ok(true)
+    Ok(())
+}
+
+/// The live supervisor an installation directory records, read without opening it as a
+/// `Home` (for one that cannot be opened).
+fn recorded_supervisor(home_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(home_dir.join("run").join("supervisor.pid")).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    (is_alive(pid) && procfs::cwd(pid).is_some() && pid != std::process::id()).then_some(pid)
 }
 
 /// Kills what is left of a component's process group, but only processes that run inside this
