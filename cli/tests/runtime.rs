@@ -934,6 +934,24 @@ impl Shop {
             .expect("the gateway answers")
     }
 
+    /// One payment, retried with its key (as a client should on a 503 or 504) until it is
+    /// paid: bounded, so that an outage that never ends fails the test. Its body.
+    async fn pay_until_paid(&self, what: &str, timeout: Duration) -> Value {
+        let key = uuid::Uuid::new_v4().to_string();
+        let deadline = Instant::now() + timeout;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let response = self.pay(&key).await;
+            let code = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            match code {
+                201 => return body,
+                503 | 504 => assert!(Instant::now() < deadline, "{what} never went through"),
+                other => panic!("{what}: {other} {body}"),
+            }
+        }
+    }
+
     /// A GET through the gateway with `token`, its body as JSON (null when it is not).
     async fn get(&self, host: &str, path: &str, token: &str) -> Value {
         self.client
@@ -1725,23 +1743,9 @@ async fn with_postgresql_in_ha_a_killed_primary_fails_over_and_no_committed_paym
             }
             killed_at = Some(Instant::now());
         }
-        // One payment, retried with its key (as a client should on a 503) until it is paid:
-        // bounded, so that an outage that never ends fails the test.
-        let key = uuid::Uuid::new_v4().to_string();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let payment = loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let response = shop.pay(&key).await;
-            let code = response.status().as_u16();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            match code {
-                201 => break body,
-                503 | 504 => {
-                    assert!(Instant::now() < deadline, "payment {i} never went through");
-                }
-                other => panic!("payment {i}: {other} {body}"),
-            }
-        };
+        let payment = shop
+            .pay_until_paid(&format!("payment {i}"), Duration::from_secs(90))
+            .await;
         if let (Some(at), None) = (killed_at, resumed_after_ms) {
             resumed_after_ms = Some(at.elapsed().as_millis());
             // Paid again: the replica leads. Now the old node may come back.
@@ -1972,21 +1976,12 @@ async fn with_three_kafka_brokers_the_leader_killed_during_a_stream_of_payments_
             .expect("kill the leading broker");
             killed_at = Instant::now();
         }
-        let key = uuid::Uuid::new_v4().to_string();
-        let deadline = Instant::now() + Duration::from_millis(PAYMENT_RETRY_TIMEOUT_MS);
-        let payment = loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let response = shop.pay(&key).await;
-            let code = response.status().as_u16();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            match code {
-                201 => break body,
-                503 | 504 => {
-                    assert!(Instant::now() < deadline, "payment {i} never went through");
-                }
-                other => panic!("payment {i}: {other} {body}"),
-            }
-        };
+        let payment = shop
+            .pay_until_paid(
+                &format!("payment {i}"),
+                Duration::from_millis(PAYMENT_RETRY_TIMEOUT_MS),
+            )
+            .await;
         let id = payment["id"].as_str().expect("payment id").to_string();
         if i == KILL_AFTER {
             // The first event after the kill: how long until the merchant has it.

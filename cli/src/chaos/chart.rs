@@ -1,7 +1,7 @@
 //! The run's timeline as a PNG: requests and errors per second, and the p99, with each fault's
 //! window shaded, drawn with plotters (the font as `paytool bench`'s chart registers it).
 
-use super::journal::{Event, Journal};
+use super::journal::{Event, Journal, Second};
 use crate::perf::bench::chart::register_font;
 use anyhow::Context;
 use plotters::prelude::*;
@@ -9,6 +9,8 @@ use std::path::Path;
 
 const WIDTH_PX: u32 = 1000;
 const HEIGHT_PX: u32 = 600;
+/// One figure of a second of the timeline.
+type PerSecond = fn(&Second) -> u64;
 /// A fault with no duration (a kill) is shown as a band this wide.
 const INSTANT_FAULT_MS: u64 = 500;
 
@@ -89,26 +91,21 @@ pub fn draw(path: &Path, journal: &Journal) -> anyhow::Result<()> {
     .context("drawing the timeline")?
     .label("fault")
     .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], shade.filled()));
-    let blue = RGBColor(31, 119, 180);
-    let red = RGBColor(214, 39, 40);
-    rate.draw_series(LineSeries::new(
-        seconds
-            .iter()
-            .map(|s| (s.at_s as f64 + 0.5, s.requests as f64)),
-        blue.stroke_width(2),
-    ))
-    .context("drawing the timeline")?
-    .label("requests")
-    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
-    rate.draw_series(LineSeries::new(
-        seconds
-            .iter()
-            .map(|s| (s.at_s as f64 + 0.5, s.errors as f64)),
-        red.stroke_width(2),
-    ))
-    .context("drawing the timeline")?
-    .label("errors")
-    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red.stroke_width(2)));
+    let lines: [(&str, RGBColor, PerSecond); 2] = [
+        ("requests", RGBColor(31, 119, 180), |s| s.requests),
+        ("errors", RGBColor(214, 39, 40), |s| s.errors),
+    ];
+    for (label, colour, value) in lines {
+        rate.draw_series(LineSeries::new(
+            seconds
+                .iter()
+                .map(|s| (s.at_s as f64 + 0.5, value(s) as f64)),
+            colour.stroke_width(2),
+        ))
+        .context("drawing the timeline")?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
     rate.configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .label_font(("sans-serif", 12))
