@@ -419,3 +419,51 @@ settle_s: 3
     );
     assert!(invariants_hold(&journal));
 }
+
+/// The pids of the stress-ng processes running now.
+fn stress_ng() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim().starts_with("stress-ng"))
+        })
+        .collect()
+}
+
+#[test]
+fn cpu_and_memory_pressure_run_for_their_window_and_stop_after_it() {
+    let _turn = turn();
+    assert!(stress_ng().is_empty(), "no stress-ng before the run");
+    let file = experiment(
+        "title: pressure
+steady_state: {title: healthy, probes: [{type: ledger}]}
+method:
+  - fault: {type: cpu-pressure, workers: 1, load_percent: 50, duration_s: 6}
+  - fault: {type: memory-pressure, megabytes: 64, duration_s: 6}
+  - probe: {type: payment, timeout_ms: 20000}
+settle_s: 30
+",
+    );
+    let child = spawn_run(&file.path);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = 0;
+    while Instant::now() < deadline && seen < 2 {
+        seen = seen.max(stress_ng().len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Each stress-ng is a parent and its workers: at least one process per fault.
+    assert!(
+        seen >= 2,
+        "stress-ng ran during the window ({seen} processes seen)"
+    );
+    let (output, journal) = wait_child(child);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(events(&journal, "undone").len(), 2, "{journal:#}");
+    let gone = Instant::now() + Duration::from_secs(5);
+    while !stress_ng().is_empty() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(stress_ng().is_empty(), "stress-ng stopped with its window");
+}

@@ -246,6 +246,25 @@ pub enum Fault {
     },
     /// A PostgreSQL switchover through Patroni (`paytool db failover`; needs `--ha`).
     Failover,
+    /// CPU pressure from stress-ng for the window: `workers` busy loops each at
+    /// `load_percent`. The components share the machine's cores (no cgroup per component
+    /// here), so every one of them feels it.
+    CpuPressure {
+        #[schemars(range(min = 1, max = 8))]
+        workers: u8,
+        #[schemars(range(min = 1, max = 100))]
+        load_percent: u8,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
+    /// Memory taken by stress-ng for the window (touched, so resident), leaving the
+    /// components less page cache and, when large, less memory.
+    MemoryPressure {
+        #[schemars(range(min = 16, max = 16384))]
+        megabytes: u32,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
 }
 
 impl Fault {
@@ -254,13 +273,15 @@ impl Fault {
             Self::Kill { target } | Self::Terminate { target } | Self::Pause { target, .. } => {
                 Some(target)
             }
-            Self::Failover => None,
+            Self::Failover | Self::CpuPressure { .. } | Self::MemoryPressure { .. } => None,
         }
     }
 
     pub fn duration_s(&self) -> u32 {
         match self {
-            Self::Pause { duration_s, .. } => *duration_s,
+            Self::Pause { duration_s, .. }
+            | Self::CpuPressure { duration_s, .. }
+            | Self::MemoryPressure { duration_s, .. } => *duration_s,
             _ => 0,
         }
     }

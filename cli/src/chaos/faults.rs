@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
+use std::path::Path;
 
 /// One process that a fault hit: which instance, and the group it led.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,6 +37,8 @@ pub enum Undo {
     Nothing,
     /// SIGCONT to the group that was stopped.
     Resume { hit: Hit },
+    /// SIGKILL to the process group of a load generator the fault started (stress-ng).
+    StopLoad { pid: u32, what: String },
 }
 
 /// What the fault did, for the journal.
@@ -129,6 +132,33 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
                 undo: Undo::Resume { hit },
             })
         }
+        Fault::CpuPressure {
+            workers,
+            load_percent,
+            duration_s,
+        } => {
+            let args = [
+                "--cpu".to_string(),
+                workers.to_string(),
+                "--cpu-load".to_string(),
+                load_percent.to_string(),
+            ];
+            let what = format!("{workers} CPU workers at {load_percent} %");
+            start_stress(&args, *duration_s, what)
+        }
+        Fault::MemoryPressure {
+            megabytes,
+            duration_s,
+        } => {
+            let args = [
+                "--vm".to_string(),
+                "1".to_string(),
+                "--vm-bytes".to_string(),
+                format!("{megabytes}M"),
+                "--vm-keep".to_string(),
+            ];
+            start_stress(&args, *duration_s, format!("{megabytes} MiB held"))
+        }
         Fault::Failover => {
             let outcome = crate::runtime::db::switchover(home).await?;
             Ok(Injected {
@@ -143,11 +173,54 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
     }
 }
 
+/// Where Debian's stress-ng is (`paytool setup` installs it).
+const STRESS_NG: &str = "/usr/bin/stress-ng";
+/// stress-ng's own timeout is the window plus this: it ends by itself even if paytool dies
+/// before taking the fault back.
+const STRESS_GRACE_S: u32 = 5;
+
+/// Starts stress-ng in a process group of its own, ended by [`undo`] (or its own timeout).
+fn start_stress(args: &[String], duration_s: u32, what: String) -> anyhow::Result<Injected> {
+    use std::os::unix::process::CommandExt;
+    anyhow::ensure!(
+        Path::new(STRESS_NG).exists(),
+        "{STRESS_NG} is missing: `paytool setup` installs it"
+    );
+    let mut child = std::process::Command::new(STRESS_NG)
+        .args(args)
+        .arg("--timeout")
+        .arg(format!("{}s", duration_s + STRESS_GRACE_S))
+        .arg("--quiet")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let pid = child.id();
+    // Reaped when it ends, so that it does not linger as a zombie for the rest of the run.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(Injected {
+        hit: None,
+        detail: format!("stress-ng ({pid}): {what} for {duration_s} s"),
+        undo: Undo::StopLoad { pid, what },
+    })
+}
+
 /// Takes a fault back. Idempotent: resuming a group that runs is harmless, and a group that is
 /// gone (the supervisor replaced it) has nothing left to resume.
 pub fn undo(undo: &Undo) -> anyhow::Result<()> {
     match undo {
         Undo::Nothing => Ok(()),
+        Undo::StopLoad { pid, .. } => {
+            match killpg(Pid::from_raw(i32::try_from(*pid)?), Signal::SIGKILL) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+                Err(errno) => Err(anyhow::anyhow!(
+                    "SIGKILL to stress-ng's group {pid}: {errno}"
+                )),
+            }
+        }
         Undo::Resume { hit } => match signal_group(hit, Signal::SIGCONT) {
             Ok(()) => Ok(()),
             Err(_) if !crate::runtime::state::is_alive(hit.pid) => Ok(()),

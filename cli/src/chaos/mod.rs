@@ -583,17 +583,17 @@ pub async fn execute(
 }
 
 fn fault_name(fault: &Fault) -> String {
+    let kind = serde_json::to_value(fault)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_string))
+        .unwrap_or_default();
     match fault.target() {
         Some(target) => format!(
-            "{} {}{}",
-            serde_json::to_value(fault)
-                .ok()
-                .and_then(|v| v["type"].as_str().map(str::to_string))
-                .unwrap_or_default(),
+            "{kind} {}{}",
             target.component.as_str(),
             target.instance.map(|i| format!(".{i}")).unwrap_or_default()
         ),
-        None => "failover".into(),
+        None => kind,
     }
 }
 

@@ -115,8 +115,16 @@ impl Probes {
                 }
             }
             Probe::Payment { timeout_ms } => {
-                let payer = self.payer().await?;
                 let deadline = Instant::now() + Duration::from_millis(u64::from(*timeout_ms));
+                // Registering the probe's payer meets the same outages as a payment (a 503
+                // while a breaker is open after a fault): tried again within the same bound.
+                let payer = loop {
+                    match self.payer().await {
+                        Ok(payer) => break payer,
+                        Err(error) if Instant::now() >= deadline => return Err(error),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(POLL_MS)).await,
+                    }
+                };
                 let mut statuses = Vec::new();
                 loop {
                     let index = self

@@ -44,6 +44,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "patroni",
     "etcd-server",
     "haproxy",
+    // CPU and memory pressure for `paytool chaos` (faults cpu-pressure, memory-pressure).
+    "stress-ng",
 ];
 
 /// The names the gateway serves, mapped to loopback in /etc/hosts.
