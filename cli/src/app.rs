@@ -40,7 +40,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .iter()
                 .map(|setting| (setting.service.map(service), setting.count))
                 .collect();
-            runtime::up::run(&home_dir, &project, &setup, &replicas, args.ha, &ui).await?;
+            let chaos = match (args.chaos, args.no_chaos) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            runtime::up::run(&home_dir, &project, &setup, &replicas, args.ha, chaos, &ui).await?;
             Ok(0)
         }
         Command::Db(DbCommand::Failover { json }) => {

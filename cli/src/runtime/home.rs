@@ -34,6 +34,11 @@ pub struct Marker {
     /// the two keep their data apart.
     #[serde(default)]
     pub ha: bool,
+    /// The services call PostgreSQL, Keycloak and each other through Toxiproxy, where `paytool
+    /// chaos` makes network faults (`paytool up --chaos`; `--no-chaos` takes it away). Off by
+    /// default: a normal run pays no proxy hop.
+    #[serde(default)]
+    pub chaos: bool,
 }
 
 /// How many instances of each service run, kept with the installation (`paytool up
@@ -216,6 +221,7 @@ impl Home {
             ports: Ports::plan()?,
             replicas: Replicas::default(),
             ha: false,
+            chaos: false,
         };
         let home = Self {
             dir: dir.to_path_buf(),
@@ -263,6 +269,20 @@ impl Home {
             ));
         }
         self.marker.ha = ha;
+        write_atomic(
+            &self.dir.join(MARKER),
+            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
+            0o644,
+        )
+    }
+
+    /// Routes the services through Toxiproxy (or not) from the next start: nothing is kept in
+    /// the proxies, so it may change at any `up`.
+    pub fn set_chaos(&mut self, chaos: bool) -> anyhow::Result<()> {
+        if self.marker.chaos == chaos {
+            return Ok(());
+        }
+        self.marker.chaos = chaos;
         write_atomic(
             &self.dir.join(MARKER),
             serde_json::to_string_pretty(&self.marker)?.as_bytes(),

@@ -1,7 +1,7 @@
 //! The ports an installation uses, chosen once and kept in its marker.
 //!
 //! Everything binds to loopback except the gateway. The gateway takes 443/80 where this process
-//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+41 so that a
+//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+58 so that a
 //! second installation (the test suite's, say) can run beside a developer's.
 //!
 //! Every default sits below Linux's ephemeral range (32768–60999): a port in that range can be
@@ -85,6 +85,13 @@ pub struct Ports {
     pub patroni_postgres: [u16; 2],
     #[serde(default)]
     pub patroni_rest: [u16; 2],
+    /// Toxiproxy (base + 48 …, `paytool up --chaos`): its HTTP API, then one proxy per route
+    /// of `toxiproxy::ROUTES` from `toxiproxy_first` on, in that order. Base + 42 … 47 are
+    /// Kafka's further brokers (the kafka-ha branch).
+    #[serde(default)]
+    pub toxiproxy_api: u16,
+    #[serde(default)]
+    pub toxiproxy_first: u16,
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -97,8 +104,21 @@ const REPLICATED_SERVICES: u16 = 3;
 pub const PORT_BASE_ENV: &str = "PAYTOOL_PORT_BASE";
 /// The first port of Linux's default ephemeral range (net.ipv4.ip_local_port_range).
 const EPHEMERAL_FIRST: u16 = 32768;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 41).
-const PORTS_PER_BASE: u16 = 27 + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1) + 6;
+/// Base + 42 … 47: kept for Kafka's second and third brokers (three ports each), which the
+/// kafka-ha branch adds; nothing here binds them yet.
+const KAFKA_BROKER_PORTS_RESERVED: u16 = 6;
+/// Routes through Toxiproxy: each service to PostgreSQL and to Keycloak, and the calls between
+/// services (`toxiproxy::ROUTES`, which a test keeps this long).
+pub const TOXIPROXY_ROUTES: u16 = 10;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 58): 27 before
+/// the replicas, the replicas', 6 of PostgreSQL's HA, 6 kept for Kafka's brokers, Toxiproxy's
+/// API and its routes.
+const PORTS_PER_BASE: u16 = 27
+    + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1)
+    + 6
+    + KAFKA_BROKER_PORTS_RESERVED
+    + 1
+    + TOXIPROXY_ROUTES;
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -167,6 +187,9 @@ impl Ports {
                 etcd_peer: 28302,
                 patroni_postgres: [28303, 28304],
                 patroni_rest: [28305, 28306],
+                // Toxiproxy's own default API port is 8474; 28475 … 28484 are its routes.
+                toxiproxy_api: 28474,
+                toxiproxy_first: 28475,
             };
         }
         Self {
@@ -202,6 +225,8 @@ impl Ports {
             etcd_peer: base + 37,
             patroni_postgres: [base + 38, base + 39],
             patroni_rest: [base + 40, base + 41],
+            toxiproxy_api: base + 42 + KAFKA_BROKER_PORTS_RESERVED,
+            toxiproxy_first: base + 43 + KAFKA_BROKER_PORTS_RESERVED,
         }
     }
 
@@ -217,6 +242,12 @@ impl Ports {
                     - 1
             }
         }
+    }
+
+    /// The port of Toxiproxy's proxy for route `index` of `toxiproxy::ROUTES`.
+    pub fn toxiproxy_route(&self, index: u16) -> u16 {
+        assert!(index < TOXIPROXY_ROUTES, "route {index}");
+        self.toxiproxy_first + index
     }
 
     /// Fills the ports of a marker written before they existed (zero after loading), from the
@@ -269,6 +300,8 @@ impl Ports {
             } else {
                 self.patroni_rest
             },
+            toxiproxy_api: or_planned(self.toxiproxy_api, planned.toxiproxy_api),
+            toxiproxy_first: or_planned(self.toxiproxy_first, planned.toxiproxy_first),
             ..self
         }
     }
@@ -322,8 +355,14 @@ impl Ports {
             ("patroni.1 (postgres)", self.patroni_postgres[1]),
             ("patroni (rest)", self.patroni_rest[0]),
             ("patroni.1 (rest)", self.patroni_rest[1]),
+            ("toxiproxy (api)", self.toxiproxy_api),
         ];
         ports.extend(replicas);
+        ports.extend(
+            crate::runtime::components::toxiproxy::ROUTES
+                .iter()
+                .map(|route| (route.name, self.toxiproxy_route(route.index()))),
+        );
         ports
     }
 
@@ -365,8 +404,13 @@ mod tests {
         all.dedup();
         assert_eq!(
             all.len(),
-            usize::from(PORTS_PER_BASE),
+            usize::from(PORTS_PER_BASE - KAFKA_BROKER_PORTS_RESERVED),
             "no port is used twice"
+        );
+        assert!(
+            all.iter()
+                .all(|port| !(27042..27042 + KAFKA_BROKER_PORTS_RESERVED).contains(port)),
+            "Kafka's brokers' ports are kept free"
         );
         assert_eq!(all.first(), Some(&27000));
         assert_eq!(all.last(), Some(&(27000 + PORTS_PER_BASE - 1)));
@@ -386,6 +430,8 @@ mod tests {
             replica_first: 0,
             etcd_client: 0,
             patroni_rest: [0, 0],
+            toxiproxy_api: 0,
+            toxiproxy_first: 0,
             ..planned
         };
         assert_eq!(old.filled(), planned);

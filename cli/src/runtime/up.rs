@@ -25,6 +25,7 @@ pub async fn run(
     setup: &Setup,
     replicas: &[(Option<services::Service>, u8)],
     ha: bool,
+    chaos: Option<bool>,
     ui: &Ui,
 ) -> anyhow::Result<()> {
     let mut home = Home::open_or_create(home_dir, project)?;
@@ -40,7 +41,10 @@ pub async fn run(
         }
     }
     if let Some(pid) = running_supervisor(&home) {
-        if wanted != home.marker.replicas || (ha && !home.marker.ha) {
+        if wanted != home.marker.replicas
+            || (ha && !home.marker.ha)
+            || chaos.is_some_and(|chaos| chaos != home.marker.chaos)
+        {
             return Err(fail(
                 Code::Usage,
                 format!("paytool is already running at {} with other settings: `paytool down` first, then `paytool up` with the new ones", home.dir.display()),
@@ -54,6 +58,9 @@ pub async fn run(
     }
     if ha {
         home.set_ha(true)?;
+    }
+    if let Some(chaos) = chaos {
+        home.set_chaos(chaos)?;
     }
     // A supervisor that was killed outright leaves its components running: stop those first,
     // or they would hold the ports and look like a stranger's processes.
