@@ -692,3 +692,83 @@ fn a_network_fault_is_refused_on_an_installation_without_chaos_saying_how() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("requires: {chaos: true}"));
 }
+
+#[test]
+fn ctrl_c_during_network_faults_takes_every_one_back_and_exits_130() {
+    let _turn = turn();
+    let (api, _) = toxiproxy_ports(ROUTE);
+    let other = "consumer-api-to-postgres";
+    let file = experiment(&format!(
+        "title: a long cut and a latency, interrupted
+requires: {{chaos: true}}
+steady_state: {{title: healthy, probes: [{{type: ledger}}]}}
+method:
+  - fault: {{type: cut, {ROUTE_YAML}, duration_s: 120}}
+  - fault: {{type: latency, from: consumer-api, to: postgres, latency_ms: 50, duration_s: 120}}
+rollbacks: [{{type: wait-ready, timeout_s: 60}}]
+settle_s: 30
+"
+    ));
+    let child = spawn_run(&file.path);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && !(broken(&proxy_state(api, ROUTE)) && broken(&proxy_state(api, other)))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(broken(&proxy_state(api, ROUTE)) && broken(&proxy_state(api, other)));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let started = Instant::now();
+    let (output, journal) = wait_child(child);
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "no waiting out"
+    );
+    assert_eq!(journal["verdict"], "interrupted");
+    assert_eq!(events(&journal, "undone").len(), 2, "{journal:#}");
+    for route in [ROUTE, other] {
+        let state = proxy_state(api, route);
+        assert!(!broken(&state), "{route} taken back: {state:#}");
+    }
+}
+
+#[test]
+fn an_abort_during_a_probe_takes_the_network_fault_back_at_once() {
+    let _turn = turn();
+    let route = "consumer-api-to-orchestrator";
+    let (api, _) = toxiproxy_ports(route);
+    // The cut fails every payment (503s); the abort trips within seconds, while the method's
+    // payment probe is still retrying its 503s for up to 40 s.
+    let file = experiment(
+        "title: cut the orchestrator off consumer-api under load
+requires: {chaos: true}
+steady_state: {title: healthy, probes: [{type: ledger}]}
+load: {scenario: smoke, rate_per_s: 10, duration_s: 60, error_ratio_max: 0.01}
+abort: {error_ratio_max: 0.2, window_s: 3, for_s: 2}
+method:
+  - fault: {type: cut, from: consumer-api, to: orchestrator, duration_s: 50}
+  - probe: {type: payment, timeout_ms: 40000}
+rollbacks: [{type: wait-ready, timeout_s: 60}]
+settle_s: 60
+",
+    );
+    let (output, journal) = run_json(&file.path);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(journal["verdict"], "aborted", "{journal:#}");
+    let at = |kind: &str| events(&journal, kind)[0]["at_ms"].as_u64().unwrap_or(0);
+    let (injected, aborted, undone) = (at("injected"), at("aborted"), at("undone"));
+    assert!(
+        aborted - injected < 20_000,
+        "aborted {} ms into the cut",
+        aborted - injected
+    );
+    assert!(
+        undone - aborted < 1_000,
+        "taken back {} ms after the abort, not after the probe's bound",
+        undone - aborted
+    );
+    assert!(!broken(&proxy_state(api, route)), "{route} is whole");
+    assert!(invariants_hold(&journal), "{:#}", journal["invariants"]);
+}

@@ -428,6 +428,11 @@ impl Experiment {
                             target.component.as_str()
                         ));
                     }
+                    if target.component == ComponentName::Toxiproxy && !self.requires.chaos {
+                        return Err(
+                            "a fault on toxiproxy needs `requires: {chaos: true}`".to_string()
+                        );
+                    }
                 }
                 if matches!(fault, Fault::Failover) && !self.requires.ha {
                     return Err("a failover needs `requires: {ha: true}`".into());

@@ -209,6 +209,13 @@ impl Run {
             .then_some(Verdict::Aborted)
     }
 
+    /// Returns once the run is stopping (an abort or Ctrl-C).
+    async fn until_stopping(&self) {
+        while self.stopping().is_none() {
+            tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+        }
+    }
+
     /// Takes back one open window (or every one): idempotent, recorded once.
     async fn undo(&self, which: Option<usize>) {
         let taken: Vec<(Option<String>, Undo)> = {
@@ -392,7 +399,12 @@ pub async fn execute(
             }
             Step::Probe(probe) => {
                 line.working(&format!("step {}: probe {}", index + 1, probe.name()));
-                let outcome = probes.run(probe).await;
+                // An abort or Ctrl-C does not wait for a probe (up to its own bound, a minute):
+                // the faults are taken back at once.
+                let outcome = tokio::select! {
+                    outcome = probes.run(probe) => outcome,
+                    () = run.until_stopping() => break,
+                };
                 if !outcome.ok {
                     method_failed.push(format!("{}: {}", outcome.probe, outcome.detail));
                 }
