@@ -279,11 +279,7 @@ async fn network(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Result
     let mut added: Vec<String> = Vec::new();
     for stream in &streams {
         let toxic = Toxic {
-            name: format!(
-                "paytool-{}-{}-{tag:08x}",
-                fault.kind(),
-                serde_json::to_value(stream)?.as_str().unwrap_or("stream")
-            ),
+            name: format!("paytool-{}-{}-{tag:08x}", fault.kind(), stream.as_str()),
             kind,
             stream: *stream,
             toxicity: 1.0,

@@ -248,6 +248,15 @@ pub enum Stream {
     Downstream,
 }
 
+impl Stream {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Upstream => "upstream",
+            Self::Downstream => "downstream",
+        }
+    }
+}
+
 /// One toxic on a proxy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Toxic {
