@@ -4,7 +4,7 @@
 #   scripts/chaos.sh --ci --home DIR   the experiments marked `ci: true`, on a running
 #                                      installation (what scripts/test.sh runs, a few minutes)
 #   scripts/chaos.sh                   every experiment, on an installation of its own made with
-#                                      `paytool up --ha --replicas 2` (the nightly-style run,
+#                                      `paytool up --ha --replicas 2 --chaos` (the nightly-style run,
 #                                      about 20 minutes), torn down afterwards
 # Each run's journal and markdown report go to $CHAOS_REPORT_DIR (default: a temporary
 # directory, printed at the end). Exit status: 0 when every experiment passed, else 1.
@@ -33,7 +33,7 @@ if [[ -z "$home" ]]; then
   chmod 755 "$root"
   home="$root/state"
   trap '"$paytool" --home "$home" down --purge >/dev/null 2>&1 || true; rm -rf "$root"' EXIT
-  PAYTOOL_PORT_BASE="${PAYTOOL_PORT_BASE:-30000}" "$paytool" --home "$home" up --ha --replicas 2
+  PAYTOOL_PORT_BASE="${PAYTOOL_PORT_BASE:-30000}" "$paytool" --home "$home" up --ha --replicas 2 --chaos
 fi
 
 if $ci; then

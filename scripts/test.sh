@@ -43,7 +43,10 @@ cleanup() {
 trap cleanup EXIT
 
 step "paytool up (test platform)"
-PAYTOOL_PORT_BASE=26000 "$paytool" --home "$state" up
+# With --chaos: the services call PostgreSQL, Keycloak and each other through Toxiproxy, so
+# every test goes through that hop and the chaos tests can break the network
+# (cli/tests/chaos.rs). One hop on loopback; a test platform pays no more than that.
+PAYTOOL_PORT_BASE=26000 "$paytool" --home "$state" up --chaos
 # The service tests read where the engines are (and the client secrets) from this file.
 PAYTOOL_TEST_STATUS="$test_root/status.json"
 "$paytool" --home "$state" status --json --show-secrets > "$PAYTOOL_TEST_STATUS"

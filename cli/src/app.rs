@@ -40,10 +40,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .iter()
                 .map(|setting| (setting.service.map(service), setting.count))
                 .collect();
+            let chaos = match (args.chaos, args.no_chaos) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
             let asked = runtime::up::Asked {
                 replicas,
                 ha: args.ha,
                 kafka_brokers: args.kafka_brokers,
+                chaos,
             };
             runtime::up::run(&home_dir, &project, &setup, &asked, &ui).await?;
             Ok(0)

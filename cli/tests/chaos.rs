@@ -467,3 +467,366 @@ settle_s: 30
     }
     assert!(stress_ng().is_empty(), "stress-ng stopped with its window");
 }
+
+// Network faults through Toxiproxy (the test platform runs `paytool up --chaos`). Each proves
+// the fault took effect on its route during the window, by calls through the route's proxy
+// made here with a connection of their own, and that it was taken back when the window ended:
+// no toxic left, the proxy enabled, the calls as before.
+
+/// The route the network tests break: merchant-api's calls to consumer-api (its upstream is
+/// the gateway's internal listener for consumer-api, which answers `/health/ready`).
+const ROUTE: &str = "merchant-api-to-consumer-api";
+const ROUTE_YAML: &str = "from: merchant-api, to: consumer-api";
+/// A call through the proxy that takes longer than this has hung.
+const CALL_TIMEOUT_MS: u64 = 10_000;
+/// How long a network fault lasts in these tests: long enough to measure inside.
+const WINDOW_S: u64 = 8;
+
+/// Toxiproxy's API port and the route's proxy port, as `status` shows them.
+fn toxiproxy_ports(route: &str) -> (u16, u16) {
+    let status = status();
+    let toxiproxy = status["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["id"] == "toxiproxy")
+        .unwrap_or_else(|| panic!("no toxiproxy: the test platform runs `paytool up --chaos`"))
+        .clone();
+    let port = |name: &str| {
+        toxiproxy["ports"][name]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| panic!("toxiproxy's port {name}: {toxiproxy:#}"))
+    };
+    (port("api"), port(route))
+}
+
+/// One plain HTTP exchange on a connection of its own, read to its end: how long it took, and
+/// the answer's status line or what went wrong.
+fn call(port: u16, method: &str, path: &str, body: &str) -> (Duration, Result<String, String>) {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let result = (|| {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
+        let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+            .map_err(|e| format!("connect: {e}"))?;
+        stream.set_read_timeout(Some(timeout)).ok();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .map_err(|e| format!("write: {e}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .map_err(|e| format!("read: {e}"))?;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        match answer.lines().next() {
+            Some(line) if line.starts_with("HTTP/1.1 ") => Ok(answer),
+            _ => Err(format!("no HTTP answer: {answer:?}")),
+        }
+    })();
+    (started.elapsed(), result)
+}
+
+/// `GET /health/ready` through the route's proxy.
+fn probe(port: u16) -> (Duration, Result<String, String>) {
+    call(port, "GET", "/health/ready", "")
+}
+
+/// The median of a few probes' times, each of which must have answered 200.
+fn median_ok_ms(port: u16) -> u128 {
+    let mut times: Vec<u128> = (0..5)
+        .map(|_| {
+            let (took, answer) = probe(port);
+            let answer = answer.unwrap_or_else(|e| panic!("the probe failed: {e}"));
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            took.as_millis()
+        })
+        .collect();
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+/// The proxy as Toxiproxy shows it (its `enabled` and `toxics`).
+fn proxy_state(api: u16, route: &str) -> Value {
+    let (_, answer) = call(api, "GET", &format!("/proxies/{route}"), "");
+    let answer = answer.unwrap_or_else(|e| panic!("Toxiproxy's API: {e}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+fn broken(state: &Value) -> bool {
+    state["enabled"] == false || state["toxics"].as_array().is_some_and(|t| !t.is_empty())
+}
+
+/// Runs one network fault on `ROUTE` for `WINDOW_S`; `during` looks at the route while the
+/// fault is on (and returns what it saw, said in the assertion messages). Then: the run
+/// passed, the window was undone once, after about its length, and the route is whole.
+fn with_network_fault(fault: &str, during: impl FnOnce(u16) -> String) -> String {
+    let (api, port) = toxiproxy_ports(ROUTE);
+    assert!(!broken(&proxy_state(api, ROUTE)), "{ROUTE} starts whole");
+    let file = experiment(&format!(
+        "title: a network fault
+requires: {{chaos: true}}
+steady_state: {{title: healthy, probes: [{{type: ledger}}]}}
+method:
+  - fault: {{{fault}, {ROUTE_YAML}, duration_s: {WINDOW_S}}}
+rollbacks: [{{type: wait-ready, timeout_s: 60}}]
+settle_s: 60
+"
+    ));
+    let child = spawn_run(&file.path);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !broken(&proxy_state(api, ROUTE)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let state = proxy_state(api, ROUTE);
+    assert!(
+        broken(&state),
+        "the fault never showed on {ROUTE}: {state:#}"
+    );
+    let seen = during(port);
+    let (output, journal) = wait_child(child);
+    assert_eq!(output.status.code(), Some(0), "{seen}\n{}", text(&output));
+    let state = proxy_state(api, ROUTE);
+    assert!(!broken(&state), "taken back: {state:#}");
+    let injected = events(&journal, "injected");
+    let undone = events(&journal, "undone");
+    assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
+    assert_eq!(injected[0]["target"], ROUTE, "{journal:#}");
+    let window_ms =
+        undone[0]["at_ms"].as_u64().unwrap_or(0) - injected[0]["at_ms"].as_u64().unwrap_or(0);
+    assert!(
+        (WINDOW_S * 1000 - 500..=WINDOW_S * 1000 + 3_000).contains(&window_ms),
+        "the window lasted {window_ms} ms"
+    );
+    seen
+}
+
+#[test]
+fn latency_on_a_route_delays_each_answer_by_about_the_injected_amount_for_its_window() {
+    let _turn = turn();
+    const LATENCY_MS: u128 = 400;
+    let (_, port) = toxiproxy_ports(ROUTE);
+    let before = median_ok_ms(port);
+    let seen = with_network_fault(
+        &format!("type: latency, latency_ms: {LATENCY_MS}"),
+        |port| {
+            let during = median_ok_ms(port);
+            assert!(
+                during >= before + LATENCY_MS - 20 && during <= before + LATENCY_MS + 300,
+                "{before} ms before, {during} ms during a {LATENCY_MS} ms latency"
+            );
+            format!("{before} ms before, {during} ms during")
+        },
+    );
+    let after = median_ok_ms(port);
+    assert!(after < before + 100, "{seen}, {after} ms after");
+    println!("latency: {seen}, {after} ms after");
+}
+
+#[test]
+fn a_bandwidth_cap_on_a_route_slows_a_request_by_its_size_over_the_rate() {
+    let _turn = turn();
+    // A 4 KB request at 1 KB/s upstream: about four seconds where it took milliseconds.
+    const RATE_KBPS: u128 = 1;
+    const BODY_BYTES: usize = 4 * 1024;
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(BODY_BYTES - 10));
+    let (_, port) = toxiproxy_ports(ROUTE);
+    let (before, answer) = call(port, "POST", "/health/ready", &body);
+    assert!(answer.is_ok(), "{answer:?}");
+    assert!(before < Duration::from_millis(500), "{before:?} before");
+    let seen = with_network_fault(
+        &format!("type: bandwidth, rate_kbps: {RATE_KBPS}, direction: upstream"),
+        |port| {
+            let (during, answer) = call(port, "POST", "/health/ready", &body);
+            assert!(answer.is_ok(), "slowed, not broken: {answer:?}");
+            let expected_ms = u128::try_from(body.len()).unwrap_or(0) / RATE_KBPS;
+            assert!(
+                during.as_millis() + 100 >= expected_ms,
+                "{} bytes took {during:?} at {RATE_KBPS} KB/s: expected about {expected_ms} ms",
+                body.len()
+            );
+            format!(
+                "{} bytes in {before:?} before, {during:?} during",
+                body.len()
+            )
+        },
+    );
+    let (after, _) = call(port, "POST", "/health/ready", &body);
+    assert!(
+        after < Duration::from_millis(500),
+        "{seen}; {after:?} after"
+    );
+    println!("bandwidth: {seen}, {after:?} after");
+}
+
+#[test]
+fn a_timeout_on_a_route_lets_nothing_through_and_closes_the_connection_after_its_delay() {
+    let _turn = turn();
+    const TIMEOUT_MS: u128 = 1_500;
+    let seen = with_network_fault(
+        &format!("type: timeout, timeout_ms: {TIMEOUT_MS}"),
+        |port| {
+            let (took, answer) = probe(port);
+            assert!(answer.is_err(), "nothing came through: {answer:?}");
+            assert!(
+                took.as_millis() >= TIMEOUT_MS - 50 && took.as_millis() < TIMEOUT_MS + 2_000,
+                "closed after {took:?}"
+            );
+            format!("closed after {took:?} without an answer")
+        },
+    );
+    println!("timeout: {seen}");
+    let (_, port) = toxiproxy_ports(ROUTE);
+    assert!(probe(port).1.is_ok(), "answers again");
+}
+
+#[test]
+fn reset_peer_on_a_route_resets_every_call_for_its_window() {
+    let _turn = turn();
+    let seen = with_network_fault("type: reset-peer", |port| {
+        let outcomes: Vec<Result<String, String>> = (0..5).map(|_| probe(port).1).collect();
+        assert!(
+            outcomes.iter().all(|o| o
+                .as_ref()
+                .is_err_and(|e| e.contains("reset") || e.contains("no HTTP answer"))),
+            "{outcomes:?}"
+        );
+        format!("{outcomes:?}")
+    });
+    println!("reset-peer: {seen}");
+    let (_, port) = toxiproxy_ports(ROUTE);
+    assert!(probe(port).1.is_ok(), "answers again");
+}
+
+#[test]
+fn slow_close_on_a_route_holds_each_connection_open_past_its_answer() {
+    let _turn = turn();
+    const DELAY_MS: u128 = 1_000;
+    let (_, port) = toxiproxy_ports(ROUTE);
+    let before = median_ok_ms(port);
+    let seen = with_network_fault(&format!("type: slow-close, delay_ms: {DELAY_MS}"), |port| {
+        // The answer comes at once; the end of the connection (read to its end) waits.
+        let (took, answer) = probe(port);
+        assert!(answer.is_ok_and(|a| a.starts_with("HTTP/1.1 200")));
+        assert!(
+            took.as_millis() >= before + DELAY_MS - 50,
+            "{before} ms before, {took:?} during"
+        );
+        format!("{before} ms before, {took:?} to the close during")
+    });
+    let after = median_ok_ms(port);
+    assert!(after < before + 100, "closes at once again: {after} ms");
+    println!("slow-close: {seen}, {after} ms after");
+}
+
+#[test]
+fn a_cut_route_refuses_connections_for_its_window_and_answers_after() {
+    let _turn = turn();
+    let seen = with_network_fault("type: cut", |port| {
+        let (_, answer) = probe(port);
+        let error = answer.expect_err("refused");
+        assert!(error.contains("connect"), "{error}");
+        error
+    });
+    println!("cut: {seen}");
+    let (_, port) = toxiproxy_ports(ROUTE);
+    assert!(probe(port).1.is_ok(), "answers again");
+}
+
+#[test]
+fn a_network_fault_is_refused_on_an_installation_without_chaos_saying_how() {
+    // Checked on the experiment's own terms first: a network fault needs `requires.chaos`.
+    let file = experiment(&format!(
+        "title: t\nsteady_state: {{title: s, probes: [{{type: ledger}}]}}\nmethod:\n  - fault: {{type: cut, {ROUTE_YAML}, duration_s: 5}}\n"
+    ));
+    let output = command(&["chaos", "validate", file.path.to_str().expect("utf-8")])
+        .output()
+        .expect("validate");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("requires: {chaos: true}"));
+}
+
+#[test]
+fn ctrl_c_during_network_faults_takes_every_one_back_and_exits_130() {
+    let _turn = turn();
+    let (api, _) = toxiproxy_ports(ROUTE);
+    let other = "consumer-api-to-postgres";
+    let file = experiment(&format!(
+        "title: a long cut and a latency, interrupted
+requires: {{chaos: true}}
+steady_state: {{title: healthy, probes: [{{type: ledger}}]}}
+method:
+  - fault: {{type: cut, {ROUTE_YAML}, duration_s: 120}}
+  - fault: {{type: latency, from: consumer-api, to: postgres, latency_ms: 50, duration_s: 120}}
+rollbacks: [{{type: wait-ready, timeout_s: 60}}]
+settle_s: 30
+"
+    ));
+    let child = spawn_run(&file.path);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && !(broken(&proxy_state(api, ROUTE)) && broken(&proxy_state(api, other)))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(broken(&proxy_state(api, ROUTE)) && broken(&proxy_state(api, other)));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let started = Instant::now();
+    let (output, journal) = wait_child(child);
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "no waiting out"
+    );
+    assert_eq!(journal["verdict"], "interrupted");
+    assert_eq!(events(&journal, "undone").len(), 2, "{journal:#}");
+    for route in [ROUTE, other] {
+        let state = proxy_state(api, route);
+        assert!(!broken(&state), "{route} taken back: {state:#}");
+    }
+}
+
+#[test]
+fn an_abort_during_a_probe_takes_the_network_fault_back_at_once() {
+    let _turn = turn();
+    let route = "consumer-api-to-orchestrator";
+    let (api, _) = toxiproxy_ports(route);
+    // The cut fails every payment (503s); the abort trips within seconds, while the method's
+    // payment probe is still retrying its 503s for up to 40 s.
+    let file = experiment(
+        "title: cut the orchestrator off consumer-api under load
+requires: {chaos: true}
+steady_state: {title: healthy, probes: [{type: ledger}]}
+load: {scenario: smoke, rate_per_s: 10, duration_s: 60, error_ratio_max: 0.01}
+abort: {error_ratio_max: 0.2, window_s: 3, for_s: 2}
+method:
+  - fault: {type: cut, from: consumer-api, to: orchestrator, duration_s: 50}
+  - probe: {type: payment, timeout_ms: 40000}
+rollbacks: [{type: wait-ready, timeout_s: 60}]
+settle_s: 60
+",
+    );
+    let (output, journal) = run_json(&file.path);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(journal["verdict"], "aborted", "{journal:#}");
+    let at = |kind: &str| events(&journal, kind)[0]["at_ms"].as_u64().unwrap_or(0);
+    let (injected, aborted, undone) = (at("injected"), at("aborted"), at("undone"));
+    assert!(
+        aborted - injected < 20_000,
+        "aborted {} ms into the cut",
+        aborted - injected
+    );
+    assert!(
+        undone - aborted < 1_000,
+        "taken back {} ms after the abort, not after the probe's bound",
+        undone - aborted
+    );
+    assert!(!broken(&proxy_state(api, route)), "{route} is whole");
+    assert!(invariants_hold(&journal), "{:#}", journal["invariants"]);
+}

@@ -31,7 +31,7 @@ pub enum Command {
     /// Start PostgreSQL, Kafka, Keycloak, the services, the TLS gateway and the observability
     /// stack (collector, Jaeger, Prometheus, Alertmanager), supervised
     #[command(
-        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  paytool up --ha                          # PostgreSQL with a synchronous replica that fails over\n  paytool up --kafka-brokers 3             # three Kafka brokers; one may die without losing an event\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts, --ha and the brokers are kept with the installation: a later `up` runs\nthe same."
+        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  paytool up --ha                          # PostgreSQL with a synchronous replica that fails over\n  paytool up --kafka-brokers 3             # three Kafka brokers; one may die without losing an event\n  paytool up --chaos                       # the services' calls through Toxiproxy (paytool chaos)\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts, --ha, the brokers and --chaos are kept with the installation: a later `up` runs\nthe same."
     )]
     Up(UpArgs),
 
@@ -224,6 +224,13 @@ pub struct UpArgs {
     /// installation, then kept. [default: what the installation has, else 1]
     #[arg(long, value_name = "N", value_parser = parse_kafka_brokers)]
     pub kafka_brokers: Option<u8>,
+    /// The services call PostgreSQL, Keycloak and each other through Toxiproxy, where `paytool
+    /// chaos` makes network faults (latency, resets, cuts). Kept with the installation.
+    #[arg(long, overrides_with = "no_chaos")]
+    pub chaos: bool,
+    /// Direct calls again (no Toxiproxy), for an installation made with `--chaos`.
+    #[arg(long, overrides_with = "chaos")]
+    pub no_chaos: bool,
 }
 
 /// `--kafka-brokers`: one, or three. Two would be worse than one: a quorum of two stops when

@@ -6,6 +6,8 @@
 //! checked against it before serde reads it: the bounds are written once, as `schemars`
 //! attributes, and enforced by the schema. Unknown fields are refused by both.
 
+use crate::runtime::components::services::Service;
+use crate::runtime::components::toxiproxy::{Destination, Route};
 use crate::runtime::components::ComponentName;
 use anyhow::Context;
 use schemars::JsonSchema;
@@ -77,6 +79,9 @@ pub struct Requires {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 8))]
     pub replicas: u8,
+    /// `paytool up --chaos`: the services' calls through Toxiproxy (every network fault).
+    #[serde(default)]
+    pub chaos: bool,
 }
 
 fn one() -> u8 {
@@ -88,6 +93,7 @@ impl Default for Requires {
         Self {
             ha: false,
             replicas: one(),
+            chaos: false,
         }
     }
 }
@@ -265,6 +271,87 @@ pub enum Fault {
         #[schemars(range(min = 1, max = 300))]
         duration_s: u32,
     },
+    /// Network faults, on the Toxiproxy route from a service to what it calls (`paytool up
+    /// --chaos`, `requires: {chaos: true}`); each is removed when its window ends.
+    ///
+    /// Every chunk of data delayed by `latency_ms` ± `jitter_ms`. Downstream by default (the
+    /// answers): about `latency_ms` more per request and answer.
+    Latency {
+        from: Service,
+        to: Destination,
+        #[schemars(range(min = 1, max = 10000))]
+        latency_ms: u32,
+        #[serde(default)]
+        #[schemars(range(max = 5000))]
+        jitter_ms: u32,
+        #[serde(default)]
+        direction: Option<Direction>,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
+    /// The data capped at `rate_kbps` kilobytes per second (Toxiproxy's unit). Downstream by
+    /// default.
+    Bandwidth {
+        from: Service,
+        to: Destination,
+        #[schemars(range(min = 1, max = 1000000))]
+        rate_kbps: u32,
+        #[serde(default)]
+        direction: Option<Direction>,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
+    /// Nothing gets through, and each connection is closed after `timeout_ms` (0: kept open,
+    /// silent, until the window ends). Both ways by default.
+    Timeout {
+        from: Service,
+        to: Destination,
+        #[schemars(range(max = 60000))]
+        timeout_ms: u32,
+        #[serde(default)]
+        direction: Option<Direction>,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
+    /// Every connection that carries data is reset (TCP RST) at once. Upstream by default: the
+    /// next request on any connection, pooled or new, is answered with a reset.
+    ResetPeer {
+        from: Service,
+        to: Destination,
+        #[serde(default)]
+        direction: Option<Direction>,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
+    /// A closing connection stays half-open `delay_ms` before its close reaches the other
+    /// side. Downstream by default (the destination's close reaches the caller late).
+    SlowClose {
+        from: Service,
+        to: Destination,
+        #[schemars(range(min = 1, max = 60000))]
+        delay_ms: u32,
+        #[serde(default)]
+        direction: Option<Direction>,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
+    /// The route's proxy disabled: every connection closed, new ones refused; enabled again
+    /// when the window ends.
+    Cut {
+        from: Service,
+        to: Destination,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
+}
+
+/// Which data a network fault acts on: what the caller sends, what comes back, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Upstream,
+    Downstream,
+    Both,
 }
 
 impl Fault {
@@ -273,7 +360,25 @@ impl Fault {
             Self::Kill { target } | Self::Terminate { target } | Self::Pause { target, .. } => {
                 Some(target)
             }
-            Self::Failover | Self::CpuPressure { .. } | Self::MemoryPressure { .. } => None,
+            _ => None,
+        }
+    }
+
+    /// The Toxiproxy route of a network fault.
+    pub fn route(&self) -> Option<(Service, Destination)> {
+        match self {
+            Self::Latency { from, to, .. }
+            | Self::Bandwidth { from, to, .. }
+            | Self::Timeout { from, to, .. }
+            | Self::ResetPeer { from, to, .. }
+            | Self::SlowClose { from, to, .. }
+            | Self::Cut { from, to, .. } => Some((*from, *to)),
+            Self::Kill { .. }
+            | Self::Terminate { .. }
+            | Self::Pause { .. }
+            | Self::Failover
+            | Self::CpuPressure { .. }
+            | Self::MemoryPressure { .. } => None,
         }
     }
 
@@ -282,8 +387,22 @@ impl Fault {
             Self::Pause { duration_s, .. }
             | Self::CpuPressure { duration_s, .. }
             | Self::MemoryPressure { duration_s, .. } => *duration_s,
-            _ => 0,
+            Self::Latency { duration_s, .. }
+            | Self::Bandwidth { duration_s, .. }
+            | Self::Timeout { duration_s, .. }
+            | Self::ResetPeer { duration_s, .. }
+            | Self::SlowClose { duration_s, .. }
+            | Self::Cut { duration_s, .. } => *duration_s,
+            Self::Kill { .. } | Self::Terminate { .. } | Self::Failover => 0,
         }
+    }
+
+    /// Its type as the files name it (`reset-peer`).
+    pub fn kind(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 }
 
@@ -292,6 +411,9 @@ impl Fault {
 pub enum Rollback {
     /// SIGCONT to every component's process group: nothing stays frozen.
     ResumeAll,
+    /// Every Toxiproxy proxy enabled and every toxic removed (`paytool up --chaos`): nothing
+    /// stays broken in the network, whatever happened to the run.
+    ResetNetwork,
     /// Waits until every component is ready and answers its probe.
     WaitReady {
         #[serde(default = "ready_timeout_s")]
@@ -300,20 +422,24 @@ pub enum Rollback {
     },
 }
 
-/// Longest a method may take, its waits and fault durations added up: a run that could last an
-/// hour is a mistake in the file.
+/// Longest a method may take, its waits added up and its last fault window closed: a run that
+/// could last an hour is a mistake in the file.
 pub const METHOD_S_MAX: u32 = 900;
 
 impl Experiment {
     /// The checks a schema cannot express.
     fn check(&self) -> Result<(), String> {
+        // The method's length: its waits in turn, and every fault's window from where it
+        // starts (windows overlap the steps after them; the run waits for the last to close).
+        let mut at_s = 0u32;
         let mut method_s = 0u32;
         for step in &self.method {
-            method_s += match step {
-                Step::Wait(s) => *s,
-                Step::Fault(fault) => fault.duration_s(),
-                Step::Probe(_) => 0,
-            };
+            match step {
+                Step::Wait(s) => at_s += *s,
+                Step::Fault(fault) => method_s = method_s.max(at_s + fault.duration_s()),
+                Step::Probe(_) => {}
+            }
+            method_s = method_s.max(at_s);
             if let Step::Fault(fault) = step {
                 if let Some(target) = fault.target() {
                     if matches!(
@@ -326,9 +452,30 @@ impl Experiment {
                             target.component.as_str()
                         ));
                     }
+                    if target.component == ComponentName::Toxiproxy && !self.requires.chaos {
+                        return Err(
+                            "a fault on toxiproxy needs `requires: {chaos: true}`".to_string()
+                        );
+                    }
                 }
                 if matches!(fault, Fault::Failover) && !self.requires.ha {
                     return Err("a failover needs `requires: {ha: true}`".into());
+                }
+                if let Some((from, to)) = fault.route() {
+                    if !self.requires.chaos {
+                        return Err(format!(
+                            "a {} fault goes through Toxiproxy: it needs `requires: {{chaos: true}}`",
+                            fault.kind()
+                        ));
+                    }
+                    if Route::find(from, to).is_none() {
+                        return Err(format!(
+                            "{} does not call {} through Toxiproxy; it calls {}",
+                            from.as_str(),
+                            to.as_str(),
+                            Route::of(from)
+                        ));
+                    }
                 }
             }
         }
@@ -563,6 +710,31 @@ method:
             "{type: failover}",
         );
         assert!(parse(&text).expect_err("refused").contains("ha"));
+    }
+
+    #[test]
+    fn a_network_fault_needs_chaos_and_a_route_that_exists() {
+        let latency = "{type: latency, from: consumer-api, to: merchant-api, latency_ms: 500, duration_s: 10}";
+        let text = MINIMAL.replace("{type: kill, target: {component: orchestrator}}", latency);
+        assert!(parse(&text).expect_err("refused").contains("chaos: true"));
+        let text = format!("{text}requires: {{chaos: true}}\n");
+        let experiment = parse(&text).expect("parses");
+        let Step::Fault(fault) = &experiment.method[0] else {
+            panic!("a fault: {:?}", experiment.method)
+        };
+        assert_eq!(fault.duration_s(), 10);
+        assert_eq!(
+            fault.route(),
+            Some((Service::ConsumerApi, Destination::MerchantApi))
+        );
+        let error =
+            parse(&text.replace("from: consumer-api", "from: orchestrator")).expect_err("refused");
+        assert!(
+            error.contains("orchestrator does not call merchant-api"),
+            "{error}"
+        );
+        let error = parse(&text.replace("500", "60000")).expect_err("refused");
+        assert!(error.contains("latency_ms"), "{error}");
     }
 
     #[test]

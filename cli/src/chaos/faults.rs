@@ -3,8 +3,12 @@
 //! A process fault acts on the component's process group (the supervisor makes each
 //! component's leader a group leader): a SIGKILL of a launcher alone would leave the engine it
 //! started running, and a SIGSTOP of a leader alone would leave its workers answering.
+//!
+//! A network fault acts on a Toxiproxy route (`paytool up --chaos`): toxics added to the
+//! route's proxy, or the proxy disabled, and taken back through the same API.
 
-use super::experiment::{Fault, Target};
+use super::experiment::{Direction, Fault, Target};
+use crate::runtime::components::toxiproxy::{self, Api, Route, Stream, Toxic, ToxicKind};
 use crate::runtime::components::ComponentName;
 use crate::runtime::home::Home;
 use crate::runtime::state::RuntimeState;
@@ -23,6 +27,16 @@ pub struct Hit {
     pub pid: u32,
 }
 
+impl Injected {
+    /// What it hit, for the journal: an instance, or a route.
+    pub fn subject(&self) -> Option<String> {
+        self.hit
+            .as_ref()
+            .map(Hit::id)
+            .or_else(|| self.route.clone())
+    }
+}
+
 impl Hit {
     pub fn id(&self) -> String {
         crate::runtime::components::instance_id(self.component, self.instance)
@@ -39,12 +53,22 @@ pub enum Undo {
     Resume { hit: Hit },
     /// SIGKILL to the process group of a load generator the fault started (stress-ng).
     StopLoad { pid: u32, what: String },
+    /// The toxics removed from a Toxiproxy route's proxy.
+    RemoveToxics {
+        api: String,
+        proxy: String,
+        toxics: Vec<String>,
+    },
+    /// A Toxiproxy route's proxy enabled again.
+    EnableProxy { api: String, proxy: String },
 }
 
 /// What the fault did, for the journal.
 #[derive(Debug, Clone, Serialize)]
 pub struct Injected {
     pub hit: Option<Hit>,
+    /// The Toxiproxy route of a network fault.
+    pub route: Option<String>,
     pub undo: Undo,
     pub detail: String,
 }
@@ -107,6 +131,7 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
             Ok(Injected {
                 detail: format!("SIGKILL to {} (group {})", hit.id(), hit.pid),
                 hit: Some(hit),
+                route: None,
                 undo: Undo::Nothing,
             })
         }
@@ -116,6 +141,7 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
             Ok(Injected {
                 detail: format!("SIGTERM to {} ({})", hit.id(), hit.pid),
                 hit: Some(hit),
+                route: None,
                 undo: Undo::Nothing,
             })
         }
@@ -129,6 +155,7 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
                     hit.pid
                 ),
                 hit: Some(hit.clone()),
+                route: None,
                 undo: Undo::Resume { hit },
             })
         }
@@ -163,6 +190,7 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
             let outcome = crate::runtime::db::switchover(home).await?;
             Ok(Injected {
                 hit: None,
+                route: None,
                 undo: Undo::Nothing,
                 detail: format!(
                     "switchover from {} to {} in {} ms",
@@ -170,6 +198,12 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
                 ),
             })
         }
+        Fault::Latency { .. }
+        | Fault::Bandwidth { .. }
+        | Fault::Timeout { .. }
+        | Fault::ResetPeer { .. }
+        | Fault::SlowClose { .. }
+        | Fault::Cut { .. } => network(home, fault, rng).await,
     }
 }
 
@@ -203,14 +237,156 @@ fn start_stress(args: &[String], duration_s: u32, what: String) -> anyhow::Resul
     });
     Ok(Injected {
         hit: None,
+        route: None,
         detail: format!("stress-ng ({pid}): {what} for {duration_s} s"),
         undo: Undo::StopLoad { pid, what },
     })
 }
 
+/// A network fault's route, which must exist in this installation's Toxiproxy.
+pub fn route_of(home: &Home, fault: &Fault) -> anyhow::Result<&'static Route> {
+    let (from, to) = fault
+        .route()
+        .ok_or_else(|| anyhow::anyhow!("{} is not a network fault", fault.kind()))?;
+    anyhow::ensure!(
+        home.marker.chaos,
+        "a {} fault needs the services' calls through Toxiproxy: an installation made with `paytool up --chaos`",
+        fault.kind()
+    );
+    Route::find(from, to).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} does not call {} through Toxiproxy",
+            from.as_str(),
+            to.as_str()
+        )
+    })
+}
+
+/// The streams a direction covers, with a fault type's own default.
+fn streams(direction: Option<Direction>, default: Direction) -> Vec<Stream> {
+    match direction.unwrap_or(default) {
+        Direction::Upstream => vec![Stream::Upstream],
+        Direction::Downstream => vec![Stream::Downstream],
+        Direction::Both => vec![Stream::Upstream, Stream::Downstream],
+    }
+}
+
+async fn network(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Result<Injected> {
+    use rand::Rng;
+    let route = route_of(home, fault)?;
+    let api = Api::new(home)?;
+    let api_url = toxiproxy::api_url(home);
+    let (kind, attributes, streams, said) = match fault {
+        Fault::Cut { duration_s, .. } => {
+            api.set_enabled(route.name, false).await?;
+            return Ok(Injected {
+                hit: None,
+                route: Some(route.name.to_string()),
+                undo: Undo::EnableProxy {
+                    api: api_url,
+                    proxy: route.name.to_string(),
+                },
+                detail: format!("{} disabled for {duration_s} s", route.name),
+            });
+        }
+        Fault::Latency {
+            latency_ms,
+            jitter_ms,
+            direction,
+            ..
+        } => (
+            ToxicKind::Latency,
+            serde_json::json!({ "latency": latency_ms, "jitter": jitter_ms }),
+            streams(*direction, Direction::Downstream),
+            format!("{latency_ms} ms ± {jitter_ms} ms"),
+        ),
+        Fault::Bandwidth {
+            rate_kbps,
+            direction,
+            ..
+        } => (
+            ToxicKind::Bandwidth,
+            serde_json::json!({ "rate": rate_kbps }),
+            streams(*direction, Direction::Downstream),
+            format!("{rate_kbps} KB/s"),
+        ),
+        Fault::Timeout {
+            timeout_ms,
+            direction,
+            ..
+        } => (
+            ToxicKind::Timeout,
+            serde_json::json!({ "timeout": timeout_ms }),
+            streams(*direction, Direction::Both),
+            format!("nothing through, closed after {timeout_ms} ms"),
+        ),
+        Fault::ResetPeer { direction, .. } => (
+            ToxicKind::ResetPeer,
+            serde_json::json!({ "timeout": 0 }),
+            streams(*direction, Direction::Upstream),
+            "connections reset".to_string(),
+        ),
+        Fault::SlowClose {
+            delay_ms,
+            direction,
+            ..
+        } => (
+            ToxicKind::SlowClose,
+            serde_json::json!({ "delay": delay_ms }),
+            streams(*direction, Direction::Downstream),
+            format!("closes delayed {delay_ms} ms"),
+        ),
+        Fault::Kill { .. }
+        | Fault::Terminate { .. }
+        | Fault::Pause { .. }
+        | Fault::Failover
+        | Fault::CpuPressure { .. }
+        | Fault::MemoryPressure { .. } => {
+            anyhow::bail!("{} is not a network fault", fault.kind())
+        }
+    };
+    // A name of its own, so that two faults on one route are taken back one by one.
+    let tag: u32 = rng.gen();
+    let mut added: Vec<String> = Vec::new();
+    for stream in &streams {
+        let toxic = Toxic {
+            name: format!("paytool-{}-{}-{tag:08x}", fault.kind(), stream.as_str()),
+            kind,
+            stream: *stream,
+            toxicity: 1.0,
+            attributes: attributes.clone(),
+        };
+        if let Err(error) = api.add_toxic(route.name, &toxic).await {
+            // Nothing half-injected: the ones already added go again.
+            for name in &added {
+                let _ = api.remove_toxic(route.name, name).await;
+            }
+            return Err(error);
+        }
+        added.push(toxic.name);
+    }
+    Ok(Injected {
+        hit: None,
+        route: Some(route.name.to_string()),
+        detail: format!(
+            "{} on {} ({}) for {} s",
+            fault.kind(),
+            route.name,
+            said,
+            fault.duration_s()
+        ),
+        undo: Undo::RemoveToxics {
+            api: api_url,
+            proxy: route.name.to_string(),
+            toxics: added,
+        },
+    })
+}
+
 /// Takes a fault back. Idempotent: resuming a group that runs is harmless, and a group that is
-/// gone (the supervisor replaced it) has nothing left to resume.
-pub fn undo(undo: &Undo) -> anyhow::Result<()> {
+/// gone (the supervisor replaced it) has nothing left to resume; a toxic that is gone already
+/// is fine, and enabling an enabled proxy changes nothing.
+pub async fn undo(undo: &Undo) -> anyhow::Result<()> {
     match undo {
         Undo::Nothing => Ok(()),
         Undo::StopLoad { pid, .. } => {
@@ -221,6 +397,14 @@ pub fn undo(undo: &Undo) -> anyhow::Result<()> {
                 )),
             }
         }
+        Undo::RemoveToxics { api, proxy, toxics } => {
+            let api = Api::at(api)?;
+            for toxic in toxics {
+                api.remove_toxic(proxy, toxic).await?;
+            }
+            Ok(())
+        }
+        Undo::EnableProxy { api, proxy } => Api::at(api)?.set_enabled(proxy, true).await,
         Undo::Resume { hit } => match signal_group(hit, Signal::SIGCONT) {
             Ok(()) => Ok(()),
             Err(_) if !crate::runtime::state::is_alive(hit.pid) => Ok(()),
@@ -245,6 +429,16 @@ pub fn resume_all(home: &Home) -> usize {
                 .is_some_and(|pid| killpg(Pid::from_raw(pid), Signal::SIGCONT).is_ok())
         })
         .count()
+}
+
+/// Every proxy enabled and every toxic removed: the `reset-network` rollback. Without
+/// `--chaos` there is nothing to reset.
+pub async fn reset_network(home: &Home) -> anyhow::Result<String> {
+    if !home.marker.chaos {
+        return Ok("no Toxiproxy in this installation: nothing to reset".into());
+    }
+    Api::new(home)?.reset().await?;
+    Ok("every proxy enabled, every toxic removed".into())
 }
 
 /// Whether a process is stopped (state `T`): how the tests see that a pause took effect and

@@ -105,7 +105,7 @@ impl Event {
         Self::Injected {
             at_ms,
             fault: serde_json::to_value(fault).unwrap_or_default(),
-            target: injected.hit.as_ref().map(|h| h.id()),
+            target: injected.subject(),
             detail: injected.detail.clone(),
             until_ms,
         }

@@ -209,8 +209,15 @@ impl Run {
             .then_some(Verdict::Aborted)
     }
 
+    /// Returns once the run is stopping (an abort or Ctrl-C).
+    async fn until_stopping(&self) {
+        while self.stopping().is_none() {
+            tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+        }
+    }
+
     /// Takes back one open window (or every one): idempotent, recorded once.
-    fn undo(&self, which: Option<usize>) {
+    async fn undo(&self, which: Option<usize>) {
         let taken: Vec<(Option<String>, Undo)> = {
             let mut open = self
                 .open
@@ -231,7 +238,7 @@ impl Run {
             if undo == Undo::Nothing {
                 continue;
             }
-            let detail = match faults::undo(&undo) {
+            let detail = match faults::undo(&undo).await {
                 Ok(()) => format!("{undo:?}"),
                 Err(error) => format!("{undo:?} failed: {error:#}"),
             };
@@ -357,17 +364,14 @@ pub async fn execute(
                                     .open
                                     .lock()
                                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                                open.push((
-                                    injected.hit.as_ref().map(|h| h.id()),
-                                    injected.undo.clone(),
-                                ));
+                                open.push((injected.subject(), injected.undo.clone()));
                                 open.len() - 1
                             };
                             let run = Arc::clone(&run);
                             let duration = Duration::from_secs(u64::from(fault.duration_s()));
                             window_tasks.push(tokio::spawn(async move {
                                 tokio::time::sleep(duration).await;
-                                run.undo(Some(slot));
+                                run.undo(Some(slot)).await;
                             }));
                         }
                     }
@@ -395,7 +399,12 @@ pub async fn execute(
             }
             Step::Probe(probe) => {
                 line.working(&format!("step {}: probe {}", index + 1, probe.name()));
-                let outcome = probes.run(probe).await;
+                // An abort or Ctrl-C does not wait for a probe (up to its own bound, a minute):
+                // the faults are taken back at once.
+                let outcome = tokio::select! {
+                    outcome = probes.run(probe) => outcome,
+                    () = run.until_stopping() => break,
+                };
                 if !outcome.ok {
                     method_failed.push(format!("{}: {}", outcome.probe, outcome.detail));
                 }
@@ -431,7 +440,7 @@ pub async fn execute(
 
     // Rollbacks: always, whatever happened above.
     let line = ui.step("rollback");
-    run.undo(None);
+    run.undo(None).await;
     let mut rollback_failed = Vec::new();
     for rollback in &experiment.rollbacks {
         let (ok, detail) = match rollback {
@@ -439,6 +448,10 @@ pub async fn execute(
                 true,
                 format!("SIGCONT to {} groups", faults::resume_all(home)),
             ),
+            Rollback::ResetNetwork => match faults::reset_network(home).await {
+                Ok(detail) => (true, detail),
+                Err(error) => (false, format!("{error:#}")),
+            },
             Rollback::WaitReady { timeout_s } => {
                 let outcome = probes
                     .run(&Probe::Ready {
@@ -583,17 +596,17 @@ pub async fn execute(
 }
 
 fn fault_name(fault: &Fault) -> String {
-    let kind = serde_json::to_value(fault)
-        .ok()
-        .and_then(|v| v["type"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    match fault.target() {
-        Some(target) => format!(
-            "{kind} {}{}",
+    match (fault.target(), fault.route()) {
+        (Some(target), _) => format!(
+            "{} {}{}",
+            fault.kind(),
             target.component.as_str(),
             target.instance.map(|i| format!(".{i}")).unwrap_or_default()
         ),
-        None => kind,
+        (None, Some((from, to))) => {
+            format!("{} {}→{}", fault.kind(), from.as_str(), to.as_str())
+        }
+        (None, None) => fault.kind(),
     }
 }
 
@@ -639,6 +652,43 @@ async fn preflight(
     let mut problems = Vec::new();
     if experiment.requires.ha && !home.marker.ha {
         problems.push("needs PostgreSQL in HA: an installation made with `paytool up --ha`".into());
+    }
+    let network = experiment
+        .method
+        .iter()
+        .any(|step| matches!(step, Step::Fault(fault) if fault.route().is_some()));
+    if (experiment.requires.chaos || network) && !home.marker.chaos {
+        problems.push(
+            "needs the services' calls through Toxiproxy: an installation made with `paytool up --chaos`"
+                .into(),
+        );
+    } else if network {
+        // Every route the method breaks must be there to break (Toxiproxy up, its proxies made).
+        match crate::runtime::components::toxiproxy::Api::new(home) {
+            Ok(api) => {
+                for step in &experiment.method {
+                    if let Step::Fault(fault) = step {
+                        let route = match faults::route_of(home, fault) {
+                            Ok(route) => route,
+                            Err(_) if fault.route().is_none() => continue,
+                            Err(error) => {
+                                problems.push(format!("{error:#}"));
+                                continue;
+                            }
+                        };
+                        match api.proxy(route.name).await {
+                            Ok(proxy) if proxy["enabled"] == true => {}
+                            Ok(_) => problems.push(format!(
+                                "{} is disabled in Toxiproxy already (a run that did not end? `paytool chaos` rollback `reset-network`)",
+                                route.name
+                            )),
+                            Err(error) => problems.push(format!("{error:#}")),
+                        }
+                    }
+                }
+            }
+            Err(error) => problems.push(format!("{error:#}")),
+        }
     }
     let replicas = crate::runtime::components::services::Service::ALL
         .iter()

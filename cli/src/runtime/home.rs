@@ -40,6 +40,11 @@ pub struct Marker {
     /// in markers written before it existed: one.
     #[serde(default = "one_broker")]
     pub kafka_brokers: u8,
+    /// The services call PostgreSQL, Keycloak and each other through Toxiproxy, where `paytool
+    /// chaos` makes network faults (`paytool up --chaos`; `--no-chaos` takes it away). Off by
+    /// default: a normal run pays no proxy hop.
+    #[serde(default)]
+    pub chaos: bool,
 }
 
 fn one_broker() -> u8 {
@@ -241,6 +246,7 @@ impl Home {
             replicas: Replicas::default(),
             ha: false,
             kafka_brokers: one_broker(),
+            chaos: false,
         };
         let home = Self {
             dir: dir.to_path_buf(),
@@ -318,6 +324,20 @@ impl Home {
             ));
         }
         self.marker.kafka_brokers = brokers;
+        write_atomic(
+            &self.dir.join(MARKER),
+            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
+            0o644,
+        )
+    }
+
+    /// Routes the services through Toxiproxy (or not) from the next start: nothing is kept in
+    /// the proxies, so it may change at any `up`.
+    pub fn set_chaos(&mut self, chaos: bool) -> anyhow::Result<()> {
+        if self.marker.chaos == chaos {
+            return Ok(());
+        }
+        self.marker.chaos = chaos;
         write_atomic(
             &self.dir.join(MARKER),
             serde_json::to_string_pretty(&self.marker)?.as_bytes(),

@@ -1,7 +1,7 @@
 //! The ports an installation uses, chosen once and kept in its marker.
 //!
 //! Everything binds to loopback except the gateway. The gateway takes 443/80 where this process
-//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+47 so that a
+//! may bind them, else 8443/8080. `PAYTOOL_PORT_BASE=N` moves every port to N..N+58 so that a
 //! second installation (the test suite's, say) can run beside a developer's.
 //!
 //! Every default sits below Linux's ephemeral range (32768–60999): a port in that range can be
@@ -94,6 +94,13 @@ pub struct Ports {
     pub kafka_controllers: [u16; 2],
     #[serde(default)]
     pub kafka_metrics_more: [u16; 2],
+    /// Toxiproxy (base + 48 …, `paytool up --chaos`): its HTTP API, then one proxy per route
+    /// of `toxiproxy::ROUTES` from `toxiproxy_first` on, in that order. Base + 42 … 47 are
+    /// Kafka's further brokers.
+    #[serde(default)]
+    pub toxiproxy_api: u16,
+    #[serde(default)]
+    pub toxiproxy_first: u16,
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -109,10 +116,18 @@ const EPHEMERAL_FIRST: u16 = 32768;
 /// The most Kafka brokers an installation may run (`paytool up --kafka-brokers 3`): every
 /// broker has its ports reserved in the installation's range.
 pub const KAFKA_BROKERS_MAX: u8 = 3;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 47): 27
-/// before the replicas, the replicas', 6 of PostgreSQL's HA, 3 per further Kafka broker.
-const PORTS_PER_BASE: u16 =
-    27 + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1) + 6 + 3 * (KAFKA_BROKERS_MAX as u16 - 1);
+/// Routes through Toxiproxy: each service to PostgreSQL and to Keycloak, and the calls between
+/// services (`toxiproxy::ROUTES`, which a test keeps this long).
+pub const TOXIPROXY_ROUTES: u16 = 10;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 58): 27
+/// before the replicas, the replicas', 6 of PostgreSQL's HA, 3 per further Kafka broker,
+/// Toxiproxy's API and its routes.
+const PORTS_PER_BASE: u16 = 27
+    + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1)
+    + 6
+    + 3 * (KAFKA_BROKERS_MAX as u16 - 1)
+    + 1
+    + TOXIPROXY_ROUTES;
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -184,6 +199,9 @@ impl Ports {
                 kafka_brokers: [29094, 29095],
                 kafka_controllers: [29096, 29097],
                 kafka_metrics_more: [29405, 29406],
+                // Toxiproxy's own default API port is 8474; 28475 … 28484 are its routes.
+                toxiproxy_api: 28474,
+                toxiproxy_first: 28475,
             };
         }
         Self {
@@ -222,6 +240,8 @@ impl Ports {
             kafka_brokers: [base + 42, base + 43],
             kafka_controllers: [base + 44, base + 45],
             kafka_metrics_more: [base + 46, base + 47],
+            toxiproxy_api: base + 48,
+            toxiproxy_first: base + 49,
         }
     }
 
@@ -255,6 +275,12 @@ impl Ports {
                     - 1
             }
         }
+    }
+
+    /// The port of Toxiproxy's proxy for route `index` of `toxiproxy::ROUTES`.
+    pub fn toxiproxy_route(&self, index: u16) -> u16 {
+        assert!(index < TOXIPROXY_ROUTES, "route {index}");
+        self.toxiproxy_first + index
     }
 
     /// Fills the ports of a marker written before they existed (zero after loading), from the
@@ -322,6 +348,8 @@ impl Ports {
             } else {
                 self.kafka_metrics_more
             },
+            toxiproxy_api: or_planned(self.toxiproxy_api, planned.toxiproxy_api),
+            toxiproxy_first: or_planned(self.toxiproxy_first, planned.toxiproxy_first),
             ..self
         }
     }
@@ -381,8 +409,14 @@ impl Ports {
             ("kafka.2 (controller)", self.kafka_controllers[1]),
             ("kafka.1 (metrics)", self.kafka_metrics_more[0]),
             ("kafka.2 (metrics)", self.kafka_metrics_more[1]),
+            ("toxiproxy (api)", self.toxiproxy_api),
         ];
         ports.extend(replicas);
+        ports.extend(
+            crate::runtime::components::toxiproxy::ROUTES
+                .iter()
+                .map(|route| (route.name, self.toxiproxy_route(route.index()))),
+        );
         ports
     }
 
@@ -456,6 +490,8 @@ mod tests {
             kafka_brokers: [0, 0],
             kafka_controllers: [0, 0],
             kafka_metrics_more: [0, 0],
+            toxiproxy_api: 0,
+            toxiproxy_first: 0,
             ..planned
         };
         assert_eq!(old.filled(), planned);

@@ -16,6 +16,11 @@ pub const KEYCLOAK_VERSION: &str = "26.5.6";
 /// The Prometheus JMX exporter's Java agent (`io.prometheus.jmx:jmx_prometheus_javaagent`),
 /// which serves Kafka's MBeans as Prometheus metrics from inside its JVM.
 pub const JMX_EXPORTER_VERSION: &str = "1.0.1";
+/// Toxiproxy's server, built by scripts/install-toxiproxy.sh (which pins the same version: a
+/// test compares them) under the cache's `toxiproxy-<version>/`.
+pub const TOXIPROXY_VERSION: &str = "2.5.0";
+/// `go install` of Toxiproxy: about 35 s on two cores with an empty Go cache.
+const TOXIPROXY_BUILD_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Keycloak 26 needs Java 21 or newer; Kafka runs on 17.
 const KEYCLOAK_MIN_JAVA: u32 = 21;
 const KAFKA_MIN_JAVA: u32 = 17;
@@ -92,6 +97,8 @@ pub struct Tools {
     pub patroni: PathBuf,
     pub etcd: PathBuf,
     pub haproxy: PathBuf,
+    /// Toxiproxy's server (`paytool up --chaos`).
+    pub toxiproxy: PathBuf,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -172,6 +179,12 @@ const STEPS: &[Step] = &[
         check: check_observability,
         install: install_observability,
         background: true,
+    },
+    Step {
+        name: "toxiproxy (paytool up --chaos)",
+        check: check_toxiproxy,
+        install: install_toxiproxy,
+        background: false,
     },
     Step {
         name: "hosts entries",
@@ -377,7 +390,14 @@ impl Setup {
             patroni: PathBuf::from("/usr/bin/patroni"),
             etcd: PathBuf::from("/usr/bin/etcd"),
             haproxy: PathBuf::from("/usr/sbin/haproxy"),
+            toxiproxy: self.toxiproxy_path(),
         })
+    }
+
+    fn toxiproxy_path(&self) -> PathBuf {
+        self.cache
+            .join(format!("toxiproxy-{TOXIPROXY_VERSION}"))
+            .join("bin/toxiproxy-server")
     }
 
     fn kafka_dir(&self) -> PathBuf {
@@ -492,6 +512,19 @@ fn install_observability(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
         &mut observability_script(setup),
         OBSERVABILITY_BUILD_TIMEOUT_MS,
     )
+}
+
+/// The binary's path holds its version: its presence is the check.
+fn check_toxiproxy(setup: &Setup) -> anyhow::Result<bool> {
+    Ok(setup.toxiproxy_path().is_file())
+}
+
+fn install_toxiproxy(setup: &Setup, _: &Ui) -> anyhow::Result<()> {
+    let mut command = Command::new("bash");
+    command
+        .arg(setup.project.join("scripts/install-toxiproxy.sh"))
+        .env("PAYTOOL_CACHE_DIR", &setup.cache);
+    setup.run_logged("toxiproxy", &mut command, TOXIPROXY_BUILD_TIMEOUT_MS)
 }
 
 fn is_root() -> bool {

@@ -27,6 +27,8 @@ pub struct Asked {
     pub ha: bool,
     /// `--kafka-brokers`: None keeps what the installation has.
     pub kafka_brokers: Option<u8>,
+    /// `--chaos` / `--no-chaos`: None keeps what the installation has.
+    pub chaos: Option<bool>,
 }
 
 pub async fn run(
@@ -54,6 +56,7 @@ pub async fn run(
             || asked
                 .kafka_brokers
                 .is_some_and(|brokers| brokers != home.marker.kafka_brokers)
+            || asked.chaos.is_some_and(|chaos| chaos != home.marker.chaos)
         {
             return Err(fail(
                 Code::Usage,
@@ -71,6 +74,9 @@ pub async fn run(
     }
     if let Some(brokers) = asked.kafka_brokers {
         home.set_kafka_brokers(brokers)?;
+    }
+    if let Some(chaos) = asked.chaos {
+        home.set_chaos(chaos)?;
     }
     // A supervisor that was killed outright leaves its components running: stop those first,
     // or they would hold the ports and look like a stranger's processes.

@@ -31,6 +31,9 @@ pub enum ComponentName {
     /// `paytool up --ha` only: the consensus store of Patroni, and its two PostgreSQL nodes.
     Etcd,
     Patroni,
+    /// `paytool up --chaos` only: the proxies the services call through, where network faults
+    /// are made.
+    Toxiproxy,
     Postgres,
     PostgresExporter,
     Kafka,
@@ -51,6 +54,7 @@ impl ComponentName {
         match self {
             Self::Etcd => "etcd",
             Self::Patroni => "patroni",
+            Self::Toxiproxy => "toxiproxy",
             Self::Postgres => "postgres",
             Self::PostgresExporter => "postgres-exporter",
             Self::Kafka => "kafka",
@@ -72,6 +76,7 @@ impl ComponentName {
         match self {
             Self::Etcd => &patroni::Etcd,
             Self::Patroni => &patroni::Patroni,
+            Self::Toxiproxy => &toxiproxy::Toxiproxy,
             Self::Postgres => &postgres::Postgres,
             Self::PostgresExporter => &postgres_exporter::PostgresExporter,
             Self::Kafka => &kafka::Kafka,
@@ -92,12 +97,13 @@ impl ComponentName {
 impl ComponentName {
     /// How many instances of it the installation runs: a service's replicas, PostgreSQL's
     /// high-availability parts only with `--ha` (two Patroni nodes), Kafka's brokers
-    /// (`--kafka-brokers`), one of anything else.
+    /// (`--kafka-brokers`), Toxiproxy only with `--chaos`, one of anything else.
     pub fn instances(self, home: &Home) -> u8 {
         match self {
             Self::Etcd => u8::from(home.marker.ha),
             Self::Patroni => 2 * u8::from(home.marker.ha),
             Self::Kafka => home.marker.kafka_brokers,
+            Self::Toxiproxy => u8::from(home.marker.chaos),
             Self::Orchestrator | Self::ConsumerApi | Self::MerchantApi => {
                 services::Service::of(self).map_or(1, |service| service.replicas(home))
             }
@@ -128,8 +134,13 @@ impl std::str::FromStr for ComponentName {
 /// wave because it sets up its monitoring role before it starts.
 pub const WAVES: &[&[ComponentName]] = &[
     // Empty unless `--ha`: PostgreSQL's nodes and their store come before its address
-    // (HAProxy, then the `postgres` component).
-    &[ComponentName::Etcd, ComponentName::Patroni],
+    // (HAProxy, then the `postgres` component). Toxiproxy (`--chaos`) needs nothing up to make
+    // its proxies, and must answer before the services call through it.
+    &[
+        ComponentName::Etcd,
+        ComponentName::Patroni,
+        ComponentName::Toxiproxy,
+    ],
     &[
         ComponentName::Postgres,
         ComponentName::Kafka,
@@ -307,6 +318,7 @@ pub mod patroni;
 pub mod postgres;
 pub mod postgres_exporter;
 pub mod services;
+pub mod toxiproxy;
 
 /// Everything a component needs to know about its installation.
 pub struct Ctx {

@@ -1,5 +1,6 @@
 //! The platform's own Rust services, started from the binaries beside `paytool`.
 
+use super::toxiproxy::{self, Destination};
 use super::{http_probe, Component, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
@@ -7,7 +8,18 @@ use nix::sys::signal::Signal;
 
 /// The platform's own services. Every property below is an exhaustive match: a fourth
 /// service is a compile error in each place until it has its port, database and secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Service {
     Orchestrator,
     ConsumerApi,
@@ -107,17 +119,26 @@ impl Service {
         }
     }
 
+    /// The database URL the service itself is given: through its Toxiproxy route with
+    /// `--chaos`.
     pub fn database_url(self, ctx: &Ctx) -> String {
-        self.database_url_in(&ctx.home, &ctx.secrets)
+        self.database_url_at(
+            &ctx.secrets,
+            toxiproxy::reach(&ctx.home, self, Destination::Postgres),
+        )
     }
 
-    /// Its database, as its own role: what the service itself may read and write.
+    /// Its database, as its own role: what the service itself may read and write (directly,
+    /// never through a proxy: the chaos invariants read it while the network is broken).
     pub fn database_url_in(self, home: &Home, secrets: &Secrets) -> String {
+        self.database_url_at(secrets, home.ports().postgres)
+    }
+
+    fn database_url_at(self, secrets: &Secrets, port: u16) -> String {
         let db = self.database();
         format!(
-            "postgres://{db}:{}@127.0.0.1:{}/{db}",
+            "postgres://{db}:{}@127.0.0.1:{port}/{db}",
             self.database_password(secrets),
-            home.ports().postgres
         )
     }
 
@@ -160,6 +181,17 @@ impl Component for Service {
 fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
     let name = service.as_str();
     let port = service.instance_port(&ctx.home, instance);
+    // Where it calls Keycloak and the other services: through Toxiproxy with `--chaos`.
+    let keycloak = format!(
+        "http://127.0.0.1:{}",
+        toxiproxy::reach(&ctx.home, service, Destination::Keycloak)
+    );
+    let calls = |to: Destination| {
+        format!(
+            "http://127.0.0.1:{}",
+            toxiproxy::reach(&ctx.home, service, to)
+        )
+    };
     let public = match service {
         Service::ConsumerApi => vec![
             ctx.home.ports().public_url("api"),
@@ -184,17 +216,13 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
         (
             "APP__AUTH__JWKS_URL".into(),
             format!(
-                "http://127.0.0.1:{}/realms/{}/protocol/openid-connect/certs",
-                ctx.home.ports().keycloak,
+                "{keycloak}/realms/{}/protocol/openid-connect/certs",
                 super::keycloak::REALM
             ),
         ),
         ("APP__AUTH__AUDIENCE".into(), name.to_string()),
         // The service's own account: registering users, calling the orchestrator.
-        (
-            "APP__KEYCLOAK__BASE_URL".into(),
-            format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
-        ),
+        ("APP__KEYCLOAK__BASE_URL".into(), keycloak.clone()),
         (
             "APP__KEYCLOAK__REALM".into(),
             super::keycloak::REALM.to_string(),
@@ -206,7 +234,7 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
         ),
         (
             "APP__ORCHESTRATOR__BASE_URL".into(),
-            Service::Orchestrator.internal_url(&ctx.home),
+            calls(Destination::Orchestrator),
         ),
         // Each service relays its outbox to Kafka; merchant-api also consumes payments.v1.
         // Every broker: a client that starts while one is down still finds the cluster.
@@ -225,6 +253,7 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
         // The wallet's sign-in (a backend-for-frontend at wallet.local.test).
         env.extend(web_env(
             ctx,
+            &keycloak,
             "wallet",
             "wallet-web",
             &ctx.secrets.client_wallet_web,
@@ -237,18 +266,19 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
         // Paying a merchant's QR code goes through merchant-api, which owns payment requests.
         env.push((
             "APP__MERCHANT_API__BASE_URL".into(),
-            Service::MerchantApi.internal_url(&ctx.home),
+            calls(Destination::MerchantApi),
         ));
     }
     if service == Service::MerchantApi {
         // Charging a consumer's code goes through consumer-api, which owns the codes.
         env.push((
             "APP__CONSUMER_API__BASE_URL".into(),
-            Service::ConsumerApi.internal_url(&ctx.home),
+            calls(Destination::ConsumerApi),
         ));
         // The dashboard's sign-in (a backend-for-frontend).
         env.extend(web_env(
             ctx,
+            &keycloak,
             "merchant",
             "merchant-dashboard",
             &ctx.secrets.client_merchant_dashboard,
@@ -275,7 +305,13 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
 
 /// A backend-for-frontend's sign-in settings (APP__WEB__*): browsers are sent to Keycloak's
 /// public pages; the code is exchanged for tokens over loopback with the client's secret.
-fn web_env(ctx: &Ctx, host: &str, client_id: &str, secret: &str) -> [(String, String); 6] {
+fn web_env(
+    ctx: &Ctx,
+    keycloak: &str,
+    host: &str,
+    client_id: &str,
+    secret: &str,
+) -> [(String, String); 6] {
     let ports = ctx.home.ports();
     [
         ("APP__WEB__PUBLIC_BASE_URL".into(), ports.public_url(host)),
@@ -285,10 +321,7 @@ fn web_env(ctx: &Ctx, host: &str, client_id: &str, secret: &str) -> [(String, St
             "APP__WEB__KEYCLOAK_PUBLIC_URL".into(),
             ports.public_url("sso"),
         ),
-        (
-            "APP__WEB__KEYCLOAK_INTERNAL_URL".into(),
-            format!("http://127.0.0.1:{}", ports.keycloak),
-        ),
+        ("APP__WEB__KEYCLOAK_INTERNAL_URL".into(), keycloak.into()),
         ("APP__WEB__REALM".into(), super::keycloak::REALM.into()),
     ]
 }
