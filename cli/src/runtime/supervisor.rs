@@ -31,6 +31,11 @@ const READY_POLL_MS: u64 = 250;
 /// launcher) may take to go once SIGKILLed, and its ports to be free again, before a restart.
 const GROUP_EXIT_TIMEOUT_MS: u64 = 10_000;
 const PORT_RELEASE_TIMEOUT_MS: u64 = 15_000;
+/// A first start waits this long for a port that is taken: `up` found every port free, yet in
+/// CI a test installation's port was seen taken half a minute later, twice by something gone
+/// again when looked at (see `support::procfs::port_holder` in the message); a short wait
+/// rides that out, and a port that stays taken is still reported.
+const FIRST_START_PORT_WAIT_MS: u64 = 5_000;
 const PORT_POLL_MS: u64 = 100;
 /// How often the supervisor probes each service instance's readiness while it runs, and how
 /// many failures in a row take it out of the gateway's upstream.
@@ -171,7 +176,7 @@ async fn start_and_watch(
             let state = Arc::clone(state);
             let shutdown = shutdown.clone();
             async move {
-                let outcome = start(&ctx, &state, &spec, shutdown, 0).await;
+                let outcome = start(&ctx, &state, &spec, shutdown, FIRST_START_PORT_WAIT_MS).await;
                 (spec, outcome)
             }
         });
@@ -297,7 +302,15 @@ async fn start_when_built(
         return None;
     }
     log(&format!("{}: built; starting", spec.id()));
-    match start(&ctx, &state, &spec, shutdown.clone(), 0).await {
+    match start(
+        &ctx,
+        &state,
+        &spec,
+        shutdown.clone(),
+        FIRST_START_PORT_WAIT_MS,
+    )
+    .await
+    {
         Ok(child) => {
             // Not a service: nothing sends it commands.
             let (_, commands) = mpsc::channel(1);
@@ -355,7 +368,7 @@ where
 /// Prepares, spawns and waits for one component to be ready; on shutdown during the wait,
 /// returns the child so that it is stopped with the rest.
 /// `port_wait_ms`: how long the component's ports may take to be free (a restart waits for the
-/// previous process's sockets; a first start does not, and says at once who holds a port).
+/// previous process's sockets; a first start a few seconds).
 async fn start(
     ctx: &Ctx,
     state: &Shared,
@@ -382,7 +395,11 @@ async fn start(
         if in_use_on_loopback(*port) {
             return Err(fail(
                 Code::PortTaken,
-                format!("port {port} ({what}) wanted by {} is already in use: stop what holds it, or set PAYTOOL_PORT_BASE for a fresh installation", spec.id()),
+                format!(
+                    "port {port} ({what}) wanted by {} is already in use ({}): stop what holds it, or set PAYTOOL_PORT_BASE for a fresh installation",
+                    spec.id(),
+                    crate::support::procfs::port_holder(*port)
+                ),
             ));
         }
     }

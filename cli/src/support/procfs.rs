@@ -92,6 +92,47 @@ pub fn cpu_model() -> Option<String> {
     cpus.model_name(0).map(|m| m.trim().to_string())
 }
 
+/// Who holds a TCP port on this machine, as far as /proc tells: the socket's state and the
+/// process that has it open, for a message about a port that is taken.
+pub fn port_holder(port: u16) -> String {
+    let sockets: Vec<procfs::net::TcpNetEntry> = procfs::net::tcp()
+        .into_iter()
+        .flatten()
+        .chain(procfs::net::tcp6().into_iter().flatten())
+        .filter(|entry| entry.local_address.port() == port)
+        .collect();
+    if sockets.is_empty() {
+        return "no socket on it any more".into();
+    }
+    let inodes: BTreeSet<u64> = sockets.iter().map(|entry| entry.inode).collect();
+    let mut owners = Vec::new();
+    if let Ok(all) = procfs::process::all_processes() {
+        for process in all.filter_map(Result::ok) {
+            let Ok(fds) = process.fd() else { continue };
+            let holds = fds.filter_map(Result::ok).any(|fd| {
+                matches!(fd.target, procfs::process::FDTarget::Socket(inode) if inodes.contains(&inode))
+            });
+            if holds {
+                let name = process.stat().map(|stat| stat.comm).unwrap_or_default();
+                owners.push(format!("{name} pid {}", process.pid));
+            }
+        }
+    }
+    let states: Vec<String> = sockets
+        .iter()
+        .map(|entry| format!("{:?} to {}", entry.state, entry.remote_address))
+        .collect();
+    format!(
+        "{}; held by {}",
+        states.join(", "),
+        if owners.is_empty() {
+            "no process of ours to see".to_string()
+        } else {
+            owners.join(", ")
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +169,19 @@ mod tests {
         assert_eq!(cwd(pid), std::env::current_dir().ok());
         assert!(memory_total_bytes().is_some_and(|bytes| bytes > 0));
         assert_eq!(process(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_listening_port_is_said_to_be_held_by_this_process() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = listener.local_addr().expect("an address").port();
+        let said = port_holder(port);
+        assert!(said.contains("Listen"), "{said}");
+        assert!(
+            said.contains(&format!("pid {}", std::process::id())),
+            "{said}"
+        );
+        drop(listener);
+        assert_eq!(port_holder(port), "no socket on it any more");
     }
 }
