@@ -182,6 +182,8 @@ mod tests {
             "{said}"
         );
         drop(listener);
-        assert_eq!(port_holder(port), "no socket on it any more");
+        // Another socket may share the number (an outgoing connection's, in TIME_WAIT), but
+        // nothing listens on it any more.
+        assert!(!port_holder(port).contains("Listen"));
     }
 }
