@@ -55,11 +55,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Db(DbCommand::Failover { json }) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             runtime::db::failover(&home, json).await
         }
         Command::Rollout(args) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             let request = runtime::rollout::Request {
                 service: service(args.service).component_name(),
                 max_unavailable: args.max_unavailable,
@@ -75,7 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status { json, show_secrets } => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             let status = runtime::status::collect(&home, show_secrets).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             follow,
             lines,
         } => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             runtime::logs::run(&home, &component, lines, follow).await?;
             Ok(0)
         }
@@ -121,7 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Ledger(LedgerCommand::Verify { json }) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             pay::ledger::verify(&home, json).await
         }
         Command::Qr(QrCommand::Decode { payload }) => pay::qr::decode(&payload),
@@ -130,7 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             command: Some(BenchCommand::Ledger(args)),
             ..
         }) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             let setup = setup(false);
             let ui = support::ui::Ui::new(args.json);
             perf::bench::ledger::ledger(&home, &setup.tools()?.pg_bin, &args, &ui).await
@@ -139,28 +139,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             command: Some(BenchCommand::Stream(args)),
             ..
         }) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             perf::bench::stream::run(&home, &args, &support::ui::Ui::new(args.json)).await
         }
         Command::Bench(BenchArgs { command: None, all }) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             let setup = setup(false);
             perf::bench::run(&home, &setup.tools()?.pg_bin, &project, &all).await
         }
         Command::Pay(command) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             pay::run(&home, command).await
         }
         Command::Login(args) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             pay::printing_refusals(pay::login::login(&home, &args)).await
         }
         Command::Logout { json } => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             pay::printing_refusals(pay::login::logout(&home, json)).await
         }
         Command::Load(args) => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             perf::load::run(&home, &project, &args).await
         }
         Command::Trace {
@@ -168,7 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             json,
             wait_ms,
         } => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             observe::trace::run(&home, payment_id, json, wait_ms).await
         }
         Command::Alerts {
@@ -176,11 +176,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             limit,
             json,
         } => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             observe::alerts::run(&home, firing, limit, json)
         }
         Command::Slo { json } => {
-            let home = existing_home(&home_dir, &project)?;
+            let home = runtime::home::existing(&home_dir, &project)?;
             observe::slo::run(&home, &project, json).await
         }
         Command::Chaos(command) => chaos::run(&home_dir, &project, command).await,
@@ -218,20 +218,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// The installation for commands that need one to exist already.
-fn existing_home(
-    home_dir: &std::path::Path,
-    project: &std::path::Path,
-) -> anyhow::Result<runtime::home::Home> {
-    runtime::home::Home::open(home_dir, project)?.ok_or_else(|| {
-        fail(
-            Code::NotRunning,
-            format!(
-                "no installation at {}: start one with `paytool up`",
-                home_dir.display()
-            ),
-        )
-    })
 }

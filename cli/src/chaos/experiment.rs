@@ -614,6 +614,11 @@ fn most_specific<'a>(
 
 /// Every experiment under the directory, by name; a file that does not parse is an error.
 pub fn load_all(dir: &Path) -> anyhow::Result<Vec<Loaded>> {
+    paths(dir)?.iter().map(|p| load(p)).collect()
+}
+
+/// The experiment files under the directory, sorted; at most [`FILES_MAX`].
+pub fn paths(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("no experiments directory at {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -626,7 +631,7 @@ pub fn load_all(dir: &Path) -> anyhow::Result<Vec<Loaded>> {
         dir.display(),
         paths.len()
     );
-    paths.iter().map(|p| load(p)).collect()
+    Ok(paths)
 }
 
 /// An experiment named on the command line: a path, or a name under the experiments directory.

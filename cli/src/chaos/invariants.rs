@@ -89,13 +89,7 @@ async fn ledger(home: &Home) -> Check {
     let (ok, evidence) = match crate::pay::ledger::report(home).await {
         Ok(report) => (
             report["ok"].as_bool() == Some(true),
-            report["checks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|c| c["ok"].as_bool() != Some(true))
-                .map(|c| format!("{}: {}", c["name"], c["violations"]))
-                .collect(),
+            crate::pay::ledger::failed_checks(&report),
         ),
         Err(error) => (false, vec![format!("{error:#}")]),
     };

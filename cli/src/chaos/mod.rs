@@ -47,13 +47,13 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
             Ok(0)
         }
         ChaosCommand::Run(args) => {
-            let home = existing(home_dir, project)?;
+            let home = crate::runtime::home::existing(home_dir, project)?;
             let loaded = experiment::resolve(project, &args.experiment)?;
             let seed = args.seed.unwrap_or_else(rand::random);
             execute(&home, project, &loaded.name, loaded.experiment, seed, &args).await
         }
         ChaosCommand::Replay(args) => {
-            let home = existing(home_dir, project)?;
+            let home = crate::runtime::home::existing(home_dir, project)?;
             let journal = journal::read(&args.journal)?;
             let run_args = ChaosRunArgs {
                 experiment: journal.name.clone(),
@@ -86,18 +86,6 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
             Ok(journal.verdict.exit_code())
         }
     }
-}
-
-fn existing(home_dir: &Path, project: &Path) -> anyhow::Result<Home> {
-    Home::open(home_dir, project)?.ok_or_else(|| {
-        fail(
-            Code::NotRunning,
-            format!(
-                "no installation at {}: start one with `paytool up`",
-                home_dir.display()
-            ),
-        )
-    })
 }
 
 fn list(project: &Path, json: bool) -> anyhow::Result<i32> {
@@ -133,14 +121,8 @@ fn list(project: &Path, json: bool) -> anyhow::Result<i32> {
 
 fn validate(project: &Path, files: &[std::path::PathBuf], json: bool) -> anyhow::Result<i32> {
     let paths: Vec<std::path::PathBuf> = if files.is_empty() {
-        let dir = project.join(experiment::EXPERIMENTS_DIR);
-        let mut paths: Vec<_> = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            .collect();
-        paths.sort();
-        paths.truncate(experiment::FILES_MAX);
-        paths
+        experiment::paths(&project.join(experiment::EXPERIMENTS_DIR))
+            .map_err(|e| fail(Code::Usage, format!("{e:#}")))?
     } else {
         files.to_vec()
     };

@@ -67,13 +67,7 @@ impl Probes {
             Probe::Ledger => {
                 let report = crate::pay::ledger::report(&self.home).await?;
                 let ok = report["ok"].as_bool() == Some(true);
-                let failed: Vec<String> = report["checks"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|c| c["ok"].as_bool() != Some(true))
-                    .map(|c| format!("{}: {}", c["name"], c["violations"]))
-                    .collect();
+                let failed = crate::pay::ledger::failed_checks(&report);
                 let detail = if ok {
                     format!(
                         "{} accounts, {} transfers, every invariant holds",

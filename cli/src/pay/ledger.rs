@@ -88,3 +88,14 @@ pub async fn report(home: &Home) -> anyhow::Result<Value> {
     }
     Ok(response.json().await?)
 }
+
+/// The checks of a report (`report`) that do not hold, one line each: name and violations.
+pub fn failed_checks(report: &Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["ok"].as_bool() != Some(true))
+        .map(|c| format!("{}: {}", c["name"], c["violations"]))
+        .collect()
+}

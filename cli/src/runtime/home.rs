@@ -403,6 +403,20 @@ fn is_empty_dir(dir: &Path) -> anyhow::Result<bool> {
 }
 
 /// Writes via a temporary file and a rename, so a reader never sees half a file.
+/// The installation for commands that need one to exist already (`paytool status`, `pay`,
+/// `chaos run` …): a missing one is exit 7 with the command that makes one.
+pub fn existing(home_dir: &Path, project: &Path) -> anyhow::Result<Home> {
+    Home::open(home_dir, project)?.ok_or_else(|| {
+        fail(
+            Code::NotRunning,
+            format!(
+                "no installation at {}: start one with `paytool up`",
+                home_dir.display()
+            ),
+        )
+    })
+}
+
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     let parent = path.parent().context("a file path without a parent")?;
     fs::create_dir_all(parent)?;
