@@ -61,15 +61,18 @@ fn status() -> Value {
 }
 
 fn pid_of(component: &str) -> u32 {
+    running_pid(component).unwrap_or_else(|| panic!("{component} has a pid"))
+}
+
+/// The instance's pid, none while it is being restarted.
+fn running_pid(component: &str) -> Option<u32> {
     status()["components"]
         .as_array()
         .expect("components")
         .iter()
         .find(|c| c["id"] == component)
         .and_then(|c| c["pid"].as_u64())
-        .unwrap_or_else(|| panic!("{component} has a pid"))
-        .try_into()
-        .expect("a pid")
+        .and_then(|pid| u32::try_from(pid).ok())
 }
 
 /// Whether a process is stopped (SIGSTOP): `T` in /proc/PID/stat.
@@ -829,4 +832,129 @@ settle_s: 60
     );
     assert!(!broken(&proxy_state(api, route)), "{route} is whole");
     assert!(invariants_hold(&journal), "{:#}", journal["invariants"]);
+}
+
+/// The instance's own HTTP port, from the status document.
+fn http_port(component: &str) -> u16 {
+    status()["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["id"] == component)
+        .and_then(|c| c["ports"]["http"].as_u64())
+        .and_then(|port| u16::try_from(port).ok())
+        .unwrap_or_else(|| panic!("{component} has an http port"))
+}
+
+/// How many seconds the instance's clock is ahead of this machine's: the `Date` of its answer
+/// (whole seconds, so ±1) against the time here. None while it does not answer.
+fn clock_offset_s(port: u16) -> Option<i64> {
+    let (_, answer) = probe(port);
+    let answer = answer.ok()?;
+    let date = answer
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("date")
+                .then(|| value.trim().to_string())
+        })?;
+    let theirs = chrono::DateTime::parse_from_rfc2822(&date).ok()?;
+    Some((theirs.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds())
+}
+
+#[test]
+fn a_clock_skew_puts_one_services_clock_off_for_its_window_and_back_on_time_after() {
+    let _turn = turn();
+    let before = pid_of("consumer-api");
+    let port = http_port("consumer-api");
+    let on_time = clock_offset_s(port).expect("consumer-api answers");
+    assert!(on_time.abs() <= 2, "consumer-api starts {on_time} s off");
+    let file = experiment(
+        "title: consumer-api's clock ahead
+steady_state: {title: healthy, probes: [{type: ready}, {type: ledger}]}
+method:
+  - fault: {type: clock-skew, target: {component: consumer-api}, offset_s: 90, duration_s: 15}
+rollbacks: [{type: wait-ready, timeout_s: 60}]
+settle_s: 60
+",
+    );
+    let child = spawn_run(&file.path);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut skewed: Option<(u32, i64)> = None;
+    while Instant::now() < deadline && skewed.is_none() {
+        if let (Some(pid), Some(offset_s)) = (running_pid("consumer-api"), clock_offset_s(port)) {
+            if pid != before && (85..=95).contains(&offset_s) {
+                skewed = Some((pid, offset_s));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (during, _) = skewed.expect("consumer-api was restarted with its clock about 90 s ahead");
+    let (output, journal) = wait_child(child);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let after = pid_of("consumer-api");
+    assert_ne!(
+        after, during,
+        "it was restarted again, on the machine's clock"
+    );
+    let offset_s = clock_offset_s(port).expect("consumer-api answers after");
+    assert!(
+        offset_s.abs() <= 2,
+        "consumer-api is still {offset_s} s off"
+    );
+    let injected = events(&journal, "injected");
+    let undone = events(&journal, "undone");
+    assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
+    assert!(invariants_hold(&journal), "{journal:#}");
+}
+
+/// Free bytes on the filesystem holding `path`, as an unprivileged writer sees them.
+fn free_bytes(path: &Path) -> u64 {
+    let stat = nix::sys::statvfs::statvfs(path).expect("statvfs");
+    stat.blocks_available() * stat.fragment_size()
+}
+
+#[test]
+fn a_full_disk_fills_kafkas_own_volume_for_its_window_and_frees_it_after() {
+    const MIB: u64 = 1024 * 1024;
+    let _turn = turn();
+    let data = PathBuf::from(home()).join("kafka/data");
+    let filler = data.join(".paytool-disk-full");
+    let before = free_bytes(&data);
+    assert!(
+        before > 100 * MIB,
+        "kafka's volume has room: {before} bytes"
+    );
+    let file = experiment(
+        "title: kafka's disk full
+requires: {chaos: true}
+steady_state: {title: healthy, probes: [{type: ready}, {type: ledger}]}
+method:
+  - fault: {type: disk-full, target: {component: kafka}, duration_s: 10}
+  - probe: {type: payment, timeout_ms: 10000}
+rollbacks: [{type: wait-ready, timeout_s: 120}]
+settle_s: 120
+",
+    );
+    let child = spawn_run(&file.path);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut full = false;
+    while Instant::now() < deadline && !full {
+        full = filler.exists() && free_bytes(&data) <= MIB;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(full, "kafka's volume was never seen full");
+    let (output, journal) = wait_child(child);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(!filler.exists(), "the filler is gone");
+    assert!(
+        free_bytes(&data) > before / 2,
+        "the room came back: {} of {before} bytes",
+        free_bytes(&data)
+    );
+    let injected = events(&journal, "injected");
+    let undone = events(&journal, "undone");
+    assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
+    assert!(invariants_hold(&journal), "{journal:#}");
 }

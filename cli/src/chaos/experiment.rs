@@ -252,6 +252,24 @@ pub enum Fault {
     },
     /// A PostgreSQL switchover through Patroni (`paytool db failover`; needs `--ha`).
     Failover,
+    /// One service instance restarted (drained first, as a rollout does) with its time of day
+    /// `offset_s` seconds off the machine's (libfaketime), and restarted on the machine's
+    /// clock when the window ends. Tokens, deadlines and timestamps meet a clock that is off.
+    ClockSkew {
+        target: Target,
+        #[schemars(range(min = -86400, max = 86400))]
+        offset_s: i32,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
+    /// The target's data volume filled (`paytool up --chaos` gives Kafka's log directory a
+    /// size-limited filesystem of its own): every write there fails with "no space left"
+    /// until the filler is deleted when the window ends. The machine's disk is never filled.
+    DiskFull {
+        target: Target,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
     /// CPU pressure from stress-ng for the window: `workers` busy loops each at
     /// `load_percent`. The components share the machine's cores (no cgroup per component
     /// here), so every one of them feels it.
@@ -357,9 +375,11 @@ pub enum Direction {
 impl Fault {
     pub fn target(&self) -> Option<&Target> {
         match self {
-            Self::Kill { target } | Self::Terminate { target } | Self::Pause { target, .. } => {
-                Some(target)
-            }
+            Self::Kill { target }
+            | Self::Terminate { target }
+            | Self::Pause { target, .. }
+            | Self::ClockSkew { target, .. }
+            | Self::DiskFull { target, .. } => Some(target),
             _ => None,
         }
     }
@@ -377,6 +397,8 @@ impl Fault {
             | Self::Terminate { .. }
             | Self::Pause { .. }
             | Self::Failover
+            | Self::ClockSkew { .. }
+            | Self::DiskFull { .. }
             | Self::CpuPressure { .. }
             | Self::MemoryPressure { .. } => None,
         }
@@ -385,6 +407,8 @@ impl Fault {
     pub fn duration_s(&self) -> u32 {
         match self {
             Self::Pause { duration_s, .. }
+            | Self::ClockSkew { duration_s, .. }
+            | Self::DiskFull { duration_s, .. }
             | Self::CpuPressure { duration_s, .. }
             | Self::MemoryPressure { duration_s, .. } => *duration_s,
             Self::Latency { duration_s, .. }
@@ -455,6 +479,33 @@ impl Experiment {
                     if target.component == ComponentName::Toxiproxy && !self.requires.chaos {
                         return Err(
                             "a fault on toxiproxy needs `requires: {chaos: true}`".to_string()
+                        );
+                    }
+                }
+                if let Fault::ClockSkew {
+                    target, offset_s, ..
+                } = fault
+                {
+                    if Service::of(target.component).is_none() {
+                        return Err(format!(
+                            "a clock skew puts a service's clock off; {} is not a service",
+                            target.component.as_str()
+                        ));
+                    }
+                    if *offset_s == 0 {
+                        return Err("a clock skew of 0 s changes nothing".into());
+                    }
+                }
+                if let Fault::DiskFull { target, .. } = fault {
+                    if target.component != ComponentName::Kafka {
+                        return Err(format!(
+                            "a disk-full fault fills a data volume of its own, which only kafka has; not {}",
+                            target.component.as_str()
+                        ));
+                    }
+                    if !self.requires.chaos {
+                        return Err(
+                            "kafka's log directory is a volume of its own only under `paytool up --chaos`: a disk-full fault needs `requires: {chaos: true}`".into(),
                         );
                     }
                 }

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One process that a fault hit: which instance, and the group it led.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,6 +61,10 @@ pub enum Undo {
     },
     /// A Toxiproxy route's proxy enabled again.
     EnableProxy { api: String, proxy: String },
+    /// The instance restarted on the machine's clock, through the supervisor's socket.
+    ClockBack { socket: PathBuf, hit: Hit },
+    /// The filler deleted from a data volume.
+    Unfill { dir: PathBuf },
 }
 
 /// What the fault did, for the journal.
@@ -122,6 +126,36 @@ fn signal_group(hit: &Hit, signal: Signal) -> anyhow::Result<()> {
         .map_err(|errno| anyhow::anyhow!("{signal} to {}'s group {pid}: {errno}", hit.id()))
 }
 
+/// What a fault needs besides its target, checked by the pre-flight: libfaketime for a clock
+/// skew, a volume of its own (`paytool up --chaos`, as root) for a disk-full fault.
+pub fn ready_to_inject(home: &Home, fault: &Fault) -> anyhow::Result<()> {
+    match fault {
+        Fault::ClockSkew { .. } => {
+            let library = crate::runtime::supervisor::FAKETIME_LIBRARY;
+            anyhow::ensure!(
+                Path::new(library).exists(),
+                "{library} is missing: `paytool setup` installs faketime"
+            );
+        }
+        Fault::DiskFull { target, .. } => {
+            let instances = target.instance.map_or_else(
+                || (0..target.component.instances(home)).collect(),
+                |instance| vec![instance],
+            );
+            for instance in instances {
+                let dir = crate::runtime::components::kafka::data_dir(home, instance);
+                anyhow::ensure!(
+                    crate::runtime::volume::is_mountpoint(&dir),
+                    "{} is on the machine's disk, not a volume of its own: an installation made with `paytool up --chaos` as root has one",
+                    dir.display()
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Injects one fault. The caller undoes it with [`undo`] when its window ends.
 pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Result<Injected> {
     match fault {
@@ -157,6 +191,50 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
                 hit: Some(hit.clone()),
                 route: None,
                 undo: Undo::Resume { hit },
+            })
+        }
+        Fault::ClockSkew {
+            target,
+            offset_s,
+            duration_s,
+        } => {
+            let hit = resolve(home, target, rng)?;
+            let restarted =
+                crate::runtime::rollout::skew_clock(home, hit.component, hit.instance, *offset_s)
+                    .await?;
+            let hit = Hit {
+                pid: restarted.new_pid.unwrap_or(hit.pid),
+                ..hit
+            };
+            Ok(Injected {
+                detail: format!(
+                    "{} restarted ({}) with its clock {offset_s:+} s off for {duration_s} s; ready in {} ms",
+                    hit.id(),
+                    hit.pid,
+                    restarted.ready_ms
+                ),
+                hit: Some(hit.clone()),
+                route: None,
+                undo: Undo::ClockBack {
+                    socket: crate::runtime::rollout::socket_path(home),
+                    hit,
+                },
+            })
+        }
+        Fault::DiskFull { target, duration_s } => {
+            let hit = resolve(home, target, rng)?;
+            let dir = crate::runtime::components::kafka::data_dir(home, hit.instance);
+            let taken = crate::runtime::volume::fill(&dir)?;
+            Ok(Injected {
+                detail: format!(
+                    "{}'s volume {} filled ({} MiB) for {duration_s} s",
+                    hit.id(),
+                    dir.display(),
+                    taken / (1024 * 1024)
+                ),
+                hit: Some(hit),
+                route: None,
+                undo: Undo::Unfill { dir },
             })
         }
         Fault::CpuPressure {
@@ -340,6 +418,8 @@ async fn network(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Result
         | Fault::Terminate { .. }
         | Fault::Pause { .. }
         | Fault::Failover
+        | Fault::ClockSkew { .. }
+        | Fault::DiskFull { .. }
         | Fault::CpuPressure { .. }
         | Fault::MemoryPressure { .. } => {
             anyhow::bail!("{} is not a network fault", fault.kind())
@@ -405,6 +485,12 @@ pub async fn undo(undo: &Undo) -> anyhow::Result<()> {
             Ok(())
         }
         Undo::EnableProxy { api, proxy } => Api::at(api)?.set_enabled(proxy, true).await,
+        Undo::Unfill { dir } => crate::runtime::volume::unfill(dir),
+        Undo::ClockBack { socket, hit } => {
+            crate::runtime::rollout::skew_clock_at(socket, hit.component, hit.instance, 0)
+                .await
+                .map(|_| ())
+        }
         Undo::Resume { hit } => match signal_group(hit, Signal::SIGCONT) {
             Ok(()) => Ok(()),
             Err(_) if !crate::runtime::state::is_alive(hit.pid) => Ok(()),

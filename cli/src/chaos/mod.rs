@@ -700,6 +700,9 @@ async fn preflight(
                     problems.push(format!("{error:#}"));
                 }
             }
+            if let Err(error) = faults::ready_to_inject(home, fault) {
+                problems.push(format!("{error:#}"));
+            }
         }
     }
     let mut outcomes = Vec::new();

@@ -39,6 +39,7 @@ pub async fn run(home_dir: &Path, project: &Path, purge: bool, ui: &Ui) -> anyho
                 ui.println(&format!("stopping its supervisor (pid {pid}) first"));
                 stop_supervisor(pid).await?;
             }
+            crate::runtime::volume::unmount_under(home_dir)?;
             std::fs::remove_dir_all(home_dir)?;
             return Ok(());
         }
@@ -54,6 +55,11 @@ pub async fn run(home_dir: &Path, project: &Path, purge: bool, ui: &Ui) -> anyho
     } else {
         "was not running".to_string()
     });
+    // The components' volumes (`up --chaos`) with them: the next `up` mounts them again.
+    let unmounted = crate::runtime::volume::unmount_under(&home.dir)?;
+    if unmounted > 0 {
+        ui.println(&format!("unmounted {unmounted} data volume(s)"));
+    }
     if purge {
         if crate::runtime::tls::untrust(&home).unwrap_or(false) {
             ui.println("removed the installation's CA from the system trust store");

@@ -17,3 +17,4 @@ pub mod status;
 pub mod supervisor;
 pub mod tls;
 pub mod up;
+pub mod volume;

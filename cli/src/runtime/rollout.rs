@@ -6,6 +6,9 @@
 //! A new binary after a rebuild (or `--binary PATH`) is staged as the service's next
 //! generation; an instance whose new process is not ready within its bound goes back to the
 //! previous generation, and so do the instances already replaced: the rollout is rolled back.
+//!
+//! The same socket restarts one instance with its clock put off the machine's (a chaos clock
+//! skew, [`skew_clock`]): the same drain and restart, the same program.
 
 use crate::runtime::components::services::Service;
 use crate::runtime::components::{ComponentName, Ctx};
@@ -29,9 +32,24 @@ const REQUEST_BYTES_MAX: usize = 4_096;
 /// for the most instances a service may run, twice (a rollback), and some.
 const ROLLOUT_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// One instance's drain (10 s), start (30 s) and some.
+const SKEW_TIMEOUT_MS: u64 = 60_000;
 
 pub fn socket_path(home: &Home) -> PathBuf {
     home.run_dir().join(SOCKET)
+}
+
+/// What the control socket is asked, one JSON line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlRequest {
+    Rollout(Request),
+    /// One service instance restarted with its clock `offset_s` seconds off (0: the machine's).
+    SkewClock {
+        service: ComponentName,
+        instance: u8,
+        offset_s: i32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,12 +89,30 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Progress {
-    Replacing { instance: u8 },
-    Replaced { instance: u8, ready_ms: u64 },
-    Failed { instance: u8, error: String },
-    RollingBack { instance: u8 },
-    Done { report: Report },
-    Refused { reason: String },
+    Replacing {
+        instance: u8,
+    },
+    Replaced {
+        instance: u8,
+        ready_ms: u64,
+    },
+    Failed {
+        instance: u8,
+        error: String,
+    },
+    RollingBack {
+        instance: u8,
+    },
+    Done {
+        report: Report,
+    },
+    Refused {
+        reason: String,
+    },
+    /// A clock skew's restart, done.
+    Skewed {
+        restarted: Restarted,
+    },
 }
 
 // ---- the supervisor's side ----
@@ -139,11 +175,11 @@ async fn handle(
         text.push('\n');
         text
     };
-    let request: Request = match serde_json::from_str(&line) {
+    let request: ControlRequest = match serde_json::from_str(&line) {
         Ok(request) => request,
         Err(error) => {
             let text = send(Progress::Refused {
-                reason: format!("not a rollout request: {error}"),
+                reason: format!("not a control request: {error}"),
             });
             write.write_all(text.as_bytes()).await?;
             return Ok(());
@@ -151,10 +187,25 @@ async fn handle(
     };
     let Ok(_guard) = busy.try_lock() else {
         let text = send(Progress::Refused {
-            reason: "another rollout is in progress; wait for it to finish".into(),
+            reason: "another rollout or restart is in progress; wait for it to finish".into(),
         });
         write.write_all(text.as_bytes()).await?;
         return Ok(());
+    };
+    let request = match request {
+        ControlRequest::Rollout(request) => request,
+        ControlRequest::SkewClock {
+            service,
+            instance,
+            offset_s,
+        } => {
+            let answer = match skew(control, service, instance, offset_s).await {
+                Ok(restarted) => Progress::Skewed { restarted },
+                Err(reason) => Progress::Refused { reason },
+            };
+            write.write_all(send(answer).as_bytes()).await?;
+            return Ok(());
+        }
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Progress>();
     let forward = async {
@@ -252,7 +303,7 @@ async fn execute(
             let _ = progress.send(Progress::Replacing {
                 instance: *instance,
             });
-            restart(control, request.service, *instance, program.clone())
+            restart(control, request.service, *instance, program.clone(), None)
         });
         let outcomes = futures_util::future::join_all(replies).await;
         for (instance, outcome) in batch.iter().zip(outcomes) {
@@ -293,8 +344,14 @@ async fn execute(
             let _ = progress.send(Progress::RollingBack {
                 instance: report.instance,
             });
-            if let Err(again) =
-                restart(control, request.service, report.instance, previous.clone()).await
+            if let Err(again) = restart(
+                control,
+                request.service,
+                report.instance,
+                previous.clone(),
+                None,
+            )
+            .await
             {
                 let _ = progress.send(Progress::Failed {
                     instance: report.instance,
@@ -363,11 +420,97 @@ fn check_max_unavailable(
     Ok(())
 }
 
+/// One service instance restarted on its current program with its clock `offset_s` off.
+async fn skew(
+    control: &SharedControl,
+    name: ComponentName,
+    instance: u8,
+    offset_s: i32,
+) -> Result<Restarted, String> {
+    use crate::runtime::supervisor::{CLOCK_OFFSET_S_MAX, FAKETIME_LIBRARY};
+    if Service::of(name).is_none() {
+        return Err(format!(
+            "{name} is not a service: only a service's clock is put off"
+        ));
+    }
+    if offset_s.abs() > CLOCK_OFFSET_S_MAX {
+        return Err(format!(
+            "a clock offset of {offset_s} s is more than {CLOCK_OFFSET_S_MAX} s either way"
+        ));
+    }
+    if offset_s != 0 && !Path::new(FAKETIME_LIBRARY).exists() {
+        return Err(format!(
+            "{FAKETIME_LIBRARY} is missing: `paytool setup` installs faketime"
+        ));
+    }
+    let program = control
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .programs
+        .get(&name)
+        .cloned()
+        .ok_or("the supervisor has no program for this service")?;
+    restart(control, name, instance, program, Some(offset_s)).await
+}
+
+/// Asks the supervisor to restart one service instance with its clock `offset_s` seconds off
+/// the machine's (0 puts it back); answers once the new process is ready.
+pub async fn skew_clock(
+    home: &Home,
+    service: ComponentName,
+    instance: u8,
+    offset_s: i32,
+) -> anyhow::Result<Restarted> {
+    skew_clock_at(&socket_path(home), service, instance, offset_s).await
+}
+
+/// [`skew_clock`] through the socket at `path` (an undo keeps the path, not the home).
+pub async fn skew_clock_at(
+    path: &Path,
+    service: ComponentName,
+    instance: u8,
+    offset_s: i32,
+) -> anyhow::Result<Restarted> {
+    let stream = tokio::time::timeout(
+        Duration::from_millis(CONNECT_TIMEOUT_MS),
+        UnixStream::connect(path),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the supervisor did not answer on {}", path.display()))?
+    .map_err(|error| {
+        anyhow::anyhow!("cannot reach the supervisor at {}: {error}", path.display())
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(&ControlRequest::SkewClock {
+        service,
+        instance,
+        offset_s,
+    })?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut lines = BufReader::new(read).lines();
+    let line = tokio::time::timeout(Duration::from_millis(SKEW_TIMEOUT_MS), lines.next_line())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the supervisor did not restart {service}.{instance} within {} s",
+                SKEW_TIMEOUT_MS / 1000
+            )
+        })??
+        .ok_or_else(|| anyhow::anyhow!("the supervisor closed the connection without answering"))?;
+    match serde_json::from_str::<Progress>(&line)? {
+        Progress::Skewed { restarted } => Ok(restarted),
+        Progress::Refused { reason } => Err(anyhow::anyhow!(reason)),
+        other => Err(anyhow::anyhow!("unexpected answer: {other:?}")),
+    }
+}
+
 async fn restart(
     control: &SharedControl,
     name: ComponentName,
     instance: u8,
     program: PathBuf,
+    clock_offset_s: Option<i32>,
 ) -> Result<Restarted, String> {
     let sender = control
         .lock()
@@ -378,7 +521,11 @@ async fn restart(
         .ok_or_else(|| format!("{name}.{instance} is not supervised"))?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     sender
-        .send(Command::Restart { program, reply })
+        .send(Command::Restart {
+            program,
+            clock_offset_s,
+            reply,
+        })
         .await
         .map_err(|_| format!("{name}.{instance}'s watcher is gone"))?;
     answer
@@ -410,7 +557,7 @@ pub async fn run(home: &Home, request: Request, json: bool, ui: &Ui) -> anyhow::
         )
     })?;
     let (read, mut write) = stream.into_split();
-    let mut text = serde_json::to_string(&request)?;
+    let mut text = serde_json::to_string(&ControlRequest::Rollout(request.clone()))?;
     text.push('\n');
     write.write_all(text.as_bytes()).await?;
     let mut lines = BufReader::new(read).lines();
@@ -458,6 +605,9 @@ pub async fn run(home: &Home, request: Request, json: bool, ui: &Ui) -> anyhow::
                 }
             }
             Progress::Refused { reason } => return Err(fail(Code::Usage, reason)),
+            Progress::Skewed { .. } => {
+                anyhow::bail!("the supervisor answered a rollout as a clock skew")
+            }
             Progress::Done { report } => {
                 drop(steps);
                 if json {

@@ -51,6 +51,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "haproxy",
     // CPU and memory pressure for `paytool chaos` (faults cpu-pressure, memory-pressure).
     "stress-ng",
+    // A service's clock put off the machine's (fault clock-skew): libfaketime, preloaded.
+    "faketime",
 ];
 
 /// The names the gateway serves, mapped to loopback in /etc/hosts.

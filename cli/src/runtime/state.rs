@@ -62,6 +62,13 @@ pub struct ComponentState {
     pub ready_ms: Option<u64>,
     pub message: Option<String>,
     pub log: PathBuf,
+    /// Seconds this instance's clock is off the machine's (a chaos clock skew); 0 normally.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clock_offset_s: i32,
+}
+
+fn is_zero(offset_s: &i32) -> bool {
+    *offset_s == 0
 }
 
 impl ComponentState {

@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// services) are not restarted in lockstep.
 const RESTART_BACKOFF_FIRST_MS: u64 = 500;
 const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
-/// More restarts than this within the window and the supervisor gives up on the component.
+/// More restarts than this within the window and the component is crash-looping: tried again
+/// every `RESTART_BACKOFF_MAX_MS`, and reported as such.
 const RESTARTS_MAX: usize = 5;
 const RESTART_WINDOW_MS: u64 = 10 * 60 * 1000;
 const READY_POLL_MS: u64 = 250;
@@ -110,6 +111,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
                 ready_ms: None,
                 message: None,
                 log: ctx.home.log_path(&spec.id()),
+                clock_offset_s: 0,
             })
             .collect(),
     }));
@@ -503,8 +505,33 @@ pub enum Command {
     /// bound, the previous program is started again (and the answer is the error).
     Restart {
         program: PathBuf,
+        /// When given, the instance's clock from now on: seconds off the machine's (0: the
+        /// machine's own). A chaos fault's clock skew.
+        clock_offset_s: Option<i32>,
         reply: oneshot::Sender<anyhow::Result<Restarted>>,
     },
+}
+
+/// libfaketime (Debian's `faketime`, installed by `paytool setup`), in the build for threaded
+/// programs: preloaded into a service it shifts what the service reads as the time of day.
+pub const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+/// Farthest a service's clock may be put off the machine's: a day.
+pub const CLOCK_OFFSET_S_MAX: i32 = 86_400;
+
+/// Sets (or, at 0, takes away) the environment that runs a program `offset_s` seconds off the
+/// machine's clock. The offset is fixed for the process's life (`FAKETIME`, not a file read
+/// again): libfaketime shifts the monotonic clock with the wall clock, so an offset that
+/// changed under a running process would fire or stall every timer it has.
+pub fn set_clock_offset(env: &mut Vec<(String, String)>, offset_s: i32) {
+    assert!(
+        offset_s.abs() <= CLOCK_OFFSET_S_MAX,
+        "clock offset out of bounds"
+    );
+    env.retain(|(key, _)| key != "LD_PRELOAD" && key != "FAKETIME");
+    if offset_s != 0 {
+        env.push(("LD_PRELOAD".into(), FAKETIME_LIBRARY.into()));
+        env.push(("FAKETIME".into(), format!("{offset_s:+}s")));
+    }
 }
 
 /// One instance replaced.
@@ -545,8 +572,8 @@ async fn next_command(commands: &mut mpsc::Receiver<Command>) -> Command {
     }
 }
 
-/// Watches a running component: on exit, restarts it with backoff, and gives up after too many
-/// restarts in the window; a service's readiness is probed every `READINESS_WATCH_MS` (an
+/// Watches a running component: on exit, restarts it with backoff (the slowest once too many
+/// restarts fall in the window; never given up on); a service's readiness is probed every `READINESS_WATCH_MS` (an
 /// instance that fails it leaves the gateway's upstream until it passes again), and a
 /// rollout's restart is carried out here. At shutdown, returns the child that is running.
 async fn watch_component(
@@ -583,10 +610,21 @@ async fn watch_component(
                     readiness_failures = watch_ready(&ctx, &state, &spec, readiness_failures).await;
                     continue;
                 }
-                Event::Command(Command::Restart { program, reply }) => {
+                Event::Command(Command::Restart {
+                    program,
+                    clock_offset_s,
+                    reply,
+                }) => {
                     let running = child.take().expect("a running child");
-                    let (outcome, restarted) =
-                        replace(&ctx, &state, &mut spec, running, program, &shutdown).await;
+                    let (outcome, restarted) = replace(
+                        &ctx,
+                        &state,
+                        &mut spec,
+                        running,
+                        (program, clock_offset_s),
+                        &shutdown,
+                    )
+                    .await;
                     child = restarted;
                     readiness_failures = 0;
                     let _ = reply.send(outcome);
@@ -616,23 +654,33 @@ async fn watch_component(
         let now = Instant::now();
         recent_restarts
             .retain(|at| now.duration_since(*at) < Duration::from_millis(RESTART_WINDOW_MS));
-        if recent_restarts.len() >= RESTARTS_MAX {
+        // Past the bound it is crash-looping: tried again at the longest backoff, for as long
+        // as it takes, never given up on. A supervisor that gave up turned a passing fault into
+        // an outage for good: Kafka, its log directory full for 30 s (`chaos`, disk-full),
+        // crashed on each start until the fifth and then stayed down after the disk had room.
+        let delay = if recent_restarts.len() >= RESTARTS_MAX {
             log(&format!(
-                "{}: gave up after {RESTARTS_MAX} restarts",
-                spec.id()
+                "{}: crash-looping ({} restarts in {} minutes): trying again every {} s",
+                spec.id(),
+                recent_restarts.len(),
+                RESTART_WINDOW_MS / 60_000,
+                RESTART_BACKOFF_MAX_MS / 1000
             ));
             set(&ctx, &state, spec.key(), |c| {
-                c.state = ComponentPhase::Failed;
+                c.state = ComponentPhase::Restarting;
                 c.message = Some(format!(
-                    "gave up after {RESTARTS_MAX} restarts in {} minutes; see its log",
-                    RESTART_WINDOW_MS / 60_000
+                    "crash-looping: {} restarts in {} minutes, trying again every {} s; see its log",
+                    recent_restarts.len(),
+                    RESTART_WINDOW_MS / 60_000,
+                    RESTART_BACKOFF_MAX_MS / 1000
                 ));
             });
-            let _ = shutdown.wait_for(|stop| *stop).await;
-            return None;
-        }
+            Duration::from_millis(RESTART_BACKOFF_MAX_MS)
+        } else {
+            backoff.next_delay()
+        };
         tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = tokio::time::sleep(delay) => {}
             _ = shutdown.wait_for(|stop| *stop) => return None,
         }
         recent_restarts.push(Instant::now());
@@ -704,7 +752,7 @@ async fn replace(
     state: &Shared,
     spec: &mut Spec,
     running: Child,
-    program: PathBuf,
+    (program, clock_offset_s): (PathBuf, Option<i32>),
     shutdown: &watch::Receiver<bool>,
 ) -> (anyhow::Result<Restarted>, Option<Child>) {
     let began = Instant::now();
@@ -722,9 +770,16 @@ async fn replace(
     tokio::time::sleep(Duration::from_millis(UPSTREAM_SETTLE_MS)).await;
     stop_child(spec, running).await;
     let previous = std::mem::replace(&mut spec.program, program);
+    let previous_env = spec.env.clone();
+    if let Some(offset_s) = clock_offset_s {
+        set_clock_offset(&mut spec.env, offset_s);
+    }
     let spawned = Instant::now();
     match start(ctx, state, spec, shutdown.clone(), PORT_RELEASE_TIMEOUT_MS).await {
         Ok(child) => {
+            if let Some(offset_s) = clock_offset_s {
+                set(ctx, state, spec.key(), |c| c.clock_offset_s = offset_s);
+            }
             let new_pid = child.id();
             let restarted = Restarted {
                 old_pid,
@@ -741,6 +796,7 @@ async fn replace(
                 previous.display()
             ));
             spec.program = previous;
+            spec.env = previous_env;
             let error = error.context(format!(
                 "{}: the new program was not ready; rolled back to the previous one",
                 spec.id()

@@ -24,6 +24,9 @@ pub enum Error {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The task a saga ran in ended without an answer (it panicked): a bug.
+    #[error("the saga's task failed: {0}")]
+    Task(String),
 }
 
 /// The HTTP status of a ledger refusal, by its stable type.
@@ -75,6 +78,10 @@ impl IntoResponse for Error {
             Error::Saga(error @ SagaError::PaymentNotFound(_)) => refusal("payment-not-found", error.to_string()),
             Error::Saga(error @ SagaError::PaymentNotCompleted(_)) => refusal("payment-not-completed", error.to_string()),
             Error::Saga(error @ SagaError::RefundExceedsCapture { .. }) => refusal("refund-exceeds-capture", error.to_string()),
+            Error::Task(cause) => {
+                tracing::error!(error = %cause, "saga task failed");
+                Problem::internal()
+            }
             Error::Database(cause) => {
                 // A database out of reach is an outage (503, Retry-After): the caller's retry
                 // with its key does the work once it is back. Anything else is a bug.

@@ -22,6 +22,12 @@ pub struct DatabaseSettings {
     pub statement_timeout_ms: u64,
 }
 
+/// A transaction idle this long is ended by PostgreSQL (and its connection closed). The
+/// longest wait of ours inside a transaction is the outbox relay's on Kafka (at most twice
+/// its 5 s produce timeout); a transaction left open by a task that went away was ended only
+/// when its connection reached its 30-minute lifetime.
+const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 30_000;
+
 fn default_max_connections() -> u32 {
     // Two cores on the reference machine; more connections than that mostly queue in Postgres.
     10
@@ -36,8 +42,15 @@ fn default_statement_timeout_ms() -> u64 {
 impl DatabaseSettings {
     pub fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
         let options = PgConnectOptions::from_str(self.url.expose_secret())?
-            // A runaway query must not hold a connection (and its locks) forever.
-            .options([("statement_timeout", self.statement_timeout_ms.to_string())]);
+            // A runaway query must not hold a connection (and its locks) forever, nor a
+            // transaction left open by a task that went away between its statements.
+            .options([
+                ("statement_timeout", self.statement_timeout_ms.to_string()),
+                (
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT_MS.to_string(),
+                ),
+            ]);
         Ok(options)
     }
 

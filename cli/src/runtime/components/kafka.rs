@@ -94,6 +94,11 @@ fn dir(home: &Home, instance: u8) -> PathBuf {
     home.component_dir(&super::instance_id(ComponentName::Kafka, instance))
 }
 
+/// Broker `instance`'s log directory (a volume of its own under `--chaos`).
+pub fn data_dir(home: &Home, instance: u8) -> PathBuf {
+    dir(home, instance).join("data")
+}
+
 fn java_args(ctx: &Ctx, main_class: &str) -> Vec<String> {
     let mut args: Vec<String> = HEAP.iter().map(|s| (*s).to_string()).collect();
     args.extend([
@@ -179,8 +184,21 @@ fn min_insync_replicas(home: &Home) -> i32 {
 /// Writes broker `instance`'s configuration, and formats its storage the first time.
 async fn prepare(ctx: &Ctx, instance: u8) -> anyhow::Result<()> {
     let dir = dir(&ctx.home, instance);
-    let data = dir.join("data");
+    let data = data_dir(&ctx.home, instance);
     std::fs::create_dir_all(&data)?;
+    // Under --chaos the log directory is a volume of its own, for the disk-full fault.
+    if ctx.home.marker.chaos
+        && !crate::runtime::volume::ensure(
+            &dir.join("data.img"),
+            &data,
+            crate::runtime::volume::KAFKA_VOLUME_MB,
+        )?
+    {
+        crate::support::log::line(
+            &super::instance_id(ComponentName::Kafka, instance),
+            "its log directory is on the machine's disk (not root, or data from before --chaos): the disk-full fault is off for it",
+        );
+    }
     let ports = ctx.home.ports().kafka_broker(instance);
     let mut context = tera::Context::new();
     context.insert("node_id", &node_id(instance));

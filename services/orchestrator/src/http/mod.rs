@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use paykit::auth::{Principal, Verifier};
 use sqlx::PgPool;
+use tracing::Instrument;
 
 /// The orchestrator's client roles (Keycloak client `orchestrator`).
 pub const ROLE_WRITE: &str = "ledger-write";
@@ -80,10 +81,17 @@ pub async fn start(
 ) -> Result<Response, Error> {
     require(principal, ROLE_WRITE)?;
     let key = idempotency_key(headers)?;
-    let view = state
-        .sagas
-        .start(&principal.client_id, &key, request)
-        .await?;
+    // The saga runs in a task of its own: the caller's deadline (or a client that went away)
+    // drops only the wait for it, never a transaction halfway. A cancelled sqlx transaction is
+    // not always rolled back (cancelled during its BEGIN, its connection went back to the pool
+    // still inside it, and the next borrower's statements ran in that transaction: PostgreSQL
+    // said "there is already a transaction in progress" under the database-latency
+    // experiment). The saga's state is the answer a retry with the same key gets.
+    let (sagas, client_id) = (state.sagas.clone(), principal.client_id.clone());
+    let view =
+        tokio::spawn(async move { sagas.start(&client_id, &key, request).await }.in_current_span())
+            .await
+            .map_err(|error| Error::Task(error.to_string()))??;
     Ok(respond(view))
 }
 
