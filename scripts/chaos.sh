@@ -24,7 +24,8 @@ done
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 paytool="$target_dir/debug/paytool"
-[[ -x "$paytool" ]] || cargo build -p paytool --quiet
+# The services with their failpoints compiled in (the failpoint experiments set them).
+cargo build --workspace --bins --features failpoints --quiet
 report_dir="${CHAOS_REPORT_DIR:-$(mktemp -d /tmp/paytool-chaos-XXXXXX)}"
 mkdir -p "$report_dir"
 

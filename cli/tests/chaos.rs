@@ -958,3 +958,39 @@ settle_s: 120
     assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
     assert!(invariants_hold(&journal), "{journal:#}");
 }
+
+#[test]
+fn a_failpoint_is_set_on_the_service_for_its_window_and_turned_off_after() {
+    let _turn = turn();
+    let port = http_port("consumer-api");
+    let before_ms = median_ok_ms(port);
+    let file = experiment(
+        "title: consumer-api answers late
+steady_state: {title: healthy, probes: [{type: ready}, {type: ledger}]}
+method:
+  - fault: {type: failpoint, target: {component: consumer-api}, name: paykit.request.delay, actions: return(400), duration_s: 10}
+rollbacks: [{type: wait-ready, timeout_s: 60}]
+",
+    );
+    let child = spawn_run(&file.path);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut delayed_ms = 0;
+    while Instant::now() < deadline && delayed_ms < 350 {
+        delayed_ms = median_ok_ms(port);
+    }
+    assert!(
+        delayed_ms >= 350,
+        "consumer-api answered in {delayed_ms} ms under a 400 ms delay point (before: {before_ms} ms)"
+    );
+    let (output, journal) = wait_child(child);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let after_ms = median_ok_ms(port);
+    assert!(
+        after_ms < 300,
+        "consumer-api still answers in {after_ms} ms after the window"
+    );
+    let injected = events(&journal, "injected");
+    let undone = events(&journal, "undone");
+    assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
+    assert!(invariants_hold(&journal), "{journal:#}");
+}

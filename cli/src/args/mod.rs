@@ -859,6 +859,21 @@ pub enum ChaosCommand {
         #[arg(long)]
         json: bool,
     },
+    /// An experiment's method as a Chaos Mesh Workflow, for the Kubernetes runtime (what Chaos
+    /// Mesh cannot express is listed as not rendered)
+    #[command(
+        after_help = "Examples:\n  paytool chaos render pause-kafka > pause-kafka.workflow.yaml\n  paytool chaos render latency-consumer-merchant-under-load --namespace paytool --json | jq .skipped\n\nTargets are chosen by the label app.kubernetes.io/name=<component> in the namespace."
+    )]
+    Render {
+        /// An experiment's name (`paytool chaos list`) or a file
+        experiment: String,
+        /// The platform's namespace
+        #[arg(long, default_value = "paytool")]
+        namespace: String,
+        /// Print the workflow and what was not rendered as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the experiments' JSON Schema (stacks/chaos/experiment.schema.json is this)
     #[command(
         after_help = "Examples:\n  paytool chaos schema > stacks/chaos/experiment.schema.json"

@@ -270,6 +270,20 @@ pub enum Fault {
         #[schemars(range(min = 1, max = 300))]
         duration_s: u32,
     },
+    /// A failpoint compiled into the services (`paykit::failpoints`; the test platform's build
+    /// has them) set on the target instance for the window, through its authenticated admin
+    /// endpoint, and turned off when the window ends. `actions` in the `fail` crate's terms,
+    /// limited to what cannot block a service's async runtime: `return` (an error point fails
+    /// its work; a delay point waits `return(MS)`), with `p%` and `n*` prefixes.
+    Failpoint {
+        target: Target,
+        #[schemars(regex(pattern = r"^[a-z][a-z0-9.-]{0,63}$"))]
+        name: String,
+        #[schemars(length(min = 1, max = 256))]
+        actions: String,
+        #[schemars(range(min = 1, max = 300))]
+        duration_s: u32,
+    },
     /// CPU pressure from stress-ng for the window: `workers` busy loops each at
     /// `load_percent`. The components share the machine's cores (no cgroup per component
     /// here), so every one of them feels it.
@@ -379,7 +393,8 @@ impl Fault {
             | Self::Terminate { target }
             | Self::Pause { target, .. }
             | Self::ClockSkew { target, .. }
-            | Self::DiskFull { target, .. } => Some(target),
+            | Self::DiskFull { target, .. }
+            | Self::Failpoint { target, .. } => Some(target),
             _ => None,
         }
     }
@@ -399,6 +414,7 @@ impl Fault {
             | Self::Failover
             | Self::ClockSkew { .. }
             | Self::DiskFull { .. }
+            | Self::Failpoint { .. }
             | Self::CpuPressure { .. }
             | Self::MemoryPressure { .. } => None,
         }
@@ -409,6 +425,7 @@ impl Fault {
             Self::Pause { duration_s, .. }
             | Self::ClockSkew { duration_s, .. }
             | Self::DiskFull { duration_s, .. }
+            | Self::Failpoint { duration_s, .. }
             | Self::CpuPressure { duration_s, .. }
             | Self::MemoryPressure { duration_s, .. } => *duration_s,
             Self::Latency { duration_s, .. }
@@ -495,6 +512,34 @@ impl Experiment {
                     if *offset_s == 0 {
                         return Err("a clock skew of 0 s changes nothing".into());
                     }
+                }
+                if let Fault::Failpoint {
+                    target,
+                    name,
+                    actions,
+                    ..
+                } = fault
+                {
+                    let service = Service::of(target.component).ok_or_else(|| {
+                        format!(
+                            "failpoints are in the services; {} is not one",
+                            target.component.as_str()
+                        )
+                    })?;
+                    let point = paykit::failpoints::offered(service.as_str())
+                        .find(|p| p.name == name)
+                        .ok_or_else(|| {
+                            format!(
+                                "{} has no failpoint {name}; it has {}",
+                                service.as_str(),
+                                paykit::failpoints::offered(service.as_str())
+                                    .map(|p| p.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })?;
+                    paykit::failpoints::validate(point, actions)
+                        .map_err(|reason| format!("failpoint {name}: {reason}"))?;
                 }
                 if let Fault::DiskFull { target, .. } = fault {
                     if target.component != ComponentName::Kafka {

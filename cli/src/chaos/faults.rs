@@ -65,6 +65,8 @@ pub enum Undo {
     ClockBack { socket: PathBuf, hit: Hit },
     /// The filler deleted from a data volume.
     Unfill { dir: PathBuf },
+    /// A failpoint turned off on the instance listening on `port`.
+    FailpointOff { port: u16, name: String },
 }
 
 /// What the fault did, for the journal.
@@ -127,9 +129,36 @@ fn signal_group(hit: &Hit, signal: Signal) -> anyhow::Result<()> {
 }
 
 /// What a fault needs besides its target, checked by the pre-flight: libfaketime for a clock
-/// skew, a volume of its own (`paytool up --chaos`, as root) for a disk-full fault.
-pub fn ready_to_inject(home: &Home, fault: &Fault) -> anyhow::Result<()> {
+/// skew, a volume of its own (`paytool up --chaos`, as root) for a disk-full fault, services
+/// built with failpoints (and paytool's operator account in the realm) for a failpoint.
+pub async fn ready_to_inject(home: &Home, fault: &Fault) -> anyhow::Result<()> {
     match fault {
+        Fault::Failpoint { target, name, .. } => {
+            let admin = super::failpoints::Admin::new(home).await?;
+            let instances = target.instance.map_or_else(
+                || (0..target.component.instances(home)).collect(),
+                |instance| vec![instance],
+            );
+            for instance in instances {
+                let port = super::failpoints::port_of(home, target.component, instance)?;
+                let points = admin.list(port).await.map_err(|error| {
+                    anyhow::anyhow!(
+                        "{}'s failpoints: {error:#}",
+                        crate::runtime::components::instance_id(target.component, instance)
+                    )
+                })?;
+                let active = points
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == name.as_str() && !p["actions"].is_null());
+                anyhow::ensure!(
+                    !active,
+                    "{name} is set already on {} (a run that did not end?)",
+                    crate::runtime::components::instance_id(target.component, instance)
+                );
+            }
+        }
         Fault::ClockSkew { .. } => {
             let library = crate::runtime::supervisor::FAKETIME_LIBRARY;
             anyhow::ensure!(
@@ -218,6 +247,29 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
                 undo: Undo::ClockBack {
                     socket: crate::runtime::rollout::socket_path(home),
                     hit,
+                },
+            })
+        }
+        Fault::Failpoint {
+            target,
+            name,
+            actions,
+            duration_s,
+        } => {
+            let hit = resolve(home, target, rng)?;
+            let port = super::failpoints::port_of(home, hit.component, hit.instance)?;
+            super::failpoints::Admin::new(home)
+                .await?
+                .set(port, name, actions)
+                .await
+                .map_err(|error| anyhow::anyhow!("setting {name} on {}: {error:#}", hit.id()))?;
+            Ok(Injected {
+                detail: format!("{name} set to {actions} on {} for {duration_s} s", hit.id()),
+                hit: Some(hit),
+                route: None,
+                undo: Undo::FailpointOff {
+                    port,
+                    name: name.clone(),
                 },
             })
         }
@@ -420,6 +472,7 @@ async fn network(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Result
         | Fault::Failover
         | Fault::ClockSkew { .. }
         | Fault::DiskFull { .. }
+        | Fault::Failpoint { .. }
         | Fault::CpuPressure { .. }
         | Fault::MemoryPressure { .. } => {
             anyhow::bail!("{} is not a network fault", fault.kind())
@@ -466,8 +519,14 @@ async fn network(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Result
 /// Takes a fault back. Idempotent: resuming a group that runs is harmless, and a group that is
 /// gone (the supervisor replaced it) has nothing left to resume; a toxic that is gone already
 /// is fine, and enabling an enabled proxy changes nothing.
-pub async fn undo(undo: &Undo) -> anyhow::Result<()> {
+pub async fn undo(home: &Home, undo: &Undo) -> anyhow::Result<()> {
     match undo {
+        Undo::FailpointOff { port, name } => {
+            super::failpoints::Admin::new(home)
+                .await?
+                .remove(*port, name)
+                .await
+        }
         Undo::Nothing => Ok(()),
         Undo::StopLoad { pid, .. } => {
             match killpg(Pid::from_raw(i32::try_from(*pid)?), Signal::SIGKILL) {

@@ -6,8 +6,10 @@
 //! every second) → every fault taken back and the rollbacks, always (also after an abort or
 //! Ctrl-C) → the steady state again → the invariants → the journal.
 
+pub mod chaos_mesh;
 pub mod chart;
 pub mod experiment;
+pub mod failpoints;
 pub mod faults;
 pub mod invariants;
 pub mod journal;
@@ -42,6 +44,28 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
     match command {
         ChaosCommand::List { json } => list(project, json),
         ChaosCommand::Validate { files, json } => validate(project, &files, json),
+        ChaosCommand::Render {
+            experiment,
+            namespace,
+            json,
+        } => {
+            let loaded = experiment::resolve(project, &experiment)?;
+            let out = chaos_mesh::render(&loaded.name, &loaded.experiment, &namespace);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "workflow": out.workflow, "skipped": out.skipped,
+                    }))?
+                );
+            } else {
+                for skipped in &out.skipped {
+                    println!("# not rendered: {skipped}");
+                }
+                print!("{}", serde_yaml::to_string(&out.workflow)?);
+            }
+            Ok(0)
+        }
         ChaosCommand::Schema => {
             println!("{}", serde_json::to_string_pretty(&experiment::schema())?);
             Ok(0)
@@ -160,6 +184,7 @@ fn validate(project: &Path, files: &[std::path::PathBuf], json: bool) -> anyhow:
 
 /// The state one run shares between the method and the watches.
 struct Run {
+    home: Home,
     started: Instant,
     events: Mutex<Vec<Event>>,
     /// Fault windows still open: what undoes each, once.
@@ -220,7 +245,7 @@ impl Run {
             if undo == Undo::Nothing {
                 continue;
             }
-            let detail = match faults::undo(&undo).await {
+            let detail = match faults::undo(&self.home, &undo).await {
                 Ok(()) => format!("{undo:?}"),
                 Err(error) => format!("{undo:?} failed: {error:#}"),
             };
@@ -246,6 +271,7 @@ pub async fn execute(
     let ui = Ui::new(args.json);
     let started_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let run = Arc::new(Run {
+        home: home.clone(),
         started: Instant::now(),
         events: Mutex::new(Vec::new()),
         open: Mutex::new(Vec::new()),
@@ -700,7 +726,7 @@ async fn preflight(
                     problems.push(format!("{error:#}"));
                 }
             }
-            if let Err(error) = faults::ready_to_inject(home, fault) {
+            if let Err(error) = faults::ready_to_inject(home, fault).await {
                 problems.push(format!("{error:#}"));
             }
         }

@@ -1,7 +1,7 @@
 //! `paytool ledger verify`: asks the orchestrator to check the ledger's invariants, with a
 //! token of the orchestrator's own service account (role `ledger-read`).
 
-use crate::runtime::components::keycloak::REALM;
+use crate::runtime::components::keycloak::client_token;
 use crate::runtime::home::Home;
 use crate::support::exit::{fail, Code};
 use serde_json::Value;
@@ -54,22 +54,9 @@ pub async fn report(home: &Home) -> anyhow::Result<Value> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(VERIFY_TIMEOUT_MS))
         .build()?;
-    let token: Value = http
-        .post(format!("http://127.0.0.1:{}/realms/{REALM}/protocol/openid-connect/token", ports.keycloak))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "orchestrator"),
-            ("client_secret", secrets.client_orchestrator.as_str()),
-        ])
-        .send()
-        .await?
-        .error_for_status()
-        .map_err(|e| fail(Code::Failed, format!("Keycloak refused the orchestrator's credentials ({e}); is the realm from this installation?")))?
-        .json()
-        .await?;
-    let token = token["access_token"]
-        .as_str()
-        .ok_or_else(|| fail(Code::Failed, "Keycloak answered without an access token"))?;
+    let token = client_token(&http, home, "orchestrator", &secrets.client_orchestrator)
+        .await
+        .map_err(|error| fail(Code::Failed, format!("{error:#}")))?;
     let response = http
         .get(format!(
             "http://127.0.0.1:{}/internal/ledger/verify",

@@ -107,6 +107,11 @@ pub struct Secrets {
     pub client_consumer_api: String,
     pub client_merchant_api: String,
     pub client_orchestrator: String,
+    /// `paytool-operator`: paytool's own service account (realm role `admin`), for the
+    /// services' admin endpoints (failpoints). Installations made before it have none in their
+    /// realm (`paytool down --purge` then `up` makes one).
+    #[serde(default = "random_secret")]
+    pub client_operator: String,
     /// Key for deriving consumer payment codes (consumer-api).
     pub payment_code_key: String,
 }
@@ -125,6 +130,7 @@ impl Secrets {
             client_consumer_api: random_secret(),
             client_merchant_api: random_secret(),
             client_orchestrator: random_secret(),
+            client_operator: random_secret(),
             payment_code_key: random_secret(),
         }
     }

@@ -161,6 +161,7 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
         ("orchestrator", &secrets.client_orchestrator),
         ("merchant-dashboard", &secrets.client_merchant_dashboard),
         ("wallet-web", &secrets.client_wallet_web),
+        ("paytool-operator", &secrets.client_operator),
     ]
     .into_iter()
     .map(|(client, secret)| (client.to_string(), hide(secret)))

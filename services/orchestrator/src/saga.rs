@@ -552,7 +552,15 @@ impl Sagas {
                 tx.commit().await?;
                 return Ok(saga);
             }
-            match self.step(&mut tx, &saga, overdue).await {
+            paykit::failpoints::delay("orchestrator.saga.step-delay").await;
+            let stepped = if paykit::failpoints::fails("orchestrator.saga.before-step") {
+                Err(LedgerError::Database(sqlx::Error::Protocol(
+                    "failpoint orchestrator.saga.before-step".into(),
+                )))
+            } else {
+                self.step(&mut tx, &saga, overdue).await
+            };
+            match stepped {
                 Ok(transition) => {
                     sqlx::query!(
                         "UPDATE sagas SET state = $2, failure_type = coalesce($3, failure_type), failure_detail = coalesce($4, failure_detail),

@@ -193,6 +193,12 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        if crate::failpoints::fails("paykit.outbox.before-publish") {
+            tx.rollback().await?;
+            return Err(RelayError::Kafka(
+                "failpoint paykit.outbox.before-publish".into(),
+            ));
+        }
         let sends = rows.iter().map(|(id, topic, key, envelope, traceparent)| {
             let topic = self.settings.topic(topic);
             let payload = envelope.to_string();

@@ -11,6 +11,7 @@ pub mod config;
 pub mod contract;
 pub mod db;
 pub mod events;
+pub mod failpoints;
 pub mod health;
 pub mod idempotency;
 pub mod internal;

@@ -17,6 +17,12 @@ const REJECTION_DETAIL_MAX_BYTES: usize = 1_024;
 
 /// Adds the layers every service wants around its routes.
 pub fn with_common_layers(router: Router) -> Router {
+    // Innermost: a request delayed by the failpoint still meets every bound outside it.
+    let router = if crate::failpoints::compiled_in() {
+        router.layer(axum::middleware::from_fn(crate::failpoints::request_delay))
+    } else {
+        router
+    };
     router
         .layer(axum::middleware::map_response(problems_for_rejections))
         .layer(axum::middleware::from_fn(crate::metrics::red))

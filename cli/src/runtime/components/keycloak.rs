@@ -140,6 +140,7 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     context.insert("secret_consumer_api", &ctx.secrets.client_consumer_api);
     context.insert("secret_merchant_api", &ctx.secrets.client_merchant_api);
     context.insert("secret_orchestrator", &ctx.secrets.client_orchestrator);
+    context.insert("secret_operator", &ctx.secrets.client_operator);
     let realm = render(ctx, REALM_TEMPLATE, &context)?;
     // Fail here, with the file named, rather than deep inside Keycloak's import.
     serde_json::from_str::<serde_json::Value>(&realm)
@@ -182,4 +183,36 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         response.status()
     );
     Ok(())
+}
+
+/// An access token for one of the realm's confidential clients (client credentials), from
+/// Keycloak's loopback port: how paytool calls the services' internal and admin endpoints.
+pub async fn client_token(
+    http: &reqwest::Client,
+    home: &Home,
+    client_id: &str,
+    secret: &str,
+) -> anyhow::Result<String> {
+    let answer = http
+        .post(format!(
+            "http://127.0.0.1:{}/realms/{REALM}/protocol/openid-connect/token",
+            home.ports().keycloak
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await?;
+    let status = answer.status();
+    anyhow::ensure!(
+        status.is_success(),
+        "Keycloak refused {client_id}'s credentials ({status}); is the realm from this installation? (`paytool down --purge` then `up` makes it anew)"
+    );
+    let body: serde_json::Value = answer.json().await?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("Keycloak answered without an access token"))
 }

@@ -67,6 +67,10 @@ pub fn router(state: AppState) -> Router {
             outbox: true,
         }))
         .merge(paykit::health::router(state.readiness.clone()))
+        .merge(paykit::failpoints::router(
+            crate::SERVICE,
+            state.verifier.clone(),
+        ))
 }
 
 pub fn require_consumer(principal: &Principal) -> Result<(), crate::error::Error> {

@@ -49,6 +49,10 @@ pub fn router(state: AppState) -> Router {
             outbox: true,
         }))
         .merge(paykit::health::router(state.readiness.clone()))
+        .merge(paykit::failpoints::router(
+            crate::SERVICE,
+            state.verifier.clone(),
+        ))
 }
 
 /// The merchant behind a token: the `merchant` realm role and a registration.

@@ -50,6 +50,10 @@ pub fn router(state: AppState) -> Router {
             outbox: true,
         }))
         .merge(paykit::health::router(state.readiness.clone()))
+        .merge(paykit::failpoints::router(
+            crate::SERVICE,
+            state.verifier.clone(),
+        ))
 }
 
 pub fn require(principal: &Principal, role: &'static str) -> Result<(), Error> {
