@@ -994,3 +994,45 @@ rollbacks: [{type: wait-ready, timeout_s: 60}]
     assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
     assert!(invariants_hold(&journal), "{journal:#}");
 }
+
+#[test]
+fn a_terminate_stops_the_service_gracefully_and_the_supervisor_starts_it_again() {
+    let _turn = turn();
+    let before = pid_of("merchant-api");
+    let log = PathBuf::from(home()).join("logs/merchant-api.log");
+    let drains_before = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("shutdown signal received")
+        .count();
+    let file = experiment(
+        "title: merchant-api terminated
+steady_state: {title: healthy, probes: [{type: ready}, {type: ledger}]}
+method:
+  - fault: {type: terminate, target: {component: merchant-api}}
+  - wait: 3
+rollbacks: [{type: wait-ready, timeout_s: 60}]
+",
+    );
+    let (output, journal) = run_json(&file.path);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let injected = events(&journal, "injected");
+    assert_eq!(injected.len(), 1, "{journal:#}");
+    assert!(
+        injected[0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("SIGTERM"),
+        "{journal:#}"
+    );
+    assert_ne!(pid_of("merchant-api"), before, "a new merchant-api runs");
+    let drains_after = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("shutdown signal received")
+        .count();
+    assert_eq!(
+        drains_after,
+        drains_before + 1,
+        "the old one drained before it stopped"
+    );
+    assert!(invariants_hold(&journal), "{journal:#}");
+}

@@ -1826,6 +1826,44 @@ async fn with_postgresql_in_ha_a_killed_primary_fails_over_and_no_committed_paym
     eprintln!("switchover: {} ms", outcome["duration_ms"]);
     let demo = installation.run(&["pay", "demo"]);
     assert!(demo.status.success(), "{}", text(&demo));
+
+    // The chaos fault `failover` is the same switchover, inside a run whose invariants hold.
+    let leader = |roles: &[(u8, String)]| {
+        roles
+            .iter()
+            .find(|(_, role)| role == "master" || role == "primary")
+            .map(|(instance, _)| *instance)
+    };
+    let before = leader(&patroni_roles(&installation.status()).await);
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("failover.yaml");
+    std::fs::write(
+        &file,
+        "title: a switchover
+requires: {ha: true}
+steady_state: {title: healthy, probes: [{type: ready}, {type: ledger}]}
+method:
+  - fault: {type: failover}
+  - probe: {type: payment, timeout_ms: 30000}
+rollbacks: [{type: wait-ready, timeout_s: 120}]
+",
+    )
+    .expect("written");
+    let run = installation.run(&["chaos", "run", file.to_str().expect("utf-8"), "--json"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let journal: Value = serde_json::from_slice(&run.stdout).expect("the journal");
+    let injected: Vec<&Value> = journal["method"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["event"] == "injected")
+        .collect();
+    assert_eq!(injected.len(), 1, "{journal:#}");
+    let after = leader(&patroni_roles(&installation.status()).await);
+    assert!(
+        before.is_some() && after.is_some() && before != after,
+        "the primary moved: {before:?} → {after:?}"
+    );
 }
 
 /// A topic's partitions as the cluster's metadata tells them: (leader, replicas, in-sync

@@ -42,8 +42,15 @@ async fn set(app: &TestApp, token: &str, name: &str, actions: &str) -> reqwest::
         .expect("answered")
 }
 
+/// Checked against services/contracts/orchestrator.yaml on the way.
+async fn checked(method: &str, template: &str, response: reqwest::Response) -> (u16, Value) {
+    paykit::testing::Contract::load("orchestrator")
+        .check_response(method, template, response)
+        .await
+}
+
 async fn active(app: &TestApp, token: &str) -> Vec<String> {
-    let list: Value = points(app, token).await.json().await.expect("json");
+    let (_, list) = checked("get", "/admin/failpoints", points(app, token).await).await;
     list.as_array()
         .expect("a list")
         .iter()
@@ -64,14 +71,16 @@ async fn failpoints_answer_only_a_token_with_the_admin_role() {
         .expect("answered");
     assert_eq!(anonymous.status(), 401);
     let writer = points(&app, &app.writer).await;
-    assert_eq!(writer.status(), 403);
     assert_eq!(writer.headers()["content-type"], "application/problem+json");
+    assert_eq!(checked("get", "/admin/failpoints", writer).await.0, 403);
     let refused = set(&app, &app.writer, STEP, "return").await;
-    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        checked("put", "/admin/failpoints/{name}", refused).await.0,
+        403
+    );
     let operator = operator().await;
-    let listed = points(&app, &operator).await;
-    assert_eq!(listed.status(), 200);
-    let listed: Value = listed.json().await.expect("json");
+    let (status, listed) = checked("get", "/admin/failpoints", points(&app, &operator).await).await;
+    assert_eq!(status, 200);
     let names: Vec<&str> = listed
         .as_array()
         .expect("a list")
@@ -89,14 +98,16 @@ async fn an_unknown_failpoint_or_an_action_that_would_block_is_refused_and_nothi
     let app = spawn_app().await;
     let operator = operator().await;
     let unknown = set(&app, &operator, "consumer-api.nothing", "return").await;
-    assert_eq!(unknown.status(), 404);
+    let (status, problem) = checked("put", "/admin/failpoints/{name}", unknown).await;
+    assert_eq!(status, 404);
     assert_eq!(
-        paykit::testing::problem_type(unknown).await,
-        "failpoint-unknown"
+        problem["type"],
+        format!("{}failpoint-unknown", paykit::problem::TYPE_BASE)
     );
     for actions in ["sleep(100)", "pause", "panic", "return(", "150%return"] {
         let refused = set(&app, &operator, STEP, actions).await;
-        assert_eq!(refused.status(), 422, "{actions}");
+        let (status, _) = checked("put", "/admin/failpoints/{name}", refused).await;
+        assert_eq!(status, 422, "{actions}");
     }
     let no_delay = set(&app, &operator, "paykit.request.delay", "return").await;
     assert_eq!(
@@ -117,7 +128,13 @@ async fn a_saga_step_failpoint_holds_a_payment_until_it_is_off_and_the_ledger_ba
     let merchant = app.open("merchant", "JPY").await;
     assert_eq!(app.top_up(wallet, 10_000, "JPY").await.status(), 201);
 
-    assert_eq!(set(&app, &operator, STEP, "return").await.status(), 200);
+    let (status, point) = checked(
+        "put",
+        "/admin/failpoints/{name}",
+        set(&app, &operator, STEP, "return").await,
+    )
+    .await;
+    assert_eq!((status, &point["actions"]), (200, &json!("return")));
     assert_eq!(active(&app, &operator).await, vec![STEP.to_string()]);
     let held = app
         .post(

@@ -29,8 +29,13 @@ pub struct DatabaseSettings {
 const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 30_000;
 
 fn default_max_connections() -> u32 {
-    // Two cores on the reference machine; more connections than that mostly queue in Postgres.
-    10
+    // A connection is busy for a payment's every round trip to PostgreSQL, most of it waiting
+    // on the network, not on the two cores: with 20 ms more per round trip (the chaos
+    // experiment latency-orchestrator-database-under-load) a payment holds one for about
+    // 1.3 s, and ten of them capped the orchestrator below 8 payments a second (Little's law),
+    // so answers queued to seconds and then failed. Twenty keep 10 a second flowing there;
+    // PostgreSQL allows 300, and six instances (two replicas each) take 120.
+    20
 }
 fn default_acquire_timeout_ms() -> u64 {
     2_000
