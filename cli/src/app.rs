@@ -10,11 +10,7 @@ use crate::support::exit::{fail, Code};
 use crate::{chaos, observe, pay, perf, runtime, support};
 
 fn service(name: ServiceName) -> Service {
-    match name {
-        ServiceName::Orchestrator => Service::Orchestrator,
-        ServiceName::ConsumerApi => Service::ConsumerApi,
-        ServiceName::MerchantApi => Service::MerchantApi,
-    }
+    Service::from(name)
 }
 
 /// Runs one command; `Ok` carries the exit code, `Err` the one-line failure.

@@ -1036,3 +1036,164 @@ rollbacks: [{type: wait-ready, timeout_s: 60}]
     );
     assert!(invariants_hold(&journal), "{journal:#}");
 }
+
+fn try_action(args: &[&str]) -> (Output, Value) {
+    let mut all = vec!["chaos", "try"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let output = command(&all).output().expect("paytool chaos try");
+    let answer = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&output)));
+    (output, answer)
+}
+
+fn failpoint(service: &str, name: &str, actions: &str) {
+    let output = command(&["chaos", "failpoint", service, name, actions, "--json"])
+        .output()
+        .expect("paytool chaos failpoint");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+}
+
+/// Turns the weakness off again whatever the test did.
+struct Weakness(&'static str, &'static str);
+
+impl Drop for Weakness {
+    fn drop(&mut self) {
+        let _ = command(&["chaos", "failpoint", self.0, self.1, "off"]).output();
+    }
+}
+
+#[test]
+fn a_seeded_weakness_is_found_by_the_judge_and_the_sound_code_under_the_same_fault_is_not() {
+    let _turn = turn();
+    // Sound: consumer-api's calls to a silent orchestrator give up within their deadline.
+    let (output, sound) =
+        try_action(&["timeout", "consumer-api->orchestrator", "--intensity", "3"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        sound["judgement"]["broken"],
+        serde_json::json!([]),
+        "{sound:#}"
+    );
+    assert!(
+        sound["judgement"]["during"]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "the judge saw the window: {sound:#}"
+    );
+    // Weak: the same calls wait up to 120 s.
+    let _weakness = Weakness("consumer-api", "paykit.weakness.call-without-deadline");
+    failpoint(
+        "consumer-api",
+        "paykit.weakness.call-without-deadline",
+        "return",
+    );
+    let (output, weak) = try_action(&["timeout", "consumer-api->orchestrator", "--intensity", "3"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(
+        weak["judgement"]["broken"],
+        serde_json::json!(["latency"]),
+        "{weak:#}"
+    );
+    assert_eq!(weak["judgement"]["component"], "consumer-api");
+    // Either way nothing happened to the money.
+    for run in [&sound, &weak] {
+        let journal: Value = serde_json::from_str(
+            &std::fs::read_to_string(run["journal"].as_str().expect("a journal")).expect("read"),
+        )
+        .expect("JSON");
+        assert!(invariants_hold(&journal), "{journal:#}");
+    }
+}
+
+#[test]
+fn chaos_auto_runs_its_budget_judges_every_step_and_writes_its_report() {
+    let _turn = turn();
+    let output = command(&[
+        "chaos",
+        "auto",
+        "--budget",
+        "1",
+        "--planner",
+        "learned",
+        "--seed",
+        "7",
+        "--json",
+    ])
+    .output()
+    .expect("paytool chaos auto");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&output)));
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1, "{report:#}");
+    assert!(!report["graph"].as_array().expect("a graph").is_empty());
+    for step in steps {
+        // The platform takes a payment within the guard's minute: the step ran.
+        assert_ne!(step["verdict"], "guarded", "{step:#}");
+        let journal = step["journal"].as_str().expect("a journal");
+        assert!(Path::new(journal).is_file(), "{journal}");
+        assert!(
+            step["judgement"]["control"]["requests"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0,
+            "{step:#}"
+        );
+        // The healthy platform never loses money, whatever the fault.
+        assert!(
+            !step["judgement"]["broken"]
+                .as_array()
+                .expect("broken")
+                .iter()
+                .any(|b| b == "money"),
+            "{step:#}"
+        );
+    }
+    assert_eq!(report["planner"], "learned");
+    assert_eq!(report["seed"], 7);
+}
+
+#[test]
+fn the_llm_planner_asks_the_model_and_keeps_only_actions_of_the_space() {
+    let _turn = turn();
+    let url = std::env::var("PAYTOOL_TEST_LLM_URL").unwrap_or_else(|_| {
+        panic!("PAYTOOL_TEST_LLM_URL is not set: scripts/test.sh starts the local model")
+    });
+    let output = command(&[
+        "chaos",
+        "auto",
+        "--budget",
+        "1",
+        "--planner",
+        "llm",
+        "--llm-url",
+        &url,
+        "--seed",
+        "3",
+        "--json",
+    ])
+    .output()
+    .expect("paytool chaos auto");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&output)));
+    let proposal = &report["steps"][0]["proposal"];
+    assert!(
+        proposal["prompt"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Allowed faults"),
+        "{proposal:#}"
+    );
+    let answers = proposal["answers"].as_array().expect("answers").len() as u64;
+    let refused = proposal["refused"].as_u64().expect("refused");
+    let fell_back = proposal["fell_back"].as_bool().expect("fell_back");
+    assert!(answers >= 1, "the model was asked: {proposal:#}");
+    // Every answer is either the action taken or a refusal, and a fallback only after three.
+    assert_eq!(refused + u64::from(!fell_back), answers, "{proposal:#}");
+    assert!(!fell_back || refused == 3, "{proposal:#}");
+    assert!(report["tokens"].as_u64().unwrap_or(0) > 0, "{report:#}");
+    assert_eq!(report["refused_answers"].as_u64(), Some(refused));
+}

@@ -874,6 +874,66 @@ pub enum ChaosCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Autonomous chaos: a planner proposes faults from the action space, each runs as an
+    /// experiment (always rolled back), a deterministic judge finds what broke, and the planner
+    /// learns, until the budget is spent
+    #[command(
+        after_help = "Examples:\n  paytool chaos auto --budget 10 --planner learned\n  paytool chaos auto --budget 20 --planner llm --llm-url http://127.0.0.1:31900/v1 --json\n\nEach step takes about a minute. Exit code 0 when the loop ran (findings or not: they are in\nthe report), 7 when the platform is not running, 2 for bad options."
+    )]
+    Auto(ChaosAutoArgs),
+    /// Proves that each seeded weakness matters: its exposing action run N times with the
+    /// weakness off and N times on, each judged (the services need `--features failpoints`)
+    #[command(
+        after_help = "Examples:\n  paytool chaos prove --runs 10\n  paytool chaos prove --weakness paykit.weakness.call-without-deadline --runs 3 --json\n\nEach run takes about a minute: 3 weaknesses × 2 × 10 runs is about an hour."
+    )]
+    Prove {
+        /// Runs per side (off, on)
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50))]
+        runs: u32,
+        /// Only this weakness (its failpoint's name)
+        #[arg(long)]
+        weakness: Option<String>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the counts as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// A service's failpoints (services built with `--features failpoints`): listed, set, or
+    /// turned off, on every instance (or one)
+    #[command(
+        after_help = "Examples:\n  paytool chaos failpoint orchestrator\n  paytool chaos failpoint orchestrator orchestrator.saga.before-step 20%return\n  paytool chaos failpoint consumer-api paykit.request.delay 'return(300)' --instance 1\n  paytool chaos failpoint consumer-api paykit.request.delay off\n\nActions: off, or return chains (`20%return`, `3*return`, `return(MS)` on a delay point)."
+    )]
+    Failpoint {
+        service: ServiceName,
+        /// The point (none: list them)
+        name: Option<String>,
+        /// What it does (`off` turns it off); none: show it
+        actions: Option<String>,
+        /// Only this instance (0 is the first)
+        #[arg(long)]
+        instance: Option<u8>,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// One action of `auto`'s space, run and judged: how a finding is looked at again, or a
+    /// fault is tried by hand against the same judge
+    #[command(
+        after_help = "Examples:\n  paytool chaos try timeout consumer-api->orchestrator --intensity 3\n  paytool chaos try pause kafka --intensity 2 --json\n\nTargets: orchestrator, consumer-api, merchant-api, kafka, postgres (kill, pause); a route\nFROM->TO (latency, timeout, reset-peer, cut); machine (cpu-pressure); kafka (disk-full).\nExit code 0 when nothing broke, 1 when the judge found something, 2 for an action outside the space."
+    )]
+    Try {
+        fault: FaultKind,
+        target: String,
+        /// 1 (mild) to 3 (strong)
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+        intensity: u8,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the judgement as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the experiments' JSON Schema (stacks/chaos/experiment.schema.json is this)
     #[command(
         after_help = "Examples:\n  paytool chaos schema > stacks/chaos/experiment.schema.json"
@@ -900,6 +960,76 @@ pub enum ChaosCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A fault of `paytool chaos auto`'s action space.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// SIGKILL to a component (the supervisor restarts it)
+    Kill,
+    /// SIGSTOP for 5, 10 or 20 s
+    Pause,
+    /// 100, 500 or 2 000 ms on each answer of a route
+    Latency,
+    /// Nothing through a route for 5, 10 or 20 s
+    Timeout,
+    /// Every connection of a route reset for 5, 10 or 20 s
+    ResetPeer,
+    /// A route's proxy disabled for 5, 10 or 20 s
+    Cut,
+    /// Two CPU workers at 50, 80 or 100 %
+    CpuPressure,
+    /// Kafka's log directory full for 5, 10 or 20 s
+    DiskFull,
+}
+
+/// Who proposes the next experiment in `paytool chaos auto`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlannerKind {
+    /// Uniform over the action space: the baseline
+    Random,
+    /// Thompson sampling over fault × target, learning from how close each run came
+    Learned,
+    /// A language model behind an OpenAI-compatible chat endpoint (--llm-url)
+    Llm,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChaosAutoArgs {
+    /// How many experiments to run (each about a minute), 1 to 200
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub budget: u32,
+    #[arg(long, value_enum, default_value_t = PlannerKind::Learned)]
+    pub planner: PlannerKind,
+    /// The seed of every random choice; random when not given, and in the report either way
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The model's OpenAI-compatible API (llm planner), e.g. http://127.0.0.1:31900/v1
+    #[arg(long)]
+    pub llm_url: Option<String>,
+    /// The model's name at that API
+    #[arg(long, default_value = "smollm2")]
+    pub llm_model: String,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

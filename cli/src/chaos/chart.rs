@@ -14,9 +14,11 @@ type PerSecond = fn(&Second) -> u64;
 /// A fault with no duration (a kill) is shown as a band this wide.
 const INSTANT_FAULT_MS: u64 = 500;
 
-/// Each fault's window, in seconds from the start of the run: until it was taken back (an
-/// abort or Ctrl-C takes it back early), else until its planned end.
+/// Each fault's window, in seconds of the load's timeline (the method counts from the run's
+/// start, before the pre-flight and the load's set-up): until it was taken back (an abort or
+/// Ctrl-C takes it back early), else until its planned end.
 pub fn windows(journal: &Journal) -> Vec<(f64, f64, String)> {
+    let zero_s = journal.load_started_ms.unwrap_or(0) as f64 / 1000.0;
     journal
         .method
         .iter()
@@ -44,8 +46,8 @@ pub fn windows(journal: &Journal) -> Vec<(f64, f64, String)> {
                     .unwrap_or(at_ms + INSTANT_FAULT_MS)
                     .max(at_ms + INSTANT_FAULT_MS);
                 Some((
-                    *at_ms as f64 / 1000.0,
-                    until as f64 / 1000.0,
+                    (*at_ms as f64 / 1000.0 - zero_s).max(0.0),
+                    (until as f64 / 1000.0 - zero_s).max(0.0),
                     detail.clone(),
                 ))
             }
@@ -198,6 +200,7 @@ mod tests {
                 })
                 .collect(),
             invariants: None,
+            load_started_ms: None,
         }
     }
 

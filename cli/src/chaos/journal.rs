@@ -141,6 +141,9 @@ pub struct Journal {
     pub load: Option<serde_json::Value>,
     pub timeline: Vec<Second>,
     pub invariants: Option<invariants::Report>,
+    /// When the load began, in the method's milliseconds: the timeline's second 0.
+    #[serde(default)]
+    pub load_started_ms: Option<u64>,
 }
 
 impl Journal {

@@ -6,6 +6,7 @@
 //! every second) → every fault taken back and the rollbacks, always (also after an abort or
 //! Ctrl-C) → the steady state again → the invariants → the journal.
 
+pub mod auto;
 pub mod chaos_mesh;
 pub mod chart;
 pub mod experiment;
@@ -25,7 +26,7 @@ use faults::Undo;
 use journal::{Event, Journal, Second, Verdict};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,6 +45,179 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
     match command {
         ChaosCommand::List { json } => list(project, json),
         ChaosCommand::Validate { files, json } => validate(project, &files, json),
+        ChaosCommand::Auto(args) => {
+            let home = crate::runtime::home::existing(home_dir, project)?;
+            let options = auto::AutoOptions {
+                budget: args.budget,
+                planner: args.planner,
+                seed: args.seed.unwrap_or_else(rand::random),
+                llm: args.llm_url.map(|url| auto::planner::LlmEndpoint {
+                    url,
+                    model: args.llm_model,
+                }),
+                quiet: args.json,
+            };
+            let (report, path) = auto::run(&home, project, &options).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                auto::print(&report, &path);
+            }
+            Ok(0)
+        }
+        ChaosCommand::Try {
+            fault,
+            target,
+            intensity,
+            seed,
+            json,
+        } => {
+            let home = crate::runtime::home::existing(home_dir, project)?;
+            let action = auto::space::Action {
+                fault,
+                target,
+                intensity,
+            };
+            auto::space::fault(&action).map_err(|reason| fail(Code::Usage, reason))?;
+            let seed = seed.unwrap_or_else(rand::random);
+            let (verdict, judgement, journal) =
+                auto::run_action(&home, project, &action, seed).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "action": action, "seed": seed, "verdict": verdict,
+                        "judgement": judgement, "journal": journal,
+                    }))?
+                );
+            } else {
+                println!(
+                    "{action}: run {verdict}; {}",
+                    if judgement.broken.is_empty() {
+                        format!("nothing broke (severity {:.2})", judgement.severity)
+                    } else {
+                        format!(
+                            "{} on {}: {}",
+                            judgement
+                                .broken
+                                .iter()
+                                .map(|b| b.as_str())
+                                .collect::<Vec<_>>()
+                                .join("+"),
+                            judgement.component,
+                            judgement.mechanism.join("; ")
+                        )
+                    }
+                );
+                println!("journal: {}", journal.display());
+            }
+            Ok(if judgement.broken.is_empty() { 0 } else { 1 })
+        }
+        ChaosCommand::Failpoint {
+            service,
+            name,
+            actions,
+            instance,
+            json,
+        } => {
+            let home = crate::runtime::home::existing(home_dir, project)?;
+            let component =
+                crate::runtime::components::services::Service::from(service).component_name();
+            let instances: Vec<u8> = match instance {
+                Some(instance) => vec![instance],
+                None => (0..component.instances(&home)).collect(),
+            };
+            let admin = failpoints::Admin::new(&home)
+                .await
+                .map_err(|error| fail(Code::Failed, format!("{error:#}")))?;
+            let mut answers = Vec::new();
+            for instance in instances {
+                let port = failpoints::port_of(&home, component, instance)?;
+                let id = crate::runtime::components::instance_id(component, instance);
+                let answer = match (&name, actions.as_deref()) {
+                    (Some(name), Some("off")) => admin
+                        .remove(port, name)
+                        .await
+                        .map(|()| serde_json::json!({ "name": name, "actions": null })),
+                    (Some(name), Some(actions)) => admin.set(port, name, actions).await,
+                    (Some(name), None) => admin.list(port).await.map(|all| {
+                        all.as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|p| p["name"] == name.as_str())
+                            .cloned()
+                            .unwrap_or_default()
+                    }),
+                    (None, _) => admin.list(port).await,
+                }
+                .map_err(|error| fail(Code::Failed, format!("{id}: {error:#}")))?;
+                answers.push(serde_json::json!({ "instance": id, "failpoints": answer }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answers)?);
+            } else {
+                for answer in &answers {
+                    let points = match &answer["failpoints"] {
+                        serde_json::Value::Array(all) => all.clone(),
+                        one => vec![one.clone()],
+                    };
+                    for point in points {
+                        println!(
+                            "{:<16} {:<44} {}",
+                            answer["instance"].as_str().unwrap_or_default(),
+                            point["name"].as_str().unwrap_or_default(),
+                            point["actions"].as_str().unwrap_or("off")
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        ChaosCommand::Prove {
+            runs,
+            weakness,
+            seed,
+            json,
+        } => {
+            let home = crate::runtime::home::existing(home_dir, project)?;
+            let chosen: Vec<&auto::weaknesses::Weakness> = auto::weaknesses::WEAKNESSES
+                .iter()
+                .filter(|w| weakness.as_deref().is_none_or(|name| w.point == name))
+                .collect();
+            if chosen.is_empty() {
+                return Err(fail(
+                    Code::Usage,
+                    format!(
+                        "no seeded weakness {}; they are {}",
+                        weakness.unwrap_or_default(),
+                        auto::weaknesses::WEAKNESSES
+                            .iter()
+                            .map(|w| w.point)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            let seed = seed.unwrap_or_else(rand::random);
+            let ui = Ui::new(json);
+            let mut proofs = Vec::new();
+            for weakness in chosen {
+                let line = ui.step(weakness.point);
+                let proof = auto::weaknesses::prove(&home, project, weakness, runs, seed, |what| {
+                    line.working(what)
+                })
+                .await?;
+                line.done(&format!(
+                    "on: found {}/{runs}; off: {}/{runs}",
+                    proof.found_on, proof.found_off
+                ));
+                proofs.push(proof);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&proofs)?);
+            }
+            Ok(0)
+        }
         ChaosCommand::Render {
             experiment,
             namespace,
@@ -267,8 +441,23 @@ pub async fn execute(
     seed: u64,
     args: &ChaosRunArgs,
 ) -> anyhow::Result<i32> {
+    let (journal, path) = perform(home, project, name, experiment, seed, args.json).await?;
+    print_outcome(&journal, &path, args.json)?;
+    Ok(journal.verdict.exit_code())
+}
+
+/// One run, start to end, its journal, report and timeline written; `quiet` shows no steps.
+/// `paytool chaos run` prints what it answers; `paytool chaos auto` judges it.
+pub async fn perform(
+    home: &Home,
+    project: &Path,
+    name: &str,
+    experiment: Experiment,
+    seed: u64,
+    quiet: bool,
+) -> anyhow::Result<(Journal, PathBuf)> {
     crate::runtime::state::require_running(home)?;
-    let ui = Ui::new(args.json);
+    let ui = Ui::new(quiet);
     let started_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let run = Arc::new(Run {
         home: home.clone(),
@@ -309,13 +498,14 @@ pub async fn execute(
         load: None,
         timeline: Vec::new(),
         invariants: None,
+        load_started_ms: None,
     };
     if !problems.is_empty() {
         line.failed(&problems.join("; "));
         journal.verdict = Verdict::PreflightFailed;
         journal.summary = format!("nothing was injected: {}", problems.join("; "));
         ctrl_c.abort();
-        return finish(home, journal, run.started, args.json);
+        return finish(home, journal, run.started);
     }
     line.done(&format!(
         "{} probes hold, every target exists",
@@ -330,6 +520,7 @@ pub async fn execute(
             line.working(&format!("registering users for {}", spec.scenario));
             match start_load(home, project, spec, &experiment, &run, &timeline).await {
                 Ok(handle) => {
+                    journal.load_started_ms = Some(run.at_ms());
                     line.done(&format!(
                         "{} at {}/s for {} s",
                         spec.scenario, spec.rate_per_s, spec.duration_s
@@ -342,7 +533,7 @@ pub async fn execute(
                     journal.summary =
                         format!("the load could not start, nothing was injected: {error:#}");
                     ctrl_c.abort();
-                    return finish(home, journal, run.started, args.json);
+                    return finish(home, journal, run.started);
                 }
             }
         }
@@ -600,7 +791,7 @@ pub async fn execute(
             (Verdict::Deviated, all.join("; "))
         }
     };
-    finish(home, journal, run.started, args.json)
+    finish(home, journal, run.started)
 }
 
 fn fault_name(fault: &Fault) -> String {
@@ -618,7 +809,11 @@ fn fault_name(fault: &Fault) -> String {
     }
 }
 
-fn finish(home: &Home, mut journal: Journal, started: Instant, json: bool) -> anyhow::Result<i32> {
+fn finish(
+    home: &Home,
+    mut journal: Journal,
+    started: Instant,
+) -> anyhow::Result<(Journal, PathBuf)> {
     journal.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let path = journal::write(home, &journal)?;
     // The report and its timeline beside the journal; a chart that cannot be drawn (no font)
@@ -635,6 +830,10 @@ fn finish(home: &Home, mut journal: Journal, started: Instant, json: bool) -> an
         path.with_extension("md"),
         journal::markdown(&journal, image.as_deref()),
     )?;
+    Ok((journal, path))
+}
+
+fn print_outcome(journal: &Journal, path: &Path, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&journal)?);
     } else {
@@ -647,7 +846,7 @@ fn finish(home: &Home, mut journal: Journal, started: Instant, json: bool) -> an
             path.with_extension("md").display()
         );
     }
-    Ok(journal.verdict.exit_code())
+    Ok(())
 }
 
 async fn preflight(

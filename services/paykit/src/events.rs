@@ -240,7 +240,15 @@ impl Relay {
             .into_iter()
             .filter_map(Result::err)
             .collect();
-        if let Some(first) = failures.first() {
+        let dropped = !failures.is_empty()
+            && crate::failpoints::weak("paykit.weakness.relay-drops-failed-batch");
+        if dropped {
+            tracing::warn!(
+                failed = failures.len(),
+                "seeded weakness: a failed batch marked published"
+            );
+        }
+        if let (Some(first), false) = (failures.first(), dropped) {
             // Nothing is marked: the batch is published again (consumers drop the duplicates).
             tx.rollback().await?;
             return Err(RelayError::Kafka(format!(
@@ -433,6 +441,10 @@ impl<H: Handler> Consumer<H> {
                     reason
                 }
                 Ok(Outcome::Failed(HandlerError::Transient(error))) | Err(error) => {
+                    if crate::failpoints::weak("paykit.weakness.consumer-skips-failed-event") {
+                        tracing::warn!(consumer = %self.name, event = %event.id, %error, "seeded weakness: an event not applied is skipped");
+                        return None;
+                    }
                     error.to_string()
                 }
             };

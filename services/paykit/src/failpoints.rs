@@ -35,6 +35,9 @@ pub enum Effect {
     Error,
     /// The work waits the milliseconds the point returns (`return(250)`).
     Delay,
+    /// A seeded weakness: a realistic bug switched on while the point is set (`return`), for
+    /// `paytool chaos auto` and `paytool chaos bench` to find. Off, the code is the sound one.
+    Weakness,
 }
 
 /// One failpoint of the catalogue.
@@ -56,6 +59,21 @@ pub const CATALOGUE: &[Point] = &[
         name: "paykit.outbox.before-publish",
         effect: Effect::Error,
         what: "the outbox relay fails a batch before it reaches Kafka (the rows stay unpublished and are tried again)",
+    },
+    Point {
+        name: "paykit.weakness.call-without-deadline",
+        effect: Effect::Weakness,
+        what: "calls to other services wait up to 120 s instead of the policy's 3 s: a caller hangs as long as its callee is silent (a timeout fault on its route shows it as latency)",
+    },
+    Point {
+        name: "paykit.weakness.relay-drops-failed-batch",
+        effect: Effect::Weakness,
+        what: "the outbox relay marks a batch published although Kafka refused it: events are lost while Kafka is away (a paused or full Kafka shows it as money: a payment missing from its merchant's list)",
+    },
+    Point {
+        name: "paykit.weakness.consumer-skips-failed-event",
+        effect: Effect::Weakness,
+        what: "a consumer that cannot apply an event (its database away) commits its offset and moves on instead of retrying: the event is lost (a paused database shows it as money)",
     },
     Point {
         name: "orchestrator.saga.before-step",
@@ -102,6 +120,12 @@ pub fn fire(name: &str) -> Option<Option<String>> {
 /// Whether an error point fires now.
 #[inline]
 pub fn fails(name: &str) -> bool {
+    fire(name).is_some()
+}
+
+/// Whether a seeded weakness is switched on.
+#[inline]
+pub fn weak(name: &str) -> bool {
     fire(name).is_some()
 }
 

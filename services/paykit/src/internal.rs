@@ -16,6 +16,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// How long a call waits under the seeded weakness `paykit.weakness.call-without-deadline`.
+const WEAK_CALL_TIMEOUT_MS: u64 = 120_000;
+
 /// Where another service listens, e.g. `http://127.0.0.1:28101`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServiceSettings {
@@ -133,6 +136,12 @@ impl ServiceClient {
         let answered = self
             .guard
             .call(repeat == Repeat::Safe, |timeout| {
+                // Seeded weakness (chaos bench): the call's own bound forgotten.
+                let timeout = if crate::failpoints::weak("paykit.weakness.call-without-deadline") {
+                    std::time::Duration::from_millis(WEAK_CALL_TIMEOUT_MS)
+                } else {
+                    timeout
+                };
                 // The callee's span continues this one: one trace across the services.
                 let mut headers = reqwest::header::HeaderMap::new();
                 crate::telemetry::inject_http(&mut headers);

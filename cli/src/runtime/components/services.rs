@@ -26,6 +26,17 @@ pub enum Service {
     MerchantApi,
 }
 
+impl From<crate::args::ServiceName> for Service {
+    fn from(name: crate::args::ServiceName) -> Self {
+        use crate::args::ServiceName;
+        match name {
+            ServiceName::Orchestrator => Self::Orchestrator,
+            ServiceName::ConsumerApi => Self::ConsumerApi,
+            ServiceName::MerchantApi => Self::MerchantApi,
+        }
+    }
+}
+
 impl Service {
     pub const ALL: [Service; 3] = [Self::Orchestrator, Self::ConsumerApi, Self::MerchantApi];
 

@@ -1,0 +1,177 @@
+//! The seeded weaknesses (failpoints of effect `weakness` in `paykit::failpoints`), what
+//! exposes each, and the proof that each matters: with the weakness on, its exposing action
+//! is a finding in (nearly) every run; with it off, in (nearly) none.
+
+use super::judge::Broken;
+use super::space::{Action, FaultKind};
+use crate::chaos::failpoints::{port_of, Admin};
+use crate::runtime::components::ComponentName;
+use crate::runtime::home::Home;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One seeded weakness and the action that exposes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Weakness {
+    /// The failpoint that switches it on.
+    pub point: &'static str,
+    /// Where it is switched on (every instance).
+    pub service: ComponentName,
+    pub fault: FaultKind,
+    pub target: &'static str,
+    pub intensity: u8,
+    /// What the judge should say, and on which component.
+    pub broken: Broken,
+    pub component: &'static str,
+}
+
+impl Weakness {
+    pub fn action(&self) -> Action {
+        Action {
+            fault: self.fault,
+            target: self.target.to_string(),
+            intensity: self.intensity,
+        }
+    }
+}
+
+pub const WEAKNESSES: &[Weakness] = &[
+    Weakness {
+        point: "paykit.weakness.call-without-deadline",
+        service: ComponentName::ConsumerApi,
+        fault: FaultKind::Timeout,
+        target: "consumer-api->orchestrator",
+        intensity: 3,
+        broken: Broken::Latency,
+        component: "consumer-api",
+    },
+    Weakness {
+        point: "paykit.weakness.relay-drops-failed-batch",
+        service: ComponentName::Orchestrator,
+        fault: FaultKind::Pause,
+        target: "kafka",
+        intensity: 3,
+        broken: Broken::Money,
+        component: "kafka",
+    },
+    Weakness {
+        point: "paykit.weakness.consumer-skips-failed-event",
+        service: ComponentName::MerchantApi,
+        fault: FaultKind::Cut,
+        target: "merchant-api->postgres",
+        intensity: 3,
+        broken: Broken::Money,
+        component: "merchant-api",
+    },
+];
+
+/// Switches a weakness on (`return`) or off on every instance of its service.
+pub async fn switch(home: &Home, weakness: &Weakness, on: bool) -> anyhow::Result<()> {
+    let admin = Admin::new(home).await?;
+    for instance in 0..weakness.service.instances(home) {
+        let port = port_of(home, weakness.service, instance)?;
+        if on {
+            admin.set(port, weakness.point, "return").await?;
+        } else {
+            admin.remove(port, weakness.point).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The counts of one weakness's proof.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proof {
+    pub point: String,
+    pub action: Action,
+    pub runs: u32,
+    /// Runs with the weakness on that the judge found (the expected broken thing and component).
+    pub found_on: u32,
+    /// Runs with it off that the judge found anything in.
+    pub found_off: u32,
+    pub journals: Vec<String>,
+}
+
+/// Runs the exposing action `runs` times with the weakness off, then `runs` times on (always
+/// switched off again at the end).
+pub async fn prove(
+    home: &Home,
+    project: &Path,
+    weakness: &Weakness,
+    runs: u32,
+    seed: u64,
+    progress: impl Fn(&str),
+) -> anyhow::Result<Proof> {
+    let action = weakness.action();
+    let mut proof = Proof {
+        point: weakness.point.to_string(),
+        action: action.clone(),
+        runs,
+        found_on: 0,
+        found_off: 0,
+        journals: Vec::new(),
+    };
+    switch(home, weakness, false).await?;
+    for on in [false, true] {
+        if on {
+            switch(home, weakness, true).await?;
+        }
+        for n in 0..runs {
+            progress(&format!(
+                "{} {}: run {}/{runs}",
+                weakness.point,
+                if on { "on" } else { "off" },
+                n + 1
+            ));
+            let outcome =
+                super::run_action(home, project, &action, seed.wrapping_add(u64::from(n))).await;
+            let (_, judgement, journal) = match outcome {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    let _ = switch(home, weakness, false).await;
+                    return Err(error);
+                }
+            };
+            proof.journals.push(journal.display().to_string());
+            if on {
+                if judgement.broken.contains(&weakness.broken)
+                    && judgement.component == weakness.component
+                {
+                    proof.found_on += 1;
+                }
+            } else if !judgement.broken.is_empty() {
+                proof.found_off += 1;
+            }
+        }
+    }
+    switch(home, weakness, false).await?;
+    Ok(proof)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_weakness_is_a_failpoint_its_service_offers_and_its_action_is_in_the_space() {
+        let space = super::super::space::all(super::super::space::Offer { chaos: true });
+        for weakness in WEAKNESSES {
+            let point = paykit::failpoints::offered(weakness.service.as_str())
+                .find(|p| p.name == weakness.point)
+                .unwrap_or_else(|| {
+                    panic!("{} offers no {}", weakness.service.as_str(), weakness.point)
+                });
+            assert_eq!(point.effect, paykit::failpoints::Effect::Weakness);
+            assert!(space.contains(&weakness.action()), "{}", weakness.point);
+        }
+        let seeded = paykit::failpoints::CATALOGUE
+            .iter()
+            .filter(|p| p.effect == paykit::failpoints::Effect::Weakness)
+            .count();
+        assert_eq!(
+            seeded,
+            WEAKNESSES.len(),
+            "every seeded weakness has its exposing action"
+        );
+    }
+}
