@@ -142,6 +142,14 @@ fn events<'a>(journal: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// One fault went in and was taken back, and every invariant held after.
+fn assert_taken_back_once_with_the_money_whole(journal: &Value) {
+    let injected = events(journal, "injected");
+    let undone = events(journal, "undone");
+    assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
+    assert!(invariants_hold(journal), "{journal:#}");
+}
+
 fn invariants_hold(journal: &Value) -> bool {
     let checks = journal["invariants"]["checks"].as_array().expect("checks");
     checks.len() >= 7 && checks.iter().all(|c| c["ok"] == true)
@@ -903,10 +911,7 @@ settle_s: 60
         offset_s.abs() <= 2,
         "consumer-api is still {offset_s} s off"
     );
-    let injected = events(&journal, "injected");
-    let undone = events(&journal, "undone");
-    assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
-    assert!(invariants_hold(&journal), "{journal:#}");
+    assert_taken_back_once_with_the_money_whole(&journal);
 }
 
 /// Free bytes on the filesystem holding `path`, as an unprivileged writer sees them.
@@ -953,10 +958,7 @@ settle_s: 120
         "the room came back: {} of {before} bytes",
         free_bytes(&data)
     );
-    let injected = events(&journal, "injected");
-    let undone = events(&journal, "undone");
-    assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
-    assert!(invariants_hold(&journal), "{journal:#}");
+    assert_taken_back_once_with_the_money_whole(&journal);
 }
 
 #[test]
@@ -989,10 +991,7 @@ rollbacks: [{type: wait-ready, timeout_s: 60}]
         after_ms < 300,
         "consumer-api still answers in {after_ms} ms after the window"
     );
-    let injected = events(&journal, "injected");
-    let undone = events(&journal, "undone");
-    assert_eq!((injected.len(), undone.len()), (1, 1), "{journal:#}");
-    assert!(invariants_hold(&journal), "{journal:#}");
+    assert_taken_back_once_with_the_money_whole(&journal);
 }
 
 #[test]
@@ -1108,32 +1107,51 @@ fn a_seeded_weakness_is_found_by_the_judge_and_the_sound_code_under_the_same_fau
 }
 
 #[test]
-fn chaos_auto_runs_its_budget_judges_every_step_and_writes_its_report() {
+fn chaos_bench_runs_each_subset_judges_every_step_scores_it_and_leaves_every_weakness_off() {
     let _turn = turn();
     let output = command(&[
         "chaos",
-        "auto",
-        "--budget",
-        "1",
-        "--planner",
+        "bench",
+        "--planners",
         "learned",
+        "--budgets",
+        "1",
+        "--subsets",
+        "1",
         "--seed",
-        "7",
+        "5",
         "--json",
     ])
     .output()
-    .expect("paytool chaos auto");
+    .expect("paytool chaos bench");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let report: Value = serde_json::from_slice(&output.stdout)
+    let bench: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&output)));
-    let steps = report["steps"].as_array().expect("steps");
-    assert_eq!(steps.len(), 1, "{report:#}");
-    assert!(!report["graph"].as_array().expect("a graph").is_empty());
-    for step in steps {
-        // The platform takes a payment within the guard's minute: the step ran.
+    let subsets = bench["subsets"].as_array().expect("subsets");
+    assert_eq!(subsets.len(), 2, "{bench:#}");
+    assert_eq!(
+        subsets[0],
+        serde_json::json!([]),
+        "the first has every weakness off"
+    );
+    assert!(!subsets[1].as_array().expect("a subset").is_empty());
+    let runs = bench["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{bench:#}");
+    assert!(
+        bench["summaries"][0]["recall_at"]["1"].is_number(),
+        "{bench:#}"
+    );
+    for run in runs {
+        // Each run is an `auto` report of its own: one step, judged, its journal kept.
+        let report: Value = serde_json::from_str(
+            &std::fs::read_to_string(run["report"].as_str().expect("a path")).expect("read"),
+        )
+        .expect("JSON");
+        let steps = report["steps"].as_array().expect("steps");
+        assert_eq!(steps.len(), 1, "{report:#}");
+        let step = &steps[0];
         assert_ne!(step["verdict"], "guarded", "{step:#}");
-        let journal = step["journal"].as_str().expect("a journal");
-        assert!(Path::new(journal).is_file(), "{journal}");
+        assert!(Path::new(step["journal"].as_str().expect("a journal")).is_file());
         assert!(
             step["judgement"]["control"]["requests"]
                 .as_u64()
@@ -1141,18 +1159,31 @@ fn chaos_auto_runs_its_budget_judges_every_step_and_writes_its_report() {
                 > 0,
             "{step:#}"
         );
-        // The healthy platform never loses money, whatever the fault.
-        assert!(
-            !step["judgement"]["broken"]
-                .as_array()
-                .expect("broken")
-                .iter()
-                .any(|b| b == "money"),
-            "{step:#}"
-        );
+        // With every weakness off, the platform loses no money whatever the fault.
+        if run["active"].as_array().is_some_and(Vec::is_empty) {
+            assert!(
+                !step["judgement"]["broken"]
+                    .as_array()
+                    .expect("broken")
+                    .iter()
+                    .any(|b| b == "money"),
+                "{step:#}"
+            );
+        }
     }
-    assert_eq!(report["planner"], "learned");
-    assert_eq!(report["seed"], 7);
+    // Nothing is left switched on.
+    for service in ["orchestrator", "consumer-api", "merchant-api"] {
+        let output = command(&["chaos", "failpoint", service, "--json"])
+            .output()
+            .expect("paytool chaos failpoint");
+        let listed: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&output)));
+        for instance in listed.as_array().expect("instances") {
+            for point in instance["failpoints"].as_array().expect("points") {
+                assert!(point["actions"].is_null(), "{service}: {point:#}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -881,6 +881,13 @@ pub enum ChaosCommand {
         after_help = "Examples:\n  paytool chaos auto --budget 10 --planner learned\n  paytool chaos auto --budget 20 --planner llm --llm-url http://127.0.0.1:31900/v1 --json\n\nEach step takes about a minute. Exit code 0 when the loop ran (findings or not: they are in\nthe report), 7 when the platform is not running, 2 for bad options."
     )]
     Auto(ChaosAutoArgs),
+    /// Measures the planners on the seeded weaknesses: hidden random subsets switched on, each
+    /// planner run to the largest budget, recall at each budget, false alarms with every
+    /// weakness off, localisation, time and tokens per finding; a report and a curve
+    #[command(
+        after_help = "Examples:\n  paytool chaos bench --planners random,learned --budgets 10,20,40 --subsets 5\n  paytool chaos bench --planners random --budgets 2 --subsets 1 --json   # the machinery, in minutes\n\nEach step is about a minute: planners × (subsets + 1) × the largest budget minutes in all."
+    )]
+    Bench(ChaosBenchArgs),
     /// Proves that each seeded weakness matters: its exposing action run N times with the
     /// weakness off and N times on, each judged (the services need `--features failpoints`)
     #[command(
@@ -1009,6 +1016,29 @@ pub enum PlannerKind {
     Learned,
     /// A language model behind an OpenAI-compatible chat endpoint (--llm-url)
     Llm,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChaosBenchArgs {
+    /// The planners to measure
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [PlannerKind::Random, PlannerKind::Learned])]
+    pub planners: Vec<PlannerKind>,
+    /// The budgets K at which recall is reported (the largest is run)
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 20, 40])]
+    pub budgets: Vec<u32>,
+    /// Random subsets of weaknesses besides the one with every weakness off
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub subsets: u32,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The model's OpenAI-compatible API (llm planner)
+    #[arg(long)]
+    pub llm_url: Option<String>,
+    #[arg(long, default_value = "smollm2")]
+    pub llm_model: String,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

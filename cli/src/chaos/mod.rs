@@ -98,12 +98,7 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
                     } else {
                         format!(
                             "{} on {}: {}",
-                            judgement
-                                .broken
-                                .iter()
-                                .map(|b| b.as_str())
-                                .collect::<Vec<_>>()
-                                .join("+"),
+                            auto::judge::names(&judgement.broken),
                             judgement.component,
                             judgement.mechanism.join("; ")
                         )
@@ -215,6 +210,28 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&proofs)?);
+            }
+            Ok(0)
+        }
+        ChaosCommand::Bench(args) => {
+            let home = crate::runtime::home::existing(home_dir, project)?;
+            let options = auto::bench::BenchOptions {
+                planners: args.planners,
+                budgets: args.budgets,
+                subsets: args.subsets,
+                seed: args.seed.unwrap_or_else(rand::random),
+                llm: args.llm_url.map(|url| auto::planner::LlmEndpoint {
+                    url,
+                    model: args.llm_model,
+                }),
+                quiet: args.json,
+            };
+            let (report, path) = auto::bench::run(&home, project, &options).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", auto::bench::markdown(&report));
+                println!("report: {}", path.display());
             }
             Ok(0)
         }

@@ -76,6 +76,11 @@ pub const CATALOGUE: &[Point] = &[
         what: "a consumer that cannot apply an event (its database away) commits its offset and moves on instead of retrying: the event is lost (a paused database shows it as money)",
     },
     Point {
+        name: "paykit.weakness.breaker-stays-open",
+        effect: Effect::Weakness,
+        what: "a circuit breaker that opened never half-opens: calls to the other service are refused long after it is back (a cut on the caller's route shows it as no recovery)",
+    },
+    Point {
         name: "orchestrator.saga.before-step",
         effect: Effect::Error,
         what: "a saga step's transaction fails before its work (the saga stays where it is; recovery tries it again)",
@@ -322,23 +327,17 @@ async fn set(
 ) -> Result<Json<PointState>, Problem> {
     authorise(&principal)?;
     let point = point(state.service, &name)?;
-    validate(point, &setting.actions).map_err(|reason| {
+    let invalid = |reason: String| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation",
             "Invalid request",
         )
         .with_detail(reason)
-    })?;
+    };
+    validate(point, &setting.actions).map_err(invalid)?;
     #[cfg(feature = "failpoints")]
-    fail::cfg(point.name, &setting.actions).map_err(|reason| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "Invalid request",
-        )
-        .with_detail(reason)
-    })?;
+    fail::cfg(point.name, &setting.actions).map_err(invalid)?;
     tracing::warn!(failpoint = point.name, actions = %setting.actions, subject = %principal.subject, "failpoint set");
     Ok(Json(state_of(point)))
 }

@@ -168,7 +168,9 @@ impl Breaker {
         match (self.state, self.opened_at) {
             (BreakerState::Open, Some(at))
                 if now.saturating_duration_since(at)
-                    >= Duration::from_millis(self.settings.open_ms) =>
+                    >= Duration::from_millis(self.settings.open_ms)
+                    // Seeded weakness (chaos bench): a breaker that never tries again.
+                    && !crate::failpoints::weak("paykit.weakness.breaker-stays-open") =>
             {
                 BreakerState::HalfOpen
             }

@@ -44,6 +44,15 @@ pub enum Broken {
     Recovery,
 }
 
+/// What broke, as one word each: `latency+recovery`.
+pub fn names(broken: &[Broken]) -> String {
+    broken
+        .iter()
+        .map(|b| b.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
 impl Broken {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -10,6 +10,7 @@
 //! still shows it, and replayable: `paytool chaos replay` on its journal runs the same
 //! experiment with the same seed.
 
+pub mod bench;
 pub mod judge;
 pub mod planner;
 pub mod space;
@@ -208,12 +209,7 @@ pub async fn run(
             line.failed(&format!(
                 "{}: {} on {}{}",
                 proposal.action,
-                judgement
-                    .broken
-                    .iter()
-                    .map(|b| b.as_str())
-                    .collect::<Vec<_>>()
-                    .join("+"),
+                judge::names(&judgement.broken),
                 judgement.component,
                 if new_finding { " (new)" } else { "" }
             ));

@@ -55,6 +55,15 @@ pub const WEAKNESSES: &[Weakness] = &[
         component: "kafka",
     },
     Weakness {
+        point: "paykit.weakness.breaker-stays-open",
+        service: ComponentName::ConsumerApi,
+        fault: FaultKind::Cut,
+        target: "consumer-api->orchestrator",
+        intensity: 3,
+        broken: Broken::Recovery,
+        component: "consumer-api",
+    },
+    Weakness {
         point: "paykit.weakness.consumer-skips-failed-event",
         service: ComponentName::MerchantApi,
         fault: FaultKind::Cut,
