@@ -80,8 +80,14 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
             };
             auto::space::fault(&action).map_err(|reason| fail(Code::Usage, reason))?;
             let seed = seed.unwrap_or_else(rand::random);
-            let (verdict, judgement, journal) =
-                auto::run_action(&home, project, &action, seed).await?;
+            let (verdict, judgement, journal) = auto::run_action(
+                &home,
+                project,
+                &action,
+                seed,
+                &mut auto::baseline(&home).await,
+            )
+            .await?;
             if json {
                 println!(
                     "{}",

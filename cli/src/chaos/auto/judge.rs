@@ -11,6 +11,23 @@
 use super::space::{self, Action};
 use crate::chaos::journal::{Event, Journal, Second, Verdict};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The invariants that were failing, and their evidence: what a run found before this one.
+/// The invariants look at the whole platform, so money lost in one run is still missing at
+/// the next: only what is new is this run's.
+pub type Violations = BTreeMap<String, BTreeSet<String>>;
+
+/// The failing invariants of a run's journal.
+pub fn violations(journal: &Journal) -> Violations {
+    journal
+        .invariants
+        .iter()
+        .flat_map(|report| report.checks.iter())
+        .filter(|check| !check.ok)
+        .map(|check| (check.name.clone(), check.evidence.iter().cloned().collect()))
+        .collect()
+}
 
 /// Above the control's p99 and the fault's own added latency (twice: a call and its answer
 /// may both cross the route, and a payment makes more than one call), how long answers may
@@ -130,8 +147,9 @@ pub fn guarded(action: &Action, why: &str) -> Judgement {
     }
 }
 
-/// Judges one run of `action`.
-pub fn judge(action: &Action, journal: &Journal) -> Judgement {
+/// Judges one run of `action`; `before` is what was failing before it (nothing, for a run on
+/// its own).
+pub fn judge(action: &Action, before: &Violations, journal: &Journal) -> Judgement {
     let component = space::component_of(action);
     let mut judgement = Judgement {
         broken: Vec::new(),
@@ -149,6 +167,10 @@ pub fn judge(action: &Action, journal: &Journal) -> Judgement {
     }
     if let Some(report) = &journal.invariants {
         for check in report.checks.iter().filter(|c| !c.ok) {
+            let known = before.get(&check.name);
+            if known.is_some_and(|seen| check.evidence.iter().all(|line| seen.contains(line))) {
+                continue;
+            }
             judgement.broken.push(Broken::Money);
             judgement.mechanism.push(format!(
                 "{}: {}",
@@ -314,7 +336,7 @@ mod tests {
 
     #[test]
     fn failing_fast_and_coming_back_is_no_finding() {
-        let verdict = judge(&action(), &run((6, 3_100.0), (0, 70.0)));
+        let verdict = judge(&action(), &Violations::new(), &run((6, 3_100.0), (0, 70.0)));
         assert!(verdict.broken.is_empty(), "{verdict:?}");
         assert!(
             verdict.severity > 0.0 && verdict.severity < 1.0,
@@ -326,7 +348,11 @@ mod tests {
 
     #[test]
     fn answers_that_hang_through_the_window_are_a_latency_finding() {
-        let verdict = judge(&action(), &run((2, 19_500.0), (0, 70.0)));
+        let verdict = judge(
+            &action(),
+            &Violations::new(),
+            &run((2, 19_500.0), (0, 70.0)),
+        );
         assert_eq!(verdict.broken, vec![Broken::Latency], "{verdict:?}");
         assert_eq!(verdict.severity, 1.0);
     }
@@ -341,14 +367,20 @@ mod tests {
         {
             second.p99_ms = Some(9_500.0);
         }
-        assert!(judge(&action(), &journal).broken.is_empty());
+        assert!(judge(&action(), &Violations::new(), &journal)
+            .broken
+            .is_empty());
     }
 
     #[test]
     fn errors_that_stay_after_the_window_are_a_recovery_finding() {
-        let verdict = judge(&action(), &run((5, 3_000.0), (4, 90.0)));
+        let verdict = judge(&action(), &Violations::new(), &run((5, 3_000.0), (4, 90.0)));
         assert_eq!(verdict.broken, vec![Broken::Recovery], "{verdict:?}");
-        let slow = judge(&action(), &run((5, 3_000.0), (0, 900.0)));
+        let slow = judge(
+            &action(),
+            &Violations::new(),
+            &run((5, 3_000.0), (0, 900.0)),
+        );
         assert_eq!(slow.broken, vec![Broken::Recovery], "{slow:?}");
     }
 
@@ -360,12 +392,38 @@ mod tests {
             intensity: 3,
         };
         // 2 000 ms a call: up to 60 + 4 000 + 8 000 ms is explained.
-        assert!(judge(&latency, &run((0, 11_000.0), (0, 70.0)))
-            .broken
-            .is_empty());
+        assert!(
+            judge(&latency, &Violations::new(), &run((0, 11_000.0), (0, 70.0)))
+                .broken
+                .is_empty()
+        );
         assert_eq!(
-            judge(&latency, &run((0, 13_000.0), (0, 70.0))).broken,
+            judge(&latency, &Violations::new(), &run((0, 13_000.0), (0, 70.0))).broken,
             vec![Broken::Latency]
+        );
+    }
+
+    #[test]
+    fn money_that_was_missing_before_the_run_is_not_this_runs_finding() {
+        let mut journal = run((3, 3_000.0), (0, 70.0));
+        journal.invariants = serde_json::from_value(serde_json::json!({
+            "ok": false, "converged_ms": 0,
+            "checks": [{ "name": "merchant_lists_exact", "description": "", "ok": false,
+                         "evidence": ["payment a is not on its merchant's list"] }],
+        }))
+        .expect("a report");
+        let fresh = judge(&action(), &Violations::new(), &journal);
+        assert_eq!(fresh.broken, vec![Broken::Money]);
+        let before = violations(&journal);
+        assert!(judge(&action(), &before, &journal).broken.is_empty());
+        if let Some(report) = journal.invariants.as_mut() {
+            report.checks[0]
+                .evidence
+                .push("payment b is not on its merchant's list".into());
+        }
+        assert_eq!(
+            judge(&action(), &before, &journal).broken,
+            vec![Broken::Money]
         );
     }
 
@@ -373,7 +431,7 @@ mod tests {
     fn a_failed_pre_flight_is_inconclusive_not_clean() {
         let mut journal = run((0, 60.0), (0, 60.0));
         journal.verdict = Verdict::PreflightFailed;
-        let verdict = judge(&action(), &journal);
+        let verdict = judge(&action(), &Violations::new(), &journal);
         assert!(verdict.inconclusive.is_some());
         assert!(verdict.broken.is_empty());
     }

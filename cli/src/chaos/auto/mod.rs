@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// The most experiments one `auto` may run (each about a minute).
 pub const BUDGET_MAX: u32 = 200;
+/// How long the baseline's invariants may take to settle.
+const BASELINE_SETTLE_MS: u64 = 5_000;
 /// How long a step waits for the platform to take a payment before its fault.
 const STEADY_TIMEOUT_MS: u32 = 60_000;
 /// Jaeger's dependency graph is read over this much of the past.
@@ -140,6 +142,7 @@ pub async fn run(
         first_finding_step: None,
     };
     let mut history: Vec<Outcome> = Vec::new();
+    let mut before = baseline(home).await;
     for n in 1..=options.budget {
         let found: Vec<String> = report.findings.iter().map(Finding::key).collect();
         let observation = Observation {
@@ -161,7 +164,7 @@ pub async fn run(
         let seed: u64 = rng.gen();
         let run_started = Instant::now();
         let (verdict, judgement, journal) =
-            run_action(home, project, &proposal.action, seed).await?;
+            run_action(home, project, &proposal.action, seed, &mut before).await?;
         let mut record = StepRecord {
             n,
             proposal: proposal.clone(),
@@ -182,8 +185,14 @@ pub async fn run(
                 continue;
             }
             new_finding = true;
-            let (action, journal, runs) =
-                shrink(home, project, &proposal.action, *broken, &journal, &mut rng).await?;
+            let (action, journal, runs) = shrink(
+                home,
+                project,
+                (&proposal.action, *broken, &journal),
+                &mut before,
+                &mut rng,
+            )
+            .await?;
             record.shrink.extend(runs);
             let index = judgement
                 .broken
@@ -241,29 +250,46 @@ pub async fn run(
     Ok((report, path))
 }
 
+/// Waits (within its bound) until the platform takes a payment: a 503 is tried again.
+pub async fn steady(home: &Home) -> anyhow::Result<()> {
+    let outcome = super::probes::Probes::new(home)
+        .run(&crate::chaos::experiment::Probe::Payment {
+            timeout_ms: STEADY_TIMEOUT_MS,
+        })
+        .await;
+    anyhow::ensure!(outcome.ok, "{}", outcome.detail);
+    Ok(())
+}
+
+/// What is failing before a sequence of runs, so that none of it is put on the first run.
+pub async fn baseline(home: &Home) -> judge::Violations {
+    match super::invariants::check(home, BASELINE_SETTLE_MS).await {
+        Ok(report) => report
+            .checks
+            .into_iter()
+            .filter(|check| !check.ok)
+            .map(|check| (check.name, check.evidence.into_iter().collect()))
+            .collect(),
+        Err(_) => judge::Violations::new(),
+    }
+}
+
 /// One action run as an experiment and judged: (verdict, judgement, journal).
 pub async fn run_action(
     home: &Home,
     project: &Path,
     action: &space::Action,
     seed: u64,
+    before: &mut judge::Violations,
 ) -> anyhow::Result<(String, judge::Judgement, PathBuf)> {
     let experiment = space::experiment(action).map_err(|e| anyhow::anyhow!("{action}: {e}"))?;
     // The guard: the platform must be whole before anything is injected. The step before may
     // have left a breaker open or a component restarting; a payment is tried (its 503s again)
     // until one goes through, within the bound, and a step that never gets one is guarded.
-    let steady = super::probes::Probes::new(home)
-        .run(&crate::chaos::experiment::Probe::Payment {
-            timeout_ms: STEADY_TIMEOUT_MS,
-        })
-        .await;
-    if !steady.ok {
+    if let Err(error) = steady(home).await {
         let judgement = judge::guarded(
             action,
-            &format!(
-                "the steady state did not hold before the fault: {}",
-                steady.detail
-            ),
+            &format!("the steady state did not hold before the fault: {error:#}"),
         );
         return Ok(("guarded".into(), judgement, PathBuf::new()));
     }
@@ -274,7 +300,8 @@ pub async fn run_action(
         action.intensity
     );
     let (journal, path) = super::perform(home, project, &name, experiment, seed, true).await?;
-    let judgement = judge::judge(action, &journal);
+    let judgement = judge::judge(action, before, &journal);
+    *before = judge::violations(&journal);
     Ok((journal.verdict.as_str().to_string(), judgement, path))
 }
 
@@ -283,9 +310,8 @@ pub async fn run_action(
 async fn shrink(
     home: &Home,
     project: &Path,
-    action: &space::Action,
-    broken: judge::Broken,
-    journal: &Path,
+    (action, broken, journal): (&space::Action, judge::Broken, &Path),
+    before: &mut judge::Violations,
     rng: &mut StdRng,
 ) -> anyhow::Result<(space::Action, PathBuf, Vec<ShrinkRun>)> {
     let mut smallest = (action.clone(), journal.to_path_buf());
@@ -297,7 +323,7 @@ async fn shrink(
             intensity,
             ..action.clone()
         };
-        let (_, judgement, path) = run_action(home, project, &milder, rng.gen()).await?;
+        let (_, judgement, path) = run_action(home, project, &milder, rng.gen(), before).await?;
         let reproduced = judgement.broken.contains(&broken);
         runs.push(ShrinkRun {
             action: milder.clone(),

@@ -121,19 +121,30 @@ pub async fn prove(
         journals: Vec::new(),
     };
     switch(home, weakness, false).await?;
+    let mut before = super::baseline(home).await;
     for on in [false, true] {
-        if on {
-            switch(home, weakness, true).await?;
-        }
         for n in 0..runs {
+            // Each run with it on starts from a sound platform: a weakness may leave it broken
+            // (a breaker that never closes) until it is off again.
+            if on {
+                switch(home, weakness, false).await?;
+                super::steady(home).await?;
+                switch(home, weakness, true).await?;
+            }
             progress(&format!(
                 "{} {}: run {}/{runs}",
                 weakness.point,
                 if on { "on" } else { "off" },
                 n + 1
             ));
-            let outcome =
-                super::run_action(home, project, &action, seed.wrapping_add(u64::from(n))).await;
+            let outcome = super::run_action(
+                home,
+                project,
+                &action,
+                seed.wrapping_add(u64::from(n)),
+                &mut before,
+            )
+            .await;
             let (_, judgement, journal) = match outcome {
                 Ok(outcome) => outcome,
                 Err(error) => {
