@@ -128,6 +128,14 @@ fn signal_group(hit: &Hit, signal: Signal) -> anyhow::Result<()> {
         .map_err(|errno| anyhow::anyhow!("{signal} to {}'s group {pid}: {errno}", hit.id()))
 }
 
+/// The instances a target names: the one given, or every one the installation runs.
+fn instances_of(home: &Home, target: &Target) -> Vec<u8> {
+    target.instance.map_or_else(
+        || (0..target.component.instances(home)).collect(),
+        |instance| vec![instance],
+    )
+}
+
 /// What a fault needs besides its target, checked by the pre-flight: libfaketime for a clock
 /// skew, a volume of its own (`paytool up --chaos`, as root) for a disk-full fault, services
 /// built with failpoints (and paytool's operator account in the realm) for a failpoint.
@@ -135,10 +143,7 @@ pub async fn ready_to_inject(home: &Home, fault: &Fault) -> anyhow::Result<()> {
     match fault {
         Fault::Failpoint { target, name, .. } => {
             let admin = super::failpoints::Admin::new(home).await?;
-            let instances = target.instance.map_or_else(
-                || (0..target.component.instances(home)).collect(),
-                |instance| vec![instance],
-            );
+            let instances = instances_of(home, target);
             for instance in instances {
                 let port = super::failpoints::port_of(home, target.component, instance)?;
                 let points = admin.list(port).await.map_err(|error| {
@@ -167,10 +172,7 @@ pub async fn ready_to_inject(home: &Home, fault: &Fault) -> anyhow::Result<()> {
             );
         }
         Fault::DiskFull { target, .. } => {
-            let instances = target.instance.map_or_else(
-                || (0..target.component.instances(home)).collect(),
-                |instance| vec![instance],
-            );
+            let instances = instances_of(home, target);
             for instance in instances {
                 let dir = crate::runtime::components::kafka::data_dir(home, instance);
                 anyhow::ensure!(
