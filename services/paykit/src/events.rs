@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::PgListener;
@@ -140,11 +140,82 @@ fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
+/// An idempotent producer that is made anew after a fatal error. librdkafka's idempotent
+/// producer refuses every later send once it raised one (say the broker lost the producer's
+/// sequence state when its log directory failed on a full disk): only a new instance, with a
+/// new producer id, publishes again. Sends that failed are retried by their callers, so
+/// nothing is lost in the swap.
+struct ProducerSlot {
+    settings: KafkaSettings,
+    current: std::sync::Mutex<FutureProducer>,
+}
+
+impl ProducerSlot {
+    fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            current: std::sync::Mutex::new(producer(settings)?),
+            settings: settings.clone(),
+        })
+    }
+
+    /// The instance to send with (a cheap handle on the shared client).
+    fn get(&self) -> FutureProducer {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes a new instance when the current one failed fatally.
+    fn renew_if_fatal(&self) {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some((code, reason)) = current.client().fatal_error() else {
+            return;
+        };
+        match producer(&self.settings) {
+            Ok(fresh) => {
+                tracing::warn!(?code, %reason, "kafka producer failed fatally: made a new one");
+                *current = fresh;
+            }
+            Err(error) => tracing::warn!(
+                ?code,
+                %reason,
+                %error,
+                "kafka producer failed fatally and a new one could not be made yet"
+            ),
+        }
+    }
+
+    /// Raises a fatal error in the current instance, as librdkafka would (its own test hook).
+    #[cfg(feature = "testing")]
+    #[allow(unsafe_code)]
+    fn inject_fatal_error(&self, reason: &str) {
+        let current = self.get();
+        let reason = std::ffi::CString::new(reason).expect("a reason without NUL");
+        // SAFETY: the client pointer is live while `current` is held; librdkafka copies the reason.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                current.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            )
+        };
+        assert_eq!(
+            code,
+            rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+            "librdkafka raised the fatal error"
+        );
+    }
+}
+
 /// Publishes the outbox to Kafka.
 pub struct Relay {
     pool: PgPool,
     settings: KafkaSettings,
-    producer: FutureProducer,
+    producer: ProducerSlot,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,10 +231,16 @@ pub enum RelayError {
 impl Relay {
     pub fn new(pool: PgPool, settings: KafkaSettings) -> anyhow::Result<Self> {
         Ok(Self {
-            producer: producer(&settings)?,
+            producer: ProducerSlot::new(&settings)?,
             pool,
             settings,
         })
+    }
+
+    /// Makes the relay's producer fail fatally, for tests of the renewal.
+    #[cfg(feature = "testing")]
+    pub fn inject_fatal_error(&self, reason: &str) {
+        self.producer.inject_fatal_error(reason);
     }
 
     /// The relay for `kafka`, or none (logged) when the service has no Kafka settings: its
@@ -199,6 +276,7 @@ impl Relay {
                 "failpoint paykit.outbox.before-publish".into(),
             ));
         }
+        let producer = &self.producer.get();
         let sends = rows.iter().map(|(id, topic, key, envelope, traceparent)| {
             let topic = self.settings.topic(topic);
             let payload = envelope.to_string();
@@ -228,7 +306,7 @@ impl Relay {
                     .key(&key)
                     .payload(&payload)
                     .headers(headers);
-                self.producer
+                producer
                     .send(record, Duration::from_millis(PRODUCE_TIMEOUT_MS))
                     .await
                     .map(|_| ())
@@ -297,6 +375,9 @@ impl Relay {
                     return;
                 }
                 Err(error) => {
+                    // A new instance is tried after the same backoff: one that fails
+                    // fatally again must not spin.
+                    self.producer.renew_if_fatal();
                     let wait = backoff.next_delay();
                     let backoff_ms = wait.as_millis();
                     tracing::warn!(%error, backoff_ms, "outbox relay: batch failed; retrying");
@@ -370,7 +451,7 @@ pub struct Consumer<H: Handler> {
     settings: KafkaSettings,
     topics: Vec<String>,
     handler: H,
-    dead_letters: FutureProducer,
+    dead_letters: ProducerSlot,
 }
 
 enum Outcome {
@@ -390,7 +471,7 @@ impl<H: Handler> Consumer<H> {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             name: name.to_string(),
-            dead_letters: producer(&settings)?,
+            dead_letters: ProducerSlot::new(&settings)?,
             pool,
             topics: topics.iter().map(|t| settings.topic(t)).collect(),
             settings,
@@ -490,11 +571,13 @@ impl<H: Handler> Consumer<H> {
                 .headers(headers.clone());
             match self
                 .dead_letters
+                .get()
                 .send(record, Duration::from_millis(PRODUCE_TIMEOUT_MS))
                 .await
             {
                 Ok(_) => break,
                 Err((error, _)) => {
+                    self.dead_letters.renew_if_fatal();
                     tracing::warn!(%error, "cannot dead-letter yet; retrying");
                     tokio::time::sleep(Duration::from_millis(CONSUMER_BACKOFF_MAX_MS)).await;
                 }
