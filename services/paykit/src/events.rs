@@ -360,7 +360,15 @@ impl Relay {
         let mut backoff = Backoff::new(RELAY_BACKOFF_MIN_MS, RELAY_BACKOFF_MAX_MS);
         let mut last_cleanup = std::time::Instant::now();
         loop {
+            // Seeded weakness (chaos bench): a relay woken only by notifications, that never
+            // listens again once its listening connection failed; while it is on, such a
+            // relay publishes nothing more.
+            let listens_only = crate::failpoints::weak("paykit.weakness.relay-listens-only");
             if listener.is_none() {
+                if listens_only {
+                    tokio::time::sleep(Duration::from_millis(RELAY_POLL_INTERVAL_MS)).await;
+                    continue;
+                }
                 listener = listen(&self.pool).await;
             }
             match self.publish_batch().await {
@@ -399,6 +407,11 @@ impl Relay {
             }
             let poll = tokio::time::sleep(Duration::from_millis(RELAY_POLL_INTERVAL_MS));
             match listener.as_mut() {
+                Some(l) if listens_only => {
+                    if l.recv().await.is_err() {
+                        listener = None;
+                    }
+                }
                 Some(l) => {
                     tokio::select! {
                         notified = l.recv() => if notified.is_err() { listener = None },
@@ -653,6 +666,15 @@ impl<H: Handler> Consumer<H> {
             let message = match received {
                 Ok(message) => message,
                 Err(error) => {
+                    // Seeded weakness (chaos bench): a consuming loop that ends at its first
+                    // error; it stays stopped for as long as the weakness is on.
+                    if crate::failpoints::weak("paykit.weakness.consumer-stops-on-error") {
+                        tracing::warn!(%error, consumer = %self.name, "seeded weakness: the consumer stops at a consuming error");
+                        while crate::failpoints::weak("paykit.weakness.consumer-stops-on-error") {
+                            tokio::time::sleep(Duration::from_millis(CONSUMER_WATCH_MS)).await;
+                        }
+                        continue;
+                    }
                     tracing::warn!(%error, consumer = %self.name, "consuming failed; retrying");
                     tokio::time::sleep(Duration::from_millis(CONSUMER_BACKOFF_MAX_MS)).await;
                     continue;

@@ -76,6 +76,16 @@ pub const CATALOGUE: &[Point] = &[
         what: "a consumer that cannot apply an event (its database away) commits its offset and moves on instead of retrying: the event is lost (a paused database shows it as money)",
     },
     Point {
+        name: "paykit.weakness.relay-listens-only",
+        effect: Effect::Weakness,
+        what: "the outbox relay wakes only on the database's notifications and never listens again once its listening connection failed: events wait in the outbox for good (a cut between a service and its database shows it as money: events not published)",
+    },
+    Point {
+        name: "paykit.weakness.consumer-stops-on-error",
+        effect: Effect::Weakness,
+        what: "a consumer's loop ends at its first consuming error (Kafka away) instead of retrying: events are no longer applied (a killed Kafka shows it as money: payments missing from their merchants' lists)",
+    },
+    Point {
         name: "paykit.weakness.breaker-stays-open",
         effect: Effect::Weakness,
         what: "a circuit breaker that opened never half-opens: calls to the other service are refused long after it is back (a cut on the caller's route shows it as no recovery)",

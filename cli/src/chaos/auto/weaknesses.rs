@@ -72,6 +72,24 @@ pub const WEAKNESSES: &[Weakness] = &[
         broken: Broken::Money,
         component: "merchant-api",
     },
+    Weakness {
+        point: "paykit.weakness.relay-listens-only",
+        service: ComponentName::Orchestrator,
+        fault: FaultKind::Cut,
+        target: "orchestrator->postgres",
+        intensity: 1,
+        broken: Broken::Money,
+        component: "orchestrator",
+    },
+    Weakness {
+        point: "paykit.weakness.consumer-stops-on-error",
+        service: ComponentName::MerchantApi,
+        fault: FaultKind::Kill,
+        target: "kafka",
+        intensity: 1,
+        broken: Broken::Money,
+        component: "kafka",
+    },
 ];
 
 /// Switches a weakness on (`return`) or off on every instance of its service.
