@@ -86,6 +86,11 @@ pub const CATALOGUE: &[Point] = &[
         what: "a consumer's loop ends at its first consuming error (Kafka away) instead of retrying: events are no longer applied (a killed Kafka shows it as money: payments missing from their merchants' lists)",
     },
     Point {
+        name: "paykit.weakness.service-token-not-cached",
+        effect: Effect::Weakness,
+        what: "a service asks Keycloak for a new token for every call to another service instead of caching it: Keycloak becomes part of every payment (a cut between the service and Keycloak shows it as availability: payments fail while Keycloak is away)",
+    },
+    Point {
         name: "paykit.weakness.breaker-stays-open",
         effect: Effect::Weakness,
         what: "a circuit breaker that opened never half-opens: calls to the other service are refused long after it is back (a cut on the caller's route shows it as no recovery)",

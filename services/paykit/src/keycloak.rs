@@ -12,6 +12,9 @@ use tokio::sync::Mutex;
 const KEYCLOAK_TIMEOUT_MS: u64 = 5_000;
 /// A cached token is renewed this long before it expires.
 const TOKEN_RENEW_BEFORE_MS: u64 = 30_000;
+/// After a renewal failed while the token was still valid, the next try waits this long: calls
+/// go on with the valid token instead of each waiting on an unreachable Keycloak.
+const TOKEN_RENEW_RETRY_MS: u64 = 5_000;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct KeycloakSettings {
@@ -38,7 +41,14 @@ pub enum KeycloakError {
 pub struct ServiceAccount {
     settings: KeycloakSettings,
     http: reqwest::Client,
-    token: Mutex<Option<(String, Instant)>>,
+    token: Mutex<Option<CachedToken>>,
+}
+
+/// A service token, when to renew it, and when it stops being valid.
+struct CachedToken {
+    token: String,
+    renew_at: Instant,
+    expires_at: Instant,
 }
 
 impl ServiceAccount {
@@ -57,13 +67,46 @@ impl ServiceAccount {
     }
 
     /// A valid access token of this service's account.
+    /// The service account's token: the cached one until it is due for renewal, then a new
+    /// one. A renewal that fails while the cached token is still valid is not the caller's
+    /// problem: the valid token is answered and the renewal tried again later, so a Keycloak
+    /// outage shorter than a token's last [`TOKEN_RENEW_BEFORE_MS`] costs no call.
     pub async fn token(&self) -> Result<String, KeycloakError> {
         let mut cached = self.token.lock().await;
-        if let Some((token, renew_at)) = cached.as_ref() {
-            if Instant::now() < *renew_at {
-                return Ok(token.clone());
+        // Seeded weakness (chaos bench): no cache, a token fetched from Keycloak for every call.
+        let uncached = crate::failpoints::weak("paykit.weakness.service-token-not-cached");
+        let now = Instant::now();
+        if let (Some(current), false) = (cached.as_ref(), uncached) {
+            if now < current.renew_at {
+                return Ok(current.token.clone());
             }
         }
+        match self.fetch_token().await {
+            Ok((token, lifetime_ms)) => {
+                let now = Instant::now();
+                *cached = Some(CachedToken {
+                    token: token.clone(),
+                    renew_at: now
+                        + Duration::from_millis(
+                            lifetime_ms.saturating_sub(TOKEN_RENEW_BEFORE_MS).max(1_000),
+                        ),
+                    expires_at: now + Duration::from_millis(lifetime_ms),
+                });
+                Ok(token)
+            }
+            Err(error) => match cached.as_mut() {
+                Some(current) if !uncached && Instant::now() < current.expires_at => {
+                    tracing::warn!(%error, "service token renewal failed; the current one is still valid");
+                    current.renew_at = Instant::now() + Duration::from_millis(TOKEN_RENEW_RETRY_MS);
+                    Ok(current.token.clone())
+                }
+                _ => Err(error),
+            },
+        }
+    }
+
+    /// A new token from Keycloak, and its lifetime.
+    async fn fetch_token(&self) -> Result<(String, u64), KeycloakError> {
         let url = format!(
             "{}/realms/{}/protocol/openid-connect/token",
             self.settings.base_url, self.settings.realm
@@ -87,10 +130,18 @@ impl ServiceAccount {
             .as_u64()
             .unwrap_or(60)
             .saturating_mul(1000);
-        let renew_at = Instant::now()
-            + Duration::from_millis(lifetime_ms.saturating_sub(TOKEN_RENEW_BEFORE_MS).max(1_000));
-        *cached = Some((token.clone(), renew_at));
-        Ok(token)
+        Ok((token, lifetime_ms))
+    }
+
+    /// A cached token, due for renewal now and valid for `valid_ms` more (tests of the renewal).
+    #[cfg(feature = "testing")]
+    pub async fn cache_token_for_test(&self, token: &str, valid_ms: u64) {
+        let now = Instant::now();
+        *self.token.lock().await = Some(CachedToken {
+            token: token.to_string(),
+            renew_at: now,
+            expires_at: now + Duration::from_millis(valid_ms),
+        });
     }
 
     fn admin(&self, path: &str) -> String {

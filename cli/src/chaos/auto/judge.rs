@@ -46,6 +46,9 @@ pub const HANG_SECONDS_MIN: usize = 4;
 pub const RECOVERY_ERROR_MARGIN: f64 = 0.05;
 /// How much slower than the control the recovered p99 may be: twice, plus this.
 pub const RECOVERY_P99_MARGIN_MS: f64 = 250.0;
+/// How much worse than the control the error ratio during the window may be, for a fault the
+/// platform promises to ride out ([`space::promised`]).
+pub const AVAILABILITY_ERROR_MARGIN: f64 = 0.05;
 /// Seconds of recovery needed to judge it: fewer and the run says nothing about it.
 const RECOVERY_SECONDS_MIN: usize = 5;
 
@@ -59,6 +62,9 @@ pub enum Broken {
     Latency,
     /// The platform did not come back after the window.
     Recovery,
+    /// Requests failed during a fault the platform promises to ride out (Kafka away: the
+    /// outboxes hold the events; Keycloak away: tokens and keys are cached).
+    Availability,
 }
 
 /// What broke, as one word each: `latency+recovery`.
@@ -76,6 +82,7 @@ impl Broken {
             Self::Money => "money",
             Self::Latency => "latency",
             Self::Recovery => "recovery",
+            Self::Availability => "availability",
         }
     }
 }
@@ -227,6 +234,18 @@ pub fn judge(action: &Action, before: &Violations, journal: &Journal) -> Judgeme
             judgement.broken.push(Broken::Latency);
             judgement.mechanism.push(format!(
                 "answers took up to {p99:.0} ms during the window, more than the {hang_bound:.0} ms the fault explains in {hung_seconds} seconds (control p99 {control_p99:.0} ms, added {added:.0} ms, margin {HANG_MARGIN_MS:.0} ms): a call without a deadline, or a queue without a bound"
+            ));
+        }
+    }
+    if space::promised(action) && judgement.during.requests > 0 {
+        let bound = judgement.control.error_ratio() + AVAILABILITY_ERROR_MARGIN;
+        let errors = judgement.during.error_ratio();
+        severity = severity.max((errors / bound).min(1.0) * 0.9);
+        if errors > bound {
+            judgement.broken.push(Broken::Availability);
+            judgement.mechanism.push(format!(
+                "error ratio {errors:.3} during the window (control {:.3}, bound {bound:.3}) under a fault the platform promises to ride out: a dependency that should be optional is on the payment's path",
+                judgement.control.error_ratio()
             ));
         }
     }
@@ -425,6 +444,29 @@ mod tests {
             judge(&action(), &before, &journal).broken,
             vec![Broken::Money]
         );
+    }
+
+    #[test]
+    fn errors_under_a_fault_the_platform_promises_to_ride_out_are_an_availability_finding() {
+        let keycloak_cut = Action {
+            fault: FaultKind::Cut,
+            target: "consumer-api->keycloak".into(),
+            intensity: 2,
+        };
+        // Two failed requests a second in ten: fine where the fault is on the payment's path,
+        // not where the platform says payments go on.
+        let journal = run((2, 80.0), (0, 70.0));
+        assert!(judge(&action(), &Violations::new(), &journal)
+            .broken
+            .is_empty());
+        let verdict = judge(&keycloak_cut, &Violations::new(), &journal);
+        assert_eq!(verdict.broken, vec![Broken::Availability], "{verdict:?}");
+        assert_eq!(verdict.component, "consumer-api");
+        // Within the margin it is none.
+        let quiet = run((0, 80.0), (0, 70.0));
+        assert!(judge(&keycloak_cut, &Violations::new(), &quiet)
+            .broken
+            .is_empty());
     }
 
     #[test]

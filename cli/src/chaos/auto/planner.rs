@@ -379,7 +379,7 @@ fn answer_schema(space: &[Action]) -> Value {
                     "fault": { "type": "string", "enum": [fault] },
                     "target": { "type": "string", "enum": targets },
                     "intensity": { "type": "integer", "enum": intensities },
-                    "expect": { "type": "string", "enum": ["money", "latency", "recovery"] },
+                    "expect": { "type": "string", "enum": ["money", "latency", "recovery", "availability"] },
                 },
                 "required": ["fault", "target", "intensity", "expect"],
                 "additionalProperties": false,

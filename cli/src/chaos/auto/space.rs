@@ -151,6 +151,18 @@ pub fn component_of(action: &Action) -> String {
     }
 }
 
+/// Whether the platform promises that payments go on through this action's fault: Kafka is
+/// off the payment's path (the outboxes keep the events until it is back) and so is Keycloak
+/// for the services (their tokens and its signing keys are cached). docs/resilience.md says
+/// so; the judge holds the platform to it.
+pub fn promised(action: &Action) -> bool {
+    let kafka = ComponentName::Kafka.as_str();
+    match action.target.split_once("->") {
+        Some((_, to)) => to == ComponentName::Keycloak.as_str(),
+        None => action.target == kafka,
+    }
+}
+
 /// How long the action's fault lasts.
 pub fn window_s(action: &Action) -> u32 {
     match action.fault {
@@ -306,6 +318,22 @@ pub fn experiment(action: &Action) -> Result<Experiment, String> {
 mod tests {
     use super::*;
     use crate::chaos::experiment::Step;
+
+    #[test]
+    fn kafka_and_the_routes_to_keycloak_are_promised_and_the_rest_are_not() {
+        let promised = |fault, target: &str| {
+            super::promised(&Action {
+                fault,
+                target: target.into(),
+                intensity: 1,
+            })
+        };
+        assert!(promised(FaultKind::Kill, "kafka"));
+        assert!(promised(FaultKind::DiskFull, "kafka"));
+        assert!(promised(FaultKind::Cut, "merchant-api->keycloak"));
+        assert!(!promised(FaultKind::Cut, "consumer-api->orchestrator"));
+        assert!(!promised(FaultKind::Kill, "postgres"));
+    }
 
     #[test]
     fn every_action_of_the_space_is_a_valid_experiment_within_the_bounds() {

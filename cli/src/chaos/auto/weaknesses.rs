@@ -90,6 +90,15 @@ pub const WEAKNESSES: &[Weakness] = &[
         broken: Broken::Money,
         component: "kafka",
     },
+    Weakness {
+        point: "paykit.weakness.service-token-not-cached",
+        service: ComponentName::ConsumerApi,
+        fault: FaultKind::Cut,
+        target: "consumer-api->keycloak",
+        intensity: 2,
+        broken: Broken::Availability,
+        component: "consumer-api",
+    },
 ];
 
 /// Switches a weakness on (`return`) or off on every instance of its service.
