@@ -27,6 +27,9 @@ pub enum Error {
     /// The task a saga ran in ended without an answer (it panicked): a bug.
     #[error("the saga's task failed: {0}")]
     Task(String),
+    /// Only under the seeded weakness `orchestrator.weakness.waits-for-publish`.
+    #[error("{0}")]
+    Unavailable(paykit::resilience::Unavailable),
 }
 
 /// The HTTP status of a ledger refusal, by its stable type.
@@ -82,6 +85,7 @@ impl IntoResponse for Error {
                 tracing::error!(error = %cause, "saga task failed");
                 Problem::internal()
             }
+            Error::Unavailable(unavailable) => return unavailable.into_response(),
             Error::Database(cause) => {
                 // A database out of reach is an outage (503, Retry-After): the caller's retry
                 // with its key does the work once it is back. Anything else is a bug.

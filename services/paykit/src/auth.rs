@@ -167,16 +167,20 @@ impl Verifier {
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        if let Some(key) = self.keys.read().await.by_kid.get(kid) {
+        // Seeded weakness (chaos bench): no key cache, Keycloak's key set fetched for every
+        // token verified.
+        let uncached = crate::failpoints::weak("paykit.weakness.signing-keys-not-cached");
+        if let (Some(key), false) = (self.keys.read().await.by_kid.get(kid), uncached) {
             return Ok(key.clone());
         }
         let mut keys = self.keys.write().await;
-        if let Some(key) = keys.by_kid.get(kid) {
+        if let (Some(key), false) = (keys.by_kid.get(kid), uncached) {
             return Ok(key.clone());
         }
-        let recently = keys
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < Duration::from_millis(JWKS_REFETCH_MIN_INTERVAL_MS));
+        let recently = !uncached
+            && keys.fetched_at.is_some_and(|at| {
+                at.elapsed() < Duration::from_millis(JWKS_REFETCH_MIN_INTERVAL_MS)
+            });
         if recently {
             return Err(AuthError::Invalid(format!("unknown signing key {kid}")));
         }

@@ -40,6 +40,11 @@ const RELAY_BACKOFF_MIN_MS: u64 = 100;
 const RELAY_BACKOFF_MAX_MS: u64 = 5_000;
 /// A message the broker has not acknowledged within this is a failed publish.
 const PRODUCE_TIMEOUT_MS: u64 = 5_000;
+/// A relay whose batches all failed for this long makes its producer anew (and again after as
+/// long): seen here, a producer whose process was frozen for a quarter of an hour (every
+/// process of the machine stopped and continued) timed out every send to one topic for good,
+/// while the other services' producers went on and a new instance published at once.
+const RELAY_RENEW_AFTER_MS: u64 = 60_000;
 /// Published rows are deleted after this.
 const OUTBOX_RETENTION_HOURS: i64 = 24;
 /// Attempts before a failing event is dead-lettered.
@@ -166,26 +171,26 @@ impl ProducerSlot {
             .clone()
     }
 
-    /// Makes a new instance when the current one failed fatally.
-    fn renew_if_fatal(&self) {
+    /// Makes a new instance when the current one failed fatally, or when `stuck` (every batch
+    /// failed for [`RELAY_RENEW_AFTER_MS`]).
+    fn renew_if_broken(&self, stuck: bool) {
         let mut current = self
             .current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some((code, reason)) = current.client().fatal_error() else {
-            return;
+        let why = match current.client().fatal_error() {
+            Some((code, reason)) => format!("failed fatally ({code:?}: {reason})"),
+            None if stuck => format!("has failed every batch for {RELAY_RENEW_AFTER_MS} ms"),
+            None => return,
         };
         match producer(&self.settings) {
             Ok(fresh) => {
-                tracing::warn!(?code, %reason, "kafka producer failed fatally: made a new one");
+                tracing::warn!(%why, "the kafka producer made anew");
                 *current = fresh;
             }
-            Err(error) => tracing::warn!(
-                ?code,
-                %reason,
-                %error,
-                "kafka producer failed fatally and a new one could not be made yet"
-            ),
+            Err(error) => {
+                tracing::warn!(%why, %error, "the kafka producer could not be made anew yet")
+            }
         }
     }
 
@@ -359,6 +364,7 @@ impl Relay {
         let mut listener = None;
         let mut backoff = Backoff::new(RELAY_BACKOFF_MIN_MS, RELAY_BACKOFF_MAX_MS);
         let mut last_cleanup = std::time::Instant::now();
+        let mut failing_since: Option<std::time::Instant> = None;
         loop {
             // Seeded weakness (chaos bench): a relay woken only by notifications, that never
             // listens again once its listening connection failed; while it is on, such a
@@ -374,6 +380,7 @@ impl Relay {
             match self.publish_batch().await {
                 Ok(count) => {
                     backoff.reset();
+                    failing_since = None;
                     if count as i64 == RELAY_BATCH_MAX {
                         continue;
                     }
@@ -385,7 +392,12 @@ impl Relay {
                 Err(error) => {
                     // A new instance is tried after the same backoff: one that fails
                     // fatally again must not spin.
-                    self.producer.renew_if_fatal();
+                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                    let stuck = since.elapsed() >= Duration::from_millis(RELAY_RENEW_AFTER_MS);
+                    if stuck {
+                        failing_since = Some(std::time::Instant::now());
+                    }
+                    self.producer.renew_if_broken(stuck);
                     let wait = backoff.next_delay();
                     let backoff_ms = wait.as_millis();
                     tracing::warn!(%error, backoff_ms, "outbox relay: batch failed; retrying");
@@ -590,7 +602,7 @@ impl<H: Handler> Consumer<H> {
             {
                 Ok(_) => break,
                 Err((error, _)) => {
-                    self.dead_letters.renew_if_fatal();
+                    self.dead_letters.renew_if_broken(false);
                     tracing::warn!(%error, "cannot dead-letter yet; retrying");
                     tokio::time::sleep(Duration::from_millis(CONSUMER_BACKOFF_MAX_MS)).await;
                 }

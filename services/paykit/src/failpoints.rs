@@ -91,9 +91,19 @@ pub const CATALOGUE: &[Point] = &[
         what: "a service asks Keycloak for a new token for every call to another service instead of caching it: Keycloak becomes part of every payment (a cut between the service and Keycloak shows it as availability: payments fail while Keycloak is away)",
     },
     Point {
+        name: "paykit.weakness.signing-keys-not-cached",
+        effect: Effect::Weakness,
+        what: "a service fetches Keycloak's signing keys for every token it verifies instead of caching them: Keycloak becomes part of every request (a cut between the service and Keycloak shows it as availability: requests refused while Keycloak is away)",
+    },
+    Point {
         name: "paykit.weakness.breaker-stays-open",
         effect: Effect::Weakness,
         what: "a circuit breaker that opened never half-opens: calls to the other service are refused long after it is back (a cut on the caller's route shows it as no recovery)",
+    },
+    Point {
+        name: "orchestrator.weakness.waits-for-publish",
+        effect: Effect::Weakness,
+        what: "the orchestrator answers a saga only once the outbox is published up to it (at most 5 s, else 503): Kafka is on the payment's path (a paused Kafka shows it as availability: payments refused while it is away)",
     },
     Point {
         name: "orchestrator.saga.before-step",

@@ -300,6 +300,13 @@ pub async fn run_action(
         action.intensity
     );
     let (journal, path) = super::perform(home, project, &name, experiment, seed, true).await?;
+    // Ctrl-C took the run's faults back; it also ends the loop around it (whose error path
+    // switches every weakness off), not just this step.
+    anyhow::ensure!(
+        journal.verdict != crate::chaos::journal::Verdict::Interrupted,
+        "interrupted: the faults were taken back ({})",
+        path.display()
+    );
     let judgement = judge::judge(action, before, &journal);
     *before = judge::violations(&journal);
     Ok((journal.verdict.as_str().to_string(), judgement, path))

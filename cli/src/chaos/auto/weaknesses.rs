@@ -99,6 +99,24 @@ pub const WEAKNESSES: &[Weakness] = &[
         broken: Broken::Availability,
         component: "consumer-api",
     },
+    Weakness {
+        point: "paykit.weakness.signing-keys-not-cached",
+        service: ComponentName::MerchantApi,
+        fault: FaultKind::Cut,
+        target: "merchant-api->keycloak",
+        intensity: 2,
+        broken: Broken::Availability,
+        component: "merchant-api",
+    },
+    Weakness {
+        point: "orchestrator.weakness.waits-for-publish",
+        service: ComponentName::Orchestrator,
+        fault: FaultKind::Pause,
+        target: "kafka",
+        intensity: 2,
+        broken: Broken::Availability,
+        component: "kafka",
+    },
 ];
 
 /// Switches a weakness on (`return`) or off on every instance of its service.

@@ -96,7 +96,42 @@ pub async fn start(
         tokio::spawn(async move { sagas.start(&client_id, &key, request).await }.in_current_span())
             .await
             .map_err(|error| Error::Task(error.to_string()))??;
+    if paykit::failpoints::weak("orchestrator.weakness.waits-for-publish") {
+        wait_for_publish(state).await?;
+    }
     Ok(respond(view))
+}
+
+/// How long the seeded weakness `orchestrator.weakness.waits-for-publish` waits.
+const WEAK_PUBLISH_WAIT_MS: u64 = 5_000;
+
+/// Seeded weakness (chaos bench): the answer waits until the outbox is published up to now,
+/// which puts Kafka on the payment's path (a 503 when it does not get there in time).
+async fn wait_for_publish(state: &AppState) -> Result<(), Error> {
+    let upto: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM outbox")
+        .fetch_one(&state.pool)
+        .await?;
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(WEAK_PUBLISH_WAIT_MS);
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND seq <= $1",
+        )
+        .bind(upto.unwrap_or(0))
+        .fetch_one(&state.pool)
+        .await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Unavailable(paykit::resilience::Unavailable {
+                destination: "kafka",
+                reason: format!("{pending} events not on Kafka within {WEAK_PUBLISH_WAIT_MS} ms"),
+                retry_after_s: paykit::resilience::RETRY_AFTER_DEFAULT_S,
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 pub fn respond(view: SagaView) -> Response {
