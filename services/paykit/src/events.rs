@@ -145,14 +145,16 @@ fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
-/// An idempotent producer that is made anew after a fatal error. librdkafka's idempotent
-/// producer refuses every later send once it raised one (say the broker lost the producer's
-/// sequence state when its log directory failed on a full disk): only a new instance, with a
-/// new producer id, publishes again. Sends that failed are retried by their callers, so
-/// nothing is lost in the swap.
+/// An idempotent producer that is made anew after a fatal error, or after its sends failed for
+/// [`RELAY_RENEW_AFTER_MS`]. librdkafka's idempotent producer refuses every later send once it
+/// raised a fatal error (say the broker lost the producer's sequence state when its log
+/// directory failed on a full disk): only a new instance, with a new producer id, publishes
+/// again. Sends that failed are retried by their callers, so nothing is lost in the swap.
 struct ProducerSlot {
     settings: KafkaSettings,
     current: std::sync::Mutex<FutureProducer>,
+    /// Since when every send has failed (none: the last one went through).
+    failing_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl ProducerSlot {
@@ -160,7 +162,35 @@ impl ProducerSlot {
         Ok(Self {
             current: std::sync::Mutex::new(producer(settings)?),
             settings: settings.clone(),
+            failing_since: std::sync::Mutex::new(None),
         })
+    }
+
+    /// A send went through.
+    fn succeeded(&self) {
+        *self
+            .failing_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// A send failed: the instance is made anew when it failed fatally, or when every send has
+    /// failed for [`RELAY_RENEW_AFTER_MS`] (and again after as long).
+    fn failed(&self) {
+        let stuck = {
+            let mut since = self
+                .failing_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            let stuck = now.duration_since(*since.get_or_insert(now))
+                >= Duration::from_millis(RELAY_RENEW_AFTER_MS);
+            if stuck {
+                *since = Some(now);
+            }
+            stuck
+        };
+        self.renew_if_broken(stuck);
     }
 
     /// The instance to send with (a cheap handle on the shared client).
@@ -171,8 +201,7 @@ impl ProducerSlot {
             .clone()
     }
 
-    /// Makes a new instance when the current one failed fatally, or when `stuck` (every batch
-    /// failed for [`RELAY_RENEW_AFTER_MS`]).
+    /// Makes a new instance when the current one failed fatally, or when `stuck`.
     fn renew_if_broken(&self, stuck: bool) {
         let mut current = self
             .current
@@ -180,7 +209,7 @@ impl ProducerSlot {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let why = match current.client().fatal_error() {
             Some((code, reason)) => format!("failed fatally ({code:?}: {reason})"),
-            None if stuck => format!("has failed every batch for {RELAY_RENEW_AFTER_MS} ms"),
+            None if stuck => format!("has failed every send for {RELAY_RENEW_AFTER_MS} ms"),
             None => return,
         };
         match producer(&self.settings) {
@@ -364,7 +393,6 @@ impl Relay {
         let mut listener = None;
         let mut backoff = Backoff::new(RELAY_BACKOFF_MIN_MS, RELAY_BACKOFF_MAX_MS);
         let mut last_cleanup = std::time::Instant::now();
-        let mut failing_since: Option<std::time::Instant> = None;
         loop {
             // Seeded weakness (chaos bench): a relay woken only by notifications, that never
             // listens again once its listening connection failed; while it is on, such a
@@ -380,7 +408,7 @@ impl Relay {
             match self.publish_batch().await {
                 Ok(count) => {
                     backoff.reset();
-                    failing_since = None;
+                    self.producer.succeeded();
                     if count as i64 == RELAY_BATCH_MAX {
                         continue;
                     }
@@ -392,12 +420,7 @@ impl Relay {
                 Err(error) => {
                     // A new instance is tried after the same backoff: one that fails
                     // fatally again must not spin.
-                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                    let stuck = since.elapsed() >= Duration::from_millis(RELAY_RENEW_AFTER_MS);
-                    if stuck {
-                        failing_since = Some(std::time::Instant::now());
-                    }
-                    self.producer.renew_if_broken(stuck);
+                    self.producer.failed();
                     let wait = backoff.next_delay();
                     let backoff_ms = wait.as_millis();
                     tracing::warn!(%error, backoff_ms, "outbox relay: batch failed; retrying");
@@ -600,9 +623,12 @@ impl<H: Handler> Consumer<H> {
                 .send(record, Duration::from_millis(PRODUCE_TIMEOUT_MS))
                 .await
             {
-                Ok(_) => break,
+                Ok(_) => {
+                    self.dead_letters.succeeded();
+                    break;
+                }
                 Err((error, _)) => {
-                    self.dead_letters.renew_if_broken(false);
+                    self.dead_letters.failed();
                     tracing::warn!(%error, "cannot dead-letter yet; retrying");
                     tokio::time::sleep(Duration::from_millis(CONSUMER_BACKOFF_MAX_MS)).await;
                 }

@@ -66,7 +66,6 @@ impl ServiceAccount {
         &self.http
     }
 
-    /// A valid access token of this service's account.
     /// The service account's token: the cached one until it is due for renewal, then a new
     /// one. A renewal that fails while the cached token is still valid is not the caller's
     /// problem: the valid token is answered and the renewal tried again later, so a Keycloak
