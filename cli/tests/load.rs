@@ -88,7 +88,7 @@ fn bench_runs_every_phase_and_writes_its_report_and_chart() {
         "--step-s",
         "5",
         "--rates",
-        "5,10",
+        "5,6",
         "--json",
         "--report-dir",
         dir.path().to_str().expect("UTF-8"),

@@ -112,7 +112,7 @@ pub enum Command {
 
     /// Measure the platform on this machine, everything in one run (never asserted in tests)
     #[command(
-        after_help = "Examples:\n  paytool bench                         # everything, ~4 minutes; report + chart under .paytool/bench\n  paytool bench --rates 25,50,100,200 --step-s 15 --json\n  paytool bench ledger                  # the ledger alone next to pgbench\n  paytool bench stream                  # commit → merchant feed only\n\nIn one run on the same PostgreSQL: pgbench TPC-B, the ledger alone, then QR payments end to\nend at climbing arrival rates through the gateway (uniform merchants, one hot merchant) and\nstraight to the services; p99 at half the highest rate; the merchant's notification delay;\neach component's idle and peak memory. Prints the targets with what was measured and writes\na markdown report with a PNG chart. Exit 0 whatever the figures; 8 if the ledger fails its\ninvariants, 7 when the platform is not running."
+        after_help = "Examples:\n  paytool bench                         # everything, ~6 minutes; report + chart under .paytool/bench\n  paytool bench --rates 40,50,62,77,96 --step-s 15 --json\n  paytool bench ledger                  # the ledger alone next to pgbench\n  paytool bench stream                  # commit → merchant feed only\n\nIn one run on the same PostgreSQL: pgbench TPC-B, the ledger alone, then QR payments end to\nend at climbing arrival rates through the gateway (uniform merchants, one hot merchant) and\nstraight to the services; p99 at half the highest rate; the merchant's notification delay;\neach component's idle and peak memory. Prints the targets with what was measured and writes\na markdown report with a PNG chart. Exit 0 whatever the figures; 8 if the ledger fails its\ninvariants, 7 when the platform is not running."
     )]
     Bench(BenchArgs),
 
@@ -363,9 +363,13 @@ pub struct BenchAllArgs {
     /// Seconds each step runs (5 to 120)
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(5..=120))]
     pub step_s: u16,
-    /// The arrival rates the end-to-end ladders climb, payments a second, comma-separated; a
-    /// ladder stops at the first step the platform cannot keep up with
-    #[arg(long, default_value = "25,50,100,150,200,300")]
+    /// The arrival rates the end-to-end ladders climb, payments a second, comma-separated, each
+    /// at most 25 % above the one before; a ladder stops at the first step the platform cannot
+    /// keep up with
+    #[arg(
+        long,
+        default_value = "25,31,39,49,61,76,95,119,149,186,232,290,362,452"
+    )]
     pub rates: String,
     /// Where the markdown report and the chart go [default: <home>/bench]
     #[arg(long, value_name = "DIR")]

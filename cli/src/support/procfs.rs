@@ -21,6 +21,8 @@ pub struct Process {
     pub stopped: bool,
     /// Resident memory, KiB.
     pub rss_kib: u64,
+    /// CPU time spent so far, user and system, in clock ticks ([`ticks_per_second`]).
+    pub cpu_ticks: u64,
 }
 
 impl Process {
@@ -31,6 +33,7 @@ impl Process {
             zombie: stat.state == 'Z',
             stopped: stat.state == 'T',
             rss_kib: stat.rss_bytes().get() / 1024,
+            cpu_ticks: stat.utime + stat.stime,
         }
     }
 }
@@ -64,6 +67,21 @@ pub fn cwd(pid: u32) -> Option<PathBuf> {
 
 /// The resident memory of `root` and all its descendants, KiB (0 if `root` is gone).
 pub fn tree_rss_kib(processes: &BTreeMap<u32, Process>, root: u32) -> u64 {
+    tree_sum(processes, root, |p| p.rss_kib)
+}
+
+/// The CPU time `root` and its living descendants have spent, clock ticks (a child that
+/// exited is counted with its parent only once the parent reaped it and asked).
+pub fn tree_cpu_ticks(processes: &BTreeMap<u32, Process>, root: u32) -> u64 {
+    tree_sum(processes, root, |p| p.cpu_ticks)
+}
+
+/// Clock ticks a second, as the kernel counts CPU time.
+pub fn ticks_per_second() -> u64 {
+    procfs::ticks_per_second()
+}
+
+fn tree_sum(processes: &BTreeMap<u32, Process>, root: u32, of: fn(&Process) -> u64) -> u64 {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for (pid, process) in processes {
         children.entry(process.parent).or_default().push(*pid);
@@ -75,7 +93,7 @@ pub fn tree_rss_kib(processes: &BTreeMap<u32, Process>, root: u32) -> u64 {
         if !seen.insert(pid) {
             continue;
         }
-        total += processes.get(&pid).map_or(0, |p| p.rss_kib);
+        total += processes.get(&pid).map_or(0, of);
         stack.extend(children.get(&pid).into_iter().flatten());
     }
     total
@@ -138,13 +156,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_process_trees_memory_is_the_sum_of_its_members_only() {
+    fn a_process_trees_memory_and_cpu_are_the_sums_of_its_members_only() {
         let process = |parent, rss_kib| Process {
             parent,
             group: 1,
             zombie: false,
             stopped: false,
             rss_kib,
+            cpu_ticks: rss_kib / 100,
         };
         let tree = BTreeMap::from([
             (1, process(0, 100)),
@@ -156,6 +175,8 @@ mod tests {
         assert_eq!(tree_rss_kib(&tree, 10), 1_500);
         assert_eq!(tree_rss_kib(&tree, 20), 5_000);
         assert_eq!(tree_rss_kib(&tree, 99), 0);
+        assert_eq!(tree_cpu_ticks(&tree, 10), 15);
+        assert_eq!(tree_cpu_ticks(&tree, 1), 66);
     }
 
     #[test]
@@ -164,6 +185,10 @@ mod tests {
         let me = process(pid).expect("this process is in /proc");
         assert!(!me.zombie);
         assert!(me.rss_kib > 0);
+        // This test has run code, so this process has spent some CPU time, in ticks.
+        let spin: u64 = (0..20_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
+        assert!(spin > 0 && process(pid).expect("still here").cpu_ticks > 0);
+        assert!(ticks_per_second() > 0);
         let listed = processes()[&pid];
         assert_eq!((listed.parent, listed.group), (me.parent, me.group));
         assert_eq!(cwd(pid), std::env::current_dir().ok());

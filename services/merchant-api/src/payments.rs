@@ -14,7 +14,8 @@ const SETTLE_POLL_INTERVAL_MS: u64 = 200;
 
 /// Runs the payment saga wallet → merchant under `key` (a retry with the same key is the same
 /// saga) and waits, boundedly, for it to complete. A refusal (402 insufficient funds, ...) is
-/// passed on; a saga still under way after the wait is [`Error::Pending`].
+/// passed on; a saga still under way after the wait is [`Error::Pending`]. With the saga comes
+/// the payer's wallet balance the orchestrator answered, when its answer was final.
 pub async fn take(
     state: &AppState,
     merchant: &Merchant,
@@ -23,7 +24,7 @@ pub async fn take(
     reference: Option<&str>,
     metadata: serde_json::Value,
     key: &str,
-) -> Result<Saga, Error> {
+) -> Result<(Saga, Option<contract::Balance>), Error> {
     let answer = state
         .orchestrator
         .pay(
@@ -38,7 +39,12 @@ pub async fn take(
             key,
         )
         .await?;
-    settled(state, answered(&answer)?).await
+    let started: contract::Saga = answered(&answer)?;
+    // A balance read before the saga ended would not be the one after it.
+    let balance = started
+        .wallet_balance
+        .filter(|_| started.state == SagaState::Completed);
+    Ok((settled(state, started).await?, balance))
 }
 
 /// The saga once it is `completed`, reading it again while it is under way.

@@ -77,6 +77,16 @@ const CHECKS: &[(&str, &str, &str)] = &[
          WHERE pending_id IS NOT NULL GROUP BY pending_id HAVING count(*) > 1",
     ),
     (
+        "open_reservations_listed",
+        "the list of open reservations the expiry reads is exactly the pending transfers with a timeout that nothing posted or voided",
+        "SELECT coalesce(t.id, o.pending_id) || CASE WHEN o.pending_id IS NULL THEN ' is open but not listed' ELSE ' is listed but not open' END
+         FROM (SELECT p.id FROM transfers p
+               WHERE p.kind = 'pending' AND p.timeout_at IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = p.id)) t
+         FULL JOIN open_reservations o ON o.pending_id = t.id
+         WHERE t.id IS NULL OR o.pending_id IS NULL",
+    ),
+    (
         "refunds_within_captures",
         "no payment is refunded beyond what was captured, and its refund transfers add up to what it records",
         "SELECT p.id || ' captured ' || p.captured_amount || ', refunded ' || p.refunded_amount

@@ -357,6 +357,30 @@ pub async fn account(
     }))
 }
 
+/// Two accounts in one round trip, as [`account`] reads each.
+pub async fn account_pair(
+    connection: &mut PgConnection,
+    first: Uuid,
+    second: Uuid,
+) -> Result<(Option<Account>, Option<Account>), sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT id, currency::text AS "currency!", kind, owner_ref, closed FROM accounts WHERE id = ANY($1)"#,
+        &[first, second][..]
+    )
+    .fetch_all(connection)
+    .await?;
+    let mut found = rows.into_iter().map(|row| Account {
+        id: row.id,
+        currency: row.currency,
+        kind: AccountKind::parse(&row.kind).unwrap_or(AccountKind::Suspense),
+        owner_ref: row.owner_ref,
+        closed: row.closed,
+    });
+    let (a, b) = (found.next(), found.next());
+    let pick = |id: Uuid| [&a, &b].into_iter().flatten().find(|x| x.id == id).cloned();
+    Ok((pick(first), pick(second)))
+}
+
 pub async fn balance(connection: &mut PgConnection, id: Uuid) -> Result<Balance, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT coalesce(sum(debits_pending), 0)::bigint AS "dp!", coalesce(sum(debits_posted), 0)::bigint AS "dq!",
@@ -433,6 +457,19 @@ pub async fn apply_in(
             Err(error)
         }
     }
+}
+
+/// Applies a batch inside the caller's transaction without a savepoint (two round trips
+/// fewer): on an error the caller must roll its whole transaction back, for part of the batch
+/// may have been written.
+pub async fn apply_unguarded(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &[NewTransfer],
+) -> Result<Vec<Applied>, LedgerError> {
+    if batch.is_empty() || batch.len() > BATCH_MAX {
+        return Err(LedgerError::BadBatch(batch.len()));
+    }
+    apply_batch(tx, batch).await
 }
 
 /// Applies a batch in a transaction of its own (no savepoint needed: an error rolls it all back).
@@ -579,6 +616,7 @@ async fn apply_batch(
         );
     }
 
+    let mut timeouts: BTreeMap<Uuid, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
     for (index, r) in to_apply {
         let debit_facts = &accounts[&r.debit];
         let debit_key = (r.debit, bucket_of(r.bucket_key, debit_facts.buckets));
@@ -633,6 +671,9 @@ async fn apply_batch(
             ),
             _ => None,
         };
+        if let Some(until) = timeout_at {
+            timeouts.insert(r.request.id, until);
+        }
         let row = sqlx::query_as!(
             TransferRow,
             r#"INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, currency, kind, pending_id, timeout_at, code, saga_id, batch_id)
@@ -660,6 +701,41 @@ async fn apply_batch(
             _ => LedgerError::Database(error),
         })?;
         outcomes[index] = Some(Applied::Created(Transfer::from(row)));
+    }
+
+    // The open reservations' list follows the batch: a reservation with a timeout joins it, a
+    // post or void takes its reservation off (one statement each, only when there is one).
+    let (mut opened, mut opened_until, mut resolved) = (Vec::new(), Vec::new(), Vec::new());
+    for outcome in outcomes.iter().flatten() {
+        if let Applied::Created(transfer) = outcome {
+            match (transfer.kind.as_str(), transfer.pending_id) {
+                ("pending", _) => {
+                    if let Some(until) = timeouts.get(&transfer.id) {
+                        opened.push(transfer.id);
+                        opened_until.push(*until);
+                    }
+                }
+                (_, Some(pending)) => resolved.push(pending),
+                _ => {}
+            }
+        }
+    }
+    if !opened.is_empty() {
+        sqlx::query!(
+            "INSERT INTO open_reservations (pending_id, timeout_at) SELECT * FROM unnest($1::uuid[], $2::timestamptz[])",
+            &opened,
+            &opened_until,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !resolved.is_empty() {
+        sqlx::query!(
+            "DELETE FROM open_reservations WHERE pending_id = ANY($1)",
+            &resolved
+        )
+        .execute(&mut **tx)
+        .await?;
     }
 
     // Column arrays for one UPDATE ... FROM unnest(...) over every touched row.
@@ -810,10 +886,10 @@ async fn resolve(
 /// Voids pending transfers whose timeout has passed (TigerBeetle's expiry). Returns how many.
 pub async fn expire_pending(pool: &PgPool, limit: i64) -> Result<usize, LedgerError> {
     let due = sqlx::query!(
-        r#"SELECT t.id, t.currency::text AS "currency!" FROM transfers t
-         WHERE t.kind = 'pending' AND t.timeout_at <= now()
-           AND NOT EXISTS (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)
-         ORDER BY t.timeout_at LIMIT $1"#,
+        r#"SELECT t.id, t.currency::text AS "currency!"
+         FROM open_reservations o JOIN transfers t ON t.id = o.pending_id
+         WHERE o.timeout_at <= now()
+         ORDER BY o.timeout_at LIMIT $1"#,
         limit
     )
     .fetch_all(pool)

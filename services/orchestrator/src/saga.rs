@@ -46,8 +46,14 @@ pub struct SagaSettings {
     #[serde(default = "default_retry_backoff_ms")]
     pub retry_backoff_ms: u64,
     /// Test hook: `after:<state>` aborts the process right after a saga commits that state.
+    /// A payment goes step by step while it is set, so that every state can be reached.
     #[serde(default)]
     pub failpoint: Option<String>,
+    /// A payment between two accounts of this ledger is written in one commit: the saga row
+    /// already terminal, its transfers and its event together. False drives every payment
+    /// step by step (reserve, confirm, capture, complete: four commits), as recovery does.
+    #[serde(default = "default_single_commit")]
+    pub single_commit: bool,
 }
 
 fn default_reserve_timeout_ms() -> u64 {
@@ -59,6 +65,9 @@ fn default_deadline_ms() -> u64 {
 fn default_retry_backoff_ms() -> u64 {
     500
 }
+fn default_single_commit() -> bool {
+    true
+}
 
 impl Default for SagaSettings {
     fn default() -> Self {
@@ -67,6 +76,7 @@ impl Default for SagaSettings {
             deadline_ms: default_deadline_ms(),
             retry_backoff_ms: default_retry_backoff_ms(),
             failpoint: None,
+            single_commit: default_single_commit(),
         }
     }
 }
@@ -149,7 +159,13 @@ pub enum SagaError {
 pub struct Sagas {
     pool: PgPool,
     settings: SagaSettings,
+    /// The platform's accounts by kind and currency, as [`Sagas::system_account`] learnt them.
+    system: std::sync::Arc<std::sync::Mutex<SystemAccounts>>,
 }
+
+type SystemAccounts = std::collections::HashMap<(&'static str, Currency), Uuid>;
+/// Kinds of system account times ISO 4217's currencies, with room: a bound no ledger reaches.
+const SYSTEM_ACCOUNTS_MAX: usize = 4 * 1_000;
 
 /// What a step decided: the saga's next state and what changes with it.
 struct Transition {
@@ -204,7 +220,11 @@ fn step_id(saga: Uuid, step: &str) -> Uuid {
 
 impl Sagas {
     pub fn new(pool: PgPool, settings: SagaSettings) -> Self {
-        Self { pool, settings }
+        Self {
+            pool,
+            settings,
+            system: Default::default(),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -227,20 +247,39 @@ impl Sagas {
             serde_json::to_vec(&request).map_err(|e| SagaError::Invalid(e.to_string()))?,
         ));
         let kind = request.kind();
-        let existing = sqlx::query!(
-            "SELECT id, request_hash FROM sagas WHERE caller = $1 AND kind = $2 AND idempotency_key = $3",
-            caller,
-            kind.as_str(),
-            idempotency_key
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(existing) = existing {
-            return self
-                .replay(existing.id, &existing.request_hash, &hash)
-                .await;
+        // The key is looked up only when it matters: a new request's key is claimed by the
+        // insert of its saga (a unique constraint), which answers a replay or a concurrent
+        // duplicate as well, so the common case reads nothing first. A request refused while
+        // planning may still be the replay of one that went through (its account closed since,
+        // a refund that took what was left): its stored outcome is the answer then.
+        let plan = match self.plan(&request).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                return match self.stored(caller, kind, idempotency_key).await? {
+                    Some((id, stored_hash)) => self.replay(id, &stored_hash, &hash).await,
+                    None => Err(error),
+                }
+            }
+        };
+        if kind == SagaKind::Payment && self.single_commit() {
+            match self
+                .pay_at_once(caller, idempotency_key, &hash, &plan)
+                .await
+            {
+                Ok(Some(view)) => return Ok(view),
+                Ok(None) => {
+                    return self
+                        .replay_winner(caller, kind, idempotency_key, &hash)
+                        .await
+                }
+                // Nothing of it was committed (or, after a lost COMMIT, the saga exists and the
+                // insert below answers its replay): the step-by-step saga takes the payment,
+                // with its retries and recovery.
+                Err(error) => {
+                    tracing::warn!(%error, "a payment's single commit failed; it goes step by step")
+                }
+            }
         }
-        let plan = self.plan(&request).await?;
         let id = Uuid::new_v4();
         // `$13::int8`: the i64 it was always sent; without the cast PostgreSQL would infer a
         // float8 parameter from `* interval`. The metadata (jsonb) is `as _` and read back with
@@ -273,17 +312,155 @@ impl Sagas {
             Some(id) => self.drive(id, false).await,
             // Another request with the same key won the race: answer as its replay.
             None => {
-                let winner = sqlx::query!(
-                    "SELECT id, request_hash FROM sagas WHERE caller = $1 AND kind = $2 AND idempotency_key = $3",
-                    caller,
-                    kind.as_str(),
-                    idempotency_key
-                )
-                .fetch_one(&self.pool)
-                .await?;
-                self.replay(winner.id, &winner.request_hash, &hash).await
+                self.replay_winner(caller, kind, idempotency_key, &hash)
+                    .await
             }
         }
+    }
+
+    fn single_commit(&self) -> bool {
+        self.settings.single_commit && self.settings.failpoint.is_none()
+    }
+
+    /// The answer to a request whose key another request took first.
+    async fn replay_winner(
+        &self,
+        caller: &str,
+        kind: SagaKind,
+        idempotency_key: &str,
+        hash: &str,
+    ) -> Result<SagaView, SagaError> {
+        let (id, stored_hash) = self
+            .stored(caller, kind, idempotency_key)
+            .await?
+            .ok_or_else(|| {
+                SagaError::Invalid(format!("the saga of key {idempotency_key} vanished"))
+            })?;
+        self.replay(id, &stored_hash, hash).await
+    }
+
+    /// The saga a caller's key names, with the hash of its request.
+    async fn stored(
+        &self,
+        caller: &str,
+        kind: SagaKind,
+        idempotency_key: &str,
+    ) -> Result<Option<(Uuid, String)>, SagaError> {
+        let row = sqlx::query!(
+            "SELECT id, request_hash FROM sagas WHERE caller = $1 AND kind = $2 AND idempotency_key = $3",
+            caller,
+            kind.as_str(),
+            idempotency_key
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| (row.id, row.request_hash)))
+    }
+
+    /// A payment with nothing to wait for, in one transaction: the saga row written already
+    /// `completed` (its idempotency key unique in the same transaction), the posted payment
+    /// and its linked fee, the event, one commit. The transfers carry the ids and codes the
+    /// step-by-step saga gives its capture and fee, so both paths leave the same balances and
+    /// the same charges (the saga path also keeps its reservation and its release).
+    ///
+    /// `Ok(None)`: the key was taken by another request. A ledger refusal (funds, a closed
+    /// account) is a `declined` saga, committed on its own. Any other error leaves nothing
+    /// written, or the saga whole after a COMMIT whose answer was lost.
+    async fn pay_at_once(
+        &self,
+        caller: &str,
+        idempotency_key: &str,
+        hash: &str,
+        plan: &Plan,
+    ) -> Result<Option<SagaView>, SagaError> {
+        paykit::failpoints::delay("orchestrator.saga.step-delay").await;
+        if paykit::failpoints::fails("orchestrator.saga.before-step") {
+            return Err(LedgerError::Database(sqlx::Error::Protocol(
+                "failpoint orchestrator.saga.before-step".into(),
+            ))
+            .into());
+        }
+        let id = Uuid::new_v4();
+        let fees = plan
+            .fees_account
+            .ok_or_else(|| LedgerError::UnknownCurrency(plan.currency.to_string()))?;
+        let mut batch = vec![NewTransfer {
+            id: step_id(id, "capture"),
+            debit: plan.debit,
+            credit: plan.credit,
+            amount: plan.amount,
+            currency: plan.currency,
+            kind: TransferKind::Posted,
+            code: "payment",
+            saga_id: Some(id),
+        }];
+        if plan.fee > 0 {
+            batch.push(NewTransfer {
+                id: step_id(id, "fee"),
+                debit: plan.credit,
+                credit: fees,
+                amount: plan.fee,
+                currency: plan.currency,
+                kind: TransferKind::Posted,
+                code: "fee",
+                saga_id: Some(id),
+            });
+        }
+        let mut tx = self.pool.begin().await?;
+        let finished = Finished {
+            id,
+            caller,
+            idempotency_key,
+            hash,
+            plan,
+        };
+        let Some(saga) = finished
+            .insert(&mut tx, SagaState::Completed, None, plan.amount)
+            .await?
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        match ledger::apply_unguarded(&mut tx, &batch).await {
+            Ok(_) => {}
+            Err(error) if is_refusal(&error) => {
+                tx.rollback().await?;
+                let failure = Failure {
+                    type_slug: failure_type(&error).into(),
+                    detail: error.to_string(),
+                };
+                let mut tx = self.pool.begin().await?;
+                let Some(saga) = finished
+                    .insert(&mut tx, SagaState::Declined, Some(failure), 0)
+                    .await?
+                else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                return self.announce(tx, saga).await.map(Some);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        self.announce(tx, saga).await.map(Some)
+    }
+
+    /// Appends a finished saga's event, commits, and counts it.
+    async fn announce(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        saga: SagaView,
+    ) -> Result<SagaView, SagaError> {
+        let (topic, key, event) = finished_event(&saga);
+        paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
+        tx.commit().await?;
+        record_finished(&saga);
+        metrics::counter!(
+            "saga_transitions_total",
+            "kind" => saga.kind.as_str(),
+            "state" => saga.state.as_str(),
+        )
+        .increment(1);
+        Ok(saga)
     }
 
     async fn replay(&self, id: Uuid, stored_hash: &str, hash: &str) -> Result<SagaView, SagaError> {
@@ -306,15 +483,17 @@ impl Sagas {
             | Request::P2p { amount, .. }
             | Request::Refund { amount, .. } => amount.currency,
         };
-        self.settled(currency).await?;
         let system = match request {
             Request::TopUp { .. } => {
-                Some(ledger::system_account(&self.pool, AccountKind::Funding, currency).await?)
+                Some(self.system_account(AccountKind::Funding, currency).await?)
             }
             Request::Payment { .. } => {
-                Some(ledger::system_account(&self.pool, AccountKind::Fees, currency).await?)
+                Some(self.system_account(AccountKind::Fees, currency).await?)
             }
-            _ => None,
+            _ => {
+                self.settled(currency).await?;
+                None
+            }
         };
         let mut connection = self.pool.acquire().await?;
         let expect = |account: Option<ledger::Account>,
@@ -356,7 +535,7 @@ impl Sagas {
                     amount.currency,
                 )?;
                 let funding = system.ok_or(LedgerError::UnknownCurrency(currency.to_string()))?;
-                Ok(Plan::new(amount, funding.id, *wallet_account_id))
+                Ok(Plan::new(amount, funding, *wallet_account_id))
             }
             Request::Payment {
                 wallet_account_id,
@@ -385,14 +564,17 @@ impl Sagas {
                         "the reference is longer than 140 characters".into(),
                     ));
                 }
+                let (wallet, merchant) =
+                    ledger::account_pair(&mut connection, *wallet_account_id, *merchant_account_id)
+                        .await?;
                 expect(
-                    ledger::account(&mut connection, *wallet_account_id).await?,
+                    wallet,
                     *wallet_account_id,
                     AccountKind::Wallet,
                     amount.currency,
                 )?;
                 expect(
-                    ledger::account(&mut connection, *merchant_account_id).await?,
+                    merchant,
                     *merchant_account_id,
                     AccountKind::Merchant,
                     amount.currency,
@@ -401,6 +583,7 @@ impl Sagas {
                 plan.fee = fee_for(amount.value, *fee_bps);
                 plan.reference = reference.clone();
                 plan.metadata = metadata.clone();
+                plan.fees_account = system;
                 Ok(plan)
             }
             Request::P2p {
@@ -412,18 +595,10 @@ impl Sagas {
                 if from_account_id == to_account_id {
                     return Err(LedgerError::SameAccount.into());
                 }
-                expect(
-                    ledger::account(&mut connection, *from_account_id).await?,
-                    *from_account_id,
-                    AccountKind::Wallet,
-                    amount.currency,
-                )?;
-                expect(
-                    ledger::account(&mut connection, *to_account_id).await?,
-                    *to_account_id,
-                    AccountKind::Wallet,
-                    amount.currency,
-                )?;
+                let (from, to) =
+                    ledger::account_pair(&mut connection, *from_account_id, *to_account_id).await?;
+                expect(from, *from_account_id, AccountKind::Wallet, amount.currency)?;
+                expect(to, *to_account_id, AccountKind::Wallet, amount.currency)?;
                 Ok(Plan::new(amount, *from_account_id, *to_account_id))
             }
             Request::Refund { payment_id, amount } => {
@@ -471,6 +646,36 @@ impl Sagas {
         } else {
             Err(LedgerError::UnknownCurrency(currency.to_string()).into())
         }
+    }
+
+    /// The platform's account of a kind in a currency (its currency checked), made on first
+    /// use and then known to this process: it is never closed nor removed, so every later
+    /// payment or top-up plans without asking the database for it.
+    async fn system_account(
+        &self,
+        kind: AccountKind,
+        currency: Currency,
+    ) -> Result<Uuid, SagaError> {
+        let key = (kind.as_str(), currency);
+        if let Some(id) = self
+            .system
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(*id);
+        }
+        self.settled(currency).await?;
+        let id = ledger::system_account(&self.pool, kind, currency).await?.id;
+        let mut known = self.system.lock().unwrap_or_else(|e| e.into_inner());
+        // One per kind and currency: a handful, never more than the ledger's currencies allow.
+        assert!(
+            known.len() < SYSTEM_ACCOUNTS_MAX,
+            "system accounts: {}",
+            known.len()
+        );
+        known.insert(key, id);
+        Ok(id)
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<SagaView>, sqlx::Error> {
@@ -879,17 +1084,78 @@ fn settle(
 ) -> Result<Transition, LedgerError> {
     match result {
         Ok(_) => Ok(Transition::to(next)),
-        Err(
-            error @ (LedgerError::InsufficientFunds { .. }
-            | LedgerError::AccountClosed(_)
-            | LedgerError::AccountNotFound(_)
-            | LedgerError::CurrencyMismatch { .. }),
-        ) => Ok(Transition::failed(
+        Err(error) if is_refusal(&error) => Ok(Transition::failed(
             SagaState::Declined,
             failure_type(&error),
             error.to_string(),
         )),
         Err(error) => Err(error),
+    }
+}
+
+/// A ledger error that declines a payment (its answer for good), not one to try again.
+fn is_refusal(error: &LedgerError) -> bool {
+    matches!(
+        error,
+        LedgerError::InsufficientFunds { .. }
+            | LedgerError::AccountClosed(_)
+            | LedgerError::AccountNotFound(_)
+            | LedgerError::CurrencyMismatch { .. }
+    )
+}
+
+/// A payment's saga row as the single commit writes it: already in its terminal state.
+struct Finished<'a> {
+    id: Uuid,
+    caller: &'a str,
+    idempotency_key: &'a str,
+    hash: &'a str,
+    plan: &'a Plan,
+}
+
+impl Finished<'_> {
+    /// Inserts the row unless its key is taken (then `None`), and answers it as read back.
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        state: SagaState,
+        failure: Option<Failure>,
+        captured: i64,
+    ) -> Result<Option<SagaView>, SagaError> {
+        let plan = self.plan;
+        let (failure_type, failure_detail) = failure
+            .map(|f| (Some(f.type_slug), Some(f.detail)))
+            .unwrap_or_default();
+        let row = sqlx::query_as!(
+            SagaRow,
+            r#"INSERT INTO sagas (id, kind, state, caller, idempotency_key, request_hash, currency, amount, fee,
+                                debit_account_id, credit_account_id, reference, deadline_at, metadata,
+                                captured_amount, failure_type, failure_detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), $13, $14, $15, $16)
+             ON CONFLICT ON CONSTRAINT sagas_idempotency_key_unique DO NOTHING
+             RETURNING id, kind AS "kind: SagaKind", state AS "state: SagaState", currency::text AS "currency!", amount, fee,
+                       debit_account_id, credit_account_id, payment_id, captured_amount, refunded_amount, reference,
+                       metadata AS "metadata: serde_json::Value", failure_type, failure_detail, created_at, updated_at"#,
+            self.id,
+            SagaKind::Payment.as_str(),
+            state.as_str(),
+            self.caller,
+            self.idempotency_key,
+            self.hash,
+            plan.currency.as_str(),
+            plan.amount,
+            plan.fee,
+            plan.debit,
+            plan.credit,
+            plan.reference,
+            plan.metadata.clone() as _,
+            captured,
+            failure_type,
+            failure_detail,
+        )
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(row.map(SagaView::try_from).transpose()?)
     }
 }
 
@@ -908,6 +1174,8 @@ struct Plan {
     payment_id: Option<Uuid>,
     reference: Option<String>,
     metadata: Option<serde_json::Value>,
+    /// A payment's fee account (made when it was planned).
+    fees_account: Option<Uuid>,
 }
 
 impl Plan {
@@ -921,6 +1189,7 @@ impl Plan {
             payment_id: None,
             reference: None,
             metadata: None,
+            fees_account: None,
         }
     }
 }
@@ -1014,6 +1283,7 @@ impl TryFrom<SagaRow> for SagaView {
             }),
             created_at: row.created_at,
             updated_at: row.updated_at,
+            wallet_balance: None,
             replayed: false,
         })
     }

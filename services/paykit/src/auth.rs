@@ -3,6 +3,10 @@
 //! Checked: the signature (RS256 keys from the JWKS, cached and refetched when a token names an
 //! unknown `kid`), `iss`, `aud`, `exp` and `nbf`. `alg: none` and HMAC algorithms are refused
 //! because only the JWKS's asymmetric keys are ever used to verify.
+//!
+//! A verified token is kept by its SHA-256 until it expires: the same token comes back at every
+//! hop of a payment and with every request of a session, and an RSA verification costs more
+//! than the rest of a small request.
 
 use crate::problem::Problem;
 use axum::extract::{FromRef, FromRequestParts};
@@ -11,6 +15,7 @@ use axum::http::{header, StatusCode};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +27,9 @@ const JWKS_REFETCH_MIN_INTERVAL_MS: u64 = 10_000;
 const JWKS_FETCH_TIMEOUT_MS: u64 = 3_000;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_S: u64 = 5;
+/// At most this many verified tokens are kept; past it the expired ones go, and if that is not
+/// enough, all of them (each is verified again on its next use).
+const VERIFIED_TOKENS_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
@@ -58,6 +66,8 @@ impl Principal {
 
 #[derive(Debug, Deserialize)]
 struct Claims {
+    /// Seconds since the epoch; required by the validation, so always there once it passed.
+    exp: Option<u64>,
     sub: Option<String>,
     azp: Option<String>,
     #[serde(default)]
@@ -110,11 +120,22 @@ struct Keys {
     fetched_at: Option<Instant>,
 }
 
-/// Verifies tokens; cheap to clone (shared key cache).
+/// A token that passed, and until when its answer holds (its `exp`, without the leeway).
+struct Verified {
+    principal: Principal,
+    until: Instant,
+}
+
+type VerifiedTokens = HashMap<[u8; 32], Verified>;
+
+/// Verifies tokens; cheap to clone (shared key cache and verified tokens).
 #[derive(Clone)]
 pub struct Verifier {
     settings: Arc<AuthSettings>,
     keys: Arc<RwLock<Keys>>,
+    verified: Arc<std::sync::Mutex<VerifiedTokens>>,
+    /// How many verifications were answered from `verified`.
+    verified_hits: Arc<std::sync::atomic::AtomicU64>,
     http: reqwest::Client,
 }
 
@@ -126,6 +147,8 @@ impl Verifier {
                 by_kid: HashMap::new(),
                 fetched_at: None,
             })),
+            verified: Arc::new(std::sync::Mutex::new(HashMap::new())),
+            verified_hits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_millis(JWKS_FETCH_TIMEOUT_MS))
                 .build()?,
@@ -133,6 +156,62 @@ impl Verifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        // The seeded weakness that fetches the keys for every token keeps nothing, this either.
+        let uncached = crate::failpoints::weak("paykit.weakness.signing-keys-not-cached");
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if !uncached {
+            let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = verified.get(&digest).filter(|v| v.until > Instant::now()) {
+                self.verified_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(hit.principal.clone());
+            }
+        }
+        let (principal, expires_in) = self.verify_signed(token).await?;
+        if !uncached {
+            self.keep(digest, principal.clone(), expires_in);
+        }
+        Ok(principal)
+    }
+
+    /// How many verified tokens are kept now, and how many verifications they answered.
+    pub fn verified_tokens(&self) -> (usize, u64) {
+        let kept = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        (
+            kept,
+            self.verified_hits
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn keep(&self, digest: [u8; 32], principal: Principal, expires_in: Duration) {
+        if expires_in.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_TOKENS_MAX {
+            verified.retain(|_, v| v.until > now);
+            if verified.len() >= VERIFIED_TOKENS_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(
+            digest,
+            Verified {
+                principal,
+                until: now + expires_in,
+            },
+        );
+        assert!(verified.len() <= VERIFIED_TOKENS_MAX);
+    }
+
+    /// The signature and the claims checked: who the token names, and how long until it expires.
+    async fn verify_signed(&self, token: &str) -> Result<(Principal, Duration), AuthError> {
         let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
             return Err(AuthError::Invalid(format!(
@@ -153,7 +232,11 @@ impl Verifier {
         let data = decode::<Claims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let claims = data.claims;
-        Ok(Principal {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expires_in = Duration::from_secs(claims.exp.unwrap_or(0).saturating_sub(now_s));
+        let principal = Principal {
             subject: claims.sub.unwrap_or_default(),
             client_id: claims.azp.unwrap_or_default(),
             realm_roles: claims.realm_access.unwrap_or_default().roles,
@@ -163,7 +246,8 @@ impl Verifier {
                 .into_iter()
                 .map(|(client, roles)| (client, roles.roles))
                 .collect(),
-        })
+        };
+        Ok((principal, expires_in))
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {

@@ -302,6 +302,11 @@ pub struct Saga {
     pub created_at: DateTime<Utc>,
     /// When the saga's last step committed.
     pub updated_at: DateTime<Utc>,
+    /// The balance of the wallet this saga moved (the payer's for a payment or a send, the
+    /// funded one for a top-up) right after it: in the orchestrator's answer to a request, so
+    /// that the caller need not read it again; never in events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet_balance: Option<Balance>,
     /// True when this answer replays an earlier request with the same Idempotency-Key. Not in
     /// the body: the orchestrator says it in the `Idempotency-Replayed` header.
     #[serde(skip)]
@@ -349,6 +354,12 @@ pub struct RequestPaid {
     pub payment_request_id: Uuid,
     pub reference: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// How much of it was refunded since (a replay answers the payment as it is now).
+    #[serde(default)]
+    pub refunded_amount: i64,
+    /// The payer's wallet right after the payment, as the orchestrator answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet_balance: Option<Balance>,
 }
 
 // consumer-api's internal API (services/contracts/consumer-api.yaml).

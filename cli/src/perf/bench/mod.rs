@@ -41,6 +41,19 @@ pub struct Step {
     pub p99_ms: f64,
     pub error_ratio: f64,
     pub dropped: u64,
+    /// Answers refused by a rate limit (429): a step whose failures are these measured the
+    /// limit, not the platform.
+    pub rate_limited: u64,
+    /// CPU time per successful payment, ms, by component (its whole process tree) and for
+    /// the load generator (this process): where a payment's cost goes.
+    pub cpu_ms_per_payment: BTreeMap<String, f64>,
+    /// The load generator's own CPU over the step, percent of one core.
+    pub load_generator_cpu_pct: f64,
+    /// Commits per successful payment, by service database (PostgreSQL's `pg_stat_database`).
+    pub db_commits_per_payment: BTreeMap<String, f64>,
+    /// Statements per successful payment, by service database (`pg_stat_statements`; empty
+    /// where PostgreSQL runs without it).
+    pub db_statements_per_payment: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +65,9 @@ pub struct Ladder {
     /// The most successful payments a second of a step the platform kept up with (no drops, at
     /// most 1 % failed, p99 at most 1 s).
     pub max_payments_per_s: f64,
+    /// What stopped the ladder: the platform (failures, a p99 over 1 s, dropped arrivals), a
+    /// rate limit, the load generator's own CPU, or the top of the ladder.
+    pub capped_by: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -161,8 +177,10 @@ pub async fn run(
             let quiet = Ui::new(true);
             let line = ui.step(&format!("{name} at {rate}/s"));
             line.working(&format!("{} s", args.step_s));
+            let cpu = CpuMeter::start(home);
+            let db = DbMeter::start(home).await;
             let report = load::drive(platform, &scenario, &quiet).await?;
-            let step = step_of(rate, &report);
+            let step = step_of(rate, &report, cpu.stop(), db.stop().await);
             line.done(&format!(
                 "{:.0}/s, p50 {:.1} ms, p99 {:.1} ms, {:.2}% failed, {} dropped",
                 step.payments_per_s,
@@ -182,6 +200,7 @@ pub async fn run(
             name,
             route,
             hot_merchant: hot,
+            capped_by: capped_by(&steps, rates.len()),
             steps,
             max_payments_per_s,
         });
@@ -195,8 +214,10 @@ pub async fn run(
             .with_overrides(Some(half_rate), Some(u32::from(args.step_s) * 2))?;
         let line = ui.step(&format!("half the maximum: {half_rate}/s"));
         line.working(&format!("{} s through the gateway", args.step_s * 2));
+        let cpu = CpuMeter::start(home);
+        let db = DbMeter::start(home).await;
         let report = load::drive(&gateway, &scenario, &Ui::new(true)).await?;
-        let step = step_of(half_rate, &report);
+        let step = step_of(half_rate, &report, cpu.stop(), db.stop().await);
         line.done(&format!(
             "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
             step.p50_ms, step.p95_ms, step.p99_ms
@@ -280,10 +301,58 @@ fn sustained_max(steps: &[Step]) -> f64 {
     }
 }
 
-fn step_of(rate: u32, report: &load::Report) -> Step {
+/// Why a ladder stopped where it did. A step is the load generator's limit when this process
+/// used nearly a whole core of its own (it cannot send faster than it runs).
+fn capped_by(steps: &[Step], rungs: usize) -> String {
+    let Some(last) = steps.last().filter(|s| is_saturated(s)) else {
+        return format!("the top of the ladder ({} rates, none saturated)", rungs);
+    };
+    if last.load_generator_cpu_pct >= LOAD_GENERATOR_CPU_LIMIT_PCT {
+        format!(
+            "the load generator at {}/s (its own CPU {:.0} % of a core)",
+            last.rate_per_s, last.load_generator_cpu_pct
+        )
+    } else if last.rate_limited > 0 {
+        // Any 429 means a limit, not the platform's capacity, shaped the step.
+        format!(
+            "the rate limit at {}/s ({} answers 429)",
+            last.rate_per_s, last.rate_limited
+        )
+    } else {
+        let mut why = Vec::new();
+        if last.error_ratio > SATURATED_ERROR_RATIO {
+            why.push(format!("{:.1} % failed", last.error_ratio * 100.0));
+        }
+        if last.dropped > 0 {
+            why.push(format!("{} arrivals dropped", last.dropped));
+        }
+        if last.p99_ms > SATURATED_P99_MS {
+            why.push(format!("p99 {:.0} ms", last.p99_ms));
+        }
+        format!("the platform at {}/s ({})", last.rate_per_s, why.join(", "))
+    }
+}
+
+fn step_of(rate: u32, report: &load::Report, cpu: CpuUse, db: DbUse) -> Step {
     let latency = report.all.latency.as_ref();
+    let ok = report.all.ok.max(1) as f64;
+    let per_payment = |counts: BTreeMap<String, i64>| -> BTreeMap<String, f64> {
+        counts
+            .into_iter()
+            .map(|(name, n)| (name, n as f64 / ok))
+            .collect()
+    };
     Step {
+        db_commits_per_payment: per_payment(db.commits),
+        db_statements_per_payment: per_payment(db.statements),
         rate_per_s: rate,
+        rate_limited: report.all.statuses.get(&429).copied().unwrap_or(0),
+        cpu_ms_per_payment: cpu
+            .by_component_ms
+            .into_iter()
+            .map(|(name, ms)| (name, ms / ok))
+            .collect(),
+        load_generator_cpu_pct: cpu.load_generator_pct,
         payments_per_s: report.all.ok as f64 / f64::from(report.duration_s).max(1.0),
         p50_ms: latency.map_or(0.0, |l| l.p50_ms),
         p95_ms: latency.map_or(0.0, |l| l.p95_ms),
@@ -293,7 +362,14 @@ fn step_of(rate: u32, report: &load::Report) -> Step {
     }
 }
 
-/// `--rates 25,50,100`: strictly increasing whole numbers from 1 to the load engine's maximum.
+/// A ladder's step may climb at most this many percent: the highest rate a ladder sustains is
+/// then within a quarter of the true maximum (a ladder of 100, 150 calls 100 a maximum that may
+/// be 149).
+const STEP_CLIMB_MAX_PCT: u32 = 25;
+
+/// `--rates 25,31,39`: strictly increasing whole numbers from 1 to the load engine's maximum,
+/// each at most [`STEP_CLIMB_MAX_PCT`] above the one before (one more is always allowed, so
+/// that small rates can climb at all).
 pub fn parse_rates(text: &str) -> anyhow::Result<Vec<u32>> {
     let rates: Vec<u32> = text
         .split(',')
@@ -314,7 +390,22 @@ pub fn parse_rates(text: &str) -> anyhow::Result<Vec<u32>> {
         })
         .collect::<anyhow::Result<_>>()?;
     if rates.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(fail(Code::Usage, "--rates must climb: 25,50,100"));
+        return Err(fail(Code::Usage, "--rates must climb: 25,31,39"));
+    }
+    let too_steep = |low: u32, high: u32| {
+        u64::from(high) * 100 > u64::from(low) * u64::from(100 + STEP_CLIMB_MAX_PCT)
+            && high > low + 1
+    };
+    if let Some(w) = rates.windows(2).find(|w| too_steep(w[0], w[1])) {
+        return Err(fail(
+            Code::Usage,
+            format!(
+                "--rates: {} after {} climbs more than {STEP_CLIMB_MAX_PCT} %; put steps between them (say {})",
+                w[1],
+                w[0],
+                w[0] + w[0] / 4
+            ),
+        ));
     }
     Ok(rates)
 }
@@ -432,10 +523,11 @@ pub fn render_markdown(report: &Report) -> String {
     out.push_str("\n## Payments end to end (QR payments, constant arrival rate)\n");
     for ladder in &report.ladders {
         out.push_str(&format!(
-            "\n{} — sustained **{:.0} payments/s** ({:.2} × pgbench)\n\n| rate/s | payments/s | p50 ms | p95 ms | p99 ms | failed | dropped |\n|---:|---:|---:|---:|---:|---:|---:|\n",
+            "\n{} — sustained **{:.0} payments/s** ({:.2} × pgbench); stopped by {}\n\n| rate/s | payments/s | p50 ms | p95 ms | p99 ms | failed | dropped |\n|---:|---:|---:|---:|---:|---:|---:|\n",
             ladder.name,
             ladder.max_payments_per_s,
-            ratio(ladder.max_payments_per_s, report.pgbench_tps).unwrap_or(0.0)
+            ratio(ladder.max_payments_per_s, report.pgbench_tps).unwrap_or(0.0),
+            ladder.capped_by
         ));
         for s in &ladder.steps {
             out.push_str(&format!(
@@ -455,6 +547,22 @@ pub fn render_markdown(report: &Report) -> String {
             "\nAt half the gateway's maximum ({}/s): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, {:.2}% failed.\n",
             half.rate_per_s, half.p50_ms, half.p95_ms, half.p99_ms, half.error_ratio * 100.0
         ));
+        out.push_str("\nCPU per payment there, by component (its process tree; the load generator is this process):\n\n| component | CPU ms a payment |\n|---|---:|\n");
+        let mut costs: Vec<(&String, &f64)> = half.cpu_ms_per_payment.iter().collect();
+        costs.sort_by(|a, b| b.1.total_cmp(a.1));
+        for (name, ms) in costs.into_iter().filter(|(_, ms)| **ms >= 0.01) {
+            out.push_str(&format!("| {name} | {ms:.2} |\n"));
+        }
+        let total: f64 = half.cpu_ms_per_payment.values().sum();
+        out.push_str(&format!("| all | {total:.2} |\n"));
+        out.push_str("\nPostgreSQL's work per payment there, by service database:\n\n| database | commits | statements |\n|---|---:|---:|\n");
+        for (name, commits) in &half.db_commits_per_payment {
+            let statements = half
+                .db_statements_per_payment
+                .get(name)
+                .map_or("not counted".to_string(), |n| format!("{n:.1}"));
+            out.push_str(&format!("| {name} | {commits:.1} | {statements} |\n"));
+        }
     }
     let feed = &report.stream["commit_to_feed_ms"];
     out.push_str(&format!(
@@ -481,6 +589,167 @@ pub fn render_markdown(report: &Report) -> String {
     out
 }
 
+/// The load generator's own CPU above which a step says more of it than of the platform:
+/// nearly a whole core of the two.
+const LOAD_GENERATOR_CPU_LIMIT_PCT: f64 = 90.0;
+/// The name the load generator's CPU goes under, next to the components'.
+const LOAD_GENERATOR: &str = "load generator (paytool)";
+
+/// The service databases whose work a payment's cost is counted in.
+const SERVICE_DATABASES: [&str; 3] = ["consumer_api", "merchant_api", "orchestrator"];
+
+/// The commits and statements each service database took over a step, from PostgreSQL's own
+/// counters. Best effort: a counter that cannot be read leaves its figure out, never the run.
+struct DbMeter {
+    admin_url: Option<String>,
+    before: DbUse,
+}
+
+#[derive(Default)]
+struct DbUse {
+    commits: BTreeMap<String, i64>,
+    statements: BTreeMap<String, i64>,
+}
+
+impl DbMeter {
+    async fn start(home: &Home) -> Self {
+        let admin_url = home
+            .secrets()
+            .ok()
+            .map(|secrets| crate::runtime::components::postgres::admin_url(home, &secrets));
+        let before = match &admin_url {
+            Some(url) => db_counters(url).await,
+            None => DbUse::default(),
+        };
+        Self { admin_url, before }
+    }
+
+    async fn stop(self) -> DbUse {
+        let Some(url) = &self.admin_url else {
+            return DbUse::default();
+        };
+        let after = db_counters(url).await;
+        let delta = |after: BTreeMap<String, i64>, before: &BTreeMap<String, i64>| {
+            after
+                .into_iter()
+                .filter_map(|(name, n)| Some((name.clone(), n - before.get(&name)?)))
+                .collect()
+        };
+        DbUse {
+            commits: delta(after.commits, &self.before.commits),
+            statements: delta(after.statements, &self.before.statements),
+        }
+    }
+}
+
+async fn db_counters(admin_url: &str) -> DbUse {
+    use sqlx::{ConnectOptions, Connection};
+    let Ok(options) = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(admin_url)
+    else {
+        return DbUse::default();
+    };
+    let Ok(mut connection) = options.connect().await else {
+        return DbUse::default();
+    };
+    let names: Vec<String> = SERVICE_DATABASES.iter().map(|s| s.to_string()).collect();
+    // A busy backend adds its counts to these at most once a second: a step's figures are
+    // off by about a second's worth at each end, the same at both.
+    let commits: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT datname::text, xact_commit FROM pg_stat_database WHERE datname = ANY($1)",
+    )
+    .bind(&names)
+    .fetch_all(&mut connection)
+    .await
+    .unwrap_or_default();
+    // Made where it is loaded (`shared_preload_libraries`); elsewhere this fails and the
+    // statements are left out.
+    let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut connection)
+        .await;
+    let statements: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT d.datname::text, sum(s.calls)::int8 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+         WHERE d.datname = ANY($1) GROUP BY d.datname",
+    )
+    .bind(&names)
+    .fetch_all(&mut connection)
+    .await
+    .unwrap_or_default();
+    let _ = connection.close().await;
+    DbUse {
+        commits: commits.into_iter().collect(),
+        statements: statements.into_iter().collect(),
+    }
+}
+
+/// The CPU time each component (its process tree) and this process spend over a step.
+struct CpuMeter {
+    components: Vec<(String, u32)>,
+    before: BTreeMap<String, u64>,
+    started: std::time::Instant,
+}
+
+struct CpuUse {
+    by_component_ms: BTreeMap<String, f64>,
+    load_generator_pct: f64,
+}
+
+impl CpuMeter {
+    fn start(home: &Home) -> Self {
+        let components = components(home);
+        let before = cpu_ticks(&components);
+        Self {
+            components,
+            before,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn stop(self) -> CpuUse {
+        let after = cpu_ticks(&self.components);
+        let ms_per_tick = 1_000.0 / procfs::ticks_per_second().max(1) as f64;
+        let by_component_ms: BTreeMap<String, f64> = after
+            .iter()
+            .map(|(name, ticks)| {
+                let spent = ticks.saturating_sub(self.before.get(name).copied().unwrap_or(0));
+                (name.clone(), spent as f64 * ms_per_tick)
+            })
+            .collect();
+        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1_000.0;
+        let own_ms = by_component_ms.get(LOAD_GENERATOR).copied().unwrap_or(0.0);
+        CpuUse {
+            by_component_ms,
+            load_generator_pct: 100.0 * own_ms / elapsed_ms.max(1.0),
+        }
+    }
+}
+
+/// Each component's process tree's CPU ticks, and this process's under [`LOAD_GENERATOR`].
+fn cpu_ticks(components: &[(String, u32)]) -> BTreeMap<String, u64> {
+    let processes = procfs::processes();
+    let mut ticks: BTreeMap<String, u64> = components
+        .iter()
+        .map(|(name, pid)| (name.clone(), procfs::tree_cpu_ticks(&processes, *pid)))
+        .collect();
+    let own = processes
+        .get(&std::process::id())
+        .map_or(0, |p| p.cpu_ticks);
+    ticks.insert(LOAD_GENERATOR.to_string(), own);
+    ticks
+}
+
+/// The running components with a process of their own: name and pid.
+fn components(home: &Home) -> Vec<(String, u32)> {
+    crate::runtime::state::RuntimeState::load(home)
+        .map(|state| {
+            state
+                .components
+                .into_iter()
+                .filter_map(|c| Some((c.name.to_string(), c.pid?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Samples each component's resident memory (its whole process tree: PostgreSQL's backends,
 /// a JVM's threads are one process) every `RSS_SAMPLE_MS`, keeping the first and the largest.
 struct MemorySampler {
@@ -490,15 +759,7 @@ struct MemorySampler {
 
 impl MemorySampler {
     fn start(home: &Home) -> Self {
-        let components: Vec<(String, u32)> = crate::runtime::state::RuntimeState::load(home)
-            .map(|state| {
-                state
-                    .components
-                    .into_iter()
-                    .filter_map(|c| Some((c.name.to_string(), c.pid?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let components = components(home);
         let samples = Arc::new(Mutex::new(BTreeMap::new()));
         let task = tokio::spawn({
             let samples = Arc::clone(&samples);
@@ -548,6 +809,11 @@ mod tests {
             p99_ms,
             error_ratio: 0.0,
             dropped,
+            rate_limited: 0,
+            cpu_ms_per_payment: BTreeMap::new(),
+            load_generator_cpu_pct: 10.0,
+            db_commits_per_payment: BTreeMap::new(),
+            db_statements_per_payment: BTreeMap::new(),
         };
         let steps = [step(25, 30.0, 0), step(50, 60.0, 0), step(100, 1_100.0, 0)];
         assert_eq!(sustained_max(&steps), 50.0);
@@ -560,9 +826,41 @@ mod tests {
     }
 
     #[test]
+    fn a_ladder_says_what_stopped_it() {
+        let step = |rate: u32, error_ratio: f64, limited: u64, own_cpu_pct: f64| Step {
+            rate_per_s: rate,
+            payments_per_s: f64::from(rate),
+            p50_ms: 1.0,
+            p95_ms: 2.0,
+            p99_ms: 10.0,
+            error_ratio,
+            dropped: 0,
+            rate_limited: limited,
+            cpu_ms_per_payment: BTreeMap::new(),
+            load_generator_cpu_pct: own_cpu_pct,
+            db_commits_per_payment: BTreeMap::new(),
+            db_statements_per_payment: BTreeMap::new(),
+        };
+        let fine = step(25, 0.0, 0, 10.0);
+        assert!(capped_by(std::slice::from_ref(&fine), 3).starts_with("the top of the ladder"));
+        let failing = step(31, 0.05, 0, 10.0);
+        assert_eq!(
+            capped_by(&[fine.clone(), failing], 3),
+            "the platform at 31/s (5.0 % failed)"
+        );
+        let limited = step(31, 0.05, 2, 10.0);
+        assert!(capped_by(&[fine.clone(), limited], 3).starts_with("the rate limit at 31/s"));
+        let busy = step(31, 0.05, 0, 95.0);
+        assert!(capped_by(&[fine, busy], 3).starts_with("the load generator at 31/s"));
+    }
+
+    #[test]
     fn rates_must_climb_within_bounds() {
-        assert_eq!(parse_rates("25, 50,100").expect("fine"), [25, 50, 100]);
-        for bad in ["", "50,25", "0,10", "10,10", "a", "2000"] {
+        assert_eq!(parse_rates("25, 31,39").expect("fine"), [25, 31, 39]);
+        assert_eq!(parse_rates("1,2,3").expect("a step of one"), [1, 2, 3]);
+        for bad in [
+            "", "50,25", "0,10", "10,10", "a", "2000", "25,50", "100,126",
+        ] {
             assert!(parse_rates(bad).is_err(), "{bad}");
         }
     }
@@ -577,6 +875,11 @@ mod tests {
             p99_ms: p99,
             error_ratio: 0.0,
             dropped: 0,
+            rate_limited: 0,
+            cpu_ms_per_payment: BTreeMap::new(),
+            load_generator_cpu_pct: 10.0,
+            db_commits_per_payment: BTreeMap::new(),
+            db_statements_per_payment: BTreeMap::new(),
         };
         let ladder = |max| Ladder {
             name: "x",
@@ -584,6 +887,7 @@ mod tests {
             hot_merchant: false,
             steps: vec![],
             max_payments_per_s: max,
+            capped_by: String::new(),
         };
         let ledger = ledger::Report {
             clients: 4,

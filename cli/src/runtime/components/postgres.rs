@@ -70,6 +70,17 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
         "log_line_prefix=%m [%p] %q%u@%d ".to_string(),
         "log_min_duration_statement=1000".to_string(),
     ];
+    let mut settings = settings.to_vec();
+    // Per-statement counters, which `paytool bench` reads to say how many statements a payment
+    // costs each service; loaded when the installed PostgreSQL ships it (Debian's does).
+    if ctx
+        .tools
+        .pg_bin
+        .parent()
+        .is_some_and(|dir| dir.join("lib/pg_stat_statements.so").exists())
+    {
+        settings.push("shared_preload_libraries=pg_stat_statements".to_string());
+    }
     let mut args = vec!["-D".to_string(), data_dir(ctx).display().to_string()];
     for setting in settings {
         args.push("-c".to_string());

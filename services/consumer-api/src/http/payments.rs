@@ -3,7 +3,7 @@
 //! The scanned text is decoded and checked here (TLV, CRC, mandatory fields); the payment
 //! request it names is paid through merchant-api, which owns requests and runs the saga.
 
-use super::wallet::{consumer_of, ledger_key, wallet_view};
+use super::wallet::{consumer_of, ledger_key, wallet_after};
 use super::AppState;
 use crate::error::{answered, Error};
 use axum::extract::{Extension, Path, State};
@@ -129,9 +129,10 @@ async fn pay(
     let payment: RequestPaid = answered(&answer)?;
     let id = payment.id;
     let merchant_name = payment.merchant.name.as_str();
+    // The payment's own time, so that reading it later shows what this answer showed.
     sqlx::query!(
-        "INSERT INTO payments (id, consumer_id, merchant_id, merchant_name, payment_request_id, amount_value, currency, reference)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO payments (id, consumer_id, merchant_id, merchant_name, payment_request_id, amount_value, currency, reference, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
         id,
         consumer.id,
         scanned.merchant_id,
@@ -140,12 +141,37 @@ async fn pay(
         amount.value,
         amount.currency.as_str(),
         payment.reference.as_deref(),
+        payment.created_at,
     )
     .execute(&state.pool)
     .await?;
-    let mut view = payment_view(&state, &consumer.currency, id).await?;
-    view["wallet"] = wallet_view(&state, &consumer).await?;
+    // Everything the answer shows came with merchant-api's answer.
+    let mut view = paid_view(&consumer.currency, &payment, scanned.merchant_id);
+    view["wallet"] = wallet_after(&state, &consumer, payment.wallet_balance.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+fn status_of(amount: i64, refunded: i64) -> &'static str {
+    match refunded {
+        0 => "completed",
+        r if r >= amount => "refunded",
+        _ => "partially_refunded",
+    }
+}
+
+/// A payment as merchant-api answered its paying: the same shape as [`payment_view`].
+fn paid_view(currency: &Currency, payment: &RequestPaid, merchant_id: Uuid) -> Value {
+    let (amount, refunded) = (payment.amount.value, payment.refunded_amount);
+    json!({
+        "id": payment.id,
+        "status": status_of(amount, refunded),
+        "amount": Money::new(amount, *currency),
+        "refunded": Money::new(refunded, *currency),
+        "merchant": { "id": merchant_id, "name": payment.merchant.name },
+        "payment_request_id": payment.payment_request_id,
+        "reference": payment.reference,
+        "created_at": payment.created_at,
+    })
 }
 
 /// A payment of the consumer's: what was paid to whom, and what the ledger says of it now
@@ -167,14 +193,9 @@ async fn payment_view(state: &AppState, currency: &Currency, id: Uuid) -> Result
     );
     let saga: Saga = answered(&state.orchestrator.saga(id).await?)?;
     let refunded = saga.refunded_amount;
-    let status = match refunded {
-        0 => "completed",
-        r if r >= amount => "refunded",
-        _ => "partially_refunded",
-    };
     Ok(json!({
         "id": id,
-        "status": status,
+        "status": status_of(amount, refunded),
         "amount": Money::new(amount, *currency),
         "refunded": Money::new(refunded, *currency),
         "merchant": { "id": merchant_id, "name": merchant_name },

@@ -1,6 +1,6 @@
 //! Sending money to another consumer, by email or by id.
 
-use super::wallet::{consumer_of, ledger_key, wallet_view};
+use super::wallet::{consumer_of, ledger_key, wallet_after};
 use super::AppState;
 use crate::error::{answered, Error};
 use axum::extract::{Extension, State};
@@ -122,7 +122,7 @@ async fn send(
         .execute(&state.pool)
         .await?;
     }
-    let wallet = wallet_view(&state, &sender).await?;
+    let wallet = wallet_after(&state, &sender, transfer.wallet_balance.as_ref()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

@@ -8,7 +8,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
-use paykit::contract::{AccountWithBalance, NewTopUp, Saga};
+use paykit::contract::{AccountWithBalance, Balance, NewTopUp, Saga};
 use paykit::idempotency::idempotent;
 use paykit::money::{Currency, Money};
 use paykit::problem::JsonBody;
@@ -61,14 +61,32 @@ pub fn ledger_key(consumer: &Consumer, headers: &HeaderMap) -> String {
 /// The wallet's balance as money: available (what can be spent), pending (reserved), posted.
 pub async fn wallet_view(state: &AppState, consumer: &Consumer) -> Result<Value, Error> {
     let wallet: AccountWithBalance = answered(&state.orchestrator.account(consumer.wallet).await?)?;
+    Ok(wallet_json(consumer, &wallet.balance))
+}
+
+/// The wallet after a change, from the balance the orchestrator answered with it (read again
+/// only when that answer did not carry one: a saga that needed more time).
+pub async fn wallet_after(
+    state: &AppState,
+    consumer: &Consumer,
+    answered: Option<&Balance>,
+) -> Result<Value, Error> {
+    match answered {
+        Some(balance) => Ok(wallet_json(consumer, balance)),
+        None => wallet_view(state, consumer).await,
+    }
+}
+
+/// The wallet as the API shows it, from a balance the orchestrator answered.
+fn wallet_json(consumer: &Consumer, balance: &Balance) -> Value {
     let money = |value: i64| Money::new(value, consumer.currency);
-    Ok(json!({
+    json!({
         "id": consumer.wallet,
         "currency": consumer.currency,
-        "available": money(wallet.balance.available),
-        "pending": money(wallet.balance.pending_debits),
-        "posted": money(wallet.balance.posted),
-    }))
+        "available": money(balance.available),
+        "pending": money(balance.pending_debits),
+        "posted": money(balance.posted),
+    })
 }
 
 async fn balance(
@@ -115,7 +133,7 @@ async fn top_up(
         )
         .await?;
     let top_up: Saga = answered(&answer)?;
-    let wallet = wallet_view(&state, &consumer).await?;
+    let wallet = wallet_after(&state, &consumer, top_up.wallet_balance.as_ref()).await?;
     Ok((
         StatusCode::CREATED,
         Json(

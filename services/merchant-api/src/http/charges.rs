@@ -73,7 +73,7 @@ async fn charge(
     let wallet = redeemed.wallet_account_id;
     let payer = format!("consumer:{}", redeemed.consumer_id);
     let metadata = json!({ "channel": "code", "payer_ref": payer });
-    let saga = payments::take(
+    let (saga, _) = payments::take(
         &state,
         &merchant,
         wallet,

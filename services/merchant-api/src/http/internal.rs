@@ -148,8 +148,8 @@ async fn pay_request(
         &saga_key,
     )
     .await;
-    let saga = match outcome {
-        Ok(saga) => saga,
+    let (saga, wallet_balance) = match outcome {
+        Ok(taken) => taken,
         Err(error) => {
             // A refusal (no funds, say) frees a dynamic request for another try or payer; an
             // unknown outcome keeps the claim, so that only this payer's retry goes on.
@@ -188,6 +188,8 @@ async fn pay_request(
             payment_request_id: id,
             reference,
             created_at: saga.created_at,
+            refunded_amount: saga.refunded_amount,
+            wallet_balance,
         }),
     ))
 }

@@ -99,7 +99,27 @@ pub async fn start(
     if paykit::failpoints::weak("orchestrator.weakness.waits-for-publish") {
         wait_for_publish(state).await?;
     }
+    let mut view = view;
+    view.wallet_balance = wallet_balance(state, &view).await?;
     Ok(respond(view))
+}
+
+/// The balance of the wallet a saga moved, read once here so that the caller does not ask
+/// for it in a request of its own: the debited account of a payment or a send, the credited
+/// one of a top-up; none for a refund (its wallet is the payment's).
+async fn wallet_balance(
+    state: &AppState,
+    saga: &SagaView,
+) -> Result<Option<paykit::contract::Balance>, Error> {
+    use paykit::contract::SagaKind;
+    let wallet = match saga.kind {
+        SagaKind::Payment | SagaKind::P2p => saga.debit_account_id,
+        SagaKind::TopUp => saga.credit_account_id,
+        SagaKind::Refund => return Ok(None),
+    };
+    let mut connection = state.pool.acquire().await?;
+    let balance = crate::ledger::balance(&mut connection, wallet).await?;
+    Ok(Some(balance.wire()))
 }
 
 /// How long the seeded weakness `orchestrator.weakness.waits-for-publish` waits.

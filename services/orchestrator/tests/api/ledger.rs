@@ -527,3 +527,187 @@ async fn a_linked_batch_applies_all_or_nothing() {
     assert_eq!(available(&pool, other).await, 0);
     assert_invariants(&pool, "after the failed batch").await;
 }
+
+/// What a ledger holds, compared across databases: each account's four balances (its buckets
+/// summed), every posted movement of money, and each saga's outcome in the order it started.
+#[derive(Debug, PartialEq)]
+struct Holdings {
+    balances: Vec<(Uuid, i64, i64, i64, i64)>,
+    movements: Vec<(String, Uuid, Uuid, i64)>,
+    sagas: Vec<SagaOutcome>,
+    events: Vec<String>,
+}
+
+/// A saga's kind, state, amount, fee, captured and refunded amounts, and why it failed.
+type SagaOutcome = (String, String, i64, i64, i64, i64, Option<String>);
+
+async fn holdings(pool: &PgPool) -> Holdings {
+    let balances = sqlx::query_as(
+        "SELECT account_id, sum(debits_pending)::int8, sum(debits_posted)::int8, sum(credits_pending)::int8, sum(credits_posted)::int8
+         FROM account_balances GROUP BY account_id ORDER BY account_id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("balances");
+    let movements = sqlx::query_as(
+        "SELECT code, debit_account_id, credit_account_id, amount FROM transfers
+         WHERE kind IN ('posted', 'post_pending') ORDER BY code, debit_account_id, credit_account_id, amount",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("movements");
+    let sagas = sqlx::query_as(
+        "SELECT kind, state, amount, fee, captured_amount, refunded_amount, failure_type FROM sagas ORDER BY created_at, idempotency_key",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("sagas");
+    let events = sqlx::query_scalar(
+        "SELECT topic || ' ' || key || ' ' || (envelope->>'type') FROM outbox ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("events");
+    Holdings {
+        balances,
+        movements,
+        sagas,
+        events,
+    }
+}
+
+/// The same requests, in the same order, on a fresh database with payments in one commit or
+/// step by step; returns what the ledger holds afterwards.
+async fn run_the_same_requests(single_commit: bool) -> Holdings {
+    let pool = ledger_pool().await;
+    let sagas = Sagas::new(
+        pool.clone(),
+        SagaSettings {
+            single_commit,
+            ..SagaSettings::default()
+        },
+    );
+    let jpy_code = Currency::parse("JPY").expect("code");
+    let id = |n: u128| Uuid::from_u128(0x5eed_0000 + n);
+    let (rich, poor, shop, cafe) = (id(1), id(2), id(3), id(4));
+    for (account, kind) in [
+        (rich, AccountKind::Wallet),
+        (poor, AccountKind::Wallet),
+        (shop, AccountKind::Merchant),
+        (cafe, AccountKind::Merchant),
+    ] {
+        ledger::create_account(&pool, account, kind, jpy_code, None)
+            .await
+            .expect("account");
+    }
+    let top_up = |wallet, value| Request::TopUp {
+        wallet_account_id: wallet,
+        amount: jpy(value),
+    };
+    let pay = |wallet, merchant, value, fee_bps| Request::Payment {
+        wallet_account_id: wallet,
+        merchant_account_id: merchant,
+        amount: jpy(value),
+        fee_bps,
+        reference: Some(format!("order {value}")),
+        metadata: Some(serde_json::json!({ "channel": "qr" })),
+    };
+    let mut first_payment = None;
+    for (key, request) in [
+        ("fund-rich", top_up(rich, 10_000)),
+        ("fund-poor", top_up(poor, 500)),
+        ("a", pay(rich, shop, 3_000, 250)),
+        ("b", pay(rich, cafe, 1_234, 0)),
+        ("c", pay(poor, shop, 800, 250)),
+        ("d", pay(rich, shop, 2_000, 99)),
+        ("a", pay(rich, shop, 3_000, 250)),
+        ("e", pay(poor, cafe, 500, 1_000)),
+    ] {
+        let view = sagas.start("test", key, request).await.expect("answered");
+        if key == "a" && first_payment.is_none() {
+            first_payment = Some(view.id);
+        }
+    }
+    let payment_id = first_payment.expect("payment a");
+    sagas
+        .start(
+            "test",
+            "refund-a",
+            Request::Refund {
+                payment_id,
+                amount: jpy(1_000),
+            },
+        )
+        .await
+        .expect("refund");
+    assert_invariants(&pool, &format!("single commit: {single_commit}")).await;
+    holdings(&pool).await
+}
+
+#[tokio::test]
+async fn payments_in_one_commit_and_step_by_step_leave_identical_ledgers() {
+    let at_once = run_the_same_requests(true).await;
+    let step_by_step = run_the_same_requests(false).await;
+    assert_eq!(
+        at_once.sagas.iter().filter(|s| s.1 == "declined").count(),
+        1,
+        "the poor wallet's first payment was declined: {:?}",
+        at_once.sagas
+    );
+    assert_eq!(at_once, step_by_step);
+}
+
+#[tokio::test]
+async fn a_replay_answers_the_stored_outcome_even_when_planning_it_again_would_be_refused() {
+    let pool = ledger_pool().await;
+    let sagas = Sagas::new(pool.clone(), SagaSettings::default());
+    let wallet = open(&pool, AccountKind::Wallet).await;
+    let merchant = open(&pool, AccountKind::Merchant).await;
+    let fund = Request::TopUp {
+        wallet_account_id: wallet,
+        amount: jpy(1_000),
+    };
+    sagas.start("test", "fund", fund).await.expect("funded");
+    let pay = Request::Payment {
+        wallet_account_id: wallet,
+        merchant_account_id: merchant,
+        amount: jpy(400),
+        fee_bps: 0,
+        reference: None,
+        metadata: None,
+    };
+    let first = sagas.start("test", "pay", pay.clone()).await.expect("paid");
+    assert_eq!(first.state, "completed");
+    sqlx::query("UPDATE accounts SET closed = true WHERE id = $1")
+        .bind(merchant)
+        .execute(&pool)
+        .await
+        .expect("merchant closed");
+    let replay = sagas.start("test", "pay", pay).await.expect("replayed");
+    assert!(replay.replayed, "the stored outcome, not a refusal");
+    assert_eq!((replay.id, replay.state), (first.id, first.state));
+    let refused = sagas
+        .start(
+            "test",
+            "pay-again",
+            Request::Payment {
+                wallet_account_id: wallet,
+                merchant_account_id: merchant,
+                amount: jpy(400),
+                fee_bps: 0,
+                reference: None,
+                metadata: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(orchestrator::saga::SagaError::Ledger(
+                LedgerError::AccountClosed(_)
+            ))
+        ),
+        "a new key to the closed merchant is refused: {refused:?}"
+    );
+    assert_eq!(available(&pool, wallet).await, 600, "charged once");
+}

@@ -22,7 +22,7 @@ fn payment(wallet: Uuid, merchant: Uuid, value: i64) -> Value {
 }
 
 #[tokio::test]
-async fn a_payment_reserves_captures_and_charges_the_fee_to_the_merchant() {
+async fn a_payment_moves_the_money_charges_the_fee_to_the_merchant_and_answers_the_wallet() {
     let app = spawn_app().await;
     let (wallet, merchant) = funded_pair(&app, 10_000).await;
     let response = app
@@ -37,6 +37,10 @@ async fn a_payment_reserves_captures_and_charges_the_fee_to_the_merchant() {
     assert_eq!(body["state"], "completed");
     assert_eq!(body["amount"], money(3_000, "JPY"));
     assert_eq!(body["fee"], money(75, "JPY"));
+    assert_eq!(
+        body["wallet_balance"]["available"], 7_000,
+        "the answer carries the payer's wallet after the payment"
+    );
     assert_eq!(app.available(wallet).await, 7_000);
     assert_eq!(app.posted(merchant).await, 2_925);
     let read: Value = app
@@ -456,6 +460,7 @@ async fn the_verify_endpoint_reports_every_invariant() {
             "no_wallet_below_zero",
             "balances_equal_transfers",
             "transfers_applied_once",
+            "open_reservations_listed",
             "refunds_within_captures"
         ]
     );
