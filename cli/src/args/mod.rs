@@ -366,10 +366,7 @@ pub struct BenchAllArgs {
     /// The arrival rates the end-to-end ladders climb, payments a second, comma-separated, each
     /// at most 25 % above the one before; a ladder stops at the first step the platform cannot
     /// keep up with
-    #[arg(
-        long,
-        default_value = "25,31,39,49,61,76,95,119,149,186,232,290,362,452"
-    )]
+    #[arg(long, default_value = crate::perf::bench::DEFAULT_RATES)]
     pub rates: String,
     /// Where the markdown report and the chart go [default: <home>/bench]
     #[arg(long, value_name = "DIR")]

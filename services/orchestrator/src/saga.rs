@@ -453,6 +453,7 @@ impl Sagas {
         let (topic, key, event) = finished_event(&saga);
         paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
         tx.commit().await?;
+        paykit::events::wake_relays();
         record_finished(&saga);
         metrics::counter!(
             "saga_transitions_total",
@@ -795,6 +796,7 @@ impl Sagas {
                         let (topic, key, event) = finished_event(&finished);
                         paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
                         tx.commit().await?;
+                        paykit::events::wake_relays();
                         record_finished(&finished);
                     } else {
                         tx.commit().await?;

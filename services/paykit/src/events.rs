@@ -5,8 +5,9 @@
 //!   transaction** as the change ([`append`]): the event exists if and only if the change does.
 //! - The [`Relay`] publishes pending rows to Kafka (idempotent producer, `acks=all`), with the
 //!   event id, type and a W3C `traceparent` in headers, and marks rows published only after the
-//!   broker acknowledged them. It wakes on the outbox's NOTIFY (sent on commit), not only on a
-//!   timer. Delivery is at least once: a crash between the acknowledgement and the mark publishes
+//!   broker acknowledged them. The writer wakes its process's relays after its commit
+//!   ([`wake_relays`]; no NOTIFY, whose cluster-wide commit lock queued every notifying commit),
+//!   and they poll every second for rows written elsewhere. Delivery is at least once: a crash between the acknowledgement and the mark publishes
 //!   the row again.
 //! - A [`Consumer`] records each event id in its `inbox` table in the same transaction as the
 //!   event's effect, so a redelivered event has no second effect. An event that cannot be
@@ -22,7 +23,6 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::future::Future;
 use std::pin::Pin;
@@ -115,6 +115,19 @@ pub fn new_traceparent() -> String {
 }
 
 /// Appends `event` to the outbox inside `tx`, for `topic` (unprefixed) with partition `key`.
+/// Wake-ups of this process's relays, counted: a writer bumps it after a commit that appended
+/// to the outbox, each relay waits for it to change. A `watch` keeps a wake-up that came while
+/// a relay was busy, and wakes every relay of the process (tests run several services in one).
+static RELAY_WAKE_UPS: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+/// Tells this process's relays that rows were committed to the outbox: call it after the
+/// commit of a transaction that [`append`]ed. A row no relay was told of waits for the next
+/// poll ([`RELAY_POLL_INTERVAL_MS`]) at most.
+pub fn wake_relays() {
+    RELAY_WAKE_UPS.send_modify(|count| *count = count.wrapping_add(1));
+}
+
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
     topic: &str,
@@ -389,21 +402,24 @@ impl Relay {
     }
 
     /// Runs until the task is aborted (or, under the test failpoint, until it is reached).
+    /// Wakes on [`wake_relays`] from this process's writers, and polls.
     pub async fn run(self) {
-        let mut listener = None;
+        let mut wake_ups = RELAY_WAKE_UPS.subscribe();
+        // Under the seeded weakness, set by a failed round: this relay hears nothing more.
+        let mut deaf = false;
         let mut backoff = Backoff::new(RELAY_BACKOFF_MIN_MS, RELAY_BACKOFF_MAX_MS);
         let mut last_cleanup = std::time::Instant::now();
         loop {
-            // Seeded weakness (chaos bench): a relay woken only by notifications, that never
-            // listens again once its listening connection failed; while it is on, such a
-            // relay publishes nothing more.
+            // Seeded weakness (chaos bench): a relay woken only by wake-ups, never by its
+            // poll, that stops listening after its first failed round (its database away); while
+            // it is on, such a relay publishes nothing more.
             let listens_only = crate::failpoints::weak("paykit.weakness.relay-listens-only");
-            if listener.is_none() {
+            if deaf {
                 if listens_only {
                     tokio::time::sleep(Duration::from_millis(RELAY_POLL_INTERVAL_MS)).await;
                     continue;
                 }
-                listener = listen(&self.pool).await;
+                deaf = false;
             }
             match self.publish_batch().await {
                 Ok(count) => {
@@ -418,6 +434,7 @@ impl Relay {
                     return;
                 }
                 Err(error) => {
+                    deaf = listens_only;
                     // A new instance is tried after the same backoff: one that fails
                     // fatally again must not spin.
                     self.producer.failed();
@@ -441,19 +458,14 @@ impl Relay {
                 }
             }
             let poll = tokio::time::sleep(Duration::from_millis(RELAY_POLL_INTERVAL_MS));
-            match listener.as_mut() {
-                Some(l) if listens_only => {
-                    if l.recv().await.is_err() {
-                        listener = None;
-                    }
+            if listens_only {
+                // The weak relay's only way to wake. The sender lives as long as the process.
+                let _ = wake_ups.changed().await;
+            } else {
+                tokio::select! {
+                    _ = wake_ups.changed() => {}
+                    () = poll => {}
                 }
-                Some(l) => {
-                    tokio::select! {
-                        notified = l.recv() => if notified.is_err() { listener = None },
-                        () = poll => {}
-                    }
-                }
-                None => poll.await,
             }
         }
     }
@@ -461,12 +473,6 @@ impl Relay {
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.run())
     }
-}
-
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await.ok()?;
-    listener.listen("outbox").await.ok()?;
-    Some(listener)
 }
 
 /// Why a handler did not apply an event.

@@ -78,7 +78,7 @@ pub const CATALOGUE: &[Point] = &[
     Point {
         name: "paykit.weakness.relay-listens-only",
         effect: Effect::Weakness,
-        what: "the outbox relay wakes only on the database's notifications and never listens again once its listening connection failed: events wait in the outbox for good (a cut between a service and its database shows it as money: events not published)",
+        what: "the outbox relay wakes only when its writers tell it, never on its poll, and stops listening after its first failed round (its database away): events wait in the outbox for good (a cut between a service and its database shows it as money: events not published)",
     },
     Point {
         name: "paykit.weakness.consumer-stops-on-error",

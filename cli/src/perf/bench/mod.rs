@@ -49,8 +49,9 @@ pub struct Step {
     pub cpu_ms_per_payment: BTreeMap<String, f64>,
     /// The load generator's own CPU over the step, percent of one core.
     pub load_generator_cpu_pct: f64,
-    /// Commits per successful payment, by service database (PostgreSQL's `pg_stat_database`).
-    pub db_commits_per_payment: BTreeMap<String, f64>,
+    /// Transactions per successful payment, by service database (PostgreSQL's
+    /// `pg_stat_database.xact_commit`: every committed transaction, a lone read's too).
+    pub db_transactions_per_payment: BTreeMap<String, f64>,
     /// Statements per successful payment, by service database (`pg_stat_statements`; empty
     /// where PostgreSQL runs without it).
     pub db_statements_per_payment: BTreeMap<String, f64>,
@@ -146,7 +147,7 @@ pub async fn run(
     ));
 
     let mut ladders = Vec::new();
-    for (name, platform, route, hot) in [
+    let mut order = [
         (
             "through the gateway, uniform merchants",
             &gateway,
@@ -165,7 +166,16 @@ pub async fn run(
             Route::Direct,
             false,
         ),
-    ] {
+    ];
+    // A fresh order each run, so that no ladder always inherits the one before it's warmth or
+    // its debris; the report keeps the order.
+    {
+        use rand::seq::SliceRandom;
+        order.shuffle(&mut rand::thread_rng());
+    }
+    for (name, platform, route, hot) in order {
+        drain(home, &ui, name).await?;
+        warm_up(platform, &base, hot, rates[0], &ui, name).await?;
         let mut steps = Vec::new();
         for &rate in &rates {
             let scenario = Scenario {
@@ -206,8 +216,14 @@ pub async fn run(
         });
     }
 
-    // p99 at half the highest rate the gateway sustained.
-    let half_rate = (ladders[0].max_payments_per_s / 2.0).floor() as u32;
+    // p99 at half the highest rate the gateway sustained, on a drained platform (a saturated
+    // step leaves events for the consumers to catch up with).
+    let gateway_max = ladders
+        .iter()
+        .find(|l| l.route == Route::Gateway && !l.hot_merchant)
+        .map_or(0.0, |l| l.max_payments_per_s);
+    let half_rate = (gateway_max / 2.0).floor() as u32;
+    drain(home, &ui, "half the maximum").await?;
     let half_max = if half_rate >= 1 {
         let scenario = base
             .clone()
@@ -301,6 +317,67 @@ fn sustained_max(steps: &[Step]) -> f64 {
     }
 }
 
+/// How long the platform may take to catch up after a ladder (events relayed and consumed,
+/// every merchant's list complete) before the next measurement starts.
+const DRAIN_MAX_MS: u64 = 120_000;
+/// Seconds a ladder's first rate runs, unmeasured, before the ladder starts.
+const WARM_UP_S: u32 = 5;
+
+/// Waits until the platform has caught up with what the last measurement sent — the money
+/// checks of `paytool chaos` (outboxes published, the merchants' lists equal to the completed
+/// payments, the ledger verified) — so that a measurement does not pay for the one before it.
+/// A check that still fails after [`DRAIN_MAX_MS`] is a violation: exit 8, never a figure.
+async fn drain(home: &Home, ui: &Ui, before: &str) -> anyhow::Result<()> {
+    let line = ui.step(&format!("caught up before {before}"));
+    line.working("events relayed and consumed, the ledger verified");
+    let report = crate::chaos::invariants::check(home, DRAIN_MAX_MS).await?;
+    if !report.ok {
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    c.name,
+                    c.evidence.first().cloned().unwrap_or_default()
+                )
+            })
+            .collect();
+        return Err(fail(
+            Code::Violation,
+            format!(
+                "the platform did not come right within {} s after the load: {}",
+                DRAIN_MAX_MS / 1_000,
+                failed.join("; ")
+            ),
+        ));
+    }
+    line.done(&format!("in {:.1} s", report.converged_ms as f64 / 1_000.0));
+    Ok(())
+}
+
+/// A few seconds at the ladder's first rate, not measured: connections opened, caches and
+/// the JIT (Keycloak's) warm, so that the first step measures the platform, not its start.
+async fn warm_up(
+    platform: &Arc<load::Platform>,
+    base: &Scenario,
+    hot: bool,
+    rate: u32,
+    ui: &Ui,
+    name: &str,
+) -> anyhow::Result<()> {
+    let scenario = Scenario {
+        hot_merchant: hot,
+        ..base.clone().with_overrides(Some(rate), Some(WARM_UP_S))?
+    };
+    let line = ui.step(&format!("{name}: warm-up"));
+    line.working(&format!("{WARM_UP_S} s at {rate}/s, not measured"));
+    load::drive(platform, &scenario, &Ui::new(true)).await?;
+    line.done("done");
+    Ok(())
+}
+
 /// Why a ladder stopped where it did. A step is the load generator's limit when this process
 /// used nearly a whole core of its own (it cannot send faster than it runs).
 fn capped_by(steps: &[Step], rungs: usize) -> String {
@@ -343,7 +420,7 @@ fn step_of(rate: u32, report: &load::Report, cpu: CpuUse, db: DbUse) -> Step {
             .collect()
     };
     Step {
-        db_commits_per_payment: per_payment(db.commits),
+        db_transactions_per_payment: per_payment(db.commits),
         db_statements_per_payment: per_payment(db.statements),
         rate_per_s: rate,
         rate_limited: report.all.statuses.get(&429).copied().unwrap_or(0),
@@ -362,12 +439,16 @@ fn step_of(rate: u32, report: &load::Report, cpu: CpuUse, db: DbUse) -> Step {
     }
 }
 
+/// The ladder `--rates` climbs by default: from 25 a second, each step 25 % above the last
+/// (rounded down), to the rates no installation of this kind sustains.
+pub const DEFAULT_RATES: &str = "25,31,38,47,58,72,90,112,140,175,218,272,340,425";
+
 /// A ladder's step may climb at most this many percent: the highest rate a ladder sustains is
 /// then within a quarter of the true maximum (a ladder of 100, 150 calls 100 a maximum that may
 /// be 149).
 const STEP_CLIMB_MAX_PCT: u32 = 25;
 
-/// `--rates 25,31,39`: strictly increasing whole numbers from 1 to the load engine's maximum,
+/// `--rates 25,31,38`: strictly increasing whole numbers from 1 to the load engine's maximum,
 /// each at most [`STEP_CLIMB_MAX_PCT`] above the one before (one more is always allowed, so
 /// that small rates can climb at all).
 pub fn parse_rates(text: &str) -> anyhow::Result<Vec<u32>> {
@@ -390,7 +471,7 @@ pub fn parse_rates(text: &str) -> anyhow::Result<Vec<u32>> {
         })
         .collect::<anyhow::Result<_>>()?;
     if rates.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(fail(Code::Usage, "--rates must climb: 25,31,39"));
+        return Err(fail(Code::Usage, "--rates must climb: 25,31,38"));
     }
     let too_steep = |low: u32, high: u32| {
         u64::from(high) * 100 > u64::from(low) * u64::from(100 + STEP_CLIMB_MAX_PCT)
@@ -421,9 +502,16 @@ fn targets(
     stream: &Value,
     memory: &BTreeMap<String, Memory>,
 ) -> Vec<Target> {
-    let uniform = ladders[0].max_payments_per_s;
-    let hot = ladders[1].max_payments_per_s;
-    let direct = ladders[2].max_payments_per_s;
+    // Found by what they measured: the ladders run in a fresh order each time.
+    let max_of = |route: Route, hot: bool| {
+        ladders
+            .iter()
+            .find(|l| l.route == route && l.hot_merchant == hot)
+            .map_or(0.0, |l| l.max_payments_per_s)
+    };
+    let uniform = max_of(Route::Gateway, false);
+    let hot = max_of(Route::Gateway, true);
+    let direct = max_of(Route::Direct, false);
     let at_least = |what, value: Option<f64>, limit: f64, how: &str| Target {
         what,
         target: format!("≥ {limit} ({how})"),
@@ -555,8 +643,8 @@ pub fn render_markdown(report: &Report) -> String {
         }
         let total: f64 = half.cpu_ms_per_payment.values().sum();
         out.push_str(&format!("| all | {total:.2} |\n"));
-        out.push_str("\nPostgreSQL's work per payment there, by service database:\n\n| database | commits | statements |\n|---|---:|---:|\n");
-        for (name, commits) in &half.db_commits_per_payment {
+        out.push_str("\nPostgreSQL's work per payment there, by service database (transactions count a lone read too):\n\n| database | transactions | statements |\n|---|---:|---:|\n");
+        for (name, commits) in &half.db_transactions_per_payment {
             let statements = half
                 .db_statements_per_payment
                 .get(name)
@@ -598,7 +686,7 @@ const LOAD_GENERATOR: &str = "load generator (paytool)";
 /// The service databases whose work a payment's cost is counted in.
 const SERVICE_DATABASES: [&str; 3] = ["consumer_api", "merchant_api", "orchestrator"];
 
-/// The commits and statements each service database took over a step, from PostgreSQL's own
+/// The transactions and statements each service database took over a step, from PostgreSQL's own
 /// counters. Best effort: a counter that cannot be read leaves its figure out, never the run.
 struct DbMeter {
     admin_url: Option<String>,
@@ -812,7 +900,7 @@ mod tests {
             rate_limited: 0,
             cpu_ms_per_payment: BTreeMap::new(),
             load_generator_cpu_pct: 10.0,
-            db_commits_per_payment: BTreeMap::new(),
+            db_transactions_per_payment: BTreeMap::new(),
             db_statements_per_payment: BTreeMap::new(),
         };
         let steps = [step(25, 30.0, 0), step(50, 60.0, 0), step(100, 1_100.0, 0)];
@@ -838,7 +926,7 @@ mod tests {
             rate_limited: limited,
             cpu_ms_per_payment: BTreeMap::new(),
             load_generator_cpu_pct: own_cpu_pct,
-            db_commits_per_payment: BTreeMap::new(),
+            db_transactions_per_payment: BTreeMap::new(),
             db_statements_per_payment: BTreeMap::new(),
         };
         let fine = step(25, 0.0, 0, 10.0);
@@ -856,8 +944,14 @@ mod tests {
 
     #[test]
     fn rates_must_climb_within_bounds() {
-        assert_eq!(parse_rates("25, 31,39").expect("fine"), [25, 31, 39]);
+        assert_eq!(parse_rates("25, 31,38").expect("fine"), [25, 31, 38]);
         assert_eq!(parse_rates("1,2,3").expect("a step of one"), [1, 2, 3]);
+        assert_eq!(
+            parse_rates(DEFAULT_RATES)
+                .expect("the default climbs by 25 %")
+                .len(),
+            14
+        );
         for bad in [
             "", "50,25", "0,10", "10,10", "a", "2000", "25,50", "100,126",
         ] {
@@ -878,13 +972,13 @@ mod tests {
             rate_limited: 0,
             cpu_ms_per_payment: BTreeMap::new(),
             load_generator_cpu_pct: 10.0,
-            db_commits_per_payment: BTreeMap::new(),
+            db_transactions_per_payment: BTreeMap::new(),
             db_statements_per_payment: BTreeMap::new(),
         };
-        let ladder = |max| Ladder {
+        let ladder = |max, route, hot_merchant| Ladder {
             name: "x",
-            route: Route::Gateway,
-            hot_merchant: false,
+            route,
+            hot_merchant,
             steps: vec![],
             max_payments_per_s: max,
             capped_by: String::new(),
@@ -908,7 +1002,12 @@ mod tests {
         let stream = serde_json::json!({ "commit_to_feed_ms": { "p99": 300.0 } });
         let found = targets(
             &ledger,
-            &[ladder(600.0), ladder(300.0), ladder(650.0)],
+            // In the order a run may put them: they are found by route and merchant.
+            &[
+                ladder(650.0, Route::Direct, false),
+                ladder(600.0, Route::Gateway, false),
+                ladder(300.0, Route::Gateway, true),
+            ],
             Some(&step(300, 40.0)),
             &stream,
             &memory,

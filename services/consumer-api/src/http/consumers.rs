@@ -149,6 +149,7 @@ impl NewConsumer<'_> {
         );
         paykit::events::append(&mut tx, CONSUMERS_TOPIC, &self.id.to_string(), &event).await?;
         tx.commit().await?;
+        paykit::events::wake_relays();
         Ok(())
     }
 }

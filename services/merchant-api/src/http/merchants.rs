@@ -129,6 +129,7 @@ async fn record(
     let event = Envelope::new("merchant.registered", format!("merchant/{id}"), data);
     paykit::events::append(&mut tx, crate::MERCHANTS_TOPIC, &id.to_string(), &event).await?;
     tx.commit().await?;
+    paykit::events::wake_relays();
     Ok(())
 }
 

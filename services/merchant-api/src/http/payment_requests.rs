@@ -172,6 +172,7 @@ async fn create(
     )
     .await?;
     tx.commit().await?;
+    paykit::events::wake_relays();
     Ok((StatusCode::CREATED, Json(request)))
 }
 
