@@ -773,13 +773,7 @@ pub async fn perform(
         .iter()
         .flat_map(|r| r.checks.iter())
         .filter(|c| !c.ok)
-        .map(|c| {
-            format!(
-                "{}: {}",
-                c.name,
-                c.evidence.first().cloned().unwrap_or_default()
-            )
-        })
+        .map(invariants::Check::summary)
         .collect();
     let abort_reason = run
         .abort

@@ -443,9 +443,7 @@ pub async fn apply_in(
     tx: &mut Transaction<'_, Postgres>,
     batch: &[NewTransfer],
 ) -> Result<Vec<Applied>, LedgerError> {
-    if batch.is_empty() || batch.len() > BATCH_MAX {
-        return Err(LedgerError::BadBatch(batch.len()));
-    }
+    check_batch_size(batch)?;
     let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
     match apply_batch(&mut savepoint, batch).await {
         Ok(applied) => {
@@ -466,21 +464,25 @@ pub async fn apply_unguarded(
     tx: &mut Transaction<'_, Postgres>,
     batch: &[NewTransfer],
 ) -> Result<Vec<Applied>, LedgerError> {
-    if batch.is_empty() || batch.len() > BATCH_MAX {
-        return Err(LedgerError::BadBatch(batch.len()));
-    }
+    check_batch_size(batch)?;
     apply_batch(tx, batch).await
 }
 
 /// Applies a batch in a transaction of its own (no savepoint needed: an error rolls it all back).
 pub async fn apply(pool: &PgPool, batch: &[NewTransfer]) -> Result<Vec<Applied>, LedgerError> {
-    if batch.is_empty() || batch.len() > BATCH_MAX {
-        return Err(LedgerError::BadBatch(batch.len()));
-    }
+    check_batch_size(batch)?;
     let mut tx = pool.begin().await?;
     let applied = apply_batch(&mut tx, batch).await?;
     tx.commit().await?;
     Ok(applied)
+}
+
+/// A batch is one to [`BATCH_MAX`] transfers, checked before anything is asked of the database.
+fn check_batch_size(batch: &[NewTransfer]) -> Result<(), LedgerError> {
+    if batch.is_empty() || batch.len() > BATCH_MAX {
+        return Err(LedgerError::BadBatch(batch.len()));
+    }
+    Ok(())
 }
 
 /// What one transfer does to the balance rows, after it has been resolved against the

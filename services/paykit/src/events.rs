@@ -55,6 +55,9 @@ const CONSUMER_BACKOFF_MIN_MS: u64 = 100;
 const CONSUMER_BACKOFF_MAX_MS: u64 = 5_000;
 /// How long the consumer waits for a message before it looks at its own membership.
 const CONSUMER_WATCH_MS: u64 = 5_000;
+/// A consumer applies the events already waiting together, up to this many, in one
+/// transaction with one offset commit; a batch that fails is applied again one event at a time.
+pub const CONSUMER_BATCH_MAX: usize = 64;
 /// A subscribed consumer without a partition for this long is made again (see `run`): well
 /// past a group join (a few seconds) and the session timeout (10 s).
 const CONSUMER_UNASSIGNED_REBUILD_MS: u64 = 30_000;
@@ -707,67 +710,175 @@ impl<H: Handler> Consumer<H> {
             let Ok(received) = received else {
                 continue;
             };
-            let message = match received {
+            let first = match received {
                 Ok(message) => message,
                 Err(error) => {
-                    // Seeded weakness (chaos bench): a consuming loop that ends at its first
-                    // error; it stays stopped for as long as the weakness is on.
-                    if crate::failpoints::weak("paykit.weakness.consumer-stops-on-error") {
-                        tracing::warn!(%error, consumer = %self.name, "seeded weakness: the consumer stops at a consuming error");
-                        while crate::failpoints::weak("paykit.weakness.consumer-stops-on-error") {
-                            tokio::time::sleep(Duration::from_millis(CONSUMER_WATCH_MS)).await;
-                        }
-                        continue;
-                    }
-                    tracing::warn!(%error, consumer = %self.name, "consuming failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(CONSUMER_BACKOFF_MAX_MS)).await;
+                    self.consuming_failed(error).await;
                     continue;
                 }
             };
-            let parsed = message
-                .payload()
-                .map(serde_json::from_slice::<Envelope>)
-                .transpose();
-            match parsed {
-                Ok(Some(event)) => {
-                    let span = crate::telemetry::consumer_span(
-                        &self.name,
-                        message.topic(),
-                        header_text(&message, "traceparent"),
-                    );
-                    let outcome = self.apply(&event).instrument(span.clone()).await;
-                    span.in_scope(|| {
-                        tracing::info!(
-                            consumer = %self.name,
-                            event = %event.id,
-                            event_type = %event.kind,
-                            dead_lettered = outcome.is_some(),
-                            "event handled"
-                        );
-                    });
-                    let lag_s = (chrono::Utc::now() - event.occurred_at)
-                        .num_microseconds()
-                        .unwrap_or(0) as f64
-                        / 1e6;
-                    let topic = message.topic();
-                    match outcome {
-                        Some(reason) => {
-                            crate::metrics::consumed(&self.name, topic, "dead_lettered", lag_s);
-                            self.dead_letter(&message, Some(event.id), &reason).await;
-                        }
-                        None => crate::metrics::consumed(&self.name, topic, "applied", lag_s),
+            // What else is waiting already joins it, without waiting for more: at a low rate a
+            // batch is one event, under load it grows and the commits per event shrink.
+            let mut messages = vec![first];
+            let mut deferred = None;
+            while messages.len() < CONSUMER_BATCH_MAX {
+                match futures_util::FutureExt::now_or_never(consumer.recv()) {
+                    Some(Ok(message)) => messages.push(message),
+                    Some(Err(error)) => {
+                        deferred = Some(error);
+                        break;
                     }
-                }
-                Ok(None) => self.dead_letter(&message, None, "an empty message").await,
-                Err(error) => {
-                    let reason = format!("not an event envelope: {error}");
-                    self.dead_letter(&message, None, &reason).await;
+                    None => break,
                 }
             }
-            if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
-                tracing::warn!(%error, "offset commit failed; the event may be seen again");
+            self.apply_messages(&messages).await;
+            let mut offsets = rdkafka::TopicPartitionList::new();
+            let mut next: std::collections::BTreeMap<(&str, i32), i64> = Default::default();
+            for message in &messages {
+                let at = next
+                    .entry((message.topic(), message.partition()))
+                    .or_default();
+                *at = (*at).max(message.offset() + 1);
+            }
+            for ((topic, partition), offset) in next {
+                let _ =
+                    offsets.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset));
+            }
+            if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+                tracing::warn!(%error, "offset commit failed; the events may be seen again");
+            }
+            drop(messages);
+            if let Some(error) = deferred {
+                self.consuming_failed(error).await;
             }
         }
+    }
+
+    /// After a consuming error (the broker away): wait, then go on.
+    async fn consuming_failed(&self, error: rdkafka::error::KafkaError) {
+        // Seeded weakness (chaos bench): a consuming loop that ends at its first error; it
+        // stays stopped for as long as the weakness is on.
+        if crate::failpoints::weak("paykit.weakness.consumer-stops-on-error") {
+            tracing::warn!(%error, consumer = %self.name, "seeded weakness: the consumer stops at a consuming error");
+            while crate::failpoints::weak("paykit.weakness.consumer-stops-on-error") {
+                tokio::time::sleep(Duration::from_millis(CONSUMER_WATCH_MS)).await;
+            }
+            return;
+        }
+        tracing::warn!(%error, consumer = %self.name, "consuming failed; retrying");
+        tokio::time::sleep(Duration::from_millis(CONSUMER_BACKOFF_MAX_MS)).await;
+    }
+
+    /// Applies a batch of messages: together in one transaction when they all apply, else
+    /// one at a time (with the retries and the dead letters of [`Consumer::apply`]), so that one
+    /// event that cannot be applied holds up no other.
+    async fn apply_messages(&self, messages: &[rdkafka::message::BorrowedMessage<'_>]) {
+        let mut events: Vec<(&rdkafka::message::BorrowedMessage<'_>, Envelope)> = Vec::new();
+        for message in messages {
+            match message
+                .payload()
+                .map(serde_json::from_slice::<Envelope>)
+                .transpose()
+            {
+                Ok(Some(event)) => events.push((message, event)),
+                Ok(None) => self.dead_letter(message, None, "an empty message").await,
+                Err(error) => {
+                    let reason = format!("not an event envelope: {error}");
+                    self.dead_letter(message, None, &reason).await;
+                }
+            }
+        }
+        if events.len() > 1 && self.apply_together(&events).await {
+            for (message, event) in &events {
+                self.handled(message, event, None);
+            }
+            return;
+        }
+        for (message, event) in &events {
+            let span = crate::telemetry::consumer_span(
+                &self.name,
+                message.topic(),
+                header_text(*message, "traceparent"),
+            );
+            let outcome = self.apply(event).instrument(span.clone()).await;
+            span.in_scope(|| self.handled(message, event, outcome.as_deref()));
+            if let Some(reason) = outcome {
+                self.dead_letter(message, Some(event.id), &reason).await;
+            }
+        }
+    }
+
+    /// One transaction for the whole batch: the inbox rows in one statement, each new event's
+    /// effect, one commit. False (nothing kept) when any part fails.
+    async fn apply_together(
+        &self,
+        events: &[(&rdkafka::message::BorrowedMessage<'_>, Envelope)],
+    ) -> bool {
+        assert!(events.len() <= CONSUMER_BATCH_MAX);
+        let Ok(mut tx) = self.pool.begin().await else {
+            return false;
+        };
+        let ids: Vec<Uuid> = events.iter().map(|(_, event)| event.id).collect();
+        let fresh: Result<Vec<Uuid>, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])
+             ON CONFLICT DO NOTHING RETURNING event_id",
+        )
+        .bind(&self.name)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await;
+        let Ok(fresh) = fresh else {
+            return false;
+        };
+        let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
+        for (message, event) in events {
+            // A redelivered event, or the same event twice in the batch: applied once.
+            if !fresh.remove(&event.id) {
+                continue;
+            }
+            let span = crate::telemetry::consumer_span(
+                &self.name,
+                message.topic(),
+                header_text(*message, "traceparent"),
+            );
+            if self
+                .handler
+                .handle(&mut tx, event)
+                .instrument(span)
+                .await
+                .is_err()
+            {
+                let _ = tx.rollback().await;
+                return false;
+            }
+        }
+        tx.commit().await.is_ok()
+    }
+
+    /// The log line and the metrics of an event this consumer is done with.
+    fn handled(
+        &self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        event: &Envelope,
+        dead_letter_reason: Option<&str>,
+    ) {
+        tracing::info!(
+            consumer = %self.name,
+            event = %event.id,
+            event_type = %event.kind,
+            dead_lettered = dead_letter_reason.is_some(),
+            "event handled"
+        );
+        let lag_s = (chrono::Utc::now() - event.occurred_at)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1e6;
+        let outcome = if dead_letter_reason.is_some() {
+            "dead_lettered"
+        } else {
+            "applied"
+        };
+        crate::metrics::consumed(&self.name, message.topic(), outcome, lag_s);
     }
 
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {

@@ -269,48 +269,7 @@ pub async fn set_up(home: &Home, scenario: &Scenario) -> anyhow::Result<Platform
         let is_merchant = i >= scenario.consumers;
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await?;
-            if is_merchant {
-                let identity = Identity::new(&format!("load-shop-{i}"), None, None);
-                let profile = register_merchant(
-                    &gateway,
-                    &identity,
-                    "Load Shop",
-                    CURRENCY,
-                    &Merchant {
-                        city: "Osaka".into(),
-                        country: "JP".into(),
-                        mcc: "5812".into(),
-                    },
-                )
-                .await?;
-                let email = profile.email.clone();
-                let mut session = Session::new(gateway, "load-shop", profile, None);
-                let request = session
-                    .post_keyed(
-                        Host::Merchant,
-                        "/v1/payment-requests",
-                        &json!({}),
-                        &uuid::Uuid::new_v4().to_string(),
-                    )
-                    .await?;
-                let qr = request["payload"].as_str().unwrap_or_default().to_string();
-                anyhow::Ok((i, session, email, Some(qr)))
-            } else {
-                let identity = Identity::new(&format!("load-payer-{i}"), None, None);
-                let profile =
-                    register_consumer(&gateway, &identity, "Load Payer", CURRENCY).await?;
-                let email = profile.email.clone();
-                let mut session = Session::new(gateway, "load-payer", profile, None);
-                session
-                    .post_keyed(
-                        Host::Api,
-                        "/v1/wallet/top-ups",
-                        &json!({ "amount": { "value": funding, "currency": CURRENCY } }),
-                        &uuid::Uuid::new_v4().to_string(),
-                    )
-                    .await?;
-                anyhow::Ok((i, session, email, None))
-            }
+            patiently(|| set_up_user(gateway.clone(), i, is_merchant, funding)).await
         });
     }
     let mut users = BTreeMap::new();
@@ -521,6 +480,91 @@ pub async fn execute(home: &Home, scenario: &Scenario, ui: &Ui) -> anyhow::Resul
     let mut report = drive(&platform, scenario, ui).await?;
     report.setup_s = setup_s;
     Ok(report)
+}
+
+/// What one user's set-up made: its index, session, email and (a merchant's) static QR.
+type SetUpUser = (u32, Session, String, Option<String>);
+
+/// Registers one user through the gateway: a merchant with a static payment request, or a
+/// consumer with its wallet funded.
+async fn set_up_user(
+    gateway: Gateway,
+    i: u32,
+    is_merchant: bool,
+    funding: i64,
+) -> anyhow::Result<SetUpUser> {
+    if is_merchant {
+        let identity = Identity::new(&format!("load-shop-{i}"), None, None);
+        let profile = register_merchant(
+            &gateway,
+            &identity,
+            "Load Shop",
+            CURRENCY,
+            &Merchant {
+                city: "Osaka".into(),
+                country: "JP".into(),
+                mcc: "5812".into(),
+            },
+        )
+        .await?;
+        let email = profile.email.clone();
+        let mut session = Session::new(gateway, "load-shop", profile, None);
+        let request = session
+            .post_keyed(
+                Host::Merchant,
+                "/v1/payment-requests",
+                &json!({}),
+                &uuid::Uuid::new_v4().to_string(),
+            )
+            .await?;
+        let qr = request["payload"].as_str().unwrap_or_default().to_string();
+        anyhow::Ok((i, session, email, Some(qr)))
+    } else {
+        let identity = Identity::new(&format!("load-payer-{i}"), None, None);
+        let profile = register_consumer(&gateway, &identity, "Load Payer", CURRENCY).await?;
+        let email = profile.email.clone();
+        let mut session = Session::new(gateway, "load-payer", profile, None);
+        session
+            .post_keyed(
+                Host::Api,
+                "/v1/wallet/top-ups",
+                &json!({ "amount": { "value": funding, "currency": CURRENCY } }),
+                &uuid::Uuid::new_v4().to_string(),
+            )
+            .await?;
+        anyhow::Ok((i, session, email, None))
+    }
+}
+
+/// How long the set-up waits out a platform that refuses for a while (a breaker still open
+/// after the experiment before, a service restarting): the set-up is not measured, so it
+/// retries a user whose set-up met a 502/503/504 instead of failing the whole run.
+const SET_UP_PATIENCE_MS: u64 = 30_000;
+
+async fn patiently<F, Fut>(set_up: F) -> anyhow::Result<SetUpUser>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<SetUpUser>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_millis(SET_UP_PATIENCE_MS);
+    let mut backoff = paykit::backoff::Backoff::new(500, 4_000);
+    loop {
+        match set_up().await {
+            Ok(user) => return Ok(user),
+            Err(error) if transient(&error) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// A refusal the platform is expected to get over by itself: its gateway without an upstream,
+/// a dependency away, a deadline passed.
+fn transient(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<crate::pay::client::Refusal>()
+        .is_some_and(|refusal| matches!(refusal.status, 502..=504))
 }
 
 /// The timed phase: arrivals at the scenario's rate for its duration, with users set up before.

@@ -249,3 +249,91 @@ async fn poison_messages_go_to_the_dead_letter_topic_with_their_reason_and_the_r
         .await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
 }
+
+/// Events redelivered in a burst (so that the consumer takes them together), with one that can
+/// never apply among them: the batch cannot apply whole, so each event is tried on its own —
+/// the copies change nothing, the bad one is dead-lettered, and what follows flows on.
+#[tokio::test]
+async fn a_burst_of_redelivered_events_with_a_poison_one_among_them_changes_nothing_and_flows_on() {
+    let world = World::new().await;
+    let merchant = world.merchant().await;
+    let consumer = world.consumer(10_000).await;
+    let mut paid = Vec::new();
+    for amount in [101, 102, 103, 104, 105, 106] {
+        let request = world.payment_request(&merchant, Some(amount)).await;
+        paid.push(world.pay_request(&consumer, &request).await);
+    }
+    let last = paid.last().expect("payments")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    world.merchant_transactions_with(&merchant, "", &last).await;
+    let me = json_of(world.merchant_get(&merchant, "/v1/merchants/me").await).await;
+    let account = me["ledger_account_id"]
+        .as_str()
+        .expect("account")
+        .to_string();
+
+    // The payments' own events, as the orchestrator published them, sent again at once with a
+    // refund of a payment this merchant never had in the middle.
+    let orchestrator = world.platform.orchestrator_db.pool().expect("pool");
+    let copies: Vec<String> = sqlx::query_scalar(
+        "SELECT envelope::text FROM outbox WHERE key = $1 AND envelope->>'type' = 'payment.completed' ORDER BY seq",
+    )
+    .bind(&account)
+    .fetch_all(&orchestrator)
+    .await
+    .expect("the events");
+    assert_eq!(copies.len(), paid.len(), "one event a payment");
+    let now = chrono::Utc::now().to_rfc3339();
+    let poison = serde_json::json!({
+        "id": uuid::Uuid::now_v7(), "type": "refund.completed", "occurred_at": now, "subject": "refund/x",
+        "data": {
+            "id": uuid::Uuid::new_v4(), "kind": "refund", "state": "completed",
+            "amount": { "value": 10, "currency": "JPY" }, "fee": { "value": 0, "currency": "JPY" },
+            "debit_account_id": account, "credit_account_id": uuid::Uuid::new_v4(),
+            "payment_id": uuid::Uuid::new_v4(), "captured_amount": 0, "refunded_amount": 0,
+            "reference": null, "metadata": null, "failure": null, "created_at": now, "updated_at": now,
+        },
+    })
+    .to_string();
+    let mut burst: Vec<&str> = copies.iter().map(String::as_str).collect();
+    burst.insert(burst.len() / 2, &poison);
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.platform.kafka.bootstrap_servers)
+        .set("linger.ms", "20")
+        .create()
+        .expect("a producer");
+    let topic = world.platform.kafka.topic("payments.v1");
+    let sends = burst.iter().map(|payload| {
+        producer.send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .key(&account)
+                .payload(*payload),
+            Duration::from_secs(10),
+        )
+    });
+    for sent in futures_util::future::join_all(sends).await {
+        sent.expect("produced");
+    }
+
+    let reasons = dead_letter_reasons(&world, 1).await;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("of a payment not recorded here")),
+        "{reasons:?}"
+    );
+    // A payment after the burst is listed: the consumer went past it, and the copies left
+    // every payment listed once.
+    let page = world.settled_transactions(&merchant, &consumer).await;
+    let items = page["items"].as_array().expect("items");
+    for payment in &paid {
+        let listed = items
+            .iter()
+            .filter(|item| item["id"] == payment["id"])
+            .count();
+        assert_eq!(listed, 1, "{} listed once: {page}", payment["id"]);
+    }
+    assert_eq!(items.len(), paid.len() + 1, "{page}");
+}

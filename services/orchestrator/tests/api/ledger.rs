@@ -683,23 +683,13 @@ async fn a_replay_answers_the_stored_outcome_even_when_planning_it_again_would_b
         .execute(&pool)
         .await
         .expect("merchant closed");
-    let replay = sagas.start("test", "pay", pay).await.expect("replayed");
+    let replay = sagas
+        .start("test", "pay", pay.clone())
+        .await
+        .expect("replayed");
     assert!(replay.replayed, "the stored outcome, not a refusal");
     assert_eq!((replay.id, replay.state), (first.id, first.state));
-    let refused = sagas
-        .start(
-            "test",
-            "pay-again",
-            Request::Payment {
-                wallet_account_id: wallet,
-                merchant_account_id: merchant,
-                amount: jpy(400),
-                fee_bps: 0,
-                reference: None,
-                metadata: None,
-            },
-        )
-        .await;
+    let refused = sagas.start("test", "pay-again", pay).await;
     assert!(
         matches!(
             refused,
