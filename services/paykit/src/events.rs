@@ -7,8 +7,8 @@
 //!   event id, type and a W3C `traceparent` in headers, and marks rows published only after the
 //!   broker acknowledged them. The writer wakes its process's relays after its commit
 //!   ([`wake_relays`]; no NOTIFY, whose cluster-wide commit lock queued every notifying commit),
-//!   and they poll every second for rows written elsewhere. Delivery is at least once: a crash between the acknowledgement and the mark publishes
-//!   the row again.
+//!   and they poll every second for rows written elsewhere. Delivery is at least once: a crash
+//!   between the acknowledgement and the mark publishes the row again.
 //! - A [`Consumer`] records each event id in its `inbox` table in the same transaction as the
 //!   event's effect, so a redelivered event has no second effect. An event that cannot be
 //!   applied (not an envelope, or the handler calls it poison) goes to the dead-letter topic
@@ -117,7 +117,6 @@ pub fn new_traceparent() -> String {
     format!("00-{trace}-{span}-01")
 }
 
-/// Appends `event` to the outbox inside `tx`, for `topic` (unprefixed) with partition `key`.
 /// Wake-ups of this process's relays, counted: a writer bumps it after a commit that appended
 /// to the outbox, each relay waits for it to change. A `watch` keeps a wake-up that came while
 /// a relay was busy, and wakes every relay of the process (tests run several services in one).
@@ -131,6 +130,7 @@ pub fn wake_relays() {
     RELAY_WAKE_UPS.send_modify(|count| *count = count.wrapping_add(1));
 }
 
+/// Appends `event` to the outbox inside `tx`, for `topic` (unprefixed) with partition `key`.
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
     topic: &str,

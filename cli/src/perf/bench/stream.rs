@@ -109,25 +109,10 @@ pub async fn measure(
         let profile = register_consumer(&gateway, &identity, "Bench Payer", CURRENCY).await?;
         let mut session = Session::new(gateway.clone(), "bench-payer", profile, None);
         let share = i64::try_from(payments / payer_count + 1)? * (AMOUNT_MIN + AMOUNT_SPREAD);
-        session
-            .post_keyed(
-                Host::Api,
-                "/v1/wallet/top-ups",
-                &json!({ "amount": { "value": share, "currency": CURRENCY } }),
-                &uuid::Uuid::new_v4().to_string(),
-            )
-            .await?;
+        crate::perf::load::fund(&mut session, share).await?;
         payers.push(session);
     }
-    let request = merchant
-        .post_keyed(
-            Host::Merchant,
-            "/v1/payment-requests",
-            &json!({}),
-            &uuid::Uuid::new_v4().to_string(),
-        )
-        .await?;
-    let qr = request["payload"].as_str().unwrap_or_default().to_string();
+    let qr = crate::perf::load::static_qr(&mut merchant).await?;
     line.done(&format!("{payer_count} payers, static QR"));
 
     // The feed, from the merchant's first event, in a task of its own.

@@ -509,31 +509,42 @@ async fn set_up_user(
         .await?;
         let email = profile.email.clone();
         let mut session = Session::new(gateway, "load-shop", profile, None);
-        let request = session
-            .post_keyed(
-                Host::Merchant,
-                "/v1/payment-requests",
-                &json!({}),
-                &uuid::Uuid::new_v4().to_string(),
-            )
-            .await?;
-        let qr = request["payload"].as_str().unwrap_or_default().to_string();
+        let qr = static_qr(&mut session).await?;
         anyhow::Ok((i, session, email, Some(qr)))
     } else {
         let identity = Identity::new(&format!("load-payer-{i}"), None, None);
         let profile = register_consumer(&gateway, &identity, "Load Payer", CURRENCY).await?;
         let email = profile.email.clone();
         let mut session = Session::new(gateway, "load-payer", profile, None);
-        session
-            .post_keyed(
-                Host::Api,
-                "/v1/wallet/top-ups",
-                &json!({ "amount": { "value": funding, "currency": CURRENCY } }),
-                &uuid::Uuid::new_v4().to_string(),
-            )
-            .await?;
+        fund(&mut session, funding).await?;
         anyhow::Ok((i, session, email, None))
     }
+}
+
+/// Tops a consumer's wallet up by `minor` units of [`CURRENCY`].
+pub async fn fund(session: &mut Session, minor: i64) -> anyhow::Result<()> {
+    session
+        .post_keyed(
+            Host::Api,
+            "/v1/wallet/top-ups",
+            &json!({ "amount": { "value": minor, "currency": CURRENCY } }),
+            &uuid::Uuid::new_v4().to_string(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A merchant's static payment request (no amount): the QR text its payers scan.
+pub async fn static_qr(session: &mut Session) -> anyhow::Result<String> {
+    let request = session
+        .post_keyed(
+            Host::Merchant,
+            "/v1/payment-requests",
+            &json!({}),
+            &uuid::Uuid::new_v4().to_string(),
+        )
+        .await?;
+    Ok(request["payload"].as_str().unwrap_or_default().to_string())
 }
 
 /// How long the set-up waits out a platform that refuses for a while (a breaker still open
