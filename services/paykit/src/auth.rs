@@ -30,6 +30,10 @@ const LEEWAY_S: u64 = 5;
 /// At most this many verified tokens are kept; past it the expired ones go, and if that is not
 /// enough, all of them (each is verified again on its next use).
 const VERIFIED_TOKENS_MAX: usize = 10_000;
+/// Under the seeded weakness `keys-dropped-when-refresh-fails`: how long keys are held before
+/// they are fetched again (and dropped if that fails).
+const WEAK_KEYS_TTL_MS: u64 = 5_000;
+const KEYS_DROPPED: &str = "paykit.weakness.keys-dropped-when-refresh-fails";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
@@ -157,7 +161,9 @@ impl Verifier {
 
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         // The seeded weakness that fetches the keys for every token keeps nothing, this either.
-        let uncached = crate::failpoints::weak("paykit.weakness.signing-keys-not-cached");
+        // So does the one that drops its keys: what it verified is held no longer than they.
+        let uncached = crate::failpoints::weak("paykit.weakness.signing-keys-not-cached")
+            || crate::failpoints::weak(KEYS_DROPPED);
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if !uncached {
             let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -254,12 +260,28 @@ impl Verifier {
         // Seeded weakness (chaos bench): no key cache, Keycloak's key set fetched for every
         // token verified.
         let uncached = crate::failpoints::weak("paykit.weakness.signing-keys-not-cached");
-        if let (Some(key), false) = (self.keys.read().await.by_kid.get(kid), uncached) {
-            return Ok(key.clone());
+        // Seeded weakness (chaos bench): keys held a few seconds, then fetched again, and
+        // dropped when that fails (no serving the ones it has while Keycloak is away).
+        let stale = |keys: &Keys| {
+            crate::failpoints::weak(KEYS_DROPPED)
+                && keys
+                    .fetched_at
+                    .is_some_and(|at| at.elapsed() >= Duration::from_millis(WEAK_KEYS_TTL_MS))
+        };
+        {
+            let keys = self.keys.read().await;
+            if let (Some(key), false) = (keys.by_kid.get(kid), uncached || stale(&keys)) {
+                return Ok(key.clone());
+            }
         }
         let mut keys = self.keys.write().await;
-        if let (Some(key), false) = (keys.by_kid.get(kid), uncached) {
+        let stale = stale(&keys);
+        if let (Some(key), false) = (keys.by_kid.get(kid), uncached || stale) {
             return Ok(key.clone());
+        }
+        if stale {
+            keys.by_kid.clear();
+            keys.fetched_at = None;
         }
         let recently = !uncached
             && keys.fetched_at.is_some_and(|at| {

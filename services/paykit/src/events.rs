@@ -58,6 +58,12 @@ const CONSUMER_WATCH_MS: u64 = 5_000;
 /// A consumer applies the events already waiting together, up to this many, in one
 /// transaction with one offset commit; a batch that fails is applied again one event at a time.
 pub const CONSUMER_BATCH_MAX: usize = 64;
+/// The longest one attempt at applying an event (or a batch of them) may take, from `BEGIN`
+/// to `COMMIT`. An apply takes milliseconds; one waiting on a connection whose server went
+/// silent (no RST, no answer) would otherwise hold its partition until TCP gave up, hours
+/// later. Past it the attempt is abandoned (nothing committed) and tried again like any
+/// transient failure.
+pub const CONSUMER_APPLY_TIMEOUT_MS: u64 = 2_000;
 /// A subscribed consumer without a partition for this long is made again (see `run`): well
 /// past a group join (a few seconds) and the session timeout (10 s).
 const CONSUMER_UNASSIGNED_REBUILD_MS: u64 = 30_000;
@@ -536,7 +542,23 @@ impl<H: Handler> Consumer<H> {
         })
     }
 
+    /// One attempt within [`CONSUMER_APPLY_TIMEOUT_MS`]; one that runs out is a transient
+    /// failure (its transaction is dropped, so rolled back).
     async fn attempt(&self, event: &Envelope) -> Result<Outcome, sqlx::Error> {
+        tokio::time::timeout(
+            Duration::from_millis(CONSUMER_APPLY_TIMEOUT_MS),
+            self.attempt_unbounded(event),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("applying took longer than {CONSUMER_APPLY_TIMEOUT_MS} ms"),
+            )))
+        })
+    }
+
+    async fn attempt_unbounded(&self, event: &Envelope) -> Result<Outcome, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let fresh = sqlx::query(
             "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -809,8 +831,21 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// One transaction for the whole batch: the inbox rows in one statement, each new event's
-    /// effect, one commit. False (nothing kept) when any part fails.
+    /// effect, one commit, within [`CONSUMER_APPLY_TIMEOUT_MS`]. False (nothing kept) when any
+    /// part fails or time runs out.
     async fn apply_together(
+        &self,
+        events: &[(&rdkafka::message::BorrowedMessage<'_>, Envelope)],
+    ) -> bool {
+        tokio::time::timeout(
+            Duration::from_millis(CONSUMER_APPLY_TIMEOUT_MS),
+            self.apply_together_unbounded(events),
+        )
+        .await
+        .unwrap_or(false)
+    }
+
+    async fn apply_together_unbounded(
         &self,
         events: &[(&rdkafka::message::BorrowedMessage<'_>, Envelope)],
     ) -> bool {

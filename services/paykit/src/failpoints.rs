@@ -73,7 +73,7 @@ pub const CATALOGUE: &[Point] = &[
     Point {
         name: "paykit.weakness.consumer-skips-failed-event",
         effect: Effect::Weakness,
-        what: "a consumer that cannot apply an event (its database away) commits its offset and moves on instead of retrying: the event is lost (a paused database shows it as money)",
+        what: "a consumer that cannot apply an event (its database away or too slow for the apply's bound) commits its offset and moves on instead of retrying: the event is lost (a slow database under the consumer shows it as money: a payment missing from its merchant's list)",
     },
     Point {
         name: "paykit.weakness.relay-listens-only",
@@ -99,6 +99,21 @@ pub const CATALOGUE: &[Point] = &[
         name: "paykit.weakness.breaker-stays-open",
         effect: Effect::Weakness,
         what: "a circuit breaker that opened never half-opens: calls to the other service are refused long after it is back (a cut on the caller's route shows it as no recovery)",
+    },
+    Point {
+        name: "paykit.weakness.retry-without-limit",
+        effect: Effect::Weakness,
+        what: "a failed call to another service is tried again and again until the request's deadline, past the policy's attempts, the retry budget and an open circuit breaker: a caller hangs for as long as its callee is away (a cut on the caller's route shows it as latency)",
+    },
+    Point {
+        name: "paykit.weakness.keys-dropped-when-refresh-fails",
+        effect: Effect::Weakness,
+        what: "a service holds Keycloak's signing keys (and the tokens they verified) for 5 s only and, when fetching them again fails, drops them instead of keeping the ones it has: every token is refused while Keycloak is away (a cut between the service and Keycloak shows it as availability)",
+    },
+    Point {
+        name: "paykit.weakness.calls-share-one-connection",
+        effect: Effect::Weakness,
+        what: "every call to another service waits, without a bound, for the one call in flight to it to end (a pool of one connection): a slower callee makes a queue that grows without end (latency on the caller's route shows it as latency)",
     },
     Point {
         name: "orchestrator.weakness.waits-for-publish",

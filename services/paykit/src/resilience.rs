@@ -365,6 +365,8 @@ pub struct Guard {
     breaker: Mutex<Breaker>,
     budget: TpsBudget,
     slots: tokio::sync::Semaphore,
+    /// Only the seeded weakness `calls-share-one-connection` takes it: one call at a time.
+    one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -401,6 +403,7 @@ impl Guard {
             breaker: Mutex::new(Breaker::new(policy.breaker, Instant::now())),
             budget,
             slots: tokio::sync::Semaphore::new(policy.concurrency_max as usize),
+            one_at_a_time: tokio::sync::Mutex::new(()),
         });
         guard.publish_state(BreakerState::Closed);
         guard
@@ -477,6 +480,12 @@ impl Guard {
             )
         })?
         .map_err(|_| self.unavailable("closed".into(), RETRY_AFTER_DEFAULT_S * 1_000))?;
+        // Seeded weakness (chaos bench): a pool of one connection, waited for without a bound.
+        let _one = if crate::failpoints::weak("paykit.weakness.calls-share-one-connection") {
+            Some(self.one_at_a_time.lock().await)
+        } else {
+            None
+        };
 
         self.budget.deposit();
         let mut backoff =
@@ -484,6 +493,9 @@ impl Guard {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
+            // Seeded weakness (chaos bench): tried again until the deadline, whatever the
+            // attempts, the budget and the breaker say.
+            let unlimited = crate::failpoints::weak("paykit.weakness.retry-without-limit");
             let left_ms = remaining_ms();
             if left_ms < CALL_TIME_MIN_MS {
                 return Err(self.unavailable(
@@ -494,7 +506,11 @@ impl Guard {
                     RETRY_AFTER_DEFAULT_S * 1_000,
                 ));
             }
-            let allowed = self.lock().allow(Instant::now());
+            let allowed = if unlimited {
+                Ok(())
+            } else {
+                self.lock().allow(Instant::now())
+            };
             if let Err(refused) = allowed {
                 return Err(self.unavailable(
                     "its circuit breaker is open after repeated failures".into(),
@@ -522,13 +538,13 @@ impl Guard {
                 Ok(_) => "it answered that it is unavailable".to_string(),
                 Err(error) => error.to_string(),
             };
-            if !idempotent || attempts >= self.policy.attempts_max {
+            if !idempotent || (attempts >= self.policy.attempts_max && !unlimited) {
                 return Err(self.unavailable(
                     format!("{why} (attempt {attempts} of {})", self.policy.attempts_max),
                     RETRY_AFTER_DEFAULT_S * 1_000,
                 ));
             }
-            if !self.budget.withdraw() {
+            if !unlimited && !self.budget.withdraw() {
                 metrics::counter!(
                     "dependency_retries_denied_total",
                     "destination" => self.destination

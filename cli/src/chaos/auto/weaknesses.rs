@@ -66,9 +66,12 @@ pub const WEAKNESSES: &[Weakness] = &[
     Weakness {
         point: "paykit.weakness.consumer-skips-failed-event",
         service: ComponentName::MerchantApi,
-        fault: FaultKind::Cut,
+        // Slow, not cut: the payments whose events it applies also go through merchant-api's
+        // database, so a cut stops them too and nothing arrives to be skipped. At 500 ms a
+        // round trip the payments still get through while an apply outlasts its bound.
+        fault: FaultKind::Latency,
         target: "merchant-api->postgres",
-        intensity: 3,
+        intensity: 2,
         broken: Broken::Money,
         component: "merchant-api",
     },
@@ -107,6 +110,33 @@ pub const WEAKNESSES: &[Weakness] = &[
         intensity: 2,
         broken: Broken::Availability,
         component: "merchant-api",
+    },
+    Weakness {
+        point: "paykit.weakness.retry-without-limit",
+        service: ComponentName::MerchantApi,
+        fault: FaultKind::Cut,
+        target: "merchant-api->orchestrator",
+        intensity: 3,
+        broken: Broken::Latency,
+        component: "merchant-api",
+    },
+    Weakness {
+        point: "paykit.weakness.keys-dropped-when-refresh-fails",
+        service: ComponentName::Orchestrator,
+        fault: FaultKind::Cut,
+        target: "orchestrator->keycloak",
+        intensity: 2,
+        broken: Broken::Availability,
+        component: "orchestrator",
+    },
+    Weakness {
+        point: "paykit.weakness.calls-share-one-connection",
+        service: ComponentName::ConsumerApi,
+        fault: FaultKind::Latency,
+        target: "consumer-api->orchestrator",
+        intensity: 2,
+        broken: Broken::Latency,
+        component: "consumer-api",
     },
     Weakness {
         point: "orchestrator.weakness.waits-for-publish",
