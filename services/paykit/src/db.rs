@@ -28,6 +28,13 @@ pub struct DatabaseSettings {
 /// when its connection reached its 30-minute lifetime.
 const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 30_000;
 
+/// A connection idle at least this long is pinged before it is handed out; a busier one is
+/// not. A ping is a round trip on every acquire (three or four a payment, per service), and a
+/// connection used a moment ago is as good as a ping says; one that sat idle through a
+/// database restart or a failover is the kind a ping finds dead, and the pool then opens
+/// another instead of failing the request.
+const PING_IF_IDLE_MS: u64 = 1_000;
+
 fn default_max_connections() -> u32 {
     // A connection is busy for a payment's every round trip to PostgreSQL, most of it waiting
     // on the network, not on the two cores: with 20 ms more per round trip (the chaos
@@ -65,6 +72,16 @@ impl DatabaseSettings {
         Ok(PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(Duration::from_millis(self.acquire_timeout_ms))
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= Duration::from_millis(PING_IF_IDLE_MS) {
+                        // An error closes this connection and the pool tries another.
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(self.connect_options()?))
     }
 }

@@ -70,6 +70,7 @@ pub fn router(sampled: Sampled) -> Router {
 
 async fn render(State(sampled): State<Sampled>) -> Response {
     process::sample();
+    metrics::gauge!("log_lines_dropped").set(crate::telemetry::log_lines_dropped() as f64);
     let idle = sampled.pool.num_idle() as f64;
     let size = f64::from(sampled.pool.size());
     metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);

@@ -29,9 +29,27 @@ use tracing_subscriber::EnvFilter;
 /// The standard variable naming the collector (`http://127.0.0.1:4318`); unset, no export.
 pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
-/// Keeps the exporter alive; dropping it flushes the spans still queued (at shutdown).
+/// Log lines waiting for the writer thread, at most: past it a line is dropped and counted
+/// ([`log_lines_dropped`]), never waited for. At a few hundred bytes a line, 64 MiB at worst.
+const LOG_LINES_QUEUED_MAX: usize = 131_072;
+/// The writer's buffer: lines that come together go out in one write, flushed whenever the
+/// queue is empty, so a quiet service's line is on stdout at once.
+const LOG_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+static LOG_DROPS: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
+    std::sync::OnceLock::new();
+
+/// Log lines dropped since the start because the writer thread fell behind (a stdout that
+/// stopped reading); `/metrics` shows it as `log_lines_dropped`.
+pub fn log_lines_dropped() -> usize {
+    LOG_DROPS.get().map_or(0, |counter| counter.dropped_lines())
+}
+
+/// Keeps the exporter and the log writer alive; dropping it flushes the spans and the lines
+/// still queued (at shutdown).
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    _log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Drop for Telemetry {
@@ -67,22 +85,44 @@ pub fn init(service: &'static str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer(service);
+    // A request's task formats its lines; a thread of their own writes them, so a slow reader
+    // of stdout (the supervisor's pipe) never blocks a runtime worker, and a burst is one write.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_LINES_QUEUED_MAX)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_WRITE_BUFFER_BYTES,
+            std::io::stdout(),
+        ));
     // `try_init` so that tests that build several apps in one process do not panic.
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(filter)
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .with(
             tracing_subscriber::fmt::layer()
                 .fmt_fields(JsonFields::new())
-                .event_format(JsonWithTrace),
+                .event_format(JsonWithTrace)
+                .with_writer(writer.clone()),
         )
-        .try_init();
+        .try_init()
+        .is_ok();
+    let log_writer = if installed {
+        let _ = LOG_DROPS.set(writer.error_counter());
+        Some(guard)
+    } else {
+        // Another app of this process installed its writer first; this one's goes unused.
+        None
+    };
     tracing::info!(
         service,
         otlp = endpoint.as_deref().unwrap_or("off"),
         "telemetry initialised"
     );
-    Telemetry { provider }
+    Telemetry {
+        provider,
+        _log_writer: log_writer,
+    }
 }
 
 /// One JSON object a line: time, level, target, the event's fields, the current span's name
