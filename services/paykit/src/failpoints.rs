@@ -113,7 +113,7 @@ pub const CATALOGUE: &[Point] = &[
     Point {
         name: "paykit.weakness.calls-share-one-connection",
         effect: Effect::Weakness,
-        what: "every call to another service waits, without a bound, for the one call in flight to it to end (a pool of one connection): a slower callee makes a queue that grows without end (latency on the caller's route shows it as latency)",
+        what: "every call to another service waits, without a bound, for the one call in flight to it to end (a pool of one connection): a slow or silent callee makes a queue that grows without end (a timeout fault on the caller's route shows it as latency)",
     },
     Point {
         name: "orchestrator.weakness.waits-for-publish",

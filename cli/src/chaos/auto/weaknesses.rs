@@ -132,7 +132,10 @@ pub const WEAKNESSES: &[Weakness] = &[
     Weakness {
         point: "paykit.weakness.calls-share-one-connection",
         service: ComponentName::ConsumerApi,
-        fault: FaultKind::Latency,
+        // A silent callee: each call holds the one connection for its whole 3 s timeout, so
+        // the queue behind it grows by the arrival rate. (Latency would have to slow each call
+        // to over 1/rate to queue, and the judge allows twice a latency fault's delay.)
+        fault: FaultKind::Timeout,
         target: "consumer-api->orchestrator",
         intensity: 2,
         broken: Broken::Latency,
