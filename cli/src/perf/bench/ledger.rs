@@ -35,11 +35,40 @@ pub struct Phase {
     pub p99_ms: f64,
 }
 
+/// One step of pgbench at a fixed arrival rate (`-R`): the open model the payments' ladder
+/// is measured in, so that the two compare like with like.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenStep {
+    pub rate_per_s: u32,
+    pub tps: f64,
+    /// Transactions that ended more than [`OPEN_LATENCY_LIMIT_MS`] after their scheduled
+    /// start, or were skipped for being that late already, percent.
+    pub late_pct: f64,
+    pub failed_pct: f64,
+    pub sustained: bool,
+}
+
+/// The payments' ladder calls a step kept up with when its p99 is at most 1 s, at most 1 %
+/// failed and nothing was dropped; pgbench's open steps are held to the same.
+pub const OPEN_LATENCY_LIMIT_MS: u32 = 1_000;
+const OPEN_LATE_PCT_MAX: f64 = 1.0;
+const OPEN_FAILED_PCT_MAX: f64 = 1.0;
+/// A step whose throughput falls this far under its rate did not keep up either.
+const OPEN_TPS_SHORTFALL_MAX: f64 = 0.03;
+/// The open ladder starts at this fraction of the closed run's tps, climbs 25 % a step, and
+/// stops at the first step not kept up with, or after this many.
+const OPEN_START_FRACTION: f64 = 0.25;
+const OPEN_STEPS_MAX: usize = 12;
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub clients: u16,
     pub duration_s: u16,
+    /// Closed model: `clients` connections, each starting its next transaction at once.
     pub pgbench_tps: f64,
+    /// Open model: the highest fixed arrival rate kept up with (see [`OpenStep`]).
+    pub pgbench_open_tps: f64,
+    pub pgbench_open_steps: Vec<OpenStep>,
     pub phases: Vec<Phase>,
     pub ledger_uniform_vs_pgbench: f64,
     pub ledger_hot_vs_uniform: f64,
@@ -60,6 +89,10 @@ pub async fn ledger(
         println!(
             "pgbench TPC-B: {:.0} tps ({} clients, scale {})",
             report.pgbench_tps, args.clients, args.clients
+        );
+        println!(
+            "pgbench TPC-B at a fixed rate: {:.0} tps kept up with (p99 ≤ {OPEN_LATENCY_LIMIT_MS} ms)",
+            report.pgbench_open_tps
         );
         for phase in &report.phases {
             println!(
@@ -153,8 +186,57 @@ pub async fn ledger_report(
                 ),
             )
         })?;
-    drop_database(&admin_url, PGBENCH_DB).await?;
     line.done(&format!("{pgbench_tps:.0} tps"));
+
+    let line = ui.step("pgbench tpc-b, open model");
+    let mut open_steps: Vec<OpenStep> = Vec::new();
+    let mut rate = (pgbench_tps * OPEN_START_FRACTION).max(1.0);
+    for _ in 0..OPEN_STEPS_MAX {
+        let rate_per_s = rate.round() as u32;
+        line.working(&format!("{rate_per_s}/s for {duration_s} s"));
+        let run = tokio::task::spawn_blocking({
+            let mut command = pgbench(&[
+                "-c".into(),
+                clients.to_string(),
+                "-j".into(),
+                clients.to_string(),
+                "-T".into(),
+                duration_s.to_string(),
+                "-R".into(),
+                rate_per_s.to_string(),
+                "-L".into(),
+                OPEN_LATENCY_LIMIT_MS.to_string(),
+            ]);
+            move || command.output()
+        })
+        .await??;
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let step = open_step(rate_per_s, &stdout).ok_or_else(|| {
+            fail(
+                Code::Failed,
+                format!(
+                    "pgbench -R printed no tps: {} {}",
+                    stdout.trim(),
+                    String::from_utf8_lossy(&run.stderr).trim()
+                ),
+            )
+        })?;
+        let sustained = step.sustained;
+        open_steps.push(step);
+        if !sustained {
+            break;
+        }
+        rate *= 1.25;
+    }
+    let pgbench_open_tps = open_steps
+        .iter()
+        .filter(|s| s.sustained)
+        .map(|s| s.tps)
+        .fold(0.0, f64::max);
+    drop_database(&admin_url, PGBENCH_DB).await?;
+    line.done(&format!(
+        "{pgbench_open_tps:.0} tps kept up with at a fixed rate (p99 ≤ {OPEN_LATENCY_LIMIT_MS} ms)"
+    ));
 
     let line = ui.step("ledger set-up");
     line.working("accounts and funds");
@@ -268,12 +350,45 @@ pub async fn ledger_report(
         clients,
         duration_s,
         pgbench_tps,
+        pgbench_open_tps,
+        pgbench_open_steps: open_steps,
         ledger_uniform_vs_pgbench: uniform / pgbench_tps,
         ledger_hot_vs_uniform: phases[1].per_second / uniform,
         ledger_verified: verified.ok,
         phases,
     };
     Ok(report)
+}
+
+/// What one `pgbench -R … -L …` run printed, judged; `None` without a tps line.
+pub fn open_step(rate_per_s: u32, stdout: &str) -> Option<OpenStep> {
+    // "number of transactions above the 1000.0 ms latency limit: 3/9000 (0.033%)", and the
+    // same "(x%)" ending on the skipped and failed lines.
+    let percent_on = |needle: &str| -> f64 {
+        stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.rsplit_once('(')?.1.split_once('%'))
+            .and_then(|(value, _)| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let tps = stdout
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())?;
+    let late_pct = percent_on("latency limit") + percent_on("transactions skipped");
+    let failed_pct = percent_on("failed transactions");
+    let sustained = late_pct <= OPEN_LATE_PCT_MAX
+        && failed_pct <= OPEN_FAILED_PCT_MAX
+        && tps >= f64::from(rate_per_s) * (1.0 - OPEN_TPS_SHORTFALL_MAX);
+    Some(OpenStep {
+        rate_per_s,
+        tps,
+        late_pct,
+        failed_pct,
+        sustained,
+    })
 }
 
 fn posted(
@@ -363,4 +478,47 @@ async fn drop_database(admin_url: &str, database: &str) -> anyhow::Result<()> {
         .await?;
     connection.close().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // pgbench 17's summary of a throttled run with a latency limit.
+    const KEPT_UP: &str = "transaction type: <builtin: TPC-B (sort of)>
+scaling factor: 8
+number of clients: 8
+number of threads: 8
+duration: 8 s
+number of transactions actually processed: 7992
+number of failed transactions: 0 (0.000%)
+number of transactions skipped: 0 (0.000%)
+number of transactions above the 1000.0 ms latency limit: 3/7992 (0.038%)
+latency average = 1.780 ms
+latency stddev = 0.920 ms
+rate limit schedule lag: avg 0.109 (max 2.148) ms
+initial connection time = 5.322 ms
+tps = 999.020519 (without initial connection time)
+";
+
+    #[test]
+    fn a_throttled_run_within_its_latency_limit_kept_up() {
+        let step = open_step(1_000, KEPT_UP).expect("a step");
+        assert_eq!(step.tps, 999.020519);
+        assert!((step.late_pct - 0.038).abs() < 1e-9);
+        assert_eq!(step.failed_pct, 0.0);
+        assert!(step.sustained);
+    }
+
+    #[test]
+    fn late_transactions_skipped_ones_or_a_shortfall_mean_it_did_not_keep_up() {
+        let late = KEPT_UP.replace("3/7992 (0.038%)", "400/7992 (5.005%)");
+        assert!(!open_step(1_000, &late).expect("a step").sustained);
+        let skipped = KEPT_UP.replace("skipped: 0 (0.000%)", "skipped: 90 (1.100%)");
+        let step = open_step(1_000, &skipped).expect("a step");
+        assert!((step.late_pct - 1.138).abs() < 1e-9, "{}", step.late_pct);
+        assert!(!step.sustained);
+        assert!(!open_step(1_200, KEPT_UP).expect("a step").sustained);
+        assert!(open_step(1_000, "no summary at all").is_none());
+    }
 }
