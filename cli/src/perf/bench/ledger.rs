@@ -48,6 +48,21 @@ pub struct OpenStep {
     pub sustained: bool,
 }
 
+impl OpenStep {
+    /// Kept up with: at most 1 % late and 1 % failed, and the throughput within 3 % of the rate.
+    fn judged(rate_per_s: u32, tps: f64, late_pct: f64, failed_pct: f64) -> Self {
+        Self {
+            rate_per_s,
+            tps,
+            late_pct,
+            failed_pct,
+            sustained: late_pct <= OPEN_LATE_PCT_MAX
+                && failed_pct <= OPEN_FAILED_PCT_MAX
+                && tps >= f64::from(rate_per_s) * (1.0 - OPEN_TPS_SHORTFALL_MAX),
+        }
+    }
+}
+
 /// The payments' ladder calls a step kept up with when its p99 is at most 1 s, at most 1 %
 /// failed and nothing was dropped; pgbench's open steps are held to the same.
 pub const OPEN_LATENCY_LIMIT_MS: u32 = 1_000;
@@ -60,6 +75,34 @@ const OPEN_TPS_SHORTFALL_MAX: f64 = 0.03;
 const OPEN_START_FRACTION: f64 = 0.25;
 const OPEN_STEPS_MAX: usize = 12;
 
+/// A workload's open-model ladder: each step a fixed arrival rate, 25 % above the last.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenLadder {
+    pub name: &'static str,
+    pub steps: Vec<OpenStep>,
+    /// The most operations a second of a step kept up with.
+    pub max_per_s: f64,
+}
+
+impl OpenLadder {
+    fn new(name: &'static str, steps: Vec<OpenStep>) -> Self {
+        let max_per_s = steps
+            .iter()
+            .filter(|s| s.sustained)
+            .map(|s| s.tps)
+            .fold(0.0, f64::max);
+        Self {
+            name,
+            steps,
+            max_per_s,
+        }
+    }
+}
+
+/// Operations in flight at once in an in-process open step, at most; an arrival past it is
+/// dropped (and counted as failed): a step that needs more did not keep up.
+const OPEN_IN_FLIGHT_MAX: usize = 4_096;
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub clients: u16,
@@ -68,7 +111,8 @@ pub struct Report {
     pub pgbench_tps: f64,
     /// Open model: the highest fixed arrival rate kept up with (see [`OpenStep`]).
     pub pgbench_open_tps: f64,
-    pub pgbench_open_steps: Vec<OpenStep>,
+    /// pgbench, the ledger's transfers and the payment sagas (uniform), each as an open model.
+    pub open: Vec<OpenLadder>,
     pub phases: Vec<Phase>,
     pub ledger_uniform_vs_pgbench: f64,
     pub ledger_hot_vs_uniform: f64,
@@ -228,11 +272,9 @@ pub async fn ledger_report(
         }
         rate *= 1.25;
     }
-    let pgbench_open_tps = open_steps
-        .iter()
-        .filter(|s| s.sustained)
-        .map(|s| s.tps)
-        .fold(0.0, f64::max);
+    let pgbench_open = OpenLadder::new("pgbench TPC-B", open_steps);
+    let pgbench_open_tps = pgbench_open.max_per_s;
+    let mut open = vec![pgbench_open];
     drop_database(&admin_url, PGBENCH_DB).await?;
     line.done(&format!(
         "{pgbench_open_tps:.0} tps kept up with at a fixed rate (p99 ≤ {OPEN_LATENCY_LIMIT_MS} ms)"
@@ -297,6 +339,31 @@ pub async fn ledger_report(
         ));
         phases.push(phase);
     }
+    let line = ui.step("ledger transfers, uniform, open model");
+    let ladder = open_ladder(
+        "ledger transfers, uniform",
+        phases[0].per_second * OPEN_START_FRACTION,
+        duration,
+        &line,
+        {
+            let pool = pool.clone();
+            let wallets = wallets.clone();
+            let merchants = merchants.clone();
+            move || {
+                let pool = pool.clone();
+                let (wallet, merchant) = pick(&wallets, &merchants, false);
+                async move {
+                    ledger::apply(&pool, &[posted(wallet, merchant, 1, currency, "payment")])
+                        .await
+                        .map(|_| ())
+                        .map_err(anyhow::Error::from)
+                }
+            }
+        },
+    )
+    .await;
+    line.done(&format!("{:.0}/s kept up with", ladder.max_per_s));
+    open.push(ladder);
     let sagas = Sagas::new(pool.clone(), SagaSettings::default());
     for (name, hot) in [
         ("payment sagas, uniform", false),
@@ -311,21 +378,7 @@ pub async fn ledger_report(
             move || {
                 let sagas = sagas.clone();
                 let (wallet, merchant) = pick(&wallets, &merchants, hot);
-                async move {
-                    let request = Request::Payment {
-                        wallet_account_id: wallet,
-                        merchant_account_id: merchant,
-                        amount: Money::new(100, currency),
-                        fee_bps: 250,
-                        reference: None,
-                        metadata: None,
-                    };
-                    let view = sagas
-                        .start("bench", &Uuid::new_v4().to_string(), request)
-                        .await?;
-                    anyhow::ensure!(view.state == "completed", "a payment ended {}", view.state);
-                    Ok(())
-                }
+                async move { pay(&sagas, wallet, merchant, currency).await }
             }
         })
         .await?;
@@ -335,6 +388,26 @@ pub async fn ledger_report(
         ));
         phases.push(phase);
     }
+    let line = ui.step("payment sagas, uniform, open model");
+    let ladder = open_ladder(
+        "payment sagas, uniform",
+        phases[2].per_second * OPEN_START_FRACTION,
+        duration,
+        &line,
+        {
+            let sagas = sagas.clone();
+            let wallets = wallets.clone();
+            let merchants = merchants.clone();
+            move || {
+                let sagas = sagas.clone();
+                let (wallet, merchant) = pick(&wallets, &merchants, false);
+                async move { pay(&sagas, wallet, merchant, currency).await }
+            }
+        },
+    )
+    .await;
+    line.done(&format!("{:.0}/s kept up with", ladder.max_per_s));
+    open.push(ladder);
     let line = ui.step("ledger verify");
     let verified = orchestrator::invariants::verify(&pool).await?;
     line.done(if verified.ok {
@@ -351,7 +424,7 @@ pub async fn ledger_report(
         duration_s,
         pgbench_tps,
         pgbench_open_tps,
-        pgbench_open_steps: open_steps,
+        open,
         ledger_uniform_vs_pgbench: uniform / pgbench_tps,
         ledger_hot_vs_uniform: phases[1].per_second / uniform,
         ledger_verified: verified.ok,
@@ -379,16 +452,107 @@ pub fn open_step(rate_per_s: u32, stdout: &str) -> Option<OpenStep> {
         .and_then(|v| v.parse::<f64>().ok())?;
     let late_pct = percent_on("latency limit") + percent_on("transactions skipped");
     let failed_pct = percent_on("failed transactions");
-    let sustained = late_pct <= OPEN_LATE_PCT_MAX
-        && failed_pct <= OPEN_FAILED_PCT_MAX
-        && tps >= f64::from(rate_per_s) * (1.0 - OPEN_TPS_SHORTFALL_MAX);
-    Some(OpenStep {
-        rate_per_s,
-        tps,
-        late_pct,
-        failed_pct,
-        sustained,
-    })
+    Some(OpenStep::judged(rate_per_s, tps, late_pct, failed_pct))
+}
+
+/// One payment saga of 100 minor units, which must complete.
+async fn pay(
+    sagas: &Sagas,
+    wallet: Uuid,
+    merchant: Uuid,
+    currency: Currency,
+) -> anyhow::Result<()> {
+    let request = Request::Payment {
+        wallet_account_id: wallet,
+        merchant_account_id: merchant,
+        amount: Money::new(100, currency),
+        fee_bps: 250,
+        reference: None,
+        metadata: None,
+    };
+    let view = sagas
+        .start("bench", &Uuid::new_v4().to_string(), request)
+        .await?;
+    anyhow::ensure!(view.state == "completed", "a payment ended {}", view.state);
+    Ok(())
+}
+
+/// Climbs fixed arrival rates from `start_per_s`, 25 % a step, until a step is not kept up
+/// with (or [`OPEN_STEPS_MAX`]).
+async fn open_ladder<F, Fut>(
+    name: &'static str,
+    start_per_s: f64,
+    duration: Duration,
+    line: &crate::support::ui::Line,
+    operation: F,
+) -> OpenLadder
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut steps = Vec::new();
+    let mut rate = start_per_s.max(1.0);
+    for _ in 0..OPEN_STEPS_MAX {
+        let rate_per_s = rate.round() as u32;
+        line.working(&format!("{rate_per_s}/s for {} s", duration.as_secs()));
+        let step = run_open(rate_per_s, duration, operation.clone()).await;
+        let sustained = step.sustained;
+        steps.push(step);
+        if !sustained {
+            break;
+        }
+        rate *= 1.25;
+    }
+    OpenLadder::new(name, steps)
+}
+
+/// `operation` started at `rate_per_s` for `duration`, on schedule whatever the ones before
+/// are doing; each one's latency counts from when it was due (so a queue shows), and one past
+/// [`OPEN_LATENCY_LIMIT_MS`] is late.
+async fn run_open<F, Fut>(rate_per_s: u32, duration: Duration, operation: F) -> OpenStep
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    assert!(rate_per_s > 0);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate_per_s));
+    let started = tokio::time::Instant::now();
+    let arrivals = (duration.as_secs_f64() * f64::from(rate_per_s)).round() as u64;
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(OPEN_IN_FLIGHT_MAX));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut dropped = 0u64;
+    for n in 0..arrivals {
+        let due = started + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(due).await;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            dropped += 1;
+            continue;
+        };
+        let operation = operation.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let outcome = operation().await;
+            (outcome.is_ok(), due.elapsed())
+        });
+    }
+    let (mut ok, mut failed, mut late) = (0u64, dropped, 0u64);
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((true, took)) => {
+                ok += 1;
+                if took > Duration::from_millis(u64::from(OPEN_LATENCY_LIMIT_MS)) {
+                    late += 1;
+                }
+            }
+            _ => failed += 1,
+        }
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let total = (ok + failed).max(1) as f64;
+    let tps = ok as f64 / elapsed_s;
+    let late_pct = late as f64 * 100.0 / total;
+    let failed_pct = failed as f64 * 100.0 / total;
+    OpenStep::judged(rate_per_s, tps, late_pct, failed_pct)
 }
 
 fn posted(

@@ -647,6 +647,29 @@ pub fn render_markdown(report: &Report) -> String {
             phase.name, phase.per_second, phase.p50_ms, phase.p99_ms
         ));
     }
+    out.push_str(&format!(
+        "\nThe same workloads at fixed arrival rates (open model), each step {} s, kept up with when at most 1 % of its operations ended over {} ms after they were due or failed and its throughput was within 3 % of the rate:\n\n| workload | kept up with, per second | steps (rate/s: done/s, late %, failed %) |\n|---|---:|---|\n",
+        report.step_s,
+        ledger::OPEN_LATENCY_LIMIT_MS
+    ));
+    for ladder in &report.ledger.open {
+        let steps: Vec<String> = ladder
+            .steps
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}: {:.0}, {:.1}, {:.1}",
+                    s.rate_per_s, s.tps, s.late_pct, s.failed_pct
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "| {} | {:.0} | {} |\n",
+            ladder.name,
+            ladder.max_per_s,
+            steps.join("; ")
+        ));
+    }
     out.push_str("\n## Payments end to end (QR payments, constant arrival rate)\n");
     for ladder in &report.ladders {
         out.push_str(&format!(
@@ -1033,7 +1056,7 @@ mod tests {
             duration_s: 10,
             pgbench_tps: 1_000.0,
             pgbench_open_tps: 800.0,
-            pgbench_open_steps: vec![],
+            open: vec![],
             phases: vec![],
             ledger_uniform_vs_pgbench: 0.5,
             ledger_hot_vs_uniform: 1.0,
