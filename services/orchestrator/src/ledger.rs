@@ -468,6 +468,24 @@ pub async fn apply_unguarded(
     apply_batch(tx, batch).await
 }
 
+/// The most transfers [`apply_grouped`] takes at once: the payments of one group commit, each
+/// a capture and its fee.
+pub const GROUP_TRANSFERS_MAX: usize = 128;
+
+/// Like [`apply_unguarded`], for the orchestrator's group commit: the transfers of several
+/// payments (each its own saga's) applied as one batch, all or none, with up to
+/// [`GROUP_TRANSFERS_MAX`] of them. A refusal of any one refuses all; the caller then applies
+/// them one payment at a time.
+pub async fn apply_grouped(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &[NewTransfer],
+) -> Result<Vec<Applied>, LedgerError> {
+    if batch.is_empty() || batch.len() > GROUP_TRANSFERS_MAX {
+        return Err(LedgerError::BadBatch(batch.len()));
+    }
+    apply_batch(tx, batch).await
+}
+
 /// Applies a batch in a transaction of its own (no savepoint needed: an error rolls it all back).
 pub async fn apply(pool: &PgPool, batch: &[NewTransfer]) -> Result<Vec<Applied>, LedgerError> {
     check_batch_size(batch)?;

@@ -54,7 +54,20 @@ pub struct SagaSettings {
     /// step by step (reserve, confirm, capture, complete: four commits), as recovery does.
     #[serde(default = "default_single_commit")]
     pub single_commit: bool,
+    /// Payments written in one commit together, at most (group commit, with `single_commit`):
+    /// those that arrive while a group is being written go in the next one. 1 writes each
+    /// payment in a commit of its own.
+    #[serde(default = "default_group_max")]
+    pub group_max: usize,
 }
+
+/// The largest group a setting may ask for: two transfers a payment within the ledger's bound.
+pub const GROUP_MAX: usize = ledger::GROUP_TRANSFERS_MAX / 2;
+/// Payments waiting for a group writer, at most; past it a payment waits to be queued (its
+/// request's deadline bounds that).
+const GROUP_QUEUE_MAX: usize = 1_024;
+/// Groups written at once: one is being collected while the other commits.
+const GROUP_WRITERS: usize = 2;
 
 fn default_reserve_timeout_ms() -> u64 {
     30_000
@@ -68,6 +81,9 @@ fn default_retry_backoff_ms() -> u64 {
 fn default_single_commit() -> bool {
     true
 }
+fn default_group_max() -> usize {
+    32
+}
 
 impl Default for SagaSettings {
     fn default() -> Self {
@@ -77,6 +93,7 @@ impl Default for SagaSettings {
             retry_backoff_ms: default_retry_backoff_ms(),
             failpoint: None,
             single_commit: default_single_commit(),
+            group_max: default_group_max(),
         }
     }
 }
@@ -161,6 +178,19 @@ pub struct Sagas {
     settings: SagaSettings,
     /// The platform's accounts by kind and currency, as [`Sagas::system_account`] learnt them.
     system: std::sync::Arc<std::sync::Mutex<SystemAccounts>>,
+    /// The group writers' queue, started by the first payment that needs it.
+    groups: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<GroupJob>>>,
+}
+
+/// One payment waiting for its group's commit, and where its outcome goes: `None` when its
+/// Idempotency-Key was taken already (answered as a replay), an error when nothing of it was
+/// written (it then goes step by step).
+struct GroupJob {
+    caller: String,
+    idempotency_key: String,
+    hash: String,
+    plan: Plan,
+    answer: tokio::sync::oneshot::Sender<Result<Option<SagaView>, SagaError>>,
 }
 
 type SystemAccounts = std::collections::HashMap<(&'static str, Currency), Uuid>;
@@ -220,10 +250,15 @@ fn step_id(saga: Uuid, step: &str) -> Uuid {
 
 impl Sagas {
     pub fn new(pool: PgPool, settings: SagaSettings) -> Self {
+        assert!(
+            (1..=GROUP_MAX).contains(&settings.group_max),
+            "saga.group_max is 1 to {GROUP_MAX}"
+        );
         Self {
             pool,
             settings,
             system: Default::default(),
+            groups: Default::default(),
         }
     }
 
@@ -262,10 +297,14 @@ impl Sagas {
             }
         };
         if kind == SagaKind::Payment && self.single_commit() {
-            match self
-                .pay_at_once(caller, idempotency_key, &hash, &plan)
-                .await
-            {
+            let outcome = if self.settings.group_max > 1 {
+                self.pay_in_group(caller, idempotency_key, &hash, plan.clone())
+                    .await
+            } else {
+                self.pay_at_once(caller, idempotency_key, &hash, &plan)
+                    .await
+            };
+            match outcome {
                 Ok(Some(view)) => return Ok(view),
                 Ok(None) => {
                     return self
@@ -381,31 +420,7 @@ impl Sagas {
             .into());
         }
         let id = Uuid::new_v4();
-        let fees = plan
-            .fees_account
-            .ok_or_else(|| LedgerError::UnknownCurrency(plan.currency.to_string()))?;
-        let mut batch = vec![NewTransfer {
-            id: step_id(id, "capture"),
-            debit: plan.debit,
-            credit: plan.credit,
-            amount: plan.amount,
-            currency: plan.currency,
-            kind: TransferKind::Posted,
-            code: "payment",
-            saga_id: Some(id),
-        }];
-        if plan.fee > 0 {
-            batch.push(NewTransfer {
-                id: step_id(id, "fee"),
-                debit: plan.credit,
-                credit: fees,
-                amount: plan.fee,
-                currency: plan.currency,
-                kind: TransferKind::Posted,
-                code: "fee",
-                saga_id: Some(id),
-            });
-        }
+        let batch = payment_transfers(id, plan)?;
         let mut tx = self.pool.begin().await?;
         let finished = Finished {
             id,
@@ -454,14 +469,137 @@ impl Sagas {
         paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
         tx.commit().await?;
         paykit::events::wake_relays();
-        record_finished(&saga);
-        metrics::counter!(
-            "saga_transitions_total",
-            "kind" => saga.kind.as_str(),
-            "state" => saga.state.as_str(),
-        )
-        .increment(1);
+        counted(&saga);
         Ok(saga)
+    }
+
+    /// [`Sagas::pay_at_once`] through a group writer: the payment is written in one commit
+    /// together with the others that are waiting (the group commit), or alone when none is.
+    async fn pay_in_group(
+        &self,
+        caller: &str,
+        idempotency_key: &str,
+        hash: &str,
+        plan: Plan,
+    ) -> Result<Option<SagaView>, SagaError> {
+        let queue = self.groups.get_or_init(|| {
+            let (sender, receiver) = tokio::sync::mpsc::channel(GROUP_QUEUE_MAX);
+            let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
+            for _ in 0..GROUP_WRITERS {
+                let writer = self.clone();
+                let receiver = receiver.clone();
+                tokio::spawn(async move { writer.write_groups(receiver).await });
+            }
+            sender
+        });
+        let (answer, outcome) = tokio::sync::oneshot::channel();
+        let job = GroupJob {
+            caller: caller.to_string(),
+            idempotency_key: idempotency_key.to_string(),
+            hash: hash.to_string(),
+            plan,
+            answer,
+        };
+        if queue.send(job).await.is_err() {
+            // Nothing was written: the payment goes step by step.
+            return Err(SagaError::Database(sqlx::Error::WorkerCrashed));
+        }
+        outcome
+            .await
+            .unwrap_or(Err(SagaError::Database(sqlx::Error::WorkerCrashed)))
+    }
+
+    /// A group writer: takes the payments waiting (the first one it waits for, then whatever
+    /// else is queued, up to `group_max`) and writes them. The receiver is shared: while one
+    /// writer commits its group, the other collects the next.
+    async fn write_groups(
+        self,
+        queue: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<GroupJob>>>,
+    ) {
+        loop {
+            let mut jobs = Vec::with_capacity(self.settings.group_max);
+            {
+                let mut queue = queue.lock().await;
+                let Some(first) = queue.recv().await else {
+                    return;
+                };
+                jobs.push(first);
+                while jobs.len() < self.settings.group_max {
+                    match queue.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+            assert!(!jobs.is_empty() && jobs.len() <= self.settings.group_max);
+            metrics::histogram!("saga_group_payments").record(jobs.len() as f64);
+            if jobs.len() > 1 {
+                let group = self.pay_together(&jobs).await;
+                match group {
+                    Ok(outcomes) => {
+                        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                            let _ = job.answer.send(Ok(outcome));
+                        }
+                        continue;
+                    }
+                    // Nothing of the group was committed: each payment is written on its own,
+                    // so that one refused (or one whose row is bad) fails no other.
+                    Err(error) => {
+                        tracing::info!(%error, payments = jobs.len(), "a group commit failed; its payments are written one at a time");
+                    }
+                }
+            }
+            for job in jobs {
+                let outcome = self
+                    .pay_at_once(&job.caller, &job.idempotency_key, &job.hash, &job.plan)
+                    .await;
+                let _ = job.answer.send(outcome);
+            }
+        }
+    }
+
+    /// Several payments in one transaction: each saga row already completed (a key already
+    /// taken leaves its payment out, answered `None`), all their transfers as one ledger batch,
+    /// their events, one commit. Any error or refusal leaves nothing written.
+    async fn pay_together(&self, jobs: &[GroupJob]) -> Result<Vec<Option<SagaView>>, SagaError> {
+        paykit::failpoints::delay("orchestrator.saga.step-delay").await;
+        if paykit::failpoints::fails("orchestrator.saga.before-step") {
+            return Err(LedgerError::Database(sqlx::Error::Protocol(
+                "failpoint orchestrator.saga.before-step".into(),
+            ))
+            .into());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut transfers = Vec::with_capacity(jobs.len() * 2);
+        for job in jobs {
+            let id = Uuid::new_v4();
+            let finished = Finished {
+                id,
+                caller: &job.caller,
+                idempotency_key: &job.idempotency_key,
+                hash: &job.hash,
+                plan: &job.plan,
+            };
+            let saga = finished
+                .insert(&mut tx, SagaState::Completed, None, job.plan.amount)
+                .await?;
+            if saga.is_some() {
+                transfers.extend(payment_transfers(id, &job.plan)?);
+            }
+            outcomes.push(saga);
+        }
+        if !transfers.is_empty() {
+            ledger::apply_grouped(&mut tx, &transfers).await?;
+        }
+        for saga in outcomes.iter().flatten() {
+            let (topic, key, event) = finished_event(saga);
+            paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
+        }
+        tx.commit().await?;
+        paykit::events::wake_relays();
+        outcomes.iter().flatten().for_each(counted);
+        Ok(outcomes)
     }
 
     async fn replay(&self, id: Uuid, stored_hash: &str, hash: &str) -> Result<SagaView, SagaError> {
@@ -1167,6 +1305,7 @@ fn positive(amount: Money) -> Result<Money, SagaError> {
         .map_err(|e| SagaError::Invalid(e.to_string()))
 }
 
+#[derive(Clone)]
 struct Plan {
     currency: Currency,
     amount: i64,
@@ -1293,6 +1432,47 @@ impl TryFrom<SagaRow> for SagaView {
 
 /// The business metrics of a saga that ended, counted once, after its commit: how many of each
 /// kind ended in each state, and how much money (minor units, by currency) they moved.
+/// A payment's transfers in one commit: its capture, and its fee when it has one.
+fn payment_transfers(id: Uuid, plan: &Plan) -> Result<Vec<NewTransfer>, SagaError> {
+    let fees = plan
+        .fees_account
+        .ok_or_else(|| LedgerError::UnknownCurrency(plan.currency.to_string()))?;
+    let mut batch = vec![NewTransfer {
+        id: step_id(id, "capture"),
+        debit: plan.debit,
+        credit: plan.credit,
+        amount: plan.amount,
+        currency: plan.currency,
+        kind: TransferKind::Posted,
+        code: "payment",
+        saga_id: Some(id),
+    }];
+    if plan.fee > 0 {
+        batch.push(NewTransfer {
+            id: step_id(id, "fee"),
+            debit: plan.credit,
+            credit: fees,
+            amount: plan.fee,
+            currency: plan.currency,
+            kind: TransferKind::Posted,
+            code: "fee",
+            saga_id: Some(id),
+        });
+    }
+    Ok(batch)
+}
+
+/// The metrics of a saga that finished in a commit just made.
+fn counted(saga: &SagaView) {
+    record_finished(saga);
+    metrics::counter!(
+        "saga_transitions_total",
+        "kind" => saga.kind.as_str(),
+        "state" => saga.state.as_str(),
+    )
+    .increment(1);
+}
+
 fn record_finished(saga: &SagaView) {
     let currency = saga.amount.currency.to_string();
     metrics::counter!(

@@ -701,3 +701,113 @@ async fn a_replay_answers_the_stored_outcome_even_when_planning_it_again_would_b
     );
     assert_eq!(available(&pool, wallet).await, 600, "charged once");
 }
+
+/// The same concurrent payments on a fresh database, written in groups (`group_max`) or one
+/// commit each: what the ledger holds afterwards (order aside, as concurrency decides it), and
+/// how many distinct commit times the completed payments have (a group's rows share its
+/// transaction's `now()`).
+async fn pay_concurrently(group_max: usize) -> (Holdings, usize, usize) {
+    let pool = ledger_pool().await;
+    let sagas = Sagas::new(
+        pool.clone(),
+        SagaSettings {
+            group_max,
+            ..SagaSettings::default()
+        },
+    );
+    let jpy_code = Currency::parse("JPY").expect("code");
+    let id = |n: u128| Uuid::from_u128(0x9a0b_0000 + n);
+    let wallets: Vec<Uuid> = (0..12).map(id).collect();
+    let poor = id(50);
+    let merchants: Vec<Uuid> = (60..63).map(id).collect();
+    for account in wallets.iter().chain([&poor]) {
+        ledger::create_account(&pool, *account, AccountKind::Wallet, jpy_code, None)
+            .await
+            .expect("wallet");
+    }
+    for merchant in &merchants {
+        ledger::create_account(&pool, *merchant, AccountKind::Merchant, jpy_code, None)
+            .await
+            .expect("merchant");
+    }
+    for (n, wallet) in wallets.iter().chain([&poor]).enumerate() {
+        let value = if *wallet == poor { 100 } else { 10_000 };
+        let fund = Request::TopUp {
+            wallet_account_id: *wallet,
+            amount: jpy(value),
+        };
+        sagas
+            .start("test", &format!("fund-{n}"), fund)
+            .await
+            .expect("funded");
+    }
+    let pay = |wallet: Uuid, merchant: Uuid, value: i64| Request::Payment {
+        wallet_account_id: wallet,
+        merchant_account_id: merchant,
+        amount: jpy(value),
+        fee_bps: 250,
+        reference: None,
+        metadata: None,
+    };
+    let mut requests: Vec<(String, Request)> = Vec::new();
+    for round in 0..4 {
+        for (n, wallet) in wallets.iter().enumerate() {
+            let merchant = merchants[(n + round) % merchants.len()];
+            let value = 100 + i64::try_from(n).expect("small") * 10 + round as i64;
+            requests.push((format!("pay-{round}-{n}"), pay(*wallet, merchant, value)));
+        }
+    }
+    // The poor wallet affords one of these three: two are declined, whichever they are.
+    for n in 0..3 {
+        requests.push((format!("poor-{n}"), pay(poor, merchants[0], 60)));
+    }
+    // One request sent three times at once: one payment.
+    for _ in 0..3 {
+        requests.push(("twice-more".into(), pay(wallets[0], merchants[1], 777)));
+    }
+    let mut running = tokio::task::JoinSet::new();
+    for (key, request) in requests {
+        let sagas = sagas.clone();
+        running.spawn(async move { sagas.start("test", &key, request).await });
+    }
+    while let Some(answer) = running.join_next().await {
+        answer.expect("joined").expect("answered");
+    }
+    assert_invariants(&pool, &format!("group_max {group_max}")).await;
+    let (completed, commit_times): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT created_at) FROM sagas
+         WHERE kind = 'payment' AND state = 'completed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("commit times");
+    let mut held = holdings(&pool).await;
+    held.sagas.sort();
+    held.events.sort();
+    (
+        held,
+        usize::try_from(completed).expect("count"),
+        usize::try_from(commit_times).expect("count"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_written_in_groups_and_one_commit_each_leave_the_same_ledger() {
+    let (grouped, completed, commit_times) = pay_concurrently(32).await;
+    let (alone, completed_alone, commit_times_alone) = pay_concurrently(1).await;
+    // 48 payments, the poor wallet's one, the one sent three times.
+    assert_eq!(completed, 48 + 1 + 1);
+    assert_eq!(completed_alone, completed);
+    assert_eq!(
+        grouped.sagas.iter().filter(|s| s.1 == "declined").count(),
+        2,
+        "{:?}",
+        grouped.sagas
+    );
+    assert_eq!(grouped, alone);
+    assert!(
+        commit_times < completed,
+        "some payments shared a commit: {commit_times} commit times for {completed} payments"
+    );
+    assert_eq!(commit_times_alone, completed_alone, "one commit each");
+}
