@@ -46,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 ha: args.ha,
                 kafka_brokers: args.kafka_brokers,
                 chaos,
+                trace_sample_percent: args.trace_sample_percent,
             };
             runtime::up::run(&home_dir, &project, &setup, &asked, &ui).await?;
             Ok(0)

@@ -1,7 +1,7 @@
 //! One payment through the running test platform's gateway is one trace in Jaeger, from the
 //! gateway's span (exported by paytool's agent from nginx's log) through consumer-api,
 //! merchant-api and the orchestrator's saga, across Kafka to merchant-api's consumer, read
-//! back with `paytool trace PAYMENT_ID --json`.
+//! back with `paytool trace PAYMENT_ID --json`; and a caller's sampling decision kept.
 
 use e2e::gateway::Gateway;
 use serde_json::Value;
@@ -145,4 +145,78 @@ async fn one_payment_through_the_gateway_is_one_trace_from_the_gateway_to_the_me
         });
     assert_eq!(saga["attributes"]["saga.id"], payment_id.as_str());
     assert_eq!(saga["attributes"]["saga.state"], "completed", "{saga}");
+}
+
+/// Jaeger's query API on the test platform.
+fn jaeger_url() -> String {
+    let status = paykit::testing::platform_status();
+    let port = status["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["name"] == "jaeger")
+        .and_then(|c| c["ports"]["query"].as_u64())
+        .unwrap_or_else(|| panic!("jaeger's query port in {status}"));
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The services of the spans Jaeger holds for a trace id (none: not there).
+async fn services_in_jaeger(trace_id: &str) -> Vec<String> {
+    let found: Value = reqwest::get(format!("{}/api/traces/{trace_id}", jaeger_url()))
+        .await
+        .expect("jaeger answers")
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    let processes = &found["data"][0]["processes"];
+    found["data"][0]["spans"]
+        .as_array()
+        .map(|spans| {
+            spans
+                .iter()
+                .filter_map(|s| s["processID"].as_str())
+                .filter_map(|p| processes[p]["serviceName"].as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_caller_s_unsampled_trace_is_not_kept_and_its_sampled_one_is() {
+    let gateway = Gateway::from(Ipv4Addr::new(127, 0, 2, 2));
+    let trace = |n: u8| format!("{:030x}{n:02x}", uuid::Uuid::new_v4().as_u128() >> 8);
+    let (unsampled, sampled) = (trace(0), trace(1));
+    // The unsampled one first: once the sampled one is in Jaeger, the other would be too,
+    // had it been sent on.
+    for (trace_id, flags) in [(&unsampled, "00"), (&sampled, "01")] {
+        let answer = gateway
+            .client
+            .get(gateway.url("api", "/v1/wallet"))
+            .header(
+                "traceparent",
+                format!("00-{trace_id}-00f067aa0ba902b7-{flags}"),
+            )
+            .send()
+            .await
+            .expect("the gateway answers");
+        assert_eq!(answer.status(), 401, "no token: the gateway's own answer");
+    }
+    let mut seen = Vec::new();
+    for _ in 0..TRACE_ATTEMPTS_MAX * 4 {
+        seen = services_in_jaeger(&sampled).await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        seen.contains(&"gateway".to_string()),
+        "the sampled trace's gateway span reached Jaeger: {seen:?}"
+    );
+    assert_eq!(
+        services_in_jaeger(&unsampled).await,
+        Vec::<String>::new(),
+        "the caller's unsampled trace was not kept"
+    );
 }

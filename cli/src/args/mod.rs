@@ -231,6 +231,12 @@ pub struct UpArgs {
     /// Direct calls again (no Toxiproxy), for an installation made with `--chaos`.
     #[arg(long, overrides_with = "chaos")]
     pub no_chaos: bool,
+    /// Percent of the traces started at the gateway sent on to Jaeger (1 to 100), chosen by
+    /// trace id; a client's own `traceparent` decides for its trace, and a request that failed
+    /// (5xx) keeps the gateway's span. Kept with the installation. [default: what the
+    /// installation has, else 100]
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub trace_sample_percent: Option<u8>,
 }
 
 /// `--kafka-brokers`: one, or three. Two would be worse than one: a quorum of two stops when

@@ -58,6 +58,8 @@ struct Shared {
     spans_received: Arc<AtomicU64>,
     spans_dropped: Arc<AtomicU64>,
     spans_exported: Arc<AtomicU64>,
+    /// Spans of traces the gateway did not sample, not sent on (and not dropped).
+    spans_unsampled: Arc<AtomicU64>,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -68,6 +70,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         spans_received: Arc::default(),
         spans_dropped: Arc::default(),
         spans_exported: Arc::default(),
+        spans_unsampled: Arc::default(),
     };
     let socket = UdpSocket::bind(args.spans_udp)
         .await
@@ -117,6 +120,7 @@ async fn health(State(shared): State<Shared>) -> Json<Value> {
         "spans_received": shared.spans_received.load(Ordering::Relaxed),
         "spans_exported": shared.spans_exported.load(Ordering::Relaxed),
         "spans_dropped": shared.spans_dropped.load(Ordering::Relaxed),
+        "spans_unsampled": shared.spans_unsampled.load(Ordering::Relaxed),
     }))
 }
 
@@ -170,6 +174,10 @@ async fn receive_spans(socket: UdpSocket, queue: mpsc::Sender<Value>, shared: Sh
             .and_then(span_of_syslog_line)
         else {
             shared.spans_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let Some(span) = span.kept() else {
+            shared.spans_unsampled.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         if queue.try_send(span).is_err() {
@@ -247,9 +255,26 @@ fn text(key: &str, value: &str) -> Option<Value> {
     (!value.is_empty() && value != "-").then(|| attribute(key, json!({"stringValue": value})))
 }
 
+/// A gateway span, and whether its trace was sampled.
+#[derive(Debug)]
+pub struct GatewaySpan {
+    pub span: Value,
+    /// The trace flags the gateway sent on (`01`: sampled); lines without them are sampled.
+    pub sampled: bool,
+    pub failed: bool,
+}
+
+impl GatewaySpan {
+    /// The span to send on: a sampled trace's, or a failed request's whatever was sampled (an
+    /// error is never sampled away).
+    pub fn kept(self) -> Option<Value> {
+        (self.sampled || self.failed).then_some(self.span)
+    }
+}
+
 /// One syslog datagram from nginx (`<PRI>TIMESTAMP TAG: {json}`) as an OTLP/JSON span, or
 /// `None` when it is not one of the gateway's span lines.
-pub fn span_of_syslog_line(datagram: &str) -> Option<Value> {
+pub fn span_of_syslog_line(datagram: &str) -> Option<GatewaySpan> {
     let json_start = datagram.find('{')?;
     let line: Value = serde_json::from_str(datagram[json_start..].trim_end()).ok()?;
     let field = |name: &str| line.get(name).and_then(Value::as_str).unwrap_or("");
@@ -298,7 +323,15 @@ pub fn span_of_syslog_line(datagram: &str) -> Option<Value> {
     if is_hex(parent, 16) {
         span["parentSpanId"] = json!(parent.to_ascii_lowercase());
     }
-    Some(span)
+    let sampled = match field("sampled") {
+        "" => true,
+        flags => u8::from_str_radix(flags, 16).is_ok_and(|flags| flags & 1 == 1),
+    };
+    Some(GatewaySpan {
+        span,
+        sampled,
+        failed: status >= 500,
+    })
 }
 
 /// nginx's `$msec` / `$request_time`: seconds with exactly three decimals.
@@ -320,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_gateway_line_becomes_a_server_span_ending_when_nginx_logged_it() {
-        let span = span_of_syslog_line(LINE).expect("a span");
+        let span = span_of_syslog_line(LINE).expect("a span").span;
         assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736"); // pragma: allowlist secret
         assert_eq!(span["spanId"], "00f067aa0ba902b7");
         assert!(span.get("parentSpanId").is_none(), "a root span: {span}");
@@ -344,9 +377,29 @@ mod tests {
                 r#""parent_span_id":"b7ad6b7169203331""#,
             )
             .replace(r#""status":201"#, r#""status":502"#);
-        let span = span_of_syslog_line(&line).expect("a span");
+        let span = span_of_syslog_line(&line).expect("a span").span;
         assert_eq!(span["parentSpanId"], "b7ad6b7169203331"); // pragma: allowlist secret
         assert_eq!(span["status"]["code"], 2);
+    }
+
+    #[test]
+    fn an_unsampled_trace_s_span_is_kept_only_when_its_request_failed() {
+        let unsampled = LINE.replace(r#""status":201"#, r#""status":201,"sampled":"00""#);
+        let span = span_of_syslog_line(&unsampled).expect("a span");
+        assert!(!span.sampled);
+        assert!(span.kept().is_none(), "not sampled, not failed");
+        let failed = unsampled.replace(r#""status":201"#, r#""status":503"#);
+        assert!(span_of_syslog_line(&failed)
+            .expect("a span")
+            .kept()
+            .is_some());
+        let sampled = LINE.replace(r#""status":201"#, r#""status":201,"sampled":"01""#);
+        assert!(span_of_syslog_line(&sampled)
+            .expect("a span")
+            .kept()
+            .is_some());
+        // A line of a gateway that does not say (an older configuration): sampled.
+        assert!(span_of_syslog_line(LINE).expect("a span").kept().is_some());
     }
 
     #[test]

@@ -45,11 +45,24 @@ pub struct Marker {
     /// default: a normal run pays no proxy hop.
     #[serde(default)]
     pub chaos: bool,
+    /// Percent of the traces started at the gateway that are kept (sent on to Jaeger), chosen
+    /// by each trace's id; a caller's own `traceparent` decides for its trace, and the
+    /// gateway's span of a request that failed (5xx) is kept whatever was chosen. `paytool up
+    /// --trace-sample-percent`; every trace (100) when not set.
+    #[serde(default = "every_trace")]
+    pub trace_sample_percent: u8,
 }
 
 fn one_broker() -> u8 {
     1
 }
+
+fn every_trace() -> u8 {
+    100
+}
+
+/// The sample rates an installation may keep: 1 to 100 percent of traces.
+pub const TRACE_SAMPLE_PERCENTS: std::ops::RangeInclusive<u8> = 1..=100;
 
 /// The broker counts an installation may have: one, or three (a quorum that outlives one
 /// broker; two would stop when either died, as a quorum of two needs both).
@@ -253,6 +266,7 @@ impl Home {
             ha: false,
             kafka_brokers: one_broker(),
             chaos: false,
+            trace_sample_percent: every_trace(),
         };
         let home = Self {
             dir: dir.to_path_buf(),
@@ -344,6 +358,26 @@ impl Home {
             return Ok(());
         }
         self.marker.chaos = chaos;
+        write_atomic(
+            &self.dir.join(MARKER),
+            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
+            0o644,
+        )
+    }
+
+    /// The share of traces kept from the next start (the gateway and the services read it
+    /// when they start).
+    pub fn set_trace_sample_percent(&mut self, percent: u8) -> anyhow::Result<()> {
+        if !TRACE_SAMPLE_PERCENTS.contains(&percent) {
+            return Err(fail(
+                Code::Usage,
+                format!("--trace-sample-percent {percent}: 1 to 100"),
+            ));
+        }
+        if self.marker.trace_sample_percent == percent {
+            return Ok(());
+        }
+        self.marker.trace_sample_percent = percent;
         write_atomic(
             &self.dir.join(MARKER),
             serde_json::to_string_pretty(&self.marker)?.as_bytes(),

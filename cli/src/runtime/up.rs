@@ -29,6 +29,8 @@ pub struct Asked {
     pub kafka_brokers: Option<u8>,
     /// `--chaos` / `--no-chaos`: None keeps what the installation has.
     pub chaos: Option<bool>,
+    /// `--trace-sample-percent`: None keeps what the installation has.
+    pub trace_sample_percent: Option<u8>,
 }
 
 pub async fn run(
@@ -57,6 +59,9 @@ pub async fn run(
                 .kafka_brokers
                 .is_some_and(|brokers| brokers != home.marker.kafka_brokers)
             || asked.chaos.is_some_and(|chaos| chaos != home.marker.chaos)
+            || asked
+                .trace_sample_percent
+                .is_some_and(|percent| percent != home.marker.trace_sample_percent)
         {
             return Err(fail(
                 Code::Usage,
@@ -77,6 +82,9 @@ pub async fn run(
     }
     if let Some(chaos) = asked.chaos {
         home.set_chaos(chaos)?;
+    }
+    if let Some(percent) = asked.trace_sample_percent {
+        home.set_trace_sample_percent(percent)?;
     }
     // A supervisor that was killed outright leaves its components running: stop those first,
     // or they would hold the ports and look like a stranger's processes.

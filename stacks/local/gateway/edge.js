@@ -234,14 +234,29 @@ async function authorize(r) {
 // span becomes the gateway span's parent); otherwise the request id (32 random hex digits)
 // starts a new trace. The gateway's span id is taken from the request id too, so these variables
 // agree with one another however often nginx evaluates them.
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 function incomingTrace(r) {
     const match = TRACEPARENT.exec(r.headersIn.traceparent || '');
     if (!match || /^0+$/.test(match[1]) || /^0+$/.test(match[2])) {
         return null;
     }
-    return { traceId: match[1], parentSpanId: match[2] };
+    return { traceId: match[1], parentSpanId: match[2], flags: match[3] };
+}
+
+// Whether the trace is sampled ('01') or not ('00'), for the services (which follow it) and the
+// agent (which sends on the gateway's spans of sampled traces, and of failed requests). A
+// caller's valid traceparent decides for its trace; a new trace is sampled when its id's first
+// 32 bits fall in the installation's share ($edge_sample_percent), so the same id is always
+// decided the same way.
+function traceFlags(r) {
+    const incoming = incomingTrace(r);
+    if (incoming) {
+        return (parseInt(incoming.flags, 16) & 1) ? '01' : '00';
+    }
+    const percent = Number(r.variables.edge_sample_percent || '100');
+    const draw = parseInt(r.variables.request_id.slice(0, 8), 16) / 4294967296;
+    return draw * 100 < percent ? '01' : '00';
 }
 
 function traceId(r) {
@@ -265,4 +280,4 @@ function userKind(r) {
     return user.startsWith('session:') ? 'session' : user;
 }
 
-export default { authorize, refuse, traceId, spanId, parentSpanId, userKind };
+export default { authorize, refuse, traceId, spanId, parentSpanId, traceFlags, userKind };

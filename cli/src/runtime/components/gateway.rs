@@ -123,6 +123,10 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     context.insert("upstreams_conf", &upstreams);
     context.insert("internals", &internals(&ctx.home));
     context.insert("gateway_spans_port", &ports.gateway_spans);
+    context.insert(
+        "trace_sample_percent",
+        &ctx.home.marker.trace_sample_percent,
+    );
     context.insert("edge_js", &ctx.project.join("stacks/local/gateway/edge.js"));
     context.insert(
         "issuer",

@@ -259,6 +259,20 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
             paykit::telemetry::OTLP_ENDPOINT_ENV.into(),
             super::observability::otlp_endpoint(&ctx.home),
         ),
+        // OpenTelemetry's standard sampler settings: a trace the gateway (or another service)
+        // started is sampled as it decided; one a service starts itself (an event relayed,
+        // a recovery round) by the installation's share.
+        (
+            "OTEL_TRACES_SAMPLER".into(),
+            "parentbased_traceidratio".into(),
+        ),
+        (
+            "OTEL_TRACES_SAMPLER_ARG".into(),
+            format!(
+                "{}",
+                f64::from(ctx.home.marker.trace_sample_percent) / 100.0
+            ),
+        ),
     ];
     if service == Service::ConsumerApi {
         // The wallet's sign-in (a backend-for-frontend at wallet.local.test).
