@@ -186,6 +186,8 @@ pub struct Sagas {
 /// Idempotency-Key was taken already (answered as a replay), an error when nothing of it was
 /// written (it then goes step by step).
 struct GroupJob {
+    /// The request's trace, which the payment's event continues.
+    traceparent: String,
     caller: String,
     idempotency_key: String,
     hash: String,
@@ -297,13 +299,30 @@ impl Sagas {
             }
         };
         if kind == SagaKind::Payment && self.single_commit() {
-            let outcome = if self.settings.group_max > 1 {
-                self.pay_in_group(caller, idempotency_key, &hash, plan.clone())
-                    .await
-            } else {
-                self.pay_at_once(caller, idempotency_key, &hash, &plan)
-                    .await
-            };
+            // Like `saga.drive` for a stepped saga: the span whose `saga.id` is how `paytool
+            // trace ID` finds the payment's trace, and the parent of its event's.
+            let span = tracing::info_span!(
+                "saga.commit",
+                "saga.id" = tracing::field::Empty,
+                "saga.kind" = kind.as_str(),
+                "saga.state" = tracing::field::Empty,
+                "saga.group_max" = self.settings.group_max,
+            );
+            let outcome = async {
+                if self.settings.group_max > 1 {
+                    self.pay_in_group(caller, idempotency_key, &hash, plan.clone())
+                        .await
+                } else {
+                    self.pay_at_once(caller, idempotency_key, &hash, &plan)
+                        .await
+                }
+            }
+            .instrument(span.clone())
+            .await;
+            if let Ok(Some(view)) = &outcome {
+                span.record("saga.id", tracing::field::display(view.id));
+                span.record("saga.state", view.state.as_str());
+            }
             match outcome {
                 Ok(Some(view)) => return Ok(view),
                 Ok(None) => {
@@ -494,6 +513,8 @@ impl Sagas {
         });
         let (answer, outcome) = tokio::sync::oneshot::channel();
         let job = GroupJob {
+            traceparent: paykit::telemetry::current_traceparent()
+                .unwrap_or_else(paykit::events::new_traceparent),
             caller: caller.to_string(),
             idempotency_key: idempotency_key.to_string(),
             hash: hash.to_string(),
@@ -592,9 +613,17 @@ impl Sagas {
         if !transfers.is_empty() {
             ledger::apply_grouped(&mut tx, &transfers).await?;
         }
-        for saga in outcomes.iter().flatten() {
+        for (job, saga) in jobs.iter().zip(&outcomes) {
+            let Some(saga) = saga else { continue };
             let (topic, key, event) = finished_event(saga);
-            paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
+            paykit::events::append_traced(
+                &mut tx,
+                topic,
+                &key.to_string(),
+                &event,
+                &job.traceparent,
+            )
+            .await?;
         }
         tx.commit().await?;
         paykit::events::wake_relays();

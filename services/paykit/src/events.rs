@@ -143,6 +143,21 @@ pub async fn append(
     key: &str,
     event: &Envelope,
 ) -> Result<(), sqlx::Error> {
+    // The change's own trace, so that the consumers' work joins it; a new one outside any.
+    let traceparent = crate::telemetry::current_traceparent().unwrap_or_else(new_traceparent);
+    append_traced(tx, topic, key, event, &traceparent).await
+}
+
+/// [`append`] for a change made on behalf of a request whose trace is not the current one
+/// (the orchestrator's group writer commits several requests' payments together): the event
+/// continues `traceparent`.
+pub async fn append_traced(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    key: &str,
+    event: &Envelope,
+    traceparent: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO outbox (id, topic, key, envelope, traceparent) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -150,8 +165,7 @@ pub async fn append(
     .bind(topic)
     .bind(key)
     .bind(sqlx::types::Json(event))
-    // The change's own trace, so that the consumers' work joins it; a new one outside any.
-    .bind(crate::telemetry::current_traceparent().unwrap_or_else(new_traceparent))
+    .bind(traceparent)
     .execute(&mut **tx)
     .await?;
     Ok(())
