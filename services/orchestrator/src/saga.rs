@@ -313,7 +313,9 @@ impl Sagas {
                     self.pay_in_group(caller, idempotency_key, &hash, plan.clone())
                         .await
                 } else {
-                    self.pay_at_once(caller, idempotency_key, &hash, &plan)
+                    let traceparent = paykit::telemetry::current_traceparent()
+                        .unwrap_or_else(paykit::events::new_traceparent);
+                    self.pay_at_once(caller, idempotency_key, &hash, &plan, &traceparent)
                         .await
                 }
             }
@@ -423,13 +425,15 @@ impl Sagas {
     ///
     /// `Ok(None)`: the key was taken by another request. A ledger refusal (funds, a closed
     /// account) is a `declined` saga, committed on its own. Any other error leaves nothing
-    /// written, or the saga whole after a COMMIT whose answer was lost.
+    /// written, or the saga whole after a COMMIT whose answer was lost. Its event continues
+    /// `traceparent`, the request's trace (a group writer runs it outside the request).
     async fn pay_at_once(
         &self,
         caller: &str,
         idempotency_key: &str,
         hash: &str,
         plan: &Plan,
+        traceparent: &str,
     ) -> Result<Option<SagaView>, SagaError> {
         paykit::failpoints::delay("orchestrator.saga.step-delay").await;
         if paykit::failpoints::fails("orchestrator.saga.before-step") {
@@ -471,21 +475,23 @@ impl Sagas {
                     tx.rollback().await?;
                     return Ok(None);
                 };
-                return self.announce(tx, saga).await.map(Some);
+                return self.announce(tx, saga, traceparent).await.map(Some);
             }
             Err(error) => return Err(error.into()),
         }
-        self.announce(tx, saga).await.map(Some)
+        self.announce(tx, saga, traceparent).await.map(Some)
     }
 
-    /// Appends a finished saga's event, commits, and counts it.
+    /// Appends a finished saga's event (continuing the request's trace), commits, and counts it.
     async fn announce(
         &self,
         mut tx: Transaction<'_, Postgres>,
         saga: SagaView,
+        traceparent: &str,
     ) -> Result<SagaView, SagaError> {
         let (topic, key, event) = finished_event(&saga);
-        paykit::events::append(&mut tx, topic, &key.to_string(), &event).await?;
+        paykit::events::append_traced(&mut tx, topic, &key.to_string(), &event, traceparent)
+            .await?;
         tx.commit().await?;
         paykit::events::wake_relays();
         counted(&saga);
@@ -572,7 +578,13 @@ impl Sagas {
             }
             for job in jobs {
                 let outcome = self
-                    .pay_at_once(&job.caller, &job.idempotency_key, &job.hash, &job.plan)
+                    .pay_at_once(
+                        &job.caller,
+                        &job.idempotency_key,
+                        &job.hash,
+                        &job.plan,
+                        &job.traceparent,
+                    )
                     .await;
                 let _ = job.answer.send(outcome);
             }
