@@ -131,15 +131,17 @@ pub const WEAKNESSES: &[Weakness] = &[
     },
     Weakness {
         point: "paykit.weakness.calls-share-one-connection",
-        service: ComponentName::ConsumerApi,
+        service: ComponentName::MerchantApi,
         // A silent callee: each call holds the one connection for its whole 3 s timeout, so
-        // the queue behind it grows by the arrival rate. (Latency would have to slow each call
-        // to over 1/rate to queue, and the judge allows twice a latency fault's delay.)
+        // the queue behind it grows by the arrival rate and a merchant's charge (its own
+        // 10 s deadline) waits it out. Latency would have to slow each call past 1/rate to
+        // queue at all, and the judge allows twice a latency fault's delay; 10 s of silence
+        // (×2, on consumer-api) queued too few seconds: 0 of 2.
         fault: FaultKind::Timeout,
-        target: "consumer-api->orchestrator",
-        intensity: 2,
+        target: "merchant-api->orchestrator",
+        intensity: 3,
         broken: Broken::Latency,
-        component: "consumer-api",
+        component: "merchant-api",
     },
     Weakness {
         point: "orchestrator.weakness.waits-for-publish",
