@@ -314,11 +314,7 @@ impl Home {
             ));
         }
         self.marker.ha = ha;
-        write_atomic(
-            &self.dir.join(MARKER),
-            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
-            0o644,
-        )
+        self.save_marker()
     }
 
     /// Sets how many Kafka brokers run, only while Kafka has no data yet: the brokers' storage
@@ -344,11 +340,7 @@ impl Home {
             ));
         }
         self.marker.kafka_brokers = brokers;
-        write_atomic(
-            &self.dir.join(MARKER),
-            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
-            0o644,
-        )
+        self.save_marker()
     }
 
     /// Routes the services through Toxiproxy (or not) from the next start: nothing is kept in
@@ -358,6 +350,11 @@ impl Home {
             return Ok(());
         }
         self.marker.chaos = chaos;
+        self.save_marker()
+    }
+
+    /// Writes the marker as it is now (atomically: a crash leaves the old one or the new).
+    fn save_marker(&self) -> anyhow::Result<()> {
         write_atomic(
             &self.dir.join(MARKER),
             serde_json::to_string_pretty(&self.marker)?.as_bytes(),
@@ -378,11 +375,7 @@ impl Home {
             return Ok(());
         }
         self.marker.trace_sample_percent = percent;
-        write_atomic(
-            &self.dir.join(MARKER),
-            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
-            0o644,
-        )
+        self.save_marker()
     }
 
     /// Keeps a new replica count in the marker (only while nothing runs: the supervisor reads
@@ -390,11 +383,7 @@ impl Home {
     pub fn set_replicas(&mut self, replicas: Replicas) -> anyhow::Result<()> {
         replicas.check().map_err(|why| fail(Code::Usage, why))?;
         self.marker.replicas = replicas;
-        write_atomic(
-            &self.dir.join(MARKER),
-            serde_json::to_string_pretty(&self.marker)?.as_bytes(),
-            0o644,
-        )
+        self.save_marker()
     }
 
     pub fn secrets(&self) -> anyhow::Result<Secrets> {

@@ -42,6 +42,17 @@ pub async fn fresh_database() -> DatabaseSettings {
     }
 }
 
+/// A pool on a fresh database with paykit's own tables (outbox, inbox, idempotency keys,
+/// sessions) migrated.
+pub async fn paykit_pool() -> sqlx::PgPool {
+    let pool = fresh_database().await.pool().expect("pool");
+    crate::db::PAYKIT_MIGRATIONS
+        .run(&pool)
+        .await
+        .expect("paykit's tables");
+    pool
+}
+
 /// The test platform's `paytool status --json --show-secrets`, which `scripts/test.sh` writes
 /// to the file named by `PAYTOOL_TEST_STATUS`.
 pub const STATUS_ENV: &str = "PAYTOOL_TEST_STATUS";

@@ -40,14 +40,7 @@ impl Handler for SlowFirst {
 
 #[tokio::test]
 async fn an_apply_that_outlasts_its_bound_is_abandoned_and_done_again_once() {
-    let pool = paykit::testing::fresh_database()
-        .await
-        .pool()
-        .expect("pool");
-    paykit::db::PAYKIT_MIGRATIONS
-        .run(&pool)
-        .await
-        .expect("paykit's tables");
+    let pool = paykit::testing::paykit_pool().await;
     sqlx::query("CREATE TABLE applied (event_id uuid PRIMARY KEY)")
         .execute(&pool)
         .await

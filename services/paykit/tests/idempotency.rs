@@ -60,13 +60,8 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
-    let database = paykit::testing::fresh_database().await;
-    let pool = database.pool().expect("pool");
+    let pool = paykit::testing::paykit_pool().await;
     let store = Store::new(pool.clone());
-    paykit::db::PAYKIT_MIGRATIONS
-        .run(&pool)
-        .await
-        .expect("paykit's tables");
     let calls = Arc::new(AtomicU64::new(0));
     let state = TestState {
         verifier: Verifier::new(paykit::testing::auth_settings("orchestrator")).expect("verifier"),

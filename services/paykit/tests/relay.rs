@@ -7,14 +7,7 @@ const PUBLISH_BOUND_S: u64 = 60;
 
 #[tokio::test]
 async fn a_relay_whose_producer_failed_fatally_makes_a_new_one_and_publishes_what_waited() {
-    let pool = paykit::testing::fresh_database()
-        .await
-        .pool()
-        .expect("pool");
-    paykit::db::PAYKIT_MIGRATIONS
-        .run(&pool)
-        .await
-        .expect("paykit's tables");
+    let pool = paykit::testing::paykit_pool().await;
     let kafka = paykit::testing::kafka_settings().await;
     let relay = paykit::events::Relay::new(pool.clone(), kafka.clone()).expect("a relay");
     // What a broker that lost the producer's state makes librdkafka raise: every later send

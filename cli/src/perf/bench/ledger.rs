@@ -202,7 +202,8 @@ pub async fn ledger_report(
             ),
         ));
     }
-    let run = tokio::task::spawn_blocking({
+    // `clients` connections for `duration_s`, with `extra` options; stdout and stderr.
+    let timed = |extra: &[String]| {
         let mut command = pgbench(&[
             "-c".into(),
             clients.to_string(),
@@ -211,25 +212,26 @@ pub async fn ledger_report(
             "-T".into(),
             duration_s.to_string(),
         ]);
-        move || command.output()
-    })
-    .await??;
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let pgbench_tps = stdout
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| {
-            fail(
-                Code::Failed,
-                format!(
-                    "pgbench printed no tps: {} {}",
-                    stdout.trim(),
-                    String::from_utf8_lossy(&run.stderr).trim()
-                ),
-            )
-        })?;
+        command.args(extra);
+        async move {
+            let run = tokio::task::spawn_blocking(move || command.output()).await??;
+            Ok::<_, anyhow::Error>((
+                String::from_utf8_lossy(&run.stdout).into_owned(),
+                String::from_utf8_lossy(&run.stderr).into_owned(),
+            ))
+        }
+    };
+    let (stdout, stderr) = timed(&[]).await?;
+    let pgbench_tps = tps_of(&stdout).ok_or_else(|| {
+        fail(
+            Code::Failed,
+            format!(
+                "pgbench printed no tps: {} {}",
+                stdout.trim(),
+                stderr.trim()
+            ),
+        )
+    })?;
     line.done(&format!("{pgbench_tps:.0} tps"));
 
     let line = ui.step("pgbench tpc-b, open model");
@@ -238,30 +240,20 @@ pub async fn ledger_report(
     for _ in 0..OPEN_STEPS_MAX {
         let rate_per_s = rate.round() as u32;
         line.working(&format!("{rate_per_s}/s for {duration_s} s"));
-        let run = tokio::task::spawn_blocking({
-            let mut command = pgbench(&[
-                "-c".into(),
-                clients.to_string(),
-                "-j".into(),
-                clients.to_string(),
-                "-T".into(),
-                duration_s.to_string(),
-                "-R".into(),
-                rate_per_s.to_string(),
-                "-L".into(),
-                OPEN_LATENCY_LIMIT_MS.to_string(),
-            ]);
-            move || command.output()
-        })
-        .await??;
-        let stdout = String::from_utf8_lossy(&run.stdout);
+        let (stdout, stderr) = timed(&[
+            "-R".into(),
+            rate_per_s.to_string(),
+            "-L".into(),
+            OPEN_LATENCY_LIMIT_MS.to_string(),
+        ])
+        .await?;
         let step = open_step(rate_per_s, &stdout).ok_or_else(|| {
             fail(
                 Code::Failed,
                 format!(
                     "pgbench -R printed no tps: {} {}",
                     stdout.trim(),
-                    String::from_utf8_lossy(&run.stderr).trim()
+                    stderr.trim()
                 ),
             )
         })?;
@@ -433,6 +425,15 @@ pub async fn ledger_report(
     Ok(report)
 }
 
+/// pgbench's "tps = 999.02 (without initial connection time)".
+fn tps_of(stdout: &str) -> Option<f64> {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+}
+
 /// What one `pgbench -R … -L …` run printed, judged; `None` without a tps line.
 pub fn open_step(rate_per_s: u32, stdout: &str) -> Option<OpenStep> {
     // "number of transactions above the 1000.0 ms latency limit: 3/9000 (0.033%)", and the
@@ -445,11 +446,7 @@ pub fn open_step(rate_per_s: u32, stdout: &str) -> Option<OpenStep> {
             .and_then(|(value, _)| value.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    let tps = stdout
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())?;
+    let tps = tps_of(stdout)?;
     let late_pct = percent_on("latency limit") + percent_on("transactions skipped");
     let failed_pct = percent_on("failed transactions");
     Some(OpenStep::judged(rate_per_s, tps, late_pct, failed_pct))
