@@ -89,6 +89,8 @@ fn bench_runs_every_phase_and_writes_its_report_and_chart() {
         "5",
         "--rates",
         "5,6",
+        "--open-steps",
+        "2",
         "--json",
         "--report-dir",
         dir.path().to_str().expect("UTF-8"),
@@ -157,8 +159,16 @@ fn bench_runs_every_phase_and_writes_its_report_and_chart() {
         );
         assert!(memory["peak_mib"].as_f64() >= memory["idle_mib"].as_f64());
     }
+    // pgbench, the ledger and the sagas at fixed rates: one or two steps each (`--open-steps`).
+    let open = report["ledger"]["open"].as_array().expect("open ladders");
+    assert_eq!(open.len(), 3, "{open:?}");
+    for ladder in open {
+        let steps = ladder["steps"].as_array().expect("steps").len();
+        assert!((1..=2).contains(&steps), "{ladder}");
+        assert!(ladder["max_per_s"].as_f64().is_some(), "{ladder}");
+    }
     let targets = report["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 8);
+    assert_eq!(targets.len(), 9);
     assert!(targets.iter().all(|t| t["met"].is_boolean()), "{targets:?}");
 
     let markdown =

@@ -374,6 +374,10 @@ pub struct BenchAllArgs {
     /// keep up with
     #[arg(long, default_value = crate::perf::bench::DEFAULT_RATES)]
     pub rates: String,
+    /// Steps at most of each open-model baseline ladder (pgbench, the ledger, the sagas at
+    /// fixed rates, 25 % apart from a quarter of their closed figure; 1 to 12)
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u8).range(1..=12))]
+    pub open_steps: u8,
     /// Where the markdown report and the chart go [default: <home>/bench]
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<std::path::PathBuf>,
@@ -435,6 +439,10 @@ pub struct BenchLedgerArgs {
     /// Seconds each measurement runs (1 to 600)
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=600))]
     pub duration_s: u16,
+    /// Steps at most of each open-model ladder (fixed rates 25 % apart from a quarter of the
+    /// closed figure; 1 to 12)
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u8).range(1..=12))]
+    pub open_steps: u8,
     /// Print the results as JSON
     #[arg(long)]
     pub json: bool,

@@ -71,7 +71,7 @@ const OPEN_FAILED_PCT_MAX: f64 = 1.0;
 /// A step whose throughput falls this far under its rate did not keep up either.
 const OPEN_TPS_SHORTFALL_MAX: f64 = 0.03;
 /// The open ladder starts at this fraction of the closed run's tps, climbs 25 % a step, and
-/// stops at the first step not kept up with, or after this many.
+/// stops at the first step not kept up with, or after `--open-steps` (at most this many).
 const OPEN_START_FRACTION: f64 = 0.25;
 const OPEN_STEPS_MAX: usize = 12;
 
@@ -125,7 +125,15 @@ pub async fn ledger(
     args: &BenchLedgerArgs,
     ui: &Ui,
 ) -> anyhow::Result<i32> {
-    let report = ledger_report(home, pg_bin, args.clients, args.duration_s, ui).await?;
+    let report = ledger_report(
+        home,
+        pg_bin,
+        args.clients,
+        args.duration_s,
+        args.open_steps,
+        ui,
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -168,8 +176,10 @@ pub async fn ledger_report(
     pg_bin: &std::path::Path,
     clients: u16,
     duration_s: u16,
+    open_steps: u8,
     ui: &Ui,
 ) -> anyhow::Result<Report> {
+    assert!((1..=OPEN_STEPS_MAX).contains(&usize::from(open_steps)));
     crate::runtime::state::require_running(home)?;
     let secrets = home.secrets()?;
     let port = home.ports().postgres;
@@ -235,9 +245,9 @@ pub async fn ledger_report(
     line.done(&format!("{pgbench_tps:.0} tps"));
 
     let line = ui.step("pgbench tpc-b, open model");
-    let mut open_steps: Vec<OpenStep> = Vec::new();
+    let mut pgbench_steps: Vec<OpenStep> = Vec::new();
     let mut rate = (pgbench_tps * OPEN_START_FRACTION).max(1.0);
-    for _ in 0..OPEN_STEPS_MAX {
+    for _ in 0..open_steps {
         let rate_per_s = rate.round() as u32;
         line.working(&format!("{rate_per_s}/s for {duration_s} s"));
         let (stdout, stderr) = timed(&[
@@ -258,13 +268,13 @@ pub async fn ledger_report(
             )
         })?;
         let sustained = step.sustained;
-        open_steps.push(step);
+        pgbench_steps.push(step);
         if !sustained {
             break;
         }
         rate *= 1.25;
     }
-    let pgbench_open = OpenLadder::new("pgbench TPC-B", open_steps);
+    let pgbench_open = OpenLadder::new("pgbench TPC-B", pgbench_steps);
     let pgbench_open_tps = pgbench_open.max_per_s;
     let mut open = vec![pgbench_open];
     drop_database(&admin_url, PGBENCH_DB).await?;
@@ -335,6 +345,7 @@ pub async fn ledger_report(
     let ladder = open_ladder(
         "ledger transfers, uniform",
         phases[0].per_second * OPEN_START_FRACTION,
+        open_steps,
         duration,
         &line,
         {
@@ -384,6 +395,7 @@ pub async fn ledger_report(
     let ladder = open_ladder(
         "payment sagas, uniform",
         phases[2].per_second * OPEN_START_FRACTION,
+        open_steps,
         duration,
         &line,
         {
@@ -475,10 +487,11 @@ async fn pay(
 }
 
 /// Climbs fixed arrival rates from `start_per_s`, 25 % a step, until a step is not kept up
-/// with (or [`OPEN_STEPS_MAX`]).
+/// with (or after `steps_max`).
 async fn open_ladder<F, Fut>(
     name: &'static str,
     start_per_s: f64,
+    steps_max: u8,
     duration: Duration,
     line: &crate::support::ui::Line,
     operation: F,
@@ -489,7 +502,7 @@ where
 {
     let mut steps = Vec::new();
     let mut rate = start_per_s.max(1.0);
-    for _ in 0..OPEN_STEPS_MAX {
+    for _ in 0..steps_max {
         let rate_per_s = rate.round() as u32;
         line.working(&format!("{rate_per_s}/s for {} s", duration.as_secs()));
         let step = run_open(rate_per_s, duration, operation.clone()).await;

@@ -116,7 +116,15 @@ pub async fn run(
     let (known_damage, damage_before) = damage_before(home, &ui).await?;
     let memory = MemorySampler::start(home);
 
-    let ledger = ledger::ledger_report(home, pg_bin, args.clients, args.step_s, &ui).await?;
+    let ledger = ledger::ledger_report(
+        home,
+        pg_bin,
+        args.clients,
+        args.step_s,
+        args.open_steps,
+        &ui,
+    )
+    .await?;
     if !ledger.ledger_verified {
         return Err(fail(
             Code::Violation,
