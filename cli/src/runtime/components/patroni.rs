@@ -16,6 +16,7 @@ use nix::unistd::{chown, User};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Patroni and PostgreSQL run as this user (PostgreSQL refuses root).
 const SYSTEM_USER: &str = "postgres";
@@ -166,6 +167,65 @@ impl Component for Patroni {
             }
             Ok(())
         })
+    }
+
+    /// Before a node (re)starts: its configuration, and the PostgreSQL a killed Patroni left
+    /// running stopped. Patroni starts PostgreSQL in a process group of its own, so a SIGKILL
+    /// of the node (chaos experiment kill-patroni-node) left the postmaster holding the node's
+    /// port, and every restart of the node was refused for it: the node stayed down for good.
+    fn prepare_instance<'a>(&'a self, ctx: &'a Ctx, instance: u8) -> Step<'a> {
+        Box::pin(async move {
+            write_config(ctx, instance)?;
+            stop_leftover_postgres(&node_dir(&ctx.home, instance).join("data")).await;
+            Ok(())
+        })
+    }
+}
+
+/// A leftover postmaster gets this long to stop after SIGINT (a fast shutdown: sessions ended,
+/// a checkpoint) before it is killed; a fast shutdown of an idle node takes well under a second.
+const LEFTOVER_STOP_TIMEOUT_MS: u64 = 10_000;
+const LEFTOVER_POLL_MS: u64 = 100;
+
+/// Stops the postmaster of `data_dir` when one still runs without its Patroni: the pid in its
+/// `postmaster.pid`, if that process is a postgres of this very directory (a pid reused by
+/// anything else is left alone). Fast shutdown first, SIGKILL of its process group after
+/// [`LEFTOVER_STOP_TIMEOUT_MS`].
+async fn stop_leftover_postgres(data_dir: &std::path::Path) {
+    let Some(pid) = std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let data = data_dir.as_os_str().as_encoded_bytes();
+        args.first()
+            .is_some_and(|program| program.ends_with(b"postgres"))
+            && args.contains(&data)
+    });
+    if !ours {
+        return;
+    }
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    let target = nix::unistd::Pid::from_raw(raw);
+    crate::support::log::line(
+        "supervisor",
+        &format!(
+            "patroni: stopping the PostgreSQL (pid {pid}) a killed node left running in {}",
+            data_dir.display()
+        ),
+    );
+    let _ = nix::sys::signal::kill(target, Signal::SIGINT);
+    let deadline = std::time::Instant::now() + Duration::from_millis(LEFTOVER_STOP_TIMEOUT_MS);
+    while crate::runtime::state::is_alive(pid) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(LEFTOVER_POLL_MS)).await;
+    }
+    if crate::runtime::state::is_alive(pid) {
+        let _ = nix::sys::signal::killpg(target, Signal::SIGKILL);
     }
 }
 
