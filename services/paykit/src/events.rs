@@ -174,7 +174,15 @@ pub async fn append_traced(
 fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", &settings.bootstrap_servers)
-        .set("enable.idempotence", "true")
+        // Not Kafka's idempotent producer: it dedups by producer id and sequence number, and a
+        // broker that had lost its producer-id state (Kafka's log directory full, then
+        // restarted: chaos test order) handed a new producer an id it still held sequences
+        // for, so the broker answered a payment's event "duplicate" (a success) and wrote
+        // nothing: the event was marked published and never reached its merchant. Duplicates
+        // are the consumers' business anyway (their inbox applies an event once); one request
+        // in flight keeps each partition in order across retries.
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
         .set("acks", "all")
         .set("message.timeout.ms", PRODUCE_TIMEOUT_MS.to_string())
         .set("linger.ms", "1")
