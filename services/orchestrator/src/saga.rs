@@ -435,13 +435,7 @@ impl Sagas {
         plan: &Plan,
         traceparent: &str,
     ) -> Result<Option<SagaView>, SagaError> {
-        paykit::failpoints::delay("orchestrator.saga.step-delay").await;
-        if paykit::failpoints::fails("orchestrator.saga.before-step") {
-            return Err(LedgerError::Database(sqlx::Error::Protocol(
-                "failpoint orchestrator.saga.before-step".into(),
-            ))
-            .into());
-        }
+        single_commit_failpoints().await?;
         let id = Uuid::new_v4();
         let batch = payment_transfers(id, plan)?;
         let mut tx = self.pool.begin().await?;
@@ -595,13 +589,7 @@ impl Sagas {
     /// taken leaves its payment out, answered `None`), all their transfers as one ledger batch,
     /// their events, one commit. Any error or refusal leaves nothing written.
     async fn pay_together(&self, jobs: &[GroupJob]) -> Result<Vec<Option<SagaView>>, SagaError> {
-        paykit::failpoints::delay("orchestrator.saga.step-delay").await;
-        if paykit::failpoints::fails("orchestrator.saga.before-step") {
-            return Err(LedgerError::Database(sqlx::Error::Protocol(
-                "failpoint orchestrator.saga.before-step".into(),
-            ))
-            .into());
-        }
+        single_commit_failpoints().await?;
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut transfers = Vec::with_capacity(jobs.len() * 2);
@@ -1473,6 +1461,19 @@ impl TryFrom<SagaRow> for SagaView {
 
 /// The business metrics of a saga that ended, counted once, after its commit: how many of each
 /// kind ended in each state, and how much money (minor units, by currency) they moved.
+/// The saga failpoints a single commit (alone or a group's) passes, as a step does: the delay,
+/// then the error a database would give before any work.
+async fn single_commit_failpoints() -> Result<(), SagaError> {
+    paykit::failpoints::delay("orchestrator.saga.step-delay").await;
+    if paykit::failpoints::fails("orchestrator.saga.before-step") {
+        return Err(LedgerError::Database(sqlx::Error::Protocol(
+            "failpoint orchestrator.saga.before-step".into(),
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// A payment's transfers in one commit: its capture, and its fee when it has one.
 fn payment_transfers(id: Uuid, plan: &Plan) -> Result<Vec<NewTransfer>, SagaError> {
     let fees = plan
