@@ -480,8 +480,10 @@ fn step_of(rate: u32, report: &load::Report, cpu: CpuUse, db: DbUse) -> Step {
 }
 
 /// The ladder `--rates` climbs by default: from 25 a second, each step 25 % above the last
-/// (rounded down), to the rates no installation of this kind sustains.
-pub const DEFAULT_RATES: &str = "25,31,38,47,58,72,90,112,140,175,218,272,340,425";
+/// (rounded down), to the rates no installation of this kind sustains. (It stopped at 425
+/// until 2026-12-07, when the direct path sustained 425/s: its maximum, and the gateway's
+/// share of it, were then capped by the ladder, as the report said.)
+pub const DEFAULT_RATES: &str = "25,31,38,47,58,72,90,112,140,175,218,272,340,425,531,663,828";
 
 /// A ladder's step may climb at most this many percent: the highest rate a ladder sustains is
 /// then within a quarter of the true maximum (a ladder of 100, 150 calls 100 a maximum that may
@@ -1026,7 +1028,7 @@ mod tests {
             parse_rates(DEFAULT_RATES)
                 .expect("the default climbs by 25 %")
                 .len(),
-            14
+            17
         );
         for bad in [
             "", "50,25", "0,10", "10,10", "a", "2000", "25,50", "100,126",
