@@ -126,4 +126,8 @@ step "browser tests"
 scripts/browser-setup.sh
 node --test tests/browser/
 
+# The portal's catalog and Software Templates, with Backstage's own packages (npm, cached).
+step "catalog validation (Backstage)"
+scripts/validate-catalog.sh
+
 step "done"

@@ -7,7 +7,7 @@ use crate::args::{
 };
 use crate::runtime::components::services::Service;
 use crate::support::exit::{fail, Code};
-use crate::{chaos, observe, pay, perf, runtime, support};
+use crate::{chaos, observe, pay, perf, runtime, scaffold, support};
 
 fn service(name: ServiceName) -> Service {
     Service::from(name)
@@ -181,6 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             observe::slo::run(&home, &project, json).await
         }
         Command::Chaos(command) => chaos::run(&home_dir, &project, command).await,
+        Command::Scaffold(command) => scaffold::run(&project, command),
         Command::Agent {
             listen,
             spans_udp,

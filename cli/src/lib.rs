@@ -11,6 +11,7 @@
 //! - [`pay`]: the payment flows from the terminal, the ledger check, QR payloads.
 //! - [`perf`]: load scenarios and benchmarks, and the one way to compute latency figures.
 //! - [`chaos`]: experiments as data, the faults, probes and money invariants of a run, journals.
+//! - [`scaffold`]: new services from the project's templates, and their upgrades.
 //! - [`support`]: what every room uses: progress output, exit codes, reading `/proc`.
 //! - [`app`]: one function from a parsed command line to an exit code.
 
@@ -21,4 +22,5 @@ pub mod observe;
 pub mod pay;
 pub mod perf;
 pub mod runtime;
+pub mod scaffold;
 pub mod support;

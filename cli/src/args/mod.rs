@@ -189,6 +189,13 @@ pub enum Command {
     )]
     Chaos(ChaosCommand),
 
+    /// New services from the project's templates, and their upgrades to newer templates
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool scaffold service loyalty --lang rust --owner loyalty-team\n  paytool scaffold service gift-cards --lang rust --dry-run --json\n  paytool scaffold upgrade loyalty\n\nTemplates live in templates/service/<language> (docs/scaffolding.md)."
+    )]
+    Scaffold(ScaffoldCommand),
+
     /// Internal: the supervisor process that `up` starts
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -849,6 +856,61 @@ mod tests {
             assert!(parse_replicas(bad).is_err(), "{bad} was accepted");
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScaffoldCommand {
+    /// Render a new service into services/NAME, add it to the workspace and register it with
+    /// the local runtime (the next `paytool up` builds, starts, probes and routes it)
+    #[command(
+        after_help = "Examples:\n  paytool scaffold service loyalty --lang rust\n  paytool scaffold service gift-cards --lang rust --owner cards-team --port 28402\n  paytool scaffold service loyalty --lang rust --dry-run --json | jq -r '.files[]'\n\nThen: paytool up, and https://loyalty.local.test/health/ready answers.\nExit code 2 when the name is taken, invalid, or a file it would write exists (nothing is written)."
+    )]
+    Service(ScaffoldServiceArgs),
+    /// Re-render a scaffolded service with the current template: a three-way merge of what
+    /// it was made with, what it is now, and what the template makes today
+    #[command(
+        after_help = "Examples:\n  paytool scaffold upgrade loyalty\n  paytool scaffold upgrade loyalty --dry-run --json\n\nExit code 0 when it merged cleanly (or had nothing to do), 1 when files have conflict markers to resolve."
+    )]
+    Upgrade {
+        /// The service's name (its directory under services/)
+        name: String,
+        /// Say what would change, and write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the outcome as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The languages a service can be scaffolded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceLanguage {
+    Rust,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaffoldServiceArgs {
+    /// The service's name: lowercase words joined by single hyphens (loyalty, gift-cards)
+    pub name: String,
+    /// The template's language
+    #[arg(long = "lang", value_enum)]
+    pub language: ServiceLanguage,
+    /// The team that owns it (its Backstage owner)
+    #[arg(long, default_value = "payments-team")]
+    pub owner: String,
+    /// One line that says what it does
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Its port in the default installation (28401..28408); the first free one when not given
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Say what would be written, and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the outcome as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -788,7 +788,7 @@ method:
     fn an_unknown_component_is_refused() {
         let error = parse(&MINIMAL.replace("orchestrator}", "mainframe}")).expect_err("refused");
         assert!(
-            error.contains("method[0]") && error.contains("mainframe"),
+            error.contains("/method/0/fault/target/component") && error.contains("mainframe"),
             "{error}"
         );
     }

@@ -32,7 +32,11 @@ pub struct SloReport {
 
 pub async fn run(home: &Home, project: &Path, json: bool) -> anyhow::Result<i32> {
     crate::runtime::state::require_running(home)?;
-    let file = slo::load(&project.join(SLOS))?;
+    let apps: Vec<&str> = crate::runtime::components::apps::of(home)
+        .into_iter()
+        .map(crate::runtime::components::apps::App::as_str)
+        .collect();
+    let file = slo::load_with_apps(project, &project.join(SLOS), &apps)?;
     let prometheus = Prometheus::new(prometheus_url(home))?;
     let mut reports = Vec::with_capacity(file.slos.len());
     for slo in &file.slos {

@@ -157,6 +157,26 @@ pub fn load(path: &Path) -> anyhow::Result<SloFile> {
     parse(&text).with_context(|| format!("invalid SLOs in {}", path.display()))
 }
 
+/// The platform's SLOs (`platform`) with those of the installation's scaffolded services
+/// (`services/NAME/slo.yaml`, for each that has one), checked as one set: a name stays unique
+/// across all of them.
+pub fn load_with_apps(project: &Path, platform: &Path, apps: &[&str]) -> anyhow::Result<SloFile> {
+    let mut file = load(platform)?;
+    for app in apps {
+        let path = project.join("services").join(app).join("slo.yaml");
+        if path.is_file() {
+            file.slos.extend(load(&path)?.slos);
+        }
+    }
+    file.validate().with_context(|| {
+        format!(
+            "the SLOs of {} and the scaffolded services",
+            platform.display()
+        )
+    })?;
+    Ok(file)
+}
+
 /// Parses and validates an SLO file's text.
 pub fn parse(text: &str) -> anyhow::Result<SloFile> {
     let file: SloFile = serde_yaml::from_str(text).context("not a valid SLO file")?;

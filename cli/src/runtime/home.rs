@@ -51,6 +51,10 @@ pub struct Marker {
     /// --trace-sample-percent`; every trace (100) when not set.
     #[serde(default = "every_trace")]
     pub trace_sample_percent: u8,
+    /// The services scaffolded into the project (`paytool scaffold service`) that this
+    /// installation runs, as `up` last found them under `services/`.
+    #[serde(default)]
+    pub apps: Vec<crate::runtime::components::apps::AppEntry>,
 }
 
 fn one_broker() -> u8 {
@@ -130,7 +134,7 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         Self {
             postgres_superuser: random_secret(),
             db_orchestrator: random_secret(),
@@ -267,6 +271,7 @@ impl Home {
             kafka_brokers: one_broker(),
             chaos: false,
             trace_sample_percent: every_trace(),
+            apps: Vec::new(),
         };
         let home = Self {
             dir: dir.to_path_buf(),
@@ -375,6 +380,18 @@ impl Home {
             return Ok(());
         }
         self.marker.trace_sample_percent = percent;
+        self.save_marker()
+    }
+
+    /// Keeps the scaffolded services this installation runs (`up` finds them in the project).
+    pub fn set_apps(
+        &mut self,
+        apps: Vec<crate::runtime::components::apps::AppEntry>,
+    ) -> anyhow::Result<()> {
+        if self.marker.apps == apps {
+            return Ok(());
+        }
+        self.marker.apps = apps;
         self.save_marker()
     }
 

@@ -101,6 +101,11 @@ pub struct Ports {
     pub toxiproxy_api: u16,
     #[serde(default)]
     pub toxiproxy_first: u16,
+    /// Services scaffolded into the project (base + 59 …, `paytool scaffold service`): one
+    /// port each, [`APPS_MAX`] in all. A service's stamp keeps its port in the default
+    /// installation (28401 …); every installation gives it the same place in its own range.
+    #[serde(default)]
+    pub app_first: u16,
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -119,15 +124,22 @@ pub const KAFKA_BROKERS_MAX: u8 = 3;
 /// Routes through Toxiproxy: each service to PostgreSQL and to Keycloak, and the calls between
 /// services (`toxiproxy::ROUTES`, which a test keeps this long).
 pub const TOXIPROXY_ROUTES: u16 = 10;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 58): 27
+/// The most scaffolded services a project may have: each has its port reserved in every
+/// installation's range.
+pub const APPS_MAX: u16 = 8;
+/// The first scaffolded service's port in the default installation; a stamp's `port` is one of
+/// `APP_PORTS`.
+pub const APP_PORTS: std::ops::Range<u16> = 28401..28401 + APPS_MAX;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 66): 27
 /// before the replicas, the replicas', 6 of PostgreSQL's HA, 3 per further Kafka broker,
-/// Toxiproxy's API and its routes.
+/// Toxiproxy's API and its routes, then the scaffolded services'.
 const PORTS_PER_BASE: u16 = 27
     + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1)
     + 6
     + 3 * (KAFKA_BROKERS_MAX as u16 - 1)
     + 1
-    + TOXIPROXY_ROUTES;
+    + TOXIPROXY_ROUTES
+    + APPS_MAX;
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -202,6 +214,7 @@ impl Ports {
                 // Toxiproxy's own default API port is 8474; 28475 … 28484 are its routes.
                 toxiproxy_api: 28474,
                 toxiproxy_first: 28475,
+                app_first: APP_PORTS.start,
             };
         }
         Self {
@@ -242,6 +255,7 @@ impl Ports {
             kafka_metrics_more: [base + 46, base + 47],
             toxiproxy_api: base + 48,
             toxiproxy_first: base + 49,
+            app_first: base + 49 + TOXIPROXY_ROUTES,
         }
     }
 
@@ -350,6 +364,7 @@ impl Ports {
             },
             toxiproxy_api: or_planned(self.toxiproxy_api, planned.toxiproxy_api),
             toxiproxy_first: or_planned(self.toxiproxy_first, planned.toxiproxy_first),
+            app_first: or_planned(self.app_first, planned.app_first),
             ..self
         }
     }
@@ -412,12 +427,20 @@ impl Ports {
             ("toxiproxy (api)", self.toxiproxy_api),
         ];
         ports.extend(replicas);
+        ports.extend((0..APPS_MAX).map(|slot| ("scaffolded service", self.app_first + slot)));
         ports.extend(
             crate::runtime::components::toxiproxy::ROUTES
                 .iter()
                 .map(|route| (route.name, self.toxiproxy_route(route.index()))),
         );
         ports
+    }
+
+    /// Where a scaffolded service listens in this installation: its stamped port (one of
+    /// [`APP_PORTS`]) at the same place in this installation's range.
+    pub fn app_port(&self, stamped: u16) -> u16 {
+        assert!(APP_PORTS.contains(&stamped), "app port {stamped}");
+        self.app_first + (stamped - APP_PORTS.start)
     }
 
     /// `":8443"`, or `""` on the default HTTPS port: what public URLs append to the host.

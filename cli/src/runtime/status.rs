@@ -140,16 +140,27 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
         }
     };
     let ports = home.ports();
-    let databases = Service::ALL
+    // The platform's services' databases, then the scaffolded services'.
+    let owners = Service::ALL
         .iter()
         .map(|service| {
-            let db = service.database();
-            let password = service.database_password(&secrets);
+            (
+                service.database(),
+                service.database_password(&secrets).to_string(),
+            )
+        })
+        .chain(
+            crate::runtime::components::apps::of(home)
+                .into_iter()
+                .map(|app| (app.database(), app.database_password(&secrets))),
+        );
+    let databases = owners
+        .map(|(db, password)| {
             (
                 db.clone(),
                 format!(
                     "postgres://{db}:{}@127.0.0.1:{}/{db}",
-                    hide(password),
+                    hide(&password),
                     ports.postgres
                 ),
             )

@@ -65,7 +65,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<()> {
     std::fs::write(&pid_file, std::process::id().to_string())?;
 
     let mut specs: Vec<Spec> = Vec::new();
-    for name in components::names() {
+    for name in components::names_of(&ctx.home) {
         specs.extend(name.component().specs(&ctx)?);
     }
     // Services run from a staged copy of their binary, so that a rebuild does not change what
@@ -151,7 +151,7 @@ async fn start_and_watch(
     let mut watched: Vec<(Spec, tokio::task::JoinHandle<Option<Child>>)> = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
 
-    'waves: for wave in components::WAVES {
+    'waves: for wave in components::waves(&ctx.home) {
         // A component whose binaries are still being built does not hold its wave back: it
         // starts on its own once they are there (see `start_when_built`).
         let (deferred, now): (Vec<Spec>, Vec<Spec>) = wave

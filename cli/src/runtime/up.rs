@@ -1,7 +1,7 @@
 //! `paytool up`: set up what is missing, start the supervisor, and follow it until every
 //! component is ready (or one fails, or Ctrl-C).
 
-use crate::runtime::components::{services, ComponentName};
+use crate::runtime::components::{self, services, ComponentName};
 use crate::runtime::home::Home;
 use crate::runtime::ports::{can_bind, in_use_on_loopback};
 use crate::runtime::setup::Setup;
@@ -121,6 +121,17 @@ pub async fn run(
             format!("service binaries {} are not in {}: build them with `cargo build --workspace --bins` (add --release for a release paytool)", missing.join(", "), bin_dir.display()),
         ));
     }
+    // Services scaffolded into the project run beside the platform's own: found by their
+    // stamps, kept in the marker for `status`, `logs` and `down`, built like the rest.
+    let apps = components::apps::discover(project)?;
+    if !apps.is_empty() {
+        let names: Vec<&str> = apps.iter().map(|app| app.name.as_str()).collect();
+        let line = ui.step(&format!("scaffolded services ({})", names.join(", ")));
+        line.working("building with cargo");
+        components::apps::build(&apps, &bin_dir, project)?;
+        line.done("built");
+    }
+    home.set_apps(apps)?;
     check_ports(&home)?;
 
     std::fs::create_dir_all(home.logs_dir())?;
@@ -303,6 +314,14 @@ fn print_summary(home: &Home, elapsed: Duration) {
         ("wallet", "the consumer wallet"),
     ] {
         println!("    {:<34} {what}", ports.public_url(host));
+    }
+    for app in &home.marker.apps {
+        println!(
+            "    {:<34} {}, scaffolded ({})",
+            ports.public_url(&app.name),
+            app.name,
+            app.language.as_str()
+        );
     }
     println!("  engines (loopback)");
     println!(

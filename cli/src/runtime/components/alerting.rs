@@ -195,7 +195,23 @@ async fn prepare(ctx: &Ctx, which: Alerting) -> anyhow::Result<()> {
                     .collect(),
                 path: "/metrics",
             };
-            let targets: Vec<Target> = services.into_iter().chain(engines).chain([kafka]).collect();
+            // Scaffolded services: a job each, named after the service.
+            let apps = super::apps::of(&ctx.home)
+                .into_iter()
+                .map(|app| {
+                    Ok(Target {
+                        job: app.as_str(),
+                        ports: vec![app.port(&ctx.home)?],
+                        path: "/metrics",
+                    })
+                })
+                .collect::<anyhow::Result<Vec<Target>>>()?;
+            let targets: Vec<Target> = services
+                .into_iter()
+                .chain(apps)
+                .chain(engines)
+                .chain([kafka])
+                .collect();
             context.insert("targets", &targets);
             std::fs::write(
                 dir.join("prometheus.yml"),
@@ -206,7 +222,11 @@ async fn prepare(ctx: &Ctx, which: Alerting) -> anyhow::Result<()> {
                 dir.join("recording-rules.yaml"),
             )
             .with_context(|| format!("cannot copy {RECORDING_RULES}"))?;
-            let slos = slo::load(&ctx.project.join(SLOS))?;
+            let apps: Vec<&str> = super::apps::of(&ctx.home)
+                .into_iter()
+                .map(super::apps::App::as_str)
+                .collect();
+            let slos = slo::load_with_apps(&ctx.project, &ctx.project.join(SLOS), &apps)?;
             let rules = if scale == 1 {
                 slo::rules(&slos)
             } else {

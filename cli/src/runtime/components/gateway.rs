@@ -139,6 +139,18 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     context.insert("realm", super::keycloak::REALM);
     context.insert("limits", &RateLimits::default());
     context.insert("apis", &apis());
+    let apps = super::apps::of(&ctx.home)
+        .into_iter()
+        .map(|app| {
+            Ok(AppHost {
+                name: app.as_str(),
+                host: format!("{}.local.test", app.as_str()),
+                upstream: app.database(),
+                port: app.port(&ctx.home)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<AppHost>>>()?;
+    context.insert("apps", &apps);
     for (name, template) in SNIPPETS {
         let path = dir.join(
             std::path::Path::new(template)
@@ -221,6 +233,16 @@ pub fn write_upstreams(
     }
     crate::runtime::home::write_atomic(&path, text.as_bytes(), 0o644)?;
     Ok(true)
+}
+
+/// A scaffolded service's host on the gateway.
+#[derive(Debug, serde::Serialize)]
+struct AppHost {
+    name: &'static str,
+    host: String,
+    /// The nginx upstream's name: `app_` and this (the name with underscores).
+    upstream: String,
+    port: u16,
 }
 
 /// One internal listener of the gateway: where the other services call this one.

@@ -47,6 +47,11 @@ pub enum ComponentName {
     ConsumerApi,
     MerchantApi,
     Gateway,
+    /// A service scaffolded into the project (`paytool scaffold service`), named after itself
+    /// (untagged: serialized and parsed as its bare name). Not a target of chaos experiments.
+    #[serde(untagged)]
+    #[schemars(skip)]
+    App(apps::App),
 }
 
 impl ComponentName {
@@ -68,6 +73,7 @@ impl ComponentName {
             Self::ConsumerApi => "consumer-api",
             Self::MerchantApi => "merchant-api",
             Self::Gateway => "gateway",
+            Self::App(app) => app.as_str(),
         }
     }
 
@@ -90,6 +96,7 @@ impl ComponentName {
             Self::Orchestrator => &services::Service::Orchestrator,
             Self::ConsumerApi => &services::Service::ConsumerApi,
             Self::MerchantApi => &services::Service::MerchantApi,
+            Self::App(app) => app.as_component(),
         }
     }
 }
@@ -121,10 +128,18 @@ impl std::fmt::Display for ComponentName {
 impl std::str::FromStr for ComponentName {
     type Err = anyhow::Error;
 
+    /// One of the platform's components, or else a scaffolded service's name (whether the
+    /// installation runs it is for the caller to say).
     fn from_str(text: &str) -> anyhow::Result<Self> {
-        names().find(|name| name.as_str() == text).ok_or_else(|| {
+        if let Some(name) = names().find(|name| name.as_str() == text) {
+            return Ok(name);
+        }
+        apps::App::named(text).map(Self::App).map_err(|_| {
             let known: Vec<&str> = names().map(ComponentName::as_str).collect();
-            anyhow::anyhow!("unknown component {text:?}: one of {}", known.join(", "))
+            anyhow::anyhow!(
+                "unknown component {text:?}: one of {}, or a scaffolded service's name",
+                known.join(", ")
+            )
         })
     }
 }
@@ -160,15 +175,34 @@ pub const WAVES: &[&[ComponentName]] = &[
     &[ComponentName::Gateway],
 ];
 
-/// Every component, in start order.
+/// Every component of the platform itself, in start order.
 pub fn names() -> impl Iterator<Item = ComponentName> {
     WAVES.iter().flat_map(|wave| wave.iter().copied())
 }
 
+/// The start waves of an installation: [`WAVES`], with its scaffolded services starting beside
+/// the platform's own (they need PostgreSQL and the collector, which the waves before start).
+pub fn waves(home: &Home) -> Vec<Vec<ComponentName>> {
+    let mut waves: Vec<Vec<ComponentName>> = WAVES.iter().map(|wave| wave.to_vec()).collect();
+    let services = waves
+        .iter()
+        .position(|wave| wave.contains(&ComponentName::Orchestrator))
+        .expect("a wave starts the services");
+    waves[services].extend(apps::of(home).into_iter().map(ComponentName::App));
+    waves
+}
+
+/// Every component of an installation, in start order: the platform's and its scaffolded
+/// services.
+pub fn names_of(home: &Home) -> impl Iterator<Item = ComponentName> {
+    waves(home).into_iter().flatten()
+}
+
 /// Every instance the installation runs, in start order: one of each component, a service's
-/// replicas, PostgreSQL's high-availability parts only with `--ha`.
+/// replicas, PostgreSQL's high-availability parts only with `--ha`, its scaffolded services.
 pub fn instances(home: &Home) -> impl Iterator<Item = (ComponentName, u8)> + '_ {
-    names().flat_map(move |name| (0..name.instances(home)).map(move |instance| (name, instance)))
+    names_of(home)
+        .flat_map(move |name| (0..name.instances(home)).map(move |instance| (name, instance)))
 }
 
 /// A preparation step's future (boxed so that `Component` can be a trait object).
@@ -309,6 +343,7 @@ macro_rules! engine_component {
 pub(crate) use engine_component;
 
 pub mod alerting;
+pub mod apps;
 pub mod gateway;
 pub mod kafka;
 pub mod kafka_metrics;

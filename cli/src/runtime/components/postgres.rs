@@ -268,17 +268,30 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
 async fn set_up_roles(ctx: &Ctx) -> anyhow::Result<()> {
     let options = PgConnectOptions::from_str(&admin_url(&ctx.home, &ctx.secrets))?;
     let mut connection = options.connect().await?;
-    let mut owners: Vec<(String, &str)> = services::Service::ALL
+    let mut owners: Vec<(String, String)> = services::Service::ALL
         .iter()
-        .map(|service| (service.database(), service.database_password(&ctx.secrets)))
+        .map(|service| {
+            (
+                service.database(),
+                service.database_password(&ctx.secrets).to_string(),
+            )
+        })
         .collect();
-    owners.push(("keycloak".to_string(), ctx.secrets.db_keycloak.as_str()));
+    owners.push(("keycloak".to_string(), ctx.secrets.db_keycloak.clone()));
+    // The scaffolded services' (their names are checked: lowercase words and hyphens).
+    owners.extend(
+        super::apps::of(&ctx.home)
+            .into_iter()
+            .map(|app| (app.database(), app.database_password(&ctx.secrets))),
+    );
     for (name, password) in owners {
         // Names are fixed identifiers and passwords are hex (see home::random_secret), so the
         // statements below cannot be injected into; DDL takes no bind parameters. The names
         // are ours (an invariant); the passwords come from a file a person may have edited,
         // so a bad one is an error that says what to do, not a panic.
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        assert!(name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
         anyhow::ensure!(
             !password.is_empty() && password.chars().all(|c| c.is_ascii_hexdigit()),
             "the database password of {name} in {} is not hexadecimal: restore the file, or start afresh with `paytool down --purge`",

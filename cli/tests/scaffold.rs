@@ -1,0 +1,337 @@
+//! The conformance test of the Rust service template, end to end: a service scaffolded into a
+//! scratch copy of the project passes its own contract tests, then `paytool up` builds and
+//! starts it beside the platform, its probe is green, the gateway routes its host over TLS,
+//! Prometheus scrapes its `/metrics` and Jaeger holds the trace of a request through the
+//! gateway; a second scaffold of the same name is refused without writing, and an upgrade of
+//! the unchanged service does nothing.
+
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PAYTOOL: &str = env!("CARGO_BIN_EXE_paytool");
+/// Its own port range, apart from the test platform's (26000) and runtime.rs's installations.
+const PORT_BASE: u16 = 29600;
+const HTTPS_PORT: u16 = PORT_BASE + 1;
+/// Prometheus scrapes every 15 s and Jaeger receives spans in batches: both are waited for.
+const OBSERVED_TIMEOUT_MS: u64 = 90_000;
+const POLL_MS: u64 = 1_000;
+
+fn project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ is in the project")
+        .to_path_buf()
+}
+
+/// The project's files as Git would commit them (tracked and new, not ignored), copied.
+fn copy_project(into: &Path) {
+    let listed = Command::new("git")
+        .args(["ls-files", "-co", "--exclude-standard", "-z"])
+        .current_dir(project())
+        .output()
+        .expect("git runs");
+    assert!(listed.status.success(), "git ls-files: {}", text(&listed));
+    for relative in listed.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let relative = std::str::from_utf8(relative).expect("UTF-8 paths");
+        let from = project().join(relative);
+        if !from.is_file() {
+            continue; // deleted in the working tree
+        }
+        let to = into.join(relative);
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("mkdir");
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {relative}: {e}"));
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Every file under `dir` with its contents: what "nothing was written" compares.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).expect("readable") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("readable");
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+struct Scratch {
+    root: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn project(&self) -> PathBuf {
+        self.root.path().join("project")
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    fn paytool(&self, args: &[&str]) -> Output {
+        Command::new(PAYTOOL)
+            .args(args)
+            .current_dir(self.project())
+            .env("PAYTOOL_HOME", self.home())
+            .env("PAYTOOL_PORT_BASE", PORT_BASE.to_string())
+            .env_remove("PAYTOOL_PROJECT_ROOT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("paytool runs")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.home().exists() {
+            let _ = self.paytool(&["down", "--purge"]);
+        }
+    }
+}
+
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_millis(OBSERVED_TIMEOUT_MS);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {OBSERVED_TIMEOUT_MS} ms"
+        );
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+    }
+}
+
+fn component_url(status: &Value, name: &str) -> String {
+    status["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["urls"][0].as_str())
+        .unwrap_or_else(|| panic!("{name} has a URL in the status: {status}"))
+        .to_string()
+}
+
+#[test]
+fn a_scaffolded_rust_service_passes_its_contract_runs_under_up_and_is_routed_scraped_and_traced() {
+    let root = tempfile::Builder::new()
+        .prefix("paytool-scaffold-")
+        .tempdir()
+        .expect("a temporary directory");
+    // The postgres user runs the database from inside the state directory.
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let scratch = Scratch { root };
+    copy_project(&scratch.project());
+    let started = Instant::now();
+
+    // Scaffold.
+    let made = scratch.paytool(&["scaffold", "service", "loyalty", "--lang", "rust", "--json"]);
+    assert!(made.status.success(), "scaffold: {}", text(&made));
+    let made: Value = serde_json::from_slice(&made.stdout).expect("--json is JSON");
+    assert_eq!(made["name"], "loyalty");
+    assert_eq!(made["port"], 28401, "the first free port");
+    let files: Vec<&str> = made["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for expected in [
+        "services/loyalty/Cargo.toml",
+        "services/contracts/loyalty.yaml",
+        "services/loyalty/Jenkinsfile",
+        "services/loyalty/deploy/base/deployment.yaml",
+    ] {
+        assert!(files.contains(&expected), "{expected} in {files:?}");
+        assert!(
+            scratch.project().join(expected).is_file(),
+            "{expected} written"
+        );
+    }
+    let workspace =
+        std::fs::read_to_string(scratch.project().join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        workspace.contains("\"services/loyalty\""),
+        "a workspace member: {workspace}"
+    );
+
+    // The same name again: refused with one line, nothing written.
+    let before = snapshot(&scratch.project().join("services"));
+    let again = scratch.paytool(&["scaffold", "service", "loyalty", "--lang", "rust"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("exists"), "says why: {stderr}");
+    assert_eq!(
+        before,
+        snapshot(&scratch.project().join("services")),
+        "nothing written"
+    );
+
+    // An upgrade of the unchanged service is a no-op.
+    let upgrade = scratch.paytool(&["scaffold", "upgrade", "loyalty", "--json"]);
+    assert!(upgrade.status.success(), "upgrade: {}", text(&upgrade));
+    let upgrade: Value = serde_json::from_slice(&upgrade.stdout).expect("JSON");
+    assert_eq!(upgrade["changes"], serde_json::json!([]), "{upgrade}");
+    assert_eq!(
+        before,
+        snapshot(&scratch.project().join("services")),
+        "nothing written"
+    );
+
+    // Its own contract tests, on the test platform's PostgreSQL (scripts/test.sh exports it).
+    // In the target directory paytool was built in: only the scratch copy's own crates build.
+    let target_dir = Path::new(PAYTOOL)
+        .parent()
+        .and_then(Path::parent)
+        .expect("paytool is in <target>/<profile>/");
+    // As its Jenkinsfile lints it: formatted, and clippy without a warning.
+    for lint in [
+        &["fmt", "-p", "loyalty", "--", "--check"][..],
+        &[
+            "clippy",
+            "--quiet",
+            "-p",
+            "loyalty",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ][..],
+    ] {
+        let linted = Command::new("cargo")
+            .args(lint)
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(scratch.project())
+            .stdin(Stdio::null())
+            .output()
+            .expect("cargo runs");
+        assert!(linted.status.success(), "cargo {lint:?}: {}", text(&linted));
+    }
+    let tests = Command::new("cargo")
+        .args(["test", "--quiet", "-p", "loyalty"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(scratch.project())
+        .stdin(Stdio::null())
+        .output()
+        .expect("cargo runs");
+    assert!(
+        tests.status.success(),
+        "the scaffolded service's tests: {}",
+        text(&tests)
+    );
+
+    // Under the local runtime.
+    let up = scratch.paytool(&["up"]);
+    assert!(up.status.success(), "up: {}", text(&up));
+    let status = scratch.paytool(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    let loyalty = status["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "loyalty"))
+        .unwrap_or_else(|| panic!("loyalty is a component: {status}"));
+    assert_eq!(loyalty["state"], "ready", "{loyalty}");
+    assert_eq!(loyalty["health"], "healthy", "{loyalty}");
+    eprintln!(
+        "scaffold to green (Rust): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Through the gateway, over TLS, with a trace we start.
+    let ca = std::fs::read(status["gateway"]["ca_certificate"].as_str().expect("ca"))
+        .expect("the CA is readable");
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"))
+        .resolve(
+            "loyalty.local.test",
+            std::net::SocketAddr::from(([127, 0, 0, 1], HTTPS_PORT)),
+        )
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let base = format!("https://loyalty.local.test:{HTTPS_PORT}");
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let (ready, created) = runtime.block_on(async {
+        let ready: Value = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .expect("the gateway answers")
+            .json()
+            .await
+            .expect("JSON");
+        let created = client
+            .post(format!("{base}/v1/items"))
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .json(&serde_json::json!({ "name": "first" }))
+            .send()
+            .await
+            .expect("the gateway answers");
+        (ready, created.status().as_u16())
+    });
+    assert_eq!(ready["service"], "loyalty", "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(created, 201);
+
+    // Scraped by Prometheus, as its own job.
+    let prometheus = component_url(&status, "prometheus");
+    wait_for("Prometheus scrapes loyalty", || {
+        let body: Value = runtime
+            .block_on(async {
+                client
+                    .get(format!("{prometheus}/api/v1/query"))
+                    .query(&[("query", "up{job=\"loyalty\"}")])
+                    .send()
+                    .await?
+                    .json()
+                    .await
+            })
+            .ok()?;
+        (body["data"]["result"][0]["value"][1] == "1").then_some(())
+    });
+
+    // The request's trace in Jaeger: the gateway's span and the service's.
+    let jaeger = component_url(&status, "jaeger");
+    let services = wait_for("the trace reaches Jaeger", || {
+        let body: Value = runtime
+            .block_on(async {
+                client
+                    .get(format!("{jaeger}/api/traces/{trace_id}"))
+                    .send()
+                    .await?
+                    .json()
+                    .await
+            })
+            .ok()?;
+        let processes = body["data"][0]["processes"].as_object()?;
+        let services: Vec<String> = processes
+            .values()
+            .filter_map(|p| p["serviceName"].as_str().map(str::to_string))
+            .collect();
+        services.iter().any(|s| s == "loyalty").then_some(services)
+    });
+    assert!(
+        services.iter().any(|s| s != "loyalty"),
+        "the gateway's span is in the trace too: {services:?}"
+    );
+}

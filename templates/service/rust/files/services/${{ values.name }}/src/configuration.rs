@@ -1,0 +1,14 @@
+//! Typed settings, layered: `configuration/base.toml`, `configuration/<APP_ENVIRONMENT>.toml`,
+//! then `APP__SECTION__KEY` environment variables (paykit::config). `paytool up` sets them all
+//! through the environment; secrets (the database URL) stay `SecretString`s.
+
+use paykit::config::HttpSettings;
+use paykit::db::DatabaseSettings;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+}

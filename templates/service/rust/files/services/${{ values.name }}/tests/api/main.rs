@@ -1,0 +1,163 @@
+//! Black-box tests over HTTP: each spawns the service on port 0 with a fresh database (on the
+//! real PostgreSQL that scripts/test.sh starts) and checks every answer against the contract.
+
+use ${{ values.crate }}::configuration::Settings;
+use ${{ values.crate }}::startup::Application;
+use paykit::testing::{fresh_database, Contract};
+
+struct TestApp {
+    address: String,
+    client: reqwest::Client,
+    contract: Contract,
+}
+
+async fn spawn_app() -> TestApp {
+    let settings = Settings {
+        http: paykit::config::HttpSettings::default(),
+        database: fresh_database().await,
+    };
+    let application = Application::build(settings)
+        .await
+        .expect("the service builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        contract: Contract::load("${{ values.name }}"),
+    }
+}
+
+impl TestApp {
+    async fn create(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/items", self.address))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        self.contract
+            .check_response("post", "/v1/items", response)
+            .await
+    }
+
+    async fn list(&self, query: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(format!("{}/v1/items{query}", self.address))
+            .send()
+            .await
+            .expect("sent");
+        self.contract
+            .check_response("get", "/v1/items", response)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn the_service_is_ready_when_its_database_answers() {
+    let app = spawn_app().await;
+    paykit::testing::assert_ready_with_database(&app.client, &app.address, "${{ values.name }}").await;
+    let response = app
+        .client
+        .get(format!("{}/health/ready", app.address))
+        .send()
+        .await
+        .expect("sent");
+    app.contract
+        .check_response("get", "/health/ready", response)
+        .await;
+}
+
+#[tokio::test]
+async fn an_item_created_can_be_read_back_by_its_id() {
+    let app = spawn_app().await;
+    let (status, created) = app.create(serde_json::json!({ "name": "  first  " })).await;
+    assert_eq!(status, 201);
+    assert_eq!(created["name"], "first", "the name is stored trimmed");
+    let id = created["id"].as_str().expect("an id");
+    let response = app
+        .client
+        .get(format!("{}/v1/items/{id}", app.address))
+        .send()
+        .await
+        .expect("sent");
+    let (status, shown) = app
+        .contract
+        .check_response("get", "/v1/items/{id}", response)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(shown, created);
+}
+
+#[tokio::test]
+async fn an_invalid_item_is_refused_with_a_problem_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let (status, problem) = app.create(serde_json::json!({ "name": "   " })).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        problem["type"],
+        "https://paytool.local.test/problems/validation"
+    );
+    let (status, problem) = app.create(serde_json::json!({ "title": "x" })).await;
+    assert_eq!(status, 400, "an unknown field is refused: {problem}");
+    let (_, page) = app.list("").await;
+    assert_eq!(page["items"], serde_json::json!([]), "nothing was stored");
+}
+
+#[tokio::test]
+async fn the_list_is_paged_newest_first_and_every_item_appears_once() {
+    let app = spawn_app().await;
+    for n in 0..5 {
+        let (status, _) = app
+            .create(serde_json::json!({ "name": format!("item {n}") }))
+            .await;
+        assert_eq!(status, 201);
+    }
+    let mut seen = Vec::new();
+    let mut query = "?limit=2".to_string();
+    for _page in 0..10 {
+        let (status, page) = app.list(&query).await;
+        assert_eq!(status, 200);
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= 2, "a page holds at most its limit");
+        seen.extend(
+            items
+                .iter()
+                .map(|item| item["name"].as_str().unwrap_or_default().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => query = format!("?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["item 4", "item 3", "item 2", "item 1", "item 0"]);
+}
+
+#[tokio::test]
+async fn a_limit_out_of_range_is_refused() {
+    let app = spawn_app().await;
+    let (status, _) = app.list("?limit=0").await;
+    assert_eq!(status, 422);
+    let (status, _) = app.list("?limit=101").await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn an_unknown_item_is_not_found() {
+    let app = spawn_app().await;
+    for id in ["0191e4d0-0000-7000-8000-000000000000", "not-an-id"] {
+        let response = app
+            .client
+            .get(format!("{}/v1/items/{id}", app.address))
+            .send()
+            .await
+            .expect("sent");
+        let (status, _) = app
+            .contract
+            .check_response("get", "/v1/items/{id}", response)
+            .await;
+        assert_eq!(status, 404);
+    }
+}
