@@ -1,9 +1,9 @@
-//! The conformance test of the Rust service template, end to end: a service scaffolded into a
-//! scratch copy of the project passes its own contract tests, then `paytool up` builds and
-//! starts it beside the platform, its probe is green, the gateway routes its host over TLS,
-//! Prometheus scrapes its `/metrics` and Jaeger holds the trace of a request through the
-//! gateway; a second scaffold of the same name is refused without writing, and an upgrade of
-//! the unchanged service does nothing.
+//! The conformance test of the service templates, Rust and Kotlin, end to end: a service of
+//! each, scaffolded into a scratch copy of the project, passes its own lint and contract tests,
+//! then one `paytool up` builds and starts both beside the platform, their probes are green,
+//! the gateway routes their hosts over TLS, Prometheus scrapes their `/metrics` and Jaeger holds
+//! the trace of a request through the gateway to each; a second scaffold of a taken name is
+//! refused without writing, and an upgrade of an unchanged service does nothing.
 
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -131,8 +131,65 @@ fn component_url(status: &Value, name: &str) -> String {
         .to_string()
 }
 
+/// One scaffolded service of the test: its name, language, port, and how it is linted and
+/// tested (in the scratch project, with paytool's target directory).
+struct Case {
+    name: &'static str,
+    language: &'static str,
+    port: u16,
+    /// Files only its language's template writes.
+    own_files: &'static [&'static str],
+    checks: &'static [(&'static str, &'static [&'static str])],
+}
+
+const CASES: [Case; 2] = [
+    Case {
+        name: "loyalty",
+        language: "rust",
+        port: 28401,
+        own_files: &[
+            "Cargo.toml",
+            "src/main.rs",
+            "tests/api/main.rs",
+            "Containerfile",
+        ],
+        // As its Jenkinsfile lints it, then its contract tests.
+        checks: &[
+            ("", &["cargo", "fmt", "-p", "loyalty", "--", "--check"]),
+            (
+                "",
+                &[
+                    "cargo",
+                    "clippy",
+                    "--quiet",
+                    "-p",
+                    "loyalty",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ),
+            ("", &["cargo", "test", "--quiet", "-p", "loyalty"]),
+        ],
+    },
+    Case {
+        name: "rewards",
+        language: "kotlin",
+        port: 28402,
+        own_files: &[
+            "pom.xml",
+            "src/main/kotlin/Service.kt",
+            "src/test/kotlin/ItemsTest.kt",
+        ],
+        // Compiled, its contract tests run, and packaged (`mvn verify`).
+        checks: &[("services/rewards", &["mvn", "-B", "-q", "verify"])],
+    },
+];
+
 #[test]
-fn a_scaffolded_rust_service_passes_its_contract_runs_under_up_and_is_routed_scraped_and_traced() {
+fn scaffolded_rust_and_kotlin_services_pass_their_contracts_run_under_up_and_are_routed_scraped_and_traced(
+) {
     let root = tempfile::Builder::new()
         .prefix("paytool-scaffold-")
         .tempdir()
@@ -142,30 +199,57 @@ fn a_scaffolded_rust_service_passes_its_contract_runs_under_up_and_is_routed_scr
     let scratch = Scratch { root };
     copy_project(&scratch.project());
     let started = Instant::now();
+    // In the target directory paytool was built in: only the scratch copy's own crates build.
+    let target_dir = Path::new(PAYTOOL)
+        .parent()
+        .and_then(Path::parent)
+        .expect("paytool is in <target>/<profile>/");
 
-    // Scaffold.
-    let made = scratch.paytool(&["scaffold", "service", "loyalty", "--lang", "rust", "--json"]);
-    assert!(made.status.success(), "scaffold: {}", text(&made));
-    let made: Value = serde_json::from_slice(&made.stdout).expect("--json is JSON");
-    assert_eq!(made["name"], "loyalty");
-    assert_eq!(made["port"], 28401, "the first free port");
-    let files: Vec<&str> = made["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    for expected in [
-        "services/loyalty/Cargo.toml",
-        "services/contracts/loyalty.yaml",
-        "services/loyalty/Jenkinsfile",
-        "services/loyalty/deploy/base/deployment.yaml",
-    ] {
-        assert!(files.contains(&expected), "{expected} in {files:?}");
+    for case in &CASES {
+        let made = scratch.paytool(&[
+            "scaffold",
+            "service",
+            case.name,
+            "--lang",
+            case.language,
+            "--json",
+        ]);
         assert!(
-            scratch.project().join(expected).is_file(),
-            "{expected} written"
+            made.status.success(),
+            "scaffold {}: {}",
+            case.name,
+            text(&made)
         );
+        let made: Value = serde_json::from_slice(&made.stdout).expect("--json is JSON");
+        assert_eq!(made["name"], case.name);
+        assert_eq!(made["port"], case.port, "the first free port");
+        let files: Vec<&str> = made["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let common = [
+            format!("services/contracts/{}.yaml", case.name),
+            format!("services/{}/Jenkinsfile", case.name),
+            format!("services/{}/deploy/base/deployment.yaml", case.name),
+            format!("services/{}/deploy/base/runtime.yaml", case.name),
+            format!("services/{}/catalog-info.yaml", case.name),
+        ];
+        let own = case
+            .own_files
+            .iter()
+            .map(|f| format!("services/{}/{f}", case.name));
+        for expected in common.into_iter().chain(own) {
+            assert!(
+                files.contains(&expected.as_str()),
+                "{expected} in {files:?}"
+            );
+            assert!(
+                scratch.project().join(&expected).is_file(),
+                "{expected} written"
+            );
+        }
     }
     let workspace =
         std::fs::read_to_string(scratch.project().join("Cargo.toml")).expect("Cargo.toml");
@@ -173,10 +257,14 @@ fn a_scaffolded_rust_service_passes_its_contract_runs_under_up_and_is_routed_scr
         workspace.contains("\"services/loyalty\""),
         "a workspace member: {workspace}"
     );
+    assert!(
+        !workspace.contains("rewards"),
+        "a Kotlin service is not a crate: {workspace}"
+    );
 
-    // The same name again: refused with one line, nothing written.
+    // A taken name again: refused with one line, nothing written.
     let before = snapshot(&scratch.project().join("services"));
-    let again = scratch.paytool(&["scaffold", "service", "loyalty", "--lang", "rust"]);
+    let again = scratch.paytool(&["scaffold", "service", "loyalty", "--lang", "kotlin"]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("exists"), "says why: {stderr}");
@@ -186,90 +274,79 @@ fn a_scaffolded_rust_service_passes_its_contract_runs_under_up_and_is_routed_scr
         "nothing written"
     );
 
-    // An upgrade of the unchanged service is a no-op.
-    let upgrade = scratch.paytool(&["scaffold", "upgrade", "loyalty", "--json"]);
-    assert!(upgrade.status.success(), "upgrade: {}", text(&upgrade));
-    let upgrade: Value = serde_json::from_slice(&upgrade.stdout).expect("JSON");
-    assert_eq!(upgrade["changes"], serde_json::json!([]), "{upgrade}");
+    // An upgrade of an unchanged service is a no-op.
+    for case in &CASES {
+        let upgrade = scratch.paytool(&["scaffold", "upgrade", case.name, "--json"]);
+        assert!(upgrade.status.success(), "upgrade: {}", text(&upgrade));
+        let upgrade: Value = serde_json::from_slice(&upgrade.stdout).expect("JSON");
+        assert_eq!(upgrade["changes"], serde_json::json!([]), "{upgrade}");
+    }
     assert_eq!(
         before,
         snapshot(&scratch.project().join("services")),
         "nothing written"
     );
 
-    // Its own contract tests, on the test platform's PostgreSQL (scripts/test.sh exports it).
-    // In the target directory paytool was built in: only the scratch copy's own crates build.
-    let target_dir = Path::new(PAYTOOL)
-        .parent()
-        .and_then(Path::parent)
-        .expect("paytool is in <target>/<profile>/");
-    // As its Jenkinsfile lints it: formatted, and clippy without a warning.
-    for lint in [
-        &["fmt", "-p", "loyalty", "--", "--check"][..],
-        &[
-            "clippy",
-            "--quiet",
-            "-p",
-            "loyalty",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ][..],
-    ] {
-        let linted = Command::new("cargo")
-            .args(lint)
-            .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(scratch.project())
-            .stdin(Stdio::null())
-            .output()
-            .expect("cargo runs");
-        assert!(linted.status.success(), "cargo {lint:?}: {}", text(&linted));
+    // Lint and contract tests, on the test platform's PostgreSQL (scripts/test.sh exports it).
+    for case in &CASES {
+        for (dir, command) in case.checks {
+            let ran = Command::new(command[0])
+                .args(&command[1..])
+                .env("CARGO_TARGET_DIR", target_dir)
+                .current_dir(scratch.project().join(dir))
+                .stdin(Stdio::null())
+                .output()
+                .expect("the tool runs");
+            assert!(ran.status.success(), "{command:?}: {}", text(&ran));
+        }
     }
-    let tests = Command::new("cargo")
-        .args(["test", "--quiet", "-p", "loyalty"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(scratch.project())
-        .stdin(Stdio::null())
-        .output()
-        .expect("cargo runs");
-    assert!(
-        tests.status.success(),
-        "the scaffolded service's tests: {}",
-        text(&tests)
-    );
 
-    // Under the local runtime.
+    // Under the local runtime, both at once.
     let up = scratch.paytool(&["up"]);
     assert!(up.status.success(), "up: {}", text(&up));
-    let status = scratch.paytool(&["status", "--json"]);
-    let status: Value = serde_json::from_slice(&status.stdout).expect("status --json");
-    let loyalty = status["components"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["name"] == "loyalty"))
-        .unwrap_or_else(|| panic!("loyalty is a component: {status}"));
-    assert_eq!(loyalty["state"], "ready", "{loyalty}");
-    assert_eq!(loyalty["health"], "healthy", "{loyalty}");
     eprintln!(
-        "scaffold to green (Rust): {:.1} s",
+        "scaffold to green (a Rust and a Kotlin service): {:.1} s",
         started.elapsed().as_secs_f64()
     );
-
-    // Through the gateway, over TLS, with a trace we start.
+    let status = scratch.paytool(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).expect("status --json");
     let ca = std::fs::read(status["gateway"]["ca_certificate"].as_str().expect("ca"))
         .expect("the CA is readable");
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let prometheus = component_url(&status, "prometheus");
+    let jaeger = component_url(&status, "jaeger");
+    for case in &CASES {
+        let component = status["components"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["name"] == case.name))
+            .unwrap_or_else(|| panic!("{} is a component: {status}", case.name));
+        assert_eq!(component["state"], "ready", "{component}");
+        assert_eq!(component["health"], "healthy", "{component}");
+        conforms_behind_the_gateway(&runtime, &ca, case.name, &prometheus, &jaeger);
+    }
+}
+
+/// Through the gateway over TLS with a trace we start: ready, a resource created; then scraped
+/// by Prometheus as its own job, and the request's trace in Jaeger with the gateway's span.
+fn conforms_behind_the_gateway(
+    runtime: &tokio::runtime::Runtime,
+    ca: &[u8],
+    name: &str,
+    prometheus: &str,
+    jaeger: &str,
+) {
+    let host = format!("{name}.local.test");
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"))
+        .add_root_certificate(reqwest::Certificate::from_pem(ca).expect("the CA parses"))
         .resolve(
-            "loyalty.local.test",
+            &host,
             std::net::SocketAddr::from(([127, 0, 0, 1], HTTPS_PORT)),
         )
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let base = format!("https://loyalty.local.test:{HTTPS_PORT}");
+    let base = format!("https://{host}:{HTTPS_PORT}");
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let (ready, created) = runtime.block_on(async {
         let ready: Value = client
@@ -289,18 +366,17 @@ fn a_scaffolded_rust_service_passes_its_contract_runs_under_up_and_is_routed_scr
             .expect("the gateway answers");
         (ready, created.status().as_u16())
     });
-    assert_eq!(ready["service"], "loyalty", "{ready}");
+    assert_eq!(ready["service"], name, "{ready}");
     assert_eq!(ready["status"], "ready", "{ready}");
-    assert_eq!(created, 201);
+    assert_eq!(created, 201, "{name}");
 
-    // Scraped by Prometheus, as its own job.
-    let prometheus = component_url(&status, "prometheus");
-    wait_for("Prometheus scrapes loyalty", || {
+    let query = format!("up{{job=\"{name}\"}}");
+    wait_for(&format!("Prometheus scrapes {name}"), || {
         let body: Value = runtime
             .block_on(async {
                 client
                     .get(format!("{prometheus}/api/v1/query"))
-                    .query(&[("query", "up{job=\"loyalty\"}")])
+                    .query(&[("query", query.as_str())])
                     .send()
                     .await?
                     .json()
@@ -310,9 +386,7 @@ fn a_scaffolded_rust_service_passes_its_contract_runs_under_up_and_is_routed_scr
         (body["data"]["result"][0]["value"][1] == "1").then_some(())
     });
 
-    // The request's trace in Jaeger: the gateway's span and the service's.
-    let jaeger = component_url(&status, "jaeger");
-    let services = wait_for("the trace reaches Jaeger", || {
+    let services = wait_for(&format!("{name}'s trace reaches Jaeger"), || {
         let body: Value = runtime
             .block_on(async {
                 client
@@ -328,10 +402,10 @@ fn a_scaffolded_rust_service_passes_its_contract_runs_under_up_and_is_routed_scr
             .values()
             .filter_map(|p| p["serviceName"].as_str().map(str::to_string))
             .collect();
-        services.iter().any(|s| s == "loyalty").then_some(services)
+        services.iter().any(|s| s == name).then_some(services)
     });
     assert!(
-        services.iter().any(|s| s != "loyalty"),
-        "the gateway's span is in the trace too: {services:?}"
+        services.iter().any(|s| s != name),
+        "the gateway's span is in {name}'s trace too: {services:?}"
     );
 }

@@ -77,11 +77,16 @@ async function validate(path, raw, locate) {
   assert.equal(matched, 1, `${path}: ${entity.kind} ${entity.metadata?.name} is a known kind, valid`);
 }
 
+// Each language's template (templates/service/common is the layer they share).
+function languages() {
+  return readdirSync(join(project, 'templates', 'service')).filter((dir) => dir !== 'common');
+}
+
 function files() {
   const found = readdirSync(join(project, 'catalog'))
     .filter((f) => f.endsWith('.yaml'))
     .map((f) => join(project, 'catalog', f));
-  for (const language of readdirSync(join(project, 'templates', 'service'))) {
+  for (const language of languages()) {
     found.push(join(project, 'templates', 'service', language, 'template.yaml'));
   }
   for (const service of readdirSync(join(project, 'services'))) {
@@ -109,9 +114,9 @@ test("a service scaffolded from each template has a valid catalog entry", async 
     name: 'loyalty', crate: 'loyalty', title: 'Loyalty', owner: 'payments-team',
     description: 'Loyalty points.', port: '28401', template_version: '1',
   };
-  for (const language of readdirSync(join(project, 'templates', 'service'))) {
+  for (const language of languages()) {
     values.language = language;
-    const path = join(project, 'templates', 'service', language, 'files', 'services',
+    const path = join(project, 'templates', 'service', 'common', 'files', 'services',
       '${{ values.name }}', 'catalog-info.yaml');
     const text = readFileSync(path, 'utf8')
       .replace(/\$\{\{ values\.([a-z_]+) \}\}/g, (_, name) => {

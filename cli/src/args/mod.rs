@@ -860,10 +860,10 @@ mod tests {
 
 #[derive(Debug, Subcommand)]
 pub enum ScaffoldCommand {
-    /// Render a new service into services/NAME, add it to the workspace and register it with
-    /// the local runtime (the next `paytool up` builds, starts, probes and routes it)
+    /// Render a new service into services/NAME (a Rust one joins the workspace) and register it
+    /// with the local runtime (the next `paytool up` builds, starts, probes and routes it)
     #[command(
-        after_help = "Examples:\n  paytool scaffold service loyalty --lang rust\n  paytool scaffold service gift-cards --lang rust --owner cards-team --port 28402\n  paytool scaffold service loyalty --lang rust --dry-run --json | jq -r '.files[]'\n\nThen: paytool up, and https://loyalty.local.test/health/ready answers.\nExit code 2 when the name is taken, invalid, or a file it would write exists (nothing is written)."
+        after_help = "Examples:\n  paytool scaffold service loyalty --lang rust\n  paytool scaffold service gift-cards --lang kotlin --owner cards-team --port 28402\n  paytool scaffold service loyalty --lang rust --dry-run --json | jq -r '.files[]'\n\nThen: paytool up, and https://loyalty.local.test/health/ready answers.\nExit code 2 when the name is taken, invalid, or a file it would write exists (nothing is written)."
     )]
     Service(ScaffoldServiceArgs),
     /// Re-render a scaffolded service with the current template: a three-way merge of what
@@ -887,6 +887,7 @@ pub enum ScaffoldCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServiceLanguage {
     Rust,
+    Kotlin,
 }
 
 #[derive(Debug, Args)]

@@ -82,6 +82,7 @@ pub fn run(project: &Path, command: ScaffoldCommand) -> anyhow::Result<i32> {
 fn language(of: ServiceLanguage) -> Language {
     match of {
         ServiceLanguage::Rust => Language::Rust,
+        ServiceLanguage::Kotlin => Language::Kotlin,
     }
 }
 
@@ -175,6 +176,7 @@ fn service(project: &Path, args: &ScaffoldServiceArgs) -> anyhow::Result<i32> {
     }
     let member = match language {
         Language::Rust => Some(format!("services/{}", args.name)),
+        Language::Kotlin => None,
     };
     let outcome = Scaffolded {
         name: args.name.clone(),
@@ -238,9 +240,13 @@ fn print_next_steps(outcome: &Scaffolded) {
     if let Some(member) = &outcome.workspace_member {
         println!("added {member} to the workspace (Cargo.toml)");
     }
+    let (test, also) = match outcome.language {
+        Language::Rust => (format!("cargo test -p {}", outcome.name), " Cargo.toml"),
+        Language::Kotlin => (format!("(cd services/{} && mvn test)", outcome.name), ""),
+    };
     println!(
-        "\nnext:\n  paytool up                                   # builds, starts and routes it\n  curl {}/health/ready\n  cargo test -p {}                      # its contract tests (README: Developing)\n  git add services/{} services/contracts/{}.yaml Cargo.toml",
-        outcome.url, outcome.name, outcome.name, outcome.name
+        "\nnext:\n  paytool up      # builds, starts and routes it\n  curl {}/health/ready\n  {test}      # its contract tests, with PAYTOOL_TEST_DATABASE_URL set (README: Developing)\n  git add services/{} services/contracts/{}.yaml{also}",
+        outcome.url, outcome.name, outcome.name
     );
 }
 

@@ -68,9 +68,36 @@ impl Template {
         Ok(Self { manifest, root })
     }
 
-    /// Every file of the template, rendered for these answers.
+    /// The layer every language's template starts from (the contract, the manifests, the
+    /// catalog entry, the docs, the SLO): `templates/service/common/files`.
+    pub fn common_dir(project: &Path) -> PathBuf {
+        project.join("templates/service/common")
+    }
+
+    /// Every file of the template, rendered for these answers: the common layer, then the
+    /// language's own files (which win where both have a path).
     pub fn render(&self, answers: &Answers) -> anyhow::Result<Rendered> {
-        let files = self.root.join("files");
+        let common = self
+            .root
+            .parent()
+            .map(|service| service.join("common"))
+            .context("a template sits in templates/service/")?;
+        let mut rendered = Rendered::new();
+        for layer in [common.join("files"), self.root.join("files")] {
+            rendered.extend(self.render_layer(&layer, answers)?);
+        }
+        anyhow::ensure!(
+            rendered.len() <= FILES_MAX,
+            "the template has {} files; at most {FILES_MAX}",
+            rendered.len()
+        );
+        if self.manifest.language == Language::Rust {
+            format_rust(&self.root, &mut rendered)?;
+        }
+        Ok(rendered)
+    }
+
+    fn render_layer(&self, files: &Path, answers: &Answers) -> anyhow::Result<Rendered> {
         let mut context = tera::Context::new();
         context.insert("values", &self.values(answers));
         let render = |what: &Path, text: &str| {
@@ -78,9 +105,9 @@ impl Template {
                 .map_err(|e| anyhow::anyhow!("cannot render {}: {e:?}", what.display()))
         };
         let mut rendered = Rendered::new();
-        for source in walk(&files)? {
+        for source in walk(files)? {
             let relative = source
-                .strip_prefix(&files)
+                .strip_prefix(files)
                 .expect("walked under files/")
                 .to_str()
                 .with_context(|| format!("{} is not UTF-8", source.display()))?;
@@ -94,14 +121,6 @@ impl Template {
             let text = std::fs::read_to_string(&source)
                 .with_context(|| format!("cannot read {}", source.display()))?;
             rendered.insert(target, render(&source, &text)?);
-        }
-        anyhow::ensure!(
-            rendered.len() <= FILES_MAX,
-            "the template has {} files; at most {FILES_MAX}",
-            rendered.len()
-        );
-        if self.manifest.language == Language::Rust {
-            format_rust(&self.root, &mut rendered)?;
         }
         Ok(rendered)
     }
@@ -238,8 +257,12 @@ mod tests {
 
     #[test]
     fn templates_use_only_substitutions_both_engines_read_alike() {
-        for language in Language::ALL {
-            let files = Template::dir(&project(), language).join("files");
+        let layers = Language::ALL
+            .map(|language| Template::dir(&project(), language))
+            .into_iter()
+            .chain([Template::common_dir(&project())]);
+        for layer in layers {
+            let files = layer.join("files");
             for path in walk(&files).expect("the template's files") {
                 let text = std::fs::read_to_string(&path).expect("UTF-8");
                 let whole = format!("{}\n{text}", path.display());
@@ -313,11 +336,26 @@ mod tests {
             let text = std::fs::read_to_string(dir.join("template.yaml")).expect("template.yaml");
             let document: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
             assert_eq!(document["apiVersion"], "scaffolder.backstage.io/v1beta3");
-            let fetch = document["spec"]["steps"]
+            let fetches: Vec<&serde_yaml::Value> = document["spec"]["steps"]
                 .as_sequence()
-                .and_then(|steps| steps.iter().find(|s| s["action"] == "fetch:template"))
-                .expect("a fetch:template step");
-            assert_eq!(fetch["input"]["url"], "./files");
+                .expect("steps")
+                .iter()
+                .filter(|s| s["action"] == "fetch:template")
+                .collect();
+            let urls: Vec<&str> = fetches
+                .iter()
+                .filter_map(|f| f["input"]["url"].as_str())
+                .collect();
+            assert_eq!(
+                urls,
+                ["../common/files", "./files"],
+                "the layers, in paytool's order"
+            );
+            assert_eq!(
+                fetches[0]["input"]["values"], fetches[1]["input"]["values"],
+                "both layers get the same values"
+            );
+            let fetch = fetches[1];
             let values = fetch["input"]["values"].as_mapping().expect("values");
             let mut keys: Vec<&str> = values.keys().filter_map(|k| k.as_str()).collect();
             keys.sort_unstable();

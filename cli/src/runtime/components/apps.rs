@@ -27,17 +27,22 @@ pub const STAMP_FILE: &str = ".paytool-template.json";
 #[serde(rename_all = "kebab-case")]
 pub enum Language {
     Rust,
+    Kotlin,
 }
 
 impl Language {
-    pub const ALL: [Language; 1] = [Language::Rust];
+    pub const ALL: [Language; 2] = [Language::Rust, Language::Kotlin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Language::Rust => "rust",
+            Language::Kotlin => "kotlin",
         }
     }
 }
+
+/// A Kotlin service's heap: bounded, like everything the platform runs on one machine.
+const KOTLIN_HEAP_MAX_MIB: u32 = 256;
 
 /// What the runtime keeps of a scaffolded service, in the installation's marker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,8 +290,20 @@ impl Component for App {
             .entry(&ctx.home)
             .ok_or_else(|| anyhow::anyhow!("{} is not a service of this installation", app.name))?;
         let port = app.port(&ctx.home)?;
-        let program = match entry.language {
-            Language::Rust => ctx.bin_dir.join(app.name),
+        let dir = ctx.project.join("services").join(app.name);
+        // A Rust service is a binary beside paytool's; a Kotlin one is Maven's runnable jar,
+        // run by the JDK 17 that Kafka runs on.
+        let (program, args) = match entry.language {
+            Language::Rust => (ctx.bin_dir.join(app.name), Vec::new()),
+            Language::Kotlin => (
+                ctx.tools.kafka_java.clone(),
+                vec![
+                    format!("-Xmx{KOTLIN_HEAP_MAX_MIB}m"),
+                    "-XX:+ExitOnOutOfMemoryError".to_string(),
+                    "-jar".to_string(),
+                    kotlin_jar(&dir, app.name).display().to_string(),
+                ],
+            ),
         };
         let env: Vec<(String, String)> = vec![
             ("APP__HTTP__HOST".into(), "127.0.0.1".into()),
@@ -316,9 +333,9 @@ impl Component for App {
             name: ComponentName::App(app),
             instance: 0,
             program,
-            args: Vec::new(),
+            args,
             env,
-            cwd: ctx.project.join("services").join(app.name),
+            cwd: dir,
             run_as: None,
             ports: vec![("http", port)],
             urls: vec![
@@ -326,9 +343,13 @@ impl Component for App {
                 ctx.home.ports().public_url(app.name),
             ],
             probe: self.probe(&ctx.home, &ctx.secrets),
-            ready_timeout_ms: 30_000,
-            // SIGTERM drains (paykit's `serve_draining`): readiness fails, in-flight requests
-            // finish within 5 s, then it exits.
+            // A JVM takes longer to start than a Rust binary.
+            ready_timeout_ms: match entry.language {
+                Language::Rust => 30_000,
+                Language::Kotlin => 90_000,
+            },
+            // SIGTERM drains (paykit's `serve_draining`; the Kotlin template's shutdown hook):
+            // readiness fails, in-flight requests finish within 5 s, then it exits.
             stop_signal: Signal::SIGTERM,
             stop_timeout_ms: 10_000,
         })
@@ -342,9 +363,47 @@ impl Component for App {
     }
 }
 
-/// Builds the installation's scaffolded services where `paytool` itself was built (cargo
-/// decides what is out of date; an unchanged service takes about a second).
+/// Maven's runnable jar of a Kotlin service (the template's `finalName`).
+fn kotlin_jar(dir: &Path, name: &str) -> PathBuf {
+    dir.join("target").join(format!("{name}.jar"))
+}
+
+/// Builds the installation's scaffolded services: the Rust ones where `paytool` itself was
+/// built (cargo decides what is out of date; an unchanged service takes about a second), the
+/// Kotlin ones with Maven in their directory (`mvn package`, tests left to the test run).
 pub fn build(apps: &[AppEntry], bin_dir: &Path, project: &Path) -> anyhow::Result<()> {
+    for app in apps.iter().filter(|app| app.language == Language::Kotlin) {
+        let dir = project.join("services").join(&app.name);
+        let output = std::process::Command::new("mvn")
+            .current_dir(&dir)
+            .args(["-B", "-q", "-DskipTests", "package"])
+            .output()
+            .map_err(|e| {
+                fail(
+                    Code::Prerequisite,
+                    format!("cannot run mvn ({e}): `paytool setup` installs Maven"),
+                )
+            })?;
+        if !output.status.success() || !kotlin_jar(&dir, &app.name).is_file() {
+            let said = String::from_utf8_lossy(&output.stdout);
+            let last = said
+                .lines()
+                .rfind(|l| l.contains("ERROR"))
+                .unwrap_or("no jar was made");
+            return Err(fail(
+                Code::Prerequisite,
+                format!(
+                    "Maven could not build {}: {last} (run `mvn package` in {} to see it all)",
+                    app.name,
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    build_rust(apps, bin_dir, project)
+}
+
+fn build_rust(apps: &[AppEntry], bin_dir: &Path, project: &Path) -> anyhow::Result<()> {
     let rust: Vec<&str> = apps
         .iter()
         .filter(|app| app.language == Language::Rust)

@@ -1,0 +1,38 @@
+package paytool.${{ values.crate }}
+
+import com.fasterxml.jackson.core.JacksonException
+import com.fasterxml.jackson.databind.DeserializationFeature
+import com.fasterxml.jackson.databind.SerializationFeature
+import com.fasterxml.jackson.datatype.jsr310.JavaTimeModule
+import com.fasterxml.jackson.module.kotlin.jacksonObjectMapper
+import com.fasterxml.jackson.module.kotlin.readValue
+import io.ktor.http.ContentType
+import io.ktor.http.HttpStatusCode
+import io.ktor.server.application.ApplicationCall
+import io.ktor.server.request.contentType
+import io.ktor.server.request.receiveText
+import io.ktor.server.response.respondText
+
+/** JSON in and out with Jackson: dates as RFC 3339 text, an unknown field refused. */
+val json = jacksonObjectMapper()
+    .registerModule(JavaTimeModule())
+    .disable(SerializationFeature.WRITE_DATES_AS_TIMESTAMPS)
+    .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+
+suspend fun ApplicationCall.respondJson(value: Any, status: HttpStatusCode = HttpStatusCode.OK) =
+    respondText(json.writeValueAsString(value), ContentType.Application.Json, status)
+
+/** The body as a `T`: 415 without `Content-Type: application/json`, 400 when it does not parse. */
+suspend inline fun <reified T> ApplicationCall.receiveJson(): T {
+    if (!request.contentType().match(ContentType.Application.Json)) {
+        throw Problem(
+            HttpStatusCode.UnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+            "Send the body as JSON with Content-Type: application/json.",
+        )
+    }
+    return try {
+        json.readValue<T>(receiveText())
+    } catch (error: JacksonException) {
+        throw Problem(HttpStatusCode.BadRequest, "malformed-request", "Malformed request", error.originalMessage ?: "The body does not parse.")
+    }
+}
