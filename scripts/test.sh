@@ -126,8 +126,10 @@ step "browser tests"
 scripts/browser-setup.sh
 node --test tests/browser/
 
-# The portal's catalog and Software Templates, with Backstage's own packages (npm, cached).
-step "catalog validation (Backstage)"
+# The portal's catalog and Software Templates, with Backstage's own packages (npm, cached),
+# and TechDocs built as Backstage builds them (mkdocs with techdocs-core, PyPI, cached).
+step "catalog validation and TechDocs (Backstage)"
 scripts/validate-catalog.sh
+scripts/build-techdocs.sh
 
 step "done"

@@ -1,5 +1,6 @@
 //! The conformance test of the service templates, Rust and Kotlin, end to end: a service of
-//! each, scaffolded into a scratch copy of the project, passes its own lint and contract tests,
+//! each, scaffolded into a scratch copy of the project, has manifests that render and validate
+//! and passes its own lint and contract tests,
 //! then one `paytool up` builds and starts both beside the platform, their probes are green,
 //! the gateway routes their hosts over TLS, Prometheus scrapes their `/metrics` and Jaeger holds
 //! the trace of a request through the gateway to each; a second scaffold of a taken name is
@@ -286,6 +287,39 @@ fn scaffolded_rust_and_kotlin_services_pass_their_contracts_run_under_up_and_are
         snapshot(&scratch.project().join("services")),
         "nothing written"
     );
+
+    // Its manifests render (kustomize) and every object is valid for the Kubernetes API.
+    for case in &CASES {
+        let deploy = scratch
+            .project()
+            .join("services")
+            .join(case.name)
+            .join("deploy");
+        let validated = Command::new(project().join("scripts/validate-manifests.sh"))
+            .arg(deploy.join("base"))
+            .arg(deploy.join("overlays/local"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("the script runs");
+        assert!(
+            validated.status.success(),
+            "{}'s manifests: {}",
+            case.name,
+            text(&validated)
+        );
+        // Its TechDocs build as Backstage builds them, strictly.
+        let docs = Command::new(project().join("scripts/build-techdocs.sh"))
+            .arg(scratch.project().join("services").join(case.name))
+            .stdin(Stdio::null())
+            .output()
+            .expect("the script runs");
+        assert!(
+            docs.status.success(),
+            "{}'s TechDocs: {}",
+            case.name,
+            text(&docs)
+        );
+    }
 
     // Lint and contract tests, on the test platform's PostgreSQL (scripts/test.sh exports it).
     for case in &CASES {

@@ -192,7 +192,7 @@ pub enum Command {
     /// New services from the project's templates, and their upgrades to newer templates
     #[command(
         subcommand,
-        after_help = "Examples:\n  paytool scaffold service loyalty --lang rust --owner loyalty-team\n  paytool scaffold service gift-cards --lang rust --dry-run --json\n  paytool scaffold upgrade loyalty\n\nTemplates live in templates/service/<language> (docs/scaffolding.md)."
+        after_help = "Examples:\n  paytool scaffold service loyalty --lang rust --owner loyalty-team\n  paytool scaffold service rewards --lang kotlin\n  paytool scaffold service gift-cards --lang rust --dry-run --json\n  paytool scaffold upgrade loyalty\n\nTemplates live in templates/service/<language> (docs/scaffolding.md)."
     )]
     Scaffold(ScaffoldCommand),
 

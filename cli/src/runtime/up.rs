@@ -69,6 +69,19 @@ pub async fn run(
             ));
         }
         ui.println(&format!("paytool is already running at {} (supervisor pid {pid}); nothing to do. `paytool status` shows it.", home.dir.display()));
+        // A service scaffolded since then joins at the next start.
+        let found = components::apps::discover(project)?;
+        let new: Vec<&str> = found
+            .iter()
+            .filter(|app| !home.marker.apps.contains(app))
+            .map(|app| app.name.as_str())
+            .collect();
+        if !new.is_empty() {
+            ui.println(&format!(
+                "scaffolded since it started: {}; `paytool down` then `paytool up` runs them",
+                new.join(", ")
+            ));
+        }
         return Ok(());
     }
     if wanted != home.marker.replicas {

@@ -434,6 +434,93 @@ fn upgrade(project: &Path, name: &str, dry_run: bool, json: bool) -> anyhow::Res
 mod tests {
     use super::*;
 
+    /// A project with a two-file Rust template: `notes.txt` (three lines) and `keep.txt`.
+    fn project_with_template(notes: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("paytool-upgrade-{}", uuid::Uuid::new_v4()));
+        let files = dir.join("templates/service/rust/files/services/${{ values.name }}");
+        std::fs::create_dir_all(&files).expect("template dir");
+        std::fs::create_dir_all(dir.join("templates/service/common/files")).expect("common");
+        std::fs::create_dir_all(dir.join("services")).expect("services");
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[workspace]\nmembers = [\n    \"cli\",\n]\n",
+        )
+        .expect("Cargo.toml");
+        set_template(&dir, 1, notes);
+        std::fs::write(files.join("keep.txt"), "${{ values.name }} stays\n").expect("keep");
+        dir
+    }
+
+    fn set_template(dir: &Path, version: u32, notes: &str) {
+        std::fs::write(
+            dir.join("templates/service/rust/template.toml"),
+            format!("language = \"rust\"\nversion = {version}\ndescription = \"test\"\n"),
+        )
+        .expect("manifest");
+        std::fs::write(
+            dir.join("templates/service/rust/files/services/${{ values.name }}/notes.txt"),
+            notes,
+        )
+        .expect("notes");
+    }
+
+    fn scaffold(dir: &Path) {
+        let args = ScaffoldServiceArgs {
+            name: "loyalty".into(),
+            language: ServiceLanguage::Rust,
+            owner: "payments-team".into(),
+            description: None,
+            port: None,
+            dry_run: false,
+            json: true,
+        };
+        assert_eq!(service(dir, &args).expect("scaffolded"), 0);
+    }
+
+    #[test]
+    fn an_upgrade_merges_the_templates_change_with_the_services_own_and_marks_a_clash() {
+        let dir = project_with_template("one\ntwo\nthree\n");
+        scaffold(&dir);
+        let notes = dir.join("services/loyalty/notes.txt");
+        assert_eq!(upgrade(&dir, "loyalty", false, true).expect("no-op"), 0);
+        // The service changes its first line, the template its last: both are kept.
+        std::fs::write(&notes, "ONE\ntwo\nthree\n").expect("ours");
+        set_template(&dir, 2, "one\ntwo\nTHREE\n");
+        assert_eq!(upgrade(&dir, "loyalty", false, true).expect("merged"), 0);
+        assert_eq!(
+            std::fs::read_to_string(&notes).expect("read"),
+            "ONE\ntwo\nTHREE\n"
+        );
+        let stamp = Stamp::read(&dir, "loyalty").expect("stamp");
+        assert_eq!(stamp.version, 2, "the stamp follows the template");
+        // Both change the same line: conflict markers, exit 1, the other file untouched.
+        std::fs::write(&notes, "ONE\nours\nTHREE\n").expect("ours");
+        set_template(&dir, 3, "one\ntheirs\nTHREE\n");
+        assert_eq!(upgrade(&dir, "loyalty", false, true).expect("conflict"), 1);
+        let merged = std::fs::read_to_string(&notes).expect("read");
+        assert!(
+            merged.contains("<<<<<<<") && merged.contains("ours") && merged.contains("theirs"),
+            "{merged}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("services/loyalty/keep.txt")).expect("keep"),
+            "loyalty stays\n"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_dry_run_upgrade_writes_nothing() {
+        let dir = project_with_template("one\n");
+        scaffold(&dir);
+        set_template(&dir, 2, "two\n");
+        assert_eq!(upgrade(&dir, "loyalty", true, true).expect("planned"), 0);
+        let notes = dir.join("services/loyalty/notes.txt");
+        assert_eq!(std::fs::read_to_string(&notes).expect("read"), "one\n");
+        assert_eq!(Stamp::read(&dir, "loyalty").expect("stamp").version, 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn a_workspace_member_is_added_once_one_a_line() {
         let dir = std::env::temp_dir().join(format!("paytool-scaffold-{}", uuid::Uuid::new_v4()));

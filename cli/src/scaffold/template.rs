@@ -378,6 +378,41 @@ mod tests {
     }
 
     #[test]
+    fn the_kotlin_template_renders_over_the_common_layer() {
+        let template = Template::load(&project(), Language::Kotlin).expect("the Kotlin template");
+        let answers = Answers {
+            name: "gift-cards".into(),
+            language: Language::Kotlin,
+            port: 28403,
+            owner: "cards-team".into(),
+            description: "Gift cards.".into(),
+        };
+        let files = template.render(&answers).expect("renders");
+        assert!(
+            files["services/gift-cards/pom.xml"].contains("<artifactId>gift-cards</artifactId>")
+        );
+        assert!(files["services/gift-cards/src/main/kotlin/Main.kt"]
+            .starts_with("package paytool.gift_cards"));
+        // The common layer's files, the language's runtime patch, and nothing of Rust's.
+        for path in [
+            "services/contracts/gift-cards.yaml",
+            "services/gift-cards/deploy/base/deployment.yaml",
+            "services/gift-cards/deploy/base/runtime.yaml",
+            "services/gift-cards/catalog-info.yaml",
+        ] {
+            assert!(files.contains_key(path), "{path}");
+        }
+        assert!(files["services/gift-cards/deploy/base/runtime.yaml"].contains("JAVA_TOOL_OPTIONS"));
+        assert!(files
+            .keys()
+            .all(|path| !path.ends_with(".rs") && !path.ends_with("Cargo.toml")));
+        assert!(
+            files.values().all(|text| !text.contains("{{")),
+            "rendered through"
+        );
+    }
+
+    #[test]
     fn a_title_is_the_name_in_words() {
         assert_eq!(title("gift-cards"), "Gift cards");
         assert_eq!(title("loyalty"), "Loyalty");

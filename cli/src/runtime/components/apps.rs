@@ -125,7 +125,7 @@ pub fn discover(project: &Path) -> anyhow::Result<Vec<AppEntry>> {
 pub const NAME_MAX_CHARS: usize = 30;
 
 /// Names a scaffolded service may not take: the platform's components, the gateway's hosts,
-/// and the directories beside the services.
+/// the directories beside the services, and the supervisor (whose log is `logs/supervisor.log`).
 const RESERVED_NAMES: &[&str] = &[
     "api",
     "wallet",
@@ -145,6 +145,7 @@ const RESERVED_NAMES: &[&str] = &[
     "gateway",
     "app",
     "apps",
+    "supervisor",
 ];
 
 /// A service's name: 2 to [`NAME_MAX_CHARS`] lowercase letters, digits and single hyphens,
@@ -305,30 +306,15 @@ impl Component for App {
                 ],
             ),
         };
-        let env: Vec<(String, String)> = vec![
+        let mut env: Vec<(String, String)> = vec![
             ("APP__HTTP__HOST".into(), "127.0.0.1".into()),
             ("APP__HTTP__PORT".into(), port.to_string()),
             (
                 "APP__DATABASE__URL".into(),
                 app.database_url(&ctx.home, &ctx.secrets),
             ),
-            ("RUST_LOG".into(), "info".into()),
-            (
-                paykit::telemetry::OTLP_ENDPOINT_ENV.into(),
-                super::observability::otlp_endpoint(&ctx.home),
-            ),
-            (
-                "OTEL_TRACES_SAMPLER".into(),
-                "parentbased_traceidratio".into(),
-            ),
-            (
-                "OTEL_TRACES_SAMPLER_ARG".into(),
-                format!(
-                    "{}",
-                    f64::from(ctx.home.marker.trace_sample_percent) / 100.0
-                ),
-            ),
         ];
+        env.extend(super::services::telemetry_env(&ctx.home));
         Ok(Spec {
             name: ComponentName::App(app),
             instance: 0,
@@ -490,6 +476,7 @@ mod tests {
             "gateway",
             "sso",
             "contracts",
+            "supervisor",
         ] {
             let why = check_name(taken).expect_err(taken);
             assert!(why.contains("already uses"), "{why}");

@@ -253,27 +253,8 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
             "APP__KAFKA__BOOTSTRAP_SERVERS".into(),
             super::kafka::bootstrap(&ctx.home),
         ),
-        ("RUST_LOG".into(), "info".into()),
-        // Spans go to the collector (and on to Jaeger).
-        (
-            paykit::telemetry::OTLP_ENDPOINT_ENV.into(),
-            super::observability::otlp_endpoint(&ctx.home),
-        ),
-        // OpenTelemetry's standard sampler settings: a trace the gateway (or another service)
-        // started is sampled as it decided; one a service starts itself (an event relayed,
-        // a recovery round) by the installation's share.
-        (
-            "OTEL_TRACES_SAMPLER".into(),
-            "parentbased_traceidratio".into(),
-        ),
-        (
-            "OTEL_TRACES_SAMPLER_ARG".into(),
-            format!(
-                "{}",
-                f64::from(ctx.home.marker.trace_sample_percent) / 100.0
-            ),
-        ),
     ];
+    env.extend(telemetry_env(&ctx.home));
     if service == Service::ConsumerApi {
         // The wallet's sign-in (a backend-for-frontend at wallet.local.test).
         env.extend(web_env(
@@ -326,6 +307,29 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
         stop_signal: Signal::SIGTERM,
         stop_timeout_ms: 10_000,
     })
+}
+
+/// What every service the platform runs (its own and the scaffolded ones) is told about logs
+/// and traces: spans go to the collector (and on to Jaeger), with OpenTelemetry's standard
+/// sampler settings: a trace the gateway (or another service) started is sampled as it
+/// decided; one a service starts itself (an event relayed, a recovery round) by the
+/// installation's share.
+pub fn telemetry_env(home: &Home) -> [(String, String); 4] {
+    [
+        ("RUST_LOG".into(), "info".into()),
+        (
+            paykit::telemetry::OTLP_ENDPOINT_ENV.into(),
+            super::observability::otlp_endpoint(home),
+        ),
+        (
+            "OTEL_TRACES_SAMPLER".into(),
+            "parentbased_traceidratio".into(),
+        ),
+        (
+            "OTEL_TRACES_SAMPLER_ARG".into(),
+            format!("{}", f64::from(home.marker.trace_sample_percent) / 100.0),
+        ),
+    ]
 }
 
 /// A backend-for-frontend's sign-in settings (APP__WEB__*): browsers are sent to Keycloak's

@@ -42,6 +42,18 @@ impl TestApp {
             .await
     }
 
+    async fn show(&self, id: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(format!("{}/v1/items/{id}", self.address))
+            .send()
+            .await
+            .expect("sent");
+        self.contract
+            .check_response("get", "/v1/items/{id}", response)
+            .await
+    }
+
     async fn list(&self, query: &str) -> (u16, serde_json::Value) {
         let response = self
             .client
@@ -76,17 +88,7 @@ async fn an_item_created_can_be_read_back_by_its_id() {
     let (status, created) = app.create(serde_json::json!({ "name": "  first  " })).await;
     assert_eq!(status, 201);
     assert_eq!(created["name"], "first", "the name is stored trimmed");
-    let id = created["id"].as_str().expect("an id");
-    let response = app
-        .client
-        .get(format!("{}/v1/items/{id}", app.address))
-        .send()
-        .await
-        .expect("sent");
-    let (status, shown) = app
-        .contract
-        .check_response("get", "/v1/items/{id}", response)
-        .await;
+    let (status, shown) = app.show(created["id"].as_str().expect("an id")).await;
     assert_eq!(status, 200);
     assert_eq!(shown, created);
 }
@@ -148,16 +150,7 @@ async fn a_limit_out_of_range_is_refused() {
 async fn an_unknown_item_is_not_found() {
     let app = spawn_app().await;
     for id in ["0191e4d0-0000-7000-8000-000000000000", "not-an-id"] {
-        let response = app
-            .client
-            .get(format!("{}/v1/items/{id}", app.address))
-            .send()
-            .await
-            .expect("sent");
-        let (status, _) = app
-            .contract
-            .check_response("get", "/v1/items/{id}", response)
-            .await;
+        let (status, _) = app.show(id).await;
         assert_eq!(status, 404);
     }
 }
