@@ -169,7 +169,25 @@ fn bench_runs_every_phase_and_writes_its_report_and_chart() {
     }
     let targets = report["targets"].as_array().expect("targets");
     assert_eq!(targets.len(), 9);
-    assert!(targets.iter().all(|t| t["met"].is_boolean()), "{targets:?}");
+    // Every target is judged, except the fixed-rate comparison when pgbench kept up with no
+    // step of its (two-step, here) fixed-rate ladder: on a machine busy with the test platform
+    // that happens, and the report then says "-" rather than a ratio over nothing.
+    let pgbench_open_kept_up = report["ledger"]["pgbench_open_tps"]
+        .as_f64()
+        .is_some_and(|tps| tps > 0.0);
+    for target in targets {
+        let fixed_rate = target["what"]
+            .as_str()
+            .is_some_and(|what| what.ends_with("at a fixed rate"));
+        if fixed_rate && !pgbench_open_kept_up {
+            assert!(
+                target["met"].is_null() && target["measured"] == "-",
+                "{target}"
+            );
+        } else {
+            assert!(target["met"].is_boolean(), "{targets:?}");
+        }
+    }
 
     let markdown =
         std::fs::read_to_string(report["markdown"].as_str().expect("path")).expect("the report");
