@@ -2,8 +2,8 @@
 //! window, the error budget left, the burn rates the page alerts watch, and what fires now,
 //! all read from the running Prometheus.
 
-use crate::observe::slo_rules::{self as slo, error_ratio_record, Slo};
-use crate::runtime::components::alerting::{prometheus_url, SLOS};
+use crate::observe::slo_rules::{error_ratio_record, Slo};
+use crate::runtime::components::alerting::{load_slos, prometheus_url};
 use crate::runtime::home::Home;
 use crate::support::exit::{fail, Code};
 use serde::Serialize;
@@ -32,11 +32,7 @@ pub struct SloReport {
 
 pub async fn run(home: &Home, project: &Path, json: bool) -> anyhow::Result<i32> {
     crate::runtime::state::require_running(home)?;
-    let apps: Vec<&str> = crate::runtime::components::apps::of(home)
-        .into_iter()
-        .map(crate::runtime::components::apps::App::as_str)
-        .collect();
-    let file = slo::load_with_apps(project, &project.join(SLOS), &apps)?;
+    let file = load_slos(home, project)?;
     let prometheus = Prometheus::new(prometheus_url(home))?;
     let mut reports = Vec::with_capacity(file.slos.len());
     for slo in &file.slos {

@@ -15,6 +15,15 @@ const PROMETHEUS_TEMPLATE: &str = "stacks/local/prometheus/prometheus.yml.tera";
 const RECORDING_RULES: &str = "stacks/local/prometheus/recording-rules.yaml";
 const ALERTMANAGER_TEMPLATE: &str = "stacks/local/alertmanager/alertmanager.yml.tera";
 pub const SLOS: &str = "stacks/observability/slos.yaml";
+
+/// The installation's SLOs: the platform's (`SLOS`) and its scaffolded services'.
+pub fn load_slos(home: &Home, project: &std::path::Path) -> anyhow::Result<slo::SloFile> {
+    let apps: Vec<&str> = super::apps::of(home)
+        .into_iter()
+        .map(super::apps::App::as_str)
+        .collect();
+    slo::load_with_apps(project, &project.join(SLOS), &apps)
+}
 /// Tests shorten the SLO windows with this (60 turns 1h into 1m): see `slo::scaled_rules`.
 pub const TIME_SCALE_ENV: &str = "PAYTOOL_SLO_TIME_SCALE";
 const TIME_SCALE_MAX: u32 = 3600;
@@ -222,11 +231,7 @@ async fn prepare(ctx: &Ctx, which: Alerting) -> anyhow::Result<()> {
                 dir.join("recording-rules.yaml"),
             )
             .with_context(|| format!("cannot copy {RECORDING_RULES}"))?;
-            let apps: Vec<&str> = super::apps::of(&ctx.home)
-                .into_iter()
-                .map(super::apps::App::as_str)
-                .collect();
-            let slos = slo::load_with_apps(&ctx.project, &ctx.project.join(SLOS), &apps)?;
+            let slos = load_slos(&ctx.home, &ctx.project)?;
             let rules = if scale == 1 {
                 slo::rules(&slos)
             } else {
