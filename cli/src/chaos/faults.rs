@@ -122,7 +122,24 @@ pub fn resolve(home: &Home, target: &Target, rng: &mut StdRng) -> anyhow::Result
     }
 }
 
-fn signal_group(hit: &Hit, signal: Signal) -> anyhow::Result<()> {
+/// Whether `pid` is still one of this installation's components: it leads its own process
+/// group and its parent is the installation's supervisor. A pid read from the state can be
+/// stale (the component restarted), and on a busy machine pids come round again within
+/// minutes (pid_max is 32768 here): a signal to a stale pid's group could stop a stranger's
+/// processes (a shell, a build), and nothing would ever continue them.
+fn is_component(home: &Home, pid: u32) -> bool {
+    let supervisor = crate::runtime::state::running_supervisor(home);
+    crate::support::procfs::process(pid)
+        .is_some_and(|p| p.group == pid && !p.zombie && Some(p.parent) == supervisor)
+}
+
+fn signal_group(home: &Home, hit: &Hit, signal: Signal) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        is_component(home, hit.pid),
+        "{} is no longer process {} (it restarted or stopped): no {signal} sent",
+        hit.id(),
+        hit.pid
+    );
     let pid = i32::try_from(hit.pid)?;
     killpg(Pid::from_raw(pid), signal)
         .map_err(|errno| anyhow::anyhow!("{signal} to {}'s group {pid}: {errno}", hit.id()))
@@ -192,7 +209,7 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
     match fault {
         Fault::Kill { target } => {
             let hit = resolve(home, target, rng)?;
-            signal_group(&hit, Signal::SIGKILL)?;
+            signal_group(home, &hit, Signal::SIGKILL)?;
             Ok(Injected {
                 detail: format!("SIGKILL to {} (group {})", hit.id(), hit.pid),
                 hit: Some(hit),
@@ -202,6 +219,12 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
         }
         Fault::Terminate { target } => {
             let hit = resolve(home, target, rng)?;
+            anyhow::ensure!(
+                is_component(home, hit.pid),
+                "{} is no longer process {}: no SIGTERM sent",
+                hit.id(),
+                hit.pid
+            );
             nix::sys::signal::kill(Pid::from_raw(i32::try_from(hit.pid)?), Signal::SIGTERM)?;
             Ok(Injected {
                 detail: format!("SIGTERM to {} ({})", hit.id(), hit.pid),
@@ -212,7 +235,7 @@ pub async fn inject(home: &Home, fault: &Fault, rng: &mut StdRng) -> anyhow::Res
         }
         Fault::Pause { target, duration_s } => {
             let hit = resolve(home, target, rng)?;
-            signal_group(&hit, Signal::SIGSTOP)?;
+            signal_group(home, &hit, Signal::SIGSTOP)?;
             Ok(Injected {
                 detail: format!(
                     "SIGSTOP to {} (group {}) for {duration_s} s",
@@ -552,11 +575,10 @@ pub async fn undo(home: &Home, undo: &Undo) -> anyhow::Result<()> {
                 .await
                 .map(|_| ())
         }
-        Undo::Resume { hit } => match signal_group(hit, Signal::SIGCONT) {
-            Ok(()) => Ok(()),
-            Err(_) if !crate::runtime::state::is_alive(hit.pid) => Ok(()),
-            Err(error) => Err(error),
-        },
+        // A group that is no longer the component's (the supervisor replaced it) has nothing
+        // of ours left to resume, and its pid may be a stranger's by now.
+        Undo::Resume { hit } if !is_component(home, hit.pid) => Ok(()),
+        Undo::Resume { hit } => signal_group(home, hit, Signal::SIGCONT),
     }
 }
 
@@ -570,6 +592,7 @@ pub fn resume_all(home: &Home) -> usize {
         .components
         .iter()
         .filter_map(|c| c.pid)
+        .filter(|pid| is_component(home, *pid))
         .filter(|pid| {
             i32::try_from(*pid)
                 .ok()
