@@ -14,6 +14,12 @@ step() { echo "== $* ($(( $(date +%s) - started ))s)" >&2; }
 step bootstrap
 scripts/bootstrap.sh
 
+# The image registry (local delivery, cli/tests/delivery.rs) is built from source, mostly a
+# download of its modules: started now, beside the Rust build, in its own process group; the
+# delivery test's `paytool up --delivery` waits on the script's lock if it is still running.
+mkdir -p "$HOME/.cache/paytool/logs"
+setsid scripts/install-registry.sh >"$HOME/.cache/paytool/logs/install-registry.log" 2>&1 </dev/null &
+
 step "format"
 cargo fmt --all -- --check
 

@@ -7,7 +7,7 @@ use crate::args::{
 };
 use crate::runtime::components::services::Service;
 use crate::support::exit::{fail, Code};
-use crate::{chaos, observe, pay, perf, runtime, scaffold, support};
+use crate::{chaos, delivery, observe, pay, perf, runtime, scaffold, support};
 
 fn service(name: ServiceName) -> Service {
     Service::from(name)
@@ -41,11 +41,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 (_, true) => Some(false),
                 _ => None,
             };
+            let delivery = match (args.delivery, args.no_delivery) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
             let asked = runtime::up::Asked {
                 replicas,
                 ha: args.ha,
                 kafka_brokers: args.kafka_brokers,
                 chaos,
+                delivery,
                 trace_sample_percent: args.trace_sample_percent,
             };
             runtime::up::run(&home_dir, &project, &setup, &asked, &ui).await?;
@@ -66,6 +72,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let ui = support::ui::Ui::new(args.json);
             runtime::rollout::run(&home, request, args.json, &ui).await
+        }
+        Command::Images(command) => {
+            let home = runtime::home::existing(&home_dir, &project)?;
+            delivery::run(&home, command).await
         }
         Command::Down { purge } => {
             runtime::down::run(&home_dir, &project, purge, &support::ui::Ui::new(false)).await?;

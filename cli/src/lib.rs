@@ -18,6 +18,7 @@
 pub mod app;
 pub mod args;
 pub mod chaos;
+pub mod delivery;
 pub mod observe;
 pub mod pay;
 pub mod perf;

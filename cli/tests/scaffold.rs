@@ -1,10 +1,11 @@
 //! The conformance test of the service templates, Rust and Kotlin, end to end: a service of
-//! each, scaffolded into a scratch copy of the project, has manifests that render and validate
-//! and passes its own lint and contract tests,
-//! then one `paytool up` builds and starts both beside the platform, their probes are green,
-//! the gateway routes their hosts over TLS, Prometheus scrapes their `/metrics` and Jaeger holds
-//! the trace of a request through the gateway to each; a second scaffold of a taken name is
-//! refused without writing, and an upgrade of an unchanged service does nothing.
+//! each, scaffolded into a scratch copy of the project, has manifests that render and validate;
+//! one `paytool up` builds and starts both beside the platform (each with its Keycloak client),
+//! their probes are green, they pass their own lint and contract tests against that platform,
+//! the gateway routes their hosts over TLS and refuses their API without a token, Prometheus
+//! scrapes their `/metrics` and Jaeger holds the trace of a request through the gateway to
+//! each; a second scaffold of a taken name is refused without writing, and an upgrade of an
+//! unchanged service does nothing.
 
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -19,6 +20,8 @@ const HTTPS_PORT: u16 = PORT_BASE + 1;
 /// Prometheus scrapes every 15 s and Jaeger receives spans in batches: both are waited for.
 const OBSERVED_TIMEOUT_MS: u64 = 90_000;
 const POLL_MS: u64 = 1_000;
+/// Each request through the gateway.
+const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 fn project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -321,20 +324,6 @@ fn scaffolded_rust_and_kotlin_services_pass_their_contracts_run_under_up_and_are
         );
     }
 
-    // Lint and contract tests, on the test platform's PostgreSQL (scripts/test.sh exports it).
-    for case in &CASES {
-        for (dir, command) in case.checks {
-            let ran = Command::new(command[0])
-                .args(&command[1..])
-                .env("CARGO_TARGET_DIR", target_dir)
-                .current_dir(scratch.project().join(dir))
-                .stdin(Stdio::null())
-                .output()
-                .expect("the tool runs");
-            assert!(ran.status.success(), "{command:?}: {}", text(&ran));
-        }
-    }
-
     // Under the local runtime, both at once.
     let up = scratch.paytool(&["up"]);
     assert!(up.status.success(), "up: {}", text(&up));
@@ -342,8 +331,32 @@ fn scaffolded_rust_and_kotlin_services_pass_their_contracts_run_under_up_and_are
         "scaffold to green (a Rust and a Kotlin service): {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let status = scratch.paytool(&["status", "--json"]);
+    let status = scratch.paytool(&["status", "--json", "--show-secrets"]);
+    assert!(status.status.success(), "status: {}", text(&status));
+    let status_file = scratch.root.path().join("status.json");
+    std::fs::write(&status_file, &status.stdout).expect("the status is written");
     let status: Value = serde_json::from_slice(&status.stdout).expect("status --json");
+
+    // Lint and contract tests, as scripts/test.sh runs them in the project: on this platform,
+    // whose Keycloak has each service's client (the test platform's, started before they were
+    // scaffolded, has not).
+    let database_url = status["connections"]["postgres_admin_url"]
+        .as_str()
+        .expect("the admin URL");
+    for case in &CASES {
+        for (dir, command) in case.checks {
+            let ran = Command::new(command[0])
+                .args(&command[1..])
+                .env("CARGO_TARGET_DIR", target_dir)
+                .env("PAYTOOL_TEST_STATUS", &status_file)
+                .env("PAYTOOL_TEST_DATABASE_URL", database_url)
+                .current_dir(scratch.project().join(dir))
+                .stdin(Stdio::null())
+                .output()
+                .expect("the tool runs");
+            assert!(ran.status.success(), "{command:?}: {}", text(&ran));
+        }
+    }
     let ca = std::fs::read(status["gateway"]["ca_certificate"].as_str().expect("ca"))
         .expect("the CA is readable");
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
@@ -356,16 +369,61 @@ fn scaffolded_rust_and_kotlin_services_pass_their_contracts_run_under_up_and_are
             .unwrap_or_else(|| panic!("{} is a component: {status}", case.name));
         assert_eq!(component["state"], "ready", "{component}");
         assert_eq!(component["health"], "healthy", "{component}");
-        conforms_behind_the_gateway(&runtime, &ca, case.name, &prometheus, &jaeger);
+        let token = runtime.block_on(client_token(&status, case.name));
+        conforms_behind_the_gateway(
+            &scratch,
+            &runtime,
+            &ca,
+            case.name,
+            &token,
+            &prometheus,
+            &jaeger,
+        );
     }
 }
 
-/// Through the gateway over TLS with a trace we start: ready, a resource created; then scraped
-/// by Prometheus as its own job, and the request's trace in Jaeger with the gateway's span.
+/// An access token of one of the installation's clients (client credentials, on loopback).
+async fn client_token(status: &Value, client_id: &str) -> String {
+    let connections = &status["connections"];
+    let answer: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/realms/{}/protocol/openid-connect/token",
+            connections["keycloak_url"].as_str().expect("keycloak url"),
+            connections["keycloak_realm"].as_str().expect("realm")
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            (
+                "client_secret",
+                connections["client_secrets"][client_id]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{client_id} has a client secret: {connections}")),
+            ),
+        ])
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .error_for_status()
+        .expect("the service's client credentials are accepted")
+        .json()
+        .await
+        .expect("a token response");
+    answer["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_string()
+}
+
+/// Through the gateway over TLS with a trace we start: ready, the API refused without a token
+/// (a problem document), a resource created with the service's own token; then scraped by Prometheus as its own job, and the request's trace in Jaeger with the
+/// gateway's span.
 fn conforms_behind_the_gateway(
+    scratch: &Scratch,
     runtime: &tokio::runtime::Runtime,
     ca: &[u8],
     name: &str,
+    token: &str,
     prometheus: &str,
     jaeger: &str,
 ) {
@@ -377,12 +435,22 @@ fn conforms_behind_the_gateway(
             &host,
             std::net::SocketAddr::from(([127, 0, 0, 1], HTTPS_PORT)),
         )
-        .timeout(Duration::from_secs(10))
+        // A JVM's first requests load and compile much of what they run.
+        .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
         .build()
         .expect("client");
+    // Which request failed, with what the service and the gateway logged meanwhile.
+    let failed = |what: &str, error: reqwest::Error| -> ! {
+        let log = |component: &str| text(&scratch.paytool(&["logs", component, "-n", "30"]));
+        panic!(
+            "{what} through the gateway: {error}\n{name}'s log: {}\ngateway's log: {}",
+            log(name),
+            log("gateway")
+        )
+    };
     let base = format!("https://{host}:{HTTPS_PORT}");
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let (ready, created) = runtime.block_on(async {
+    let (ready, refused, created) = runtime.block_on(async {
         let ready: Value = client
             .get(format!("{base}/health/ready"))
             .send()
@@ -391,17 +459,40 @@ fn conforms_behind_the_gateway(
             .json()
             .await
             .expect("JSON");
+        let refused = client
+            .post(format!("{base}/v1/items"))
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&serde_json::json!({ "name": "anonymous" }))
+            .send()
+            .await
+            .expect("the gateway answers");
+        let refused = (
+            refused.status().as_u16(),
+            refused
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        );
         let created = client
             .post(format!("{base}/v1/items"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
             .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
             .json(&serde_json::json!({ "name": "first" }))
             .send()
             .await
-            .expect("the gateway answers");
-        (ready, created.status().as_u16())
+            .unwrap_or_else(|e| failed("a POST with a token", e));
+        (ready, refused, created.status().as_u16())
     });
     assert_eq!(ready["service"], name, "{ready}");
     assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(
+        refused,
+        (401, "application/problem+json".to_string()),
+        "{name}'s API without a token"
+    );
     assert_eq!(created, 201, "{name}");
 
     let query = format!("up{{job=\"{name}\"}}");

@@ -42,6 +42,13 @@ pub enum Command {
     )]
     Rollout(RolloutArgs),
 
+    /// OCI images of the services, built without a daemon and pushed to the registry
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool images build\n  paytool images build orchestrator --json\n  paytool images push consumer-api\n\nImages go to the installation's registry (`paytool up --delivery`) at\nregistry.local.test, tagged with the git revision and `latest` (docs/delivery.md)."
+    )]
+    Images(ImagesCommand),
+
     /// PostgreSQL's high availability (`paytool up --ha`)
     #[command(
         subcommand,
@@ -78,8 +85,9 @@ pub enum Command {
     )]
     Logs {
         /// postgres, kafka, jaeger, otel-collector, agent, alertmanager, prometheus, keycloak,
-        /// orchestrator, consumer-api, merchant-api, gateway or supervisor; a service's further
-        /// instances are NAME.1, NAME.2, …
+        /// orchestrator, consumer-api, merchant-api, gateway, registry (with --delivery), a
+        /// scaffolded service by its name, or supervisor; a service's further instances are
+        /// NAME.1, NAME.2, …
         component: String,
         /// Keep printing new lines as they are written
         #[arg(short, long)]
@@ -238,6 +246,14 @@ pub struct UpArgs {
     /// Direct calls again (no Toxiproxy), for an installation made with `--chaos`.
     #[arg(long, overrides_with = "chaos")]
     pub no_chaos: bool,
+    /// Local delivery beside the platform: the image registry at
+    /// https://registry.local.test, which `paytool images push` sends the services' images to
+    /// (docs/delivery.md). Kept with the installation.
+    #[arg(long, overrides_with = "no_delivery")]
+    pub delivery: bool,
+    /// No local delivery from the next start (its stored images are kept).
+    #[arg(long, overrides_with = "delivery")]
+    pub no_delivery: bool,
     /// Percent of the traces started at the gateway sent on to Jaeger (1 to 100), chosen by
     /// trace id; a client's own `traceparent` decides for its trace, and a request that failed
     /// (5xx) keeps the gateway's span. Kept with the installation. [default: what the
@@ -290,6 +306,34 @@ fn parse_replicas(text: &str) -> Result<ReplicaSetting, String> {
         .filter(|n| (1..=4).contains(n))
         .ok_or_else(|| format!("{count:?} is not a number of instances from 1 to 4"))?;
     Ok(ReplicaSetting { service, count })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Build an OCI image of each service: its binary (beside paytool's), the libraries it
+    /// links, a non-root user; labelled with the git revision; written under the installation
+    #[command(
+        after_help = "Examples:\n  paytool images build                 # orchestrator, consumer-api, merchant-api\n  paytool images build loyalty --json  # a scaffolded Rust service\n\nThe same binary and libraries give the same digest. Exit code 0 when every image is\nbuilt, 3 when a binary is missing (build it first), 2 for an unknown service."
+    )]
+    Build {
+        /// Services to build (the platform's three when none is named)
+        services: Vec<String>,
+        /// Print what was built as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push each service's built image to the installation's registry, tagged with its
+    /// revision and `latest`
+    #[command(
+        after_help = "Examples:\n  paytool images push\n  paytool images push orchestrator --json | jq -r .[0].by_digest\n\nNeeds `paytool up --delivery`. Builds each image first, from the binary as it is now (an\nunchanged binary gives the same image, which the registry already has). Exit code 0\nwhen every image is pushed, 3 when a binary is missing, 7 when the registry does not answer."
+    )]
+    Push {
+        /// Services to push (the platform's three when none is named)
+        services: Vec<String>,
+        /// Print what was pushed as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -45,6 +45,11 @@ pub struct Marker {
     /// default: a normal run pays no proxy hop.
     #[serde(default)]
     pub chaos: bool,
+    /// Local delivery runs beside the platform: the image registry at `registry.local.test`
+    /// (`paytool up --delivery`; `--no-delivery` takes it away, its images kept). Off by
+    /// default: a platform that only serves payments needs none of it.
+    #[serde(default)]
+    pub delivery: bool,
     /// Percent of the traces started at the gateway that are kept (sent on to Jaeger), chosen
     /// by each trace's id; a caller's own `traceparent` decides for its trace, and the
     /// gateway's span of a request that failed (5xx) is kept whatever was chosen. `paytool up
@@ -108,6 +113,17 @@ impl Replicas {
         }
         Ok(())
     }
+}
+
+/// A secret of its own for one purpose (`label`), from one the installation keeps: 32 hex
+/// digits of HMAC-SHA-256, which tell nothing of the key or of any other label's secret. What
+/// is derived needs nothing new kept (a service scaffolded later, the registry's password).
+pub fn derive(key: &str, label: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(label.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 /// Per-installation secrets, generated once and kept in `secrets.json` (mode 0600).
@@ -270,6 +286,7 @@ impl Home {
             ha: false,
             kafka_brokers: one_broker(),
             chaos: false,
+            delivery: false,
             trace_sample_percent: every_trace(),
             apps: Vec::new(),
         };
@@ -355,6 +372,15 @@ impl Home {
             return Ok(());
         }
         self.marker.chaos = chaos;
+        self.save_marker()
+    }
+
+    /// Runs local delivery (or not) from the next start; its storage stays either way.
+    pub fn set_delivery(&mut self, delivery: bool) -> anyhow::Result<()> {
+        if self.marker.delivery == delivery {
+            return Ok(());
+        }
+        self.marker.delivery = delivery;
         self.save_marker()
     }
 

@@ -106,6 +106,12 @@ pub struct Ports {
     /// installation (28401 …); every installation gives it the same place in its own range.
     #[serde(default)]
     pub app_first: u16,
+    /// Local delivery (base + 67 …, `paytool up --delivery`): the image registry's HTTP API
+    /// (behind the gateway at `registry.local.test`) and its debug server (health, metrics).
+    #[serde(default)]
+    pub registry: u16,
+    #[serde(default)]
+    pub registry_debug: u16,
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -130,16 +136,19 @@ pub const APPS_MAX: u16 = 8;
 /// The first scaffolded service's port in the default installation; a stamp's `port` is one of
 /// `APP_PORTS`.
 pub const APP_PORTS: std::ops::Range<u16> = 28401..28401 + APPS_MAX;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 66): 27
+/// Local delivery's ports (`paytool up --delivery`): the registry's API and debug server.
+const DELIVERY_PORTS: u16 = 2;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 68): 27
 /// before the replicas, the replicas', 6 of PostgreSQL's HA, 3 per further Kafka broker,
-/// Toxiproxy's API and its routes, then the scaffolded services'.
+/// Toxiproxy's API and its routes, the scaffolded services', then local delivery's.
 const PORTS_PER_BASE: u16 = 27
     + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1)
     + 6
     + 3 * (KAFKA_BROKERS_MAX as u16 - 1)
     + 1
     + TOXIPROXY_ROUTES
-    + APPS_MAX;
+    + APPS_MAX
+    + DELIVERY_PORTS;
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -215,6 +224,8 @@ impl Ports {
                 toxiproxy_api: 28474,
                 toxiproxy_first: 28475,
                 app_first: APP_PORTS.start,
+                registry: 28500,
+                registry_debug: 28501,
             };
         }
         Self {
@@ -256,6 +267,8 @@ impl Ports {
             toxiproxy_api: base + 48,
             toxiproxy_first: base + 49,
             app_first: base + 49 + TOXIPROXY_ROUTES,
+            registry: base + 49 + TOXIPROXY_ROUTES + APPS_MAX,
+            registry_debug: base + 50 + TOXIPROXY_ROUTES + APPS_MAX,
         }
     }
 
@@ -365,6 +378,8 @@ impl Ports {
             toxiproxy_api: or_planned(self.toxiproxy_api, planned.toxiproxy_api),
             toxiproxy_first: or_planned(self.toxiproxy_first, planned.toxiproxy_first),
             app_first: or_planned(self.app_first, planned.app_first),
+            registry: or_planned(self.registry, planned.registry),
+            registry_debug: or_planned(self.registry_debug, planned.registry_debug),
             ..self
         }
     }
@@ -425,6 +440,8 @@ impl Ports {
             ("kafka.1 (metrics)", self.kafka_metrics_more[0]),
             ("kafka.2 (metrics)", self.kafka_metrics_more[1]),
             ("toxiproxy (api)", self.toxiproxy_api),
+            ("registry", self.registry),
+            ("registry (debug)", self.registry_debug),
         ];
         ports.extend(replicas);
         ports.extend((0..APPS_MAX).map(|slot| ("scaffolded service", self.app_first + slot)));

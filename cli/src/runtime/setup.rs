@@ -21,6 +21,13 @@ pub const JMX_EXPORTER_VERSION: &str = "1.0.1";
 pub const TOXIPROXY_VERSION: &str = "2.5.0";
 /// `go install` of Toxiproxy: about 35 s on two cores with an empty Go cache.
 const TOXIPROXY_BUILD_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// The image registry (CNCF Distribution), built by scripts/install-registry.sh (which pins
+/// the same version: a test compares them) under the cache's `registry-<version>/`, only for
+/// an installation with local delivery (`paytool up --delivery`).
+pub const REGISTRY_VERSION: &str = "3.1.2";
+/// `go install` of the registry: about 3 minutes of CPU on two cores, and a download of its
+/// modules (three clouds' storage drivers) that took up to 10 minutes more here.
+const REGISTRY_BUILD_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 /// Keycloak 26 needs Java 21 or newer; Kafka runs on 17.
 const KEYCLOAK_MIN_JAVA: u32 = 21;
 const KAFKA_MIN_JAVA: u32 = 17;
@@ -62,6 +69,7 @@ pub const HOST_NAMES: &[&str] = &[
     "merchant.local.test",
     "wallet.local.test",
     "whoami.local.test",
+    "registry.local.test",
 ];
 const HOSTS_BEGIN: &str = "# paytool begin: local gateway names";
 const HOSTS_END: &str = "# paytool end";
@@ -101,6 +109,8 @@ pub struct Tools {
     pub haproxy: PathBuf,
     /// Toxiproxy's server (`paytool up --chaos`).
     pub toxiproxy: PathBuf,
+    /// The image registry (`paytool up --delivery`).
+    pub registry: PathBuf,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -393,7 +403,41 @@ impl Setup {
             etcd: PathBuf::from("/usr/bin/etcd"),
             haproxy: PathBuf::from("/usr/sbin/haproxy"),
             toxiproxy: self.toxiproxy_path(),
+            registry: self.registry_path(),
         })
+    }
+
+    fn registry_path(&self) -> PathBuf {
+        self.cache
+            .join(format!("registry-{REGISTRY_VERSION}"))
+            .join("bin/registry")
+    }
+
+    /// Builds the image registry unless it is built: what `paytool up --delivery` needs beyond
+    /// every installation's setup (a step of its own, so that installations without local
+    /// delivery never pay for the build).
+    pub fn ensure_registry(&self, ui: &Ui) -> anyhow::Result<()> {
+        let line = ui.step("registry (paytool up --delivery)");
+        if self.registry_path().is_file() {
+            line.done("present");
+            return Ok(());
+        }
+        let started = Instant::now();
+        line.working("building (once; minutes)");
+        let mut command = Command::new("bash");
+        command
+            .arg(self.project.join("scripts/install-registry.sh"))
+            .env("PAYTOOL_CACHE_DIR", &self.cache);
+        match self.run_logged("registry", &mut command, REGISTRY_BUILD_TIMEOUT_MS) {
+            Ok(()) => {
+                line.done(&format!("built in {:.1}s", started.elapsed().as_secs_f64()));
+                Ok(())
+            }
+            Err(error) => {
+                line.failed("failed");
+                Err(error)
+            }
+        }
     }
 
     fn toxiproxy_path(&self) -> PathBuf {

@@ -72,6 +72,20 @@ pub struct Connections {
     pub keycloak_admin_user: String,
     pub keycloak_admin_password: String,
     pub client_secrets: BTreeMap<String, String>,
+    /// The image registry, with local delivery (`paytool up --delivery`) only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryAccess>,
+}
+
+/// Where the image registry is and who may use it.
+#[derive(Debug, Serialize)]
+pub struct RegistryAccess {
+    /// Through the gateway, over TLS: what clients and image references use.
+    pub url: String,
+    /// Its API on loopback.
+    pub local_url: String,
+    pub user: String,
+    pub password: String,
 }
 
 pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> {
@@ -176,6 +190,11 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
     ]
     .into_iter()
     .map(|(client, secret)| (client.to_string(), hide(secret)))
+    .chain(
+        crate::runtime::components::apps::of(home)
+            .into_iter()
+            .map(|app| (app.as_str().to_string(), hide(&app.client_secret(&secrets)))),
+    )
     .collect();
     Ok(Status {
         format: STATUS_FORMAT,
@@ -204,6 +223,12 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
             keycloak_admin_user: components::keycloak::ADMIN_USER.to_string(),
             keycloak_admin_password: hide(&secrets.keycloak_admin),
             client_secrets,
+            registry: home.marker.delivery.then(|| RegistryAccess {
+                url: ports.public_url("registry"),
+                local_url: components::registry::url(home),
+                user: components::registry::USER.to_string(),
+                password: hide(&components::registry::password(&secrets)),
+            }),
         },
     })
 }

@@ -29,6 +29,8 @@ pub struct Asked {
     pub kafka_brokers: Option<u8>,
     /// `--chaos` / `--no-chaos`: None keeps what the installation has.
     pub chaos: Option<bool>,
+    /// `--delivery` / `--no-delivery`: None keeps what the installation has.
+    pub delivery: Option<bool>,
     /// `--trace-sample-percent`: None keeps what the installation has.
     pub trace_sample_percent: Option<u8>,
 }
@@ -59,6 +61,9 @@ pub async fn run(
                 .kafka_brokers
                 .is_some_and(|brokers| brokers != home.marker.kafka_brokers)
             || asked.chaos.is_some_and(|chaos| chaos != home.marker.chaos)
+            || asked
+                .delivery
+                .is_some_and(|delivery| delivery != home.marker.delivery)
             || asked
                 .trace_sample_percent
                 .is_some_and(|percent| percent != home.marker.trace_sample_percent)
@@ -96,6 +101,9 @@ pub async fn run(
     if let Some(chaos) = asked.chaos {
         home.set_chaos(chaos)?;
     }
+    if let Some(delivery) = asked.delivery {
+        home.set_delivery(delivery)?;
+    }
     if let Some(percent) = asked.trace_sample_percent {
         home.set_trace_sample_percent(percent)?;
     }
@@ -117,6 +125,9 @@ pub async fn run(
         // platform starts without them and the supervisor adds them when they are built.
         ui.println("setting up what the local runtime needs (once):");
         setup.run_for_up(ui)?;
+    }
+    if home.marker.delivery {
+        setup.ensure_registry(ui)?;
     }
     // Fail here, with setup's one-line advice, rather than inside the detached supervisor.
     setup.tools()?;

@@ -245,7 +245,7 @@ fn print_next_steps(outcome: &Scaffolded) {
         Language::Kotlin => (format!("(cd services/{} && mvn test)", outcome.name), ""),
     };
     println!(
-        "\nnext:\n  paytool up      # builds, starts and routes it\n  curl {}/health/ready\n  {test}      # its contract tests, with PAYTOOL_TEST_DATABASE_URL set (README: Developing)\n  git add services/{} services/contracts/{}.yaml{also}",
+        "\nnext:\n  paytool up      # builds, starts and routes it\n  curl {}/health/ready\n  {test}      # its contract tests, with PAYTOOL_TEST_STATUS and PAYTOOL_TEST_DATABASE_URL set (README: Developing)\n  git add services/{} services/contracts/{}.yaml{also}",
         outcome.url, outcome.name, outcome.name
     );
 }

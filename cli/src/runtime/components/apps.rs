@@ -6,11 +6,10 @@
 //! scraped by Prometheus (job `NAME`).
 
 use super::{http_probe, Component, ComponentName, Ctx, Spec};
-use crate::runtime::home::{Home, Secrets};
+use crate::runtime::home::{derive, Home, Secrets};
 use crate::runtime::ports::{APPS_MAX, APP_PORTS};
 use crate::runtime::probe::Probe;
 use crate::support::exit::{fail, Code};
-use hmac::{Hmac, Mac};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -241,10 +240,19 @@ impl App {
     /// that a service scaffolded later needs no new secret kept (and one service's password
     /// says nothing of another's, or of the superuser's).
     pub fn database_password(self, secrets: &Secrets) -> String {
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secrets.postgres_superuser.as_bytes())
-            .expect("HMAC takes a key of any length");
-        mac.update(format!("app-database:{}", self.name).as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        derive(
+            &secrets.postgres_superuser,
+            &format!("app-database:{}", self.name),
+        )
+    }
+
+    /// The secret of its Keycloak client (made by Keycloak's `after_ready`), derived from the
+    /// installation's Keycloak admin password in the same way.
+    pub fn client_secret(self, secrets: &Secrets) -> String {
+        derive(
+            &secrets.keycloak_admin,
+            &format!("app-client:{}", self.name),
+        )
     }
 
     pub fn database_url(self, home: &Home, secrets: &Secrets) -> String {
@@ -302,7 +310,7 @@ impl Component for App {
                     format!("-Xmx{KOTLIN_HEAP_MAX_MIB}m"),
                     "-XX:+ExitOnOutOfMemoryError".to_string(),
                     "-jar".to_string(),
-                    kotlin_jar(&dir, app.name).display().to_string(),
+                    staged_jar(&ctx.home, app.name).display().to_string(),
                 ],
             ),
         };
@@ -314,6 +322,11 @@ impl Component for App {
                 app.database_url(&ctx.home, &ctx.secrets),
             ),
         ];
+        env.extend(super::services::auth_env(
+            &ctx.home,
+            app.name,
+            &format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
+        ));
         env.extend(super::services::telemetry_env(&ctx.home));
         Ok(Spec {
             name: ComponentName::App(app),
@@ -341,6 +354,32 @@ impl Component for App {
         })
     }
 
+    /// A Kotlin service runs from a copy of its jar taken when the supervisor starts it: the
+    /// JVM reads classes from the jar as it first needs them, so a `mvn package` or `mvn
+    /// verify` in the service's directory (which rewrites `target/NAME.jar`) would pull the
+    /// classes out from under the running service (seen: `NoClassDefFoundError` and a service
+    /// that answered nothing more). A restart keeps the copy; the next `paytool up` takes a new
+    /// one. (A Rust binary needs none: cargo puts a rebuilt binary in a new file.)
+    fn prepare<'a>(&'a self, ctx: &'a Ctx) -> super::Step<'a> {
+        Box::pin(async move {
+            let app = *self;
+            if app.entry(&ctx.home).map(|e| e.language) != Some(Language::Kotlin) {
+                return Ok(());
+            }
+            let staged = staged_jar(&ctx.home, app.name);
+            if staged.is_file() {
+                return Ok(());
+            }
+            let built = kotlin_jar(&ctx.project.join("services").join(app.name), app.name);
+            std::fs::create_dir_all(staged.parent().expect("a directory"))?;
+            let partial = staged.with_extension("jar.partial");
+            std::fs::copy(&built, &partial)
+                .map_err(|e| anyhow::anyhow!("cannot copy {} to run it: {e}", built.display()))?;
+            std::fs::rename(&partial, &staged)?;
+            Ok(())
+        })
+    }
+
     fn probe(&self, home: &Home, _secrets: &Secrets) -> Probe {
         // A marker without it (an installation made before it was scaffolded) has no port for
         // it: the probe then points nowhere and says not ready.
@@ -352,6 +391,12 @@ impl Component for App {
 /// Maven's runnable jar of a Kotlin service (the template's `finalName`).
 fn kotlin_jar(dir: &Path, name: &str) -> PathBuf {
     dir.join("target").join(format!("{name}.jar"))
+}
+
+/// The copy of it the service runs from, beside the platform services' staged binaries (the
+/// supervisor empties that directory when it starts).
+fn staged_jar(home: &Home, name: &str) -> PathBuf {
+    home.run_dir().join("bin").join(format!("{name}.jar"))
 }
 
 /// Builds the installation's scaffolded services: the Rust ones where `paytool` itself was
@@ -518,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn a_services_database_password_is_stable_and_its_own() {
+    fn a_services_database_password_and_client_secret_are_stable_and_its_own() {
         let secrets = Secrets::generate();
         let loyalty = App::named("loyalty").expect("valid");
         let rewards = App::named("rewards").expect("valid");
@@ -527,5 +572,9 @@ mod tests {
         assert_ne!(password, rewards.database_password(&secrets));
         assert_eq!(password.len(), 32);
         assert!(password.chars().all(|c| c.is_ascii_hexdigit()));
+        let secret = loyalty.client_secret(&secrets);
+        assert_eq!(secret, loyalty.client_secret(&secrets));
+        assert_ne!(secret, password, "the client secret is another secret");
+        assert_ne!(secret, rewards.client_secret(&secrets));
     }
 }

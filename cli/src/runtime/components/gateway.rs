@@ -151,6 +151,10 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<AppHost>>>()?;
     context.insert("apps", &apps);
+    context.insert(
+        "registry_port",
+        &ctx.home.marker.delivery.then_some(ports.registry),
+    );
     for (name, template) in SNIPPETS {
         let path = dir.join(
             std::path::Path::new(template)

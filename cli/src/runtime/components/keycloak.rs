@@ -169,7 +169,9 @@ async fn copy_tree(ctx: &Ctx, from: &Path, to: &Path) -> anyhow::Result<()> {
     run_to_log(ctx, ComponentName::Keycloak, 0, &mut copy).await
 }
 
-/// Ready is not enough: the realm must have been imported and must answer.
+/// Ready is not enough: the realm must have been imported and must answer. Then every
+/// scaffolded service gets its client (the import ran once, when the installation was made, so
+/// a service scaffolded later cannot come through it).
 async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
     let url = format!(
         "http://127.0.0.1:{}/realms/{REALM}/.well-known/openid-configuration",
@@ -182,7 +184,159 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         "the realm {REALM} is missing ({url} answered {})",
         response.status()
     );
+    let apps = super::apps::of(&ctx.home);
+    if apps.is_empty() {
+        return Ok(());
+    }
+    let admin = RealmAdmin::sign_in(&client, &ctx.home, &ctx.secrets).await?;
+    for app in apps {
+        admin
+            .ensure_service_client(app.as_str(), &app.client_secret(&ctx.secrets))
+            .await
+            .with_context(|| format!("the Keycloak client of {}", app.as_str()))?;
+    }
     Ok(())
+}
+
+/// The realm's clients, administered as Keycloak's bootstrap admin (the master realm's
+/// `admin-cli`), on the loopback port.
+struct RealmAdmin<'a> {
+    http: &'a reqwest::Client,
+    base_url: String,
+    token: String,
+}
+
+impl<'a> RealmAdmin<'a> {
+    async fn sign_in(
+        http: &'a reqwest::Client,
+        home: &Home,
+        secrets: &Secrets,
+    ) -> anyhow::Result<RealmAdmin<'a>> {
+        let base_url = format!("http://127.0.0.1:{}", home.ports().keycloak);
+        let answer = http
+            .post(format!(
+                "{base_url}/realms/master/protocol/openid-connect/token"
+            ))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", ADMIN_USER),
+                ("password", secrets.keycloak_admin.as_str()),
+            ])
+            .send()
+            .await?;
+        let status = answer.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "Keycloak refused its admin's credentials ({status})"
+        );
+        let body: serde_json::Value = answer.json().await?;
+        let token = body["access_token"]
+            .as_str()
+            .context("Keycloak answered the admin without an access token")?
+            .to_string();
+        Ok(RealmAdmin {
+            http,
+            base_url,
+            token,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/admin/realms/{REALM}{path}", self.base_url)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let answer = request.bearer_auth(&self.token).send().await?;
+        let status = answer.status();
+        if status.is_success() {
+            return Ok(answer);
+        }
+        let body = answer.text().await.unwrap_or_default();
+        anyhow::bail!(
+            "Keycloak's admin API answered {status}: {}",
+            body.chars().take(200).collect::<String>()
+        )
+    }
+
+    async fn find_client(&self, client_id: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        let found: Vec<serde_json::Value> = self
+            .send(
+                self.http
+                    .get(self.url("/clients"))
+                    .query(&[("clientId", client_id)]),
+            )
+            .await?
+            .json()
+            .await?;
+        Ok(found.into_iter().find(|c| c["clientId"] == client_id))
+    }
+
+    /// A confidential client for a service: client credentials only (no browser flows), with
+    /// `secret`, whose tokens carry the service itself as an audience, so that its own account
+    /// (and the tests and tools that use it) can call it. Idempotent: made if missing, its secret
+    /// and audience put right if they drifted.
+    async fn ensure_service_client(&self, client_id: &str, secret: &str) -> anyhow::Result<()> {
+        let mapper = serde_json::json!({
+            "name": format!("audience {client_id}"),
+            "protocol": "openid-connect",
+            "protocolMapper": "oidc-audience-mapper",
+            "config": {
+                "included.client.audience": client_id,
+                "access.token.claim": "true",
+                "id.token.claim": "false"
+            }
+        });
+        let mut wanted = serde_json::json!({
+            "clientId": client_id,
+            "name": client_id,
+            "enabled": true,
+            "protocol": "openid-connect",
+            "publicClient": false,
+            "clientAuthenticatorType": "client-secret",
+            "secret": secret,
+            "serviceAccountsEnabled": true,
+            "standardFlowEnabled": false,
+            "implicitFlowEnabled": false,
+            "directAccessGrantsEnabled": false,
+            "protocolMappers": [mapper.clone()]
+        });
+        let existing = match self.find_client(client_id).await? {
+            Some(existing) => existing,
+            None => {
+                self.send(self.http.post(self.url("/clients")).json(&wanted))
+                    .await?;
+                return Ok(());
+            }
+        };
+        let id = existing["id"]
+            .as_str()
+            .context("a client without an id")?
+            .to_string();
+        // An update leaves the mappers alone, so they are not part of it.
+        if let Some(fields) = wanted.as_object_mut() {
+            fields.remove("protocolMappers");
+            fields.insert("id".into(), serde_json::Value::String(id.clone()));
+        }
+        self.send(
+            self.http
+                .put(self.url(&format!("/clients/{id}")))
+                .json(&wanted),
+        )
+        .await?;
+        let has_mapper = existing["protocolMappers"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|m| m["name"] == mapper["name"]));
+        if !has_mapper {
+            self.send(
+                self.http
+                    .post(self.url(&format!("/clients/{id}/protocol-mappers/models")))
+                    .json(&mapper),
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 /// An access token for one of the realm's confidential clients (client credentials), from

@@ -42,6 +42,8 @@ pub enum ComponentName {
     Agent,
     Alertmanager,
     Prometheus,
+    /// `paytool up --delivery` only: the image registry.
+    Registry,
     Keycloak,
     Orchestrator,
     ConsumerApi,
@@ -60,6 +62,7 @@ impl ComponentName {
             Self::Etcd => "etcd",
             Self::Patroni => "patroni",
             Self::Toxiproxy => "toxiproxy",
+            Self::Registry => "registry",
             Self::Postgres => "postgres",
             Self::PostgresExporter => "postgres-exporter",
             Self::Kafka => "kafka",
@@ -83,6 +86,7 @@ impl ComponentName {
             Self::Etcd => &patroni::Etcd,
             Self::Patroni => &patroni::Patroni,
             Self::Toxiproxy => &toxiproxy::Toxiproxy,
+            Self::Registry => &registry::Registry,
             Self::Postgres => &postgres::Postgres,
             Self::PostgresExporter => &postgres_exporter::PostgresExporter,
             Self::Kafka => &kafka::Kafka,
@@ -104,13 +108,15 @@ impl ComponentName {
 impl ComponentName {
     /// How many instances of it the installation runs: a service's replicas, PostgreSQL's
     /// high-availability parts only with `--ha` (two Patroni nodes), Kafka's brokers
-    /// (`--kafka-brokers`), Toxiproxy only with `--chaos`, one of anything else.
+    /// (`--kafka-brokers`), Toxiproxy only with `--chaos`, the registry only with
+    /// `--delivery`, one of anything else.
     pub fn instances(self, home: &Home) -> u8 {
         match self {
             Self::Etcd => u8::from(home.marker.ha),
             Self::Patroni => 2 * u8::from(home.marker.ha),
             Self::Kafka => home.marker.kafka_brokers,
             Self::Toxiproxy => u8::from(home.marker.chaos),
+            Self::Registry => u8::from(home.marker.delivery),
             Self::Orchestrator | Self::ConsumerApi | Self::MerchantApi => {
                 services::Service::of(self).map_or(1, |service| service.replicas(home))
             }
@@ -164,6 +170,7 @@ pub const WAVES: &[&[ComponentName]] = &[
         ComponentName::Agent,
         ComponentName::Alertmanager,
         ComponentName::Prometheus,
+        ComponentName::Registry,
     ],
     &[
         ComponentName::PostgresExporter,
@@ -216,8 +223,12 @@ pub trait Component: Sync {
     /// How to run it: program, arguments, environment, ports, probe and stop signal.
     fn spec(&self, ctx: &Ctx) -> anyhow::Result<Spec>;
 
-    /// How to run each of its instances: one, unless it is a service with replicas.
+    /// How to run each of its instances: one, unless it is a service with replicas; none for
+    /// a component the installation does not run (the registry without `--delivery`).
     fn specs(&self, ctx: &Ctx) -> anyhow::Result<Vec<Spec>> {
+        if self.name().instances(&ctx.home) == 0 {
+            return Ok(Vec::new());
+        }
         Ok(vec![self.spec(ctx)?])
     }
 
@@ -352,6 +363,7 @@ pub mod observability;
 pub mod patroni;
 pub mod postgres;
 pub mod postgres_exporter;
+pub mod registry;
 pub mod services;
 pub mod toxiproxy;
 

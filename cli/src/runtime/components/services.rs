@@ -215,23 +215,6 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
         ("APP__HTTP__HOST".into(), "127.0.0.1".into()),
         ("APP__HTTP__PORT".into(), port.to_string()),
         ("APP__DATABASE__URL".into(), service.database_url(ctx)),
-        // Tokens are verified locally against the realm's keys; `iss` is the public URL.
-        (
-            "APP__AUTH__ISSUER".into(),
-            format!(
-                "{}/realms/{}",
-                ctx.home.ports().public_url("sso"),
-                super::keycloak::REALM
-            ),
-        ),
-        (
-            "APP__AUTH__JWKS_URL".into(),
-            format!(
-                "{keycloak}/realms/{}/protocol/openid-connect/certs",
-                super::keycloak::REALM
-            ),
-        ),
-        ("APP__AUTH__AUDIENCE".into(), name.to_string()),
         // The service's own account: registering users, calling the orchestrator.
         ("APP__KEYCLOAK__BASE_URL".into(), keycloak.clone()),
         (
@@ -254,6 +237,7 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
             super::kafka::bootstrap(&ctx.home),
         ),
     ];
+    env.extend(auth_env(&ctx.home, name, &keycloak));
     env.extend(telemetry_env(&ctx.home));
     if service == Service::ConsumerApi {
         // The wallet's sign-in (a backend-for-frontend at wallet.local.test).
@@ -307,6 +291,24 @@ fn spec(ctx: &Ctx, service: Service, instance: u8) -> anyhow::Result<Spec> {
         stop_signal: Signal::SIGTERM,
         stop_timeout_ms: 10_000,
     })
+}
+
+/// How a service checks bearer tokens (paykit's `AuthSettings`, the Kotlin template's
+/// `Settings.Auth`): verified locally against the realm's keys, fetched from `keycloak` (a
+/// loopback URL); `iss` is the realm's public URL, `aud` must name the service.
+pub fn auth_env(home: &Home, audience: &str, keycloak: &str) -> Vec<(String, String)> {
+    let realm = super::keycloak::REALM;
+    vec![
+        (
+            "APP__AUTH__ISSUER".into(),
+            format!("{}/realms/{realm}", home.ports().public_url("sso")),
+        ),
+        (
+            "APP__AUTH__JWKS_URL".into(),
+            format!("{keycloak}/realms/{realm}/protocol/openid-connect/certs"),
+        ),
+        ("APP__AUTH__AUDIENCE".into(), audience.to_string()),
+    ]
 }
 
 /// What every service the platform runs (its own and the scaffolded ones) is told about logs

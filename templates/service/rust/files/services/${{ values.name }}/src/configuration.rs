@@ -2,6 +2,7 @@
 //! then `APP__SECTION__KEY` environment variables (paykit::config). `paytool up` sets them all
 //! through the environment; secrets (the database URL) stay `SecretString`s.
 
+use paykit::auth::AuthSettings;
 use paykit::config::HttpSettings;
 use paykit::db::DatabaseSettings;
 use serde::Deserialize;
@@ -11,4 +12,6 @@ pub struct Settings {
     #[serde(default)]
     pub http: HttpSettings,
     pub database: DatabaseSettings,
+    /// Whose bearer tokens it accepts: the realm's issuer and keys, its own name as audience.
+    pub auth: AuthSettings,
 }

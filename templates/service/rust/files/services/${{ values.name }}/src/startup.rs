@@ -3,14 +3,19 @@
 use crate::configuration::Settings;
 use crate::http::AppState;
 use axum::Router;
+use paykit::idempotency::Store;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+
+/// How often idempotency keys past their retention are deleted.
+const IDEMPOTENCY_PURGE_INTERVAL_MS: u64 = 600_000;
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     router: Router,
     readiness: paykit::health::Readiness,
+    idempotency: Store,
 }
 
 impl Application {
@@ -20,15 +25,19 @@ impl Application {
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();
         let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone());
+        let idempotency = Store::new(pool.clone());
         let state = AppState {
             pool,
             readiness: readiness.clone(),
+            verifier: paykit::auth::Verifier::new(settings.auth)?,
+            idempotency: idempotency.clone(),
         };
         Ok(Self {
             port,
             listener,
             router: crate::http::router(state),
             readiness,
+            idempotency,
         })
     }
 
@@ -40,7 +49,12 @@ impl Application {
     /// Serves until SIGTERM: readiness fails first, in-flight requests finish (bounded), then
     /// it returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        paykit::server::serve_draining(self.listener, self.router, self.readiness).await
+        let purge = self
+            .idempotency
+            .spawn_purge(IDEMPOTENCY_PURGE_INTERVAL_MS);
+        let served = paykit::server::serve_draining(self.listener, self.router, self.readiness).await;
+        purge.abort();
+        served
     }
 }
 

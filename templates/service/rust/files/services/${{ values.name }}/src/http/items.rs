@@ -1,20 +1,28 @@
 //! `/v1/items`: the resource the contract (services/contracts/${{ values.name }}.yaml) documents.
-//! Replace it with the service's own; keep the shape: parse into domain types, one query each.
+//! Replace it with the service's own; keep the shape: every route takes the caller (a verified
+//! bearer token), a POST takes an `Idempotency-Key`, input parses into domain types, one query
+//! each. Items belong to the caller who made them: another caller's are not found.
 
 use super::AppState;
 use crate::domain::{ItemName, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
 use crate::error::Error;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use paykit::auth::Principal;
+use paykit::idempotency::idempotent;
 use paykit::problem::JsonBody;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/v1/items", get(list).post(create))
+        .route(
+            "/v1/items",
+            get(list).merge(post(create).layer(from_fn_with_state(state, idempotent::<AppState>))),
+        )
         .route("/v1/items/{id}", get(show))
 }
 
@@ -46,13 +54,15 @@ pub struct PageQuery {
 
 async fn create(
     State(state): State<AppState>,
+    caller: Principal,
     JsonBody(new): JsonBody<NewItem>,
 ) -> Result<(StatusCode, Json<Item>), Error> {
     let name = ItemName::parse(&new.name).map_err(Error::Invalid)?;
     let item: Item = sqlx::query_as(
-        "INSERT INTO items (id, name) VALUES ($1, $2) RETURNING id, name, created_at",
+        "INSERT INTO items (id, owner, name) VALUES ($1, $2, $3) RETURNING id, name, created_at",
     )
     .bind(Uuid::now_v7())
+    .bind(&caller.subject)
     .bind(name.as_str())
     .fetch_one(&state.pool)
     .await?;
@@ -60,19 +70,26 @@ async fn create(
     Ok((StatusCode::CREATED, Json(item)))
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Item>, Error> {
+async fn show(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Item>, Error> {
     let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound(format!("item {id}")))?;
-    sqlx::query_as("SELECT id, name, created_at FROM items WHERE id = $1")
+    sqlx::query_as("SELECT id, name, created_at FROM items WHERE id = $1 AND owner = $2")
         .bind(id)
+        .bind(&caller.subject)
         .fetch_optional(&state.pool)
         .await?
         .map(Json)
         .ok_or_else(|| Error::NotFound(format!("item {id}")))
 }
 
-/// Newest first, keyset-paginated on the id (UUIDv7 ids sort by creation time).
+/// The caller's items, newest first, keyset-paginated on the id (UUIDv7 ids sort by creation
+/// time).
 async fn list(
     State(state): State<AppState>,
+    caller: Principal,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<ItemPage>, Error> {
     let limit = query.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
@@ -91,9 +108,10 @@ async fn list(
     // One more than asked: whether it exists says whether there is a next page.
     let mut items: Vec<Item> = sqlx::query_as(
         "SELECT id, name, created_at FROM items
-         WHERE $1::uuid IS NULL OR id < $1
-         ORDER BY id DESC LIMIT $2",
+         WHERE owner = $1 AND ($2::uuid IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
     )
+    .bind(&caller.subject)
     .bind(after)
     .bind(i64::from(limit) + 1)
     .fetch_all(&state.pool)

@@ -1,20 +1,25 @@
 //! Black-box tests over HTTP: each spawns the service on port 0 with a fresh database (on the
-//! real PostgreSQL that scripts/test.sh starts) and checks every answer against the contract.
+//! real PostgreSQL that scripts/test.sh starts), calls it with real tokens from the platform's
+//! Keycloak (the service's own client, which `paytool up` makes) and checks every answer
+//! against the contract.
 
 use ${{ values.crate }}::configuration::Settings;
 use ${{ values.crate }}::startup::Application;
-use paykit::testing::{fresh_database, Contract};
+use paykit::testing::{auth_settings, client_token, fresh_database, Contract};
 
 struct TestApp {
     address: String,
     client: reqwest::Client,
     contract: Contract,
+    /// A token meant for this service: its own client's, by client credentials.
+    token: String,
 }
 
 async fn spawn_app() -> TestApp {
     let settings = Settings {
         http: paykit::config::HttpSettings::default(),
         database: fresh_database().await,
+        auth: auth_settings("${{ values.name }}"),
     };
     let application = Application::build(settings)
         .await
@@ -25,14 +30,22 @@ async fn spawn_app() -> TestApp {
         address,
         client: reqwest::Client::new(),
         contract: Contract::load("${{ values.name }}"),
+        token: client_token("${{ values.name }}").await,
     }
 }
 
 impl TestApp {
     async fn create(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.create_with_key(&uuid::Uuid::new_v4().to_string(), body)
+            .await
+    }
+
+    async fn create_with_key(&self, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let response = self
             .client
             .post(format!("{}/v1/items", self.address))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", key)
             .json(&body)
             .send()
             .await
@@ -46,6 +59,7 @@ impl TestApp {
         let response = self
             .client
             .get(format!("{}/v1/items/{id}", self.address))
+            .bearer_auth(&self.token)
             .send()
             .await
             .expect("sent");
@@ -58,6 +72,7 @@ impl TestApp {
         let response = self
             .client
             .get(format!("{}/v1/items{query}", self.address))
+            .bearer_auth(&self.token)
             .send()
             .await
             .expect("sent");
@@ -153,4 +168,78 @@ async fn an_unknown_item_is_not_found() {
         let (status, _) = app.show(id).await;
         assert_eq!(status, 404);
     }
+}
+
+#[tokio::test]
+async fn a_request_without_a_token_or_with_one_meant_for_another_service_is_refused() {
+    let app = spawn_app().await;
+    let bare = app
+        .client
+        .get(format!("{}/v1/items", app.address))
+        .send()
+        .await
+        .expect("sent");
+    let (status, problem) = app.contract.check_response("get", "/v1/items", bare).await;
+    assert_eq!(status, 401);
+    assert_eq!(problem["type"], "https://paytool.local.test/problems/unauthenticated");
+    // A real token of the realm, but its audience is not this service.
+    let elsewhere = client_token("paytool-operator").await;
+    let response = app
+        .client
+        .post(format!("{}/v1/items", app.address))
+        .bearer_auth(elsewhere)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&serde_json::json!({ "name": "not mine" }))
+        .send()
+        .await
+        .expect("sent");
+    let (status, problem) = app.contract.check_response("post", "/v1/items", response).await;
+    assert_eq!(status, 401);
+    assert_eq!(problem["type"], "https://paytool.local.test/problems/invalid-token");
+    let (_, page) = app.list("").await;
+    assert_eq!(page["items"], serde_json::json!([]), "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_create_without_an_idempotency_key_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(format!("{}/v1/items", app.address))
+        .bearer_auth(&app.token)
+        .json(&serde_json::json!({ "name": "keyless" }))
+        .send()
+        .await
+        .expect("sent");
+    let (status, problem) = app.contract.check_response("post", "/v1/items", response).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        problem["type"],
+        "https://paytool.local.test/problems/idempotency-key-missing"
+    );
+    let (_, page) = app.list("").await;
+    assert_eq!(page["items"], serde_json::json!([]), "nothing was stored");
+}
+
+#[tokio::test]
+async fn a_replayed_create_is_answered_again_and_stored_once() {
+    let app = spawn_app().await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::json!({ "name": "once" });
+    let (status, first) = app.create_with_key(&key, body.clone()).await;
+    assert_eq!(status, 201);
+    let (status, again) = app.create_with_key(&key, body).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again, first, "the replay is the first answer");
+    let (_, page) = app.list("").await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    // The same key with another body is a client's mistake, not a new item.
+    let (status, problem) = app
+        .create_with_key(&key, serde_json::json!({ "name": "twice" }))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        problem["type"],
+        "https://paytool.local.test/problems/idempotency-key-reused"
+    );
 }

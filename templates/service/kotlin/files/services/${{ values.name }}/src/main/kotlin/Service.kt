@@ -8,6 +8,10 @@ import io.ktor.server.netty.Netty
 import io.ktor.server.netty.NettyApplicationEngine
 import kotlinx.coroutines.runBlocking
 import org.flywaydb.core.Flyway
+import org.slf4j.LoggerFactory
+import java.util.concurrent.Executors
+import java.util.concurrent.ScheduledExecutorService
+import java.util.concurrent.TimeUnit
 
 /**
  * Builds the service once, for `main` and for the tests alike: the pool, the migrations, the
@@ -18,6 +22,7 @@ class Service private constructor(
     private val dataSource: HikariDataSource,
     private val readiness: Readiness,
     private val telemetry: Telemetry,
+    private val purge: ScheduledExecutorService,
 ) {
     val port: Int
         get() = runBlocking { server.engine.resolvedConnectors().first().port }
@@ -34,6 +39,7 @@ class Service private constructor(
     fun stop() {
         readiness.drain()
         server.stop(gracePeriodMillis = DRAIN_QUIET_MS, timeoutMillis = DRAIN_MS)
+        purge.shutdownNow()
         dataSource.close()
         telemetry.close()
     }
@@ -45,6 +51,8 @@ class Service private constructor(
     }
 
     companion object {
+        private val log = LoggerFactory.getLogger(Service::class.java)
+
         /** The drain after SIGTERM, bounded like the Rust services' (5 s). */
         const val DRAIN_MS = 5_000L
         const val DRAIN_QUIET_MS = 500L
@@ -67,10 +75,19 @@ class Service private constructor(
             val readiness = Readiness(dataSource)
             val telemetry = Telemetry.fromEnvironment()
             val metrics = Metrics()
+            val items = ItemStore(dataSource)
+            val verifier = TokenVerifier(settings.auth)
             val server = embeddedServer(Netty, port = settings.port, host = settings.host) {
-                module(ItemStore(dataSource), readiness, telemetry, metrics)
+                module(items, verifier, readiness, telemetry, metrics)
             }
-            return Service(server, dataSource, readiness, telemetry)
+            // Idempotency keys past their retention go; a failed round is logged and the next
+            // one tries again.
+            val purge = Executors.newSingleThreadScheduledExecutor { Thread(it, "idempotency-purge").apply { isDaemon = true } }
+            purge.scheduleWithFixedDelay(
+                { runCatching { items.purgeKeys() }.onFailure { log.warn("idempotency keys not purged", it) } },
+                Idempotency.PURGE_INTERVAL_MS, Idempotency.PURGE_INTERVAL_MS, TimeUnit.MILLISECONDS,
+            )
+            return Service(server, dataSource, readiness, telemetry, purge)
         }
     }
 }

@@ -13,8 +13,12 @@ data class Settings(
     val host: String,
     val port: Int,
     val database: Database,
+    val auth: Auth,
 ) {
     data class Database(val jdbcUrl: String, val user: String, val password: Secret)
+
+    /** Whose bearer tokens it accepts: the realm's issuer and keys, its own name as audience. */
+    data class Auth(val issuer: String, val jwksUrl: String, val audience: String)
 
     /** A value that never prints itself. */
     class Secret(val value: String) {
@@ -27,6 +31,11 @@ data class Settings(
             port = env["APP__HTTP__PORT"]?.toInt() ?: 0,
             database = parseDatabaseUrl(
                 env["APP__DATABASE__URL"] ?: error("APP__DATABASE__URL is not set"),
+            ),
+            auth = Auth(
+                issuer = env["APP__AUTH__ISSUER"] ?: error("APP__AUTH__ISSUER is not set"),
+                jwksUrl = env["APP__AUTH__JWKS_URL"] ?: error("APP__AUTH__JWKS_URL is not set"),
+                audience = env["APP__AUTH__AUDIENCE"] ?: SERVICE,
             ),
         )
 

@@ -19,8 +19,10 @@ import kotlin.test.assertTrue
 
 /**
  * Black-box tests over HTTP: each starts the service on port 0 with a fresh database on the
- * real PostgreSQL that scripts/test.sh starts (PAYTOOL_TEST_DATABASE_URL), and checks every
- * answer against the contract (services/contracts/${{ values.name }}.yaml).
+ * real PostgreSQL that scripts/test.sh starts (PAYTOOL_TEST_DATABASE_URL), calls it with real
+ * tokens from the platform's Keycloak (the service's own client, which `paytool up` makes;
+ * PAYTOOL_TEST_STATUS says where), and checks every answer against the contract
+ * (services/contracts/${{ values.name }}.yaml).
  */
 class ItemsTest {
     private val json = ObjectMapper()
@@ -37,12 +39,17 @@ class ItemsTest {
             it.createStatement().execute("CREATE DATABASE \"$name\"")
         }
         val url = admin.substringBeforeLast('/') + "/" + name
-        val service = Service.build(Settings("127.0.0.1", 0, Settings.parseDatabaseUrl(url))).start()
+        val service = Service.build(Settings("127.0.0.1", 0, Settings.parseDatabaseUrl(url), authSettings())).start()
         return App("http://127.0.0.1:${service.port}", service)
     }
 
-    private fun send(request: HttpRequest.Builder): HttpResponse<String> =
-        client.send(request.build(), HttpResponse.BodyHandlers.ofString())
+    /** Sent with this service's own token unless the request has an Authorization already. */
+    private fun send(request: HttpRequest.Builder): HttpResponse<String> {
+        val built = request.build()
+        val authorized = if (built.headers().firstValue("authorization").isPresent) built
+        else HttpRequest.newBuilder(built) { _, _ -> true }.header("authorization", "Bearer $token").build()
+        return client.send(authorized, HttpResponse.BodyHandlers.ofString())
+    }
 
     /** Checks the answer against the contract: documented status, content type and body schema. */
     private fun checked(method: String, template: String, response: HttpResponse<String>): JsonNode {
@@ -61,9 +68,10 @@ class ItemsTest {
         return body
     }
 
-    private fun create(app: App, body: String) = send(
+    private fun create(app: App, body: String, key: String? = UUID.randomUUID().toString()) = send(
         HttpRequest.newBuilder(URI("${app.base}/v1/items"))
             .header("content-type", "application/json")
+            .apply { if (key != null) header("idempotency-key", key) }
             .POST(HttpRequest.BodyPublishers.ofString(body)),
     ).let { it.statusCode() to checked("post", "/v1/items", it) }
 
@@ -144,9 +152,95 @@ class ItemsTest {
         app.service.stop()
     }
 
+    @Test
+    fun `a request without a token or with one meant for another service is refused`() {
+        val app = spawnApp()
+        val bare = client.send(
+            HttpRequest.newBuilder(URI("${app.base}/v1/items")).GET().build(),
+            HttpResponse.BodyHandlers.ofString(),
+        )
+        assertEquals(401, bare.statusCode())
+        assertEquals(PROBLEM_TYPE_BASE + "unauthenticated", checked("get", "/v1/items", bare).path("type").textValue())
+        // A real token of the realm, but its audience is not this service.
+        val elsewhere = send(
+            HttpRequest.newBuilder(URI("${app.base}/v1/items"))
+                .header("authorization", "Bearer ${clientToken("paytool-operator")}")
+                .header("content-type", "application/json")
+                .header("idempotency-key", UUID.randomUUID().toString())
+                .POST(HttpRequest.BodyPublishers.ofString("""{"name": "not mine"}""")),
+        )
+        assertEquals(401, elsewhere.statusCode())
+        assertEquals(PROBLEM_TYPE_BASE + "invalid-token", checked("post", "/v1/items", elsewhere).path("type").textValue())
+        assertEquals(0, list(app).second.path("items").size(), "nothing was stored")
+        app.service.stop()
+    }
+
+    @Test
+    fun `a create without an idempotency key is refused and nothing is stored`() {
+        val app = spawnApp()
+        val (status, problem) = create(app, """{"name": "keyless"}""", key = null)
+        assertEquals(400, status)
+        assertEquals(PROBLEM_TYPE_BASE + "idempotency-key-missing", problem.path("type").textValue())
+        assertEquals(0, list(app).second.path("items").size(), "nothing was stored")
+        app.service.stop()
+    }
+
+    @Test
+    fun `a replayed create is answered again and stored once`() {
+        val app = spawnApp()
+        val key = UUID.randomUUID().toString()
+        val (status, first) = create(app, """{"name": "once"}""", key)
+        assertEquals(201, status)
+        val (again, replayed) = create(app, """{"name": "once"}""", key)
+        assertEquals(201, again)
+        assertEquals(first, replayed, "the replay is the first answer")
+        assertEquals(1, list(app).second.path("items").size())
+        val (reused, problem) = create(app, """{"name": "twice"}""", key)
+        assertEquals(422, reused)
+        assertEquals(PROBLEM_TYPE_BASE + "idempotency-key-reused", problem.path("type").textValue())
+        app.service.stop()
+    }
+
     companion object {
         private val contract: JsonNode = ObjectMapper(YAMLFactory())
             .readTree(File("../contracts/${{ values.name }}.yaml"))
         private val schemas = JsonSchemaFactory.getInstance(SpecVersion.VersionFlag.V202012)
+
+        /** The test platform's `paytool status --json --show-secrets` (scripts/test.sh writes it). */
+        private val status: JsonNode by lazy {
+            val path = System.getenv("PAYTOOL_TEST_STATUS")
+                ?: error("PAYTOOL_TEST_STATUS is not set: run the tests through scripts/test.sh, which starts a real Keycloak")
+            ObjectMapper().readTree(File(path))
+        }
+
+        private fun authSettings(): Settings.Auth {
+            val connections = status.path("connections")
+            val realm = connections.path("keycloak_realm").textValue()
+            return Settings.Auth(
+                issuer = "${connections.path("keycloak_public_url").textValue()}/realms/$realm",
+                jwksUrl = "${connections.path("keycloak_url").textValue()}/realms/$realm/protocol/openid-connect/certs",
+                audience = "${{ values.name }}",
+            )
+        }
+
+        /** An access token of a confidential client of the realm (client credentials). */
+        private fun clientToken(clientId: String): String {
+            val connections = status.path("connections")
+            val secret = connections.path("client_secrets").path(clientId).textValue()
+                ?: error("no secret for the client $clientId: is ${{ values.name }} part of the test platform (paytool up after scaffolding)?")
+            val form = "grant_type=client_credentials&client_id=$clientId&client_secret=$secret"
+            val response = HttpClient.newHttpClient().send(
+                HttpRequest.newBuilder(
+                    URI("${connections.path("keycloak_url").textValue()}/realms/${connections.path("keycloak_realm").textValue()}/protocol/openid-connect/token"),
+                ).header("content-type", "application/x-www-form-urlencoded")
+                    .POST(HttpRequest.BodyPublishers.ofString(form)).build(),
+                HttpResponse.BodyHandlers.ofString(),
+            )
+            assertEquals(200, response.statusCode(), "Keycloak gives $clientId a token: ${response.body()}")
+            return ObjectMapper().readTree(response.body()).path("access_token").textValue()
+        }
+
+        /** This service's own token. */
+        private val token: String by lazy { clientToken("${{ values.name }}") }
     }
 }
