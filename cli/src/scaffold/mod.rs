@@ -241,8 +241,17 @@ fn print_next_steps(outcome: &Scaffolded) {
         println!("added {member} to the workspace (Cargo.toml)");
     }
     let (test, also) = match outcome.language {
-        Language::Rust => (format!("cargo test -p {}", outcome.name), " Cargo.toml"),
-        Language::Kotlin => (format!("(cd services/{} && mvn test)", outcome.name), ""),
+        Language::Rust => (
+            format!("cargo test -p {}", outcome.name),
+            format!(
+                " services/contracts/{}.events.yaml Cargo.toml",
+                outcome.name
+            ),
+        ),
+        Language::Kotlin => (
+            format!("(cd services/{} && mvn test)", outcome.name),
+            String::new(),
+        ),
     };
     println!(
         "\nnext:\n  paytool up      # builds, starts and routes it\n  curl {}/health/ready\n  {test}      # its contract tests, with PAYTOOL_TEST_STATUS and PAYTOOL_TEST_DATABASE_URL set (README: Developing)\n  git add services/{} services/contracts/{}.yaml{also}",

@@ -328,6 +328,11 @@ impl Component for App {
             &format!("http://127.0.0.1:{}", ctx.home.ports().keycloak),
         ));
         env.extend(super::services::telemetry_env(&ctx.home));
+        // Where its outbox's relay publishes (the Rust template's events).
+        env.push((
+            "APP__KAFKA__BOOTSTRAP_SERVERS".into(),
+            super::kafka::bootstrap(&ctx.home),
+        ));
         Ok(Spec {
             name: ComponentName::App(app),
             instance: 0,

@@ -246,14 +246,29 @@ struct TopicDef {
     config: std::collections::BTreeMap<String, String>,
 }
 
-/// Creates the platform's topics (`stacks/local/kafka/topics.json`) that do not exist yet, with
+fn topic_list(path: &std::path::Path) -> anyhow::Result<Vec<TopicDef>> {
+    serde_json::from_str(&std::fs::read_to_string(path)?)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid topic list: {e}", path.display()))
+}
+
+/// Creates the platform's topics (`stacks/local/kafka/topics.json`) and the scaffolded
+/// services' (`services/NAME/topics.json`) that do not exist yet, with
 /// a replica on every broker. Runs after each broker is ready (again after every restart):
 /// a topic that exists is left as it is, and one that needs brokers that have not registered
 /// yet is tried again, within `BROKERS_REGISTERED_TIMEOUT_MS`.
 async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
-    let path = ctx.project.join(TOPICS);
-    let topics: Vec<TopicDef> = serde_json::from_str(&std::fs::read_to_string(&path)?)
-        .map_err(|e| anyhow::anyhow!("{} is not a valid topic list: {e}", path.display()))?;
+    let mut topics = topic_list(&ctx.project.join(TOPICS))?;
+    // A scaffolded service's own topics, in the same form beside its code.
+    for app in super::apps::of(&ctx.home) {
+        let own = ctx
+            .project
+            .join("services")
+            .join(app.as_str())
+            .join("topics.json");
+        if own.is_file() {
+            topics.extend(topic_list(&own)?);
+        }
+    }
     let admin = crate::runtime::probe::kafka_admin(&bootstrap(&ctx.home))?;
     let replication = replication_factor(&ctx.home);
     let min_insync = min_insync_replicas(&ctx.home).to_string();

@@ -5,6 +5,7 @@
 use paykit::auth::AuthSettings;
 use paykit::config::HttpSettings;
 use paykit::db::DatabaseSettings;
+use paykit::events::KafkaSettings;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -14,4 +15,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Whose bearer tokens it accepts: the realm's issuer and keys, its own name as audience.
     pub auth: AuthSettings,
+    /// Where its outbox is published; without it events wait in the outbox.
+    #[serde(default)]
+    pub kafka: Option<KafkaSettings>,
 }

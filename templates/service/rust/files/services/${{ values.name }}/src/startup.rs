@@ -16,6 +16,8 @@ pub struct Application {
     router: Router,
     readiness: paykit::health::Readiness,
     idempotency: Store,
+    /// Publishes the outbox (the service's events) to Kafka, when Kafka is configured.
+    relay: Option<paykit::events::Relay>,
 }
 
 impl Application {
@@ -26,6 +28,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone());
         let idempotency = Store::new(pool.clone());
+        let relay = paykit::events::Relay::optional(pool.clone(), settings.kafka)?;
         let state = AppState {
             pool,
             readiness: readiness.clone(),
@@ -38,6 +41,7 @@ impl Application {
             router: crate::http::router(state),
             readiness,
             idempotency,
+            relay,
         })
     }
 
@@ -52,8 +56,12 @@ impl Application {
         let purge = self
             .idempotency
             .spawn_purge(IDEMPOTENCY_PURGE_INTERVAL_MS);
+        let relay = self.relay.map(paykit::events::Relay::spawn);
         let served = paykit::server::serve_draining(self.listener, self.router, self.readiness).await;
         purge.abort();
+        if let Some(relay) = relay {
+            relay.abort();
+        }
         served
     }
 }

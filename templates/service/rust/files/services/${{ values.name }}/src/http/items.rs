@@ -1,7 +1,8 @@
 //! `/v1/items`: the resource the contract (services/contracts/${{ values.name }}.yaml) documents.
 //! Replace it with the service's own; keep the shape: every route takes the caller (a verified
 //! bearer token), a POST takes an `Idempotency-Key`, input parses into domain types, one query
-//! each. Items belong to the caller who made them: another caller's are not found.
+//! each, and a change's event goes to the outbox in the change's transaction. Items belong to
+//! the caller who made them: another caller's are not found.
 
 use super::AppState;
 use crate::domain::{ItemName, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
@@ -16,6 +17,9 @@ use paykit::idempotency::idempotent;
 use paykit::problem::JsonBody;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Where every item made is told (services/contracts/${{ values.name }}.events.yaml).
+pub const ITEMS_TOPIC: &str = "${{ values.name }}.items.v1";
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -58,14 +62,29 @@ async fn create(
     JsonBody(new): JsonBody<NewItem>,
 ) -> Result<(StatusCode, Json<Item>), Error> {
     let name = ItemName::parse(&new.name).map_err(Error::Invalid)?;
+    // The item and its event commit together: an event exists if and only if its item does.
+    let mut tx = state.pool.begin().await?;
     let item: Item = sqlx::query_as(
         "INSERT INTO items (id, owner, name) VALUES ($1, $2, $3) RETURNING id, name, created_at",
     )
     .bind(Uuid::now_v7())
     .bind(&caller.subject)
     .bind(name.as_str())
-    .fetch_one(&state.pool)
+    .fetch_one(&mut *tx)
     .await?;
+    let event = paykit::events::Envelope::new(
+        "item.created",
+        format!("item/{}", item.id),
+        serde_json::json!({
+            "id": item.id,
+            "owner": caller.subject,
+            "name": item.name,
+            "created_at": item.created_at,
+        }),
+    );
+    paykit::events::append(&mut tx, ITEMS_TOPIC, &item.id.to_string(), &event).await?;
+    tx.commit().await?;
+    paykit::events::wake_relays();
     tracing::info!(item.id = %item.id, "item created");
     Ok((StatusCode::CREATED, Json(item)))
 }

@@ -25,7 +25,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone())
         .merge(paykit::metrics::router(paykit::metrics::Sampled {
             pool: state.pool.clone(),
-            outbox: false,
+            outbox: true,
         }))
         .merge(paykit::health::router(state.readiness))
 }

@@ -5,7 +5,12 @@
 
 use ${{ values.crate }}::configuration::Settings;
 use ${{ values.crate }}::startup::Application;
-use paykit::testing::{auth_settings, client_token, fresh_database, Contract};
+use paykit::events::KafkaSettings;
+use paykit::testing::{
+    auth_settings, client_token, fresh_database, kafka_settings, read_topic, Contract,
+    EventContract,
+};
+use ${{ values.crate }}::http::items::ITEMS_TOPIC;
 
 struct TestApp {
     address: String,
@@ -13,13 +18,20 @@ struct TestApp {
     contract: Contract,
     /// A token meant for this service: its own client's, by client credentials.
     token: String,
+    /// The test platform's Kafka, with topics of this test's own.
+    kafka: KafkaSettings,
 }
 
 async fn spawn_app() -> TestApp {
+    let kafka = kafka_settings().await;
+    paykit::events::create_topics(&kafka, &[ITEMS_TOPIC], 1)
+        .await
+        .expect("the service's topic is created");
     let settings = Settings {
         http: paykit::config::HttpSettings::default(),
         database: fresh_database().await,
         auth: auth_settings("${{ values.name }}"),
+        kafka: Some(kafka.clone()),
     };
     let application = Application::build(settings)
         .await
@@ -31,6 +43,7 @@ async fn spawn_app() -> TestApp {
         client: reqwest::Client::new(),
         contract: Contract::load("${{ values.name }}"),
         token: client_token("${{ values.name }}").await,
+        kafka,
     }
 }
 
@@ -242,4 +255,31 @@ async fn a_replayed_create_is_answered_again_and_stored_once() {
         problem["type"],
         "https://paytool.local.test/problems/idempotency-key-reused"
     );
+}
+
+#[tokio::test]
+async fn a_created_item_is_published_once_as_the_contract_says() {
+    let app = spawn_app().await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::json!({ "name": "told" });
+    let (status, item) = app.create_with_key(&key, body.clone()).await;
+    assert_eq!(status, 201);
+    // A replay is answered again, not done again: still one event.
+    let (status, _) = app.create_with_key(&key, body).await;
+    assert_eq!(status, 201);
+    let messages = read_topic(
+        &app.kafka,
+        ITEMS_TOPIC,
+        2,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(messages.len(), 1, "one event for one item");
+    let contract = EventContract::load("${{ values.name }}.events");
+    contract.check_message(ITEMS_TOPIC, &messages[0]);
+    let event = messages[0].json();
+    assert_eq!(event["type"], "item.created");
+    assert_eq!(event["data"]["id"], item["id"]);
+    assert_eq!(event["data"]["name"], "told");
+    assert_eq!(messages[0].key.as_deref(), item["id"].as_str());
 }
