@@ -1034,12 +1034,20 @@ async fn with_kafka_frozen_for_30_s_or_restarted_during_a_burst_every_payment_re
     // Freeze the broker (its whole process group), as a hung or partitioned broker would be:
     // the supervisor sees it alive, clients see it silent.
     let kafka = pid_of(&status, "kafka");
+    // The group by the system call itself, not procps' `kill -STOP -PID`: procps-ng 4.0.2 reads
+    // `-1350` as `-1` (and `-31234` as `-3`), so that command froze every process on the
+    // machine, this test included, whenever Kafka's pid began with a 1, and froze nothing
+    // otherwise.
     let signal = |name: &str| {
-        let sent = Command::new("kill")
-            .args([format!("-{name}"), format!("-{kafka}")])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "kill -{name} -{kafka}");
+        let signal = match name {
+            "STOP" => nix::sys::signal::Signal::SIGSTOP,
+            _ => nix::sys::signal::Signal::SIGCONT,
+        };
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(i32::try_from(kafka).expect("pid")),
+            signal,
+        )
+        .unwrap_or_else(|e| panic!("{signal} to Kafka's group {kafka}: {e}"));
     };
     signal("STOP");
     let frozen_at = Instant::now();
