@@ -99,6 +99,10 @@ pub fn data_dir(home: &Home, instance: u8) -> PathBuf {
     dir(home, instance).join("data")
 }
 
+/// The least room in its log directory a broker is started with: a segment (64 MiB,
+/// `log.segment.bytes`) and its preallocated indexes, so that recovery can roll and rewrite.
+const START_FREE_BYTES_MIN: u64 = 80 * 1024 * 1024;
+
 fn java_args(ctx: &Ctx, main_class: &str) -> Vec<String> {
     let mut args: Vec<String> = HEAP.iter().map(|s| (*s).to_string()).collect();
     args.extend([
@@ -199,6 +203,18 @@ async fn prepare(ctx: &Ctx, instance: u8) -> anyhow::Result<()> {
             "its log directory is on the machine's disk (not root, or data from before --chaos): the disk-full fault is off for it",
         );
     }
+    // Kafka halts when its log directory fills; started again on a disk that is still full,
+    // its recovery cannot rewrite what it checks, and it truncated the metadata log to
+    // nothing (seen after a disk-full fault: the controller then failed every request, for
+    // good). So it is not started until there is room; the supervisor tries again with backoff.
+    let free = crate::runtime::volume::free_bytes(&data)?;
+    anyhow::ensure!(
+        free >= START_FREE_BYTES_MIN,
+        "its log directory {} has {} MiB free, under the {} MiB its recovery needs: not started until there is room",
+        data.display(),
+        free / (1024 * 1024),
+        START_FREE_BYTES_MIN / (1024 * 1024)
+    );
     let ports = ctx.home.ports().kafka_broker(instance);
     let mut context = tera::Context::new();
     context.insert("node_id", &node_id(instance));
