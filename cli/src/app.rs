@@ -77,6 +77,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let home = runtime::home::existing(&home_dir, &project)?;
             delivery::run(&home, command).await
         }
+        Command::Git(command) => {
+            let home = runtime::home::existing(&home_dir, &project)?;
+            delivery::run_git(&home, &project, command).await
+        }
         Command::Down { purge } => {
             runtime::down::run(&home_dir, &project, purge, &support::ui::Ui::new(false)).await?;
             Ok(0)

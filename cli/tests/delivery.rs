@@ -1,7 +1,10 @@
 //! Local delivery against a real installation (`paytool up --delivery`): the registry (CNCF
 //! Distribution v3, built by the project's script) behind the gateway over TLS, its
 //! authentication, and a service's image built without a daemon, pushed, pulled back by digest
-//! and checked: its manifest, its config's revision label and user, its layer's binary.
+//! and checked: its manifest, its config's revision label and user, its layer's binary. And the
+//! git server (git's smart-HTTP server and gitweb behind the gateway): who it lets in, the
+//! project pushed to it, a clone that pushes back with nothing more, and a push that would lose
+//! the server's commits refused.
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE;
@@ -16,16 +19,24 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const PAYTOOL: &str = env!("CARGO_BIN_EXE_paytool");
-/// Its own port range, apart from the test platform's and the other tests' installations.
+/// Each test's own port range, apart from the test platform's and the other tests'
+/// installations (the two here run at once).
 const PORT_BASE: u16 = 30200;
 const HTTPS_PORT: u16 = PORT_BASE + 1;
+const GIT_PORT_BASE: u16 = 30300;
+const GIT_HTTPS_PORT: u16 = GIT_PORT_BASE + 1;
 
 struct Installation {
     root: tempfile::TempDir,
+    port_base: u16,
 }
 
 impl Installation {
     fn new() -> Self {
+        Self::on(PORT_BASE)
+    }
+
+    fn on(port_base: u16) -> Self {
         let root = tempfile::Builder::new()
             .prefix("paytool-delivery-")
             .tempdir()
@@ -33,14 +44,14 @@ impl Installation {
         // The postgres user runs the database from inside the state directory.
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        Self { root }
+        Self { root, port_base }
     }
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new(PAYTOOL)
             .args(args)
             .env("PAYTOOL_HOME", self.root.path().join("state"))
-            .env("PAYTOOL_PORT_BASE", PORT_BASE.to_string())
+            .env("PAYTOOL_PORT_BASE", self.port_base.to_string())
             .stdin(Stdio::null())
             .output()
             .expect("paytool runs")
@@ -236,4 +247,257 @@ async fn an_image_built_without_a_daemon_is_pushed_to_the_registry_and_pulled_ba
             "tag {tag}"
         );
     }
+}
+
+/// git, as a developer runs it, trusting the platform's CA and never prompting.
+fn git(ca: &str, args: &[&str], dir: &Path) -> Output {
+    Command::new("git")
+        .args([
+            "-c",
+            &format!("http.curloptResolve=git.local.test:{GIT_HTTPS_PORT}:127.0.0.1"),
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_SSL_CAINFO", ca)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("git runs")
+}
+
+/// `git ls-remote` of a repository's main with an Authorization header (or none): the commit,
+/// or the failure.
+fn main_of(ca: &str, url: &str, authorization: Option<&str>) -> Result<String, String> {
+    let header = authorization.map(|value| format!("http.extraHeader=Authorization: {value}"));
+    let mut args = Vec::new();
+    if let Some(header) = &header {
+        args.extend(["-c", header.as_str()]);
+    }
+    args.extend(["ls-remote", url, "refs/heads/main"]);
+    let output = git(ca, &args, &std::env::temp_dir());
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).to_string())
+    }
+}
+
+/// A token of one of the realm's clients (client credentials), from Keycloak's loopback port.
+async fn client_token(status: &Value, client: &str) -> String {
+    let keycloak = status["connections"]["keycloak_url"]
+        .as_str()
+        .expect("keycloak");
+    let secret = status["connections"]["client_secrets"][client]
+        .as_str()
+        .unwrap_or_else(|| panic!("a secret for {client}"));
+    let answer: Value = reqwest::Client::new()
+        .post(format!(
+            "{keycloak}/realms/paytool/protocol/openid-connect/token"
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .expect("Keycloak answers")
+        .json()
+        .await
+        .expect("JSON");
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a token for {client}: {answer}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_git_server_lets_no_one_in_without_credentials_and_a_clone_pushes_back_to_main() {
+    use base64::Engine;
+    let installation = Installation::on(GIT_PORT_BASE);
+    let up = installation.run(&["up", "--delivery"]);
+    assert!(up.status.success(), "up --delivery: {}", text(&up));
+    let status = installation.json(&["status", "--json", "--show-secrets"]);
+    let server = status["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "git"))
+        .unwrap_or_else(|| panic!("the git server is a component: {status}"));
+    assert_eq!(server["state"], "ready", "{server}");
+    let access = &status["connections"]["git"];
+    let (user, password) = (
+        access["user"].as_str().expect("a user"),
+        access["password"].as_str().expect("a password"),
+    );
+    let ca = status["gateway"]["ca_certificate"].as_str().expect("ca");
+    let head = String::from_utf8_lossy(
+        &Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(project())
+            .output()
+            .expect("git runs")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+
+    // The project, pushed to a repository made for it; a second time finds it there.
+    let pushed = installation.json(&["git", "init", "--json"]);
+    assert_eq!(pushed["created"], true, "{pushed}");
+    assert_eq!(pushed["revision"], head.as_str(), "{pushed}");
+    let url = pushed["clone_url"]
+        .as_str()
+        .expect("a clone URL")
+        .to_string();
+    assert_eq!(
+        url,
+        format!("https://git.local.test:{GIT_HTTPS_PORT}/paytool.git")
+    );
+    let again = installation.json(&["git", "init", "--json"]);
+    assert_eq!(again["created"], false, "{again}");
+
+    // Who gets in: nobody anonymous, not a wrong password, not a token meant for another
+    // client; the installation's credentials and a token of the realm's git client do.
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    // Anonymous: the server asks for credentials, which git (not prompting) has none of.
+    let refused = main_of(ca, &url, None).expect_err("anonymous");
+    assert!(refused.contains("could not read Username"), "{refused}");
+    main_of(ca, &url, Some(&basic(user, "not-the-password"))).expect_err("a wrong password");
+    let elsewhere = client_token(&status, "paytool-operator").await;
+    main_of(ca, &url, Some(&format!("Bearer {elsewhere}"))).expect_err("another client's token");
+    let token = client_token(&status, "git").await;
+    assert_eq!(
+        main_of(ca, &url, Some(&basic(user, password))),
+        Ok(head.clone())
+    );
+    assert_eq!(
+        main_of(ca, &url, Some(&format!("Bearer {token}"))),
+        Ok(head.clone())
+    );
+    assert_eq!(
+        main_of(ca, &url, Some(&basic("anyone", &token))),
+        Ok(head.clone())
+    );
+
+    // A clone made by paytool pulls and pushes with nothing more: its helper asks paytool.
+    let work = tempfile::tempdir().expect("a directory");
+    let dir = work.path().join("clone");
+    let cloned = installation.json(&["git", "clone", dir.to_str().expect("utf-8"), "--json"]);
+    assert_eq!(cloned["revision"], head.as_str(), "{cloned}");
+    std::fs::write(
+        dir.join("DELIVERY-TEST.md"),
+        "pushed by the delivery test\n",
+    )
+    .expect("write");
+    let add = Command::new("git")
+        .args(["add", "DELIVERY-TEST.md"])
+        .current_dir(&dir)
+        .output()
+        .expect("git add");
+    assert!(add.status.success(), "{}", text(&add));
+    let commit = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Delivery Test",
+            "-c",
+            "user.email=delivery@local.test",
+        ])
+        .args([
+            "commit",
+            "--quiet",
+            "--message",
+            "delivery test: a commit pushed back",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("git commit");
+    assert!(commit.status.success(), "{}", text(&commit));
+    // No GIT_SSL_CAINFO here: the clone's own settings must be enough.
+    let push = Command::new("git")
+        .args(["push", "--quiet", "origin", "HEAD:main"])
+        .current_dir(&dir)
+        .env_remove("GIT_SSL_CAINFO")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("git push");
+    assert!(push.status.success(), "the clone pushes: {}", text(&push));
+    let new_head = String::from_utf8_lossy(
+        &Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&dir)
+            .output()
+            .expect("git")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert_ne!(new_head, head);
+    assert_eq!(
+        main_of(ca, &url, Some(&basic(user, password))),
+        Ok(new_head.clone())
+    );
+
+    // The project's HEAD lacks that commit: pushing it again would lose it, and is refused.
+    let behind = installation.run(&["git", "init"]);
+    assert_eq!(behind.status.code(), Some(1), "{}", text(&behind));
+    assert!(
+        String::from_utf8_lossy(&behind.stderr).contains("rejected"),
+        "{}",
+        text(&behind)
+    );
+    assert_eq!(
+        main_of(ca, &url, Some(&basic(user, password))),
+        Ok(new_head.clone())
+    );
+
+    // gitweb shows the repository and the pushed commit, to the same credentials only.
+    let http = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(ca).expect("the CA"))
+                .expect("the CA parses"),
+        )
+        .resolve(
+            "git.local.test",
+            std::net::SocketAddr::from(([127, 0, 0, 1], GIT_HTTPS_PORT)),
+        )
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let site = format!("https://git.local.test:{GIT_HTTPS_PORT}/");
+    let anonymous = http.get(&site).send().await.expect("the gateway answers");
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("Basic "));
+    let list = http
+        .get(&site)
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .expect("gitweb answers");
+    assert_eq!(list.status(), 200);
+    assert!(list.text().await.expect("text").contains("paytool.git"));
+    let page = http
+        .get(format!("{site}?p=paytool.git;a=commit;h={new_head}"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .expect("gitweb answers");
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .await
+        .expect("text")
+        .contains("delivery test: a commit pushed back"));
 }

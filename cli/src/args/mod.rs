@@ -49,6 +49,13 @@ pub enum Command {
     )]
     Images(ImagesCommand),
 
+    /// The installation's git server: the project pushed to it, clones, credentials
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool git init\n  paytool git clone ~/work/paytool\n  paytool git clone /tmp/p --with basic --json\n\nThe git server is at git.local.test (`paytool up --delivery`): git's smart-HTTP server and\ngitweb behind the gateway, over TLS from the platform's CA. Nothing is anonymous\n(docs/delivery.md)."
+    )]
+    Git(GitCommand),
+
     /// PostgreSQL's high availability (`paytool up --ha`)
     #[command(
         subcommand,
@@ -333,6 +340,54 @@ pub enum ImagesCommand {
         /// Print what was pushed as JSON
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GitCommand {
+    /// Make a repository on the git server (unless it is there) and push this project's HEAD
+    /// to its `main`
+    #[command(
+        after_help = "Examples:\n  paytool git init\n  paytool git init --repository demo --json\n\nPushes over HTTPS through the gateway with a token of the realm's `git` client.\nA `main` on the server that has commits HEAD lacks is not overwritten (the push is refused).\nExit code 0 when pushed, 2 for a bad name or no git server here, 7 when not running,\n11 when the credentials are refused."
+    )]
+    Init {
+        /// The repository's name (`NAME.git` on the server)
+        #[arg(long, default_value = crate::delivery::git::DEFAULT_REPOSITORY)]
+        repository: String,
+        /// Print what was pushed as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clone a repository of the git server into DIR, set up to pull and push with nothing
+    /// more: the platform's CA, the host's address, paytool as its credential helper
+    #[command(
+        after_help = "Examples:\n  paytool git clone ./paytool-clone\n  paytool git clone /tmp/demo --repository demo --with basic --json\n\nThen `git pull` and `git push` in DIR work as they are. If GIT_SSL_CAINFO is set in your\nenvironment it wins over the clone's CA: unset it there. Exit code 0 when cloned, 2 for a\nbad name or a non-empty DIR, 7 when not running, 11 when the credentials are refused."
+    )]
+    Clone {
+        /// Where the clone goes (made; must be empty if it exists)
+        dir: PathBuf,
+        /// The repository's name (`NAME.git` on the server)
+        #[arg(long, default_value = crate::delivery::git::DEFAULT_REPOSITORY)]
+        repository: String,
+        /// What the clone's credential helper answers with
+        #[arg(long = "with", value_enum, default_value_t = crate::delivery::git::Credentials::Token)]
+        credentials: crate::delivery::git::Credentials,
+        /// Print what was cloned as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// git's credential helper for this installation's git server (git runs it: a clone made by
+    /// `paytool git clone` names it)
+    #[command(
+        after_help = "Examples:\n  printf 'protocol=https\\nhost=git.local.test\\n\\n' | paytool git credential get\n  git config credential.https://git.local.test.helper '!paytool git credential'\n\nAnswers `get` for git.local.test only (nothing for any other host); `store` and `erase`\nkeep nothing."
+    )]
+    Credential {
+        /// git's operation: get, store or erase
+        #[arg(value_parser = ["get", "store", "erase"])]
+        operation: String,
+        /// What to answer with: a fresh realm token, or the installation's Basic credentials
+        #[arg(long = "with", value_enum, default_value_t = crate::delivery::git::Credentials::Token)]
+        credentials: crate::delivery::git::Credentials,
     },
 }
 

@@ -1,11 +1,13 @@
 //! Local delivery: what takes a commit to a running service without a container daemon.
-//! Today the images (`paytool images build|push`: OCI images of the services, pushed to the
-//! installation's registry, `paytool up --delivery`); the git server and the CI server follow
-//! (docs/delivery.md says what is built and what is not).
+//! The images (`paytool images build|push`: OCI images of the services, pushed to the
+//! installation's registry, `paytool up --delivery`) and the git server's clients
+//! (`paytool git init|clone|credential`); the CI server follows (docs/delivery.md says what is
+//! built and what is not).
 
+pub mod git;
 pub mod images;
 
-use crate::args::ImagesCommand;
+use crate::args::{GitCommand, ImagesCommand};
 use crate::runtime::components::{apps, services::Service};
 use crate::runtime::home::Home;
 use crate::support::exit::{fail, Code};
@@ -98,4 +100,75 @@ fn resolve(home: &Home, named: Vec<String>) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(named)
+}
+
+/// `paytool git init|clone|credential`.
+pub async fn run_git(
+    home: &Home,
+    project: &std::path::Path,
+    command: GitCommand,
+) -> anyhow::Result<i32> {
+    match command {
+        GitCommand::Init { repository, json } => {
+            let ui = Ui::new(json);
+            let line = ui.step(&format!("git push {repository}"));
+            line.working("pushing the project's HEAD");
+            let pushed = match git::init(home, project, &repository) {
+                Ok(pushed) => pushed,
+                Err(error) => {
+                    line.failed("failed");
+                    return Err(error);
+                }
+            };
+            line.done(&format!(
+                "{} {} at {} in {:.1}s",
+                if pushed.created { "made, main" } else { "main" },
+                &pushed.revision[..12.min(pushed.revision.len())],
+                pushed.clone_url,
+                pushed.elapsed_ms as f64 / 1000.0
+            ));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&pushed)?);
+            }
+            Ok(0)
+        }
+        GitCommand::Clone {
+            dir,
+            repository,
+            credentials,
+            json,
+        } => {
+            let ui = Ui::new(json);
+            let line = ui.step(&format!("git clone {repository}"));
+            line.working("cloning");
+            let cloned = match git::clone(home, &repository, &dir, credentials) {
+                Ok(cloned) => cloned,
+                Err(error) => {
+                    line.failed("failed");
+                    return Err(error);
+                }
+            };
+            line.done(&format!(
+                "{} at {}",
+                cloned.dir.display(),
+                &cloned.revision[..12.min(cloned.revision.len())]
+            ));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cloned)?);
+            }
+            Ok(0)
+        }
+        GitCommand::Credential {
+            operation,
+            credentials,
+        } => {
+            let stdin = std::io::stdin();
+            if let Some(answer) =
+                git::credential(home, &operation, credentials, stdin.lock()).await?
+            {
+                print!("{answer}");
+            }
+            Ok(0)
+        }
+    }
 }

@@ -28,6 +28,13 @@ pub enum Probe {
         resolve: Option<(String, u16)>,
         ca: Option<PathBuf>,
     },
+    /// A FastCGI request to a CGI runner (the git server's fcgiwrap) that must come back with
+    /// a CGI answer (headers, then a blank line): the runner accepted, forked and ran the
+    /// script named in `params` (`SCRIPT_FILENAME`).
+    FastCgi {
+        socket: PathBuf,
+        params: Vec<(String, String)>,
+    },
 }
 
 impl Probe {
@@ -67,6 +74,34 @@ impl Probe {
                     Ok(())
                 } else {
                     Err(format!("{url} answered {}", response.status()))
+                }
+            }
+            Probe::FastCgi { socket, params } => {
+                let address = socket.display();
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(|e| format!("{address}: {e}"))?;
+                let request_params = params
+                    .iter()
+                    .fold(fastcgi_client::Params::default(), |all, (name, value)| {
+                        all.custom(name.as_str(), value.as_str())
+                    });
+                let response = fastcgi_client::Client::new_tokio(stream)
+                    .execute_once(fastcgi_client::Request::new(
+                        request_params,
+                        fastcgi_client::io::empty(),
+                    ))
+                    .await
+                    .map_err(|e| format!("{address}: {e}"))?;
+                let stdout = response.stdout.unwrap_or_default();
+                let text = String::from_utf8_lossy(&stdout);
+                if text.contains("\r\n\r\n") || text.contains("\n\n") {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{address} ran the script without a CGI answer: {}",
+                        String::from_utf8_lossy(&response.stderr.unwrap_or_default()).trim()
+                    ))
                 }
             }
         }

@@ -60,6 +60,11 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "stress-ng",
     // A service's clock put off the machine's (fault clock-skew): libfaketime, preloaded.
     "faketime",
+    // The git server of local delivery (`paytool up --delivery`): git's own smart-HTTP server
+    // run by fcgiwrap behind the gateway, and gitweb to browse it.
+    "git",
+    "fcgiwrap",
+    "gitweb",
 ];
 
 /// The names the gateway serves, mapped to loopback in /etc/hosts.
@@ -70,6 +75,7 @@ pub const HOST_NAMES: &[&str] = &[
     "wallet.local.test",
     "whoami.local.test",
     "registry.local.test",
+    "git.local.test",
 ];
 const HOSTS_BEGIN: &str = "# paytool begin: local gateway names";
 const HOSTS_END: &str = "# paytool end";
@@ -111,6 +117,9 @@ pub struct Tools {
     pub toxiproxy: PathBuf,
     /// The image registry (`paytool up --delivery`).
     pub registry: PathBuf,
+    /// The git server (`paytool up --delivery`): Debian's fcgiwrap runs git's smart-HTTP
+    /// server and gitweb (`components::git`), as the gateway asks.
+    pub fcgiwrap: PathBuf,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -404,6 +413,7 @@ impl Setup {
             haproxy: PathBuf::from("/usr/sbin/haproxy"),
             toxiproxy: self.toxiproxy_path(),
             registry: self.registry_path(),
+            fcgiwrap: PathBuf::from("/usr/sbin/fcgiwrap"),
         })
     }
 

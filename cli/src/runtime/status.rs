@@ -75,6 +75,9 @@ pub struct Connections {
     /// The image registry, with local delivery (`paytool up --delivery`) only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry: Option<RegistryAccess>,
+    /// The git server, with local delivery only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitAccess>,
 }
 
 /// Where the image registry is and who may use it.
@@ -86,6 +89,17 @@ pub struct RegistryAccess {
     pub local_url: String,
     pub user: String,
     pub password: String,
+}
+
+/// Where the git server is and who may use it: its Basic credentials, or a token of the realm's
+/// `client` (client credentials; its secret is under `client_secrets`).
+#[derive(Debug, Serialize)]
+pub struct GitAccess {
+    /// Through the gateway, over TLS: a repository's clone URL is `URL/NAME.git`.
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    pub client: String,
 }
 
 pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> {
@@ -195,6 +209,12 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
             .into_iter()
             .map(|app| (app.as_str().to_string(), hide(&app.client_secret(&secrets)))),
     )
+    .chain(home.marker.delivery.then(|| {
+        (
+            components::git::CLIENT.to_string(),
+            hide(&components::git::client_secret(&secrets)),
+        )
+    }))
     .collect();
     Ok(Status {
         format: STATUS_FORMAT,
@@ -228,6 +248,12 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
                 local_url: components::registry::url(home),
                 user: components::registry::USER.to_string(),
                 password: hide(&components::registry::password(&secrets)),
+            }),
+            git: home.marker.delivery.then(|| GitAccess {
+                url: ports.public_url("git"),
+                user: components::git::USER.to_string(),
+                password: hide(&components::git::password(&secrets)),
+                client: components::git::CLIENT.to_string(),
             }),
         },
     })

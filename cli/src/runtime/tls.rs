@@ -14,7 +14,9 @@ use time::{Duration, OffsetDateTime};
 
 /// Names the leaf certificate covers. The wildcard covers every gateway host; the explicit
 /// names are there for clients that dislike wildcards.
-pub const HOSTS: &[&str] = &["sso", "api", "merchant", "wallet", "whoami", "registry"];
+pub const HOSTS: &[&str] = &[
+    "sso", "api", "merchant", "wallet", "whoami", "registry", "git",
+];
 /// Browsers refuse leaf certificates valid for more than 398 days.
 const LEAF_VALIDITY_DAYS: i64 = 397;
 const CA_VALIDITY_DAYS: i64 = 3650;

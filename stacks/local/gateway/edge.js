@@ -230,6 +230,58 @@ async function authorize(r) {
     r.internalRedirect(r.variables.edge_upstream);
 }
 
+// The git server (git.local.test), through auth_request: nothing there is anonymous. It takes
+// the installation's Basic credentials (the user in $git_user, the SHA-256 of the password in
+// $git_password_sha256, so that the configuration never holds the password), or a token of the
+// realm meant for the git server ($edge_audience), as a bearer token or as the Basic password
+// under any user name (git's credential helpers store passwords, not headers). Answers 204 with
+// the authenticated name in X-Paytool-User (the request's REMOTE_USER, which lets a push in), or
+// 401, which the location's error page turns into a request for Basic credentials.
+async function authorizeGit(r) {
+    const authorization = r.headersIn.Authorization || '';
+    let token = null;
+    let name = null;
+    const bearer = /^Bearer ([A-Za-z0-9_.~+\/=-]+)$/.exec(authorization);
+    const basic = /^Basic ([A-Za-z0-9+\/=]+)$/i.exec(authorization);
+    if (bearer) {
+        token = bearer[1];
+    } else if (basic && basic[1].length <= MAX_TOKEN_BYTES * 2) {
+        const pair = Buffer.from(basic[1], 'base64').toString();
+        const colon = pair.indexOf(':');
+        const user = colon > 0 ? pair.slice(0, colon) : '';
+        const password = colon > 0 ? pair.slice(colon + 1) : '';
+        if (password.split('.').length === 3) {
+            token = password;
+        } else if (user === r.variables.git_user && password.length > 0) {
+            const digest = require('crypto').createHash('sha256').update(password).digest('hex');
+            if (digest === r.variables.git_password_sha256) {
+                name = user;
+            }
+        }
+    }
+    if (token) {
+        let failure;
+        try {
+            failure = await check(r, token);
+        } catch (e) {
+            failure = 'The token does not verify.';
+        }
+        if (!failure) {
+            const claims = jsonOf(token.split('.')[1]);
+            name = claims.preferred_username || claims.azp || claims.sub;
+        } else {
+            r.warn('git: token refused: ' + failure);
+        }
+    }
+    if (!name) {
+        // The location's error page answers, asking for Basic credentials.
+        r.return(401);
+        return;
+    }
+    r.headersOut['X-Paytool-User'] = name;
+    r.return(204);
+}
+
 // The gateway's span in the request's W3C trace. A client's valid `traceparent` is continued (its
 // span becomes the gateway span's parent); otherwise the request id (32 random hex digits)
 // starts a new trace. The gateway's span id is taken from the request id too, so these variables
@@ -280,4 +332,4 @@ function userKind(r) {
     return user.startsWith('session:') ? 'session' : user;
 }
 
-export default { authorize, refuse, traceId, spanId, parentSpanId, traceFlags, userKind };
+export default { authorize, authorizeGit, refuse, traceId, spanId, parentSpanId, traceFlags, userKind };

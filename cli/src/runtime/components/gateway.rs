@@ -12,12 +12,45 @@ use std::path::PathBuf;
 
 const TEMPLATE: &str = "stacks/local/gateway/nginx.conf.tera";
 /// Snippets the main configuration includes: rendered next to it.
-const SNIPPETS: [(&str, &str); 2] = [
+const SNIPPETS: [(&str, &str); 3] = [
     ("proxy_conf", "stacks/local/gateway/proxy.conf.tera"),
     ("problems_conf", "stacks/local/gateway/problems.conf.tera"),
+    ("fastcgi_conf", "stacks/local/gateway/fastcgi.conf.tera"),
 ];
 /// nginx's workers drop to this user when the master runs as root.
 const WORKER_USER: &str = "www-data";
+
+/// What the gateway's git.local.test block needs of the git server (`components::git`).
+#[derive(serde::Serialize)]
+struct GitServer {
+    socket: PathBuf,
+    repositories: PathBuf,
+    http_backend: &'static str,
+    gitweb_dir: &'static str,
+    gitweb_config: PathBuf,
+    user: &'static str,
+    /// The gateway compares the SHA-256 of the password it is given with this, so its
+    /// configuration never holds the password. The password is 32 random-looking characters
+    /// (an HMAC): a fast hash is no help to guessing it.
+    password_sha256: String,
+    client: &'static str,
+}
+
+impl GitServer {
+    fn of(home: &Home, secrets: &Secrets) -> Self {
+        use sha2::Digest;
+        Self {
+            socket: super::git::socket(home),
+            repositories: super::git::repositories(home),
+            http_backend: super::git::HTTP_BACKEND,
+            gitweb_dir: super::git::GITWEB_DIR,
+            gitweb_config: super::git::gitweb_config(home),
+            user: super::git::USER,
+            password_sha256: hex::encode(sha2::Sha256::digest(super::git::password(secrets))),
+            client: super::git::CLIENT,
+        }
+    }
+}
 
 fn dir(home: &Home) -> PathBuf {
     home.component_dir(ComponentName::Gateway.as_str())
@@ -154,6 +187,13 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     context.insert(
         "registry_port",
         &ctx.home.marker.delivery.then_some(ports.registry),
+    );
+    context.insert(
+        "git",
+        &ctx.home
+            .marker
+            .delivery
+            .then(|| GitServer::of(&ctx.home, &ctx.secrets)),
     );
     for (name, template) in SNIPPETS {
         let path = dir.join(

@@ -184,16 +184,27 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         "the realm {REALM} is missing ({url} answered {})",
         response.status()
     );
-    let apps = super::apps::of(&ctx.home);
-    if apps.is_empty() {
+    // Each scaffolded service, and with local delivery the git server (whose tokens the
+    // gateway takes for clones and pushes).
+    let mut clients: Vec<(String, String)> = super::apps::of(&ctx.home)
+        .into_iter()
+        .map(|app| (app.as_str().to_string(), app.client_secret(&ctx.secrets)))
+        .collect();
+    if ctx.home.marker.delivery {
+        clients.push((
+            super::git::CLIENT.to_string(),
+            super::git::client_secret(&ctx.secrets),
+        ));
+    }
+    if clients.is_empty() {
         return Ok(());
     }
     let admin = RealmAdmin::sign_in(&client, &ctx.home, &ctx.secrets).await?;
-    for app in apps {
+    for (client_id, secret) in clients {
         admin
-            .ensure_service_client(app.as_str(), &app.client_secret(&ctx.secrets))
+            .ensure_service_client(&client_id, &secret)
             .await
-            .with_context(|| format!("the Keycloak client of {}", app.as_str()))?;
+            .with_context(|| format!("the Keycloak client {client_id}"))?;
     }
     Ok(())
 }

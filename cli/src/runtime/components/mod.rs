@@ -42,8 +42,9 @@ pub enum ComponentName {
     Agent,
     Alertmanager,
     Prometheus,
-    /// `paytool up --delivery` only: the image registry.
+    /// `paytool up --delivery` only: the image registry and the git server.
     Registry,
+    Git,
     Keycloak,
     Orchestrator,
     ConsumerApi,
@@ -63,6 +64,7 @@ impl ComponentName {
             Self::Patroni => "patroni",
             Self::Toxiproxy => "toxiproxy",
             Self::Registry => "registry",
+            Self::Git => "git",
             Self::Postgres => "postgres",
             Self::PostgresExporter => "postgres-exporter",
             Self::Kafka => "kafka",
@@ -87,6 +89,7 @@ impl ComponentName {
             Self::Patroni => &patroni::Patroni,
             Self::Toxiproxy => &toxiproxy::Toxiproxy,
             Self::Registry => &registry::Registry,
+            Self::Git => &git::Git,
             Self::Postgres => &postgres::Postgres,
             Self::PostgresExporter => &postgres_exporter::PostgresExporter,
             Self::Kafka => &kafka::Kafka,
@@ -109,14 +112,14 @@ impl ComponentName {
     /// How many instances of it the installation runs: a service's replicas, PostgreSQL's
     /// high-availability parts only with `--ha` (two Patroni nodes), Kafka's brokers
     /// (`--kafka-brokers`), Toxiproxy only with `--chaos`, the registry only with
-    /// `--delivery`, one of anything else.
+    /// `--delivery` (and the git server), one of anything else.
     pub fn instances(self, home: &Home) -> u8 {
         match self {
             Self::Etcd => u8::from(home.marker.ha),
             Self::Patroni => 2 * u8::from(home.marker.ha),
             Self::Kafka => home.marker.kafka_brokers,
             Self::Toxiproxy => u8::from(home.marker.chaos),
-            Self::Registry => u8::from(home.marker.delivery),
+            Self::Registry | Self::Git => u8::from(home.marker.delivery),
             Self::Orchestrator | Self::ConsumerApi | Self::MerchantApi => {
                 services::Service::of(self).map_or(1, |service| service.replicas(home))
             }
@@ -171,6 +174,7 @@ pub const WAVES: &[&[ComponentName]] = &[
         ComponentName::Alertmanager,
         ComponentName::Prometheus,
         ComponentName::Registry,
+        ComponentName::Git,
     ],
     &[
         ComponentName::PostgresExporter,
@@ -356,6 +360,7 @@ pub(crate) use engine_component;
 pub mod alerting;
 pub mod apps;
 pub mod gateway;
+pub mod git;
 pub mod kafka;
 pub mod kafka_metrics;
 pub mod keycloak;
