@@ -77,6 +77,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let home = runtime::home::existing(&home_dir, &project)?;
             delivery::run(&home, command).await
         }
+        Command::Ci(args) => {
+            let home = runtime::home::existing(&home_dir, &project)?;
+            let ui = support::ui::Ui::new(args.json);
+            let ran = delivery::ci::run(&home, args.step, &args.service, args.source, &ui).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&ran)?);
+            }
+            Ok(0)
+        }
         Command::Git(command) => {
             let home = runtime::home::existing(&home_dir, &project)?;
             delivery::run_git(&home, &project, command).await

@@ -25,6 +25,14 @@ const PORT_BASE: u16 = 30200;
 const HTTPS_PORT: u16 = PORT_BASE + 1;
 const GIT_PORT_BASE: u16 = 30300;
 const GIT_HTTPS_PORT: u16 = GIT_PORT_BASE + 1;
+const PIPELINE_PORT_BASE: u16 = 30400;
+const PIPELINE_HTTPS_PORT: u16 = PIPELINE_PORT_BASE + 1;
+/// A commit's whole pipeline: the service's tests and build in the CI server's own cargo cache
+/// (cold on a new machine: its dependencies compile once), its image, the push, the rollout.
+const PIPELINE_TIMEOUT_S: u64 = 40 * 60;
+/// The light load that runs while the commit travels: payments through the gateway, in windows.
+const LOAD_RATE_PER_S: &str = "4";
+const LOAD_WINDOW_S: &str = "15";
 
 struct Installation {
     root: tempfile::TempDir,
@@ -500,4 +508,273 @@ async fn the_git_server_lets_no_one_in_without_credentials_and_a_clone_pushes_ba
         .await
         .expect("text")
         .contains("delivery test: a commit pushed back"));
+}
+
+/// What a GET of the CI server's REST API (on loopback: reading needs no user) answers.
+fn ci_api(port: u16, path: &str) -> Value {
+    let answer = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{port}/api/v2/{path}"))
+        .output()
+        .expect("curl runs");
+    serde_json::from_slice(&answer.stdout).unwrap_or(Value::Null)
+}
+
+/// Each instance's revision, from its own port (`/health/ready`).
+fn revisions(status: &Value, service: &str) -> Vec<String> {
+    status["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .filter(|c| c["name"] == service)
+        .map(|c| {
+            let url = c["urls"][0].as_str().expect("a URL");
+            let answer = std::process::Command::new("curl")
+                .args(["-sS", "--max-time", "5"])
+                .arg(format!("{url}/health/ready"))
+                .output()
+                .expect("curl runs");
+            let body: Value = serde_json::from_slice(&answer.stdout).unwrap_or(Value::Null);
+            body["revision"].as_str().unwrap_or("?").to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_pushed_commit_is_built_imaged_and_rolled_out_by_the_ci_server_with_no_failed_request() {
+    let installation = Installation::on(PIPELINE_PORT_BASE);
+    let up = installation.run(&["up", "--delivery", "--replicas", "merchant-api=2"]);
+    assert!(up.status.success(), "up --delivery: {}", text(&up));
+    let status = installation.json(&["status", "--json", "--show-secrets"]);
+    for component in ["ci", "ci-worker", "git", "registry"] {
+        let found = status["components"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["name"] == component))
+            .unwrap_or_else(|| panic!("{component} is a component: {status}"));
+        assert_eq!(found["state"], "ready", "{found}");
+    }
+    let ci_port: u16 = status["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "ci"))
+        .and_then(|ci| ci["urls"].as_array())
+        .and_then(|urls| {
+            urls.iter()
+                .filter_map(Value::as_str)
+                .find(|u| u.starts_with("http://127.0.0.1:"))
+        })
+        .and_then(|url| url.rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("the CI server's loopback URL: {status}"));
+    let builders = ci_api(ci_port, "builders");
+    let names: Vec<&str> = builders["builders"]
+        .as_array()
+        .expect("builders")
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    for service in ["consumer-api", "merchant-api", "orchestrator"] {
+        assert!(
+            names.contains(&service),
+            "a pipeline for {service}: {names:?}"
+        );
+    }
+    let before = revisions(&status, "merchant-api");
+    assert_eq!(before.len(), 2, "two instances: {before:?}");
+
+    // The project on the git server (a new branch builds nothing), then a commit that changes
+    // merchant-api, pushed from a clone.
+    installation.json(&["git", "init", "--json"]);
+    let work = tempfile::tempdir().expect("a directory");
+    let dir = work.path().join("clone");
+    installation.json(&["git", "clone", dir.to_str().expect("utf-8"), "--json"]);
+    let lib = dir.join("services/merchant-api/src/lib.rs");
+    let mut source = std::fs::read_to_string(&lib).expect("merchant-api's lib.rs");
+    source.push_str(
+        "// A change pushed by the delivery test: the pipeline builds and rolls it out.\n",
+    );
+    std::fs::write(&lib, source).expect("write");
+    let git_in = |args: &[&str]| {
+        let output = Command::new("git")
+            .args([
+                "-c",
+                "user.name=Delivery Test",
+                "-c",
+                "user.email=delivery@local.test",
+            ])
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("GIT_SSL_CAINFO")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::null())
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}: {}", text(&output));
+        output
+    };
+    git_in(&[
+        "commit",
+        "--quiet",
+        "--all",
+        "--message",
+        "merchant-api: a commit to deliver",
+    ]);
+    let commit = String::from_utf8_lossy(&git_in(&["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_string();
+
+    // Light load meanwhile, in back-to-back windows, until the commit runs.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let done = done.clone();
+        let home = installation.root.path().join("state");
+        std::thread::spawn(move || {
+            let mut windows = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) && windows.len() < 400 {
+                let started = std::time::SystemTime::now();
+                let output = Command::new(PAYTOOL)
+                    .args(["load", "--scenario", "mix", "--rate", LOAD_RATE_PER_S])
+                    .args(["--duration", LOAD_WINDOW_S, "--json"])
+                    .env("PAYTOOL_HOME", &home)
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("paytool load runs");
+                let report: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+                windows.push((started, std::time::SystemTime::now(), report));
+            }
+            windows
+        })
+    };
+    let pushed_at = std::time::Instant::now();
+    let push = git_in(&["push", "origin", "HEAD:main"]);
+    let said = String::from_utf8_lossy(&push.stderr).to_string();
+    assert!(
+        said.contains("paytool CI: told of main"),
+        "the hook told the CI server: {said}"
+    );
+
+    // The build of that commit, to its end.
+    let deadline = pushed_at + Duration::from_secs(PIPELINE_TIMEOUT_S);
+    let build = loop {
+        let builds = ci_api(
+            ci_port,
+            "builders/merchant-api/builds?order=-buildid&limit=1&property=got_revision",
+        );
+        if let Some(build) = builds["builds"].as_array().and_then(|b| b.first()) {
+            if build["complete"] == true {
+                break build.clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pipeline ended within {PIPELINE_TIMEOUT_S} s: {builds}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let commit_to_running_s = pushed_at.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let windows = load.join().expect("the load thread");
+    let steps = ci_api(ci_port, &format!("builds/{}/steps", build["buildid"]));
+    let step_lines: Vec<String> = steps["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| format!("{} {} {}", s["name"], s["results"], s["state_string"]))
+        .collect();
+    if build["results"] != 0 {
+        // The failed step's log, as Buildbot keeps it: what a developer would open first.
+        let failed = steps["steps"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["results"] != 0))
+            .map(|s| s["number"].clone())
+            .unwrap_or_default();
+        let log = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!(
+                "http://127.0.0.1:{ci_port}/api/v2/builds/{}/steps/{failed}/logs/stdio/raw",
+                build["buildid"]
+            ))
+            .output()
+            .expect("curl");
+        let log = String::from_utf8_lossy(&log.stdout);
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        panic!(
+            "the build failed: {step_lines:#?}\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    assert_eq!(
+        build["properties"]["got_revision"][0],
+        commit.as_str(),
+        "it built the pushed commit"
+    );
+    eprintln!("commit to running: {commit_to_running_s:.1} s; steps: {step_lines:#?}");
+
+    // Every instance runs the commit; the registry has its image under the commit's tag.
+    let status = installation.json(&["status", "--json", "--show-secrets"]);
+    assert_eq!(
+        revisions(&status, "merchant-api"),
+        [commit.clone(), commit.clone()],
+        "both instances report the pushed commit"
+    );
+    let access = &status["connections"]["registry"];
+    let tags = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(status["gateway"]["ca_certificate"].as_str().expect("ca"))
+        .args([
+            "--resolve",
+            &format!("registry.local.test:{PIPELINE_HTTPS_PORT}:127.0.0.1"),
+        ])
+        .args([
+            "-u",
+            &format!(
+                "{}:{}",
+                access["user"].as_str().expect("user"),
+                access["password"].as_str().expect("password")
+            ),
+        ])
+        .arg(format!(
+            "https://registry.local.test:{PIPELINE_HTTPS_PORT}/v2/paytool/merchant-api/tags/list"
+        ))
+        .output()
+        .expect("curl");
+    let tags: Value = serde_json::from_slice(&tags.stdout).expect("the tag list");
+    assert!(
+        tags["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .any(|t| t == commit.as_str()),
+        "the image is tagged with the commit: {tags}"
+    );
+
+    // No request of the load failed, and the load ran while the rollout did.
+    let deploy = steps["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == "deploy")
+        .expect("a deploy step");
+    let deploy_from = deploy["started_at"].as_u64().expect("started");
+    let deploy_to = deploy["complete_at"].as_u64().expect("ended");
+    let mut covered = false;
+    for (from, to, report) in &windows {
+        assert_eq!(
+            report["all"]["errors"], 0,
+            "a load window failed requests: {report}"
+        );
+        assert_eq!(
+            report["dropped"], 0,
+            "a load window dropped arrivals: {report}"
+        );
+        let secs = |t: &std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .expect("time")
+                .as_secs()
+        };
+        covered |= secs(from) <= deploy_to && secs(to) >= deploy_from;
+    }
+    assert!(
+        covered,
+        "a load window overlapped the rollout ({deploy_from}..{deploy_to})"
+    );
 }

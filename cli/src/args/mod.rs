@@ -56,6 +56,12 @@ pub enum Command {
     )]
     Git(GitCommand),
 
+    /// One step of a service's CI pipeline, in a checkout of the commit (what the CI server runs)
+    #[command(
+        after_help = "Examples:\n  paytool ci build merchant-api\n  paytool ci test orchestrator --source ~/clone\n  paytool ci deploy consumer-api --json\n\nThe steps of services/NAME/ci.toml: test (cargo test), build (cargo build, the commit as\nPAYTOOL_REVISION), image, push (to the installation's registry), deploy (a rolling restart onto\nthe new binary). Buildbot runs them on the local runtime, the Jenkinsfiles on kind. In a clone,\nset PAYTOOL_PROJECT_ROOT to the installation's checkout. Exit code 0 when the step passed, 1\nwhen it failed, 2 for a service without a pipeline, 7 when the platform is not running."
+    )]
+    Ci(CiArgs),
+
     /// PostgreSQL's high availability (`paytool up --ha`)
     #[command(
         subcommand,
@@ -341,6 +347,21 @@ pub enum ImagesCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CiArgs {
+    /// The step: test, build, image, push or deploy
+    #[arg(value_enum)]
+    pub step: crate::runtime::components::ci::Step,
+    /// The service whose pipeline it is (services/SERVICE/ci.toml)
+    pub service: String,
+    /// The checkout of the commit (the working directory by default)
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Print what the step did as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

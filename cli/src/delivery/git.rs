@@ -106,26 +106,17 @@ impl Remote {
     }
 }
 
-/// The credential helper line git runs: this paytool, this installation, and the checkout the
-/// installation belongs to (git runs the helper inside the clone, which, being a clone of the
-/// project, would otherwise be taken for another checkout).
+/// The credential helper line git runs: this paytool, this installation.
 fn helper_command(home: &Home, credentials: Credentials) -> anyhow::Result<String> {
-    let exe = std::env::current_exe()?;
     let mode = match credentials {
         Credentials::Token => "token",
         Credentials::Basic => "basic",
     };
-    Ok(format!(
-        "!PAYTOOL_PROJECT_ROOT={} {} --home {} git credential --with {mode}",
-        shell_quote(&home.marker.project_root.display().to_string()),
-        shell_quote(&exe.display().to_string()),
-        shell_quote(&home.dir.display().to_string())
+    Ok(server::credential_helper(
+        home,
+        &std::env::current_exe()?,
+        mode,
     ))
-}
-
-/// A POSIX shell word: single quotes, with each single quote closed, escaped and reopened.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn check_name(repository: &str) -> anyhow::Result<()> {
@@ -201,6 +192,7 @@ pub fn init(home: &Home, project: &Path, repository: &str) -> anyhow::Result<Pus
             bare.join("description"),
             "The barcode payments platform: services, paytool, stacks.\n",
         )?;
+        server::install_hook(&home.marker.project_root, &bare)?;
         // Made by root: the server (its own user) must be able to write to it.
         server::hand_over(&bare)?;
     }
@@ -362,12 +354,6 @@ mod tests {
         for bad in ["", ".hidden", "../up", "a/b", "sp ace", &"x".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn a_shell_word_keeps_spaces_and_quotes_literal() {
-        assert_eq!(shell_quote("/usr/bin/paytool"), "'/usr/bin/paytool'");
-        assert_eq!(shell_quote("/tmp/it's here"), "'/tmp/it'\\''s here'");
     }
 
     #[test]

@@ -307,7 +307,8 @@ fn config(service: &str, revision: &str, diff_id: &str) -> anyhow::Result<Vec<u8
 }
 
 /// Builds `service`'s image from `binary` into the installation's `images/NAME/` layout.
-pub fn build(home: &Home, service: &str, binary: &Path) -> anyhow::Result<Built> {
+/// `checkout` is the working tree the binary was built from: its commit labels the image.
+pub fn build(home: &Home, service: &str, binary: &Path, checkout: &Path) -> anyhow::Result<Built> {
     if !binary.is_file() {
         return Err(fail(
             Code::Prerequisite,
@@ -317,7 +318,7 @@ pub fn build(home: &Home, service: &str, binary: &Path) -> anyhow::Result<Built>
             ),
         ));
     }
-    let revision = revision(&home.marker.project_root)?;
+    let revision = revision(checkout)?;
     let (tar, files) = layer(service, binary)?;
     let diff_id = sha256(&tar);
     let layer = ImageLayer::new(gzip(&tar)?, IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None);

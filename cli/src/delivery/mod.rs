@@ -1,9 +1,10 @@
 //! Local delivery: what takes a commit to a running service without a container daemon.
 //! The images (`paytool images build|push`: OCI images of the services, pushed to the
 //! installation's registry, `paytool up --delivery`) and the git server's clients
-//! (`paytool git init|clone|credential`); the CI server follows (docs/delivery.md says what is
-//! built and what is not).
+//! (`paytool git init|clone|credential`), and the steps of the CI server's pipelines
+//! (`paytool ci test|build|image|push|deploy SERVICE`; docs/delivery.md).
 
+pub mod ci;
 pub mod git;
 pub mod images;
 
@@ -29,7 +30,12 @@ pub async fn run(home: &Home, command: ImagesCommand) -> anyhow::Result<i32> {
         let line = ui.step(service);
         let started = std::time::Instant::now();
         line.working("building");
-        let image = match images::build(home, service, &bin_dir.join(service)) {
+        let image = match images::build(
+            home,
+            service,
+            &bin_dir.join(service),
+            &home.marker.project_root,
+        ) {
             Ok(image) => image,
             Err(error) => {
                 line.failed("failed");

@@ -107,11 +107,17 @@ pub struct Ports {
     #[serde(default)]
     pub app_first: u16,
     /// Local delivery (base + 67 …, `paytool up --delivery`): the image registry's HTTP API
-    /// (behind the gateway at `registry.local.test`) and its debug server (health, metrics).
+    /// (behind the gateway at `registry.local.test`) and its debug server (health, metrics),
+    /// then the CI server's web server (behind the gateway at `ci.local.test`) and the port its
+    /// worker connects to.
     #[serde(default)]
     pub registry: u16,
     #[serde(default)]
     pub registry_debug: u16,
+    #[serde(default)]
+    pub ci_web: u16,
+    #[serde(default)]
+    pub ci_worker: u16,
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -136,9 +142,10 @@ pub const APPS_MAX: u16 = 8;
 /// The first scaffolded service's port in the default installation; a stamp's `port` is one of
 /// `APP_PORTS`.
 pub const APP_PORTS: std::ops::Range<u16> = 28401..28401 + APPS_MAX;
-/// Local delivery's ports (`paytool up --delivery`): the registry's API and debug server.
-const DELIVERY_PORTS: u16 = 2;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 68): 27
+/// Local delivery's ports (`paytool up --delivery`): the registry's API and debug server, the
+/// CI server's web server and worker port.
+const DELIVERY_PORTS: u16 = 4;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 70): 27
 /// before the replicas, the replicas', 6 of PostgreSQL's HA, 3 per further Kafka broker,
 /// Toxiproxy's API and its routes, the scaffolded services', then local delivery's.
 const PORTS_PER_BASE: u16 = 27
@@ -226,6 +233,8 @@ impl Ports {
                 app_first: APP_PORTS.start,
                 registry: 28500,
                 registry_debug: 28501,
+                ci_web: 28502,
+                ci_worker: 28503,
             };
         }
         Self {
@@ -269,6 +278,8 @@ impl Ports {
             app_first: base + 49 + TOXIPROXY_ROUTES,
             registry: base + 49 + TOXIPROXY_ROUTES + APPS_MAX,
             registry_debug: base + 50 + TOXIPROXY_ROUTES + APPS_MAX,
+            ci_web: base + 51 + TOXIPROXY_ROUTES + APPS_MAX,
+            ci_worker: base + 52 + TOXIPROXY_ROUTES + APPS_MAX,
         }
     }
 
@@ -380,6 +391,8 @@ impl Ports {
             app_first: or_planned(self.app_first, planned.app_first),
             registry: or_planned(self.registry, planned.registry),
             registry_debug: or_planned(self.registry_debug, planned.registry_debug),
+            ci_web: or_planned(self.ci_web, planned.ci_web),
+            ci_worker: or_planned(self.ci_worker, planned.ci_worker),
             ..self
         }
     }
@@ -442,6 +455,8 @@ impl Ports {
             ("toxiproxy (api)", self.toxiproxy_api),
             ("registry", self.registry),
             ("registry (debug)", self.registry_debug),
+            ("ci (web)", self.ci_web),
+            ("ci (worker)", self.ci_worker),
         ];
         ports.extend(replicas);
         ports.extend((0..APPS_MAX).map(|slot| ("scaffolded service", self.app_first + slot)));

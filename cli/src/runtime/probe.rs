@@ -28,6 +28,9 @@ pub enum Probe {
         resolve: Option<(String, u16)>,
         ca: Option<PathBuf>,
     },
+    /// A GET that must answer 2xx with a body that holds `needle` (a state that only the
+    /// answer's content tells, such as the CI server's worker being connected).
+    HttpBody { url: String, needle: String },
     /// A FastCGI request to a CGI runner (the git server's fcgiwrap) that must come back with
     /// a CGI answer (headers, then a blank line): the runner accepted, forked and ran the
     /// script named in `params` (`SCRIPT_FILENAME`).
@@ -74,6 +77,19 @@ impl Probe {
                     Ok(())
                 } else {
                     Err(format!("{url} answered {}", response.status()))
+                }
+            }
+            Probe::HttpBody { url, needle } => {
+                let client = http_client(None, None).map_err(|e| e.to_string())?;
+                let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+                let status = response.status();
+                let body = response.text().await.map_err(|e| e.to_string())?;
+                if !status.is_success() {
+                    Err(format!("{url} answered {status}"))
+                } else if body.contains(needle.as_str()) {
+                    Ok(())
+                } else {
+                    Err(format!("{url} does not say {needle} yet"))
                 }
             }
             Probe::FastCgi { socket, params } => {

@@ -28,6 +28,10 @@ pub const REGISTRY_VERSION: &str = "3.1.2";
 /// `go install` of the registry: about 3 minutes of CPU on two cores, and a download of its
 /// modules (three clouds' storage drivers) that took up to 10 minutes more here.
 const REGISTRY_BUILD_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+/// The CI server's Buildbot (scripts/install-buildbot.sh pins it, with every package it needs).
+pub const BUILDBOT_VERSION: &str = "4.3.0";
+/// Its install: a venv and some forty wheels from PyPI, under a minute here.
+const BUILDBOT_INSTALL_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Keycloak 26 needs Java 21 or newer; Kafka runs on 17.
 const KEYCLOAK_MIN_JAVA: u32 = 21;
 const KAFKA_MIN_JAVA: u32 = 17;
@@ -76,6 +80,7 @@ pub const HOST_NAMES: &[&str] = &[
     "whoami.local.test",
     "registry.local.test",
     "git.local.test",
+    "ci.local.test",
 ];
 const HOSTS_BEGIN: &str = "# paytool begin: local gateway names";
 const HOSTS_END: &str = "# paytool end";
@@ -120,6 +125,9 @@ pub struct Tools {
     /// The git server (`paytool up --delivery`): Debian's fcgiwrap runs git's smart-HTTP
     /// server and gitweb (`components::git`), as the gateway asks.
     pub fcgiwrap: PathBuf,
+    /// The CI server (`paytool up --delivery`): Buildbot's venv, made by
+    /// scripts/install-buildbot.sh.
+    pub buildbot: PathBuf,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -414,7 +422,46 @@ impl Setup {
             toxiproxy: self.toxiproxy_path(),
             registry: self.registry_path(),
             fcgiwrap: PathBuf::from("/usr/sbin/fcgiwrap"),
+            buildbot: self.buildbot_venv(),
         })
+    }
+
+    fn buildbot_venv(&self) -> PathBuf {
+        self.cache.join(format!("venv-buildbot-{BUILDBOT_VERSION}"))
+    }
+
+    /// Installs the CI server (Buildbot, from PyPI into a venv) unless it is there: like the
+    /// registry, only for installations with local delivery.
+    pub fn ensure_buildbot(&self, ui: &Ui) -> anyhow::Result<()> {
+        let line = ui.step("CI server (paytool up --delivery)");
+        let script = self.project.join("scripts/install-buildbot.sh");
+        let installed = Command::new("bash")
+            .arg(&script)
+            .arg("--check")
+            .env("PAYTOOL_CACHE_DIR", &self.cache)
+            .status()
+            .is_ok_and(|status| status.success());
+        if installed {
+            line.done("present");
+            return Ok(());
+        }
+        let started = Instant::now();
+        line.working("installing Buildbot (once)");
+        let mut command = Command::new("bash");
+        command.arg(&script).env("PAYTOOL_CACHE_DIR", &self.cache);
+        match self.run_logged("buildbot", &mut command, BUILDBOT_INSTALL_TIMEOUT_MS) {
+            Ok(()) => {
+                line.done(&format!(
+                    "installed in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ));
+                Ok(())
+            }
+            Err(error) => {
+                line.failed("failed");
+                Err(error)
+            }
+        }
     }
 
     fn registry_path(&self) -> PathBuf {

@@ -78,6 +78,9 @@ pub struct Connections {
     /// The git server, with local delivery only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<GitAccess>,
+    /// The CI server's web UI, with local delivery only (the same shape as the git server's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci: Option<GitAccess>,
 }
 
 /// Where the image registry is and who may use it.
@@ -209,12 +212,21 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
             .into_iter()
             .map(|app| (app.as_str().to_string(), hide(&app.client_secret(&secrets)))),
     )
-    .chain(home.marker.delivery.then(|| {
-        (
-            components::git::CLIENT.to_string(),
-            hide(&components::git::client_secret(&secrets)),
-        )
-    }))
+    .chain(
+        [
+            (
+                components::git::CLIENT,
+                components::git::client_secret(&secrets),
+            ),
+            (
+                components::ci::CLIENT,
+                components::ci::client_secret(&secrets),
+            ),
+        ]
+        .into_iter()
+        .filter(|_| home.marker.delivery)
+        .map(|(client, secret)| (client.to_string(), hide(&secret))),
+    )
     .collect();
     Ok(Status {
         format: STATUS_FORMAT,
@@ -254,6 +266,12 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
                 user: components::git::USER.to_string(),
                 password: hide(&components::git::password(&secrets)),
                 client: components::git::CLIENT.to_string(),
+            }),
+            ci: home.marker.delivery.then(|| GitAccess {
+                url: ports.public_url("ci"),
+                user: components::ci::USER.to_string(),
+                password: hide(&components::ci::password(&secrets)),
+                client: components::ci::CLIENT.to_string(),
             }),
         },
     })

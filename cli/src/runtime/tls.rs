@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 /// Names the leaf certificate covers. The wildcard covers every gateway host; the explicit
 /// names are there for clients that dislike wildcards.
 pub const HOSTS: &[&str] = &[
-    "sso", "api", "merchant", "wallet", "whoami", "registry", "git",
+    "sso", "api", "merchant", "wallet", "whoami", "registry", "git", "ci",
 ];
 /// Browsers refuse leaf certificates valid for more than 398 days.
 const LEAF_VALIDITY_DAYS: i64 = 397;

@@ -128,6 +128,7 @@ pub async fn run(
     }
     if home.marker.delivery {
         setup.ensure_registry(ui)?;
+        setup.ensure_buildbot(ui)?;
     }
     // Fail here, with setup's one-line advice, rather than inside the detached supervisor.
     setup.tools()?;

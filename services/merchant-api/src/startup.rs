@@ -74,6 +74,7 @@ impl Application {
             keycloak.clone(),
         );
         let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone())
+            .with_revision(option_env!("PAYTOOL_REVISION"))
             .with_dependency(orchestrator.guard())
             .with_dependency(consumer_api.guard());
         let state = AppState {

@@ -24,7 +24,8 @@ impl Application {
         let port = listener.local_addr()?.port();
         let sagas = Sagas::new(pool.clone(), settings.saga.clone());
         let pool_for_relay = pool.clone();
-        let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone());
+        let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone())
+            .with_revision(option_env!("PAYTOOL_REVISION"));
         let state = AppState {
             readiness: readiness.clone(),
             pool,

@@ -22,6 +22,9 @@ const READY_DB_TIMEOUT_MS: u64 = 1_000;
 #[derive(Clone)]
 pub struct Readiness {
     service: &'static str,
+    /// The commit the binary was built from (`PAYTOOL_REVISION` at build time, which
+    /// `paytool ci build` sets), or "unknown": how a rollout is seen to have landed.
+    revision: &'static str,
     pool: PgPool,
     dependencies: Vec<Arc<Guard>>,
     draining: Arc<AtomicBool>,
@@ -41,10 +44,21 @@ impl Readiness {
             .connect_lazy_with((*pool.connect_options()).clone());
         Self {
             service,
+            revision: UNKNOWN_REVISION,
             pool: probe,
             dependencies: Vec::new(),
             draining: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The revision the service reports; each service passes its own crate's
+    /// `option_env!("PAYTOOL_REVISION")`, so that a new revision rebuilds the service only,
+    /// not this crate and every service with it.
+    pub fn with_revision(mut self, revision: Option<&'static str>) -> Self {
+        self.revision = revision
+            .filter(|r| !r.is_empty())
+            .unwrap_or(UNKNOWN_REVISION);
+        self
     }
 
     pub fn with_dependency(mut self, guard: Arc<Guard>) -> Self {
@@ -62,16 +76,19 @@ impl Readiness {
     }
 }
 
+/// What a binary built outside `paytool ci build` reports as its revision.
+pub const UNKNOWN_REVISION: &str = "unknown";
+
 pub fn router(readiness: Readiness) -> Router {
-    let service = readiness.service;
+    let (service, revision) = (readiness.service, readiness.revision);
     Router::new()
-        .route("/health/live", get(move || live(service)))
+        .route("/health/live", get(move || live(service, revision)))
         .route("/health/ready", get(ready))
         .with_state(readiness)
 }
 
-async fn live(service: &'static str) -> Json<serde_json::Value> {
-    Json(json!({ "service": service, "status": "live" }))
+async fn live(service: &'static str, revision: &'static str) -> Json<serde_json::Value> {
+    Json(json!({ "service": service, "revision": revision, "status": "live" }))
 }
 
 async fn ready(State(state): State<Readiness>) -> (StatusCode, Json<serde_json::Value>) {
@@ -89,7 +106,7 @@ async fn ready(State(state): State<Readiness>) -> (StatusCode, Json<serde_json::
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
-                json!({ "service": state.service, "status": "draining", "dependencies": dependencies }),
+                json!({ "service": state.service, "revision": state.revision, "status": "draining", "dependencies": dependencies }),
             ),
         );
     }
@@ -108,7 +125,7 @@ async fn ready(State(state): State<Readiness>) -> (StatusCode, Json<serde_json::
         Ok(()) => (
             StatusCode::OK,
             Json(
-                json!({ "service": state.service, "status": "ready", "checks": { "database": "ok" }, "dependencies": dependencies }),
+                json!({ "service": state.service, "revision": state.revision, "status": "ready", "checks": { "database": "ok" }, "dependencies": dependencies }),
             ),
         ),
         Err(reason) => {
@@ -116,7 +133,7 @@ async fn ready(State(state): State<Readiness>) -> (StatusCode, Json<serde_json::
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(
-                    json!({ "service": state.service, "status": "not_ready", "checks": { "database": "unavailable" }, "dependencies": dependencies }),
+                    json!({ "service": state.service, "revision": state.revision, "status": "not_ready", "checks": { "database": "unavailable" }, "dependencies": dependencies }),
                 ),
             )
         }

@@ -230,14 +230,15 @@ async function authorize(r) {
     r.internalRedirect(r.variables.edge_upstream);
 }
 
-// The git server (git.local.test), through auth_request: nothing there is anonymous. It takes
-// the installation's Basic credentials (the user in $git_user, the SHA-256 of the password in
-// $git_password_sha256, so that the configuration never holds the password), or a token of the
-// realm meant for the git server ($edge_audience), as a bearer token or as the Basic password
-// under any user name (git's credential helpers store passwords, not headers). Answers 204 with
-// the authenticated name in X-Paytool-User (the request's REMOTE_USER, which lets a push in), or
-// 401, which the location's error page turns into a request for Basic credentials.
-async function authorizeGit(r) {
+// The delivery servers (git.local.test, ci.local.test), through auth_request: nothing there is
+// anonymous. It takes the installation's Basic credentials for that server (the user in
+// $basic_user, the SHA-256 of the password in $basic_password_sha256, so that the configuration
+// never holds the password), or a token of the realm meant for that server ($edge_audience), as
+// a bearer token or as the Basic password under any user name (git's credential helpers store
+// passwords, not headers). Answers 204 with the authenticated name in X-Paytool-User (the git
+// server's REMOTE_USER, which lets a push in; the CI server's user), or 401, which the
+// location's error page turns into a request for Basic credentials.
+async function authorizeBasic(r) {
     const authorization = r.headersIn.Authorization || '';
     let token = null;
     let name = null;
@@ -252,9 +253,9 @@ async function authorizeGit(r) {
         const password = colon > 0 ? pair.slice(colon + 1) : '';
         if (password.split('.').length === 3) {
             token = password;
-        } else if (user === r.variables.git_user && password.length > 0) {
+        } else if (user === r.variables.basic_user && password.length > 0) {
             const digest = require('crypto').createHash('sha256').update(password).digest('hex');
-            if (digest === r.variables.git_password_sha256) {
+            if (digest === r.variables.basic_password_sha256) {
                 name = user;
             }
         }
@@ -270,7 +271,7 @@ async function authorizeGit(r) {
             const claims = jsonOf(token.split('.')[1]);
             name = claims.preferred_username || claims.azp || claims.sub;
         } else {
-            r.warn('git: token refused: ' + failure);
+            r.warn('delivery: token refused: ' + failure);
         }
     }
     if (!name) {
@@ -332,4 +333,4 @@ function userKind(r) {
     return user.startsWith('session:') ? 'session' : user;
 }
 
-export default { authorize, authorizeGit, refuse, traceId, spanId, parentSpanId, traceFlags, userKind };
+export default { authorize, authorizeBasic, refuse, traceId, spanId, parentSpanId, traceFlags, userKind };

@@ -141,6 +141,7 @@ const RESERVED_NAMES: &[&str] = &[
     "registry",
     "git",
     "ci",
+    "ci-worker",
     "gateway",
     "app",
     "apps",

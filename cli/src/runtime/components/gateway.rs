@@ -38,7 +38,6 @@ struct GitServer {
 
 impl GitServer {
     fn of(home: &Home, secrets: &Secrets) -> Self {
-        use sha2::Digest;
         Self {
             socket: super::git::socket(home),
             repositories: super::git::repositories(home),
@@ -46,10 +45,36 @@ impl GitServer {
             gitweb_dir: super::git::GITWEB_DIR,
             gitweb_config: super::git::gitweb_config(home),
             user: super::git::USER,
-            password_sha256: hex::encode(sha2::Sha256::digest(super::git::password(secrets))),
+            password_sha256: sha256_hex(&super::git::password(secrets)),
             client: super::git::CLIENT,
         }
     }
+}
+
+/// What the gateway's ci.local.test block needs of the CI server (`components::ci`).
+#[derive(serde::Serialize)]
+struct CiServer {
+    port: u16,
+    user: &'static str,
+    /// As for the git server: the gateway holds the password's SHA-256 only.
+    password_sha256: String,
+    client: &'static str,
+}
+
+impl CiServer {
+    fn of(home: &Home, secrets: &Secrets) -> Self {
+        Self {
+            port: home.ports().ci_web,
+            user: super::ci::USER,
+            password_sha256: sha256_hex(&super::ci::password(secrets)),
+            client: super::ci::CLIENT,
+        }
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text))
 }
 
 fn dir(home: &Home) -> PathBuf {
@@ -194,6 +219,13 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
             .marker
             .delivery
             .then(|| GitServer::of(&ctx.home, &ctx.secrets)),
+    );
+    context.insert(
+        "ci",
+        &ctx.home
+            .marker
+            .delivery
+            .then(|| CiServer::of(&ctx.home, &ctx.secrets)),
     );
     for (name, template) in SNIPPETS {
         let path = dir.join(

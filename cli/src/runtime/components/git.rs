@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 pub const USER: &str = "paytool";
 /// The realm's client whose tokens the git server takes (their audience), made by `paytool up`.
 pub const CLIENT: &str = "git";
+/// The hook every repository gets: it tells the CI server of each push (`components::ci`).
+const POST_RECEIVE: &str = "stacks/local/git/post-receive";
 /// git's smart-HTTP server and gitweb, from Debian's git and gitweb packages.
 pub const HTTP_BACKEND: &str = "/usr/lib/git-core/git-http-backend";
 pub const GITWEB_DIR: &str = "/usr/share/gitweb";
@@ -100,9 +102,51 @@ pub fn client_secret(secrets: &Secrets) -> String {
     derive(&secrets.keycloak_admin, "git-client")
 }
 
+/// Puts the project's post-receive hook in a bare repository (again at each start, so that a
+/// changed hook reaches every repository), owned by the git server's user.
+pub fn install_hook(project: &Path, bare: &Path) -> anyhow::Result<()> {
+    let hooks = bare.join("hooks");
+    std::fs::create_dir_all(&hooks)?;
+    let text = std::fs::read(project.join(POST_RECEIVE))?;
+    crate::runtime::home::write_atomic(&hooks.join("post-receive"), &text, 0o755)?;
+    hand_over(&hooks)
+}
+
+/// Where the hook finds the CI server: its change hook on loopback and the hook's credentials,
+/// readable by the git server's user only.
+fn write_ci_hook_config(home: &Home, secrets: &Secrets) -> anyhow::Result<()> {
+    let path = dir(home).join("ci-hook.json");
+    let config = serde_json::json!({
+        "url": super::ci::change_hook_url(home),
+        "user": super::ci::CHANGE_HOOK_USER,
+        "password": super::ci::change_hook_password(secrets),
+        "repository_url": clone_url(home, "NAME"),
+    });
+    crate::runtime::home::write_atomic(&path, config.to_string().as_bytes(), 0o600)?;
+    hand_over(&path)
+}
+
 /// A repository's clone URL through the gateway.
 pub fn clone_url(home: &Home, repository: &str) -> String {
     format!("{}/{repository}.git", home.ports().public_url("git"))
+}
+
+/// The credential-helper line git runs for this installation's git host (`credential.URL.helper`):
+/// `paytool git credential` of this paytool and installation, answering with `mode` (`token`
+/// or `basic`). It names the checkout the installation belongs to: git runs the helper inside
+/// a clone, which, being a clone of the project, would otherwise be taken for another checkout.
+pub fn credential_helper(home: &Home, paytool: &Path, mode: &str) -> String {
+    format!(
+        "!PAYTOOL_PROJECT_ROOT={} {} --home {} git credential --with {mode}",
+        shell_quote(&home.marker.project_root.display().to_string()),
+        shell_quote(&paytool.display().to_string()),
+        shell_quote(&home.dir.display().to_string())
+    )
+}
+
+/// A POSIX shell word: single quotes, with each single quote closed, escaped and reopened.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// A real CGI request through fcgiwrap: git's smart-HTTP server asked for the repository list's
@@ -163,6 +207,13 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(error.into()),
     }
+    write_ci_hook_config(&ctx.home, &ctx.secrets)?;
+    for entry in std::fs::read_dir(repositories(&ctx.home))? {
+        let bare = entry?.path();
+        if bare.extension().is_some_and(|ext| ext == "git") && bare.join("HEAD").is_file() {
+            install_hook(&ctx.project, &bare)?;
+        }
+    }
     hand_over(&run)?;
     hand_over(&repositories(&ctx.home))?;
     let config = format!(
@@ -192,6 +243,12 @@ fn perl_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shell_word_keeps_spaces_and_quotes_literal() {
+        assert_eq!(shell_quote("/usr/bin/paytool"), "'/usr/bin/paytool'");
+        assert_eq!(shell_quote("/tmp/it's here"), "'/tmp/it'\\''s here'");
+    }
 
     #[test]
     fn a_perl_string_keeps_quotes_and_backslashes_literal() {

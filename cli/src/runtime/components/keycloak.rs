@@ -184,8 +184,8 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         "the realm {REALM} is missing ({url} answered {})",
         response.status()
     );
-    // Each scaffolded service, and with local delivery the git server (whose tokens the
-    // gateway takes for clones and pushes).
+    // Each scaffolded service, and with local delivery the git and CI servers (whose tokens
+    // the gateway takes for them).
     let mut clients: Vec<(String, String)> = super::apps::of(&ctx.home)
         .into_iter()
         .map(|app| (app.as_str().to_string(), app.client_secret(&ctx.secrets)))
@@ -194,6 +194,10 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         clients.push((
             super::git::CLIENT.to_string(),
             super::git::client_secret(&ctx.secrets),
+        ));
+        clients.push((
+            super::ci::CLIENT.to_string(),
+            super::ci::client_secret(&ctx.secrets),
         ));
     }
     if clients.is_empty() {

@@ -42,9 +42,12 @@ pub enum ComponentName {
     Agent,
     Alertmanager,
     Prometheus,
-    /// `paytool up --delivery` only: the image registry and the git server.
+    /// `paytool up --delivery` only: the image registry, the git server, the CI server's
+    /// master and its worker.
     Registry,
     Git,
+    Ci,
+    CiWorker,
     Keycloak,
     Orchestrator,
     ConsumerApi,
@@ -65,6 +68,8 @@ impl ComponentName {
             Self::Toxiproxy => "toxiproxy",
             Self::Registry => "registry",
             Self::Git => "git",
+            Self::Ci => "ci",
+            Self::CiWorker => "ci-worker",
             Self::Postgres => "postgres",
             Self::PostgresExporter => "postgres-exporter",
             Self::Kafka => "kafka",
@@ -90,6 +95,8 @@ impl ComponentName {
             Self::Toxiproxy => &toxiproxy::Toxiproxy,
             Self::Registry => &registry::Registry,
             Self::Git => &git::Git,
+            Self::Ci => &ci::Ci::Ci,
+            Self::CiWorker => &ci::Ci::CiWorker,
             Self::Postgres => &postgres::Postgres,
             Self::PostgresExporter => &postgres_exporter::PostgresExporter,
             Self::Kafka => &kafka::Kafka,
@@ -119,7 +126,9 @@ impl ComponentName {
             Self::Patroni => 2 * u8::from(home.marker.ha),
             Self::Kafka => home.marker.kafka_brokers,
             Self::Toxiproxy => u8::from(home.marker.chaos),
-            Self::Registry | Self::Git => u8::from(home.marker.delivery),
+            Self::Registry | Self::Git | Self::Ci | Self::CiWorker => {
+                u8::from(home.marker.delivery)
+            }
             Self::Orchestrator | Self::ConsumerApi | Self::MerchantApi => {
                 services::Service::of(self).map_or(1, |service| service.replicas(home))
             }
@@ -175,6 +184,7 @@ pub const WAVES: &[&[ComponentName]] = &[
         ComponentName::Prometheus,
         ComponentName::Registry,
         ComponentName::Git,
+        ComponentName::Ci,
     ],
     &[
         ComponentName::PostgresExporter,
@@ -182,6 +192,7 @@ pub const WAVES: &[&[ComponentName]] = &[
         ComponentName::Orchestrator,
         ComponentName::ConsumerApi,
         ComponentName::MerchantApi,
+        ComponentName::CiWorker,
     ],
     &[ComponentName::Gateway],
 ];
@@ -359,6 +370,7 @@ pub(crate) use engine_component;
 
 pub mod alerting;
 pub mod apps;
+pub mod ci;
 pub mod gateway;
 pub mod git;
 pub mod kafka;
