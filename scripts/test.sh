@@ -11,6 +11,14 @@ export SQLX_OFFLINE=true
 started=$(date +%s)
 step() { echo "== $* ($(( $(date +%s) - started ))s)" >&2; }
 
+# A full disk fails the link step with a bare "Bus error" (seen here): said plainly, up front.
+# The build, the installations and the CI server's cargo cache take tens of GB.
+free_gb=$(df --output=avail -BG "$HOME" | tail -n 1 | tr -dc '0-9')
+if (( free_gb < 15 )); then
+  echo "test: only ${free_gb} GB free under $HOME; the run needs about 15 GB. Stale build output in ~/.cache/paytool/cargo-target* is the usual culprit (delete it; cargo rebuilds what it needs)." >&2
+  exit 1
+fi
+
 step bootstrap
 scripts/bootstrap.sh
 
@@ -19,6 +27,8 @@ scripts/bootstrap.sh
 # delivery test's `paytool up --delivery` waits on the script's lock if it is still running.
 mkdir -p "$HOME/.cache/paytool/logs"
 setsid scripts/install-registry.sh >"$HOME/.cache/paytool/logs/install-registry.log" 2>&1 </dev/null &
+# The CI server (Buildbot from PyPI, under a minute): likewise, for the delivery test's CI.
+setsid scripts/install-buildbot.sh >"$HOME/.cache/paytool/logs/install-buildbot.log" 2>&1 </dev/null &
 
 step "format"
 cargo fmt --all -- --check
