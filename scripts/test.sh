@@ -52,6 +52,9 @@ paytool="$target_dir/debug/paytool"
 
 step "paytool setup"
 "$paytool" setup
+# The container engine the delivery test runs a service's image with (after setup's apt-get:
+# one apt at a time).
+scripts/install-podman.sh
 
 # A platform of its own for the service tests, on its own ports and state directory, so that
 # it can run beside a developer's `paytool up`.

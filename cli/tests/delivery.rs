@@ -88,6 +88,151 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// podman with a configuration and storage of its own (nothing machine-wide): runc, cgroupfs,
+/// explicit ulimits, as podman runs on this kind of machine (scripts/install-podman.sh).
+struct Podman {
+    dir: tempfile::TempDir,
+    container: Option<String>,
+}
+
+impl Podman {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a directory");
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1000:1000\"]\n\
+             [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .expect("write");
+        Self {
+            dir,
+            container: None,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let root = self.dir.path();
+        Command::new("podman")
+            .arg("--root")
+            .arg(root.join("root"))
+            .arg("--runroot")
+            .arg(root.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .env("CONTAINERS_CONF", root.join("containers.conf"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("podman runs")
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        if let Some(container) = &self.container {
+            let _ = self.run(&["rm", "--force", container]);
+        }
+        // Its storage goes with the temporary directory; the image is removed first so that
+        // podman lets go of it.
+        let _ = self.run(&["rmi", "--all", "--force"]);
+    }
+}
+
+/// Pulls `by_digest` with podman from the installation's registry (trusting the platform's
+/// CA), starts it with the orchestrator's configuration (read from the running instance's
+/// environment) on a free port, and waits for its `/health/ready`.
+fn run_under_podman(status: &Value, by_digest: &str, user: &str, password: &str) {
+    let mut podman = Podman::new();
+    // `--cert-dir` names the directory holding the CA itself (not certs.d's per-host layout).
+    let certs = podman.dir.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(
+        status["gateway"]["ca_certificate"].as_str().expect("ca"),
+        certs.join("ca.crt"),
+    )
+    .expect("the CA");
+    let pull = podman.run(&[
+        "pull",
+        "--quiet",
+        "--cert-dir",
+        certs.to_str().expect("utf-8"),
+        "--creds",
+        &format!("{user}:{password}"),
+        by_digest,
+    ]);
+    assert!(
+        pull.status.success(),
+        "podman pulls the image: {}",
+        text(&pull)
+    );
+    let image = String::from_utf8_lossy(&pull.stdout).trim().to_string();
+
+    // The running orchestrator's configuration, on another port.
+    let pid = status["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "orchestrator"))
+        .and_then(|c| c["pid"].as_u64())
+        .expect("the orchestrator's pid");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("its environment");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port();
+    let mut env: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|entry| String::from_utf8_lossy(entry).to_string())
+        .filter(|entry| entry.starts_with("APP__") || entry.starts_with("OTEL_"))
+        .filter(|entry| !entry.starts_with("APP__HTTP__PORT="))
+        .collect();
+    env.push(format!("APP__HTTP__PORT={port}"));
+    let env_file = podman.dir.path().join("orchestrator.env");
+    std::fs::write(&env_file, env.join("\n") + "\n").expect("write");
+    let started = podman.run(&[
+        "run",
+        "--detach",
+        "--network",
+        "host",
+        "--env-file",
+        env_file.to_str().expect("utf-8"),
+        &image,
+    ]);
+    assert!(
+        started.status.success(),
+        "podman starts it: {}",
+        text(&started)
+    );
+    podman.container = Some(String::from_utf8_lossy(&started.stdout).trim().to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let answer = Command::new("curl")
+            .args(["-sS", "--max-time", "2"])
+            .arg(format!("http://127.0.0.1:{port}/health/ready"))
+            .output()
+            .expect("curl");
+        let body: Value = serde_json::from_slice(&answer.stdout).unwrap_or(Value::Null);
+        if body["status"] == "ready" || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let container = podman.container.clone().unwrap_or_default();
+    let logs = podman.run(&["logs", &container]);
+    assert_eq!(
+        ready["status"],
+        "ready",
+        "the container answers ready: {ready}; its log: {}",
+        text(&logs)
+    );
+    assert_eq!(ready["service"], "orchestrator");
+    // As the image's unprivileged user: the host has no name for uid 10001.
+    let user_of = podman.run(&["top", &container, "huser"]);
+    assert!(
+        String::from_utf8_lossy(&user_of.stdout).contains("10001"),
+        "it runs as 10001: {}",
+        text(&user_of)
+    );
+}
+
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -236,6 +381,15 @@ async fn an_image_built_without_a_daemon_is_pushed_to_the_registry_and_pulled_ba
     assert!(
         found_binary && found_libc,
         "binary {found_binary}, libc {found_libc}"
+    );
+
+    // Run by a container engine: podman pulls it from the registry by digest and starts it
+    // with the running orchestrator's configuration on a port of its own; it answers ready.
+    run_under_podman(
+        &status,
+        pushed["by_digest"].as_str().expect("by digest"),
+        user,
+        password,
     );
 
     // Tagged with its revision and `latest`, both naming the same manifest.
@@ -678,7 +832,16 @@ fn a_pushed_commit_is_built_imaged_and_rolled_out_by_the_ci_server_with_no_faile
         .as_array()
         .expect("steps")
         .iter()
-        .map(|s| format!("{} {} {}", s["name"], s["results"], s["state_string"]))
+        .map(|s| {
+            let took_s = s["complete_at"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(s["started_at"].as_u64().unwrap_or(0));
+            format!(
+                "{} {} in {took_s} s: {}",
+                s["name"], s["results"], s["state_string"]
+            )
+        })
         .collect();
     if build["results"] != 0 {
         // The failed step's log, as Buildbot keeps it: what a developer would open first.
