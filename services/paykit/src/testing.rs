@@ -635,16 +635,31 @@ pub async fn problem_type(response: reqwest::Response) -> String {
 /// Asserts what every service's `/health/ready` answers when its database is up: 200, the
 /// service's name, and the database check `ok`.
 pub async fn assert_ready_with_database(client: &reqwest::Client, address: &str, service: &str) {
-    let response = client
-        .get(format!("{address}/health/ready"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.expect("json");
+    // Polled, as a supervisor or a kubelet polls it: a service just started opens its probe's
+    // connection on the first ask, and on a loaded machine (CI running a pipeline beside
+    // other tests) that first connection took longer than the probe's 1 s bound. Bounded: a
+    // service that is not ready within it fails here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(READY_WAIT_MS);
+    let (status, body) = loop {
+        let response = client
+            .get(format!("{address}/health/ready"))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("json");
+        if status == 200 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 200, "ready within {READY_WAIT_MS} ms: {body}");
     assert_eq!(body["service"], service);
     assert_eq!(body["checks"]["database"], "ok");
 }
+
+/// How long [`assert_ready_with_database`] waits for a service to become ready.
+const READY_WAIT_MS: u64 = 15_000;
 
 #[cfg(test)]
 mod tests {
