@@ -549,6 +549,38 @@ async fn the_git_server_lets_no_one_in_without_credentials_and_a_clone_pushes_ba
         Ok(head.clone())
     );
 
+    // Its process killed (the pid `paytool status` reports): the supervisor starts it again
+    // and the server answers as before.
+    let pid = server["pid"].as_i64().expect("the git server's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // `status` exits 1 while a component is not ready: its JSON is what is read.
+        let now: Value = serde_json::from_slice(&installation.run(&["status", "--json"]).stdout)
+            .unwrap_or_default();
+        let again = now["components"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["name"] == "git"))
+            .cloned()
+            .unwrap_or_default();
+        if again["state"] == "ready" && again["pid"].as_i64().is_some_and(|p| p != pid) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the git server was started again within 60 s: {again}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        main_of(ca, &url, Some(&basic(user, password))),
+        Ok(head.clone())
+    );
+
     // A clone made by paytool pulls and pushes with nothing more: its helper asks paytool.
     let work = tempfile::tempdir().expect("a directory");
     let dir = work.path().join("clone");
@@ -939,5 +971,13 @@ fn a_pushed_commit_is_built_imaged_and_rolled_out_by_the_ci_server_with_no_faile
     assert!(
         covered,
         "a load window overlapped the rollout ({deploy_from}..{deploy_to})"
+    );
+
+    // Payments ran through a rollout: the ledger balances.
+    let verified = installation.run(&["ledger", "verify", "--json"]);
+    assert!(
+        verified.status.success(),
+        "ledger verify: {}",
+        text(&verified)
     );
 }
