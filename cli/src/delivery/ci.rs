@@ -121,7 +121,7 @@ pub async fn run(
     let revision = crate::delivery::images::revision(&source)?;
     let binary = target_dir(&source).join("debug").join(service);
     let started = Instant::now();
-    let line = ui.step(&format!("ci {} {service}", step_name(step)));
+    let line = ui.step(&format!("ci {} {service}", step.as_str()));
     let made = match step {
         Step::Test => {
             line.working("cargo test");
@@ -207,14 +207,4 @@ pub async fn run(
         elapsed_ms,
         made,
     })
-}
-
-fn step_name(step: Step) -> &'static str {
-    match step {
-        Step::Test => "test",
-        Step::Build => "build",
-        Step::Image => "image",
-        Step::Push => "push",
-        Step::Deploy => "deploy",
-    }
 }

@@ -26,15 +26,7 @@ const LOW_SPEED_TIME_S: u32 = 30;
 /// The most characters of a repository's name (it is a directory name and a URL path).
 const REPOSITORY_NAME_MAX_CHARS: usize = 64;
 
-/// Which credentials the helper gives git.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Credentials {
-    /// A fresh access token of the realm's `git` client (Keycloak), as the Basic password.
-    Token,
-    /// The installation's own git user and password.
-    Basic,
-}
+pub use server::Credentials;
 
 /// The git server of an installation, from a client's side.
 pub struct Remote {
@@ -108,14 +100,10 @@ impl Remote {
 
 /// The credential helper line git runs: this paytool, this installation.
 fn helper_command(home: &Home, credentials: Credentials) -> anyhow::Result<String> {
-    let mode = match credentials {
-        Credentials::Token => "token",
-        Credentials::Basic => "basic",
-    };
     Ok(server::credential_helper(
         home,
         &std::env::current_exe()?,
-        mode,
+        credentials,
     ))
 }
 

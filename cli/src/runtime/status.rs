@@ -77,10 +77,10 @@ pub struct Connections {
     pub registry: Option<RegistryAccess>,
     /// The git server, with local delivery only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub git: Option<GitAccess>,
-    /// The CI server's web UI, with local delivery only (the same shape as the git server's).
+    pub git: Option<ServerAccess>,
+    /// The CI server's web UI, with local delivery only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ci: Option<GitAccess>,
+    pub ci: Option<ServerAccess>,
 }
 
 /// Where the image registry is and who may use it.
@@ -94,11 +94,11 @@ pub struct RegistryAccess {
     pub password: String,
 }
 
-/// Where the git server is and who may use it: its Basic credentials, or a token of the realm's
-/// `client` (client credentials; its secret is under `client_secrets`).
+/// Where a delivery server (git, CI) is and who may use it: its Basic credentials, or a token
+/// of the realm's `client` (client credentials; its secret is under `client_secrets`).
 #[derive(Debug, Serialize)]
-pub struct GitAccess {
-    /// Through the gateway, over TLS: a repository's clone URL is `URL/NAME.git`.
+pub struct ServerAccess {
+    /// Through the gateway, over TLS (the git server's repositories are `URL/NAME.git`).
     pub url: String,
     pub user: String,
     pub password: String,
@@ -208,24 +208,9 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
     .into_iter()
     .map(|(client, secret)| (client.to_string(), hide(secret)))
     .chain(
-        crate::runtime::components::apps::of(home)
+        components::keycloak::made_clients(home, &secrets)
             .into_iter()
-            .map(|app| (app.as_str().to_string(), hide(&app.client_secret(&secrets)))),
-    )
-    .chain(
-        [
-            (
-                components::git::CLIENT,
-                components::git::client_secret(&secrets),
-            ),
-            (
-                components::ci::CLIENT,
-                components::ci::client_secret(&secrets),
-            ),
-        ]
-        .into_iter()
-        .filter(|_| home.marker.delivery)
-        .map(|(client, secret)| (client.to_string(), hide(&secret))),
+            .map(|(client, secret)| (client, hide(&secret))),
     )
     .collect();
     Ok(Status {
@@ -261,13 +246,13 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
                 user: components::registry::USER.to_string(),
                 password: hide(&components::registry::password(&secrets)),
             }),
-            git: home.marker.delivery.then(|| GitAccess {
+            git: home.marker.delivery.then(|| ServerAccess {
                 url: ports.public_url("git"),
                 user: components::git::USER.to_string(),
                 password: hide(&components::git::password(&secrets)),
                 client: components::git::CLIENT.to_string(),
             }),
-            ci: home.marker.delivery.then(|| GitAccess {
+            ci: home.marker.delivery.then(|| ServerAccess {
                 url: ports.public_url("ci"),
                 user: components::ci::USER.to_string(),
                 password: hide(&components::ci::password(&secrets)),

@@ -95,6 +95,19 @@ pub enum Step {
     Deploy,
 }
 
+impl Step {
+    /// Its name: the `paytool ci` subcommand, the Jenkinsfile's stage and ci.toml's word.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Step::Test => "test",
+            Step::Build => "build",
+            Step::Image => "image",
+            Step::Push => "push",
+            Step::Deploy => "deploy",
+        }
+    }
+}
+
 /// The pipelines of the project's services that have one, in name order.
 pub fn pipelines(project: &std::path::Path) -> anyhow::Result<Vec<Pipeline>> {
     let mut found = Vec::new();
@@ -206,7 +219,7 @@ fn worker_env(ctx: &Ctx) -> Vec<(String, String)> {
         ),
         (
             "GIT_CONFIG_VALUE_1".into(),
-            super::git::credential_helper(home, &paytool, "token"),
+            super::git::credential_helper(home, &paytool, super::git::Credentials::Token),
         ),
         (
             "PAYTOOL_PROJECT_ROOT".into(),
@@ -328,17 +341,7 @@ mod tests {
                 .skip(1)
                 .filter_map(|rest| rest.split('\'').next())
                 .collect();
-            let names: Vec<String> = pipeline
-                .steps
-                .iter()
-                .map(|step| {
-                    serde_json::to_value(step)
-                        .expect("a step")
-                        .as_str()
-                        .expect("a name")
-                        .to_string()
-                })
-                .collect();
+            let names: Vec<&str> = pipeline.steps.iter().map(|step| step.as_str()).collect();
             assert_eq!(stages, names, "{}", pipeline.service);
             for name in &names {
                 assert!(

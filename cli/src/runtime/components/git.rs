@@ -59,21 +59,25 @@ pub fn owner() -> Option<User> {
 
 /// Hands `path` and everything under it to the git server's user (nothing to do unless root).
 pub fn hand_over(path: &Path) -> anyhow::Result<()> {
-    let Some(user) = owner() else {
-        return Ok(());
-    };
     let mut pending = vec![path.to_path_buf()];
     while let Some(next) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&next)?;
-        std::os::unix::fs::lchown(&next, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-            .with_context(|| format!("cannot hand {} to {SYSTEM_USER}", next.display()))?;
-        if meta.is_dir() {
+        own(&next)?;
+        if std::fs::symlink_metadata(&next)?.is_dir() {
             for entry in std::fs::read_dir(&next)? {
                 pending.push(entry?.path());
             }
         }
     }
     Ok(())
+}
+
+/// Hands `path` itself (not what is under it) to the git server's user.
+fn own(path: &Path) -> anyhow::Result<()> {
+    let Some(user) = owner() else {
+        return Ok(());
+    };
+    std::os::unix::fs::lchown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .with_context(|| format!("cannot hand {} to {SYSTEM_USER}", path.display()))
 }
 
 /// fcgiwrap's socket, which the gateway's git.local.test block passes requests to.
@@ -131,11 +135,24 @@ pub fn clone_url(home: &Home, repository: &str) -> String {
     format!("{}/{repository}.git", home.ports().public_url("git"))
 }
 
+/// Which credentials paytool's credential helper gives git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credentials {
+    /// A fresh access token of the realm's `git` client (Keycloak), as the Basic password.
+    Token,
+    /// The installation's own git user and password.
+    Basic,
+}
+
 /// The credential-helper line git runs for this installation's git host (`credential.URL.helper`):
-/// `paytool git credential` of this paytool and installation, answering with `mode` (`token`
-/// or `basic`). It names the checkout the installation belongs to: git runs the helper inside
+/// `paytool git credential` of this paytool and installation, answering with `credentials`. It names the checkout the installation belongs to: git runs the helper inside
 /// a clone, which, being a clone of the project, would otherwise be taken for another checkout.
-pub fn credential_helper(home: &Home, paytool: &Path, mode: &str) -> String {
+pub fn credential_helper(home: &Home, paytool: &Path, credentials: Credentials) -> String {
+    let mode = match credentials {
+        Credentials::Token => "token",
+        Credentials::Basic => "basic",
+    };
     format!(
         "!PAYTOOL_PROJECT_ROOT={} {} --home {} git credential --with {mode}",
         shell_quote(&home.marker.project_root.display().to_string()),
@@ -214,8 +231,10 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
             install_hook(&ctx.project, &bare)?;
         }
     }
-    hand_over(&run)?;
-    hand_over(&repositories(&ctx.home))?;
+    // The directories only: a repository is its user's from the start (`paytool git init`
+    // hands it over, pushes write as that user), so its files need no walk at every start.
+    own(&run)?;
+    own(&repositories(&ctx.home))?;
     let config = format!(
         "# Written by paytool up at each start of the git server.\n\
          our $projectroot = {root};\n\

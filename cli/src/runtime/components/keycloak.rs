@@ -169,6 +169,27 @@ async fn copy_tree(ctx: &Ctx, from: &Path, to: &Path) -> anyhow::Result<()> {
     run_to_log(ctx, ComponentName::Keycloak, 0, &mut copy).await
 }
 
+/// The realm's clients that `paytool up` makes after the import, with their secrets: each
+/// scaffolded service's, and with local delivery the git and CI servers' (whose tokens the
+/// gateway takes for them).
+pub fn made_clients(home: &Home, secrets: &Secrets) -> Vec<(String, String)> {
+    let mut clients: Vec<(String, String)> = super::apps::of(home)
+        .into_iter()
+        .map(|app| (app.as_str().to_string(), app.client_secret(secrets)))
+        .collect();
+    if home.marker.delivery {
+        clients.push((
+            super::git::CLIENT.to_string(),
+            super::git::client_secret(secrets),
+        ));
+        clients.push((
+            super::ci::CLIENT.to_string(),
+            super::ci::client_secret(secrets),
+        ));
+    }
+    clients
+}
+
 /// Ready is not enough: the realm must have been imported and must answer. Then every
 /// scaffolded service gets its client (the import ran once, when the installation was made, so
 /// a service scaffolded later cannot come through it).
@@ -184,22 +205,7 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         "the realm {REALM} is missing ({url} answered {})",
         response.status()
     );
-    // Each scaffolded service, and with local delivery the git and CI servers (whose tokens
-    // the gateway takes for them).
-    let mut clients: Vec<(String, String)> = super::apps::of(&ctx.home)
-        .into_iter()
-        .map(|app| (app.as_str().to_string(), app.client_secret(&ctx.secrets)))
-        .collect();
-    if ctx.home.marker.delivery {
-        clients.push((
-            super::git::CLIENT.to_string(),
-            super::git::client_secret(&ctx.secrets),
-        ));
-        clients.push((
-            super::ci::CLIENT.to_string(),
-            super::ci::client_secret(&ctx.secrets),
-        ));
-    }
+    let clients = made_clients(&ctx.home, &ctx.secrets);
     if clients.is_empty() {
         return Ok(());
     }
