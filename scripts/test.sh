@@ -29,6 +29,10 @@ mkdir -p "$HOME/.cache/paytool/logs"
 setsid scripts/install-registry.sh >"$HOME/.cache/paytool/logs/install-registry.log" 2>&1 </dev/null &
 # The CI server (Buildbot from PyPI, under a minute): likewise, for the delivery test's CI.
 setsid scripts/install-buildbot.sh >"$HOME/.cache/paytool/logs/install-buildbot.log" 2>&1 </dev/null &
+# A real kube-apiserver and etcd, built from source (about ten minutes of both cores the first
+# time, at the lowest priority; cached after): cli/tests/kube.rs applies every kind stack to
+# them, and runs the script itself, which waits for this build.
+setsid scripts/install-kube-apiserver.sh >"$HOME/.cache/paytool/logs/install-kube-apiserver.log" 2>&1 </dev/null &
 
 step "format"
 cargo fmt --all -- --check
@@ -150,5 +154,10 @@ node --test tests/browser/
 step "catalog validation and TechDocs (Backstage)"
 scripts/validate-catalog.sh
 scripts/build-techdocs.sh
+
+# The kind runtime's manifests, offline: every overlay rendered and validated against the
+# Kubernetes API's schemas (they are also applied to a real API server in cli/tests/kube.rs).
+step "manifests (offline schema validation)"
+scripts/validate-manifests.sh services/*/deploy/overlays/local stacks/kind/infrastructure/namespaces
 
 step "done"

@@ -7,7 +7,7 @@ use crate::args::{
 };
 use crate::runtime::components::services::Service;
 use crate::support::exit::{fail, Code};
-use crate::{chaos, delivery, observe, pay, perf, runtime, scaffold, support};
+use crate::{chaos, delivery, kube, observe, pay, perf, runtime, scaffold, support};
 
 fn service(name: ServiceName) -> Service {
     Service::from(name)
@@ -86,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Kube(command) => kube::run(&project, command).await,
         Command::Git(command) => {
             let home = runtime::home::existing(&home_dir, &project)?;
             delivery::run_git(&home, &project, command).await

@@ -12,6 +12,7 @@
 //! - [`perf`]: load scenarios and benchmarks, and the one way to compute latency figures.
 //! - [`chaos`]: experiments as data, the faults, probes and money invariants of a run, journals.
 //! - [`scaffold`]: new services from the project's templates, and their upgrades.
+//! - [`kube`]: the kind runtime's manifests: checked, and applied to a real API server.
 //! - [`support`]: what every room uses: progress output, exit codes, reading `/proc`.
 //! - [`app`]: one function from a parsed command line to an exit code.
 
@@ -19,6 +20,7 @@ pub mod app;
 pub mod args;
 pub mod chaos;
 pub mod delivery;
+pub mod kube;
 pub mod observe;
 pub mod pay;
 pub mod perf;

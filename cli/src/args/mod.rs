@@ -62,6 +62,14 @@ pub enum Command {
     )]
     Ci(CiArgs),
 
+    /// The kind runtime's manifests and a real Kubernetes API server: serve one here, check
+    /// the stacks against the house rules, apply them server-side
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  paytool kube serve --dir /tmp/kube &        # kube-apiserver + etcd on 127.0.0.1:26443\n  paytool kube apply --kubeconfig /tmp/kube/kubeconfig\n  paytool kube check services/orchestrator/deploy/overlays/local --json\n\nWith no PATH, every stack of the kind runtime: the namespaces, then each service's local\noverlay (docs/kubernetes.md)."
+    )]
+    Kube(KubeCommand),
+
     /// PostgreSQL's high availability (`paytool up --ha`)
     #[command(
         subcommand,
@@ -409,6 +417,56 @@ pub enum GitCommand {
         /// What to answer with: a fresh realm token, or the installation's Basic credentials
         #[arg(long = "with", value_enum, default_value_t = crate::delivery::git::Credentials::Token)]
         credentials: crate::delivery::git::Credentials,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KubeCommand {
+    /// Run a real kube-apiserver and its etcd on loopback until Ctrl-C (binaries from
+    /// scripts/install-kube-apiserver.sh); writes DIR/kubeconfig for clients
+    #[command(
+        after_help = "Examples:\n  paytool kube serve --dir /tmp/kube\n  paytool kube serve --dir /tmp/kube --port 27443 --json\n\nNo pod runs: there is no node and no controller manager. etcd takes PORT+1 and PORT+2.\nExit code 0 when stopped by a signal, 1 when a process died, 3 when the binaries are not\nbuilt, 6 when the server was not ready within 120 s."
+    )]
+    Serve {
+        /// Where its certificates, token, etcd data, logs and kubeconfig live (kept)
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The API server's port on 127.0.0.1
+        #[arg(long, default_value_t = crate::kube::apiserver::DEFAULT_PORT)]
+        port: u16,
+        /// Print the server, version and kubeconfig as one JSON line once ready
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render stacks and apply every object server-side: namespaces and CRDs first, then a
+    /// server-side dry run of everything, then for real
+    #[command(
+        after_help = "Examples:\n  paytool kube apply --kubeconfig /tmp/kube/kubeconfig\n  paytool kube apply services/orchestrator/deploy/overlays/local --dry-run --json\n\nOne refused object stops the run after the dry run, before anything else is written; each\nrefusal names the object, its file and the server's message. Exit code 0 when every object\nwas accepted, 1 when one was refused, 3 without kubectl, 7 when the server does not answer."
+    )]
+    Apply {
+        /// Kustomize directories or YAML files [default: every stack of the kind runtime]
+        paths: Vec<PathBuf>,
+        /// The cluster to apply to
+        #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Only the server's dry run (namespaces and CRDs are still written, for it)
+        #[arg(long)]
+        dry_run: bool,
+        /// Print every object's outcome as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check rendered workloads against the house rules, offline: non-root, read-only root
+    /// filesystem, no privilege escalation, requests and limits, probes, pinned images
+    #[command(
+        after_help = "Examples:\n  paytool kube check\n  paytool kube check services/loyalty/deploy/overlays/local --json\n\nExit code 0 when nothing breaks a rule, 1 otherwise (each violation on its own line)."
+    )]
+    Check {
+        /// Kustomize directories or YAML files [default: every stack of the kind runtime]
+        paths: Vec<PathBuf>,
+        /// Print the count and every violation as JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 

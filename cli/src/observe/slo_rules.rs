@@ -580,10 +580,13 @@ pub fn prom_duration(ms: u64) -> String {
         (60_000, "m"),
         (1_000, "s"),
     ];
-    UNITS.iter().find(|(unit, _)| ms % unit == 0).map_or_else(
-        || format!("{ms}ms"),
-        |(unit, suffix)| format!("{}{suffix}", ms / unit),
-    )
+    UNITS
+        .iter()
+        .find(|(unit, _)| ms.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{ms}ms"),
+            |(unit, suffix)| format!("{}{suffix}", ms / unit),
+        )
 }
 
 // --- error budgets -----------------------------------------------------------------------------

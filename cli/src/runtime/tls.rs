@@ -55,17 +55,57 @@ pub fn init(home: &Home, force: bool) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let installation = &home.marker.installation_id;
-    let now = OffsetDateTime::now_utc();
-
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    let mut ca_name = DistinguishedName::new();
-    ca_name.push(DnType::OrganizationName, "paytool local development CA");
+    let mut names = vec![
+        "*.local.test".to_string(),
+        "local.test".to_string(),
+        "localhost".to_string(),
+    ];
+    names.extend(HOSTS.iter().map(|host| format!("{host}.local.test")));
     // The installation id in the name tells two local CAs apart in a trust store.
-    ca_name.push(
-        DnType::CommonName,
-        format!("paytool local CA {}", &installation[..8]),
-    );
-    ca_params.distinguished_name = ca_name;
+    let issued = issue(
+        &format!("paytool local CA {}", &installation[..8]),
+        names,
+        "*.local.test",
+        LEAF_VALIDITY_DAYS,
+    )?;
+    write_atomic(&files.ca_key, issued.ca_key.as_bytes(), 0o600)?;
+    write_atomic(&files.ca_cert, issued.ca_cert.as_bytes(), 0o644)?;
+    write_atomic(&files.key, issued.leaf_key.as_bytes(), 0o600)?;
+    // The chain nginx serves: the leaf, then the CA.
+    write_atomic(&files.cert, issued.chain().as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+/// A certificate authority and one server certificate it signed, as PEM.
+pub struct Issued {
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub leaf_cert: String,
+    pub leaf_key: String,
+}
+
+impl Issued {
+    /// What a server presents: the leaf, then the CA.
+    pub fn chain(&self) -> String {
+        format!("{}{}", self.leaf_cert, self.ca_cert)
+    }
+}
+
+/// A new CA (its common name `ca_name`, valid ten years) and a server certificate signed by
+/// it for `dns_names` and 127.0.0.1, valid `leaf_days`: the gateway's, and the local API
+/// server's (`paytool kube serve`).
+pub fn issue(
+    ca_name: &str,
+    dns_names: Vec<String>,
+    leaf_name: &str,
+    leaf_days: i64,
+) -> anyhow::Result<Issued> {
+    let now = OffsetDateTime::now_utc();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    let mut ca_dn = DistinguishedName::new();
+    ca_dn.push(DnType::OrganizationName, "paytool local development CA");
+    ca_dn.push(DnType::CommonName, ca_name);
+    ca_params.distinguished_name = ca_dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -77,19 +117,13 @@ pub fn init(home: &Home, force: bool) -> anyhow::Result<bool> {
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
 
-    let mut names = vec![
-        "*.local.test".to_string(),
-        "local.test".to_string(),
-        "localhost".to_string(),
-    ];
-    names.extend(HOSTS.iter().map(|host| format!("{host}.local.test")));
-    let mut leaf_params = CertificateParams::new(names)?;
+    let mut leaf_params = CertificateParams::new(dns_names)?;
     leaf_params
         .subject_alt_names
         .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    let mut leaf_name = DistinguishedName::new();
-    leaf_name.push(DnType::CommonName, "*.local.test");
-    leaf_params.distinguished_name = leaf_name;
+    let mut leaf_dn = DistinguishedName::new();
+    leaf_dn.push(DnType::CommonName, leaf_name);
+    leaf_params.distinguished_name = leaf_dn;
     leaf_params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -97,20 +131,15 @@ pub fn init(home: &Home, force: bool) -> anyhow::Result<bool> {
     leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf_params.use_authority_key_identifier_extension = true;
     leaf_params.not_before = now - Duration::hours(1);
-    leaf_params.not_after = now + Duration::days(LEAF_VALIDITY_DAYS);
+    leaf_params.not_after = now + Duration::days(leaf_days);
     let leaf_key = KeyPair::generate()?;
     let leaf_cert = leaf_params.signed_by(&leaf_key, &ca_cert, &ca_key)?;
-
-    write_atomic(&files.ca_key, ca_key.serialize_pem().as_bytes(), 0o600)?;
-    write_atomic(&files.ca_cert, ca_cert.pem().as_bytes(), 0o644)?;
-    write_atomic(&files.key, leaf_key.serialize_pem().as_bytes(), 0o600)?;
-    // The chain nginx serves: the leaf, then the CA.
-    write_atomic(
-        &files.cert,
-        format!("{}{}", leaf_cert.pem(), ca_cert.pem()).as_bytes(),
-        0o644,
-    )?;
-    Ok(true)
+    Ok(Issued {
+        ca_cert: ca_cert.pem(),
+        ca_key: ca_key.serialize_pem(),
+        leaf_cert: leaf_cert.pem(),
+        leaf_key: leaf_key.serialize_pem(),
+    })
 }
 
 /// The system trust store's copy of this installation's CA.

@@ -1,0 +1,145 @@
+//! The kind runtime's manifests and the Kubernetes API (docs/kubernetes.md): the stacks under
+//! `stacks/kind/` and each service's `deploy/` (kustomize bases, overlays that only patch),
+//! checked offline against the house rules (`paytool kube check`), and applied server-side to
+//! a real API server (`paytool kube apply`), which `paytool kube serve` runs on this machine
+//! from binaries built from source, since no cluster can run pods here.
+
+pub mod apiserver;
+pub mod apply;
+pub mod policy;
+
+use crate::args::KubeCommand;
+use crate::support::exit::{fail, Code};
+use crate::support::ui::Ui;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The stacks the kind runtime applies, in order: the namespaces, then every service's local
+/// overlay (the platform's three, then scaffolded ones, by name).
+pub fn stacks(project: &Path) -> Vec<PathBuf> {
+    let mut out = vec![project.join("stacks/kind/infrastructure/namespaces")];
+    let platform = ["orchestrator", "consumer-api", "merchant-api"];
+    let overlay = |name: &str| {
+        project
+            .join("services")
+            .join(name)
+            .join("deploy/overlays/local")
+    };
+    out.extend(platform.iter().map(|name| overlay(name)));
+    let mut scaffolded: Vec<PathBuf> = std::fs::read_dir(project.join("services"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| !platform.iter().any(|p| entry.file_name() == *p))
+        .map(|entry| entry.path().join("deploy/overlays/local"))
+        .filter(|dir| dir.join("kustomization.yaml").is_file())
+        .collect();
+    scaffolded.sort();
+    out.extend(scaffolded);
+    out
+}
+
+fn paths_or_stacks(paths: Vec<PathBuf>, project: &Path) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        stacks(project)
+    } else {
+        paths
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Checked {
+    objects: usize,
+    workloads: usize,
+    violations: Vec<String>,
+}
+
+pub async fn run(project: &Path, command: KubeCommand) -> anyhow::Result<i32> {
+    match command {
+        KubeCommand::Serve { dir, port, json } => apiserver::serve(&dir, port, json).await,
+        KubeCommand::Check { paths, json } => {
+            let mut checked = Checked {
+                objects: 0,
+                workloads: 0,
+                violations: Vec::new(),
+            };
+            for path in paths_or_stacks(paths, project) {
+                for manifest in apply::render(&path)? {
+                    checked.objects += 1;
+                    let found = policy::violations(&manifest);
+                    if matches!(
+                        manifest.kind(),
+                        "Deployment" | "StatefulSet" | "DaemonSet" | "Rollout" | "Job" | "CronJob"
+                    ) {
+                        checked.workloads += 1;
+                    }
+                    checked.violations.extend(
+                        found
+                            .into_iter()
+                            .map(|v| format!("{}: {v}", path.display())),
+                    );
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checked)?);
+            } else {
+                for violation in &checked.violations {
+                    println!("{violation}");
+                }
+                println!(
+                    "{} objects, {} workloads, {} violation(s)",
+                    checked.objects,
+                    checked.workloads,
+                    checked.violations.len()
+                );
+            }
+            Ok(if checked.violations.is_empty() {
+                0
+            } else {
+                Code::Failed as i32
+            })
+        }
+        KubeCommand::Apply {
+            paths,
+            kubeconfig,
+            dry_run,
+            json,
+        } => {
+            let kubeconfig = kubeconfig.ok_or_else(|| {
+                fail(
+                    Code::Usage,
+                    "no kubeconfig: pass --kubeconfig (paytool kube serve prints its own) or set KUBECONFIG",
+                )
+            })?;
+            let ui = Ui::new(json);
+            let report =
+                apply::run(&kubeconfig, &paths_or_stacks(paths, project), dry_run, &ui).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for outcome in &report.objects {
+                    if let Some(message) = &outcome.message {
+                        println!(
+                            "refused: {} ({}): {message}",
+                            outcome.object, outcome.source
+                        );
+                    }
+                }
+                println!(
+                    "{} of {} objects {} on {} ({}) in {:.1} s",
+                    report.applied,
+                    report.objects.len(),
+                    if dry_run { "accepted" } else { "applied" },
+                    report.server,
+                    report.server_version,
+                    report.duration_ms as f64 / 1000.0
+                );
+            }
+            Ok(if report.refused == 0 {
+                0
+            } else {
+                Code::Failed as i32
+            })
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The house rules for the project's own workloads, checked offline on rendered manifests
+//! (`paytool kube check`): non-root, a read-only root filesystem, no privilege escalation,
+//! requests and limits, liveness and readiness probes, and an image pinned by tag or digest
+//! (never `latest`, never untagged). Third-party charts keep their authors' choices and are
+//! not checked here.
+
+use super::apply::Manifest;
+use serde_json::Value;
+
+/// Kinds whose pod template is checked, and where the template is.
+fn pod_spec(manifest: &Manifest) -> Option<&Value> {
+    let object = &manifest.object;
+    match manifest.kind() {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Rollout" => {
+            Some(&object["spec"]["template"]["spec"])
+        }
+        "Job" => Some(&object["spec"]["template"]["spec"]),
+        "CronJob" => Some(&object["spec"]["jobTemplate"]["spec"]["template"]["spec"]),
+        "Pod" => Some(&object["spec"]),
+        _ => None,
+    }
+}
+
+fn is_true(value: &Value) -> bool {
+    value.as_bool() == Some(true)
+}
+
+/// Whether an image reference names a tag other than `latest`, or a digest.
+pub fn pinned(image: &str) -> bool {
+    if image.contains("@sha256:") {
+        return true;
+    }
+    // The tag is after the last ':' that follows the last '/' (a registry's port is not one).
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => !tag.is_empty() && tag != "latest",
+        None => false,
+    }
+}
+
+/// Selectors that, left out, widen an object to every pod of its namespace (a
+/// NetworkPolicy's rules) or to none (a PodDisruptionBudget then protects nothing).
+fn selector_violations(manifest: &Manifest) -> Vec<String> {
+    let spec = &manifest.object["spec"];
+    let empty = |selector: &Value| {
+        selector["matchLabels"]
+            .as_object()
+            .is_none_or(serde_json::Map::is_empty)
+            && selector["matchExpressions"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+    };
+    match manifest.kind() {
+        "NetworkPolicy" if empty(&spec["podSelector"]) => vec![format!(
+            "{}: no podSelector: its rules would apply to every pod of the namespace",
+            manifest.id()
+        )],
+        "PodDisruptionBudget" if empty(&spec["selector"]) => vec![format!(
+            "{}: no selector: it would protect no pod",
+            manifest.id()
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// Every rule an object breaks, as one line each naming it (and the container).
+pub fn violations(manifest: &Manifest) -> Vec<String> {
+    let Some(spec) = pod_spec(manifest) else {
+        return selector_violations(manifest);
+    };
+    let id = manifest.id();
+    let mut out = Vec::new();
+    let pod_non_root = is_true(&spec["securityContext"]["runAsNonRoot"]);
+    // Jobs run to completion: no probes are asked of them.
+    let long_running = !matches!(manifest.kind(), "Job" | "CronJob" | "Pod");
+    let containers = spec["containers"].as_array().cloned().unwrap_or_default();
+    if containers.is_empty() {
+        out.push(format!("{id}: no containers"));
+    }
+    for container in &containers {
+        let name = container["name"].as_str().unwrap_or("?");
+        let at = format!("{id}, container {name}");
+        let security = &container["securityContext"];
+        if !pod_non_root && !is_true(&security["runAsNonRoot"]) {
+            out.push(format!("{at}: runAsNonRoot is not set"));
+        }
+        if !is_true(&security["readOnlyRootFilesystem"]) {
+            out.push(format!("{at}: the root filesystem is writable"));
+        }
+        if security["allowPrivilegeEscalation"].as_bool() != Some(false) {
+            out.push(format!("{at}: allowPrivilegeEscalation is not false"));
+        }
+        let resources = &container["resources"];
+        for (section, key) in [
+            ("requests", "cpu"),
+            ("requests", "memory"),
+            ("limits", "cpu"),
+            ("limits", "memory"),
+        ] {
+            if resources[section][key].is_null() {
+                out.push(format!("{at}: no {section}.{key}"));
+            }
+        }
+        if long_running {
+            for probe in ["livenessProbe", "readinessProbe"] {
+                if container[probe].is_null() {
+                    out.push(format!("{at}: no {probe}"));
+                }
+            }
+        }
+        match container["image"].as_str() {
+            Some(image) if pinned(image) => {}
+            Some(image) => out.push(format!(
+                "{at}: the image {image} is not pinned (a tag other than latest, or a digest)"
+            )),
+            None => out.push(format!("{at}: no image")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::apply::parse;
+
+    const GOOD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: api, namespace: payments }
+spec:
+  template:
+    spec:
+      securityContext: { runAsNonRoot: true }
+      containers:
+        - name: api
+          image: registry.local.test:5000/paytool/api:3f2a1c9
+          securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false }
+          resources:
+            requests: { cpu: 50m, memory: 32Mi }
+            limits: { cpu: 500m, memory: 128Mi }
+          livenessProbe: { httpGet: { path: /health/live, port: 8080 } }
+          readinessProbe: { httpGet: { path: /health/ready, port: 8080 } }
+"#;
+
+    #[test]
+    fn a_workload_that_keeps_every_rule_has_no_violation() {
+        let manifest = &parse(GOOD, "good.yaml").expect("parsed")[0];
+        assert_eq!(violations(manifest), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_broken_rule_is_named_with_its_object_and_container() {
+        let bad = GOOD
+            .replace("runAsNonRoot: true", "runAsNonRoot: false")
+            .replace(
+                "readOnlyRootFilesystem: true",
+                "readOnlyRootFilesystem: false",
+            )
+            .replace(":3f2a1c9", ":latest")
+            .replace("            limits: { cpu: 500m, memory: 128Mi }\n", "")
+            .replace(
+                "          readinessProbe: { httpGet: { path: /health/ready, port: 8080 } }\n",
+                "",
+            );
+        let manifest = &parse(&bad, "bad.yaml").expect("parsed")[0];
+        let found = violations(manifest);
+        let expected = [
+            "runAsNonRoot",
+            "root filesystem is writable",
+            "no limits.cpu",
+            "no limits.memory",
+            "no readinessProbe",
+            "not pinned",
+        ];
+        for rule in expected {
+            assert!(
+                found
+                    .iter()
+                    .any(|v| v.contains(rule)
+                        && v.starts_with("Deployment payments/api, container api")),
+                "{rule} missing from {found:?}"
+            );
+        }
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+    }
+
+    #[test]
+    fn a_tag_or_a_digest_pins_an_image_and_a_registry_port_is_not_a_tag() {
+        assert!(pinned("registry.local.test/paytool/orchestrator:3f2a1c9"));
+        assert!(pinned("quay.io/x/y@sha256:0123"));
+        assert!(!pinned("registry.local.test:5000/paytool/orchestrator"));
+        assert!(!pinned("nginx:latest"));
+        assert!(!pinned("nginx"));
+    }
+
+    #[test]
+    fn a_network_policy_or_disruption_budget_without_a_selector_is_a_violation() {
+        let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: { name: api, namespace: payments }\nspec:\n  policyTypes: [Ingress]\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: { name: api, namespace: payments }\nspec:\n  minAvailable: 1\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: { name: ok, namespace: payments }\nspec:\n  minAvailable: 1\n  selector: { matchLabels: { app.kubernetes.io/name: ok } }\n";
+        let manifests = parse(text, "np.yaml").expect("parsed");
+        let found: Vec<Vec<String>> = manifests.iter().map(violations).collect();
+        assert!(found[0][0].starts_with("NetworkPolicy payments/api: no podSelector"));
+        assert!(found[1][0].starts_with("PodDisruptionBudget payments/api: no selector"));
+        assert!(found[2].is_empty(), "{:?}", found[2]);
+    }
+
+    #[test]
+    fn kinds_without_a_pod_template_are_not_checked() {
+        let manifest = &parse(
+            "apiVersion: v1\nkind: Service\nmetadata: { name: api }\n",
+            "s.yaml",
+        )
+        .expect("parsed")[0];
+        assert!(violations(manifest).is_empty());
+    }
+}

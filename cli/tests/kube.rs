@@ -1,0 +1,325 @@
+//! The kind runtime's stacks against a real Kubernetes API server: `paytool kube serve` runs
+//! kube-apiserver 1.37.2 and etcd 3.7.3 (built from source by
+//! scripts/install-kube-apiserver.sh; this test runs it, which waits for a build already
+//! under way), `paytool kube apply` applies every stack server-side, and kubectl, a client of
+//! its own, reads back what the server kept. Ports 30500-30512.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A first start of the API server on a busy machine (it is ready in about 4 s when quiet).
+const SERVE_READY_TIMEOUT_MS: u64 = 150_000;
+/// A build of both binaries from nothing takes about ten minutes on two cores.
+const INSTALL_TIMEOUT_MS: u64 = 40 * 60 * 1000;
+
+fn project() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ is in the project")
+        .to_path_buf()
+}
+
+fn paytool() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paytool"));
+    command.current_dir(project()).env_remove("KUBECONFIG");
+    command
+}
+
+/// The binaries, built (or waited for) by the project's own script.
+fn install() {
+    let mut child = Command::new(project().join("scripts/install-kube-apiserver.sh"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the install script starts");
+    let deadline = std::time::Instant::now() + Duration::from_millis(INSTALL_TIMEOUT_MS);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "scripts/install-kube-apiserver.sh failed");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API server's build ran past its bound"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A running `paytool kube serve`, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    kubeconfig: PathBuf,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(port: u16) -> Self {
+        install();
+        let dir = std::env::temp_dir().join(format!("paytool-kube-test-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = paytool()
+            .args([
+                "kube",
+                "serve",
+                "--json",
+                "--port",
+                &port.to_string(),
+                "--dir",
+            ])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("paytool kube serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_millis(SERVE_READY_TIMEOUT_MS))
+            .expect("the API server is ready in time");
+        let served: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("serve prints one JSON line when ready ({e}): {line:?}"));
+        assert_eq!(served["version"], "v1.37.2", "{served}");
+        assert_eq!(served["server"], format!("https://127.0.0.1:{port}"));
+        Self {
+            child,
+            kubeconfig: PathBuf::from(served["kubeconfig"].as_str().expect("kubeconfig")),
+            dir,
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    }
+
+    fn get(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get", "-o", "json"];
+        all.extend_from_slice(args);
+        let (ok, text) = self.kubectl(&all);
+        assert!(ok, "kubectl {all:?}: {text}");
+        serde_json::from_str(&text).expect("kubectl prints JSON")
+    }
+
+    fn apply(&self, paths: &[&Path]) -> (i32, Value) {
+        let output = paytool()
+            .args(["kube", "apply", "--json", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args(paths)
+            .output()
+            .expect("paytool kube apply runs");
+        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "apply prints a JSON report ({e}); stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.code().unwrap_or(-1), report)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..60 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let _ = self.child.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn items(list: &Value) -> Vec<&Value> {
+    list["items"].as_array().expect("a list").iter().collect()
+}
+
+#[test]
+fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
+    let server = Server::start(30500);
+    let (code, report) = server.apply(&[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["refused"], 0, "{report:#}");
+    let objects = report["objects"].as_array().expect("objects");
+    assert!(objects.len() >= 30, "{} objects", objects.len());
+    assert!(
+        objects.iter().all(|o| o["result"] == "applied"),
+        "{report:#}"
+    );
+
+    // What the server kept is what the overlays say: their patches applied to the bases.
+    let deployments = server.get(&["deployments", "-n", "payments", "--show-managed-fields"]);
+    let mut names: Vec<&str> = items(&deployments)
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().expect("name"))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["consumer-api", "merchant-api", "orchestrator"]);
+    for deployment in items(&deployments) {
+        let name = deployment["metadata"]["name"].as_str().expect("name");
+        let spec = &deployment["spec"];
+        assert_eq!(
+            spec["replicas"], 1,
+            "{name}: the local overlay's one replica"
+        );
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        let container = &pod["containers"][0];
+        assert_eq!(
+            container["image"],
+            format!("registry.local.test/paytool/{name}:unreleased")
+        );
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(
+            container["readinessProbe"]["httpGet"]["path"],
+            "/health/ready"
+        );
+        // Server-side apply recorded paytool as the manager of what it set.
+        let managers: Vec<&str> = deployment["metadata"]["managedFields"]
+            .as_array()
+            .expect("managed fields")
+            .iter()
+            .filter_map(|f| f["manager"].as_str())
+            .collect();
+        assert!(managers.contains(&"paytool"), "{name}: {managers:?}");
+    }
+    // Each network policy selects its own service's pods (an empty selector would widen it to
+    // the whole namespace), and the orchestrator takes calls from the two APIs only.
+    let policy = server.get(&["networkpolicy", "orchestrator", "-n", "payments"]);
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "orchestrator"
+    );
+    let callers: Vec<&str> = policy["spec"]["ingress"][0]["from"]
+        .as_array()
+        .expect("from")
+        .iter()
+        .filter_map(|peer| peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str())
+        .collect();
+    assert_eq!(callers, ["consumer-api", "merchant-api"]);
+    let namespace = server.get(&["namespace", "payments"]);
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let ingress = server.get(&["ingress", "consumer-api", "-n", "payments"]);
+    let hosts: Vec<&str> = ingress["spec"]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["host"].as_str())
+        .collect();
+    assert_eq!(hosts, ["api.local.test", "wallet.local.test"]);
+
+    // A second apply changes nothing and is accepted again: apply is idempotent.
+    let before = server.get(&["deployment", "orchestrator", "-n", "payments"]);
+    let (code, again) = server.apply(&[]);
+    assert_eq!(code, 0, "{again:#}");
+    let after = server.get(&["deployment", "orchestrator", "-n", "payments"]);
+    assert_eq!(
+        before["metadata"]["generation"], after["metadata"]["generation"],
+        "the same manifests do not make a new generation"
+    );
+}
+
+#[test]
+fn a_refused_object_stops_the_run_before_anything_else_is_written() {
+    let server = Server::start(30510);
+    let dir = server.dir.join("stack");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("refused.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Namespace\nmetadata: { name: refusal }\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: written-only-if-all-pass, namespace: refusal }\ndata: { a: b }\n---\napiVersion: v1\nkind: Service\nmetadata: { name: broken, namespace: refusal }\nspec:\n  ports:\n    - { port: 70000 }\n",
+    )
+    .expect("written");
+    let (code, report) = server.apply(&[&file]);
+    assert_eq!(code, 1, "{report:#}");
+    let refused: Vec<&Value> = report["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter(|o| o["result"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{report:#}");
+    assert_eq!(refused[0]["object"], "Service refusal/broken");
+    assert_eq!(refused[0]["source"], file.display().to_string());
+    // The server's own words, from its validation.
+    let message = refused[0]["message"].as_str().expect("message");
+    assert!(message.contains("70000"), "{message}");
+    // The namespace was written first (a prerequisite); the valid ConfigMap was not.
+    let (ok, _) = server.kubectl(&["get", "namespace", "refusal"]);
+    assert!(ok);
+    let (ok, text) = server.kubectl(&[
+        "get",
+        "configmap",
+        "written-only-if-all-pass",
+        "-n",
+        "refusal",
+    ]);
+    assert!(!ok && text.contains("NotFound"), "{text}");
+}
+
+#[test]
+fn the_stacks_keep_the_house_rules_and_a_workload_that_breaks_one_is_named() {
+    let output = paytool()
+        .args(["kube", "check", "--json"])
+        .output()
+        .expect("check runs");
+    let checked: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert!(output.status.success(), "{checked:#}");
+    assert_eq!(checked["violations"].as_array().map(Vec::len), Some(0));
+    assert!(checked["workloads"].as_u64() >= Some(3), "{checked}");
+
+    let dir = std::env::temp_dir().join(format!("paytool-kube-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("root.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: rooted, namespace: x }\nspec:\n  selector: { matchLabels: { a: b } }\n  template:\n    metadata: { labels: { a: b } }\n    spec:\n      containers:\n        - { name: app, image: 'nginx:latest' }\n",
+    )
+    .expect("written");
+    let output = paytool()
+        .args(["kube", "check"])
+        .arg(&file)
+        .output()
+        .expect("check runs");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for rule in [
+        "runAsNonRoot",
+        "no readinessProbe",
+        "not pinned",
+        "no limits.memory",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("Deployment x/rooted, container app") && l.contains(rule)),
+            "{rule}: {text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
