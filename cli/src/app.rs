@@ -2,8 +2,8 @@
 //! room, so that the rooms need not know each other to be reached.
 
 use crate::args::{
-    BenchArgs, BenchCommand, Cli, Command, DbCommand, LedgerCommand, QrCommand, ServiceName,
-    TlsCommand,
+    BenchArgs, BenchCommand, Cli, Command, DbCommand, LedgerCommand, QrCommand, RuntimeKind,
+    ServiceName, TlsCommand,
 };
 use crate::runtime::components::services::Service;
 use crate::support::exit::{fail, Code};
@@ -28,7 +28,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             setup.run(&ui)?;
             Ok(0)
         }
+        Command::Up(args) if args.runtime == RuntimeKind::Kind => {
+            kube::kind::up(&project, args.dry_run, args.output, args.json)
+        }
         Command::Up(args) => {
+            if args.dry_run || args.output.is_some() || args.json {
+                return Err(fail(
+                    Code::Usage,
+                    "--dry-run, --output and --json go with --runtime kind (the local runtime starts for real)",
+                ));
+            }
             let ui = support::ui::Ui::new(false);
             let setup = setup(args.setup.no_hosts);
             let replicas: Vec<(Option<Service>, u8)> = args

@@ -323,3 +323,143 @@ fn the_stacks_keep_the_house_rules_and_a_workload_that_breaks_one_is_named() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn plan(root: &Path, output: &Path) -> Value {
+    let result = paytool()
+        .env("PAYTOOL_PROJECT_ROOT", root)
+        .args(["up", "--runtime", "kind", "--dry-run", "--json", "--output"])
+        .arg(output)
+        .output()
+        .expect("paytool up --runtime kind --dry-run runs");
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    serde_json::from_slice(&result.stdout).expect("the plan as JSON")
+}
+
+#[test]
+fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
+    let output = std::env::temp_dir().join(format!("paytool-kind-plan-{}", std::process::id()));
+    let plan = plan(&project(), &output);
+    let apps = plan["apps"].as_array().expect("apps");
+    let names: Vec<&str> = apps.iter().filter_map(|a| a["name"].as_str()).collect();
+    // Infrastructure first, then the services (one wave, by name, as Argo CD orders them).
+    assert_eq!(
+        names,
+        ["namespaces", "consumer-api", "merchant-api", "orchestrator"]
+    );
+    let wave = |name: &str| {
+        apps.iter()
+            .find(|a| a["name"] == name)
+            .and_then(|a| a["wave"].as_i64())
+            .expect("a wave")
+    };
+    for service in ["consumer-api", "merchant-api", "orchestrator"] {
+        assert!(wave("namespaces") < wave(service), "{service}");
+    }
+    // Every service with a kind overlay has its Application, and every Application's stack
+    // renders to something.
+    for app in apps {
+        assert!(app["objects"].as_u64() > Some(0), "{app}");
+        assert!(project()
+            .join(app["path"].as_str().expect("path"))
+            .join("kustomization.yaml")
+            .is_file());
+    }
+    let steps: Vec<&str> = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "cluster",
+            "certificate",
+            "images",
+            "bootstrap",
+            "git",
+            "wave",
+            "wave"
+        ]
+    );
+    // The manifests written hold the root, the Applications and every stack's objects.
+    let manifests = std::fs::read_to_string(output.join("manifests.yaml")).expect("written");
+    let documents = manifests.matches("\n# Source: ").count();
+    assert_eq!(
+        documents as u64,
+        1 + apps.len() as u64 + plan["objects"].as_u64().expect("objects")
+    );
+    let _ = std::fs::remove_dir_all(&output);
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=paytool",
+            "-c",
+            "user.email=paytool@local.test",
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for entry in std::fs::read_dir(from).expect("readable") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copied");
+        }
+    }
+}
+
+#[test]
+fn a_reverted_change_renders_back_to_the_previous_manifests_byte_for_byte() {
+    // A stacks repository as Argo CD would see it: the kind stacks and each service's deploy/.
+    let root = std::env::temp_dir().join(format!("paytool-gitops-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    copy_tree(&project().join("stacks/kind"), &root.join("stacks/kind"));
+    for service in ["consumer-api", "merchant-api", "orchestrator"] {
+        copy_tree(
+            &project().join("services").join(service).join("deploy"),
+            &root.join("services").join(service).join("deploy"),
+        );
+    }
+    git(&root, &["init", "-q", "-b", "main"]);
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-q", "-m", "stacks"]);
+    let rendered = |n: u32| {
+        let output = root.join(format!("out-{n}"));
+        plan(&root, &output);
+        let text = std::fs::read(output.join("manifests.yaml")).expect("written");
+        std::fs::remove_dir_all(&output).expect("removed");
+        text
+    };
+    let first = rendered(1);
+
+    let overlay = root.join("services/orchestrator/deploy/overlays/local/kustomization.yaml");
+    let text = std::fs::read_to_string(&overlay).expect("overlay");
+    let changed = text.replacen("newTag: unreleased", "newTag: 3f2a1c9", 1);
+    assert_ne!(text, changed);
+    std::fs::write(&overlay, changed).expect("written");
+    git(&root, &["commit", "-q", "-am", "orchestrator 3f2a1c9"]);
+    let second = rendered(2);
+    assert_ne!(first, second, "the change shows in the manifests");
+    assert!(String::from_utf8_lossy(&second).contains("paytool/orchestrator:3f2a1c9"));
+
+    git(&root, &["revert", "--no-edit", "HEAD"]);
+    assert_eq!(rendered(3), first, "the revert renders back byte for byte");
+    let _ = std::fs::remove_dir_all(&root);
+}

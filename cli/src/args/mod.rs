@@ -31,7 +31,7 @@ pub enum Command {
     /// Start PostgreSQL, Kafka, Keycloak, the services, the TLS gateway and the observability
     /// stack (collector, Jaeger, Prometheus, Alertmanager), supervised
     #[command(
-        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  paytool up --ha                          # PostgreSQL with a synchronous replica that fails over\n  paytool up --kafka-brokers 3             # three Kafka brokers; one may die without losing an event\n  paytool up --chaos                       # the services' calls through Toxiproxy (paytool chaos)\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts, --ha, the brokers and --chaos are kept with the installation: a later `up` runs\nthe same."
+        after_help = "Examples:\n  paytool up\n  paytool up --replicas 2                  # two instances of every service behind the gateway\n  paytool up --replicas 2 --replicas orchestrator=3\n  paytool up --ha                          # PostgreSQL with a synchronous replica that fails over\n  paytool up --kafka-brokers 3             # three Kafka brokers; one may die without losing an event\n  paytool up --chaos                       # the services' calls through Toxiproxy (paytool chaos)\n  PAYTOOL_PORT_BASE=27000 paytool --home /tmp/pt up   # a second installation beside the first\n  paytool up --runtime kind --dry-run      # the kind runtime's plan and manifests, no cluster needed\n\nReturns once every component is ready; a supervisor keeps them running and restarts\na crashed one with bounded backoff. A second `up` while running does nothing.\nReplica counts, --ha, the brokers and --chaos are kept with the installation: a later `up` runs\nthe same."
     )]
     Up(UpArgs),
 
@@ -281,6 +281,30 @@ pub struct UpArgs {
     /// installation has, else 100]
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub trace_sample_percent: Option<u8>,
+    /// Where the platform runs: supervised processes on this machine, or a kind cluster
+    /// installed by Argo CD from Git (docs/kubernetes.md)
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Local)]
+    pub runtime: RuntimeKind,
+    /// With --runtime kind: print the plan and the rendered manifests; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --runtime kind --dry-run: write manifests.yaml and plan.json into DIR instead of
+    /// printing the manifests
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// With --runtime kind --dry-run: print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where `paytool up` runs the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// Real engines as supervised processes on this machine (the default)
+    #[default]
+    Local,
+    /// A kind cluster: the bootstrap applied, then Argo CD syncs the stacks from Git
+    Kind,
 }
 
 /// `--kafka-brokers`: one, or three. Two would be worse than one: a quorum of two stops when

@@ -6,6 +6,7 @@
 
 pub mod apiserver;
 pub mod apply;
+pub mod kind;
 pub mod policy;
 
 use crate::args::KubeCommand;

@@ -1,0 +1,264 @@
+//! `paytool up --runtime kind`: the platform on a kind cluster, installed by Argo CD from Git.
+//! What a run would do is data (the plan), made from the repository itself: the cluster's
+//! configuration, the images, the bootstrap applied directly, then the Applications of the
+//! app-of-apps in the order of their sync waves, each stack rendered. `--dry-run` prints it,
+//! and the rendered manifests, without a cluster; that is all this machine can do (no node
+//! image can be pulled here), so a run without `--dry-run` checks for kind and a container
+//! engine and says what is missing.
+
+use super::apply::{render, Manifest};
+use crate::support::exit::{fail, Code};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The stacks applied directly, before Argo CD takes over (the root syncs the rest).
+const ROOT_APPLICATION: &str = "stacks/kind/argocd/root.yaml";
+const APPS: &str = "stacks/kind/argocd/apps";
+const CLUSTER_CONFIG: &str = "stacks/kind/cluster/kind.yaml";
+const REGISTRY_HOSTS: &str = "stacks/kind/cluster/registry-hosts.toml";
+const WAVE_ANNOTATION: &str = "argocd.argoproj.io/sync-wave";
+/// How long each wave may take to be synced and healthy before the run stops and diagnoses.
+pub const WAVE_TIMEOUT_S: u32 = 300;
+
+/// One Application of the app-of-apps: what it syncs, where, and when.
+#[derive(Debug, Clone, Serialize)]
+pub struct App {
+    pub name: String,
+    pub path: String,
+    pub namespace: String,
+    pub wave: i32,
+    pub objects: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Step {
+    pub n: usize,
+    pub name: String,
+    pub action: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub apps: Vec<App>,
+    pub objects: usize,
+}
+
+/// The Applications the root syncs, in wave order (then by name, as Argo CD orders them).
+pub fn apps(project: &Path) -> anyhow::Result<Vec<App>> {
+    let mut out = Vec::new();
+    for manifest in render(&project.join(APPS))? {
+        anyhow::ensure!(
+            manifest.kind() == "Application",
+            "{APPS} holds {}: only Applications belong there",
+            manifest.id()
+        );
+        let spec = &manifest.object["spec"];
+        let path = spec["source"]["path"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{}: no source.path", manifest.id()))?
+            .to_string();
+        let wave = match manifest.object["metadata"]["annotations"][WAVE_ANNOTATION].as_str() {
+            Some(text) => text
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{}: sync wave {text:?}", manifest.id()))?,
+            None => 0,
+        };
+        let objects = render(&project.join(&path))?.len();
+        out.push(App {
+            name: manifest.name().to_string(),
+            namespace: spec["destination"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string(),
+            path,
+            wave,
+            objects,
+        });
+    }
+    out.sort_by(|a, b| (a.wave, &a.name).cmp(&(b.wave, &b.name)));
+    Ok(out)
+}
+
+/// Every wave, in order, with its Applications' names.
+fn waves(apps: &[App]) -> Vec<(i32, Vec<&str>)> {
+    let mut out: Vec<(i32, Vec<&str>)> = Vec::new();
+    for app in apps {
+        match out.last_mut() {
+            Some((wave, names)) if *wave == app.wave => names.push(&app.name),
+            _ => out.push((app.wave, vec![&app.name])),
+        }
+    }
+    out
+}
+
+pub fn plan(project: &Path) -> anyhow::Result<Plan> {
+    let apps = apps(project)?;
+    let services: Vec<&str> = apps
+        .iter()
+        .filter(|a| a.path.starts_with("services/"))
+        .map(|a| a.name.as_str())
+        .collect();
+    let mut steps = vec![
+        (
+            "cluster",
+            format!(
+                "kind create cluster --config {CLUSTER_CONFIG}: one node, 80 and 443 on 127.0.0.1, containerd trusting the platform's CA for registry.local.test ({REGISTRY_HOSTS})"
+            ),
+        ),
+        (
+            "certificate",
+            "paytool tls: the *.local.test certificate as the Secret local-test-tls of each namespace with an Ingress".to_string(),
+        ),
+        (
+            "images",
+            format!(
+                "paytool images build, then kind load: registry.local.test/paytool/{{{}}} at the checkout's revision",
+                services.join(",")
+            ),
+        ),
+        (
+            "bootstrap",
+            "server-side apply of the namespaces, Argo CD's install (not in the stacks yet: docs/kubernetes.md), then the root Application".to_string(),
+        ),
+        (
+            "git",
+            format!("push this checkout's HEAD to the in-cluster git server; the root syncs {APPS}"),
+        ),
+    ];
+    for (wave, names) in waves(&apps) {
+        steps.push((
+            "wave",
+            format!(
+                "wave {wave}: {} synced and healthy within {WAVE_TIMEOUT_S} s, else stop with the events and image-pull errors of what is not",
+                names.join(", ")
+            ),
+        ));
+    }
+    let objects = apps.iter().map(|a| a.objects).sum();
+    Ok(Plan {
+        steps: steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, action))| Step {
+                n: i + 1,
+                name: name.to_string(),
+                action,
+            })
+            .collect(),
+        apps,
+        objects,
+    })
+}
+
+/// The rendered manifests, each stack headed by where it came from: the root Application, then
+/// every Application's stack in wave order.
+pub fn rendered(project: &Path, plan: &Plan) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut add = |source: &str, manifests: Vec<Manifest>| -> anyhow::Result<()> {
+        for manifest in manifests {
+            out.push_str(&format!("---\n# Source: {source}\n"));
+            out.push_str(&serde_yaml::to_string(&manifest.object)?);
+        }
+        Ok(())
+    };
+    add(ROOT_APPLICATION, render(&project.join(ROOT_APPLICATION))?)?;
+    add(APPS, render(&project.join(APPS))?)?;
+    for app in &plan.apps {
+        add(&app.path, render(&project.join(&app.path))?)?;
+    }
+    Ok(out)
+}
+
+/// What a real run needs: kind, and a container engine for it.
+fn missing_prerequisites() -> Vec<&'static str> {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    };
+    let mut missing = Vec::new();
+    if !on_path("kind") {
+        missing.push("kind");
+    }
+    let engine = Path::new("/var/run/docker.sock").exists() || on_path("docker");
+    if !engine {
+        missing.push("a Docker engine (kind runs its node as a container)");
+    }
+    missing
+}
+
+pub fn up(
+    project: &Path,
+    dry_run: bool,
+    output: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let plan = plan(project)?;
+    if !dry_run {
+        let missing = missing_prerequisites();
+        if !missing.is_empty() {
+            return Err(fail(
+                Code::Prerequisite,
+                format!(
+                    "the kind runtime needs {} on this machine; `paytool up --runtime kind --dry-run` prints the plan and the manifests without them",
+                    missing.join(" and ")
+                ),
+            ));
+        }
+        return Err(fail(
+            Code::Refused,
+            "kind and an engine are here, but the kind runtime's install steps are not built yet (docs/kubernetes.md); `--dry-run` prints what they will do",
+        ));
+    }
+    let manifests = rendered(project, &plan)?;
+    if let Some(dir) = &output {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("manifests.yaml"), &manifests)?;
+        std::fs::write(dir.join("plan.json"), serde_json::to_string_pretty(&plan)?)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(0);
+    }
+    println!("The kind runtime's plan (--dry-run: nothing is changed)");
+    for step in &plan.steps {
+        println!("{:>3}. {:<12} {}", step.n, step.name, step.action);
+    }
+    println!(
+        "\n{} Applications, {} objects rendered{}",
+        plan.apps.len(),
+        plan.objects,
+        match &output {
+            Some(dir) => format!(" into {}", dir.join("manifests.yaml").display()),
+            None => ":\n".to_string(),
+        }
+    );
+    if output.is_none() {
+        print!("{manifests}");
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str, wave: i32) -> App {
+        App {
+            name: name.into(),
+            path: format!("services/{name}"),
+            namespace: "payments".into(),
+            wave,
+            objects: 1,
+        }
+    }
+
+    #[test]
+    fn applications_of_one_wave_are_grouped_in_wave_order() {
+        let apps = [app("namespaces", -10), app("a", 10), app("b", 10)];
+        assert_eq!(
+            waves(&apps),
+            [(-10, vec!["namespaces"]), (10, vec!["a", "b"])]
+        );
+    }
+}
