@@ -234,6 +234,18 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
         .collect();
     assert_eq!(hosts, ["api.local.test", "wallet.local.test"]);
 
+    // The ingress controller's class is the one the services' Ingresses name, and its
+    // cluster-wide role was accepted by RBAC (which refuses a role granting what its author
+    // lacks; the admin here has everything, so this checks the rules' form).
+    let class = server.get(&["ingressclass", "nginx"]);
+    assert_eq!(class["spec"]["controller"], "k8s.io/ingress-nginx");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    let role = server.get(&["clusterrole", "ingress-nginx"]);
+    assert!(
+        role["rules"].as_array().is_some_and(|r| r.len() >= 5),
+        "{role}"
+    );
+
     // A second apply changes nothing and is accepted again: apply is idempotent.
     let before = server.get(&["deployment", "orchestrator", "-n", "payments"]);
     let (code, again) = server.apply(&[]);
@@ -348,7 +360,13 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
     // Infrastructure first, then the services (one wave, by name, as Argo CD orders them).
     assert_eq!(
         names,
-        ["namespaces", "consumer-api", "merchant-api", "orchestrator"]
+        [
+            "namespaces",
+            "ingress-nginx",
+            "consumer-api",
+            "merchant-api",
+            "orchestrator"
+        ]
     );
     let wave = |name: &str| {
         apps.iter()
@@ -356,8 +374,9 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             .and_then(|a| a["wave"].as_i64())
             .expect("a wave")
     };
+    assert!(wave("namespaces") < wave("ingress-nginx"));
     for service in ["consumer-api", "merchant-api", "orchestrator"] {
-        assert!(wave("namespaces") < wave(service), "{service}");
+        assert!(wave("ingress-nginx") < wave(service), "{service}");
     }
     // Every service with a kind overlay has its Application, and every Application's stack
     // renders to something.
@@ -382,6 +401,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             "images",
             "bootstrap",
             "git",
+            "wave",
             "wave",
             "wave"
         ]

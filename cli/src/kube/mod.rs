@@ -15,36 +15,31 @@ use crate::support::ui::Ui;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// The stacks the kind runtime applies, in order: the namespaces, then every service's local
-/// overlay (the platform's three, then scaffolded ones, by name).
-pub fn stacks(project: &Path) -> Vec<PathBuf> {
-    let mut out = vec![project.join("stacks/kind/infrastructure/namespaces")];
-    let platform = ["orchestrator", "consumer-api", "merchant-api"];
-    let overlay = |name: &str| {
-        project
-            .join("services")
-            .join(name)
-            .join("deploy/overlays/local")
-    };
-    out.extend(platform.iter().map(|name| overlay(name)));
+/// The stacks the kind runtime applies, in order: every Application's path of the
+/// app-of-apps by sync wave (`stacks/kind/argocd/apps`, the one list of them), then the local
+/// overlay of each scaffolded service that has no Application there yet, by name.
+pub fn stacks(project: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = kind::apps(project)?
+        .into_iter()
+        .map(|app| project.join(app.path))
+        .collect();
     let mut scaffolded: Vec<PathBuf> = std::fs::read_dir(project.join("services"))
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|entry| !platform.iter().any(|p| entry.file_name() == *p))
         .map(|entry| entry.path().join("deploy/overlays/local"))
-        .filter(|dir| dir.join("kustomization.yaml").is_file())
+        .filter(|dir| dir.join("kustomization.yaml").is_file() && !out.contains(dir))
         .collect();
     scaffolded.sort();
     out.extend(scaffolded);
-    out
+    Ok(out)
 }
 
-fn paths_or_stacks(paths: Vec<PathBuf>, project: &Path) -> Vec<PathBuf> {
+fn paths_or_stacks(paths: Vec<PathBuf>, project: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if paths.is_empty() {
         stacks(project)
     } else {
-        paths
+        Ok(paths)
     }
 }
 
@@ -64,7 +59,7 @@ pub async fn run(project: &Path, command: KubeCommand) -> anyhow::Result<i32> {
                 workloads: 0,
                 violations: Vec::new(),
             };
-            for path in paths_or_stacks(paths, project) {
+            for path in paths_or_stacks(paths, project)? {
                 for manifest in apply::render(&path)? {
                     checked.objects += 1;
                     let found = policy::violations(&manifest);
@@ -114,7 +109,7 @@ pub async fn run(project: &Path, command: KubeCommand) -> anyhow::Result<i32> {
             })?;
             let ui = Ui::new(json);
             let report =
-                apply::run(&kubeconfig, &paths_or_stacks(paths, project), dry_run, &ui).await?;
+                apply::run(&kubeconfig, &paths_or_stacks(paths, project)?, dry_run, &ui).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -1,8 +1,10 @@
 //! The house rules for the project's own workloads, checked offline on rendered manifests
 //! (`paytool kube check`): non-root, a read-only root filesystem, no privilege escalation,
 //! requests and limits, liveness and readiness probes, and an image pinned by tag or digest
-//! (never `latest`, never untagged). Third-party charts keep their authors' choices and are
-//! not checked here.
+//! (never `latest`, never untagged). A workload may be exempted from named rules, each
+//! exemption with its reason in the manifest: the annotations `policy.paytool.dev/exempt`
+//! (rule keys, comma-separated: run-as-non-root, read-only-root, no-privilege-escalation,
+//! resources, probes, pinned-image) and `policy.paytool.dev/reason`.
 
 use super::apply::Manifest;
 use serde_json::Value;
@@ -63,13 +65,46 @@ fn selector_violations(manifest: &Manifest) -> Vec<String> {
     }
 }
 
+const EXEMPT: &str = "policy.paytool.dev/exempt";
+const REASON: &str = "policy.paytool.dev/reason";
+/// The rules by the keys an exemption names them with.
+pub const RULES: [&str; 6] = [
+    "run-as-non-root",
+    "read-only-root",
+    "no-privilege-escalation",
+    "resources",
+    "probes",
+    "pinned-image",
+];
+
 /// Every rule an object breaks, as one line each naming it (and the container).
 pub fn violations(manifest: &Manifest) -> Vec<String> {
     let Some(spec) = pod_spec(manifest) else {
         return selector_violations(manifest);
     };
     let id = manifest.id();
+    let annotations = &manifest.object["metadata"]["annotations"];
+    let exempt: Vec<&str> = annotations[EXEMPT]
+        .as_str()
+        .map(|list| list.split(',').map(str::trim).collect())
+        .unwrap_or_default();
     let mut out = Vec::new();
+    for key in &exempt {
+        if !RULES.contains(key) {
+            out.push(format!(
+                "{id}: {EXEMPT} names no rule {key:?} (one of {})",
+                RULES.join(", ")
+            ));
+        }
+    }
+    if !exempt.is_empty()
+        && annotations[REASON]
+            .as_str()
+            .is_none_or(|r| r.trim().is_empty())
+    {
+        out.push(format!("{id}: {EXEMPT} without a {REASON}"));
+    }
+    let checked = |rule: &str| !exempt.contains(&rule);
     let pod_non_root = is_true(&spec["securityContext"]["runAsNonRoot"]);
     // Jobs run to completion: no probes are asked of them.
     let long_running = !matches!(manifest.kind(), "Job" | "CronJob" | "Pod");
@@ -81,13 +116,15 @@ pub fn violations(manifest: &Manifest) -> Vec<String> {
         let name = container["name"].as_str().unwrap_or("?");
         let at = format!("{id}, container {name}");
         let security = &container["securityContext"];
-        if !pod_non_root && !is_true(&security["runAsNonRoot"]) {
+        if checked("run-as-non-root") && !pod_non_root && !is_true(&security["runAsNonRoot"]) {
             out.push(format!("{at}: runAsNonRoot is not set"));
         }
-        if !is_true(&security["readOnlyRootFilesystem"]) {
+        if checked("read-only-root") && !is_true(&security["readOnlyRootFilesystem"]) {
             out.push(format!("{at}: the root filesystem is writable"));
         }
-        if security["allowPrivilegeEscalation"].as_bool() != Some(false) {
+        if checked("no-privilege-escalation")
+            && security["allowPrivilegeEscalation"].as_bool() != Some(false)
+        {
             out.push(format!("{at}: allowPrivilegeEscalation is not false"));
         }
         let resources = &container["resources"];
@@ -97,11 +134,11 @@ pub fn violations(manifest: &Manifest) -> Vec<String> {
             ("limits", "cpu"),
             ("limits", "memory"),
         ] {
-            if resources[section][key].is_null() {
+            if checked("resources") && resources[section][key].is_null() {
                 out.push(format!("{at}: no {section}.{key}"));
             }
         }
-        if long_running {
+        if long_running && checked("probes") {
             for probe in ["livenessProbe", "readinessProbe"] {
                 if container[probe].is_null() {
                     out.push(format!("{at}: no {probe}"));
@@ -109,6 +146,7 @@ pub fn violations(manifest: &Manifest) -> Vec<String> {
             }
         }
         match container["image"].as_str() {
+            Some(_) if !checked("pinned-image") => {}
             Some(image) if pinned(image) => {}
             Some(image) => out.push(format!(
                 "{at}: the image {image} is not pinned (a tag other than latest, or a digest)"
@@ -183,6 +221,45 @@ spec:
             );
         }
         assert_eq!(found.len(), expected.len(), "{found:?}");
+    }
+
+    #[test]
+    fn an_exemption_lifts_only_the_rules_it_names_and_needs_a_reason() {
+        let writable = GOOD.replace(
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: false",
+        );
+        let exempted = writable.replace(
+            "metadata: { name: api, namespace: payments }",
+            "metadata:\n  name: api\n  namespace: payments\n  annotations:\n    policy.paytool.dev/exempt: read-only-root\n    policy.paytool.dev/reason: nginx rewrites its configuration",
+        );
+        let manifest = &parse(&exempted, "x.yaml").expect("parsed")[0];
+        assert_eq!(violations(manifest), Vec::<String>::new());
+
+        let unexplained = exempted.replace(
+            "    policy.paytool.dev/reason: nginx rewrites its configuration\n",
+            "",
+        );
+        let manifest = &parse(&unexplained, "x.yaml").expect("parsed")[0];
+        let found = violations(manifest);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("without a policy.paytool.dev/reason"));
+
+        let wrong = exempted.replace("exempt: read-only-root", "exempt: read-only-rot");
+        let manifest = &parse(&wrong, "x.yaml").expect("parsed")[0];
+        let found = violations(manifest);
+        assert!(
+            found
+                .iter()
+                .any(|v| v.contains("names no rule \"read-only-rot\"")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|v| v.contains("root filesystem is writable")),
+            "{found:?}"
+        );
     }
 
     #[test]
