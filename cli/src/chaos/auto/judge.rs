@@ -423,6 +423,24 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_edge_service_explains_its_own_wait_but_a_paused_dependency_does_not() {
+        let pause = |target: &str| Action {
+            fault: FaultKind::Pause,
+            target: target.into(),
+            intensity: 3,
+        };
+        // Every answer of the window at the load's 10 s timeout.
+        let hung = run((0, 10_000.0), (0, 70.0));
+        assert!(judge(&pause("merchant-api"), &Violations::new(), &hung)
+            .broken
+            .is_empty());
+        assert_eq!(
+            judge(&pause("orchestrator"), &Violations::new(), &hung).broken,
+            vec![Broken::Latency]
+        );
+    }
+
+    #[test]
     fn money_that_was_missing_before_the_run_is_not_this_runs_finding() {
         let mut journal = run((3, 3_000.0), (0, 70.0));
         journal.invariants = serde_json::from_value(serde_json::json!({

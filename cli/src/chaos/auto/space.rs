@@ -171,10 +171,27 @@ pub fn window_s(action: &Action) -> u32 {
     }
 }
 
-/// The latency an action adds to each call of its route (what the judge allows for).
+/// The services the load reaches directly, through the gateway.
+pub const EDGE_TARGETS: [ComponentName; 2] =
+    [ComponentName::ConsumerApi, ComponentName::MerchantApi];
+
+/// The latency an action adds (what the judge allows for): to each call of its route for a
+/// network fault; for a paused service the load reaches directly, its whole pause. A frozen
+/// process holds every request it has accepted until it resumes, and the gateway has no other
+/// instance of it to try: that wait is the fault itself, not the platform's answer to it
+/// (until 2026-12-07 it was not allowed for, and a 20 s pause of merchant-api was judged a
+/// hang on a platform with every weakness off). A paused dependency is another matter: its
+/// callers' deadlines must still answer fast, and that is what the judge looks for.
 pub fn added_latency_ms(action: &Action) -> u32 {
     match action.fault {
         FaultKind::Latency => latency_ms(action.intensity),
+        FaultKind::Pause
+            if EDGE_TARGETS
+                .iter()
+                .any(|edge| edge.as_str() == action.target) =>
+        {
+            window_s(action) * 1_000
+        }
         _ => 0,
     }
 }
