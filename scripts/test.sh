@@ -158,6 +158,6 @@ scripts/build-techdocs.sh
 # The kind runtime's manifests, offline: every overlay rendered and validated against the
 # Kubernetes API's schemas (they are also applied to a real API server in cli/tests/kube.rs).
 step "manifests (offline schema validation)"
-scripts/validate-manifests.sh services/*/deploy/overlays/local stacks/kind/infrastructure/*/
+scripts/validate-manifests.sh services/*/deploy/overlays/local stacks/kind/infrastructure/*/ stacks/kind/platform/*/
 
 step "done"

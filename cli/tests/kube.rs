@@ -246,6 +246,19 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
         "{role}"
     );
 
+    // Keycloak imports the realm from its ConfigMap (kustomize's name, with its hash).
+    let keycloak = server.get(&["deployment", "keycloak", "-n", "identity"]);
+    let volume = &keycloak["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"];
+    let realm = server.get(&[
+        "configmap",
+        volume.as_str().expect("name"),
+        "-n",
+        "identity",
+    ]);
+    assert!(realm["data"]["realm-paytool.json"]
+        .as_str()
+        .is_some_and(|r| r.contains("\"realm\": \"paytool\"")));
+
     // A second apply changes nothing and is accepted again: apply is idempotent.
     let before = server.get(&["deployment", "orchestrator", "-n", "payments"]);
     let (code, again) = server.apply(&[]);
@@ -363,6 +376,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
         [
             "namespaces",
             "ingress-nginx",
+            "keycloak",
             "consumer-api",
             "merchant-api",
             "orchestrator"
@@ -375,8 +389,9 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             .expect("a wave")
     };
     assert!(wave("namespaces") < wave("ingress-nginx"));
+    assert!(wave("ingress-nginx") < wave("keycloak"));
     for service in ["consumer-api", "merchant-api", "orchestrator"] {
-        assert!(wave("ingress-nginx") < wave(service), "{service}");
+        assert!(wave("keycloak") < wave(service), "{service}");
     }
     // Every service with a kind overlay has its Application, and every Application's stack
     // renders to something.
@@ -401,6 +416,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             "images",
             "bootstrap",
             "git",
+            "wave",
             "wave",
             "wave",
             "wave"
@@ -482,4 +498,36 @@ fn a_reverted_change_renders_back_to_the_previous_manifests_byte_for_byte() {
     git(&root, &["revert", "--no-edit", "HEAD"]);
     assert_eq!(rendered(3), first, "the revert renders back byte for byte");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn the_kind_realm_is_the_local_template_with_its_secrets_left_to_the_pod() {
+    let path = project().join(paytool::kube::kind::REALM_FILE);
+    let fresh = paytool::kube::kind::realm(&project()).expect("the template renders");
+    if std::env::var_os("PAYTOOL_WRITE_GOLDEN").is_some() {
+        std::fs::write(&path, &fresh).expect("written");
+    }
+    let kept = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        kept == fresh,
+        "{} is not what stacks/local/keycloak/realm-paytool.json.tera renders: write it again with PAYTOOL_WRITE_GOLDEN=1 cargo test -p paytool --test kube the_kind_realm",
+        path.display()
+    );
+    let realm: Value = serde_json::from_str(&kept).expect("JSON");
+    assert_eq!(realm["realm"], "paytool");
+    // Every confidential client's secret is a placeholder, none a value.
+    let clients = realm["clients"].as_array().expect("clients");
+    let secrets: Vec<&str> = clients
+        .iter()
+        .filter_map(|c| c["secret"].as_str())
+        .collect();
+    assert!(secrets.len() >= 6, "{secrets:?}");
+    assert!(
+        secrets
+            .iter()
+            .all(|s| s.starts_with("${PAYTOOL_CLIENT_SECRET_") && s.ends_with('}')),
+        "{secrets:?}"
+    );
+    // The public URLs are the standard port's.
+    assert!(kept.contains("https://wallet.local.test/") && !kept.contains("local.test:"));
 }

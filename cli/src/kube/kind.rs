@@ -170,6 +170,25 @@ pub fn rendered(project: &Path, plan: &Plan) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The kind runtime's copy of the `paytool` realm (a ConfigMap Keycloak imports at start).
+pub const REALM_FILE: &str = "stacks/kind/platform/keycloak/realm-paytool.json";
+
+/// The realm for kind, from the local runtime's own template: the standard HTTPS port, and each
+/// client secret as a placeholder Keycloak fills from its pod's environment at import (the
+/// Secret `keycloak`, made from the secret store), so that no secret is in Git.
+pub fn realm(project: &Path) -> anyhow::Result<String> {
+    use crate::runtime::components::keycloak::{realm, RealmSecrets};
+    let secrets = RealmSecrets {
+        merchant_dashboard: "${PAYTOOL_CLIENT_SECRET_MERCHANT_DASHBOARD}",
+        wallet_web: "${PAYTOOL_CLIENT_SECRET_WALLET_WEB}",
+        consumer_api: "${PAYTOOL_CLIENT_SECRET_CONSUMER_API}",
+        merchant_api: "${PAYTOOL_CLIENT_SECRET_MERCHANT_API}",
+        orchestrator: "${PAYTOOL_CLIENT_SECRET_ORCHESTRATOR}",
+        operator: "${PAYTOOL_CLIENT_SECRET_OPERATOR}",
+    };
+    realm(project, "", &secrets)
+}
+
 /// What a real run needs: kind, and a container engine for it.
 fn missing_prerequisites() -> Vec<&'static str> {
     let on_path = |name: &str| {

@@ -5,7 +5,7 @@
 //! distribution. Keycloak writes into its home at run time (`data/`: temporary files,
 //! transaction logs, the realm import directory), so two installations must not share one.
 
-use super::{render, run_to_log, ComponentName, Ctx, Spec};
+use super::{run_to_log, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use anyhow::Context;
@@ -129,28 +129,58 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     let import = home.join("data/import");
     std::fs::create_dir_all(&import)?;
     std::fs::create_dir_all(home.join("data/tmp"))?;
-    let ports = ctx.home.ports();
-    let mut context = tera::Context::new();
-    context.insert("public_url_suffix", &ports.https_suffix());
-    context.insert(
-        "secret_merchant_dashboard",
-        &ctx.secrets.client_merchant_dashboard,
-    );
-    context.insert("secret_wallet_web", &ctx.secrets.client_wallet_web);
-    context.insert("secret_consumer_api", &ctx.secrets.client_consumer_api);
-    context.insert("secret_merchant_api", &ctx.secrets.client_merchant_api);
-    context.insert("secret_orchestrator", &ctx.secrets.client_orchestrator);
-    context.insert("secret_operator", &ctx.secrets.client_operator);
-    let realm = render(ctx, REALM_TEMPLATE, &context)?;
-    // Fail here, with the file named, rather than deep inside Keycloak's import.
-    serde_json::from_str::<serde_json::Value>(&realm)
-        .context("the rendered realm is not valid JSON")?;
+    let secrets = RealmSecrets {
+        merchant_dashboard: &ctx.secrets.client_merchant_dashboard,
+        wallet_web: &ctx.secrets.client_wallet_web,
+        consumer_api: &ctx.secrets.client_consumer_api,
+        merchant_api: &ctx.secrets.client_merchant_api,
+        orchestrator: &ctx.secrets.client_orchestrator,
+        operator: &ctx.secrets.client_operator,
+    };
+    let realm = realm(&ctx.project, &ctx.home.ports().https_suffix(), &secrets)?;
     crate::runtime::home::write_atomic(
         &import.join("realm-paytool.json"),
         realm.as_bytes(),
         0o600,
     )?;
     Ok(())
+}
+
+/// The realm's client secrets, as the import file carries them.
+pub struct RealmSecrets<'a> {
+    pub merchant_dashboard: &'a str,
+    pub wallet_web: &'a str,
+    pub consumer_api: &'a str,
+    pub merchant_api: &'a str,
+    pub orchestrator: &'a str,
+    pub operator: &'a str,
+}
+
+/// The `paytool` realm's import file, from the one template both runtimes use: the local one
+/// with this installation's secrets and gateway port, the kind one with Keycloak's `${ENV}`
+/// placeholders (resolved from the pod's environment at import) and the standard port.
+pub fn realm(
+    project: &Path,
+    public_url_suffix: &str,
+    secrets: &RealmSecrets<'_>,
+) -> anyhow::Result<String> {
+    let mut context = tera::Context::new();
+    context.insert("public_url_suffix", public_url_suffix);
+    context.insert("secret_merchant_dashboard", secrets.merchant_dashboard);
+    context.insert("secret_wallet_web", secrets.wallet_web);
+    context.insert("secret_consumer_api", secrets.consumer_api);
+    context.insert("secret_merchant_api", secrets.merchant_api);
+    context.insert("secret_orchestrator", secrets.orchestrator);
+    context.insert("secret_operator", secrets.operator);
+    let path = project.join(REALM_TEMPLATE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the template {}", path.display()))?;
+    let realm = tera::Tera::one_off(&text, &context, false)
+        .map_err(|e| anyhow::anyhow!("cannot render {}: {e:?}", path.display()))?;
+    // Fail here, with the file named, rather than deep inside Keycloak's import.
+    serde_json::from_str::<serde_json::Value>(&realm)
+        .with_context(|| format!("{} does not render to JSON", path.display()))?;
+    Ok(realm)
 }
 
 /// Hard links where the file system allows (instant, no space), a copy otherwise.
