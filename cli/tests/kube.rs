@@ -246,6 +246,29 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
         "{role}"
     );
 
+    // Prometheus may list pods (its discovery) and nothing else; it reads its rules from the
+    // ConfigMap kustomize made, recording and SLO rules both.
+    let role = server.get(&["clusterrole", "paytool-prometheus"]);
+    assert_eq!(role["rules"][0]["resources"][0], "pods");
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list", "watch"])
+    );
+    let prometheus = server.get(&["deployment", "prometheus", "-n", "observability"]);
+    let config = &prometheus["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"];
+    let files = server.get(&[
+        "configmap",
+        config.as_str().expect("name"),
+        "-n",
+        "observability",
+    ]);
+    let mut keys: Vec<&String> = files["data"].as_object().expect("data").keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["prometheus.yml", "recording-rules.yaml", "slo-rules.yaml"]
+    );
+
     // Keycloak imports the realm from its ConfigMap (kustomize's name, with its hash).
     let keycloak = server.get(&["deployment", "keycloak", "-n", "identity"]);
     let volume = &keycloak["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"];
@@ -377,6 +400,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             "namespaces",
             "ingress-nginx",
             "keycloak",
+            "observability",
             "consumer-api",
             "merchant-api",
             "orchestrator"
@@ -390,8 +414,9 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
     };
     assert!(wave("namespaces") < wave("ingress-nginx"));
     assert!(wave("ingress-nginx") < wave("keycloak"));
+    assert_eq!(wave("keycloak"), wave("observability"));
     for service in ["consumer-api", "merchant-api", "orchestrator"] {
-        assert!(wave("keycloak") < wave(service), "{service}");
+        assert!(wave("observability") < wave(service), "{service}");
     }
     // Every service with a kind overlay has its Application, and every Application's stack
     // renders to something.
@@ -501,18 +526,24 @@ fn a_reverted_change_renders_back_to_the_previous_manifests_byte_for_byte() {
 }
 
 #[test]
-fn the_kind_realm_is_the_local_template_with_its_secrets_left_to_the_pod() {
-    let path = project().join(paytool::kube::kind::REALM_FILE);
-    let fresh = paytool::kube::kind::realm(&project()).expect("the template renders");
-    if std::env::var_os("PAYTOOL_WRITE_GOLDEN").is_some() {
-        std::fs::write(&path, &fresh).expect("written");
+fn the_files_made_from_the_local_runtimes_sources_are_current() {
+    for (path, fresh) in paytool::kube::kind::generated(&project()).expect("made") {
+        let file = project().join(path);
+        if std::env::var_os("PAYTOOL_WRITE_GOLDEN").is_some() {
+            std::fs::write(&file, &fresh).expect("written");
+        }
+        let kept = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            kept == fresh,
+            "{path} is stale: write it again with PAYTOOL_WRITE_GOLDEN=1 cargo test -p paytool --test kube the_files_made"
+        );
     }
-    let kept = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        kept == fresh,
-        "{} is not what stacks/local/keycloak/realm-paytool.json.tera renders: write it again with PAYTOOL_WRITE_GOLDEN=1 cargo test -p paytool --test kube the_kind_realm",
-        path.display()
-    );
+}
+
+#[test]
+fn the_kind_realm_is_the_local_template_with_its_secrets_left_to_the_pod() {
+    let kept = std::fs::read_to_string(project().join(paytool::kube::kind::REALM_FILE))
+        .expect("the realm file");
     let realm: Value = serde_json::from_str(&kept).expect("JSON");
     assert_eq!(realm["realm"], "paytool");
     // Every confidential client's secret is a placeholder, none a value.
@@ -530,4 +561,27 @@ fn the_kind_realm_is_the_local_template_with_its_secrets_left_to_the_pod() {
     );
     // The public URLs are the standard port's.
     assert!(kept.contains("https://wallet.local.test/") && !kept.contains("local.test:"));
+}
+
+#[test]
+fn the_kind_collectors_configuration_is_valid_for_the_collector_the_local_runtime_builds() {
+    // The same collector version and components (scripts/install-observability.sh, which
+    // `paytool setup` runs before the tests).
+    let collector =
+        paytool::runtime::project::cache_dir().join("observability/bin/paytool-otelcol");
+    let output = Command::new(&collector)
+        .arg("validate")
+        .arg(format!(
+            "--config={}",
+            project()
+                .join("stacks/kind/platform/observability/collector-config.yaml")
+                .display()
+        ))
+        .output()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", collector.display()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

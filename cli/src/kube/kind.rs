@@ -172,6 +172,10 @@ pub fn rendered(project: &Path, plan: &Plan) -> anyhow::Result<String> {
 
 /// The kind runtime's copy of the `paytool` realm (a ConfigMap Keycloak imports at start).
 pub const REALM_FILE: &str = "stacks/kind/platform/keycloak/realm-paytool.json";
+/// Prometheus's rules on kind: the local runtime's recording rules and the SLO rules made
+/// from the same SLO file.
+pub const RECORDING_RULES_FILE: &str = "stacks/kind/platform/observability/recording-rules.yaml";
+pub const SLO_RULES_FILE: &str = "stacks/kind/platform/observability/slo-rules.yaml";
 
 /// The realm for kind, from the local runtime's own template: the standard HTTPS port, and each
 /// client secret as a placeholder Keycloak fills from its pod's environment at import (the
@@ -187,6 +191,22 @@ pub fn realm(project: &Path) -> anyhow::Result<String> {
         operator: "${PAYTOOL_CLIENT_SECRET_OPERATOR}",
     };
     realm(project, "", &secrets)
+}
+
+/// The files of the kind stacks that are made from the local runtime's sources (kustomize
+/// cannot read files outside a stack's directory, nor render templates): each path with what
+/// it must hold. `cli/tests/kube.rs` fails when one is stale, and writes them all with
+/// PAYTOOL_WRITE_GOLDEN=1.
+pub fn generated(project: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
+    use crate::observe::slo_rules;
+    use crate::runtime::components::alerting::{RECORDING_RULES, SLOS};
+    let recording = std::fs::read_to_string(project.join(RECORDING_RULES))?;
+    let slos = slo_rules::load_with_apps(project, &project.join(SLOS), &[])?;
+    Ok(vec![
+        (REALM_FILE, realm(project)?),
+        (RECORDING_RULES_FILE, recording),
+        (SLO_RULES_FILE, slo_rules::rules(&slos).to_yaml()?),
+    ])
 }
 
 /// What a real run needs: kind, and a container engine for it.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 const PROMETHEUS_TEMPLATE: &str = "stacks/local/prometheus/prometheus.yml.tera";
-const RECORDING_RULES: &str = "stacks/local/prometheus/recording-rules.yaml";
+pub const RECORDING_RULES: &str = "stacks/local/prometheus/recording-rules.yaml";
 const ALERTMANAGER_TEMPLATE: &str = "stacks/local/alertmanager/alertmanager.yml.tera";
 pub const SLOS: &str = "stacks/observability/slos.yaml";
 
