@@ -33,6 +33,9 @@ setsid scripts/install-buildbot.sh >"$HOME/.cache/paytool/logs/install-buildbot.
 # time, at the lowest priority; cached after): cli/tests/kube.rs applies every kind stack to
 # them, and runs the script itself, which waits for this build.
 setsid scripts/install-kube-apiserver.sh >"$HOME/.cache/paytool/logs/install-kube-apiserver.log" 2>&1 </dev/null &
+# The CRDs the kind stacks use, made from their projects' sources (Go 1.27 and the modules the
+# first time, minutes; seconds after): the same test applies them first.
+setsid scripts/install-crds.sh >"$HOME/.cache/paytool/logs/install-crds.log" 2>&1 </dev/null &
 
 step "format"
 cargo fmt --all -- --check

@@ -28,21 +28,26 @@ fn paytool() -> Command {
     command
 }
 
-/// The binaries, built (or waited for) by the project's own script.
+/// The binaries and the CRDs, made (or waited for) by the project's own scripts.
 fn install() {
-    let mut child = Command::new(project().join("scripts/install-kube-apiserver.sh"))
+    run_install("scripts/install-kube-apiserver.sh");
+    run_install("scripts/install-crds.sh");
+}
+
+fn run_install(script: &str) {
+    let mut child = Command::new(project().join(script))
         .stdout(Stdio::null())
         .spawn()
         .expect("the install script starts");
     let deadline = std::time::Instant::now() + Duration::from_millis(INSTALL_TIMEOUT_MS);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "scripts/install-kube-apiserver.sh failed");
+            assert!(status.success(), "{script} failed");
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the API server's build ran past its bound"
+            "{script} ran past its bound"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -281,6 +286,42 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
     assert!(realm["data"]["realm-paytool.json"]
         .as_str()
         .is_some_and(|r| r.contains("\"realm\": \"paytool\"")));
+
+    // The app-of-apps is on the server too: Argo CD's CRDs (made from its Go API types)
+    // accepted every Application, and the root.
+    let applications = server.get(&["applications.argoproj.io", "-n", "argocd"]);
+    let mut names: Vec<&str> = items(&applications)
+        .iter()
+        .filter_map(|a| a["metadata"]["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "consumer-api",
+            "ingress-nginx",
+            "keycloak",
+            "merchant-api",
+            "namespaces",
+            "observability",
+            "orchestrator",
+            "root"
+        ]
+    );
+    // And the CRD's schema is enforced: an Application whose sync policy is not the type
+    // Argo CD reads is refused by the server, naming the field.
+    let bad = server.dir.join("bad-application.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: { name: bad, namespace: argocd }\nspec:\n  project: default\n  source: { repoURL: http://git.local.test/paytool.git, path: x }\n  destination: { server: https://kubernetes.default.svc, namespace: x }\n  syncPolicy: { automated: { prune: \"yes\" } }\n",
+    )
+    .expect("written");
+    let (code, refused) = server.apply(&[&bad]);
+    assert_eq!(code, 1, "{refused:#}");
+    let message = refused["objects"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("prune"), "{message}");
 
     // A second apply changes nothing and is accepted again: apply is idempotent.
     let before = server.get(&["deployment", "orchestrator", "-n", "payments"]);

@@ -12,8 +12,8 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// The stacks applied directly, before Argo CD takes over (the root syncs the rest).
-const ROOT_APPLICATION: &str = "stacks/kind/argocd/root.yaml";
-const APPS: &str = "stacks/kind/argocd/apps";
+pub const ROOT_APPLICATION: &str = "stacks/kind/argocd/root.yaml";
+pub const APPS: &str = "stacks/kind/argocd/apps";
 const CLUSTER_CONFIG: &str = "stacks/kind/cluster/kind.yaml";
 const REGISTRY_HOSTS: &str = "stacks/kind/cluster/registry-hosts.toml";
 const WAVE_ANNOTATION: &str = "argocd.argoproj.io/sync-wave";

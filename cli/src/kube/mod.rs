@@ -15,11 +15,42 @@ use crate::support::ui::Ui;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// The stacks the kind runtime applies, in order: every Application's path of the
-/// app-of-apps by sync wave (`stacks/kind/argocd/apps`, the one list of them), then the local
-/// overlay of each scaffolded service that has no Application there yet, by name.
+/// Where `scripts/install-crds.sh` leaves the CRDs it makes (one file per project).
+pub fn crds_dir() -> PathBuf {
+    crate::runtime::project::cache_dir().join("crds/out")
+}
+
+/// The CRD files, made by `scripts/install-crds.sh`; a missing one is a prerequisite.
+pub fn crds() -> anyhow::Result<Vec<PathBuf>> {
+    let dir = crds_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(fail(
+            Code::Prerequisite,
+            format!(
+                "the CRDs the kind stacks use are not made in {}: run scripts/install-crds.sh (once; minutes)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+/// The stacks the kind runtime applies, in order: the CRDs (made from their projects'
+/// sources, not in Git), every Application's path of the app-of-apps by sync wave
+/// (`stacks/kind/argocd/apps`, the one list of them), the local overlay of each scaffolded
+/// service that has no Application there yet, by name, and last the Applications themselves
+/// with their root.
 pub fn stacks(project: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = kind::apps(project)?
+    let mut out = crds()?;
+    let apps: Vec<PathBuf> = kind::apps(project)?
         .into_iter()
         .map(|app| project.join(app.path))
         .collect();
@@ -28,10 +59,13 @@ pub fn stacks(project: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .flatten()
         .flatten()
         .map(|entry| entry.path().join("deploy/overlays/local"))
-        .filter(|dir| dir.join("kustomization.yaml").is_file() && !out.contains(dir))
+        .filter(|dir| dir.join("kustomization.yaml").is_file() && !apps.contains(dir))
         .collect();
     scaffolded.sort();
+    out.extend(apps);
     out.extend(scaffolded);
+    out.push(project.join(kind::APPS));
+    out.push(project.join(kind::ROOT_APPLICATION));
     Ok(out)
 }
 

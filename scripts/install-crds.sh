@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Makes the CustomResourceDefinitions the kind stacks use, from each project's own sources at
+# a pinned version, into ~/.cache/paytool/crds/out/NAME.yaml (idempotent: nothing is made
+# again while stacks/kind/crds and the pins below are unchanged). No registry here serves
+# the upstream CRD files as files, and they are not copied into the repository; each is made
+# the way its project makes it (docs/kubernetes.md):
+#   argo-cd   controller-gen over Argo CD's Go API types (stacks/kind/crds/argo-cd pins v3.6.2)
+#
+#   --check   exit 0 when every CRD file is made from the current pins, 1 otherwise
+#
+# Prints the output directory on stdout; progress goes to stderr. The first run downloads Go
+# 1.27 (Argo CD's module needs it) and the modules: minutes; later runs take seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --- pinned versions ----------------------------------------------------------------------------
+CONTROLLER_GEN=v0.18.0
+GO_TOOLCHAIN=go1.27.3
+
+base="${PAYTOOL_CACHE_DIR:-$HOME/.cache/paytool}/crds"
+out="$base/out"
+bin="$base/bin"
+log() { echo "install-crds: $*" >&2; }
+
+# What the output is made from: the wrapper modules and this script's pins.
+stamp=$( { echo "$CONTROLLER_GEN $GO_TOOLCHAIN"; find stacks/kind/crds -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+current() { [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; }
+
+if [[ ${1:-} == --check ]]; then
+  current && exit 0 || exit 1
+fi
+if current; then
+  echo "$out"
+  exit 0
+fi
+if ! command -v go >/dev/null 2>&1; then
+  log "go is missing; install Go 1.26 or newer (it fetches Go 1.27 itself)"
+  exit 3
+fi
+
+mkdir -p "$base" "$bin"
+exec 9>"$base/.lock"
+if ! flock -n 9; then
+  log "another run is making them; waiting for it"
+  flock 9
+  if current; then echo "$out"; exit 0; fi
+fi
+
+export GOMODCACHE="$base/gomodcache" GOCACHE="$base/gocache" GOTOOLCHAIN="$GO_TOOLCHAIN" GOWORK=off
+export GOFLAGS="-modcacherw -mod=readonly" CGO_ENABLED=0
+unset GOOS GOARCH
+started=$SECONDS
+
+if ! [[ -x $bin/controller-gen ]] || ! go version -m "$bin/controller-gen" 2>/dev/null | grep -q "controller-tools[[:space:]]$CONTROLLER_GEN"; then
+  log "building controller-gen $CONTROLLER_GEN"
+  GOBIN="$bin" GOFLAGS=-modcacherw nice -n 19 go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN" >&2
+fi
+
+work=$(mktemp -d "$base/out.XXXXXX")
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+
+# controller-gen NAME PACKAGE OPTIONS: the CRDs of one project's API package.
+controller_gen() {
+  local name=$1 package=$2 options=$3
+  log "$name: controller-gen $options over $package"
+  (cd "stacks/kind/crds/$name" && nice -n 19 "$bin/controller-gen" "$options" "paths=$package" output:stdout) > "$work/$name.yaml"
+  local count
+  count=$(grep -c '^kind: CustomResourceDefinition' "$work/$name.yaml" || true)
+  if (( count == 0 )); then
+    log "$name: no CRD made"
+    exit 1
+  fi
+  log "$name: $count CRDs"
+}
+
+controller_gen argo-cd github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1 crd:crdVersions=v1
+
+echo "$stamp" > "$work/.stamp"
+rm -rf "$out"
+mv "$work" "$out"
+trap - EXIT
+# The build cache only speeds a rebuild of the same pins.
+rm -rf "$GOCACHE"
+log "made in $((SECONDS - started)) s: $out"
+echo "$out"
