@@ -4,7 +4,11 @@
 # again while stacks/kind/crds and the pins below are unchanged). No registry here serves
 # the upstream CRD files as files, and they are not copied into the repository; each is made
 # the way its project makes it (docs/kubernetes.md):
-#   argo-cd   controller-gen over Argo CD's Go API types (stacks/kind/crds/argo-cd pins v3.6.2)
+#   argo-cd              controller-gen over Argo CD's Go API types (stacks/kind/crds/argo-cd
+#                        pins v3.6.2)
+#   cloudnative-pg       the CRDs of the release manifest CloudNativePG embeds in its Go
+#                        package `releases` (stacks/kind/crds/embedded pins v1.30.1)
+#   prometheus-operator  the CRDs the operator embeds in its Go package `example` (v0.94.1)
 #
 #   --check   exit 0 when every CRD file is made from the current pins, 1 otherwise
 #
@@ -75,6 +79,8 @@ controller_gen() {
 }
 
 controller_gen argo-cd github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1 crd:crdVersions=v1
+log "cloudnative-pg, prometheus-operator: the CRDs their Go packages embed"
+(cd stacks/kind/crds/embedded && nice -n 19 go run . "$work") >&2
 
 echo "$stamp" > "$work/.stamp"
 rm -rf "$out"

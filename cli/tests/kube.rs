@@ -305,9 +305,21 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
             "namespaces",
             "observability",
             "orchestrator",
+            "postgres",
             "root"
         ]
     );
+    // PostgreSQL is CloudNativePG's Cluster (its CRDs made from its own Go package), with a
+    // database and an owner per service and for Keycloak.
+    let cluster = server.get(&["clusters.postgresql.cnpg.io", "payments-db", "-n", "data"]);
+    assert_eq!(cluster["spec"]["instances"], 1);
+    let databases = server.get(&["databases.postgresql.cnpg.io", "-n", "data"]);
+    let mut names: Vec<&str> = items(&databases)
+        .iter()
+        .filter_map(|d| d["spec"]["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["consumer_api", "keycloak", "merchant_api"]);
     // And the CRD's schema is enforced: an Application whose sync policy is not the type
     // Argo CD reads is refused by the server, naming the field.
     let bad = server.dir.join("bad-application.yaml");
@@ -440,6 +452,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
         [
             "namespaces",
             "ingress-nginx",
+            "postgres",
             "keycloak",
             "observability",
             "consumer-api",
@@ -454,7 +467,8 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             .expect("a wave")
     };
     assert!(wave("namespaces") < wave("ingress-nginx"));
-    assert!(wave("ingress-nginx") < wave("keycloak"));
+    assert!(wave("ingress-nginx") < wave("postgres"));
+    assert!(wave("postgres") < wave("keycloak"));
     assert_eq!(wave("keycloak"), wave("observability"));
     for service in ["consumer-api", "merchant-api", "orchestrator"] {
         assert!(wave("observability") < wave(service), "{service}");
@@ -482,6 +496,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             "images",
             "bootstrap",
             "git",
+            "wave",
             "wave",
             "wave",
             "wave",
