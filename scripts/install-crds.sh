@@ -9,6 +9,8 @@
 #   cloudnative-pg       the CRDs of the release manifest CloudNativePG embeds in its Go
 #                        package `releases` (stacks/kind/crds/embedded pins v1.30.1)
 #   prometheus-operator  the CRDs the operator embeds in its Go package `example` (v0.94.1)
+#   strimzi              Strimzi's own CRD generator over its API classes, from Maven Central
+#                        (stacks/kind/crds/strimzi/pom.xml pins 1.2.0; a JDK 21+ runs it)
 #
 #   --check   exit 0 when every CRD file is made from the current pins, 1 otherwise
 #
@@ -81,6 +83,36 @@ controller_gen() {
 controller_gen argo-cd github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1 crd:crdVersions=v1
 log "cloudnative-pg, prometheus-operator: the CRDs their Go packages embed"
 (cd stacks/kind/crds/embedded && nice -n 19 go run . "$work") >&2
+
+# Strimzi: its generator, with the arguments its own build passes (one storage version, v1).
+java_home=${PAYTOOL_JAVA_HOME:-}
+if [[ -z $java_home ]]; then
+  for candidate in $(ls -d /usr/lib/jvm/*/ 2>/dev/null | sort -rV); do
+    version=$("$candidate/bin/java" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ { print $2 }')
+    if [[ -n $version ]] && (( ${version%%.*} >= 21 )); then java_home=${candidate%/}; break; fi
+  done
+fi
+if [[ -z $java_home ]]; then
+  log "strimzi: its CRD generator needs a JDK 21+ under /usr/lib/jvm (or PAYTOOL_JAVA_HOME)"
+  exit 3
+fi
+log "strimzi: its CRD generator (Maven Central) with $java_home"
+lib="$base/strimzi-lib"
+rm -rf "$lib"
+nice -n 19 mvn -q -B -f stacks/kind/crds/strimzi/pom.xml dependency:copy-dependencies -DoutputDirectory="$lib" >&2
+generated="$work/strimzi"
+mkdir -p "$generated"
+nice -n 19 "$java_home/bin/java" -cp "$lib/*" io.strimzi.crdgenerator.CrdGenerator \
+  --crd-api-version v1 --api-versions v1 --storage-version v1 \
+  --label app:strimzi --label strimzi.io/crd-install:true --target-kube 1.16+ \
+  --yaml io.strimzi.api.kafka.model.kafka.Kafka="$generated/kafka.yaml" \
+  io.strimzi.api.kafka.model.nodepool.KafkaNodePool="$generated/kafkanodepool.yaml" \
+  io.strimzi.api.kafka.model.topic.KafkaTopic="$generated/kafkatopic.yaml" >&2
+for crd in kafka kafkanodepool kafkatopic; do
+  echo "---"
+  cat "$generated/$crd.yaml"
+done > "$work/strimzi.yaml"
+rm -rf "$generated"
 
 echo "$stamp" > "$work/.stamp"
 rm -rf "$out"

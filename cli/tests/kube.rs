@@ -300,6 +300,7 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
         [
             "consumer-api",
             "ingress-nginx",
+            "kafka",
             "keycloak",
             "merchant-api",
             "namespaces",
@@ -320,6 +321,25 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
         .collect();
     names.sort_unstable();
     assert_eq!(names, ["consumer_api", "keycloak", "merchant_api"]);
+    // Kafka is Strimzi's (its CRDs from its own generator), with the local runtime's topics.
+    let kafka = server.get(&["kafkas.kafka.strimzi.io", "payments", "-n", "data"]);
+    assert_eq!(kafka["spec"]["kafka"]["listeners"][0]["port"], 9092);
+    let topics = server.get(&["kafkatopics.kafka.strimzi.io", "-n", "data"]);
+    let mut names: Vec<&str> = items(&topics)
+        .iter()
+        .filter_map(|t| t["spec"]["topicName"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "consumers.v1",
+            "dead-letter.v1",
+            "ledger.v1",
+            "merchants.v1",
+            "payments.v1"
+        ]
+    );
     // And the CRD's schema is enforced: an Application whose sync policy is not the type
     // Argo CD reads is refused by the server, naming the field.
     let bad = server.dir.join("bad-application.yaml");
@@ -452,6 +472,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
         [
             "namespaces",
             "ingress-nginx",
+            "kafka",
             "postgres",
             "keycloak",
             "observability",
@@ -469,6 +490,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
     assert!(wave("namespaces") < wave("ingress-nginx"));
     assert!(wave("ingress-nginx") < wave("postgres"));
     assert!(wave("postgres") < wave("keycloak"));
+    assert_eq!(wave("kafka"), wave("postgres"));
     assert_eq!(wave("keycloak"), wave("observability"));
     for service in ["consumer-api", "merchant-api", "orchestrator"] {
         assert!(wave("observability") < wave(service), "{service}");

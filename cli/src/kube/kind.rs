@@ -176,6 +176,11 @@ pub const REALM_FILE: &str = "stacks/kind/platform/keycloak/realm-paytool.json";
 /// from the same SLO file.
 pub const RECORDING_RULES_FILE: &str = "stacks/kind/platform/observability/recording-rules.yaml";
 pub const SLO_RULES_FILE: &str = "stacks/kind/platform/observability/slo-rules.yaml";
+/// Kafka's topics on kind: the local runtime's topic list as Strimzi's KafkaTopics.
+pub const TOPICS_FILE: &str = "stacks/kind/platform/kafka/topics.yaml";
+const LOCAL_TOPICS: &str = "stacks/local/kafka/topics.json";
+/// One broker on a one-node cluster.
+const TOPIC_REPLICAS: u32 = 1;
 
 /// The realm for kind, from the local runtime's own template: the standard HTTPS port, and each
 /// client secret as a placeholder Keycloak fills from its pod's environment at import (the
@@ -193,6 +198,33 @@ pub fn realm(project: &Path) -> anyhow::Result<String> {
     realm(project, "", &secrets)
 }
 
+/// The local runtime's topics (name, partitions, configuration) as KafkaTopics of the
+/// `payments` cluster.
+pub fn topics(project: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(project.join(LOCAL_TOPICS))?;
+    let topics: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+    let mut out = format!("# Made from {LOCAL_TOPICS} (cli/tests/kube.rs keeps it current).\n");
+    for topic in topics {
+        let name = topic["name"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{LOCAL_TOPICS}: a topic without a name"))?;
+        let object = serde_json::json!({
+            "apiVersion": "kafka.strimzi.io/v1",
+            "kind": "KafkaTopic",
+            "metadata": { "name": name, "labels": { "strimzi.io/cluster": "payments" } },
+            "spec": {
+                "topicName": name,
+                "partitions": topic["partitions"],
+                "replicas": TOPIC_REPLICAS,
+                "config": topic["config"],
+            },
+        });
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&object)?);
+    }
+    Ok(out)
+}
+
 /// The files of the kind stacks that are made from the local runtime's sources (kustomize
 /// cannot read files outside a stack's directory, nor render templates): each path with what
 /// it must hold. `cli/tests/kube.rs` fails when one is stale, and writes them all with
@@ -203,6 +235,7 @@ pub fn generated(project: &Path) -> anyhow::Result<Vec<(&'static str, String)>> 
     let recording = std::fs::read_to_string(project.join(RECORDING_RULES))?;
     let slos = slo_rules::load_with_apps(project, &project.join(SLOS), &[])?;
     Ok(vec![
+        (TOPICS_FILE, topics(project)?),
         (REALM_FILE, realm(project)?),
         (RECORDING_RULES_FILE, recording),
         (SLO_RULES_FILE, slo_rules::rules(&slos).to_yaml()?),
