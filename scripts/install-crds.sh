@@ -6,6 +6,10 @@
 # the way its project makes it (docs/kubernetes.md):
 #   argo-cd              controller-gen over Argo CD's Go API types (stacks/kind/crds/argo-cd
 #                        pins v3.6.2)
+#   argo-rollouts        likewise, Argo Rollouts' (v1.10.2)
+#   external-secrets     likewise, External Secrets' (its untagged apis module, pinned by
+#                        pseudo-version: the newest the module proxy serves)
+#   chaos-mesh           likewise, Chaos Mesh's (its api module, by pseudo-version, 2024-09)
 #   cloudnative-pg       the CRDs of the release manifest CloudNativePG embeds in its Go
 #                        package `releases` (stacks/kind/crds/embedded pins v1.30.1)
 #   prometheus-operator  the CRDs the operator embeds in its Go package `example` (v0.94.1)
@@ -20,7 +24,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- pinned versions ----------------------------------------------------------------------------
+# controller-gen as each project's own build pins it.
 CONTROLLER_GEN=v0.18.0
+CONTROLLER_GEN_NEWER=v0.19.0
 GO_TOOLCHAIN=go1.27.3
 
 base="${PAYTOOL_CACHE_DIR:-$HOME/.cache/paytool}/crds"
@@ -29,7 +35,7 @@ bin="$base/bin"
 log() { echo "install-crds: $*" >&2; }
 
 # What the output is made from: the wrapper modules and this script's pins.
-stamp=$( { echo "$CONTROLLER_GEN $GO_TOOLCHAIN"; find stacks/kind/crds -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+stamp=$( { echo "$CONTROLLER_GEN $CONTROLLER_GEN_NEWER $GO_TOOLCHAIN"; find stacks/kind/crds -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
 current() { [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; }
 
 if [[ ${1:-} == --check ]]; then
@@ -57,20 +63,23 @@ export GOFLAGS="-modcacherw -mod=readonly" CGO_ENABLED=0
 unset GOOS GOARCH
 started=$SECONDS
 
-if ! [[ -x $bin/controller-gen ]] || ! go version -m "$bin/controller-gen" 2>/dev/null | grep -q "controller-tools[[:space:]]$CONTROLLER_GEN"; then
-  log "building controller-gen $CONTROLLER_GEN"
-  GOBIN="$bin" GOFLAGS=-modcacherw nice -n 19 go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN" >&2
-fi
+for version in "$CONTROLLER_GEN" "$CONTROLLER_GEN_NEWER"; do
+  if ! [[ -x $bin/controller-gen-$version ]]; then
+    log "building controller-gen $version"
+    GOBIN="$bin/build" GOFLAGS=-modcacherw nice -n 19 go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$version" >&2
+    mv "$bin/build/controller-gen" "$bin/controller-gen-$version"
+  fi
+done
 
 work=$(mktemp -d "$base/out.XXXXXX")
 chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 
-# controller-gen NAME PACKAGE OPTIONS: the CRDs of one project's API package.
+# controller-gen VERSION NAME PACKAGE OPTIONS: the CRDs of one project's API package.
 controller_gen() {
-  local name=$1 package=$2 options=$3
-  log "$name: controller-gen $options over $package"
-  (cd "stacks/kind/crds/$name" && nice -n 19 "$bin/controller-gen" "$options" "paths=$package" output:stdout) > "$work/$name.yaml"
+  local version=$1 name=$2 package=$3 options=$4
+  log "$name: controller-gen $version $options over $package"
+  (cd "stacks/kind/crds/$name" && nice -n 19 "$bin/controller-gen-$version" "$options" "paths=$package" output:stdout) > "$work/$name.yaml"
   local count
   count=$(grep -c '^kind: CustomResourceDefinition' "$work/$name.yaml" || true)
   if (( count == 0 )); then
@@ -80,7 +89,11 @@ controller_gen() {
   log "$name: $count CRDs"
 }
 
-controller_gen argo-cd github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1 crd:crdVersions=v1
+controller_gen "$CONTROLLER_GEN" argo-cd github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1 crd:crdVersions=v1
+# Without generateEmbeddedObjectMeta a Rollout's pod template labels would be pruned.
+controller_gen "$CONTROLLER_GEN_NEWER" argo-rollouts github.com/argoproj/argo-rollouts/pkg/apis/rollouts/v1alpha1 crd:crdVersions=v1,generateEmbeddedObjectMeta=true
+controller_gen "$CONTROLLER_GEN_NEWER" external-secrets github.com/external-secrets/external-secrets/apis/externalsecrets/v1 crd:crdVersions=v1
+controller_gen "$CONTROLLER_GEN" chaos-mesh github.com/chaos-mesh/chaos-mesh/api/v1alpha1 crd:ignoreUnexportedFields=true,crdVersions=v1
 log "cloudnative-pg, prometheus-operator: the CRDs their Go packages embed"
 (cd stacks/kind/crds/embedded && nice -n 19 go run . "$work") >&2
 
@@ -99,7 +112,7 @@ fi
 log "strimzi: its CRD generator (Maven Central) with $java_home"
 lib="$base/strimzi-lib"
 rm -rf "$lib"
-nice -n 19 mvn -q -B -f stacks/kind/crds/strimzi/pom.xml dependency:copy-dependencies -DoutputDirectory="$lib" >&2
+nice -n 19 mvn -q -B -Dstyle.color=never -f stacks/kind/crds/strimzi/pom.xml dependency:copy-dependencies -DoutputDirectory="$lib" >&2
 generated="$work/strimzi"
 mkdir -p "$generated"
 nice -n 19 "$java_home/bin/java" -cp "$lib/*" io.strimzi.crdgenerator.CrdGenerator \
