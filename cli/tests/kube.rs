@@ -307,7 +307,9 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
             "observability",
             "orchestrator",
             "postgres",
-            "root"
+            "rollouts",
+            "root",
+            "secrets"
         ]
     );
     // PostgreSQL is CloudNativePG's Cluster (its CRDs made from its own Go package), with a
@@ -339,6 +341,45 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
             "merchants.v1",
             "payments.v1"
         ]
+    );
+    // Each service is a canary Rollout over its Deployment, judged by the platform's analysis,
+    // and the autoscaler scales the Rollout.
+    for service in ["consumer-api", "merchant-api", "orchestrator"] {
+        let rollout = server.get(&["rollouts.argoproj.io", service, "-n", "payments"]);
+        assert_eq!(rollout["spec"]["workloadRef"]["kind"], "Deployment");
+        assert_eq!(rollout["spec"]["workloadRef"]["name"], service);
+        let steps = rollout["spec"]["strategy"]["canary"]["steps"]
+            .as_array()
+            .expect("steps");
+        assert!(steps
+            .iter()
+            .any(|s| { s["analysis"]["templates"][0]["templateName"] == "paytool-canary" }));
+        let hpa = server.get(&["hpa", service, "-n", "payments"]);
+        assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Rollout");
+        // Its Secret comes from the store: every key the Deployment reads that is secret.
+        let secret = server.get(&[
+            "externalsecrets.external-secrets.io",
+            service,
+            "-n",
+            "payments",
+        ]);
+        let keys = secret["spec"]["target"]["template"]["data"]
+            .as_object()
+            .expect("template");
+        assert!(
+            keys.contains_key("APP__DATABASE__URL")
+                && keys.contains_key("APP__KEYCLOAK__CLIENT_SECRET")
+        );
+    }
+    let analysis = server.get(&["clusteranalysistemplates.argoproj.io", "paytool-canary"]);
+    assert_eq!(
+        analysis["spec"]["metrics"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let store = server.get(&["clustersecretstores.external-secrets.io", "paytool"]);
+    assert_eq!(
+        store["spec"]["provider"]["kubernetes"]["remoteNamespace"],
+        "paytool-secrets"
     );
     // And the CRD's schema is enforced: an Application whose sync policy is not the type
     // Argo CD reads is refused by the server, naming the field.
@@ -471,11 +512,13 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
         names,
         [
             "namespaces",
+            "secrets",
             "ingress-nginx",
             "kafka",
             "postgres",
             "keycloak",
             "observability",
+            "rollouts",
             "consumer-api",
             "merchant-api",
             "orchestrator"
@@ -487,13 +530,15 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             .and_then(|a| a["wave"].as_i64())
             .expect("a wave")
     };
-    assert!(wave("namespaces") < wave("ingress-nginx"));
+    assert!(wave("namespaces") < wave("secrets"));
+    assert!(wave("secrets") < wave("ingress-nginx"));
     assert!(wave("ingress-nginx") < wave("postgres"));
     assert!(wave("postgres") < wave("keycloak"));
     assert_eq!(wave("kafka"), wave("postgres"));
     assert_eq!(wave("keycloak"), wave("observability"));
+    assert!(wave("observability") < wave("rollouts"));
     for service in ["consumer-api", "merchant-api", "orchestrator"] {
-        assert!(wave("observability") < wave(service), "{service}");
+        assert!(wave("rollouts") < wave(service), "{service}");
     }
     // Every service with a kind overlay has its Application, and every Application's stack
     // renders to something.
@@ -518,6 +563,8 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             "images",
             "bootstrap",
             "git",
+            "wave",
+            "wave",
             "wave",
             "wave",
             "wave",

@@ -13,9 +13,13 @@ use serde_json::Value;
 fn pod_spec(manifest: &Manifest) -> Option<&Value> {
     let object = &manifest.object;
     match manifest.kind() {
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Rollout" => {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {
             Some(&object["spec"]["template"]["spec"])
         }
+        // A Rollout over a Deployment (workloadRef) has no template of its own: the
+        // Deployment's is checked.
+        "Rollout" if object["spec"]["workloadRef"].is_object() => None,
+        "Rollout" => Some(&object["spec"]["template"]["spec"]),
         "Job" => Some(&object["spec"]["template"]["spec"]),
         "CronJob" => Some(&object["spec"]["jobTemplate"]["spec"]["template"]["spec"]),
         "Pod" => Some(&object["spec"]),
