@@ -381,6 +381,16 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
         store["spec"]["provider"]["kubernetes"]["remoteNamespace"],
         "paytool-secrets"
     );
+    // The starter chaos experiments, as Chaos Mesh Workflows in the kind layout, are accepted
+    // by Chaos Mesh's CRDs (and would run: none is applied unless asked).
+    let experiments = project().join(paytool::kube::kind::CHAOS_FILE);
+    let (code, chaos) = server.apply(&[&experiments]);
+    assert_eq!(code, 0, "{chaos:#}");
+    let workflows = server.get(&["workflows.chaos-mesh.org", "-n", "chaos-mesh"]);
+    let rendered = std::fs::read_dir(project().join("stacks/chaos/experiments"))
+        .expect("experiments")
+        .count();
+    assert_eq!(items(&workflows).len(), rendered);
     // And the CRD's schema is enforced: an Application whose sync policy is not the type
     // Argo CD reads is refused by the server, naming the field.
     let bad = server.dir.join("bad-application.yaml");

@@ -7,7 +7,8 @@
 //! with a short deadline. Waits are `Suspend` templates.
 //!
 //! Targets are picked by the labels the Kubernetes manifests give every workload:
-//! `app.kubernetes.io/name: <component>` in the platform's namespace. What Chaos Mesh cannot
+//! `app.kubernetes.io/name: <component>`, in one namespace (`--namespace`) or in the kind
+//! runtime's namespace for that component ([`Layout::Kind`]). What Chaos Mesh cannot
 //! express is left out and said (`skipped`), never approximated silently: a PostgreSQL
 //! switchover (Patroni's, not a pod's), a slow close, the services' failpoints (they need the
 //! operator's token), and the probes (the steady state and the invariants stay paytool's: it
@@ -35,10 +36,48 @@ pub struct Rendered {
     pub skipped: Vec<String>,
 }
 
-/// Renders the method of experiment `name` for the platform in `namespace`.
-pub fn render(name: &str, experiment: &Experiment, namespace: &str) -> Rendered {
+/// Where the platform's components run.
+#[derive(Debug, Clone, Copy)]
+pub enum Layout<'a> {
+    /// Every component in one namespace, the workflow too.
+    Single(&'a str),
+    /// The kind runtime's namespaces (stacks/kind/infrastructure/namespaces), the workflows in
+    /// Chaos Mesh's own.
+    Kind,
+}
+
+impl Layout<'_> {
+    fn workflow_namespace(&self) -> &str {
+        match self {
+            Self::Single(namespace) => namespace,
+            Self::Kind => "chaos-mesh",
+        }
+    }
+
+    /// The namespace a component's pods are in.
+    fn of(&self, component: &str) -> &str {
+        match self {
+            Self::Single(namespace) => namespace,
+            Self::Kind => match component {
+                "postgres" | "patroni" | "kafka" => "data",
+                "keycloak" => "identity",
+                "prometheus" | "alertmanager" | "jaeger" | "otel-collector" | "agent" => {
+                    "observability"
+                }
+                "gateway" => "ingress-nginx",
+                "registry" | "git" | "ci" | "ci-worker" => "delivery",
+                // The services, and scaffolded ones.
+                _ => "payments",
+            },
+        }
+    }
+}
+
+/// Renders the method of experiment `name` for the platform laid out as `layout` says.
+pub fn render(name: &str, experiment: &Experiment, layout: Layout<'_>) -> Rendered {
+    let namespace = layout.workflow_namespace();
     let mut builder = Builder {
-        namespace,
+        layout,
         templates: Vec::new(),
         skipped: Vec::new(),
         count: 0,
@@ -76,7 +115,7 @@ pub fn render(name: &str, experiment: &Experiment, namespace: &str) -> Rendered 
 }
 
 struct Builder<'a> {
-    namespace: &'a str,
+    layout: Layout<'a>,
     templates: Vec<Value>,
     skipped: Vec<String>,
     count: usize,
@@ -131,7 +170,7 @@ impl Builder<'_> {
     }
 
     fn selector(&self, component: &str) -> Value {
-        json!({ "namespaces": [self.namespace], "labelSelectors": { NAME_LABEL: component } })
+        json!({ "namespaces": [self.layout.of(component)], "labelSelectors": { NAME_LABEL: component } })
     }
 
     fn target(&self, target: &Target) -> (Value, &'static str) {
@@ -196,14 +235,14 @@ impl Builder<'_> {
             } => (
                 "StressChaos",
                 "stressChaos",
-                json!({ "mode": "all", "selector": { "namespaces": [self.namespace] },
+                json!({ "mode": "all", "selector": { "namespaces": [self.layout.of("machine")] },
                         "stressors": { "cpu": { "workers": workers, "load": load_percent } },
                         "duration": deadline }),
             ),
             Fault::MemoryPressure { megabytes, .. } => (
                 "StressChaos",
                 "stressChaos",
-                json!({ "mode": "one", "selector": { "namespaces": [self.namespace] },
+                json!({ "mode": "one", "selector": { "namespaces": [self.layout.of("machine")] },
                         "stressors": { "memory": { "workers": 1, "size": format!("{megabytes}MB") } },
                         "duration": deadline }),
             ),
@@ -363,7 +402,7 @@ mod tests {
         render(
             "an-experiment",
             &parse(yaml).expect("a valid experiment"),
-            "paytool",
+            Layout::Single("paytool"),
         )
     }
 
@@ -482,7 +521,7 @@ method:
         let all = crate::chaos::experiment::load_all(&dir).expect("the experiments");
         assert!(all.len() >= 12);
         for loaded in all {
-            let out = render(&loaded.name, &loaded.experiment, "paytool");
+            let out = render(&loaded.name, &loaded.experiment, Layout::Single("paytool"));
             let templates = out.workflow["spec"]["templates"]
                 .as_array()
                 .expect("templates");

@@ -247,7 +247,11 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
             json,
         } => {
             let loaded = experiment::resolve(project, &experiment)?;
-            let out = chaos_mesh::render(&loaded.name, &loaded.experiment, &namespace);
+            let out = chaos_mesh::render(
+                &loaded.name,
+                &loaded.experiment,
+                chaos_mesh::Layout::Single(&namespace),
+            );
             if json {
                 println!(
                     "{}",

@@ -176,6 +176,31 @@ pub const REALM_FILE: &str = "stacks/kind/platform/keycloak/realm-paytool.json";
 /// from the same SLO file.
 pub const RECORDING_RULES_FILE: &str = "stacks/kind/platform/observability/recording-rules.yaml";
 pub const SLO_RULES_FILE: &str = "stacks/kind/platform/observability/slo-rules.yaml";
+/// The starter chaos experiments as Chaos Mesh Workflows for the kind runtime's namespaces.
+/// Not an Application of the app-of-apps: a Workflow runs when it is applied, so it is applied
+/// when an experiment is meant to run (`paytool kube apply stacks/kind/chaos/experiments.yaml`
+/// runs them all).
+pub const CHAOS_FILE: &str = "stacks/kind/chaos/experiments.yaml";
+const EXPERIMENTS: &str = "stacks/chaos/experiments";
+
+/// Every starter experiment rendered for kind; what Chaos Mesh cannot express is said in a
+/// comment above its workflow.
+pub fn chaos(project: &Path) -> anyhow::Result<String> {
+    use crate::chaos::chaos_mesh::{render, Layout};
+    let mut out = format!(
+        "# Made from {EXPERIMENTS} by paytool's Chaos Mesh renderer (cli/tests/kube.rs keeps it\n# current). Applying a Workflow runs it.\n"
+    );
+    for loaded in crate::chaos::experiment::load_all(&project.join(EXPERIMENTS))? {
+        let rendered = render(&loaded.name, &loaded.experiment, Layout::Kind);
+        out.push_str("---\n");
+        for skipped in &rendered.skipped {
+            out.push_str(&format!("# not rendered: {skipped}\n"));
+        }
+        out.push_str(&serde_yaml::to_string(&rendered.workflow)?);
+    }
+    Ok(out)
+}
+
 /// Kafka's topics on kind: the local runtime's topic list as Strimzi's KafkaTopics.
 pub const TOPICS_FILE: &str = "stacks/kind/platform/kafka/topics.yaml";
 const LOCAL_TOPICS: &str = "stacks/local/kafka/topics.json";
@@ -235,6 +260,7 @@ pub fn generated(project: &Path) -> anyhow::Result<Vec<(&'static str, String)>> 
     let recording = std::fs::read_to_string(project.join(RECORDING_RULES))?;
     let slos = slo_rules::load_with_apps(project, &project.join(SLOS), &[])?;
     Ok(vec![
+        (CHAOS_FILE, chaos(project)?),
         (TOPICS_FILE, topics(project)?),
         (REALM_FILE, realm(project)?),
         (RECORDING_RULES_FILE, recording),
