@@ -572,6 +572,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             "certificate",
             "images",
             "bootstrap",
+            "secrets",
             "git",
             "wave",
             "wave",
@@ -719,4 +720,42 @@ fn the_kind_collectors_configuration_is_valid_for_the_collector_the_local_runtim
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn every_property_an_external_secret_names_is_one_the_store_secret_has() {
+    // The store's keys, whatever the installation's values.
+    let secrets: paytool::runtime::home::Secrets = serde_json::from_value(serde_json::json!({
+        "postgres_superuser": "", "db_orchestrator": "", "db_consumer_api": "",
+        "db_merchant_api": "", "db_keycloak": "", "keycloak_admin": "",
+        "client_merchant_dashboard": "", "client_wallet_web": "", "client_consumer_api": "",
+        "client_merchant_api": "", "client_orchestrator": "", "client_operator": "",
+        "payment_code_key": "",
+    }))
+    .expect("secrets");
+    let store: Vec<&str> = paytool::kube::kind::store_properties(&secrets)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let mut named = 0;
+    for app in paytool::kube::kind::apps(&project()).expect("apps") {
+        for manifest in paytool::kube::apply::render(&project().join(&app.path)).expect("renders") {
+            if manifest.kind() != "ExternalSecret" {
+                continue;
+            }
+            assert_eq!(
+                manifest.object["spec"]["secretStoreRef"]["name"],
+                "paytool",
+                "{}",
+                manifest.id()
+            );
+            for data in manifest.object["spec"]["data"].as_array().expect("data") {
+                let property = data["remoteRef"]["property"].as_str().expect("property");
+                assert!(store.contains(&property), "{}: {property}", manifest.id());
+                named += 1;
+            }
+        }
+    }
+    // The three services' and the platform's (Keycloak's, PostgreSQL's four roles).
+    assert!(named >= 20, "{named}");
 }

@@ -122,6 +122,10 @@ pub fn plan(project: &Path) -> anyhow::Result<Plan> {
             "server-side apply of the namespaces, Argo CD's install (not in the stacks yet: docs/kubernetes.md), then the root Application".to_string(),
         ),
         (
+            "secrets",
+            "the secret store's one Secret (paytool-secrets/paytool) from this installation's own secrets, never from Git".to_string(),
+        ),
+        (
             "git",
             format!("push this checkout's HEAD to the in-cluster git server; the root syncs {APPS}"),
         ),
@@ -268,6 +272,45 @@ pub fn generated(project: &Path) -> anyhow::Result<Vec<(&'static str, String)>> 
     ])
 }
 
+/// The secret store's one Secret (namespace `paytool-secrets`, name `paytool`), made from an
+/// installation's own secrets, the same the local runtime uses: what `paytool up --runtime
+/// kind` writes before Argo CD syncs anything, and never into Git. Its keys are the
+/// properties the stacks' ExternalSecrets name (cli/tests/kube.rs checks every one is here).
+pub fn store_secret(secrets: &crate::runtime::home::Secrets) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> = store_properties(secrets)
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), serde_json::Value::from(value)))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": "paytool", "namespace": "paytool-secrets" },
+        "type": "Opaque",
+        "stringData": data,
+    })
+}
+
+/// Each property of the store's Secret and where its value comes from.
+pub fn store_properties(secrets: &crate::runtime::home::Secrets) -> Vec<(&'static str, &str)> {
+    vec![
+        ("postgres-password-orchestrator", &secrets.db_orchestrator),
+        ("postgres-password-consumer-api", &secrets.db_consumer_api),
+        ("postgres-password-merchant-api", &secrets.db_merchant_api),
+        ("postgres-password-keycloak", &secrets.db_keycloak),
+        ("keycloak-admin-password", &secrets.keycloak_admin),
+        ("client-secret-orchestrator", &secrets.client_orchestrator),
+        ("client-secret-consumer-api", &secrets.client_consumer_api),
+        ("client-secret-merchant-api", &secrets.client_merchant_api),
+        ("client-secret-wallet-web", &secrets.client_wallet_web),
+        (
+            "client-secret-merchant-dashboard",
+            &secrets.client_merchant_dashboard,
+        ),
+        ("client-secret-operator", &secrets.client_operator),
+        ("payment-code-key", &secrets.payment_code_key),
+    ]
+}
+
 /// What a real run needs: kind, and a container engine for it.
 fn missing_prerequisites() -> Vec<&'static str> {
     let on_path = |name: &str| {
@@ -349,6 +392,33 @@ mod tests {
             wave,
             objects: 1,
         }
+    }
+
+    #[test]
+    fn the_store_secret_carries_each_installation_secret_under_its_property() {
+        let secrets = crate::runtime::home::Secrets {
+            postgres_superuser: "su".into(),
+            db_orchestrator: "db-o".into(),
+            db_consumer_api: "db-c".into(),
+            db_merchant_api: "db-m".into(),
+            db_keycloak: "db-k".into(),
+            keycloak_admin: "admin".into(),
+            client_merchant_dashboard: "c-md".into(),
+            client_wallet_web: "c-ww".into(),
+            client_consumer_api: "c-c".into(),
+            client_merchant_api: "c-m".into(),
+            client_orchestrator: "c-o".into(),
+            client_operator: "c-op".into(),
+            payment_code_key: "pck".into(),
+        };
+        let secret = store_secret(&secrets);
+        let data = secret["stringData"].as_object().expect("data");
+        assert_eq!(data.len(), 12);
+        assert_eq!(data["postgres-password-consumer-api"], "db-c");
+        assert_eq!(data["client-secret-wallet-web"], "c-ww");
+        assert_eq!(data["payment-code-key"], "pck");
+        // The superuser's password stays with the installation: no stack needs it.
+        assert!(!data.values().any(|v| v == "su"));
     }
 
     #[test]
