@@ -402,7 +402,7 @@ mod tests {
             db_consumer_api: "db-c".into(),
             db_merchant_api: "db-m".into(),
             db_keycloak: "db-k".into(),
-            keycloak_admin: "admin".into(),
+            keycloak_admin: "kc".into(), // pragma: allowlist secret (a test value)
             client_merchant_dashboard: "c-md".into(),
             client_wallet_web: "c-ww".into(),
             client_consumer_api: "c-c".into(),
