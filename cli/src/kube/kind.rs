@@ -401,7 +401,7 @@ mod tests {
             db_orchestrator: "db-o".into(),
             db_consumer_api: "db-c".into(),
             db_merchant_api: "db-m".into(),
-            db_keycloak: "db-k".into(),
+            db_keycloak: "db-k".into(), // pragma: allowlist secret (a test value)
             keycloak_admin: "kc".into(), // pragma: allowlist secret (a test value)
             client_merchant_dashboard: "c-md".into(),
             client_wallet_web: "c-ww".into(),
