@@ -299,6 +299,7 @@ fn every_stack_is_applied_to_a_real_api_server_and_reads_back_as_rendered() {
         names,
         [
             "consumer-api",
+            "delivery",
             "ingress-nginx",
             "kafka",
             "keycloak",
@@ -524,6 +525,7 @@ fn the_app_of_apps_renders_exactly_the_expected_applications_in_wave_order() {
             "namespaces",
             "secrets",
             "ingress-nginx",
+            "delivery",
             "kafka",
             "postgres",
             "keycloak",
@@ -734,6 +736,7 @@ fn every_property_an_external_secret_names_is_one_the_store_secret_has() {
     }))
     .expect("secrets");
     let store: Vec<&str> = paytool::kube::kind::store_properties(&secrets)
+        .expect("made")
         .into_iter()
         .map(|(key, _)| key)
         .collect();

@@ -276,39 +276,69 @@ pub fn generated(project: &Path) -> anyhow::Result<Vec<(&'static str, String)>> 
 /// installation's own secrets, the same the local runtime uses: what `paytool up --runtime
 /// kind` writes before Argo CD syncs anything, and never into Git. Its keys are the
 /// properties the stacks' ExternalSecrets name (cli/tests/kube.rs checks every one is here).
-pub fn store_secret(secrets: &crate::runtime::home::Secrets) -> serde_json::Value {
-    let data: serde_json::Map<String, serde_json::Value> = store_properties(secrets)
+pub fn store_secret(secrets: &crate::runtime::home::Secrets) -> anyhow::Result<serde_json::Value> {
+    let data: serde_json::Map<String, serde_json::Value> = store_properties(secrets)?
         .into_iter()
         .map(|(key, value)| (key.to_string(), serde_json::Value::from(value)))
         .collect();
-    serde_json::json!({
+    Ok(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": { "name": "paytool", "namespace": "paytool-secrets" },
         "type": "Opaque",
         "stringData": data,
-    })
+    }))
 }
 
-/// Each property of the store's Secret and where its value comes from.
-pub fn store_properties(secrets: &crate::runtime::home::Secrets) -> Vec<(&'static str, &str)> {
-    vec![
-        ("postgres-password-orchestrator", &secrets.db_orchestrator),
-        ("postgres-password-consumer-api", &secrets.db_consumer_api),
-        ("postgres-password-merchant-api", &secrets.db_merchant_api),
-        ("postgres-password-keycloak", &secrets.db_keycloak),
-        ("keycloak-admin-password", &secrets.keycloak_admin),
-        ("client-secret-orchestrator", &secrets.client_orchestrator),
-        ("client-secret-consumer-api", &secrets.client_consumer_api),
-        ("client-secret-merchant-api", &secrets.client_merchant_api),
-        ("client-secret-wallet-web", &secrets.client_wallet_web),
+/// Each property of the store's Secret and its value: the installation's secrets, and what is
+/// derived from them as the local runtime derives it (the registry's htpasswd, Gitea's key).
+pub fn store_properties(
+    secrets: &crate::runtime::home::Secrets,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    use crate::runtime::components::registry;
+    Ok(vec![
+        (
+            "postgres-password-orchestrator",
+            secrets.db_orchestrator.clone(),
+        ),
+        (
+            "postgres-password-consumer-api",
+            secrets.db_consumer_api.clone(),
+        ),
+        (
+            "postgres-password-merchant-api",
+            secrets.db_merchant_api.clone(),
+        ),
+        ("postgres-password-keycloak", secrets.db_keycloak.clone()),
+        ("keycloak-admin-password", secrets.keycloak_admin.clone()),
+        (
+            "client-secret-orchestrator",
+            secrets.client_orchestrator.clone(),
+        ),
+        (
+            "client-secret-consumer-api",
+            secrets.client_consumer_api.clone(),
+        ),
+        (
+            "client-secret-merchant-api",
+            secrets.client_merchant_api.clone(),
+        ),
+        (
+            "client-secret-wallet-web",
+            secrets.client_wallet_web.clone(),
+        ),
         (
             "client-secret-merchant-dashboard",
-            &secrets.client_merchant_dashboard,
+            secrets.client_merchant_dashboard.clone(),
         ),
-        ("client-secret-operator", &secrets.client_operator),
-        ("payment-code-key", &secrets.payment_code_key),
-    ]
+        ("client-secret-operator", secrets.client_operator.clone()),
+        ("payment-code-key", secrets.payment_code_key.clone()),
+        ("registry-htpasswd", registry::htpasswd_line(secrets)?),
+        (
+            "gitea-secret-key",
+            crate::runtime::home::derive(&secrets.keycloak_admin, "gitea:secret-key"),
+        ),
+    ])
 }
 
 /// What a real run needs: kind, and a container engine for it.
@@ -411,9 +441,12 @@ mod tests {
             client_operator: "c-op".into(),
             payment_code_key: "pck".into(),
         };
-        let secret = store_secret(&secrets);
+        let secret = store_secret(&secrets).expect("made");
         let data = secret["stringData"].as_object().expect("data");
-        assert_eq!(data.len(), 12);
+        assert_eq!(data.len(), 14);
+        assert!(data["registry-htpasswd"]
+            .as_str()
+            .is_some_and(|line| line.starts_with("paytool:$2")));
         assert_eq!(data["postgres-password-consumer-api"], "db-c");
         assert_eq!(data["client-secret-wallet-web"], "c-ww");
         assert_eq!(data["payment-code-key"], "pck");

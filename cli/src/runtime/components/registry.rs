@@ -79,15 +79,20 @@ fn spec(ctx: &Ctx) -> anyhow::Result<Spec> {
     })
 }
 
+/// The registry's htpasswd file: its one user with the derived password, bcrypt-hashed with
+/// a new salt each time (the file is remade rather than compared). The kind runtime's
+/// registry reads the same, from the secret store.
+pub fn htpasswd_line(secrets: &Secrets) -> anyhow::Result<String> {
+    let hash = bcrypt::hash(password(secrets), BCRYPT_COST)?;
+    Ok(format!("{USER}:{hash}\n"))
+}
+
 async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
     let dir = dir(&ctx.home);
     let storage = dir.join("storage");
     std::fs::create_dir_all(&storage)?;
-    let password = password(&ctx.secrets);
-    // A new salt at every start, the same password: the file is remade rather than compared.
-    let hash = bcrypt::hash(&password, BCRYPT_COST)?;
     let htpasswd = dir.join("htpasswd");
-    crate::runtime::home::write_atomic(&htpasswd, format!("{USER}:{hash}\n").as_bytes(), 0o600)?;
+    crate::runtime::home::write_atomic(&htpasswd, htpasswd_line(&ctx.secrets)?.as_bytes(), 0o600)?;
     let ports = ctx.home.ports();
     let mut context = tera::Context::new();
     context.insert("storage", &storage);
