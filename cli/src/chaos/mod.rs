@@ -56,6 +56,7 @@ pub async fn run(home_dir: &Path, project: &Path, command: ChaosCommand) -> anyh
                     model: args.llm_model,
                 }),
                 quiet: args.json,
+                armed: Vec::new(),
             };
             let (report, path) = auto::run(&home, project, &options).await?;
             if args.json {

@@ -47,6 +47,9 @@ pub struct PlannerRun {
     pub findings: usize,
     pub first_true_step: Option<u32>,
     pub guarded: u32,
+    /// Times the services were restarted because a finding left the platform broken.
+    #[serde(default)]
+    pub repairs: u32,
     pub refused_answers: u32,
     pub tokens: u64,
     pub duration_ms: u64,
@@ -132,6 +135,7 @@ pub fn score(
         false_alarms,
         findings: report.findings.len(),
         guarded: report.guarded,
+        repairs: report.repairs,
         refused_answers: report.refused_answers,
         tokens: report.tokens,
         duration_ms: report.duration_ms,
@@ -230,6 +234,7 @@ pub async fn run(
                 seed: rng.gen(),
                 llm: options.llm.clone(),
                 quiet: true,
+                armed: active.clone(),
             };
             let outcome = super::run(home, project, &auto).await;
             let (report, path) = match outcome {

@@ -42,6 +42,10 @@ pub struct AutoOptions {
     pub seed: u64,
     pub llm: Option<LlmEndpoint>,
     pub quiet: bool,
+    /// The seeded weaknesses a bench switched on (hidden from the planner): armed again before
+    /// every run, since a service restarted in between (killed by a step, or by the loop's
+    /// repair) comes back with none. Empty for `paytool chaos auto`.
+    pub armed: Vec<&'static weaknesses::Weakness>,
 }
 
 /// One step of the loop, as the report keeps it.
@@ -98,6 +102,10 @@ pub struct AutoReport {
     /// Steps whose run could not be judged (the pre-flight refused: the steady state did not
     /// hold before the fault, so nothing was injected).
     pub guarded: u32,
+    /// Times the loop restarted the services because the platform did not take a payment
+    /// before a run (a weakness left it broken, e.g. a breaker that never closes).
+    #[serde(default)]
+    pub repairs: u32,
     /// The model's answers refused (not an action of the space), and steps that fell back.
     pub refused_answers: u32,
     pub fallbacks: u32,
@@ -135,6 +143,7 @@ pub async fn run(
         steps: Vec::new(),
         findings: Vec::new(),
         guarded: 0,
+        repairs: 0,
         refused_answers: 0,
         fallbacks: 0,
         tokens: 0,
@@ -163,6 +172,7 @@ pub async fn run(
         ));
         let seed: u64 = rng.gen();
         let run_started = Instant::now();
+        report.repairs += u32::from(prepare_run(home, &options.armed).await?);
         let (verdict, judgement, journal) =
             run_action(home, project, &proposal.action, seed, &mut before).await?;
         let mut record = StepRecord {
@@ -189,7 +199,7 @@ pub async fn run(
                 home,
                 project,
                 (&proposal.action, *broken, &journal),
-                &mut before,
+                (&mut before, &options.armed, &mut report.repairs),
                 &mut rng,
             )
             .await?;
@@ -261,6 +271,45 @@ pub async fn steady(home: &Home) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Before a run: the weaknesses a bench has on are armed again (idempotent), and when the
+/// platform does not take a payment within the steady state's bound (a weakness left it
+/// broken: a breaker that never closes, a consumer that stopped), the services are restarted
+/// once (SIGKILL to each instance; the supervisor starts them again) and armed again: the
+/// loop's repair, as an operator would restart what a finding left broken. Answers whether it
+/// repaired. Without it, one such finding left every later step of the run guarded (seen in
+/// the bench of 2026-12-07: 20 minutes of 503s). A platform still broken after the repair is
+/// left to the run's own guard.
+async fn prepare_run(home: &Home, armed: &[&'static weaknesses::Weakness]) -> anyhow::Result<bool> {
+    arm(home, armed).await?;
+    if steady(home).await.is_ok() {
+        return Ok(false);
+    }
+    let mut rng = StdRng::seed_from_u64(0);
+    for service in crate::runtime::components::services::Service::ALL {
+        let component = service.component_name();
+        for instance in 0..component.instances(home) {
+            let fault = crate::chaos::experiment::Fault::Kill {
+                target: crate::chaos::experiment::Target {
+                    component,
+                    instance: Some(instance),
+                },
+            };
+            super::faults::inject(home, &fault, &mut rng).await?;
+        }
+    }
+    // Steady waits (within its bound) for the restarted services to take payments again.
+    let _ = steady(home).await;
+    arm(home, armed).await?;
+    Ok(true)
+}
+
+async fn arm(home: &Home, armed: &[&'static weaknesses::Weakness]) -> anyhow::Result<()> {
+    for weakness in armed {
+        weaknesses::switch(home, weakness, true).await?;
+    }
+    Ok(())
+}
+
 /// What is failing before a sequence of runs, so that none of it is put on the first run.
 pub async fn baseline(home: &Home) -> judge::Violations {
     match super::invariants::check(home, BASELINE_SETTLE_MS).await {
@@ -318,7 +367,11 @@ async fn shrink(
     home: &Home,
     project: &Path,
     (action, broken, journal): (&space::Action, judge::Broken, &Path),
-    before: &mut judge::Violations,
+    (before, armed, repairs): (
+        &mut judge::Violations,
+        &[&'static weaknesses::Weakness],
+        &mut u32,
+    ),
     rng: &mut StdRng,
 ) -> anyhow::Result<(space::Action, PathBuf, Vec<ShrinkRun>)> {
     let mut smallest = (action.clone(), journal.to_path_buf());
@@ -330,6 +383,7 @@ async fn shrink(
             intensity,
             ..action.clone()
         };
+        *repairs += u32::from(prepare_run(home, armed).await?);
         let (_, judgement, path) = run_action(home, project, &milder, rng.gen(), before).await?;
         let reproduced = judgement.broken.contains(&broken);
         runs.push(ShrinkRun {
@@ -396,7 +450,7 @@ async fn jaeger_dependencies(home: &Home) -> anyhow::Result<Vec<(String, String)
 /// The report for people.
 pub fn print(report: &AutoReport, path: &Path) {
     println!(
-        "{} planner, seed {}: {} steps, {} finding(s){}, {} guarded, {} answer(s) refused, {} fallback(s), {} tokens, {:.0} s",
+        "{} planner, seed {}: {} steps, {} finding(s){}, {} guarded, {} repair(s), {} answer(s) refused, {} fallback(s), {} tokens, {:.0} s",
         report.planner.as_str(),
         report.seed,
         report.steps.len(),
@@ -406,6 +460,7 @@ pub fn print(report: &AutoReport, path: &Path) {
             .map(|s| format!(" (first at step {s})"))
             .unwrap_or_default(),
         report.guarded,
+        report.repairs,
         report.refused_answers,
         report.fallbacks,
         report.tokens,
