@@ -316,8 +316,7 @@ pub async fn serve(dir: &Path, port: u16, json: bool) -> anyhow::Result<i32> {
     )?;
     let deadline = started + Duration::from_millis(READY_TIMEOUT_MS);
     let version = loop {
-        if let Some(status) = etcd.try_wait()? {
-            let _ = status;
+        if etcd.try_wait()?.is_some() {
             stop(&mut apiserver).await;
             return Err(died("etcd", &layout.etcd_log));
         }

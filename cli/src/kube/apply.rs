@@ -278,7 +278,9 @@ pub async fn run(
     let started = Instant::now();
     let mut manifests = Vec::new();
     for path in paths {
-        manifests.extend(render(path)?);
+        // kustomize runs as a child process: off the async workers.
+        let owned = path.clone();
+        manifests.extend(tokio::task::spawn_blocking(move || render(&owned)).await??);
         anyhow::ensure!(
             manifests.len() <= OBJECTS_MAX,
             "more than {OBJECTS_MAX} objects: is a path wrong?"
