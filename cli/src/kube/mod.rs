@@ -43,13 +43,13 @@ pub fn crds() -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The stacks the kind runtime applies, in order: the CRDs (made from their projects'
-/// sources, not in Git), every Application's path of the app-of-apps by sync wave
+/// The stacks the kind runtime applies, in order (the CRDs before them: [`crds`]): every
+/// Application's path of the app-of-apps by sync wave
 /// (`stacks/kind/argocd/apps`, the one list of them), the local overlay of each scaffolded
 /// service that has no Application there yet, by name, and last the Applications themselves
 /// with their root.
 pub fn stacks(project: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = crds()?;
+    let mut out = Vec::new();
     let apps: Vec<PathBuf> = kind::apps(project)?
         .into_iter()
         .map(|app| project.join(app.path))
@@ -69,12 +69,19 @@ pub fn stacks(project: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn paths_or_stacks(paths: Vec<PathBuf>, project: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if paths.is_empty() {
-        stacks(project)
-    } else {
-        Ok(paths)
+/// The paths given, else every stack, with the CRDs first when they are to be applied (the
+/// offline check has no use for them, and does not need them made).
+fn paths_or_stacks(
+    paths: Vec<PathBuf>,
+    project: &Path,
+    with_crds: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
+    if !paths.is_empty() {
+        return Ok(paths);
     }
+    let mut out = if with_crds { crds()? } else { Vec::new() };
+    out.extend(stacks(project)?);
+    Ok(out)
 }
 
 #[derive(Debug, Serialize)]
@@ -93,7 +100,7 @@ pub async fn run(project: &Path, command: KubeCommand) -> anyhow::Result<i32> {
                 workloads: 0,
                 violations: Vec::new(),
             };
-            for path in paths_or_stacks(paths, project)? {
+            for path in paths_or_stacks(paths, project, false)? {
                 for manifest in apply::render(&path)? {
                     checked.objects += 1;
                     let found = policy::violations(&manifest);
@@ -142,8 +149,13 @@ pub async fn run(project: &Path, command: KubeCommand) -> anyhow::Result<i32> {
                 )
             })?;
             let ui = Ui::new(json);
-            let report =
-                apply::run(&kubeconfig, &paths_or_stacks(paths, project)?, dry_run, &ui).await?;
+            let report = apply::run(
+                &kubeconfig,
+                &paths_or_stacks(paths, project, true)?,
+                dry_run,
+                &ui,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
