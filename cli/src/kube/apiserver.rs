@@ -140,13 +140,9 @@ pub fn prepare(layout: &Layout, port: u16) -> anyhow::Result<()> {
             0o644,
         )?;
     }
-    let token = match std::fs::read_to_string(&layout.tokens) {
-        Ok(text) => text
-            .split(',')
-            .next()
-            .map(str::to_string)
-            .context("tokens.csv is empty")?,
-        Err(_) => {
+    let token = match layout.tokens.is_file() {
+        true => admin_token(layout)?,
+        false => {
             let token = hex::encode(rand::random::<[u8; 24]>());
             write_atomic(
                 &layout.tokens,
@@ -239,32 +235,57 @@ fn spawn(mut command: Command, log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot start {:?}", command.as_std().get_program()))
 }
 
-/// The server's `/version`, once `/readyz` answers ok.
-async fn ready(server: &str, layout: &Layout) -> anyhow::Result<Option<String>> {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&layout.ca)?)?;
-    let token = std::fs::read_to_string(&layout.tokens)?;
-    let token = token.split(',').next().unwrap_or_default();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .timeout(Duration::from_millis(PROBE_TIMEOUT_MS))
-        .build()?;
-    let readyz = client
-        .get(format!("{server}/readyz"))
-        .bearer_auth(token)
-        .send()
-        .await;
-    match readyz {
-        Ok(answer) if answer.status().is_success() => {}
-        _ => return Ok(None),
+/// The admin token tokens.csv holds (its first field).
+fn admin_token(layout: &Layout) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(&layout.tokens)?;
+    text.split(',')
+        .next()
+        .filter(|token| !token.is_empty())
+        .map(str::to_string)
+        .context("tokens.csv is empty")
+}
+
+/// What the readiness poll asks with: made once, before the poll.
+struct ReadyProbe {
+    client: reqwest::Client,
+    token: String,
+}
+
+impl ReadyProbe {
+    fn new(layout: &Layout) -> anyhow::Result<Self> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&layout.ca)?)?;
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .timeout(Duration::from_millis(PROBE_TIMEOUT_MS))
+            .build()?;
+        Ok(Self {
+            client,
+            token: admin_token(layout)?,
+        })
     }
-    let version: serde_json::Value = client
-        .get(format!("{server}/version"))
-        .bearer_auth(token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(version["gitVersion"].as_str().map(str::to_string))
+
+    /// The server's `/version`, once `/readyz` answers ok.
+    async fn ready(&self, server: &str) -> anyhow::Result<Option<String>> {
+        let readyz = self
+            .client
+            .get(format!("{server}/readyz"))
+            .bearer_auth(&self.token)
+            .send()
+            .await;
+        match readyz {
+            Ok(answer) if answer.status().is_success() => {}
+            _ => return Ok(None),
+        }
+        let version: serde_json::Value = self
+            .client
+            .get(format!("{server}/version"))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(version["gitVersion"].as_str().map(str::to_string))
+    }
 }
 
 async fn stop(child: &mut Child) {
@@ -314,6 +335,7 @@ pub async fn serve(dir: &Path, port: u16, json: bool) -> anyhow::Result<i32> {
         apiserver_command(&binaries, &layout, port),
         &layout.apiserver_log,
     )?;
+    let probe = ReadyProbe::new(&layout)?;
     let deadline = started + Duration::from_millis(READY_TIMEOUT_MS);
     let version = loop {
         if etcd.try_wait()?.is_some() {
@@ -324,7 +346,7 @@ pub async fn serve(dir: &Path, port: u16, json: bool) -> anyhow::Result<i32> {
             stop(&mut etcd).await;
             return Err(died("kube-apiserver", &layout.apiserver_log));
         }
-        if let Some(version) = ready(&server, &layout).await? {
+        if let Some(version) = probe.ready(&server).await? {
             break version;
         }
         if Instant::now() > deadline {
