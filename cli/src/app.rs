@@ -100,11 +100,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let home = runtime::home::existing(&home_dir, &project)?;
             delivery::run_git(&home, &project, command).await
         }
-        Command::Down { purge } => {
+        Command::Down {
+            runtime: RuntimeKind::Kind,
+            ..
+        } => kube::kind::down(),
+        Command::Status {
+            runtime: RuntimeKind::Kind,
+            ..
+        } => kube::kind::status(),
+        Command::Down { purge, .. } => {
             runtime::down::run(&home_dir, &project, purge, &support::ui::Ui::new(false)).await?;
             Ok(0)
         }
-        Command::Status { json, show_secrets } => {
+        Command::Status {
+            json, show_secrets, ..
+        } => {
             let home = runtime::home::existing(&home_dir, &project)?;
             let status = runtime::status::collect(&home, show_secrets).await?;
             if json {

@@ -762,3 +762,28 @@ fn every_property_an_external_secret_names_is_one_the_store_secret_has() {
     // The three services' and the platform's (Keycloak's, PostgreSQL's four roles).
     assert!(named >= 20, "{named}");
 }
+
+#[test]
+fn without_kind_or_an_engine_up_down_and_status_for_kind_say_in_one_line_what_is_missing() {
+    // This machine has neither (docs/kubernetes.md); a PATH without them makes that so anywhere.
+    let empty = tempfile::tempdir().expect("a temporary directory");
+    for args in [
+        &["up", "--runtime", "kind"][..],
+        &["down", "--runtime", "kind"][..],
+        &["status", "--runtime", "kind"][..],
+    ] {
+        let output = paytool()
+            .args(args)
+            .env("PATH", empty.path())
+            .output()
+            .expect("paytool runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            lines[0].contains("kind") && lines[0].contains("Docker engine"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

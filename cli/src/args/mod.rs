@@ -79,17 +79,20 @@ pub enum Command {
 
     /// Stop every component gracefully (SIGTERM, SIGKILL after a bound); keeps the data
     #[command(
-        after_help = "Examples:\n  paytool down\n  paytool down --purge   # also delete .paytool (databases, topics, secrets, CA)"
+        after_help = "Examples:\n  paytool down\n  paytool down --purge   # also delete .paytool (databases, topics, secrets, CA)\n  paytool down --runtime kind   # delete the kind cluster `paytool up --runtime kind` made"
     )]
     Down {
         /// Also delete the installation's data, secrets and certificates
         #[arg(long)]
         purge: bool,
+        /// Which runtime to stop
+        #[arg(long, value_enum, default_value_t = RuntimeKind::Local)]
+        runtime: RuntimeKind,
     },
 
     /// Every component with state, pid, ports, URLs and live health
     #[command(
-        after_help = "Examples:\n  paytool status\n  paytool status --json | jq '.components[] | {name, health}'\n  paytool status --json --show-secrets | jq -r .connections.postgres_admin_url\n\nExit code 0 when everything is healthy, 1 when something is not, 7 when not running.\nThe JSON document is described in docs/status-json.md."
+        after_help = "Examples:\n  paytool status\n  paytool status --json | jq '.components[] | {name, health}'\n  paytool status --json --show-secrets | jq -r .connections.postgres_admin_url\n  paytool status --runtime kind\n\nExit code 0 when everything is healthy, 1 when something is not, 7 when not running.\nThe JSON document is described in docs/status-json.md."
     )]
     Status {
         /// Print the status as JSON (a stable, documented interface)
@@ -98,6 +101,9 @@ pub enum Command {
         /// Include passwords and client secrets in the connection details
         #[arg(long)]
         show_secrets: bool,
+        /// Which runtime to report on
+        #[arg(long, value_enum, default_value_t = RuntimeKind::Local)]
+        runtime: RuntimeKind,
     },
 
     /// Print a component's log (`supervisor` for the supervisor's own)

@@ -358,29 +358,50 @@ fn missing_prerequisites() -> Vec<&'static str> {
     missing
 }
 
+/// Refuses with one line naming what is missing, or what is not built yet.
+fn refuse_without_cluster(verb: &str) -> anyhow::Error {
+    let missing = missing_prerequisites();
+    if missing.is_empty() {
+        fail(
+            Code::Refused,
+            format!("kind and an engine are here, but `paytool {verb} --runtime kind` is not built yet (docs/kubernetes.md); `paytool up --runtime kind --dry-run` prints what it will do"),
+        )
+    } else {
+        fail(
+            Code::Prerequisite,
+            format!(
+                "the kind runtime needs {} on this machine{}",
+                missing.join(" and "),
+                if verb == "up" {
+                    "; `paytool up --runtime kind --dry-run` prints the plan and the manifests without them"
+                } else {
+                    ", so there is no kind cluster here"
+                }
+            ),
+        )
+    }
+}
+
+/// `paytool down --runtime kind`.
+pub fn down() -> anyhow::Result<i32> {
+    Err(refuse_without_cluster("down"))
+}
+
+/// `paytool status --runtime kind`.
+pub fn status() -> anyhow::Result<i32> {
+    Err(refuse_without_cluster("status"))
+}
+
 pub fn up(
     project: &Path,
     dry_run: bool,
     output: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let plan = plan(project)?;
     if !dry_run {
-        let missing = missing_prerequisites();
-        if !missing.is_empty() {
-            return Err(fail(
-                Code::Prerequisite,
-                format!(
-                    "the kind runtime needs {} on this machine; `paytool up --runtime kind --dry-run` prints the plan and the manifests without them",
-                    missing.join(" and ")
-                ),
-            ));
-        }
-        return Err(fail(
-            Code::Refused,
-            "kind and an engine are here, but the kind runtime's install steps are not built yet (docs/kubernetes.md); `--dry-run` prints what they will do",
-        ));
+        return Err(refuse_without_cluster("up"));
     }
+    let plan = plan(project)?;
     let manifests = rendered(project, &plan)?;
     if let Some(dir) = &output {
         std::fs::create_dir_all(dir)?;
