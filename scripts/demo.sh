@@ -87,10 +87,11 @@ echo
 echo "demo: the consumer scans and pays it (twice with one Idempotency-Key: charged once):"
 key="demo-pay-$(date +%s)"
 for attempt in 1 2; do
-  curl "${tls[@]}" -H "Authorization: Bearer $token" -H "Idempotency-Key: $key" -H 'Content-Type: application/json' \
-    -d "{\"qr\":\"$payload\"}" "https://api.local.test$suffix/v1/payments"
-  echo
+  paid=$(curl "${tls[@]}" -H "Authorization: Bearer $token" -H "Idempotency-Key: $key" -H 'Content-Type: application/json' \
+    -d "{\"qr\":\"$payload\"}" "https://api.local.test$suffix/v1/payments")
+  echo "$paid"
 done
+payment_id=$(field "$paid" '["id"]')
 echo "demo: the first payment completed $((SECONDS - demo_started)) s after this script started"
 echo "demo: the merchant's transactions:"
 curl "${tls[@]}" -H "Authorization: Bearer $merchant_token" "https://merchant.local.test$suffix/v1/transactions"
@@ -108,3 +109,13 @@ echo "demo: the web apps — sign in with a consumer or merchant you register (p
 echo "  merchant dashboard  https://merchant.local.test$suffix/"
 echo "  consumer wallet     https://wallet.local.test$suffix/"
 echo "  (trust the platform's CA first: sudo $paytool tls init --trust, or import .paytool/tls/ca.pem into your browser)"
+echo
+echo "demo: the QR payment above ($payment_id), followed through the platform:"
+trace_id=$("$paytool" trace "$payment_id" --json --wait-ms 15000 | python3 -c 'import json,sys; print(json.load(sys.stdin)["trace_id"])')
+"$paytool" trace "$payment_id"
+echo "demo: its log lines in every service, from VictoriaLogs (paytool logs --trace $trace_id):"
+"$paytool" logs --trace "$trace_id" --wait-ms 15000
+operator_password=$("$paytool" status --json --show-secrets | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"]["operations"]["password"])')
+echo
+echo "demo: the operators' web UIs — sign in as operator, password $operator_password:"
+echo "  logs                https://logs.local.test$suffix/select/vmui/  (search: trace_id:$trace_id)"

@@ -8,8 +8,9 @@
 #     NAME     the cache directory's prefix (toxiproxy, registry)
 #     MODULE   the Go module whose version is pinned (its path as go.mod names it)
 #     VERSION  the module's version tag (v2.5.0)
-#     PACKAGE  the package to build, inside the module (cmd/server)
-#     BINARY   the installed binary's name (go install names it after the package's directory)
+#     PACKAGE  the package to build, inside the module (cmd/server; . for the module's root)
+#     BINARY   the installed binary's name (go install names it after the package's directory,
+#              or for the root after the module's last element that is not a /vN suffix)
 #     --check  exit 0 when the binary is built at the pinned version, 1 otherwise
 #
 # Prints the binary's path on stdout; progress goes to stderr. Needs Go and reach to the Go
@@ -65,12 +66,19 @@ export GOPATH="$base/gopath" GOMODCACHE="$base/gomodcache" GOCACHE="$base/gocach
 export GOBIN="$base/gobin" GOTOOLCHAIN=local GOWORK=off GOFLAGS=-modcacherw CGO_ENABLED=0
 unset GOOS GOARCH
 logfile="$base/logs/install.log"
-log "go install $module/$package@$version (once; minutes on two cores)"
-if ! go install -trimpath -ldflags="-s -w" "$module/$package@$version" >"$logfile" 2>&1; then
+if [[ $package == . ]]; then
+  path=$module
+  built_name=$(basename "${module%/v[0-9]*}")
+else
+  path=$module/$package
+  built_name=$(basename "$package")
+fi
+log "go install $path@$version (once; minutes on two cores)"
+if ! go install -trimpath -ldflags="-s -w" "$path@$version" >"$logfile" 2>&1; then
   log "go install failed; last lines of $logfile:"
   tail -n 30 "$logfile" >&2
   exit 1
 fi
-mv -f "$GOBIN/$(basename "$package")" "$target"
+mv -f "$GOBIN/$built_name" "$target"
 log "$name $version installed in $((SECONDS - started))s"
 echo "$target"

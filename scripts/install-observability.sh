@@ -8,6 +8,13 @@
 #   bin/jaeger           Jaeger v2 (the OpenTelemetry-Collector-based `jaeger` binary)
 #   bin/builder          the Collector Builder itself (a build tool, not run by the runtime)
 #
+# and, by their own scripts (each cached beside this one, under <name>-<version>/bin):
+#
+#   victoria-logs        VictoriaLogs, where the collector sends every component's log
+#                        (scripts/install-victorialogs.sh)
+#   oauth2-proxy         the sign-in in front of the operators' web UIs
+#                        (scripts/install-oauth2-proxy.sh)
+#
 # Prometheus and Alertmanager are Debian packages installed by `paytool setup`; this script
 # only says so when they are missing. The paths of the two runtime binaries go to stdout, one a
 # line; progress goes to stderr, one line per step.
@@ -60,13 +67,19 @@ ocb $OCB_MODULE@$OCB_VERSION
 jaeger $JAEGER_PACKAGE@$JAEGER_MODULE_VERSION release $JAEGER_RELEASE
 otelcol-manifest-sha256 $manifest_sha"
 
+victorialogs="$root/scripts/install-victorialogs.sh"
+oauth2_proxy="$root/scripts/install-oauth2-proxy.sh"
+
 up_to_date() {
-  [[ -x $otelcol && -x $jaeger && -f $stamp ]] && [[ "$(<"$stamp")" == "$want_stamp" ]]
+  [[ -x $otelcol && -x $jaeger && -f $stamp ]] && [[ "$(<"$stamp")" == "$want_stamp" ]] &&
+    "$victorialogs" --check && "$oauth2_proxy" --check
 }
 
 finish() {
   debian_hint
   printf '%s\n%s\n' "$otelcol" "$jaeger"
+  "$victorialogs" 2>/dev/null
+  "$oauth2_proxy" 2>/dev/null
 }
 
 # `--check`: exit 0 when everything is built at the pinned versions, 1 otherwise (for setup).
@@ -107,7 +120,7 @@ fi
 export GOPATH="$base/gopath" GOMODCACHE="$base/gomodcache" GOCACHE="$base/gocache"
 export GOBIN="$bin" GOTOOLCHAIN=local GOWORK=off GOFLAGS=-modcacherw CGO_ENABLED=0
 unset GOOS GOARCH
-log "[1/4] go $go_version, caches under $base"
+log "[1/6] go $go_version, caches under $base"
 
 # Runs a command (or a function, in a subshell) with its output in a log file; on failure shows
 # the log's tail and exits. Functions run this way are in a condition context where `set -e` does
@@ -137,9 +150,9 @@ rm -f "$stamp"
 
 # --- the collector builder ---------------------------------------------------------------------
 if built_from "$bin/builder" "$OCB_MODULE" "$OCB_VERSION"; then
-  log "[2/4] collector builder $OCB_VERSION already installed"
+  log "[2/6] collector builder $OCB_VERSION already installed"
 else
-  log "[2/4] go install $OCB_MODULE@$OCB_VERSION"
+  log "[2/6] go install $OCB_MODULE@$OCB_VERSION"
   run_logged ocb-install go install -trimpath "$OCB_MODULE@$OCB_VERSION"
 fi
 
@@ -177,9 +190,9 @@ build_jaeger() {
     "$JAEGER_PACKAGE"
 }
 if built_from "$jaeger" "$JAEGER_MODULE" "$JAEGER_MODULE_VERSION"; then
-  log "[3/4] jaeger $JAEGER_RELEASE already installed"
+  log "[3/6] jaeger $JAEGER_RELEASE already installed"
 else
-  log "[3/4] go install $JAEGER_PACKAGE ($JAEGER_MODULE@$JAEGER_MODULE_VERSION = Jaeger $JAEGER_RELEASE)"
+  log "[3/6] go install $JAEGER_PACKAGE ($JAEGER_MODULE@$JAEGER_MODULE_VERSION = Jaeger $JAEGER_RELEASE)"
   run_logged jaeger-install build_jaeger
 fi
 
@@ -191,13 +204,19 @@ build_otelcol() {
 }
 otelcol_key="ocb $OCB_VERSION manifest-sha256 $manifest_sha"
 if [[ -x $otelcol && -f $otelcol.key ]] && [[ "$(<"$otelcol.key")" == "$otelcol_key" ]]; then
-  log "[4/4] paytool-otelcol already built from this manifest"
+  log "[4/6] paytool-otelcol already built from this manifest"
 else
-  log "[4/4] building paytool-otelcol with ocb (manifest ${manifest_sha:0:12})"
+  log "[4/6] building paytool-otelcol with ocb (manifest ${manifest_sha:0:12})"
   rm -f "$otelcol.key"
   run_logged ocb-build build_otelcol
   printf '%s\n' "$otelcol_key" >"$otelcol.key"
 fi
+
+# --- VictoriaLogs and the sign-in proxy (their scripts keep their own caches and locks) ---------
+log "[5/6] victorialogs"
+"$victorialogs" >/dev/null
+log "[6/6] oauth2-proxy"
+"$oauth2_proxy" >/dev/null
 
 printf '%s\n' "$want_stamp" >"$stamp"
 log "done in $((SECONDS - started))s"

@@ -134,8 +134,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             component,
             follow,
             lines,
+            query,
+            trace,
+            since,
+            limit,
+            wait_ms,
+            json,
         } => {
             let home = runtime::home::existing(&home_dir, &project)?;
+            if query.is_some() || trace.is_some() {
+                let search = observe::logs::Search {
+                    query,
+                    component,
+                    trace_id: trace,
+                    since,
+                    limit,
+                };
+                return observe::logs::run(&home, &search, json, wait_ms).await;
+            }
+            let component = component.expect("clap asks for a component without --query");
             runtime::logs::run(&home, &component, lines, follow).await?;
             Ok(0)
         }

@@ -554,7 +554,9 @@ async fn ctrl_c_during_up_stops_everything_that_up_started() {
 #[test]
 fn up_starts_the_platform_while_the_collector_and_jaeger_are_still_being_built_and_adds_them_when_built(
 ) {
-    use paytool::runtime::setup::{KAFKA_VERSION, KEYCLOAK_VERSION};
+    use paytool::runtime::setup::{
+        KAFKA_VERSION, KEYCLOAK_VERSION, OAUTH2_PROXY_VERSION, VICTORIALOGS_VERSION,
+    };
     let real_cache = paytool::runtime::project::cache_dir();
     let real_observability = real_cache.join("observability");
     let installation = Installation::new(27700);
@@ -592,7 +594,7 @@ fn up_starts_the_platform_while_the_collector_and_jaeger_are_still_being_built_a
         text(&status_output)
     );
     let status: Value = serde_json::from_slice(&status_output.stdout).expect("JSON");
-    for name in ["jaeger", "otel-collector"] {
+    for name in ["jaeger", "otel-collector", "victorialogs", "sign-in"] {
         let c = component(&status, name);
         assert_eq!(c["state"], "building", "{name}: {c}");
         assert!(
@@ -621,19 +623,30 @@ fn up_starts_the_platform_while_the_collector_and_jaeger_are_still_being_built_a
         std::fs::copy(real_observability.join(file), observability.join(file))
             .unwrap_or_else(|e| panic!("{file} from the real build: {e}"));
     }
+    // VictoriaLogs and the sign-in proxy, which the same build makes (each in its own
+    // directory of the cache).
+    for built in [
+        format!("victorialogs-{VICTORIALOGS_VERSION}"),
+        format!("oauth2-proxy-{OAUTH2_PROXY_VERSION}"),
+    ] {
+        std::os::unix::fs::symlink(real_cache.join(&built), cache.join(&built))
+            .unwrap_or_else(|e| panic!("{built} from the real build: {e}"));
+    }
     drop(lock);
     wait_until(
-        "the collector and Jaeger are started once built",
+        "the collector, Jaeger, VictoriaLogs and the sign-in are started once built",
         Duration::from_secs(90),
         || {
             let output = with_cache(&["status", "--json"]);
             let Ok(status) = serde_json::from_slice::<Value>(&output.stdout) else {
                 return false;
             };
-            ["jaeger", "otel-collector"].iter().all(|name| {
-                let c = component(&status, name);
-                c["state"] == "ready" && c["health"] == "healthy"
-            })
+            ["jaeger", "otel-collector", "victorialogs", "sign-in"]
+                .iter()
+                .all(|name| {
+                    let c = component(&status, name);
+                    c["state"] == "ready" && c["health"] == "healthy"
+                })
         },
     );
     let down = with_cache(&["down"]);

@@ -106,22 +106,43 @@ pub enum Command {
         runtime: RuntimeKind,
     },
 
-    /// Print a component's log (`supervisor` for the supervisor's own)
+    /// Print a component's log, or search every component's log in VictoriaLogs (--query)
     #[command(
-        after_help = "Examples:\n  paytool logs postgres\n  paytool logs gateway -f\n  paytool logs supervisor -n 200"
+        after_help = "Examples:\n  paytool logs postgres\n  paytool logs gateway -f\n  paytool logs supervisor -n 200\n  paytool logs --query error --since 15m                 # every component's errors\n  paytool logs --trace 0af7651916cd43dd8448eb211c80319c  # one request's lines, every service\n  paytool logs consumer-api --query 'status:>=500' --json\n\nWith --query or --trace the lines come from VictoriaLogs (LogsQL: docs/observability.md), oldest\nfirst, at most --limit; its web UI is https://logs.local.test (sign in as `operator`: paytool\nstatus --show-secrets). Exit code 0 with lines, 1 when none matched, 2 for a query VictoriaLogs\nrefuses, 7 when the platform is not running."
     )]
     Logs {
         /// postgres, kafka, jaeger, otel-collector, agent, alertmanager, prometheus, keycloak,
-        /// orchestrator, consumer-api, merchant-api, gateway, registry (with --delivery), a
-        /// scaffolded service by its name, or supervisor; a service's further instances are
-        /// NAME.1, NAME.2, …
-        component: String,
-        /// Keep printing new lines as they are written
-        #[arg(short, long)]
+        /// orchestrator, consumer-api, merchant-api, gateway, victorialogs, sign-in, registry
+        /// (with --delivery), a scaffolded service by its name, or supervisor; a service's
+        /// further instances are NAME.1, NAME.2, … [required without --query or --trace]
+        #[arg(required_unless_present_any = ["query", "trace"])]
+        component: Option<String>,
+        /// Keep printing new lines as they are written (a component's file)
+        #[arg(short, long, conflicts_with_all = ["query", "trace"])]
         follow: bool,
-        /// How many of the last lines to print first
+        /// How many of the last lines to print first (a component's file)
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: usize,
+        /// Search every component's log with this LogsQL query (`error`, `status:>=500`,
+        /// `"payment captured"`)
+        #[arg(long, value_name = "LOGSQL")]
+        query: Option<String>,
+        /// Only the lines of this trace (32 hex digits: a traceparent's, `paytool trace`'s)
+        #[arg(long, value_name = "TRACE_ID")]
+        trace: Option<String>,
+        /// How far back to search (a LogsQL duration: 15m, 1h, 2d)
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// The most lines to print (at most 10000)
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Wait up to this long for a first matching line (lines reach VictoriaLogs a second or
+        /// two after they are written)
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        wait_ms: u64,
+        /// Each line's fields as a JSON object, one a line
+        #[arg(long)]
+        json: bool,
     },
 
     /// The local certificate authority and the *.local.test certificate

@@ -1,9 +1,10 @@
-//! Seeing the running platform: one payment's trace, SLOs and the rules generated from them,
+//! Seeing the running platform: every component's log searched in VictoriaLogs, one payment's trace, SLOs and the rules generated from them,
 //! the alerts Alertmanager sent, and paytool's agent (the webhook receiver and the gateway's
 //! spans).
 
 pub mod agent;
 pub mod alerts;
+pub mod logs;
 pub mod slo;
 pub mod slo_rules;
 pub mod trace;

@@ -118,6 +118,15 @@ pub struct Ports {
     pub ci_web: u16,
     #[serde(default)]
     pub ci_worker: u16,
+    /// The operators' web UIs (base + 71 …): VictoriaLogs (every component's log, behind the
+    /// gateway at `logs.local.test`), the sign-in proxy the gateway asks before any of them,
+    /// and the dashboards (`dashboards.local.test`).
+    #[serde(default)]
+    pub victorialogs: u16,
+    #[serde(default)]
+    pub sign_in: u16,
+    #[serde(default)]
+    pub dashboards: u16,
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -145,9 +154,12 @@ pub const APP_PORTS: std::ops::Range<u16> = 28401..28401 + APPS_MAX;
 /// Local delivery's ports (`paytool up --delivery`): the registry's API and debug server, the
 /// CI server's web server and worker port.
 const DELIVERY_PORTS: u16 = 4;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 70): 27
+/// The operators' web UIs: VictoriaLogs, the sign-in proxy, the dashboards.
+const OPERATOR_PORTS: u16 = 3;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 73): 27
 /// before the replicas, the replicas', 6 of PostgreSQL's HA, 3 per further Kafka broker,
-/// Toxiproxy's API and its routes, the scaffolded services', then local delivery's.
+/// Toxiproxy's API and its routes, the scaffolded services', local delivery's, then the
+/// operators' web UIs.
 const PORTS_PER_BASE: u16 = 27
     + REPLICATED_SERVICES * (REPLICAS_MAX as u16 - 1)
     + 6
@@ -155,7 +167,8 @@ const PORTS_PER_BASE: u16 = 27
     + 1
     + TOXIPROXY_ROUTES
     + APPS_MAX
-    + DELIVERY_PORTS;
+    + DELIVERY_PORTS
+    + OPERATOR_PORTS;
 
 impl Ports {
     pub fn plan() -> anyhow::Result<Self> {
@@ -235,6 +248,9 @@ impl Ports {
                 registry_debug: 28501,
                 ci_web: 28502,
                 ci_worker: 28503,
+                victorialogs: 28520,
+                sign_in: 28521,
+                dashboards: 28522,
             };
         }
         Self {
@@ -280,6 +296,9 @@ impl Ports {
             registry_debug: base + 50 + TOXIPROXY_ROUTES + APPS_MAX,
             ci_web: base + 51 + TOXIPROXY_ROUTES + APPS_MAX,
             ci_worker: base + 52 + TOXIPROXY_ROUTES + APPS_MAX,
+            victorialogs: base + 49 + TOXIPROXY_ROUTES + APPS_MAX + DELIVERY_PORTS,
+            sign_in: base + 50 + TOXIPROXY_ROUTES + APPS_MAX + DELIVERY_PORTS,
+            dashboards: base + 51 + TOXIPROXY_ROUTES + APPS_MAX + DELIVERY_PORTS,
         }
     }
 
@@ -393,6 +412,9 @@ impl Ports {
             registry_debug: or_planned(self.registry_debug, planned.registry_debug),
             ci_web: or_planned(self.ci_web, planned.ci_web),
             ci_worker: or_planned(self.ci_worker, planned.ci_worker),
+            victorialogs: or_planned(self.victorialogs, planned.victorialogs),
+            sign_in: or_planned(self.sign_in, planned.sign_in),
+            dashboards: or_planned(self.dashboards, planned.dashboards),
             ..self
         }
     }
@@ -457,6 +479,9 @@ impl Ports {
             ("registry (debug)", self.registry_debug),
             ("ci (web)", self.ci_web),
             ("ci (worker)", self.ci_worker),
+            ("victorialogs", self.victorialogs),
+            ("sign-in", self.sign_in),
+            ("dashboards", self.dashboards),
         ];
         ports.extend(replicas);
         ports.extend((0..APPS_MAX).map(|slot| ("scaffolded service", self.app_first + slot)));

@@ -28,6 +28,11 @@ pub const REGISTRY_VERSION: &str = "3.1.2";
 /// `go install` of the registry: about 3 minutes of CPU on two cores, and a download of its
 /// modules (three clouds' storage drivers) that took up to 10 minutes more here.
 const REGISTRY_BUILD_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+/// VictoriaLogs and OAuth2 Proxy, built by scripts/install-victorialogs.sh and
+/// scripts/install-oauth2-proxy.sh (which pin the same versions: a test compares them) as part
+/// of the observability build, under the cache's `<name>-<version>/`.
+pub const VICTORIALOGS_VERSION: &str = "1.52.2";
+pub const OAUTH2_PROXY_VERSION: &str = "7.15.6";
 /// The CI server's Buildbot (scripts/install-buildbot.sh pins it, with every package it needs).
 pub const BUILDBOT_VERSION: &str = "4.3.0";
 /// Its install: a venv and some forty wheels from PyPI, under a minute here.
@@ -81,6 +86,7 @@ pub const HOST_NAMES: &[&str] = &[
     "registry.local.test",
     "git.local.test",
     "ci.local.test",
+    "logs.local.test",
 ];
 const HOSTS_BEGIN: &str = "# paytool begin: local gateway names";
 const HOSTS_END: &str = "# paytool end";
@@ -108,6 +114,10 @@ pub struct Tools {
     /// The OpenTelemetry Collector built with its builder, and Jaeger v2.
     pub otelcol: PathBuf,
     pub jaeger: PathBuf,
+    /// VictoriaLogs, and the sign-in in front of the operators' web UIs (built with the two
+    /// above).
+    pub victorialogs: PathBuf,
+    pub oauth2_proxy: PathBuf,
     /// Debian's packages.
     pub prometheus: PathBuf,
     pub alertmanager: PathBuf,
@@ -412,6 +422,14 @@ impl Setup {
             keycloak_home: self.keycloak_dir(),
             otelcol: self.observability_dir().join("bin/paytool-otelcol"),
             jaeger: self.observability_dir().join("bin/jaeger"),
+            victorialogs: self
+                .cache
+                .join(format!("victorialogs-{VICTORIALOGS_VERSION}"))
+                .join("bin/victoria-logs"),
+            oauth2_proxy: self
+                .cache
+                .join(format!("oauth2-proxy-{OAUTH2_PROXY_VERSION}"))
+                .join("bin/oauth2-proxy"),
             prometheus: PathBuf::from("/usr/bin/prometheus"),
             alertmanager: PathBuf::from("/usr/bin/prometheus-alertmanager"),
             postgres_exporter: PathBuf::from("/usr/bin/prometheus-postgres-exporter"),
@@ -893,5 +911,17 @@ mod tests {
         assert_eq!(java_major(dir.path()), Some(21));
         std::fs::write(dir.path().join("release"), "JAVA_VERSION=\"1.8.0_392\"\n").expect("write");
         assert_eq!(java_major(dir.path()), Some(1));
+    }
+
+    #[test]
+    fn the_install_scripts_pin_the_versions_setup_expects() {
+        let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+        for (script, version) in [
+            ("install-victorialogs.sh", VICTORIALOGS_VERSION),
+            ("install-oauth2-proxy.sh", OAUTH2_PROXY_VERSION),
+        ] {
+            let text = std::fs::read_to_string(scripts.join(script)).expect("the script");
+            assert!(text.contains(&format!("VERSION=v{version}\n")), "{script}");
+        }
     }
 }

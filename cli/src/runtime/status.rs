@@ -81,6 +81,17 @@ pub struct Connections {
     /// The CI server's web UI, with local delivery only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ci: Option<ServerAccess>,
+    /// The operators' web UIs (logs, dashboards, traces) and the account that signs in to them.
+    pub operations: OperationsAccess,
+}
+
+/// Where the operators' web UIs are, and who signs in to them (Keycloak, realm role
+/// `operator`).
+#[derive(Debug, Serialize)]
+pub struct OperationsAccess {
+    pub urls: BTreeMap<String, String>,
+    pub user: String,
+    pub password: String,
 }
 
 /// Where the image registry is and who may use it.
@@ -258,6 +269,14 @@ pub async fn collect(home: &Home, show_secrets: bool) -> anyhow::Result<Status> 
                 password: hide(&components::ci::password(&secrets)),
                 client: components::ci::CLIENT.to_string(),
             }),
+            operations: OperationsAccess {
+                urls: components::sign_in::HOSTS
+                    .iter()
+                    .map(|host| (host.to_string(), ports.public_url(host)))
+                    .collect(),
+                user: components::sign_in::USER.to_string(),
+                password: hide(&components::sign_in::password(&secrets)),
+            },
         },
     })
 }

@@ -363,6 +363,14 @@ fn print_summary(home: &Home, elapsed: Duration) {
             "s"
         }
     );
+    println!(
+        "  operators' web UIs (sign in as `{}`; its password: paytool status --show-secrets)",
+        crate::runtime::components::sign_in::USER
+    );
+    println!(
+        "    {:<34} every component's log (`paytool logs --query`)",
+        ports.public_url("logs")
+    );
     println!("  observability (loopback)");
     for (port, what) in [
         (
@@ -375,5 +383,5 @@ fn print_summary(home: &Home, elapsed: Duration) {
         println!("    http://127.0.0.1:{port:<19} {what}");
     }
     println!();
-    println!("`paytool status` shows health, `paytool logs NAME -f` follows a log, `paytool down` stops it all.");
+    println!("`paytool status` shows health, `paytool logs NAME -f` follows a log, `paytool logs --query WORDS` searches them all, `paytool down` stops it all.");
 }

@@ -227,6 +227,8 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
             .delivery
             .then(|| CiServer::of(&ctx.home, &ctx.secrets)),
     );
+    context.insert("sign_in_port", &ports.sign_in);
+    context.insert("operations", &operations(&ctx.home));
     for (name, template) in SNIPPETS {
         let path = dir.join(
             std::path::Path::new(template)
@@ -413,4 +415,31 @@ fn apis() -> [Api; 3] {
             streams: true,
         },
     ]
+}
+
+/// One of the operators' web UIs: a gateway host behind the sign-in, and where it is.
+#[derive(Debug, serde::Serialize)]
+struct OperationsHost {
+    host: String,
+    what: &'static str,
+    port: u16,
+}
+
+/// The operators' web UIs (components::sign_in::HOSTS), each behind the sign-in.
+fn operations(home: &Home) -> Vec<OperationsHost> {
+    let ports = home.ports();
+    super::sign_in::HOSTS
+        .iter()
+        .map(|host| {
+            let (what, port) = match *host {
+                "logs" => ("VictoriaLogs: every component's log", ports.victorialogs),
+                other => unreachable!("no web UI is named {other}"),
+            };
+            OperationsHost {
+                host: format!("{host}.local.test"),
+                what,
+                port,
+            }
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@
 //! distribution. Keycloak writes into its home at run time (`data/`: temporary files,
 //! transaction logs, the realm import directory), so two installations must not share one.
 
-use super::{run_to_log, ComponentName, Ctx, Spec};
+use super::{run_to_log, sign_in, ComponentName, Ctx, Spec};
 use crate::runtime::home::{Home, Secrets};
 use crate::runtime::probe::Probe;
 use anyhow::Context;
@@ -235,17 +235,32 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         "the realm {REALM} is missing ({url} answered {})",
         response.status()
     );
-    let clients = made_clients(&ctx.home, &ctx.secrets);
-    if clients.is_empty() {
-        return Ok(());
-    }
     let admin = RealmAdmin::sign_in(&client, &ctx.home, &ctx.secrets).await?;
-    for (client_id, secret) in clients {
+    for (client_id, secret) in made_clients(&ctx.home, &ctx.secrets) {
         admin
             .ensure_service_client(&client_id, &secret)
             .await
             .with_context(|| format!("the Keycloak client {client_id}"))?;
     }
+    // The operators' sign-in (components::sign_in): its client, its role and the account that
+    // has the role; made here rather than in the realm's import so that installations made
+    // before it get them too.
+    admin
+        .ensure_browser_client(
+            sign_in::CLIENT,
+            &sign_in::client_secret(&ctx.secrets),
+            &sign_in::redirect_uris(&ctx.home),
+        )
+        .await
+        .with_context(|| format!("the Keycloak client {}", sign_in::CLIENT))?;
+    admin
+        .ensure_user_with_role(
+            sign_in::USER,
+            &sign_in::password(&ctx.secrets),
+            sign_in::ROLE,
+        )
+        .await
+        .with_context(|| format!("the Keycloak user {}", sign_in::USER))?;
     Ok(())
 }
 
@@ -386,6 +401,135 @@ impl<'a> RealmAdmin<'a> {
             )
             .await?;
         }
+        Ok(())
+    }
+}
+
+impl RealmAdmin<'_> {
+    /// A confidential client for a browser's sign-in (the authorization code flow with PKCE)
+    /// that returns only to `redirect_uris`. Idempotent: made if missing, put right if not.
+    async fn ensure_browser_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+        redirect_uris: &[String],
+    ) -> anyhow::Result<()> {
+        let origins: Vec<String> = redirect_uris
+            .iter()
+            .filter_map(|uri| uri.strip_suffix("/oauth2/callback").map(str::to_string))
+            .collect();
+        let mut wanted = serde_json::json!({
+            "clientId": client_id,
+            "name": client_id,
+            "enabled": true,
+            "protocol": "openid-connect",
+            "publicClient": false,
+            "clientAuthenticatorType": "client-secret",
+            "secret": secret,
+            "standardFlowEnabled": true,
+            "implicitFlowEnabled": false,
+            "directAccessGrantsEnabled": false,
+            "serviceAccountsEnabled": false,
+            "redirectUris": redirect_uris,
+            "webOrigins": origins,
+            "attributes": { "pkce.code.challenge.method": "S256" }
+        });
+        match self.find_client(client_id).await? {
+            None => {
+                self.send(self.http.post(self.url("/clients")).json(&wanted))
+                    .await?;
+            }
+            Some(existing) => {
+                let id = existing["id"]
+                    .as_str()
+                    .context("a client without an id")?
+                    .to_string();
+                if let Some(fields) = wanted.as_object_mut() {
+                    fields.insert("id".into(), serde_json::Value::String(id.clone()));
+                }
+                self.send(
+                    self.http
+                        .put(self.url(&format!("/clients/{id}")))
+                        .json(&wanted),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A realm role, and a person's account that has it, signing in with `password`.
+    /// Idempotent: the password is set again at each start (it is derived from the
+    /// installation's secrets, so it stays the same).
+    async fn ensure_user_with_role(
+        &self,
+        username: &str,
+        password: &str,
+        role: &str,
+    ) -> anyhow::Result<()> {
+        let role_url = self.url(&format!("/roles/{role}"));
+        let found = self
+            .http
+            .get(&role_url)
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if found.status() == reqwest::StatusCode::NOT_FOUND {
+            self.send(self.http.post(self.url("/roles")).json(&serde_json::json!({
+                "name": role,
+                "description": "Sees the operators' web UIs: logs, dashboards, traces"
+            })))
+            .await?;
+        }
+        let role_representation: serde_json::Value =
+            self.send(self.http.get(&role_url)).await?.json().await?;
+        let find = || async {
+            let users: Vec<serde_json::Value> = self
+                .send(
+                    self.http
+                        .get(self.url("/users"))
+                        .query(&[("username", username), ("exact", "true")]),
+                )
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(users.into_iter().next())
+        };
+        let user = match find().await? {
+            Some(user) => user,
+            None => {
+                // Every field Keycloak's user profile asks for, so that the first sign-in goes
+                // straight through instead of asking the person to complete a profile.
+                self.send(self.http.post(self.url("/users")).json(&serde_json::json!({
+                    "username": username,
+                    "enabled": true,
+                    "email": format!("{username}@paytool.local.test"),
+                    "emailVerified": true,
+                    "firstName": "Platform",
+                    "lastName": "Operator",
+                    "requiredActions": []
+                })))
+                .await?;
+                find().await?.context("the user made is not found")?
+            }
+        };
+        let id = user["id"].as_str().context("a user without an id")?;
+        self.send(
+            self.http
+                .put(self.url(&format!("/users/{id}/reset-password")))
+                .json(&serde_json::json!({
+                    "type": "password",
+                    "value": password,
+                    "temporary": false
+                })),
+        )
+        .await?;
+        self.send(
+            self.http
+                .post(self.url(&format!("/users/{id}/role-mappings/realm")))
+                .json(&serde_json::json!([role_representation])),
+        )
+        .await?;
         Ok(())
     }
 }

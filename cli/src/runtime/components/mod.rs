@@ -39,6 +39,11 @@ pub enum ComponentName {
     Kafka,
     Jaeger,
     OtelCollector,
+    /// Every component's log, sent by the collector; searched at `logs.local.test` and by
+    /// `paytool logs --query`.
+    VictoriaLogs,
+    /// The sign-in (OAuth2 Proxy with Keycloak) the gateway asks before the operators' web UIs.
+    SignIn,
     Agent,
     Alertmanager,
     Prometheus,
@@ -75,6 +80,8 @@ impl ComponentName {
             Self::Kafka => "kafka",
             Self::Jaeger => "jaeger",
             Self::OtelCollector => "otel-collector",
+            Self::VictoriaLogs => "victorialogs",
+            Self::SignIn => "sign-in",
             Self::Agent => "agent",
             Self::Alertmanager => "alertmanager",
             Self::Prometheus => "prometheus",
@@ -104,6 +111,8 @@ impl ComponentName {
             Self::Gateway => &gateway::Gateway,
             Self::Jaeger => &observability::Tracing::Jaeger,
             Self::OtelCollector => &observability::Tracing::OtelCollector,
+            Self::VictoriaLogs => &observability::Tracing::VictoriaLogs,
+            Self::SignIn => &sign_in::SignIn,
             Self::Prometheus => &alerting::Alerting::Prometheus,
             Self::Alertmanager => &alerting::Alerting::Alertmanager,
             Self::Agent => &alerting::Alerting::Agent,
@@ -179,6 +188,7 @@ pub const WAVES: &[&[ComponentName]] = &[
         ComponentName::Kafka,
         ComponentName::Jaeger,
         ComponentName::OtelCollector,
+        ComponentName::VictoriaLogs,
         ComponentName::Agent,
         ComponentName::Alertmanager,
         ComponentName::Prometheus,
@@ -194,7 +204,8 @@ pub const WAVES: &[&[ComponentName]] = &[
         ComponentName::MerchantApi,
         ComponentName::CiWorker,
     ],
-    &[ComponentName::Gateway],
+    // The sign-in asks Keycloak for its OpenID configuration when it starts.
+    &[ComponentName::Gateway, ComponentName::SignIn],
 ];
 
 /// Every component of the platform itself, in start order.
@@ -382,6 +393,7 @@ pub mod postgres;
 pub mod postgres_exporter;
 pub mod registry;
 pub mod services;
+pub mod sign_in;
 pub mod toxiproxy;
 
 /// Everything a component needs to know about its installation.
