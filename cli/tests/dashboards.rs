@@ -1,9 +1,10 @@
-//! Checks of the Grafana dashboards of the kind runtime
-//! (`stacks/kind/observability/dashboards/*.json`), since no Grafana runs here to load them.
+//! Checks of the platform's dashboards (`stacks/observability/dashboards/*.yaml`: Perses
+//! dashboards, for both runtimes).
 //!
-//! Structurally: they parse, their uids and panel ids are unique, their panels tile a 24-column
-//! grid without overlapping, and every panel and query goes through the `${datasource}`
-//! variable.
+//! Structurally: they parse, each is a Perses `Dashboard` of the `paytool` project named after
+//! its file, every panel is a time-series or stat chart of Prometheus queries placed exactly
+//! once on a 24-column grid without overlapping, and no query names a data source of its own
+//! (the project's default Prometheus is the one).
 //!
 //! Against what really runs: every metric a query reads must be exported by the running test
 //! platform (the one `scripts/test.sh` starts; `PAYTOOL_TEST_STATUS` names its
@@ -29,12 +30,22 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const DASHBOARDS: [&str; 6] = [
-    "http.json",
-    "kafka.json",
-    "payments.json",
-    "postgres.json",
-    "rust-runtime.json",
-    "slos.json",
+    "http.yaml",
+    "kafka.yaml",
+    "payments.yaml",
+    "postgres.yaml",
+    "runtime.yaml",
+    "slos.yaml",
+];
+/// The project the dashboards belong to (its default data source is the platform's Prometheus).
+const PROJECT: &str = "paytool";
+/// What a query's variables stand for when it is run here: every value of a list variable,
+/// a rate window of four scrapes, the last hour as the dashboard's range.
+const SUBSTITUTIONS: [(&str, &str); 4] = [
+    ("$__rate_interval", "1m"),
+    ("$__range", "1h"),
+    ("$job", ".*"),
+    ("$slo", ".*"),
 ];
 
 const STATUS_ENV: &str = "PAYTOOL_TEST_STATUS";
@@ -112,7 +123,6 @@ const LABEL_LIST_KEYWORDS: &[&str] = &[
 ];
 const KEYWORDS: &[&str] = &["and", "or", "unless", "bool", "offset", "inf", "nan"];
 
-const DATASOURCE: &str = "${datasource}";
 const GRID_COLUMNS: i64 = 24;
 
 fn project_root() -> PathBuf {
@@ -123,7 +133,7 @@ fn project_root() -> PathBuf {
 }
 
 fn dashboards_dir() -> PathBuf {
-    project_root().join("stacks/kind/observability/dashboards")
+    project_root().join("stacks/observability/dashboards")
 }
 
 /// Every dashboard by file name, parsed.
@@ -132,7 +142,7 @@ fn dashboards() -> BTreeMap<String, Value> {
     std::fs::read_dir(&dir)
         .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()))
         .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
         .map(|path| {
             let name = path
                 .file_name()
@@ -140,18 +150,40 @@ fn dashboards() -> BTreeMap<String, Value> {
                 .to_string_lossy()
                 .into_owned();
             let text = std::fs::read_to_string(&path).expect("read a dashboard");
-            let value: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|error| panic!("{name} is not valid JSON: {error}"));
+            let value: Value = serde_yaml::from_str(&text)
+                .unwrap_or_else(|error| panic!("{name} is not valid YAML: {error}"));
             (name, value)
         })
         .collect()
 }
 
-fn panels(dashboard: &Value) -> &[Value] {
-    dashboard["panels"]
+/// The panels by key (`spec.panels`).
+fn panels(dashboard: &Value) -> Vec<(&str, &Value)> {
+    dashboard["spec"]["panels"]
+        .as_object()
+        .expect("a dashboard has a panels object")
+        .iter()
+        .map(|(key, panel)| (key.as_str(), panel))
+        .collect()
+}
+
+/// A panel's PromQL queries.
+fn panel_queries(panel: &Value) -> Vec<&str> {
+    panel["spec"]["queries"]
         .as_array()
-        .map(Vec::as_slice)
-        .expect("a dashboard has a panels array")
+        .into_iter()
+        .flatten()
+        .map(|query| str_of(&query["spec"]["plugin"]["spec"], "query"))
+        .collect()
+}
+
+/// A query as this test runs it: its variables replaced by what they stand for.
+fn runnable(expr: &str) -> String {
+    SUBSTITUTIONS
+        .iter()
+        .fold(expr.to_string(), |expr, (variable, value)| {
+            expr.replace(variable, value)
+        })
 }
 
 fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
@@ -502,35 +534,24 @@ fn skip_group(chars: &[char], start: usize, open: char, close: char) -> Result<u
     ))
 }
 
-/// Every PromQL query of a dashboard, with where it is: panel targets and query variables
-/// (`label_values(metric, label)`, whose metric part is checked).
+/// Every PromQL query of a dashboard, with where it is: panel queries and list variables'
+/// matchers (their series selectors).
 fn queries(dashboard: &Value) -> Vec<(String, String)> {
     let mut found = Vec::new();
-    for panel in panels(dashboard) {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            found.push((
-                format!(
-                    "panel {:?} target {}",
-                    str_of(panel, "title"),
-                    str_of(target, "refId")
-                ),
-                str_of(target, "expr").to_string(),
-            ));
+    for (key, panel) in panels(dashboard) {
+        for (index, expr) in panel_queries(panel).into_iter().enumerate() {
+            found.push((format!("panel {key} query {index}"), expr.to_string()));
         }
     }
     for variable in variables(dashboard) {
-        if str_of(variable, "type") == "query" {
-            let query = variable["query"]["query"]
-                .as_str()
-                .or_else(|| variable["query"].as_str())
-                .unwrap_or("");
-            let expr = query
-                .strip_prefix("label_values(")
-                .and_then(|rest| rest.rsplit_once(','))
-                .map_or(query, |(metric, _label)| metric);
+        for matcher in variable["spec"]["plugin"]["spec"]["matchers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             found.push((
-                format!("variable {:?}", str_of(variable, "name")),
-                expr.to_string(),
+                format!("variable {:?}", str_of(&variable["spec"], "name")),
+                matcher.as_str().unwrap_or("").to_string(),
             ));
         }
     }
@@ -538,15 +559,10 @@ fn queries(dashboard: &Value) -> Vec<(String, String)> {
 }
 
 fn variables(dashboard: &Value) -> &[Value] {
-    dashboard["templating"]["list"]
+    dashboard["spec"]["variables"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or(&[])
-}
-
-fn uses_datasource_variable(value: &Value) -> bool {
-    str_of(&value["datasource"], "uid") == DATASOURCE
-        && str_of(&value["datasource"], "type") == "prometheus"
 }
 
 #[test]
@@ -556,56 +572,58 @@ fn the_six_dashboards_are_there_and_parse() {
 }
 
 #[test]
-fn every_dashboard_has_a_title_description_paytool_tag_and_schema_version_39() {
+fn every_dashboard_is_a_perses_dashboard_of_the_project_named_after_its_file() {
     for (name, dashboard) in dashboards() {
-        assert_eq!(dashboard["schemaVersion"], 39, "{name}");
-        assert!(
-            !str_of(&dashboard, "title").is_empty(),
-            "{name} has no title"
+        assert_eq!(str_of(&dashboard, "kind"), "Dashboard", "{name}");
+        assert_eq!(str_of(&dashboard["metadata"], "project"), PROJECT, "{name}");
+        assert_eq!(
+            Some(str_of(&dashboard["metadata"], "name")),
+            name.strip_suffix(".yaml"),
+            "{name}"
         );
+        let display = &dashboard["spec"]["display"];
+        assert!(!str_of(display, "name").is_empty(), "{name} has no name");
         assert!(
-            !str_of(&dashboard, "description").is_empty(),
+            !str_of(display, "description").is_empty(),
             "{name} has no description"
         );
-        let tags = dashboard["tags"].as_array().cloned().unwrap_or_default();
-        assert!(
-            tags.contains(&Value::from("paytool")),
-            "{name} is not tagged paytool"
-        );
+        assert!(!str_of(&dashboard["spec"], "duration").is_empty(), "{name}");
         assert!(!panels(&dashboard).is_empty(), "{name} has no panels");
     }
 }
 
 #[test]
-fn dashboard_uids_are_unique_and_fit_grafana() {
-    let mut seen = BTreeMap::new();
+fn every_panel_is_a_time_series_or_stat_chart_of_prometheus_queries_on_the_default_source() {
     for (name, dashboard) in dashboards() {
-        let uid = str_of(&dashboard, "uid").to_string();
-        assert!(
-            !uid.is_empty() && uid.len() <= 40,
-            "{name}: uid {uid:?} must have 1 to 40 characters"
-        );
-        if let Some(other) = seen.insert(uid.clone(), name.clone()) {
-            panic!("{name} and {other} share the uid {uid:?}");
-        }
-    }
-}
-
-#[test]
-fn every_dashboard_has_a_prometheus_datasource_variable() {
-    for (name, dashboard) in dashboards() {
-        let datasource = variables(&dashboard)
-            .iter()
-            .find(|v| str_of(v, "name") == "datasource")
-            .unwrap_or_else(|| panic!("{name} has no datasource variable"));
-        assert_eq!(str_of(datasource, "type"), "datasource", "{name}");
-        assert_eq!(str_of(datasource, "query"), "prometheus", "{name}");
-        for variable in variables(&dashboard) {
-            if str_of(variable, "type") == "query" {
+        for (key, panel) in panels(&dashboard) {
+            assert_eq!(str_of(panel, "kind"), "Panel", "{name}: {key}");
+            let spec = &panel["spec"];
+            assert!(
+                !str_of(&spec["display"], "name").is_empty(),
+                "{name}: panel {key} has no name"
+            );
+            let chart = str_of(&spec["plugin"], "kind");
+            assert!(
+                chart == "TimeSeriesChart" || chart == "StatChart",
+                "{name}: panel {key} is a {chart:?}"
+            );
+            let queries = spec["queries"].as_array().cloned().unwrap_or_default();
+            assert!(!queries.is_empty(), "{name}: panel {key} has no query");
+            for query in &queries {
+                assert_eq!(str_of(query, "kind"), "TimeSeriesQuery", "{name}: {key}");
+                let plugin = &query["spec"]["plugin"];
+                assert_eq!(
+                    str_of(plugin, "kind"),
+                    "PrometheusTimeSeriesQuery",
+                    "{name}: {key}"
+                );
                 assert!(
-                    uses_datasource_variable(variable),
-                    "{name}: variable {:?} does not query ${{datasource}}",
-                    str_of(variable, "name")
+                    plugin["spec"].get("datasource").is_none(),
+                    "{name}: a query of {key} names a data source: the project's default is the one"
+                );
+                assert!(
+                    !str_of(&plugin["spec"], "query").trim().is_empty(),
+                    "{name}: {key}"
                 );
             }
         }
@@ -613,77 +631,42 @@ fn every_dashboard_has_a_prometheus_datasource_variable() {
 }
 
 #[test]
-fn panel_ids_are_unique_within_each_dashboard_and_types_are_timeseries_or_stat() {
+fn every_panel_is_placed_once_on_the_24_column_grid_without_overlapping() {
     for (name, dashboard) in dashboards() {
-        let mut ids = BTreeSet::new();
-        for panel in panels(&dashboard) {
-            let id = panel["id"]
-                .as_i64()
-                .unwrap_or_else(|| panic!("{name}: a panel without a numeric id"));
-            assert!(ids.insert(id), "{name}: panel id {id} is used twice");
-            let kind = str_of(panel, "type");
-            assert!(
-                kind == "timeseries" || kind == "stat",
-                "{name}: panel {id} is of type {kind:?}"
-            );
-            assert!(
-                !str_of(panel, "title").is_empty(),
-                "{name}: panel {id} has no title"
-            );
-        }
-    }
-}
-
-#[test]
-fn panels_fit_the_24_column_grid_without_overlapping() {
-    for (name, dashboard) in dashboards() {
-        let mut placed: Vec<(i64, [i64; 4])> = Vec::new();
-        for panel in panels(&dashboard) {
-            let id = panel["id"].as_i64().unwrap_or(-1);
-            let grid = &panel["gridPos"];
-            let field = |key: &str| {
-                grid[key]
-                    .as_i64()
-                    .unwrap_or_else(|| panic!("{name}: panel {id} has no gridPos.{key}"))
-            };
-            let (x, y, w, h) = (field("x"), field("y"), field("w"), field("h"));
-            assert!(
-                x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= GRID_COLUMNS,
-                "{name}: panel {id} at x={x} y={y} w={w} h={h} is outside the 24-column grid"
-            );
-            for (other, [ox, oy, ow, oh]) in &placed {
-                let apart = x + w <= *ox || *ox + *ow <= x || y + h <= *oy || *oy + *oh <= y;
-                assert!(apart, "{name}: panels {id} and {other} overlap");
-            }
-            placed.push((id, [x, y, w, h]));
-        }
-    }
-}
-
-#[test]
-fn every_panel_and_target_queries_the_datasource_variable() {
-    for (name, dashboard) in dashboards() {
-        for panel in panels(&dashboard) {
-            let title = str_of(panel, "title");
-            assert!(
-                uses_datasource_variable(panel),
-                "{name}: panel {title:?} does not use ${{datasource}}"
-            );
-            let targets = panel["targets"].as_array().cloned().unwrap_or_default();
-            assert!(!targets.is_empty(), "{name}: panel {title:?} has no query");
-            let mut refs = BTreeSet::new();
-            for target in &targets {
+        let mut placed: Vec<(String, [i64; 4])> = Vec::new();
+        for layout in dashboard["spec"]["layouts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(str_of(layout, "kind"), "Grid", "{name}");
+            for item in layout["spec"]["items"].as_array().into_iter().flatten() {
+                let reference = str_of(&item["content"], "$ref");
+                let key = reference
+                    .strip_prefix("#/spec/panels/")
+                    .unwrap_or_else(|| panic!("{name}: an item refers to {reference:?}"));
+                let field = |field: &str| {
+                    item[field]
+                        .as_i64()
+                        .unwrap_or_else(|| panic!("{name}: {key} has no {field}"))
+                };
+                let (x, y, w, h) = (field("x"), field("y"), field("width"), field("height"));
                 assert!(
-                    uses_datasource_variable(target),
-                    "{name}: a query of {title:?} does not use ${{datasource}}"
+                    x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= GRID_COLUMNS,
+                    "{name}: {key} at x={x} y={y} w={w} h={h} is outside the 24-column grid"
                 );
-                let reference = str_of(target, "refId");
-                assert!(
-                    !reference.is_empty() && refs.insert(reference.to_string()),
-                    "{name}: panel {title:?} has a missing or repeated refId {reference:?}"
-                );
+                for (other, [ox, oy, ow, oh]) in &placed {
+                    let apart = x + w <= *ox || *ox + *ow <= x || y + h <= *oy || *oy + *oh <= y;
+                    assert!(apart, "{name}: {key} and {other} overlap");
+                }
+                placed.push((key.to_string(), [x, y, w, h]));
             }
         }
+        let mut placed_keys: Vec<&str> = placed.iter().map(|(key, _)| key.as_str()).collect();
+        placed_keys.sort_unstable();
+        let mut keys: Vec<&str> = panels(&dashboard).into_iter().map(|(key, _)| key).collect();
+        keys.sort_unstable();
+        assert_eq!(placed_keys, keys, "{name}: every panel once on the grid");
     }
 }
 
@@ -719,7 +702,7 @@ fn every_query_reads_only_series_the_running_platform_exports() {
 #[test]
 fn the_slo_dashboard_reads_the_generated_recording_rules() {
     let all = dashboards();
-    let slos = all.get("slos.json").expect("slos.json");
+    let slos = all.get("slos.yaml").expect("slos.yaml");
     let read: BTreeSet<String> = queries(slos)
         .into_iter()
         .flat_map(|(_, expr)| metric_names(&expr).expect("valid PromQL"))
@@ -730,8 +713,67 @@ fn the_slo_dashboard_reads_the_generated_recording_rules() {
         slo::error_ratio_record("3d"),
         slo::OBJECTIVE_RECORD.to_string(),
     ] {
-        assert!(read.contains(&series), "slos.json does not read {series}");
+        assert!(read.contains(&series), "slos.yaml does not read {series}");
     }
+}
+
+/// The measure: on the running platform, after the demo, no panel is empty.
+#[test]
+fn every_panels_query_returns_data_on_the_running_platform() {
+    // After the demo (and every target scraped since), as the other checks need too.
+    let _ = exported();
+    let (_, prometheus) = platform();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(HTTP_TIMEOUT_MS))
+        .build()
+        .expect("an HTTP client");
+    let mut empty = Vec::new();
+    let mut asked = 0;
+    for (name, dashboard) in dashboards() {
+        for (key, panel) in panels(&dashboard) {
+            for expr in panel_queries(panel) {
+                let query = runnable(expr);
+                let answer: Value = runtime
+                    .block_on(async {
+                        client
+                            .get(format!("{prometheus}/api/v1/query"))
+                            .query(&[("query", query.as_str())])
+                            .send()
+                            .await?
+                            .json()
+                            .await
+                    })
+                    .unwrap_or_else(|e| panic!("{name}: {key}: {query}: {e}"));
+                assert_eq!(
+                    answer["status"], "success",
+                    "{name}: {key}: {query}: {answer}"
+                );
+                asked += 1;
+                let has_data = match str_of(&answer["data"], "resultType") {
+                    "vector" | "matrix" => answer["data"]["result"]
+                        .as_array()
+                        .is_some_and(|result| !result.is_empty()),
+                    _ => true,
+                };
+                if !has_data {
+                    empty.push(format!("{name}: {key}: {query}"));
+                }
+            }
+        }
+    }
+    assert!(
+        asked >= 50,
+        "only {asked} queries: are the dashboards there?"
+    );
+    assert!(
+        empty.is_empty(),
+        "panels with no data:\n{}",
+        empty.join("\n")
+    );
 }
 
 #[test]
