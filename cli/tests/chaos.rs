@@ -1228,3 +1228,36 @@ fn the_llm_planner_asks_the_model_and_keeps_only_actions_of_the_space() {
     assert!(report["tokens"].as_u64().unwrap_or(0) > 0, "{report:#}");
     assert_eq!(report["refused_answers"].as_u64(), Some(refused));
 }
+
+/// The loop's repair (`chaos auto`, before each step): a platform that takes no payment within
+/// the steady state's bound has its services restarted once, and the step then runs on a whole
+/// platform instead of being guarded. Broken here on purpose with a failpoint that holds every
+/// saga (it lives in the orchestrator's memory, so a restart clears it, as a restart clears a
+/// breaker that never closes); the money is whole afterwards.
+#[test]
+fn a_platform_that_takes_no_payment_is_repaired_before_the_step_and_the_ledger_still_balances() {
+    let _turn = turn();
+    let before = pid_of("orchestrator");
+    let _held = Weakness("orchestrator", "orchestrator.saga.before-step");
+    failpoint("orchestrator", "orchestrator.saga.before-step", "return");
+    let output = command(&[
+        "chaos", "auto", "--budget", "1", "--planner", "random", "--seed", "11", "--json",
+    ])
+    .output()
+    .expect("paytool chaos auto");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&output)));
+    assert_eq!(report["repairs"], 1, "{report:#}");
+    assert_eq!(report["guarded"], 0, "the step ran after the repair: {report:#}");
+    assert_eq!(report["steps"].as_array().map(Vec::len), Some(1), "{report:#}");
+    assert_ne!(
+        pid_of("orchestrator"),
+        before,
+        "the orchestrator was restarted by the repair"
+    );
+    let verify = command(&["ledger", "verify", "--json"])
+        .output()
+        .expect("paytool ledger verify");
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
+}

@@ -64,6 +64,8 @@ export function platform() {
     // What `paytool tls init` writes beside the CA: the *.local.test leaf the gateway serves.
     certPath: join(home, 'tls', 'local.test.pem'),
     url: (host, path = '/') => `https://${host}.local.test:${port}${path}`,
+    // The operators' web UIs and the account that signs in to them (`--show-secrets`).
+    operations: status.connections.operations,
   };
   return cached;
 }
@@ -82,7 +84,7 @@ export function leafSpkiHash() {
 }
 
 /// One JSON request to the platform through its gateway, trusting only its CA.
-export function api(host, method, path, body) {
+export function api(host, method, path, body, extraHeaders = {}) {
   const { port, caPath } = platform();
   const servername = `${host}.local.test`;
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
@@ -101,6 +103,7 @@ export function api(host, method, path, body) {
           host: `${servername}:${port}`,
           accept: 'application/json',
           ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+          ...extraHeaders,
         },
       },
       (res) => {

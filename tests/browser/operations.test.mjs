@@ -1,0 +1,80 @@
+// The operators' web UIs in a real browser: a request made through the gateway as part of a
+// trace this test chose (its traceparent), then an operator signs in to the logs UI
+// (logs.local.test: VictoriaLogs behind the sign-in proxy and Keycloak's real login page) and
+// finds that request's lines, in the gateway and in the service, by its trace id.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { api, login, newBrowser, newPage, platform, PASSWORD, screenshot, uniqueEmail } from './platform.mjs';
+
+/// Lines reach VictoriaLogs a second or two after they are written: the UI's query is asked
+/// again until both appear, within this.
+const LINES_WITHIN_MS = 30_000;
+
+let browser;
+
+before(async () => {
+  browser = await newBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test("an operator signs in to the logs UI and finds a request's lines by its trace id", async () => {
+  const { url, operations } = platform();
+  assert.ok(operations?.password, 'the status document names the operator (--show-secrets)');
+
+  // A registration through the gateway, in a trace of the test's own.
+  const traceId = randomBytes(16).toString('hex');
+  const traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
+  const email = uniqueEmail('traced');
+  const registered = await api(
+    'api',
+    'POST',
+    '/v1/consumers',
+    { email, password: PASSWORD, name: 'Traced Person', currency: 'JPY' },
+    { traceparent },
+  );
+  assert.equal(registered.status, 201, registered.text);
+
+  // The UI sends an unknown browser to Keycloak's login page, and back once signed in.
+  const page = await newPage(browser);
+  const ui = url('logs', '/select/vmui/');
+  await page.goto(ui);
+  await page.waitForURL(/\/protocol\/openid-connect\/auth|\/login-actions\//);
+  await screenshot(page, 'operations-1-logs-sign-in');
+  await login(page, operations.user, operations.password);
+  await page.waitForURL((u) => u.hostname === 'logs.local.test');
+
+  // The search, as a person would bookmark it: the query in the UI's own URL.
+  const query = `trace_id:${traceId}`;
+  const search = `${ui}#/?query=${encodeURIComponent(query)}&g0.range_input=1h`;
+  const started = Date.now();
+  let body = '';
+  for (;;) {
+    await page.goto(search);
+    await page.waitForLoadState('networkidle');
+    body = await page.locator('body').innerText();
+    if (body.includes('POST api.local.test/v1/consumers 201') && body.includes('answered')) break;
+    if (Date.now() - started > LINES_WITHIN_MS) break;
+    await page.waitForTimeout(1_000);
+  }
+  await screenshot(page, 'operations-2-logs-by-trace-id');
+  assert.ok(
+    body.includes('POST api.local.test/v1/consumers 201'),
+    `the gateway's line of the request: ${body.slice(0, 1500)}`,
+  );
+  // Each line's fields: which component wrote it, and the trace it belongs to.
+  await page.getByText('JSON', { exact: true }).click();
+  await page.getByText('"service.name"').first().waitFor();
+  const fields = await page.locator('body').innerText();
+  await screenshot(page, 'operations-3-the-lines-fields');
+  assert.match(fields, /"service\.name":\s*"gateway"/, fields.slice(0, 2000));
+  assert.match(fields, /"service\.name":\s*"consumer-api"/, fields.slice(0, 2000));
+  assert.ok(fields.includes(`"trace_id": "${traceId}"`), `the lines carry the trace id: ${fields.slice(0, 2000)}`);
+  const broken = page.problems.filter((p) => /ERR_CERT|ERR_NAME_NOT_RESOLVED|ERR_CONNECTION/.test(p));
+  assert.deepEqual(broken, []);
+  await page.context().close();
+});
