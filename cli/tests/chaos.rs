@@ -1241,7 +1241,15 @@ fn a_platform_that_takes_no_payment_is_repaired_before_the_step_and_the_ledger_s
     let _held = Weakness("orchestrator", "orchestrator.saga.before-step");
     failpoint("orchestrator", "orchestrator.saga.before-step", "return");
     let output = command(&[
-        "chaos", "auto", "--budget", "1", "--planner", "random", "--seed", "11", "--json",
+        "chaos",
+        "auto",
+        "--budget",
+        "1",
+        "--planner",
+        "random",
+        "--seed",
+        "11",
+        "--json",
     ])
     .output()
     .expect("paytool chaos auto");
@@ -1249,8 +1257,15 @@ fn a_platform_that_takes_no_payment_is_repaired_before_the_step_and_the_ledger_s
     let report: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("JSON ({e}): {}", text(&output)));
     assert_eq!(report["repairs"], 1, "{report:#}");
-    assert_eq!(report["guarded"], 0, "the step ran after the repair: {report:#}");
-    assert_eq!(report["steps"].as_array().map(Vec::len), Some(1), "{report:#}");
+    assert_eq!(
+        report["guarded"], 0,
+        "the step ran after the repair: {report:#}"
+    );
+    assert_eq!(
+        report["steps"].as_array().map(Vec::len),
+        Some(1),
+        "{report:#}"
+    );
     assert_ne!(
         pid_of("orchestrator"),
         before,

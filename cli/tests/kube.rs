@@ -707,21 +707,25 @@ fn the_kind_collectors_configuration_is_valid_for_the_collector_the_local_runtim
     // `paytool setup` runs before the tests).
     let collector =
         paytool::runtime::project::cache_dir().join("observability/bin/paytool-otelcol");
-    let output = Command::new(&collector)
-        .arg("validate")
-        .arg(format!(
-            "--config={}",
-            project()
-                .join("stacks/kind/platform/observability/collector-config.yaml")
-                .display()
-        ))
-        .output()
-        .unwrap_or_else(|e| panic!("{} runs: {e}", collector.display()));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // The traces-and-metrics collector, and the logs collector on each node.
+    for config in ["collector-config.yaml", "logs-collector-config.yaml"] {
+        let output = Command::new(&collector)
+            .arg("validate")
+            .arg(format!(
+                "--config={}",
+                project()
+                    .join("stacks/kind/platform/observability")
+                    .join(config)
+                    .display()
+            ))
+            .output()
+            .unwrap_or_else(|e| panic!("{} runs: {e}", collector.display()));
+        assert!(
+            output.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]

@@ -52,14 +52,17 @@ test("an operator signs in to the logs UI and finds a request's lines by its tra
   const query = `trace_id:${traceId}`;
   const search = `${ui}#/?query=${encodeURIComponent(query)}&g0.range_input=1h`;
   const started = Date.now();
+  await page.goto(search);
+  await page.getByRole('button', { name: 'Execute' }).waitFor();
   let body = '';
   for (;;) {
-    await page.goto(search);
     await page.waitForLoadState('networkidle');
     body = await page.locator('body').innerText();
     if (body.includes('POST api.local.test/v1/consumers 201') && body.includes('answered')) break;
     if (Date.now() - started > LINES_WITHIN_MS) break;
+    // Asked again as a person would: the URL's query runs once, when the page opens it.
     await page.waitForTimeout(1_000);
+    await page.getByRole('button', { name: 'Execute' }).click();
   }
   await screenshot(page, 'operations-2-logs-by-trace-id');
   assert.ok(

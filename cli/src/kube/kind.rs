@@ -223,6 +223,8 @@ pub fn realm(project: &Path) -> anyhow::Result<String> {
         merchant_api: "${PAYTOOL_CLIENT_SECRET_MERCHANT_API}",
         orchestrator: "${PAYTOOL_CLIENT_SECRET_ORCHESTRATOR}",
         operator: "${PAYTOOL_CLIENT_SECRET_OPERATOR}",
+        operations: "${PAYTOOL_CLIENT_SECRET_OPERATIONS}",
+        operator_password: "${PAYTOOL_OPERATOR_PASSWORD}",
     };
     realm(project, "", &secrets)
 }
@@ -332,6 +334,18 @@ pub fn store_properties(
             secrets.client_merchant_dashboard.clone(),
         ),
         ("client-secret-operator", secrets.client_operator.clone()),
+        (
+            "client-secret-operations",
+            crate::runtime::components::sign_in::client_secret(secrets),
+        ),
+        (
+            "operator-password",
+            crate::runtime::components::sign_in::password(secrets),
+        ),
+        (
+            "operations-cookie-secret",
+            crate::runtime::components::sign_in::cookie_secret(secrets),
+        ),
         ("payment-code-key", secrets.payment_code_key.clone()),
         ("registry-htpasswd", registry::htpasswd_line(secrets)?),
         (

@@ -136,6 +136,8 @@ async fn prepare(ctx: &Ctx) -> anyhow::Result<()> {
         merchant_api: &ctx.secrets.client_merchant_api,
         orchestrator: &ctx.secrets.client_orchestrator,
         operator: &ctx.secrets.client_operator,
+        operations: &sign_in::client_secret(&ctx.secrets),
+        operator_password: &sign_in::password(&ctx.secrets),
     };
     let realm = realm(&ctx.project, &ctx.home.ports().https_suffix(), &secrets)?;
     crate::runtime::home::write_atomic(
@@ -154,6 +156,9 @@ pub struct RealmSecrets<'a> {
     pub merchant_api: &'a str,
     pub orchestrator: &'a str,
     pub operator: &'a str,
+    /// The sign-in proxy's client (`operations`), and the `operator` account's password.
+    pub operations: &'a str,
+    pub operator_password: &'a str,
 }
 
 /// The `paytool` realm's import file, from the one template both runtimes use: the local one
@@ -172,6 +177,9 @@ pub fn realm(
     context.insert("secret_merchant_api", secrets.merchant_api);
     context.insert("secret_orchestrator", secrets.orchestrator);
     context.insert("secret_operator", secrets.operator);
+    context.insert("secret_operations", secrets.operations);
+    context.insert("operator_password", secrets.operator_password);
+    context.insert("operations_hosts", sign_in::REALM_HOSTS);
     let path = project.join(REALM_TEMPLATE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the template {}", path.display()))?;

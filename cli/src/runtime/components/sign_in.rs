@@ -19,8 +19,11 @@ pub const CLIENT: &str = "operations";
 /// The realm role a person needs to see the operators' UIs, and the account that has it.
 pub const ROLE: &str = "operator";
 pub const USER: &str = "operator";
-/// The gateway hosts behind the sign-in (`<host>.local.test`).
+/// The gateway hosts behind the sign-in on the local runtime (`<host>.local.test`).
 pub const HOSTS: &[&str] = &["logs"];
+/// Every host the realm lets the sign-in return to, on either runtime: the kind runtime also
+/// serves the dashboards and Jaeger's UI behind it (stacks/kind/platform/observability).
+pub const REALM_HOSTS: &[&str] = &["logs", "dashboards", "traces"];
 /// The session cookie. `__Host-`: sent only over TLS, to the host that set it, for every path.
 const COOKIE: &str = "__Host-paytool-operations";
 /// How long a session lasts before the person signs in again (Keycloak's own session may make
@@ -39,7 +42,7 @@ pub fn password(secrets: &Secrets) -> String {
 }
 
 /// The session cookie's encryption key: 32 characters, as the proxy asks (16, 24 or 32 bytes).
-fn cookie_secret(secrets: &Secrets) -> String {
+pub fn cookie_secret(secrets: &Secrets) -> String {
     let secret = derive(&secrets.keycloak_admin, "operations-cookie");
     assert_eq!(secret.len(), 32, "the proxy takes a 32-byte cookie secret");
     secret
@@ -48,7 +51,7 @@ fn cookie_secret(secrets: &Secrets) -> String {
 /// Where Keycloak sends the browser back to, on each host behind the sign-in.
 pub fn redirect_uris(home: &Home) -> Vec<String> {
     let ports = home.ports();
-    HOSTS
+    REALM_HOSTS
         .iter()
         .map(|host| format!("{}/oauth2/callback", ports.public_url(host)))
         .collect()
