@@ -1,7 +1,8 @@
 // The operators' web UIs in a real browser: a request made through the gateway as part of a
 // trace this test chose (its traceparent), then an operator signs in to the logs UI
 // (logs.local.test: VictoriaLogs behind the sign-in proxy and Keycloak's real login page) and
-// finds that request's lines, in the gateway and in the service, by its trace id.
+// finds that request's lines, in the gateway and in the service, by its trace id; and the
+// dashboards (dashboards.local.test, behind the same sign-in) show every panel with data.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,6 +79,42 @@ test("an operator signs in to the logs UI and finds a request's lines by its tra
   assert.match(fields, /"service\.name":\s*"consumer-api"/, fields.slice(0, 2000));
   assert.ok(fields.includes(`"trace_id": "${traceId}"`), `the lines carry the trace id: ${fields.slice(0, 2000)}`);
   const broken = page.problems.filter((p) => /ERR_CERT|ERR_NAME_NOT_RESOLVED|ERR_CONNECTION/.test(p));
+  assert.deepEqual(broken, []);
+  await page.context().close();
+});
+
+test('an operator signs in to the dashboards and every panel of the HTTP dashboard shows data', async () => {
+  const { url, operations } = platform();
+  // Requests for the HTTP dashboard to count: a registration through the gateway.
+  const registered = await api('api', 'POST', '/v1/consumers', {
+    email: uniqueEmail('counted'), password: PASSWORD, name: 'Counted Person', currency: 'JPY',
+  });
+  assert.equal(registered.status, 201, registered.text);
+
+  const page = await newPage(browser);
+  await page.goto(url('dashboards', '/'));
+  await page.waitForURL(/\/protocol\/openid-connect\/auth|\/login-actions\//);
+  await login(page, operations.user, operations.password);
+  await page.waitForURL((u) => u.hostname === 'dashboards.local.test' && u.pathname === '/consoles/index.html');
+  for (const name of ['HTTP', 'Payments', 'Kafka', 'PostgreSQL', 'Rust runtime', 'SLOs']) {
+    await page.getByRole('link', { name, exact: true }).first().waitFor();
+  }
+  await page.getByRole('link', { name: 'HTTP', exact: true }).first().click();
+  await page.waitForURL((u) => u.pathname === '/consoles/http.html');
+  // Each stat is computed by Prometheus when the page is asked: "-" is a query with no answer.
+  const stats = await page.locator('.paytool-value').allInnerTexts();
+  assert.ok(stats.length >= 4, `the stats: ${stats}`);
+  assert.ok(stats.every((v) => v.trim() !== '-'), `a stat without data: ${stats}`);
+  // Each graph is drawn in the browser from Prometheus' query API: a line per series.
+  const graphs = page.locator('.paytool-graph');
+  const count = await graphs.count();
+  assert.ok(count >= 4, `graphs: ${count}`);
+  for (let i = 0; i < count; i += 1) {
+    // Attached, not visible: a series that stays at 0 is a flat line, a path with no height.
+    await graphs.nth(i).locator('svg path.path').first().waitFor({ state: 'attached' });
+  }
+  await screenshot(page, 'operations-4-http-dashboard');
+  const broken = page.problems.filter((p) => /ERR_CERT|ERR_NAME_NOT_RESOLVED|ERR_CONNECTION|page error/.test(p));
   assert.deepEqual(broken, []);
   await page.context().close();
 });

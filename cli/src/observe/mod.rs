@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod consoles;
 pub mod logs;
 pub mod slo;
 pub mod slo_rules;

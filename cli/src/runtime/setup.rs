@@ -87,6 +87,7 @@ pub const HOST_NAMES: &[&str] = &[
     "git.local.test",
     "ci.local.test",
     "logs.local.test",
+    "dashboards.local.test",
 ];
 const HOSTS_BEGIN: &str = "# paytool begin: local gateway names";
 const HOSTS_END: &str = "# paytool end";

@@ -371,6 +371,10 @@ fn print_summary(home: &Home, elapsed: Duration) {
         "    {:<34} every component's log (`paytool logs --query`)",
         ports.public_url("logs")
     );
+    println!(
+        "    {:<34} the dashboards, and Prometheus' own UI",
+        ports.public_url("dashboards")
+    );
     println!("  observability (loopback)");
     for (port, what) in [
         (

@@ -94,6 +94,13 @@ fn spec(ctx: &Ctx, which: Alerting) -> anyhow::Result<Spec> {
                 "--storage.tsdb.retention.time=7d".into(),
                 "--storage.tsdb.retention.size=1GB".into(),
                 format!("--web.listen-address=127.0.0.1:{}", ports.prometheus),
+                // The platform's dashboards, as console templates made from the Perses
+                // dashboards at each start (observe::consoles).
+                format!("--web.console.templates={}", dir.join("consoles").display()),
+                format!(
+                    "--web.console.libraries={}",
+                    dir.join("console_libraries").display()
+                ),
                 "--log.format=json".into(),
             ],
             vec![("http", ports.prometheus)],
@@ -169,6 +176,7 @@ async fn prepare(ctx: &Ctx, which: Alerting) -> anyhow::Result<()> {
     let mut context = tera::Context::new();
     match which {
         Alerting::Prometheus => {
+            crate::observe::consoles::write(&ctx.project, &dir)?;
             context.insert("scrape_interval", &scaled_seconds(15, scale));
             context.insert("scrape_timeout", &scaled_seconds(10, scale));
             context.insert("evaluation_interval", &scaled_seconds(15, scale));

@@ -423,6 +423,8 @@ struct OperationsHost {
     host: String,
     what: &'static str,
     port: u16,
+    /// Where `/` leads, when the UI's start page is not there.
+    start: Option<&'static str>,
 }
 
 /// The operators' web UIs (components::sign_in::HOSTS), each behind the sign-in.
@@ -431,14 +433,24 @@ fn operations(home: &Home) -> Vec<OperationsHost> {
     super::sign_in::HOSTS
         .iter()
         .map(|host| {
-            let (what, port) = match *host {
-                "logs" => ("VictoriaLogs: every component's log", ports.victorialogs),
+            let (what, port, start) = match *host {
+                "logs" => (
+                    "VictoriaLogs: every component's log",
+                    ports.victorialogs,
+                    Some("/select/vmui/"),
+                ),
+                "dashboards" => (
+                    "the dashboards (Prometheus' consoles, observe::consoles) and Prometheus' own UI",
+                    ports.prometheus,
+                    Some("/consoles/index.html"),
+                ),
                 other => unreachable!("no web UI is named {other}"),
             };
             OperationsHost {
                 host: format!("{host}.local.test"),
                 what,
                 port,
+                start,
             }
         })
         .collect()
