@@ -120,4 +120,4 @@ echo
 echo "demo: the operators' web UIs — sign in as operator, password $operator_password:"
 echo "  logs                https://logs.local.test$suffix/select/vmui/  (search: trace_id:$trace_id)"
 echo "  dashboards          https://dashboards.local.test$suffix/  (Payments: the demo's payments and amounts)"
-echo "  the trace           $paytool trace $payment_id  (no trace UI on this runtime: Jaeger's cannot be built here)"
+echo "  traces              https://traces.local.test$suffix/traces/$trace_id  (or search the payment id $payment_id)"

@@ -247,12 +247,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             spans_udp,
             otlp_endpoint,
             store,
+            traces_listen,
+            jaeger_url,
         } => {
             observe::agent::run(observe::agent::AgentArgs {
                 listen,
                 spans_udp,
                 otlp_endpoint,
                 store_dir: store,
+                traces_listen,
+                jaeger_url,
             })
             .await?;
             Ok(0)

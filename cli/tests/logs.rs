@@ -2,7 +2,9 @@
 //! payment's lines in every service it crossed found by its trace id (`paytool logs --trace`),
 //! and the web UI at `logs.local.test` open only to a person who signs in with the realm role
 //! `operator` (the gateway asks the sign-in proxy; the proxy sends the browser through
-//! Keycloak's real login form, which this test fills in as a browser would).
+//! Keycloak's real login form, which this test fills in as a browser would); and the trace
+//! viewer at `traces.local.test`, behind the same sign-in, drawing the payment's trace from the
+//! trace id its log lines carry.
 
 use e2e::gateway::Gateway;
 use serde_json::Value;
@@ -133,6 +135,7 @@ fn browser() -> (reqwest::Client, u64) {
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("the CA parses"))
         .resolve("logs.local.test", address)
+        .resolve("traces.local.test", address)
         .resolve("sso.local.test", address)
         .build()
         .expect("a client");
@@ -193,8 +196,14 @@ async fn open_signed_in(
         .expect("Keycloak takes the form");
     assert_eq!(back.status(), 302, "the credentials were refused");
     let callback = location(&back);
+    // Back to the host the browser asked for.
+    let host = url
+        .split("//")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .expect("a host in the URL");
     assert!(
-        callback.contains("logs.local.test") && callback.contains("/oauth2/callback"),
+        callback.contains(host) && callback.contains("/oauth2/callback"),
         "{callback}"
     );
     let signed = client
@@ -270,4 +279,56 @@ async fn the_logs_web_ui_opens_for_a_signed_in_operator_and_for_nobody_else() {
     );
     let again = stranger.get(&ui).send().await.expect("the UI answers");
     assert_eq!(again.status(), 302, "no session was left for the consumer");
+}
+
+#[tokio::test]
+async fn the_trace_viewer_draws_a_payments_trace_from_the_trace_id_its_log_lines_carry() {
+    let gateway = Gateway::from(Ipv4Addr::new(127, 0, 6, 4));
+    let merchant = gateway.register_merchant().await;
+    let consumer = gateway.register_consumer().await;
+    let payment = gateway
+        .pay_a_dynamic_qr(&consumer, &merchant, 1_000, 400)
+        .await;
+    let payment_id = payment["id"].as_str().expect("the payment's id");
+    let trace_id = trace_id_of(payment_id);
+    // The id as a person finds it: on the payment's log lines.
+    let (code, stdout, stderr) =
+        paytool(&["logs", "--trace", &trace_id, "--json", "--wait-ms", "15000"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&trace_id));
+
+    let (client, port) = browser();
+    let (_, status, _) = paytool(&["status", "--json", "--show-secrets"]);
+    let status: Value = serde_json::from_str(&status).expect("status as JSON");
+    let password = status["connections"]["operations"]["password"]
+        .as_str()
+        .expect("the operator's password");
+    let viewer = format!("https://traces.local.test:{port}/traces/{trace_id}");
+    let page = open_signed_in(&client, &viewer, "operator", password).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("the page");
+    assert!(html.contains(&format!("Trace {trace_id}")), "{html}");
+    for service in ["gateway", "consumer-api", "merchant-api", "orchestrator"] {
+        assert!(
+            html.contains(&format!("data-service=\"{service}\"")),
+            "no span of {service}: {html}"
+        );
+    }
+    // A payment's id leads to its trace too.
+    let search = client
+        .get(format!("https://traces.local.test:{port}/?q={payment_id}"))
+        .send()
+        .await
+        .expect("the viewer answers");
+    assert!(search.status().is_redirection(), "{}", search.status());
+    assert_eq!(location(&search), format!("/traces/{trace_id}"));
+    // Not a trace id: refused, saying what one is.
+    let refused = client
+        .get(format!(
+            "https://traces.local.test:{port}/traces/not-a-trace"
+        ))
+        .send()
+        .await
+        .expect("the viewer answers");
+    assert_eq!(refused.status(), 400);
 }

@@ -1,7 +1,8 @@
 // The operators' web UIs in a real browser: a request made through the gateway as part of a
 // trace this test chose (its traceparent), then an operator signs in to the logs UI
 // (logs.local.test: VictoriaLogs behind the sign-in proxy and Keycloak's real login page) and
-// finds that request's lines, in the gateway and in the service, by its trace id; and the
+// finds that request's lines, in the gateway and in the service, by its trace id, then follows
+// their link to the trace viewer (traces.local.test) and sees the request's spans; and the
 // dashboards (dashboards.local.test, behind the same sign-in) show every panel with data.
 
 import { test, before, after } from 'node:test';
@@ -78,6 +79,24 @@ test("an operator signs in to the logs UI and finds a request's lines by its tra
   assert.match(fields, /"service\.name":\s*"gateway"/, fields.slice(0, 2000));
   assert.match(fields, /"service\.name":\s*"consumer-api"/, fields.slice(0, 2000));
   assert.ok(fields.includes(`"trace_id": "${traceId}"`), `the lines carry the trace id: ${fields.slice(0, 2000)}`);
+  // Each line links to its trace in the trace viewer; the operator opens it (Keycloak's
+  // session signs them in there without the form).
+  const traceUrl = url('traces', `/traces/${traceId}`);
+  assert.ok(fields.includes(`"trace_url": "${traceUrl}"`), `the lines link to their trace: ${fields.slice(0, 2000)}`);
+  let spans = 0;
+  for (const started = Date.now(); Date.now() - started < LINES_WITHIN_MS; ) {
+    await page.goto(traceUrl);
+    await page.waitForURL((u) => u.hostname === 'traces.local.test');
+    spans = await page.locator('tr.span').count();
+    if (spans >= 3) break;
+    await page.waitForTimeout(1_000);
+  }
+  await page.getByText(`Trace ${traceId}`).first().waitFor();
+  await screenshot(page, 'operations-4-the-requests-trace');
+  assert.ok(spans >= 3, `the trace's spans: ${spans}`);
+  for (const service of ['gateway', 'consumer-api', 'orchestrator']) {
+    assert.ok(await page.locator(`tr.span[data-service="${service}"]`).count() > 0, `a span of ${service}`);
+  }
   const broken = page.problems.filter((p) => /ERR_CERT|ERR_NAME_NOT_RESOLVED|ERR_CONNECTION/.test(p));
   assert.deepEqual(broken, []);
   await page.context().close();
@@ -113,7 +132,7 @@ test('an operator signs in to the dashboards and every panel of the HTTP dashboa
     // Attached, not visible: a series that stays at 0 is a flat line, a path with no height.
     await graphs.nth(i).locator('svg path.path').first().waitFor({ state: 'attached' });
   }
-  await screenshot(page, 'operations-4-http-dashboard');
+  await screenshot(page, 'operations-5-http-dashboard');
   const broken = page.problems.filter((p) => /ERR_CERT|ERR_NAME_NOT_RESOLVED|ERR_CONNECTION|page error/.test(p));
   assert.deepEqual(broken, []);
   await page.context().close();

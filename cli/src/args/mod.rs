@@ -267,6 +267,10 @@ pub enum Command {
         otlp_endpoint: String,
         #[arg(long)]
         store: PathBuf,
+        #[arg(long)]
+        traces_listen: std::net::SocketAddr,
+        #[arg(long)]
+        jaeger_url: String,
     },
 }
 

@@ -478,7 +478,16 @@ mod tests {
         };
         let secret = store_secret(&secrets).expect("made");
         let data = secret["stringData"].as_object().expect("data");
-        assert_eq!(data.len(), 14);
+        assert_eq!(data.len(), 17);
+        // The operators' sign-in: derived as the local runtime derives them.
+        assert_eq!(
+            data["client-secret-operations"],
+            crate::runtime::components::sign_in::client_secret(&secrets).as_str()
+        );
+        assert_eq!(
+            data["operations-cookie-secret"].as_str().map(str::len),
+            Some(32)
+        );
         assert!(data["registry-htpasswd"]
             .as_str()
             .is_some_and(|line| line.starts_with("paytool:$2")));

@@ -50,6 +50,10 @@ pub struct AgentArgs {
     pub spans_udp: SocketAddr,
     pub otlp_endpoint: String,
     pub store_dir: PathBuf,
+    /// The trace viewer's own address (behind the gateway at traces.local.test), and the
+    /// Jaeger query API it reads.
+    pub traces_listen: SocketAddr,
+    pub jaeger_url: String,
 }
 
 #[derive(Clone)]
@@ -86,6 +90,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         args.listen, args.spans_udp
     ));
 
+    // The trace viewer on a port of its own, so that the gateway can put the sign-in in front
+    // of it without exposing the webhook receiver.
+    let viewer = super::traces_ui::Viewer::new(args.jaeger_url)?.router();
+    let viewer_listener = TcpListener::bind(args.traces_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.traces_listen))?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(viewer_listener, viewer).await {
+            log(&format!("agent: the trace viewer stopped: {error}"));
+        }
+    });
     let app = Router::new()
         .route("/health", get(health))
         .route("/hooks/{receiver}", post(notification))

@@ -9,3 +9,4 @@ pub mod logs;
 pub mod slo;
 pub mod slo_rules;
 pub mod trace;
+pub mod traces_ui;

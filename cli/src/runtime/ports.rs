@@ -127,6 +127,9 @@ pub struct Ports {
     pub sign_in: u16,
     #[serde(default)]
     pub dashboards: u16,
+    /// The trace viewer (paytool's agent; `traces.local.test`).
+    #[serde(default)]
+    pub traces: u16,
 }
 
 /// The most instances a service may run (`paytool up --replicas N`): every instance has its
@@ -154,9 +157,10 @@ pub const APP_PORTS: std::ops::Range<u16> = 28401..28401 + APPS_MAX;
 /// Local delivery's ports (`paytool up --delivery`): the registry's API and debug server, the
 /// CI server's web server and worker port.
 const DELIVERY_PORTS: u16 = 4;
-/// The operators' web UIs: VictoriaLogs, the sign-in proxy, the dashboards.
-const OPERATOR_PORTS: u16 = 3;
-/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 73): 27
+/// The operators' web UIs: VictoriaLogs, the sign-in proxy, the dashboards (kept for a
+/// dashboards server of their own), the trace viewer.
+const OPERATOR_PORTS: u16 = 4;
+/// How many ports from `PAYTOOL_PORT_BASE` an installation takes (base .. base + 74): 27
 /// before the replicas, the replicas', 6 of PostgreSQL's HA, 3 per further Kafka broker,
 /// Toxiproxy's API and its routes, the scaffolded services', local delivery's, then the
 /// operators' web UIs.
@@ -251,6 +255,7 @@ impl Ports {
                 victorialogs: 28520,
                 sign_in: 28521,
                 dashboards: 28522,
+                traces: 28523,
             };
         }
         Self {
@@ -299,6 +304,7 @@ impl Ports {
             victorialogs: base + 49 + TOXIPROXY_ROUTES + APPS_MAX + DELIVERY_PORTS,
             sign_in: base + 50 + TOXIPROXY_ROUTES + APPS_MAX + DELIVERY_PORTS,
             dashboards: base + 51 + TOXIPROXY_ROUTES + APPS_MAX + DELIVERY_PORTS,
+            traces: base + 52 + TOXIPROXY_ROUTES + APPS_MAX + DELIVERY_PORTS,
         }
     }
 
@@ -415,6 +421,7 @@ impl Ports {
             victorialogs: or_planned(self.victorialogs, planned.victorialogs),
             sign_in: or_planned(self.sign_in, planned.sign_in),
             dashboards: or_planned(self.dashboards, planned.dashboards),
+            traces: or_planned(self.traces, planned.traces),
             ..self
         }
     }
@@ -482,6 +489,7 @@ impl Ports {
             ("victorialogs", self.victorialogs),
             ("sign-in", self.sign_in),
             ("dashboards", self.dashboards),
+            ("traces", self.traces),
         ];
         ports.extend(replicas);
         ports.extend((0..APPS_MAX).map(|slot| ("scaffolded service", self.app_first + slot)));

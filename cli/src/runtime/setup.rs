@@ -88,6 +88,7 @@ pub const HOST_NAMES: &[&str] = &[
     "ci.local.test",
     "logs.local.test",
     "dashboards.local.test",
+    "traces.local.test",
 ];
 const HOSTS_BEGIN: &str = "# paytool begin: local gateway names";
 const HOSTS_END: &str = "# paytool end";

@@ -375,6 +375,10 @@ fn print_summary(home: &Home, elapsed: Duration) {
         "    {:<34} the dashboards, and Prometheus' own UI",
         ports.public_url("dashboards")
     );
+    println!(
+        "    {:<34} traces: a trace id from the logs, or a payment id",
+        ports.public_url("traces")
+    );
     println!("  observability (loopback)");
     for (port, what) in [
         (

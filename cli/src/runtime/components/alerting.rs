@@ -130,10 +130,16 @@ fn spec(ctx: &Ctx, which: Alerting) -> anyhow::Result<Spec> {
                     super::observability::otlp_endpoint(home)
                 ),
                 format!("--store={}", alerts_dir(home).display()),
+                format!("--traces-listen=127.0.0.1:{}", ports.traces),
+                format!(
+                    "--jaeger-url={}",
+                    super::observability::jaeger_query_url(home)
+                ),
             ],
             vec![
                 ("http", ports.alert_receiver),
                 ("spans (udp)", ports.gateway_spans),
+                ("traces", ports.traces),
             ],
             vec![agent_url(home)],
         ),

@@ -444,6 +444,11 @@ fn operations(home: &Home) -> Vec<OperationsHost> {
                     ports.prometheus,
                     Some("/consoles/index.html"),
                 ),
+                "traces" => (
+                    "the trace viewer (paytool's agent, reading Jaeger)",
+                    ports.traces,
+                    None,
+                ),
                 other => unreachable!("no web UI is named {other}"),
             };
             OperationsHost {

@@ -151,6 +151,7 @@ async fn prepare(ctx: &Ctx, which: Tracing) -> anyhow::Result<()> {
             context.insert("telemetry_port", &ports.otel_telemetry);
             context.insert("jaeger_otlp_grpc_port", &ports.jaeger_otlp_grpc);
             context.insert("victorialogs_port", &ports.victorialogs);
+            context.insert("https_suffix", &ports.https_suffix());
             context.insert("logs_dir", &ctx.home.logs_dir().display().to_string());
             let storage = collector_storage_dir(&ctx.home);
             std::fs::create_dir_all(&storage)?;

@@ -20,7 +20,7 @@ pub const CLIENT: &str = "operations";
 pub const ROLE: &str = "operator";
 pub const USER: &str = "operator";
 /// The gateway hosts behind the sign-in on the local runtime (`<host>.local.test`).
-pub const HOSTS: &[&str] = &["logs", "dashboards"];
+pub const HOSTS: &[&str] = &["logs", "dashboards", "traces"];
 /// Every host the realm lets the sign-in return to, on either runtime: the kind runtime also
 /// serves the dashboards and Jaeger's UI behind it (stacks/kind/platform/observability).
 pub const REALM_HOSTS: &[&str] = &["logs", "dashboards", "traces"];
