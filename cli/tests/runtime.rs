@@ -119,7 +119,15 @@ fn component<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["components"]
         .as_array()
         .and_then(|all| all.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("{name} is in the status"))
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = status["components"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            panic!("{name} is not in the status, which has {names:?}: {status}")
+        })
 }
 
 fn pid_of(status: &Value, name: &str) -> u32 {

@@ -243,16 +243,29 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         "the realm {REALM} is missing ({url} answered {})",
         response.status()
     );
-    let admin = RealmAdmin::sign_in(&client, &ctx.home, &ctx.secrets).await?;
-    for (client_id, secret) in made_clients(&ctx.home, &ctx.secrets) {
+    // The operators' sign-in (components::sign_in) needs its client, its role and the account
+    // that has it: the realm's import makes them on installations made since they exist, so a
+    // start asks first, without signing in as the admin, whether the client is there (its
+    // authorization endpoint knows the client and where it may return to).
+    let operations_missing = !operations_client_answers(&client, &ctx.home).await;
+    let clients = made_clients(&ctx.home, &ctx.secrets);
+    if clients.is_empty() && !operations_missing {
+        return Ok(());
+    }
+    // The admin's first token hashes its password: slow on a loaded machine, so its own bound.
+    let admin_http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(ADMIN_TIMEOUT_MS))
+        .build()?;
+    let admin = RealmAdmin::sign_in(&admin_http, &ctx.home, &ctx.secrets).await?;
+    for (client_id, secret) in clients {
         admin
             .ensure_service_client(&client_id, &secret)
             .await
             .with_context(|| format!("the Keycloak client {client_id}"))?;
     }
-    // The operators' sign-in (components::sign_in): its client, its role and the account that
-    // has the role; made here rather than in the realm's import so that installations made
-    // before it get them too.
+    if !operations_missing {
+        return Ok(());
+    }
     admin
         .ensure_browser_client(
             sign_in::CLIENT,
@@ -270,6 +283,33 @@ async fn after_ready(ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("the Keycloak user {}", sign_in::USER))?;
     Ok(())
+}
+
+/// One call of Keycloak's admin API (the first signs in: a password hash).
+const ADMIN_TIMEOUT_MS: u64 = 30_000;
+
+/// Whether the realm has the operators' client with this installation's return addresses:
+/// Keycloak's authorization endpoint answers its sign-in page (200) for a known client and a
+/// return address it allows, and refuses (400) anything else.
+async fn operations_client_answers(client: &reqwest::Client, home: &Home) -> bool {
+    let Some(redirect) = sign_in::redirect_uris(home).into_iter().next() else {
+        return false;
+    };
+    let url = format!(
+        "http://127.0.0.1:{}/realms/{REALM}/protocol/openid-connect/auth",
+        home.ports().keycloak
+    );
+    client
+        .get(&url)
+        .query(&[
+            ("client_id", sign_in::CLIENT),
+            ("redirect_uri", redirect.as_str()),
+            ("response_type", "code"),
+            ("scope", "openid"),
+        ])
+        .send()
+        .await
+        .is_ok_and(|answer| answer.status() == reqwest::StatusCode::OK)
 }
 
 /// The realm's clients, administered as Keycloak's bootstrap admin (the master realm's

@@ -40,7 +40,8 @@ pub enum ComponentName {
     Jaeger,
     OtelCollector,
     /// Every component's log, sent by the collector; searched at `logs.local.test` and by
-    /// `paytool logs --query`.
+    /// `paytool logs --query`. One word, as the program names itself.
+    #[serde(rename = "victorialogs")]
     VictoriaLogs,
     /// The sign-in (OAuth2 Proxy with Keycloak) the gateway asks before the operators' web UIs.
     SignIn,
@@ -512,4 +513,18 @@ pub async fn run_to_log(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_component_is_named_the_same_in_json_in_logs_and_on_the_command_line() {
+        for name in names() {
+            let json = serde_json::to_value(name).expect("serialises");
+            assert_eq!(json, name.as_str(), "{name:?}");
+            assert_eq!(name.as_str().parse::<ComponentName>().ok(), Some(name));
+        }
+    }
 }
