@@ -724,37 +724,42 @@ fn the_slo_dashboard_reads_the_generated_recording_rules() {
     }
 }
 
-/// The measure: on the running platform, after the demo, no panel is empty.
-#[test]
-fn every_panels_query_returns_data_on_the_running_platform() {
-    // After the demo (and every target scraped since), as the other checks need too.
+/// A GET of the platform's Prometheus, once the demo has run and been scraped: its status and
+/// body. Blocking, for the synchronous tests (the demo's own runtime is another).
+fn prometheus_get(path: &str, query: &[(&str, &str)]) -> (u16, String) {
     let _ = exported();
     let (_, prometheus) = platform();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(HTTP_TIMEOUT_MS))
-        .build()
-        .expect("an HTTP client");
+    runtime.block_on(async {
+        let response = reqwest::Client::builder()
+            .timeout(Duration::from_millis(HTTP_TIMEOUT_MS))
+            .build()
+            .expect("an HTTP client")
+            .get(format!("{prometheus}{path}"))
+            .query(query)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    })
+}
+
+/// The measure: on the running platform, after the demo, no panel is empty.
+#[test]
+fn every_panels_query_returns_data_on_the_running_platform() {
     let mut empty = Vec::new();
     let mut asked = 0;
     for (name, dashboard) in dashboards() {
         for (key, panel) in panels(&dashboard) {
             for expr in panel_queries(panel) {
                 let query = runnable(expr);
-                let answer: Value = runtime
-                    .block_on(async {
-                        client
-                            .get(format!("{prometheus}/api/v1/query"))
-                            .query(&[("query", query.as_str())])
-                            .send()
-                            .await?
-                            .json()
-                            .await
-                    })
-                    .unwrap_or_else(|e| panic!("{name}: {key}: {query}: {e}"));
+                let (_, body) = prometheus_get("/api/v1/query", &[("query", query.as_str())]);
+                let answer: Value = serde_json::from_str(&body)
+                    .unwrap_or_else(|e| panic!("{name}: {key}: {query}: {e}: {body}"));
                 assert_eq!(
                     answer["status"], "success",
                     "{name}: {key}: {query}: {answer}"
@@ -788,27 +793,7 @@ fn every_panels_query_returns_data_on_the_running_platform() {
 /// answer (the page computes it when asked; `-` is a query that answered nothing).
 #[test]
 fn every_dashboard_is_served_as_a_console_with_every_panel_and_every_stat_answered() {
-    let _ = exported();
-    let (_, prometheus) = platform();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(HTTP_TIMEOUT_MS))
-        .build()
-        .expect("an HTTP client");
-    let get = |path: String| -> (u16, String) {
-        runtime.block_on(async {
-            let response = client
-                .get(format!("{prometheus}{path}"))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        })
-    };
+    let get = |path: String| prometheus_get(&path, &[]);
     let (status, index) = get("/consoles/index.html".into());
     assert_eq!(status, 200, "{index}");
     for (name, dashboard) in dashboards() {

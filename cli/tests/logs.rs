@@ -46,16 +46,25 @@ fn trace_id_of(payment_id: &str) -> String {
     trace["trace_id"].as_str().expect("a trace id").to_string()
 }
 
-#[tokio::test]
-async fn a_payments_lines_in_every_service_it_crossed_are_found_by_its_trace_id() {
-    let gateway = Gateway::from(Ipv4Addr::new(127, 0, 6, 1));
+/// A QR payment through the gateway from `source`: its id and its trace's id.
+async fn a_payment(source: Ipv4Addr) -> (String, String) {
+    let gateway = Gateway::from(source);
     let merchant = gateway.register_merchant().await;
     let consumer = gateway.register_consumer().await;
     let payment = gateway
         .pay_a_dynamic_qr(&consumer, &merchant, 1_000, 400)
         .await;
-    let payment_id = payment["id"].as_str().expect("the payment's id");
-    let trace_id = trace_id_of(payment_id);
+    let payment_id = payment["id"]
+        .as_str()
+        .expect("the payment's id")
+        .to_string();
+    let trace_id = trace_id_of(&payment_id);
+    (payment_id, trace_id)
+}
+
+#[tokio::test]
+async fn a_payments_lines_in_every_service_it_crossed_are_found_by_its_trace_id() {
+    let (_, trace_id) = a_payment(Ipv4Addr::new(127, 0, 6, 1)).await;
 
     let wanted: BTreeSet<&str> = ["gateway", "consumer-api", "merchant-api", "orchestrator"].into();
     let started = Instant::now();
@@ -283,14 +292,7 @@ async fn the_logs_web_ui_opens_for_a_signed_in_operator_and_for_nobody_else() {
 
 #[tokio::test]
 async fn the_trace_viewer_draws_a_payments_trace_from_the_trace_id_its_log_lines_carry() {
-    let gateway = Gateway::from(Ipv4Addr::new(127, 0, 6, 4));
-    let merchant = gateway.register_merchant().await;
-    let consumer = gateway.register_consumer().await;
-    let payment = gateway
-        .pay_a_dynamic_qr(&consumer, &merchant, 1_000, 400)
-        .await;
-    let payment_id = payment["id"].as_str().expect("the payment's id");
-    let trace_id = trace_id_of(payment_id);
+    let (payment_id, trace_id) = a_payment(Ipv4Addr::new(127, 0, 6, 4)).await;
     // The id as a person finds it: on the payment's log lines.
     let (code, stdout, stderr) =
         paytool(&["logs", "--trace", &trace_id, "--json", "--wait-ms", "15000"]);
@@ -306,9 +308,28 @@ async fn the_trace_viewer_draws_a_payments_trace_from_the_trace_id_its_log_lines
     let viewer = format!("https://traces.local.test:{port}/traces/{trace_id}");
     let page = open_signed_in(&client, &viewer, "operator", password).await;
     assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("the page");
+    let mut html = page.text().await.expect("the page");
     assert!(html.contains(&format!("Trace {trace_id}")), "{html}");
-    for service in ["gateway", "consumer-api", "merchant-api", "orchestrator"] {
+    // Spans reach Jaeger in batches (the gateway's through paytool's agent): the page is asked
+    // again, within a bound, until every service's span is there.
+    let services = ["gateway", "consumer-api", "merchant-api", "orchestrator"];
+    let started = Instant::now();
+    while !services
+        .iter()
+        .all(|s| html.contains(&format!("data-service=\"{s}\"")))
+        && started.elapsed() < Duration::from_millis(LINES_WAIT_MS)
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        html = client
+            .get(&viewer)
+            .send()
+            .await
+            .expect("the viewer answers")
+            .text()
+            .await
+            .expect("the page");
+    }
+    for service in services {
         assert!(
             html.contains(&format!("data-service=\"{service}\"")),
             "no span of {service}: {html}"
