@@ -15,6 +15,7 @@
 //! Variables stand for every value (`$job` → `.*`), `$__rate_interval` for one minute (four
 //! scrapes) and `$__range` for the dashboard's duration.
 
+use super::html;
 use anyhow::Context;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -216,14 +217,6 @@ fn duration_s(text: &str) -> anyhow::Result<u64> {
 fn go_raw(text: &str) -> anyhow::Result<String> {
     anyhow::ensure!(!text.contains('`'), "a query with a backquote: {text}");
     Ok(format!("`{text}`"))
-}
-
-/// HTML text: the few characters that matter.
-fn html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A series name format (`{{job}} {{route}}`) as the console library's graphs take it

@@ -10,3 +10,12 @@ pub mod slo;
 pub mod slo_rules;
 pub mod trace;
 pub mod traces_ui;
+
+/// Text put into an HTML page (the dashboards' consoles, the trace viewer), its markup
+/// characters escaped: the few that matter in text and in quoted attributes.
+fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -69,25 +69,34 @@ pub async fn run(home: &Home, payment_id: Uuid, json: bool, wait_ms: u64) -> any
     Ok(0)
 }
 
+/// Jaeger's search (`/api/traces`) for the trace of a saga (a payment's id): its
+/// `saga.drive` span in the orchestrator carries the id.
+pub fn saga_search(saga_id: Uuid) -> [(&'static str, String); 4] {
+    [
+        ("service", "orchestrator".to_string()),
+        (
+            "tags",
+            serde_json::json!({ "saga.id": saga_id.to_string() }).to_string(),
+        ),
+        ("lookback", LOOKBACK.to_string()),
+        ("limit", "1".to_string()),
+    ]
+}
+
 /// Polls Jaeger for the saga's trace until it is found and settled, or `wait_ms` passes.
 pub async fn find(home: &Home, saga_id: Uuid, wait_ms: u64) -> anyhow::Result<Option<Trace>> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(QUERY_TIMEOUT_MS))
         .build()?;
     let url = format!("{}/api/traces", jaeger_query_url(home));
-    let tags = serde_json::json!({ "saga.id": saga_id.to_string() }).to_string();
+    let query = saga_search(saga_id);
     let started = Instant::now();
     let deadline = started + Duration::from_millis(wait_ms);
     let mut last: Option<(Trace, Instant)> = None;
     loop {
         let response = client
             .get(&url)
-            .query(&[
-                ("service", "orchestrator"),
-                ("tags", tags.as_str()),
-                ("lookback", LOOKBACK),
-                ("limit", "1"),
-            ])
+            .query(&query)
             .send()
             .await
             .map_err(|e| fail(Code::Failed, format!("cannot reach Jaeger at {url}: {e}")))?;

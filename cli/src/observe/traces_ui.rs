@@ -8,7 +8,8 @@
 //! crossed, errors marked; a search by trace id (what a log line carries: VictoriaLogs'
 //! `trace_id`) or by payment id; the latest requests through the gateway.
 
-use super::trace::{parse, Trace};
+use super::html;
+use super::trace::{parse, saga_search, Trace};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -23,8 +24,6 @@ const JAEGER_TIMEOUT_MS: u64 = 5_000;
 /// How many recent requests the start page lists, and how far back it looks.
 const RECENT_MAX: u32 = 20;
 const RECENT_LOOKBACK: &str = "1h";
-/// Jaeger's search for a payment's saga looks back this far.
-const PAYMENT_LOOKBACK: &str = "2d";
 
 #[derive(Clone)]
 pub struct Viewer {
@@ -49,7 +48,11 @@ impl Viewer {
             .with_state(self)
     }
 
-    async fn ask(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, String> {
+    async fn ask<V: serde::Serialize>(
+        &self,
+        path: &str,
+        query: &[(&str, V)],
+    ) -> Result<Value, String> {
         let url = format!("{}{path}", self.jaeger_url);
         let response = self
             .http
@@ -76,13 +79,6 @@ struct Search {
     q: Option<String>,
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>\
@@ -94,16 +90,12 @@ fn page(title: &str, body: &str) -> Html<String> {
          </style></head><body><h1><a href=\"/\">Traces</a></h1>\
          <form action=\"/\"><input name=\"q\" placeholder=\"a trace id (32 hex digits, as in the logs) or a payment id\">\
          <button>Open</button></form>{body}</body></html>",
-        escape(title)
+        html(title)
     ))
 }
 
 fn trouble(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        page("Traces", &format!("<p>{}</p>", escape(message))),
-    )
-        .into_response()
+    (status, page("Traces", &format!("<p>{}</p>", html(message)))).into_response()
 }
 
 fn is_trace_id(text: &str) -> bool {
@@ -122,19 +114,7 @@ async fn start(State(viewer): State<Viewer>, Query(search): Query<Search>) -> Re
                 &format!("{q:?} is neither a trace id (32 hex digits) nor a payment id (a UUID)"),
             );
         };
-        let tags = serde_json::json!({ "saga.id": payment.to_string() }).to_string();
-        return match viewer
-            .ask(
-                "/api/traces",
-                &[
-                    ("service", "orchestrator"),
-                    ("tags", &tags),
-                    ("lookback", PAYMENT_LOOKBACK),
-                    ("limit", "1"),
-                ],
-            )
-            .await
-        {
+        return match viewer.ask("/api/traces", &saga_search(payment)).await {
             Ok(body) => match body["data"][0]["traceID"].as_str() {
                 Some(id) => Redirect::to(&format!("/traces/{id}")).into_response(),
                 None => trouble(
@@ -152,7 +132,7 @@ async fn start(State(viewer): State<Viewer>, Query(search): Query<Search>) -> Re
             &[
                 ("service", "gateway"),
                 ("lookback", RECENT_LOOKBACK),
-                ("limit", &limit),
+                ("limit", limit.as_str()),
             ],
         )
         .await
@@ -172,11 +152,11 @@ async fn start(State(viewer): State<Viewer>, Query(search): Query<Search>) -> Re
         let root = trace.spans.first();
         rows.push_str(&format!(
             "<tr><td><a href=\"/traces/{id}\">{id}</a></td><td>{}</td><td>{:.2} ms</td><td>{}</td><td>{}</td></tr>",
-            escape(root.map_or("", |s| s.name.as_str())),
+            html(root.map_or("", |s| s.name.as_str())),
             trace.duration_us as f64 / 1000.0,
             trace.spans.len(),
-            escape(&trace.services.join(", ")),
-            id = escape(&trace.trace_id),
+            html(&trace.services.join(", ")),
+            id = html(&trace.trace_id),
         ));
     }
     page(
@@ -198,7 +178,7 @@ async fn one(State(viewer): State<Viewer>, UrlPath(trace_id): UrlPath<String>) -
         );
     }
     let body = match viewer
-        .ask(
+        .ask::<&str>(
             &format!("/api/traces/{}", trace_id.to_ascii_lowercase()),
             &[],
         )
@@ -230,11 +210,11 @@ pub fn waterfall(trace: &Trace) -> String {
              <td><div class=\"bar\"><span style=\"left:{left:.2}%;width:{width:.2}%\"></span></div></td>\
              <td>{:.2} ms</td><td>+{:.2} ms</td></tr>",
             if span.error { " error" } else { "" },
-            escape(&span.service),
+            html(&span.service),
             0.4 + span.depth as f64,
             if span.error { "✘ " } else { "" },
-            escape(&span.service),
-            escape(&span.name),
+            html(&span.service),
+            html(&span.name),
             span.duration_us as f64 / 1000.0,
             span.start_offset_us as f64 / 1000.0,
         ));
@@ -242,10 +222,10 @@ pub fn waterfall(trace: &Trace) -> String {
     format!(
         "<h2>Trace {}</h2><p>{:.2} ms, {} spans, services: {}</p><table>\
          <tr><th>service and span</th><th>time</th><th>duration</th><th>start</th></tr>{rows}</table>",
-        escape(&trace.trace_id),
+        html(&trace.trace_id),
         trace.duration_us as f64 / 1000.0,
         trace.spans.len(),
-        escape(&trace.services.join(", "))
+        html(&trace.services.join(", "))
     )
 }
 
@@ -262,6 +242,6 @@ mod tests {
 
     #[test]
     fn text_from_a_trace_is_escaped_before_it_is_drawn() {
-        assert_eq!(escape("<script>&\""), "&lt;script&gt;&amp;&quot;");
+        assert_eq!(html("<script>&\""), "&lt;script&gt;&amp;&quot;");
     }
 }

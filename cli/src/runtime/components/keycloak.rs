@@ -401,7 +401,7 @@ impl<'a> RealmAdmin<'a> {
                 "id.token.claim": "false"
             }
         });
-        let mut wanted = serde_json::json!({
+        let wanted = serde_json::json!({
             "clientId": client_id,
             "name": client_id,
             "enabled": true,
@@ -415,29 +415,10 @@ impl<'a> RealmAdmin<'a> {
             "directAccessGrantsEnabled": false,
             "protocolMappers": [mapper.clone()]
         });
-        let existing = match self.find_client(client_id).await? {
-            Some(existing) => existing,
-            None => {
-                self.send(self.http.post(self.url("/clients")).json(&wanted))
-                    .await?;
-                return Ok(());
-            }
+        let Some(existing) = self.upsert_client(wanted).await? else {
+            return Ok(());
         };
-        let id = existing["id"]
-            .as_str()
-            .context("a client without an id")?
-            .to_string();
-        // An update leaves the mappers alone, so they are not part of it.
-        if let Some(fields) = wanted.as_object_mut() {
-            fields.remove("protocolMappers");
-            fields.insert("id".into(), serde_json::Value::String(id.clone()));
-        }
-        self.send(
-            self.http
-                .put(self.url(&format!("/clients/{id}")))
-                .json(&wanted),
-        )
-        .await?;
+        let id = existing["id"].as_str().context("a client without an id")?;
         let has_mapper = existing["protocolMappers"]
             .as_array()
             .is_some_and(|all| all.iter().any(|m| m["name"] == mapper["name"]));
@@ -466,7 +447,7 @@ impl RealmAdmin<'_> {
             .iter()
             .filter_map(|uri| uri.strip_suffix("/oauth2/callback").map(str::to_string))
             .collect();
-        let mut wanted = serde_json::json!({
+        let wanted = serde_json::json!({
             "clientId": client_id,
             "name": client_id,
             "enabled": true,
@@ -482,28 +463,41 @@ impl RealmAdmin<'_> {
             "webOrigins": origins,
             "attributes": { "pkce.code.challenge.method": "S256" }
         });
-        match self.find_client(client_id).await? {
-            None => {
-                self.send(self.http.post(self.url("/clients")).json(&wanted))
-                    .await?;
-            }
-            Some(existing) => {
-                let id = existing["id"]
-                    .as_str()
-                    .context("a client without an id")?
-                    .to_string();
-                if let Some(fields) = wanted.as_object_mut() {
-                    fields.insert("id".into(), serde_json::Value::String(id.clone()));
-                }
-                self.send(
-                    self.http
-                        .put(self.url(&format!("/clients/{id}")))
-                        .json(&wanted),
-                )
-                .await?;
-            }
-        }
+        self.upsert_client(wanted).await?;
         Ok(())
+    }
+
+    /// Makes the client `wanted` describes, or puts the one of its `clientId` right; an update
+    /// leaves the client's protocol mappers alone, so they are not part of it. Answers the
+    /// client as it was, when there was one.
+    async fn upsert_client(
+        &self,
+        mut wanted: serde_json::Value,
+    ) -> anyhow::Result<Option<serde_json::Value>> {
+        let client_id = wanted["clientId"]
+            .as_str()
+            .context("a client without a clientId")?
+            .to_string();
+        let Some(existing) = self.find_client(&client_id).await? else {
+            self.send(self.http.post(self.url("/clients")).json(&wanted))
+                .await?;
+            return Ok(None);
+        };
+        let id = existing["id"]
+            .as_str()
+            .context("a client without an id")?
+            .to_string();
+        if let Some(fields) = wanted.as_object_mut() {
+            fields.remove("protocolMappers");
+            fields.insert("id".into(), serde_json::Value::String(id.clone()));
+        }
+        self.send(
+            self.http
+                .put(self.url(&format!("/clients/{id}")))
+                .json(&wanted),
+        )
+        .await?;
+        Ok(Some(existing))
     }
 
     /// A realm role, and a person's account that has it, signing in with `password`.
