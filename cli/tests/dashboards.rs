@@ -579,6 +579,54 @@ fn the_six_dashboards_are_there_and_parse() {
 }
 
 #[test]
+fn the_kind_runtimes_perses_is_given_every_dashboard_in_the_project_it_provisions() {
+    // stacks/observability/kustomization.yaml makes the ConfigMap Perses provisions from on
+    // kind: a dashboard file not listed there would be on the local runtime only.
+    let kustomization: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(project_root().join("stacks/observability/kustomization.yaml"))
+            .expect("read stacks/observability/kustomization.yaml"),
+    )
+    .expect("YAML");
+    let generator = kustomization["configMapGenerator"]
+        .as_array()
+        .and_then(|g| g.iter().find(|m| m["name"] == "perses-dashboards"))
+        .expect("a perses-dashboards ConfigMap");
+    let listed: Vec<String> = generator["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            str_of_value(f)
+                .strip_prefix("dashboards/")
+                .expect("a file of dashboards/")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(listed, DASHBOARDS);
+    // The project the dashboards name, with a default datasource (their queries name none).
+    let provisioned = std::fs::read_to_string(
+        project_root().join("stacks/kind/platform/observability/perses/project.yaml"),
+    )
+    .expect("read perses/project.yaml");
+    let resources: Vec<Value> = serde_yaml::Deserializer::from_str(&provisioned)
+        .map(|d| Value::deserialize(d).expect("YAML"))
+        .collect();
+    assert!(resources
+        .iter()
+        .any(|r| r["kind"] == "Project" && r["metadata"]["name"] == PROJECT));
+    assert!(resources.iter().any(|r| r["kind"] == "Datasource"
+        && r["metadata"]["project"] == PROJECT
+        && r["spec"]["default"] == true
+        && r["spec"]["plugin"]["kind"] == "PrometheusDatasource"));
+}
+
+fn str_of_value(value: &Value) -> &str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"))
+}
+
+#[test]
 fn every_dashboard_is_a_perses_dashboard_of_the_project_named_after_its_file() {
     for (name, dashboard) in dashboards() {
         assert_eq!(str_of(&dashboard, "kind"), "Dashboard", "{name}");

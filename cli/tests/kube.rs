@@ -626,10 +626,15 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn a_reverted_change_renders_back_to_the_previous_manifests_byte_for_byte() {
-    // A stacks repository as Argo CD would see it: the kind stacks and each service's deploy/.
+    // A stacks repository as Argo CD would see it: the kind stacks, the dashboards they take
+    // from stacks/observability, and each service's deploy/.
     let root = std::env::temp_dir().join(format!("paytool-gitops-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     copy_tree(&project().join("stacks/kind"), &root.join("stacks/kind"));
+    copy_tree(
+        &project().join("stacks/observability"),
+        &root.join("stacks/observability"),
+    );
     for service in ["consumer-api", "merchant-api", "orchestrator"] {
         copy_tree(
             &project().join("services").join(service).join("deploy"),

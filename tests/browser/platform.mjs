@@ -14,7 +14,8 @@
 //   PAYTOOL_TEST_STATUS=/tmp/pt/status.json node --test tests/browser/
 // Screenshots go to target/browser-artifacts (PAYTOOL_BROWSER_ARTIFACTS overrides). A new test
 // is a `*.test.mjs` file here: newBrowser() once, newPage() per test, register users with
-// registerConsumer()/registerMerchant(), sign in with login() where Keycloak's page shows.
+// registerConsumer()/registerMerchant(), pay with qrPayments(), sign in with login() where
+// Keycloak's page shows.
 
 import { chromium } from 'playwright-core';
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
@@ -85,9 +86,14 @@ export function leafSpkiHash() {
 
 /// One JSON request to the platform through its gateway, trusting only its CA.
 export function api(host, method, path, body, extraHeaders = {}) {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return request(host, method, path, payload, 'application/json', extraHeaders);
+}
+
+/// One request through the gateway with a body of the given type, trusting only its CA.
+function request(host, method, path, payload, contentType, extraHeaders) {
   const { port, caPath } = platform();
   const servername = `${host}.local.test`;
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((done, failed) => {
     const req = httpsRequest(
       {
@@ -102,7 +108,7 @@ export function api(host, method, path, body, extraHeaders = {}) {
         headers: {
           host: `${servername}:${port}`,
           accept: 'application/json',
-          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+          ...(payload ? { 'content-type': contentType, 'content-length': payload.length } : {}),
           ...extraHeaders,
         },
       },
@@ -159,6 +165,56 @@ export async function registerMerchant({ name = 'Browser Shop', city = 'Tokyo', 
     throw new Error(`registering ${email}: ${answer.status} ${answer.text}`);
   }
   return { email, password: PASSWORD, name, merchant: answer.json };
+}
+
+/// An access token as the CLI gets one: the password grant of the public `paytool-cli` client,
+/// at Keycloak through the gateway.
+export async function accessToken(email, password) {
+  const { realm } = platform();
+  const form = new URLSearchParams({ grant_type: 'password', client_id: 'paytool-cli', username: email, password });
+  const answer = await request(
+    'sso',
+    'POST',
+    `/realms/${realm}/protocol/openid-connect/token`,
+    Buffer.from(form.toString()),
+    'application/x-www-form-urlencoded',
+    {},
+  );
+  if (answer.status !== 200) throw new Error(`signing in ${email}: ${answer.status} ${answer.text}`);
+  return answer.json.access_token;
+}
+
+/// A money-moving POST as a signed-in user: the bearer token and a fresh Idempotency-Key.
+async function moneyPost(host, path, token, body) {
+  const answer = await api(host, 'POST', path, body, {
+    authorization: `Bearer ${token}`,
+    'idempotency-key': randomBytes(16).toString('hex'),
+  });
+  if (answer.status !== 201 && answer.status !== 200) {
+    throw new Error(`POST ${host}.local.test${path}: ${answer.status} ${answer.text}`);
+  }
+  return answer.json;
+}
+
+/// QR payments as the demo makes them, through the gateway: a new merchant and consumer, a
+/// top-up that covers them all, then for each amount (minor units) a dynamic QR code that
+/// the consumer pays. Returns the payments' answers.
+export async function qrPayments(amountsMinor, currency = 'JPY') {
+  const merchant = await registerMerchant({ name: 'Counted Shop', currency });
+  const consumer = await registerConsumer({ name: 'Counted Payer', currency });
+  const merchantToken = await accessToken(merchant.email, merchant.password);
+  const consumerToken = await accessToken(consumer.email, consumer.password);
+  const total = amountsMinor.reduce((a, b) => a + b, 0);
+  await moneyPost('api', '/v1/wallet/top-ups', consumerToken, { amount: { value: total, currency } });
+  const payments = [];
+  for (const [i, value] of amountsMinor.entries()) {
+    const request = await moneyPost('merchant', '/v1/payment-requests', merchantToken, {
+      amount: { value, currency },
+      reference: `BROWSER-${i}`,
+    });
+    payments.push(await moneyPost('api', '/v1/payments', consumerToken, { qr: request.payload }));
+  }
+  return payments;
 }
 
 /// Headless Debian Chromium with a fresh profile, the gateway's names on loopback and the

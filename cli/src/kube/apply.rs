@@ -112,31 +112,47 @@ pub fn render(path: &Path) -> anyhow::Result<Vec<Manifest>> {
                 "kubectl (with kustomize built in) is missing: install kubectl to render stacks",
             )
         })?;
+    // Both pipes are read while kubectl runs: a render larger than the pipe's buffer (64 KiB;
+    // the observability stack with its dashboards is) would otherwise block kubectl on its
+    // write and be taken for a render that never ends.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let started = Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
         }
         if started.elapsed() > Duration::from_millis(RENDER_TIMEOUT_MS) {
             let _ = child.kill();
+            let _ = child.wait();
             anyhow::bail!(
                 "{source}: kustomize ran past {} s",
                 RENDER_TIMEOUT_MS / 1000
             );
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
         return Err(fail(
             Code::Failed,
             format!(
                 "{source} does not render: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
+                String::from_utf8_lossy(&stderr).trim()
             ),
         ));
     }
-    parse(&String::from_utf8(output.stdout)?, &source)
+    parse(&String::from_utf8(stdout)?, &source)
 }
 
 /// What happened to one object.

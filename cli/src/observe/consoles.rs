@@ -221,14 +221,47 @@ fn go_raw(text: &str) -> anyhow::Result<String> {
 
 /// A series name format (`{{job}} {{route}}`) as the console library's graphs take it
 /// (`[[job]] [[route]]`): braces would be read as the page's own template actions.
-fn series_name(format: Option<&str>) -> String {
-    format.unwrap_or("").replace("{{", "[[").replace("}}", "]]")
+/// A query's `seriesNameFormat` (Perses' `{{label}}` placeholders, written `[[label]]`) as the
+/// argument of the library's `paytoolName`, which fills it in the browser. Prometheus' own `[[label]]`
+/// interpolation is not used: it drops the text after the last placeholder and writes
+/// "undefined" for a missing label (the `or vector(0)` series has none).
+fn series_name(format: Option<&str>) -> anyhow::Result<String> {
+    Ok(format!(
+        "paytoolName({})",
+        // Go's template parser, which reads the page first, must not see the braces.
+        serde_json::to_string(&format.unwrap_or("").replace("{{", "[[").replace("}}", "]]"))?
+    ))
+}
+
+/// After a stat's value, the labels its `seriesNameFormat` names, of the series shown (a
+/// stat shows the query's first series: "3,121 JPY" rather than a number without its
+/// currency). Only `{{label}}` placeholders are taken; the rest of the format is the chart's.
+fn stat_labels(format: Option<&str>) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut rest = format.unwrap_or("");
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .with_context(|| format!("an unclosed placeholder in {format:?}"))?;
+        let label = after[..end].trim();
+        anyhow::ensure!(
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "a placeholder that is not a label name in {format:?}"
+        );
+        out.push_str(&format!(" {{{{ . | first | label \"{label}\" }}}}"));
+        rest = &after[end + 2..];
+    }
+    Ok(out)
 }
 
 /// The stat's value, formatted by its unit (Prometheus' template functions).
 fn humanizer(plugin: &Plugin) -> &'static str {
     let unit = plugin.spec["format"]["unit"].as_str().unwrap_or("decimal");
+    let places = plugin.spec["format"]["decimalPlaces"].as_u64();
     match unit {
+        // A count (Prometheus' increase extrapolates: 3.098 payments is 3).
+        "decimal" if places == Some(0) => "printf \"%.0f\"",
         "percent-decimal" => "humanizePercentage",
         "seconds" => "humanizeDuration",
         "bytes" => "humanize1024",
@@ -265,11 +298,12 @@ pub fn render(dashboard: &Dashboard, all: &[Dashboard]) -> anyhow::Result<String
         let expr = dashboard.runnable(&query.spec.plugin.spec.query);
         out.push_str(&format!(
             "<div class=\"col-md-3 paytool-stat\" data-panel=\"{key}\"><h5>{}</h5>\
-             <div class=\"paytool-value\">{{{{ with query {} }}}}{{{{ . | first | value | {} }}}}{{{{ else }}}}-{{{{ end }}}}</div>\
+             <div class=\"paytool-value\">{{{{ with query {} }}}}{{{{ . | first | value | {} }}}}{}{{{{ else }}}}-{{{{ end }}}}</div>\
              <small>{}</small></div>\n",
             html(&panel.spec.display.name),
             go_raw(&expr)?,
             humanizer(&panel.spec.plugin),
+            stat_labels(query.spec.plugin.spec.series_name_format.as_deref())?,
             html(&panel.spec.display.description)
         ));
     }
@@ -284,19 +318,19 @@ pub fn render(dashboard: &Dashboard, all: &[Dashboard]) -> anyhow::Result<String
             .iter()
             .map(|q| dashboard.runnable(&q.spec.plugin.spec.query))
             .collect();
-        let names: Vec<String> = panel
+        let names = panel
             .spec
             .queries
             .iter()
             .map(|q| series_name(q.spec.plugin.spec.series_name_format.as_deref()))
-            .collect();
+            .collect::<anyhow::Result<Vec<String>>>()?;
         out.push_str(&format!(
             "<section class=\"paytool-graph\" data-panel=\"{key}\"><h4>{}</h4><p>{}</p>\
-             <div id=\"graph-{key}\"></div>\n<script>\nnew PromConsole.Graph({{\n  node: document.querySelector(\"#graph-{key}\"),\n  expr: {},\n  name: {},\n  duration: {},\n  yAxisFormatter: PromConsole.NumberFormatter.humanize,\n  yHoverFormatter: PromConsole.NumberFormatter.humanize,\n}});\n</script></section>\n",
+             <div id=\"graph-{key}\"></div>\n<script>\nnew PromConsole.Graph({{\n  node: document.querySelector(\"#graph-{key}\"),\n  expr: {},\n  name: [{}],\n  duration: {},\n  yAxisFormatter: PromConsole.NumberFormatter.humanize,\n  yHoverFormatter: PromConsole.NumberFormatter.humanize,\n}});\n</script></section>\n",
             html(&panel.spec.display.name),
             html(&panel.spec.display.description),
             serde_json::to_string(&exprs)?,
-            serde_json::to_string(&names)?,
+            names.join(", "),
             duration_s(&dashboard.spec.duration)?
         ));
     }
@@ -365,6 +399,27 @@ pub const LIBRARY: &str = r#"{{ define "paytool_head" -}}
 <script src="{{ pathPrefix }}/classic/static/bootstrap4/js/bootstrap.min.js"></script>
 <script>var PATH_PREFIX = "{{ pathPrefix }}";</script>
 <script src="{{ pathPrefix }}/classic/static/js/prom_console.js"></script>
+<script>
+// A line's name from its query's seriesNameFormat: each [[label]] is the series' label, or
+// nothing; a line none of whose labels are there (a series without labels, such as a query's
+// "or vector(0)") is called "none", and a format that is empty names the line by its labels.
+function paytoolName(format) {
+  return function (metric) {
+    var labels = Object.keys(metric).filter(function (l) { return l.indexOf("__") !== 0; });
+    if (!format) {
+      return labels.length ? labels.map(function (l) { return l + "=" + metric[l]; }).join(", ") : "none";
+    }
+    var found = 0, placeholders = 0;
+    var name = format.replace(/\[\[\s*([A-Za-z_][A-Za-z0-9_]*)\s*\]\]/g, function (_, l) {
+      placeholders += 1;
+      if (metric[l] === undefined) return "";
+      found += 1;
+      return metric[l];
+    }).trim();
+    return (placeholders > 0 && found === 0) || !name ? "none" : name;
+  };
+}
+</script>
 <style>
 .paytool-stat { padding: 0.5rem 1rem; }
 .paytool-value { font-size: 2rem; font-weight: 600; }
@@ -450,12 +505,29 @@ spec:
         assert!(page.contains(
             r#"{{ with query `sum(rate(x_total{job=~".*"}[1m]))` }}{{ . | first | value | humanize }}{{ else }}-{{ end }}"#
         ));
-        // The graph: the dashboard's range, the series names in the library's own brackets.
+        // The graph: the dashboard's range, the series named by the library's function from
+        // the format (in brackets Go's template parser leaves alone).
         assert!(page.contains(r#"expr: ["sum by (route) (increase(x_total[1h]))"]"#));
-        assert!(page.contains(r#"name: ["[[job]] [[route]]"]"#));
+        assert!(page.contains(r#"name: [paytoolName("[[job]] [[route]]")]"#));
         assert!(page.contains("duration: 3600,"));
         // The stat row first: the grid's order, not the file's.
         assert!(page.find("Requests per second") < page.find("By route"));
+    }
+
+    #[test]
+    fn a_stat_shows_the_labels_its_series_name_names_after_its_value() {
+        assert_eq!(stat_labels(None).expect("none"), "");
+        assert_eq!(stat_labels(Some("completed")).expect("text"), "");
+        assert_eq!(
+            stat_labels(Some("{{currency}}")).expect("one"),
+            r#" {{ . | first | label "currency" }}"#
+        );
+        assert_eq!(
+            stat_labels(Some("{{ kind }} in {{currency}}")).expect("two"),
+            r#" {{ . | first | label "kind" }} {{ . | first | label "currency" }}"#
+        );
+        assert!(stat_labels(Some("{{currency")).is_err());
+        assert!(stat_labels(Some("{{ a-b }}")).is_err());
     }
 
     #[test]

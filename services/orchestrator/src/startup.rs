@@ -23,6 +23,7 @@ impl Application {
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port)).await?;
         let port = listener.local_addr()?.port();
         let sagas = Sagas::new(pool.clone(), settings.saga.clone());
+        crate::saga::zero_metrics();
         let pool_for_relay = pool.clone();
         let readiness = paykit::health::Readiness::new(crate::SERVICE, pool.clone())
             .with_revision(option_env!("PAYTOOL_REVISION"));
