@@ -431,6 +431,153 @@ settle_s: 3
     assert!(invariants_hold(&journal));
 }
 
+#[test]
+fn money_lost_is_put_on_the_side_that_lost_it_the_consumer_when_the_topic_has_the_event_the_relay_when_not(
+) {
+    let _turn = turn();
+    let quick = experiment(
+        "title: nothing but a payment
+steady_state: {title: healthy, probes: [{type: payment}, {type: ledger}]}
+method:
+  - wait: 1
+settle_s: 30
+",
+    );
+    let (output, _) = run_json(&quick.path);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let admin = std::env::var(DATABASE_ENV).expect("PAYTOOL_TEST_DATABASE_URL");
+    let database = |name: &str| {
+        let url = admin
+            .rsplit_once('/')
+            .map(|(base, _)| format!("{base}/{name}"))
+            .expect("a URL");
+        runtime
+            .block_on(sqlx::PgPool::connect(&url))
+            .expect("a service's database")
+    };
+    let (merchant_db, orchestrator_db) = (database("merchant_api"), database("orchestrator"));
+    let paid: uuid::Uuid = runtime
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT id FROM transactions WHERE kind = 'payment' ORDER BY created_at DESC LIMIT 1",
+            )
+            .fetch_one(&merchant_db),
+        )
+        .expect("the probe's payment on its merchant's list");
+    let hidden = uuid::Uuid::new_v4();
+    let event: uuid::Uuid = runtime
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT id FROM outbox WHERE envelope->>'subject' = $1 AND envelope->>'type' = 'payment.completed'",
+            )
+            .bind(format!("payment/{paid}"))
+            .fetch_one(&orchestrator_db),
+        )
+        .expect("the payment's event in the orchestrator's outbox");
+    let check = experiment(
+        "title: nothing but a check
+steady_state: {title: healthy, probes: [{type: ledger}]}
+method:
+  - wait: 1
+settle_s: 3
+",
+    );
+    let located = |journal: &Value| -> Vec<(String, String)> {
+        journal["invariants"]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or("").to_string(),
+                    c["component"].as_str().unwrap_or("(none)").to_string(),
+                )
+            })
+            .collect()
+    };
+    // The payment disappears from its merchant's list (its row is renamed): the topic has its
+    // event, so merchant-api's side lost it.
+    let rename = |from: uuid::Uuid, to: uuid::Uuid| {
+        runtime
+            .block_on(
+                sqlx::query("UPDATE transactions SET id = $2 WHERE id = $1")
+                    .bind(from)
+                    .bind(to)
+                    .execute(&merchant_db),
+            )
+            .expect("renamed");
+    };
+    rename(paid, hidden);
+    let (consumer_output, consumer_journal) = run_json(&check.path);
+    // Then the event's id in the outbox is one the topic never carried, as if the relay had
+    // marked it published without sending it: the orchestrator's side lost it.
+    let other_event = uuid::Uuid::new_v4();
+    let reid = |from: uuid::Uuid, to: uuid::Uuid| {
+        runtime
+            .block_on(
+                sqlx::query("UPDATE outbox SET id = $2 WHERE id = $1")
+                    .bind(from)
+                    .bind(to)
+                    .execute(&orchestrator_db),
+            )
+            .expect("re-identified");
+    };
+    reid(event, other_event);
+    let (relay_output, relay_journal) = run_json(&check.path);
+    // Put everything back before asserting, so that a failure leaves the platform whole.
+    reid(other_event, event);
+    rename(hidden, paid);
+
+    assert_eq!(
+        consumer_output.status.code(),
+        Some(8),
+        "{}",
+        text(&consumer_output)
+    );
+    let consumer_side = located(&consumer_journal);
+    assert!(
+        consumer_side
+            .iter()
+            .any(|(name, _)| name == "merchant_lists_exact"),
+        "{consumer_side:?}"
+    );
+    assert!(
+        consumer_side
+            .iter()
+            .all(|(_, component)| component == "merchant-api"),
+        "{consumer_side:?}"
+    );
+    assert_eq!(
+        relay_output.status.code(),
+        Some(8),
+        "{}",
+        text(&relay_output)
+    );
+    let relay_side = located(&relay_journal);
+    assert!(
+        relay_side
+            .iter()
+            .any(|(name, _)| name == "merchant_lists_exact"),
+        "{relay_side:?}"
+    );
+    assert!(
+        relay_side
+            .iter()
+            .all(|(_, component)| component == "orchestrator"),
+        "{relay_side:?}"
+    );
+    let (output, journal) = run_json(&quick.path);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "whole again: {}",
+        text(&output)
+    );
+    assert!(invariants_hold(&journal));
+}
+
 /// The pids of the stress-ng processes running now.
 fn stress_ng() -> Vec<u32> {
     std::fs::read_dir("/proc")

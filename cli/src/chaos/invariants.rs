@@ -30,6 +30,10 @@ pub struct Check {
     pub description: String,
     pub ok: bool,
     pub evidence: Vec<String>,
+    /// For a failing check, the component its evidence points at ([`locate`]): where the
+    /// money went wrong, which need not be where the fault was put.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
 }
 
 impl Check {
@@ -97,6 +101,7 @@ pub async fn check_beside(
         }));
         let ok = checks.iter().all(|c| c.ok || known.contains(&c.name));
         if ok || Instant::now() >= deadline {
+            locate(home, &pools, &mut checks).await;
             return Ok(Report {
                 ok,
                 checks,
@@ -105,6 +110,201 @@ pub async fn check_beside(
         }
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
+}
+
+/// Puts each failing check on the component its evidence points at. Most checks say it
+/// outright (the ledger and the sagas are the orchestrator's; an outbox names its service; a
+/// duplicate saga, the caller that sent its key twice). The merchant's records are built from
+/// the orchestrator's events, so a payment missing from them was lost either before Kafka (the
+/// orchestrator's relay marked its event published but the topic does not have it) or after
+/// (the topic has it and merchant-api's consumer did not apply it): the topic is read to tell.
+async fn locate(home: &Home, pools: &Pools, checks: &mut [Check]) {
+    let mut merchant_side: Option<String> = None;
+    for check in checks.iter_mut().filter(|c| !c.ok) {
+        check.component = match check.name.as_str() {
+            "ledger_verifies" | "sagas_terminal" => {
+                Some(Service::Orchestrator.component_name().as_str().into())
+            }
+            "charged_once" => Some(charged_by(&check.evidence)),
+            "outboxes_published" => check
+                .evidence
+                .first()
+                .and_then(|line| line.split_once(':'))
+                .map(|(service, _)| service.to_string()),
+            "merchant_lists_exact" | "merchant_feed_once" | "merchant_balances_replayed" => {
+                if merchant_side.is_none() {
+                    merchant_side = Some(lost_where(home, pools, &check.evidence).await);
+                }
+                merchant_side.clone()
+            }
+            _ => None,
+        };
+    }
+}
+
+/// A payment charged twice: two sagas for one key are the caller's retry without its key;
+/// anything else (two captures of one saga) is the orchestrator's.
+fn charged_by(evidence: &[String]) -> String {
+    evidence
+        .iter()
+        .find_map(|line| {
+            let rest = line.strip_prefix("key ")?;
+            let (_, after) = rest.split_once(" of ")?;
+            after.split_whitespace().next().map(str::to_string)
+        })
+        .unwrap_or_else(|| Service::Orchestrator.component_name().as_str().into())
+}
+
+/// Bounds on reading the payments topic to find lost events: a diagnosis, not a replay.
+const TOPIC_READ_MS: u64 = 15_000;
+const TOPIC_MESSAGES_MAX: usize = 500_000;
+/// How long before its row says it was published an event may have reached the topic.
+const PUBLISHED_SLACK_MS: i64 = 5_000;
+
+/// Where the payments in `evidence` fell out: "orchestrator" when one of their events never
+/// reached the topic, "merchant-api" when the topic has them all (or the evidence names no
+/// payment: the merchant's own records disagree).
+async fn lost_where(home: &Home, pools: &Pools, evidence: &[String]) -> String {
+    let merchant = Service::MerchantApi.component_name().as_str().to_string();
+    let ids: BTreeSet<String> = evidence
+        .iter()
+        .filter_map(|line| line.strip_prefix("payment "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return merchant;
+    }
+    let subjects: Vec<String> = ids.iter().map(|id| format!("payment/{id}")).collect();
+    let events: Vec<(String, String, Option<chrono::DateTime<chrono::Utc>>)> = match sqlx::query_as(
+        "SELECT id::text, topic, published_at FROM outbox
+         WHERE envelope->>'subject' = ANY($1) AND envelope->>'type' LIKE 'payment.%'",
+    )
+    .bind(&subjects)
+    .fetch_all(&pools.orchestrator)
+    .await
+    {
+        Ok(rows) => rows,
+        Err(error) => {
+            eprintln!("paytool: the orchestrator's outbox could not be read to locate lost payments: {error}");
+            return merchant;
+        }
+    };
+    // No event at all: pruned after the outbox's retention (a day), or never written; the
+    // topic cannot tell which, and the records that disagree are the merchant's. Events not
+    // published yet: the orchestrator's relay is behind (the outbox check says so too).
+    let published: Vec<&(String, String, Option<chrono::DateTime<chrono::Utc>>)> =
+        events.iter().filter(|e| e.2.is_some()).collect();
+    if events.is_empty() {
+        return merchant;
+    }
+    if published.is_empty() {
+        return Service::Orchestrator.component_name().as_str().into();
+    }
+    let since_ms = published
+        .iter()
+        .filter_map(|e| e.2)
+        .map(|at| at.timestamp_millis() - PUBLISHED_SLACK_MS)
+        .min()
+        .unwrap_or(0);
+    let topics: BTreeSet<String> = published.iter().map(|e| e.1.clone()).collect();
+    let wanted: BTreeSet<String> = published.iter().map(|e| e.0.clone()).collect();
+    let bootstrap = crate::runtime::components::kafka::bootstrap(home);
+    let found = tokio::task::spawn_blocking(move || {
+        let mut found = BTreeSet::new();
+        for topic in &topics {
+            found.extend(events_in_topic(&bootstrap, topic, &wanted, since_ms)?);
+        }
+        anyhow::Ok((found, wanted))
+    })
+    .await;
+    match found {
+        Ok(Ok((found, wanted))) if found.len() < wanted.len() => {
+            Service::Orchestrator.component_name().as_str().into()
+        }
+        Ok(Ok(_)) => merchant,
+        Ok(Err(error)) => {
+            eprintln!(
+                "paytool: the payments topic could not be read to locate lost payments: {error:#}"
+            );
+            merchant
+        }
+        Err(error) => {
+            eprintln!("paytool: reading the payments topic stopped: {error}");
+            merchant
+        }
+    }
+}
+
+/// Which of `wanted` (event ids, the `event-id` header every envelope carries) are on
+/// `topic`, reading each partition from its first message at or after `since_ms` to its end,
+/// within [`TOPIC_READ_MS`] and [`TOPIC_MESSAGES_MAX`].
+fn events_in_topic(
+    bootstrap: &str,
+    topic: &str,
+    wanted: &BTreeSet<String>,
+    since_ms: i64,
+) -> anyhow::Result<BTreeSet<String>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let timeout = Duration::from_millis(TOPIC_READ_MS);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        // Assigned, never subscribed: no offsets are committed under this group.
+        .set("group.id", "paytool-chaos-locate")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let mut by_time = TopicPartitionList::new();
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        by_time.add_partition_offset(topic, partition.id(), Offset::Offset(since_ms))?;
+    }
+    let by_time = consumer.offsets_for_times(by_time, timeout)?;
+    // A partition with nothing after the time answers "end": nothing to read there.
+    let mut open: BTreeSet<i32> = BTreeSet::new();
+    let mut start = TopicPartitionList::new();
+    for element in by_time.elements() {
+        let offset = element.offset();
+        if matches!(offset, Offset::Offset(_)) {
+            open.insert(element.partition());
+            start.add_partition_offset(topic, element.partition(), offset)?;
+        }
+    }
+    consumer.assign(&start)?;
+    let deadline = Instant::now() + timeout;
+    let mut found = BTreeSet::new();
+    let mut read = 0usize;
+    while !open.is_empty() && found.len() < wanted.len() {
+        anyhow::ensure!(
+            Instant::now() < deadline && read < TOPIC_MESSAGES_MAX,
+            "read {read} messages in {TOPIC_READ_MS} ms without reaching the topics' ends"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                open.remove(&partition);
+            }
+            Some(Err(error)) => return Err(error.into()),
+            Some(Ok(message)) => {
+                read += 1;
+                let id = message.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == "event-id")
+                        .and_then(|h| h.value)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .map(str::to_string)
+                });
+                if let Some(id) = id.filter(|id| wanted.contains(id)) {
+                    found.insert(id);
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 async fn ledger(home: &Home) -> Check {
@@ -131,6 +331,7 @@ fn finding(name: &str, description: &str, mut evidence: Vec<String>) -> Check {
         description: description.to_string(),
         ok: evidence.is_empty(),
         evidence,
+        component: None,
     }
 }
 
@@ -300,4 +501,21 @@ async fn merchant_checks(pools: &Pools) -> anyhow::Result<Vec<Check>> {
             replay,
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saga_made_twice_for_one_key_is_put_on_the_caller_and_a_double_capture_on_the_orchestrator()
+    {
+        let twice = vec!["key 7f3a of consumer-api made 2 payment sagas".to_string()];
+        assert_eq!(charged_by(&twice), "consumer-api");
+        let captured = vec![
+            "payment 0190 captured 1200 but its payer was charged 2400 in 2 transfers".to_string(),
+        ];
+        assert_eq!(charged_by(&captured), "orchestrator");
+        assert_eq!(charged_by(&[]), "orchestrator");
+    }
 }

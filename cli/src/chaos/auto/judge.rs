@@ -178,6 +178,15 @@ pub fn judge(action: &Action, before: &Violations, journal: &Journal) -> Judgeme
             if known.is_some_and(|seen| check.evidence.iter().all(|line| seen.contains(line))) {
                 continue;
             }
+            // Money is put where its evidence points (the invariants read the records, and
+            // the topic, to tell): damage left by a weakness shows again under later faults
+            // on other targets, and belongs to the weakness's component, not theirs.
+            if let (false, Some(component)) = (
+                judgement.broken.contains(&Broken::Money),
+                check.component.as_ref(),
+            ) {
+                judgement.component = component.clone();
+            }
             judgement.broken.push(Broken::Money);
             judgement.mechanism.push(format!(
                 "{}: {}",
@@ -462,6 +471,27 @@ mod tests {
             judge(&action(), &before, &journal).broken,
             vec![Broken::Money]
         );
+    }
+
+    #[test]
+    fn money_is_put_on_the_component_its_evidence_points_at_not_the_faults_target() {
+        let mut journal = run((3, 3_000.0), (0, 70.0));
+        journal.invariants = serde_json::from_value(serde_json::json!({
+            "ok": false, "converged_ms": 0,
+            "checks": [{ "name": "merchant_lists_exact", "description": "", "ok": false,
+                         "evidence": ["payment a completed but is not on its merchant's list"],
+                         "component": "merchant-api" }],
+        }))
+        .expect("a report");
+        let verdict = judge(&action(), &Violations::new(), &journal);
+        assert_eq!(verdict.broken, vec![Broken::Money]);
+        assert_eq!(verdict.component, "merchant-api");
+        // A report from before the invariants located anything: the fault's target, as before.
+        if let Some(report) = journal.invariants.as_mut() {
+            report.checks[0].component = None;
+        }
+        let verdict = judge(&action(), &Violations::new(), &journal);
+        assert_eq!(verdict.component, space::component_of(&action()));
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub struct Weakness {
     pub fault: FaultKind,
     pub target: &'static str,
     pub intensity: u8,
-    /// What the judge should say, and on which component.
+    /// What the judge should say, and on which component: for money, where the invariants'
+    /// evidence puts it (the records, and the topic, say which side lost it); for the rest, the
+    /// component the fault's target names (the caller of a route).
     pub broken: Broken,
     pub component: &'static str,
 }
@@ -52,7 +54,8 @@ pub const WEAKNESSES: &[Weakness] = &[
         target: "kafka",
         intensity: 3,
         broken: Broken::Money,
-        component: "kafka",
+        // The invariants find its events missing from the topic: the relay's.
+        component: "orchestrator",
     },
     Weakness {
         point: "paykit.weakness.breaker-stays-open",
@@ -91,7 +94,8 @@ pub const WEAKNESSES: &[Weakness] = &[
         target: "kafka",
         intensity: 1,
         broken: Broken::Money,
-        component: "kafka",
+        // The topic has the events; merchant-api's consumer never applies them.
+        component: "merchant-api",
     },
     Weakness {
         point: "paykit.weakness.service-token-not-cached",
