@@ -1,17 +1,15 @@
-// The operators' web UIs in a real browser: a request made through the gateway as part of a
+// The operators' web UIs in a real browser: a QR payment made through the gateway as part of a
 // trace this test chose (its traceparent), then an operator signs in to the logs UI
 // (logs.local.test: VictoriaLogs behind the sign-in proxy and Keycloak's real login page) and
-// finds that request's lines, in the gateway and in the service, by its trace id, then follows
-// their link to the trace viewer (traces.local.test) and sees the request's spans; and after
+// finds that payment's lines, in the gateway and in the services, by its trace id, then follows
+// their link to the trace viewer (traces.local.test) and sees the payment's spans; and after
 // a few payments the dashboards (dashboards.local.test, behind the same sign-in) show them,
 // with every panel answered.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import {
-  api, login, newBrowser, newPage, platform, PASSWORD, qrPayments, screenshot, uniqueEmail,
-} from './platform.mjs';
+import { login, newBrowser, newPage, platform, qrPayments, screenshot } from './platform.mjs';
 
 /// Lines reach VictoriaLogs a second or two after they are written: the UI's query is asked
 /// again until both appear, within this.
@@ -29,22 +27,15 @@ after(async () => {
   await browser?.close();
 });
 
-test("an operator signs in to the logs UI and finds a request's lines by its trace id", async () => {
+test("an operator signs in to the logs UI, finds a payment's lines by its trace id and opens its trace", async () => {
   const { url, operations } = platform();
   assert.ok(operations?.password, 'the status document names the operator (--show-secrets)');
 
-  // A registration through the gateway, in a trace of the test's own.
+  // A QR payment through the gateway, in a trace of the test's own.
   const traceId = randomBytes(16).toString('hex');
   const traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
-  const email = uniqueEmail('traced');
-  const registered = await api(
-    'api',
-    'POST',
-    '/v1/consumers',
-    { email, password: PASSWORD, name: 'Traced Person', currency: 'JPY' },
-    { traceparent },
-  );
-  assert.equal(registered.status, 201, registered.text);
+  const [payment] = await qrPayments([700], { payHeaders: { traceparent } });
+  assert.equal(payment.status, 'completed');
 
   // The UI sends an unknown browser to Keycloak's login page, and back once signed in.
   const page = await newPage(browser);
@@ -65,7 +56,7 @@ test("an operator signs in to the logs UI and finds a request's lines by its tra
   for (;;) {
     await page.waitForLoadState('networkidle');
     body = await page.locator('body').innerText();
-    if (body.includes('POST api.local.test/v1/consumers 201') && body.includes('answered')) break;
+    if (body.includes('POST api.local.test/v1/payments 201') && body.includes('answered')) break;
     if (Date.now() - started > LINES_WITHIN_MS) break;
     // Asked again as a person would: the URL's query runs once, when the page opens it.
     await page.waitForTimeout(1_000);
@@ -73,8 +64,8 @@ test("an operator signs in to the logs UI and finds a request's lines by its tra
   }
   await screenshot(page, 'operations-2-logs-by-trace-id');
   assert.ok(
-    body.includes('POST api.local.test/v1/consumers 201'),
-    `the gateway's line of the request: ${body.slice(0, 1500)}`,
+    body.includes('POST api.local.test/v1/payments 201'),
+    `the gateway's line of the payment: ${body.slice(0, 1500)}`,
   );
   // Each line's fields: which component wrote it, and the trace it belongs to.
   await page.getByText('JSON', { exact: true }).click();
@@ -99,7 +90,7 @@ test("an operator signs in to the logs UI and finds a request's lines by its tra
   await page.getByText(`Trace ${traceId}`).first().waitFor();
   await screenshot(page, 'operations-4-the-requests-trace');
   assert.ok(spans >= 3, `the trace's spans: ${spans}`);
-  for (const service of ['gateway', 'consumer-api', 'orchestrator']) {
+  for (const service of ['gateway', 'consumer-api', 'merchant-api', 'orchestrator']) {
     assert.ok(await page.locator(`tr.span[data-service="${service}"]`).count() > 0, `a span of ${service}`);
   }
   const broken = page.problems.filter((p) => /ERR_CERT|ERR_NAME_NOT_RESOLVED|ERR_CONNECTION/.test(p));

@@ -185,10 +185,11 @@ export async function accessToken(email, password) {
 }
 
 /// A money-moving POST as a signed-in user: the bearer token and a fresh Idempotency-Key.
-async function moneyPost(host, path, token, body) {
+async function moneyPost(host, path, token, body, extraHeaders = {}) {
   const answer = await api(host, 'POST', path, body, {
     authorization: `Bearer ${token}`,
     'idempotency-key': randomBytes(16).toString('hex'),
+    ...extraHeaders,
   });
   if (answer.status !== 201 && answer.status !== 200) {
     throw new Error(`POST ${host}.local.test${path}: ${answer.status} ${answer.text}`);
@@ -198,8 +199,9 @@ async function moneyPost(host, path, token, body) {
 
 /// QR payments as the demo makes them, through the gateway: a new merchant and consumer, a
 /// top-up that covers them all, then for each amount (minor units) a dynamic QR code that
-/// the consumer pays. Returns the payments' answers.
-export async function qrPayments(amountsMinor, currency = 'JPY') {
+/// the consumer pays, with `payHeaders` on each payment (a `traceparent`, say). Returns the
+/// payments' answers.
+export async function qrPayments(amountsMinor, { currency = 'JPY', payHeaders = {} } = {}) {
   const merchant = await registerMerchant({ name: 'Counted Shop', currency });
   const consumer = await registerConsumer({ name: 'Counted Payer', currency });
   const merchantToken = await accessToken(merchant.email, merchant.password);
@@ -212,7 +214,7 @@ export async function qrPayments(amountsMinor, currency = 'JPY') {
       amount: { value, currency },
       reference: `BROWSER-${i}`,
     });
-    payments.push(await moneyPost('api', '/v1/payments', consumerToken, { qr: request.payload }));
+    payments.push(await moneyPost('api', '/v1/payments', consumerToken, { qr: request.payload }, payHeaders));
   }
   return payments;
 }
