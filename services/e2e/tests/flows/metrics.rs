@@ -91,15 +91,29 @@ async fn every_service_exposes_red_metrics_by_route_template_and_the_ledger_s_ou
     assert!(sample(
         &orchestrator_metrics,
         "saga_amount_minor_total",
-        &[r#"kind="payment""#, r#"state="completed""#]
+        &[
+            r#"kind="payment""#,
+            r#"state="completed""#,
+            r#"currency="JPY""#
+        ]
     )
     .is_some_and(|n| n >= 1_200.0));
     assert!(sample(
         &orchestrator_metrics,
         "saga_transitions_total",
-        &[r#"kind="payment""#]
+        &[r#"kind="payment""#, r#"state="completed""#]
     )
-    .is_some());
+    .is_some_and(|n| n >= 1.0));
+    // Every outcome is there from the start, at 0 until it happens (so that Prometheus sees a
+    // first payment's step): one no flow here makes.
+    assert_eq!(
+        sample(
+            &orchestrator_metrics,
+            "sagas_finished_total",
+            &[r#"kind="top_up""#, r#"state="voided""#, r#"currency="CHF""#]
+        ),
+        Some(0.0)
+    );
 
     let merchant_metrics = scrape(&world, &world.platform.merchant_api).await;
     assert!(
