@@ -363,3 +363,87 @@ async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
         "merchant-api's consumer logged nothing of trace {trace_id}"
     );
 }
+
+#[tokio::test]
+async fn payments_made_together_each_leave_a_consumer_line_in_their_own_trace() {
+    // Events that arrive together are applied in one transaction (paykit's batched consumer):
+    // each still has its line in its own trace, so a person finds every payment's lines by its
+    // trace id, batched or not. Eight at once: merchant-api's consumer takes them in batches.
+    const PAYMENTS: usize = 8;
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 9));
+    let merchant = gateway.register_merchant().await;
+    let consumer = gateway.register_consumer().await;
+    let topped = gateway
+        .post(
+            "api",
+            "/v1/wallet/top-ups",
+            Some(&consumer),
+            json!({ "amount": { "value": 10_000, "currency": "JPY" } }),
+        )
+        .await;
+    assert_eq!(topped.status(), 201);
+    let mut payloads = Vec::new();
+    for _ in 0..PAYMENTS {
+        let request: Value = gateway
+            .post(
+                "merchant",
+                "/v1/payment-requests",
+                Some(&merchant),
+                json!({ "amount": { "value": 100, "currency": "JPY" } }),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        payloads.push(request["payload"].clone());
+    }
+    let trace_ids: Vec<String> = (0..PAYMENTS)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    let paid = futures_util::future::join_all(payloads.iter().zip(&trace_ids).map(
+        |(payload, trace_id)| {
+            gateway
+                .client
+                .post(gateway.url("api", "/v1/payments"))
+                .bearer_auth(&consumer)
+                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                .header(
+                    "traceparent",
+                    format!(
+                        "00-{trace_id}-{}-01",
+                        &uuid::Uuid::new_v4().simple().to_string()[..16]
+                    ),
+                )
+                .json(&json!({ "qr": payload }))
+                .send()
+        },
+    ))
+    .await;
+    for answer in paid {
+        assert_eq!(answer.expect("sent").status(), 201);
+    }
+    let home = paykit::testing::platform_status()["home"]
+        .as_str()
+        .expect("home")
+        .to_string();
+    let path = std::path::Path::new(&home).join("logs/merchant-api.log");
+    let mut missing: Vec<&String> = trace_ids.iter().collect();
+    for _ in 0..LIST_POLLS_MAX {
+        let log = std::fs::read_to_string(&path).expect("merchant-api's log");
+        let consumed: std::collections::HashSet<String> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|line| line["span"] == "event.process" && line["message"] == "event handled")
+            .filter_map(|line| line["trace_id"].as_str().map(str::to_string))
+            .collect();
+        missing.retain(|id| !consumed.contains(*id));
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(LIST_POLL_MS)).await;
+    }
+    assert!(
+        missing.is_empty(),
+        "merchant-api's consumer handled these payments' events outside their traces: {missing:?}"
+    );
+}

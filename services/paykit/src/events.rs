@@ -832,11 +832,18 @@ impl<H: Handler> Consumer<H> {
                 }
             }
         }
-        if events.len() > 1 && self.apply_together(&events).await {
-            for (message, event) in &events {
-                self.handled(message, event, None);
+        if events.len() > 1 {
+            if let Some(spans) = self.apply_together(&events).await {
+                // Each event's line in its own span, so that it carries its producer's trace
+                // (a person finds a payment's lines by its trace id, batched or not).
+                for ((message, event), span) in events.iter().zip(spans) {
+                    match span {
+                        Some(span) => span.in_scope(|| self.handled(message, event, None)),
+                        None => self.handled(message, event, None),
+                    }
+                }
+                return;
             }
-            return;
         }
         for (message, event) in &events {
             let span = crate::telemetry::consumer_span(
@@ -853,27 +860,29 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// One transaction for the whole batch: the inbox rows in one statement, each new event's
-    /// effect, one commit, within [`CONSUMER_APPLY_TIMEOUT_MS`]. False (nothing kept) when any
-    /// part fails or time runs out.
+    /// effect, one commit, within [`CONSUMER_APPLY_TIMEOUT_MS`]. `None` (nothing kept) when any
+    /// part fails or time runs out; else each event's span (`None` for a duplicate, which was
+    /// not applied again).
     async fn apply_together(
         &self,
         events: &[(&rdkafka::message::BorrowedMessage<'_>, Envelope)],
-    ) -> bool {
+    ) -> Option<Vec<Option<tracing::Span>>> {
         tokio::time::timeout(
             Duration::from_millis(CONSUMER_APPLY_TIMEOUT_MS),
             self.apply_together_unbounded(events),
         )
         .await
-        .unwrap_or(false)
+        .ok()
+        .flatten()
     }
 
     async fn apply_together_unbounded(
         &self,
         events: &[(&rdkafka::message::BorrowedMessage<'_>, Envelope)],
-    ) -> bool {
+    ) -> Option<Vec<Option<tracing::Span>>> {
         assert!(events.len() <= CONSUMER_BATCH_MAX);
         let Ok(mut tx) = self.pool.begin().await else {
-            return false;
+            return None;
         };
         let ids: Vec<Uuid> = events.iter().map(|(_, event)| event.id).collect();
         let fresh: Result<Vec<Uuid>, sqlx::Error> = sqlx::query_scalar(
@@ -885,12 +894,14 @@ impl<H: Handler> Consumer<H> {
         .fetch_all(&mut *tx)
         .await;
         let Ok(fresh) = fresh else {
-            return false;
+            return None;
         };
         let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
+        let mut spans = Vec::with_capacity(events.len());
         for (message, event) in events {
             // A redelivered event, or the same event twice in the batch: applied once.
             if !fresh.remove(&event.id) {
+                spans.push(None);
                 continue;
             }
             let span = crate::telemetry::consumer_span(
@@ -901,15 +912,16 @@ impl<H: Handler> Consumer<H> {
             if self
                 .handler
                 .handle(&mut tx, event)
-                .instrument(span)
+                .instrument(span.clone())
                 .await
                 .is_err()
             {
                 let _ = tx.rollback().await;
-                return false;
+                return None;
             }
+            spans.push(Some(span));
         }
-        tx.commit().await.is_ok()
+        tx.commit().await.ok().map(|()| spans)
     }
 
     /// The log line and the metrics of an event this consumer is done with.
