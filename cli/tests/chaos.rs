@@ -99,6 +99,30 @@ fn experiment(yaml: &str) -> File {
     File { _dir: dir, path }
 }
 
+/// An experiment whose probe pays once and that breaks nothing: a payment to look at after.
+fn paying_once() -> File {
+    experiment(
+        "title: nothing but a payment
+steady_state: {title: healthy, probes: [{type: payment}, {type: ledger}]}
+method:
+  - wait: 1
+settle_s: 30
+",
+    )
+}
+
+/// An experiment that only checks: the invariants, with 3 s for the platform to settle.
+fn checking_only() -> File {
+    experiment(
+        "title: nothing but a check
+steady_state: {title: healthy, probes: [{type: ledger}]}
+method:
+  - wait: 1
+settle_s: 3
+",
+    )
+}
+
 fn run_json(file: &Path) -> (Output, Value) {
     let output = command(&["chaos", "run", file.to_str().expect("utf-8"), "--json"])
         .output()
@@ -355,14 +379,7 @@ rollbacks: [{type: resume-all}, {type: wait-ready, timeout_s: 60}]
 fn money_changed_behind_the_platforms_back_fails_the_run_with_exit_8_and_the_evidence() {
     let _turn = turn();
     // A run whose probe pays once, so the merchant side has a payment to tamper with.
-    let quick = experiment(
-        "title: nothing but a payment
-steady_state: {title: healthy, probes: [{type: payment}, {type: ledger}]}
-method:
-  - wait: 1
-settle_s: 30
-",
-    );
+    let quick = paying_once();
     let (output, journal) = run_json(&quick.path);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert_eq!(journal["verdict"], "passed");
@@ -386,14 +403,7 @@ settle_s: 30
             .fetch_one(&db),
         )
         .expect("a payment to tamper with");
-    let settle = experiment(
-        "title: nothing but a check
-steady_state: {title: healthy, probes: [{type: ledger}]}
-method:
-  - wait: 1
-settle_s: 3
-",
-    );
+    let settle = checking_only();
     let (output, journal) = run_json(&settle.path);
     // Put it back before asserting, so that a failure here leaves the platform whole.
     runtime
@@ -435,14 +445,7 @@ settle_s: 3
 fn money_lost_is_put_on_the_side_that_lost_it_the_consumer_when_the_topic_has_the_event_the_relay_when_not(
 ) {
     let _turn = turn();
-    let quick = experiment(
-        "title: nothing but a payment
-steady_state: {title: healthy, probes: [{type: payment}, {type: ledger}]}
-method:
-  - wait: 1
-settle_s: 30
-",
-    );
+    let quick = paying_once();
     let (output, _) = run_json(&quick.path);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
@@ -475,14 +478,7 @@ settle_s: 30
             .fetch_one(&orchestrator_db),
         )
         .expect("the payment's event in the orchestrator's outbox");
-    let check = experiment(
-        "title: nothing but a check
-steady_state: {title: healthy, probes: [{type: ledger}]}
-method:
-  - wait: 1
-settle_s: 3
-",
-    );
+    let check = checking_only();
     let located = |journal: &Value| -> Vec<(String, String)> {
         journal["invariants"]["checks"]
             .as_array()

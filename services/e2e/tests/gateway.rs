@@ -278,9 +278,8 @@ async fn the_access_log_carries_the_request_s_trace_and_who_made_it() {
     );
 }
 
-#[tokio::test]
-async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
-    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 8));
+/// A new merchant and a new consumer whose wallet is topped up with `yen`: their tokens.
+async fn funded(gateway: &Gateway, yen: i64) -> (String, String) {
     let merchant = gateway.register_merchant().await;
     let consumer = gateway.register_consumer().await;
     let topped = gateway
@@ -288,10 +287,17 @@ async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
             "api",
             "/v1/wallet/top-ups",
             Some(&consumer),
-            json!({ "amount": { "value": 1_000, "currency": "JPY" } }),
+            json!({ "amount": { "value": yen, "currency": "JPY" } }),
         )
         .await;
     assert_eq!(topped.status(), 201);
+    (merchant, consumer)
+}
+
+#[tokio::test]
+async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 8));
+    let (merchant, consumer) = funded(&gateway, 1_000).await;
     let request: Value = gateway
         .post(
             "merchant",
@@ -371,17 +377,7 @@ async fn payments_made_together_each_leave_a_consumer_line_in_their_own_trace() 
     // trace id, batched or not. Eight at once: merchant-api's consumer takes them in batches.
     const PAYMENTS: usize = 8;
     let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 9));
-    let merchant = gateway.register_merchant().await;
-    let consumer = gateway.register_consumer().await;
-    let topped = gateway
-        .post(
-            "api",
-            "/v1/wallet/top-ups",
-            Some(&consumer),
-            json!({ "amount": { "value": 10_000, "currency": "JPY" } }),
-        )
-        .await;
-    assert_eq!(topped.status(), 201);
+    let (merchant, consumer) = funded(&gateway, 10_000).await;
     let mut payloads = Vec::new();
     for _ in 0..PAYMENTS {
         let request: Value = gateway
