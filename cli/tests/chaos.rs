@@ -123,6 +123,31 @@ settle_s: 3
     )
 }
 
+/// A service's database (`merchant_api`, `orchestrator`) on the test platform, as its admin.
+fn service_database(runtime: &tokio::runtime::Runtime, name: &str) -> sqlx::PgPool {
+    let admin = std::env::var(DATABASE_ENV).expect("PAYTOOL_TEST_DATABASE_URL");
+    let url = admin
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{name}"))
+        .expect("a URL");
+    runtime
+        .block_on(sqlx::PgPool::connect(&url))
+        .unwrap_or_else(|e| panic!("{name}'s database: {e}"))
+}
+
+/// After a test that broke money on purpose and put it back: `experiment` passes again with
+/// every invariant holding.
+fn assert_whole_again(experiment: &File) {
+    let (output, journal) = run_json(&experiment.path);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "whole again: {}",
+        text(&output)
+    );
+    assert!(invariants_hold(&journal));
+}
+
 fn run_json(file: &Path) -> (Output, Value) {
     let output = command(&["chaos", "run", file.to_str().expect("utf-8"), "--json"])
         .output()
@@ -385,14 +410,7 @@ fn money_changed_behind_the_platforms_back_fails_the_run_with_exit_8_and_the_evi
     assert_eq!(journal["verdict"], "passed");
 
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let admin = std::env::var(DATABASE_ENV).expect("PAYTOOL_TEST_DATABASE_URL");
-    let merchant_db = admin
-        .rsplit_once('/')
-        .map(|(base, _)| format!("{base}/merchant_api"))
-        .expect("a URL");
-    let db = runtime
-        .block_on(sqlx::PgPool::connect(&merchant_db))
-        .expect("merchant-api's database");
+    let db = service_database(&runtime, "merchant_api");
     let tampered: uuid::Uuid = runtime
         .block_on(
             sqlx::query_scalar(
@@ -431,14 +449,7 @@ fn money_changed_behind_the_platforms_back_fails_the_run_with_exit_8_and_the_evi
         "{failed:#?}"
     );
 
-    let (output, journal) = run_json(&quick.path);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "whole again: {}",
-        text(&output)
-    );
-    assert!(invariants_hold(&journal));
+    assert_whole_again(&quick);
 }
 
 #[test]
@@ -449,17 +460,10 @@ fn money_lost_is_put_on_the_side_that_lost_it_the_consumer_when_the_topic_has_th
     let (output, _) = run_json(&quick.path);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let admin = std::env::var(DATABASE_ENV).expect("PAYTOOL_TEST_DATABASE_URL");
-    let database = |name: &str| {
-        let url = admin
-            .rsplit_once('/')
-            .map(|(base, _)| format!("{base}/{name}"))
-            .expect("a URL");
-        runtime
-            .block_on(sqlx::PgPool::connect(&url))
-            .expect("a service's database")
-    };
-    let (merchant_db, orchestrator_db) = (database("merchant_api"), database("orchestrator"));
+    let (merchant_db, orchestrator_db) = (
+        service_database(&runtime, "merchant_api"),
+        service_database(&runtime, "orchestrator"),
+    );
     let paid: uuid::Uuid = runtime
         .block_on(
             sqlx::query_scalar(
@@ -540,14 +544,7 @@ fn money_lost_is_put_on_the_side_that_lost_it_the_consumer_when_the_topic_has_th
         );
         assert!(failed.iter().all(|(_, c)| c == component), "{failed:?}");
     }
-    let (output, journal) = run_json(&quick.path);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "whole again: {}",
-        text(&output)
-    );
-    assert!(invariants_hold(&journal));
+    assert_whole_again(&quick);
 }
 
 /// The pids of the stress-ng processes running now.

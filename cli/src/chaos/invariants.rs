@@ -247,7 +247,6 @@ fn events_in_topic(
     since_ms: i64,
 ) -> anyhow::Result<BTreeSet<String>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
     let timeout = Duration::from_millis(TOPIC_READ_MS);
     let consumer: BaseConsumer = ClientConfig::new()
@@ -290,16 +289,10 @@ fn events_in_topic(
             Some(Err(error)) => return Err(error.into()),
             Some(Ok(message)) => {
                 read += 1;
-                let id = message.headers().and_then(|headers| {
-                    headers
-                        .iter()
-                        .find(|h| h.key == "event-id")
-                        .and_then(|h| h.value)
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .map(str::to_string)
-                });
-                if let Some(id) = id.filter(|id| wanted.contains(id)) {
-                    found.insert(id);
+                if let Some(id) = paykit::events::header_text(&message, "event-id")
+                    .filter(|id| wanted.contains(*id))
+                {
+                    found.insert(id.to_string());
                 }
             }
         }

@@ -126,20 +126,11 @@ pub fn render(path: &Path) -> anyhow::Result<Vec<Manifest>> {
     };
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > Duration::from_millis(RENDER_TIMEOUT_MS) {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!(
-                "{source}: kustomize ran past {} s",
-                RENDER_TIMEOUT_MS / 1000
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = crate::support::child::wait_bounded(&mut child, RENDER_TIMEOUT_MS)? else {
+        anyhow::bail!(
+            "{source}: kustomize ran past {} s",
+            RENDER_TIMEOUT_MS / 1000
+        );
     };
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();

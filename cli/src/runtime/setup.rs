@@ -346,7 +346,7 @@ impl Setup {
     /// Waits (bounded) for the build this process started.
     fn wait_for_own_build(&self, child: &mut std::process::Child) -> anyhow::Result<()> {
         let log = self.log_path("observability");
-        let status = wait_bounded(child, OBSERVABILITY_BUILD_TIMEOUT_MS)?;
+        let status = crate::support::child::wait_bounded(child, OBSERVABILITY_BUILD_TIMEOUT_MS)?;
         if status.is_some_and(|status| status.success()) && check_observability(self)? {
             return Ok(());
         }
@@ -559,16 +559,17 @@ impl Setup {
             .stderr(file)
             .spawn()
             .with_context(|| format!("cannot run {:?}", command.get_program()))?;
-        let status = wait_bounded(&mut child, timeout_ms)?.ok_or_else(|| {
-            fail(
-                Code::Prerequisite,
-                format!(
-                    "{what} did not finish within {} minutes and was stopped; see {}",
-                    timeout_ms / 60_000,
-                    log.display()
-                ),
-            )
-        })?;
+        let status =
+            crate::support::child::wait_bounded(&mut child, timeout_ms)?.ok_or_else(|| {
+                fail(
+                    Code::Prerequisite,
+                    format!(
+                        "{what} did not finish within {} minutes and was stopped; see {}",
+                        timeout_ms / 60_000,
+                        log.display()
+                    ),
+                )
+            })?;
         if status.success() {
             return Ok(());
         }
@@ -597,25 +598,6 @@ fn observability_script(setup: &Setup) -> Command {
     command
 }
 
-/// Waits for a child at most `timeout_ms`; on timeout kills it and answers `None`.
-fn wait_bounded(
-    child: &mut std::process::Child,
-    timeout_ms: u64,
-) -> anyhow::Result<Option<std::process::ExitStatus>> {
-    let deadline = Instant::now() + std::time::Duration::from_millis(timeout_ms);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 fn check_observability(setup: &Setup) -> anyhow::Result<bool> {
     let Ok(mut child) = observability_script(setup)
         .arg("--check")
@@ -626,7 +608,10 @@ fn check_observability(setup: &Setup) -> anyhow::Result<bool> {
     else {
         return Ok(false);
     };
-    Ok(wait_bounded(&mut child, CHECK_TIMEOUT_MS)?.is_some_and(|status| status.success()))
+    Ok(
+        crate::support::child::wait_bounded(&mut child, CHECK_TIMEOUT_MS)?
+            .is_some_and(|status| status.success()),
+    )
 }
 
 fn install_observability(setup: &Setup, _: &Ui) -> anyhow::Result<()> {

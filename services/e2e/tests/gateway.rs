@@ -294,26 +294,33 @@ async fn funded(gateway: &Gateway, yen: i64) -> (String, String) {
     (merchant, consumer)
 }
 
-#[tokio::test]
-async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
-    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 8));
-    let (merchant, consumer) = funded(&gateway, 1_000).await;
+/// A dynamic QR code of the merchant's for `yen`: its EMVCo payload.
+async fn qr_payload(gateway: &Gateway, merchant: &str, yen: i64) -> Value {
     let request: Value = gateway
         .post(
             "merchant",
             "/v1/payment-requests",
-            Some(&merchant),
-            json!({ "amount": { "value": 400, "currency": "JPY" } }),
+            Some(merchant),
+            json!({ "amount": { "value": yen, "currency": "JPY" } }),
         )
         .await
         .json()
         .await
         .expect("json");
-    let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let paid = gateway
+    request["payload"].clone()
+}
+
+/// Pays `payload` as `consumer`, in the trace `trace_id` (a W3C traceparent of the client's).
+async fn pay_in_trace(
+    gateway: &Gateway,
+    consumer: &str,
+    payload: &Value,
+    trace_id: &str,
+) -> reqwest::Response {
+    gateway
         .client
         .post(gateway.url("api", "/v1/payments"))
-        .bearer_auth(&consumer)
+        .bearer_auth(consumer)
         .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
         .header(
             "traceparent",
@@ -322,10 +329,19 @@ async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
                 &uuid::Uuid::new_v4().simple().to_string()[..16]
             ),
         )
-        .json(&json!({ "qr": request["payload"] }))
+        .json(&json!({ "qr": payload }))
         .send()
         .await
-        .expect("sent");
+        .expect("sent")
+}
+
+#[tokio::test]
+async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
+    let gateway = Gateway::from(std::net::Ipv4Addr::new(127, 0, 0, 8));
+    let (merchant, consumer) = funded(&gateway, 1_000).await;
+    let payload = qr_payload(&gateway, &merchant, 400).await;
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let paid = pay_in_trace(&gateway, &consumer, &payload, &trace_id).await;
     assert_eq!(paid.status(), 201);
     // consumer-api answered the payment; merchant-api ran it for the request it owns; the
     // orchestrator moved the money; merchant-api's consumer applied the ledger's event. Each
@@ -380,43 +396,20 @@ async fn payments_made_together_each_leave_a_consumer_line_in_their_own_trace() 
     let (merchant, consumer) = funded(&gateway, 10_000).await;
     let mut payloads = Vec::new();
     for _ in 0..PAYMENTS {
-        let request: Value = gateway
-            .post(
-                "merchant",
-                "/v1/payment-requests",
-                Some(&merchant),
-                json!({ "amount": { "value": 100, "currency": "JPY" } }),
-            )
-            .await
-            .json()
-            .await
-            .expect("json");
-        payloads.push(request["payload"].clone());
+        payloads.push(qr_payload(&gateway, &merchant, 100).await);
     }
     let trace_ids: Vec<String> = (0..PAYMENTS)
         .map(|_| uuid::Uuid::new_v4().simple().to_string())
         .collect();
-    let paid = futures_util::future::join_all(payloads.iter().zip(&trace_ids).map(
-        |(payload, trace_id)| {
-            gateway
-                .client
-                .post(gateway.url("api", "/v1/payments"))
-                .bearer_auth(&consumer)
-                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                .header(
-                    "traceparent",
-                    format!(
-                        "00-{trace_id}-{}-01",
-                        &uuid::Uuid::new_v4().simple().to_string()[..16]
-                    ),
-                )
-                .json(&json!({ "qr": payload }))
-                .send()
-        },
-    ))
+    let paid = futures_util::future::join_all(
+        payloads
+            .iter()
+            .zip(&trace_ids)
+            .map(|(payload, trace_id)| pay_in_trace(&gateway, &consumer, payload, trace_id)),
+    )
     .await;
     for answer in paid {
-        assert_eq!(answer.expect("sent").status(), 201);
+        assert_eq!(answer.status(), 201);
     }
     let home = paykit::testing::platform_status()["home"]
         .as_str()
