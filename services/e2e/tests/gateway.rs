@@ -435,4 +435,28 @@ async fn payments_made_together_each_leave_a_consumer_line_in_their_own_trace() 
         missing.is_empty(),
         "merchant-api's consumer handled these payments' events outside their traces: {missing:?}"
     );
+    assert_platform_ledger_verifies().await;
+}
+
+/// Panics unless the running platform's ledger checks all pass (what `paytool ledger verify`
+/// asks the orchestrator).
+async fn assert_platform_ledger_verifies() {
+    let status = paykit::testing::platform_status();
+    let orchestrator = status["components"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "orchestrator"))
+        .and_then(|c| c["urls"][0].as_str())
+        .expect("the orchestrator's URL in the status")
+        .to_string();
+    let token = paykit::testing::client_token("consumer-api").await;
+    let report: Value = reqwest::Client::new()
+        .get(format!("{orchestrator}/internal/ledger/verify"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the orchestrator answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(report["ok"], true, "the ledger verifies: {report}");
 }
