@@ -702,6 +702,29 @@ async fn a_replay_answers_the_stored_outcome_even_when_planning_it_again_would_b
     assert_eq!(available(&pool, wallet).await, 600, "charged once");
 }
 
+/// Waits (at most 20 s) until `writers` sessions wait for a lock on the sagas table.
+async fn writers_waiting_on_sagas(pool: &PgPool, writers: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_locks
+             WHERE relation = 'sagas'::regclass AND NOT granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("locks");
+        if waiting >= writers {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} of {writers} group writers waited on the sagas table within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The same concurrent payments on a fresh database, written in groups (`group_max`) or one
 /// commit each: what the ledger holds afterwards (order aside, as concurrency decides it), and
 /// how many distinct commit times the completed payments have (a group's rows share its
@@ -765,11 +788,28 @@ async fn pay_concurrently(group_max: usize) -> (Holdings, usize, usize) {
     for _ in 0..3 {
         requests.push(("twice-more".into(), pay(wallets[0], merchants[1], 777)));
     }
+    // Grouped, the sagas table is locked against writes until both group writers wait on it:
+    // the rest of the requests then queue up behind them and make a group whatever this
+    // machine's speed (sent freely, a fast machine may write each alone as it arrives, or
+    // put a decline in every group).
+    let mut gate = pool.begin().await.expect("gate");
+    if group_max > 1 {
+        sqlx::query("LOCK TABLE sagas IN SHARE MODE")
+            .execute(&mut *gate)
+            .await
+            .expect("locked");
+    }
     let mut running = tokio::task::JoinSet::new();
     for (key, request) in requests {
         let sagas = sagas.clone();
         running.spawn(async move { sagas.start("test", &key, request).await });
     }
+    if group_max > 1 {
+        writers_waiting_on_sagas(&pool, 2).await;
+        // The requests still being planned (a few reads each) join the queue meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    gate.commit().await.expect("gate opened");
     while let Some(answer) = running.join_next().await {
         answer.expect("joined").expect("answered");
     }
