@@ -67,6 +67,7 @@ impl Application {
             keycloak,
             default_currency: settings.default_currency.clone(),
             payment_code_key: settings.payment_code_key.clone(),
+            consumers: Default::default(),
         };
         let port = listener.local_addr()?.port();
         Ok(Self {

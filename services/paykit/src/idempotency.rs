@@ -14,7 +14,8 @@
 //! - keys are kept at least [`RETENTION_HOURS`].
 //!
 //! The store is a table in the service's own database, `idempotency_keys`, made by paykit's
-//! migrations (see [`crate::db::migrate`]).
+//! migrations (see [`crate::db::migrate`]). A handler that writes in its own transaction can
+//! store its answer in it ([`Claim`]): the key then costs one commit (its claim), not two.
 
 use crate::auth::{Principal, Verifier};
 use crate::problem::Problem;
@@ -64,6 +65,72 @@ pub enum Begin {
     /// to claim it: the client should retry shortly.
     Contended,
 }
+
+/// The key a request holds while its handler runs, given to the handler as a request
+/// extension by [`idempotent`]. A handler that writes in a transaction of its own may store
+/// its answer in that same transaction ([`Claim::commit_with_answer`]): the answer and the
+/// change it reports then commit together, one commit where the layer's own completion would
+/// be a second. A handler that does not is completed by the layer as before.
+#[derive(Clone)]
+pub struct Claim {
+    principal: String,
+    endpoint: String,
+    key: String,
+    /// The body stored with the commit, once committed: the layer checks the handler sent it.
+    answered: std::sync::Arc<std::sync::Mutex<Option<Bytes>>>,
+}
+
+impl Claim {
+    /// Stores `body` (JSON, status `status`) as this key's answer inside `tx` and commits it.
+    /// The handler must then answer exactly `status` and `body` (the layer asserts it), so
+    /// that a replay gets what the first request got.
+    pub async fn commit_with_answer(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        status: StatusCode,
+        body: Bytes,
+    ) -> Result<(), sqlx::Error> {
+        assert!(
+            !status.is_server_error(),
+            "a 5xx is never stored (its key is released for a retry)"
+        );
+        assert!(
+            body.len() <= BODY_LIMIT_BYTES,
+            "an answer too large to store"
+        );
+        let updated = sqlx::query(
+            "UPDATE idempotency_keys SET status = $4, content_type = $5, body = $6
+             WHERE principal = $1 AND endpoint = $2 AND key = $3 AND status IS NULL",
+        )
+        .bind(&self.principal)
+        .bind(&self.endpoint)
+        .bind(&self.key)
+        .bind(i16::try_from(status.as_u16()).expect("an HTTP status fits"))
+        .bind(JSON)
+        .bind(body.as_ref())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            // Our claim is gone (its lease lapsed and another request took the key over):
+            // nothing is committed, and the caller answers 5xx so the client retries.
+            return Err(sqlx::Error::Protocol(
+                "the Idempotency-Key's claim lapsed before its answer was stored".into(),
+            ));
+        }
+        tx.commit().await?;
+        *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+        Ok(())
+    }
+
+    fn answered(&self) -> Option<Bytes> {
+        self.answered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+const JSON: &str = "application/json";
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
@@ -357,9 +424,16 @@ where
                 }
             }
             parts.extensions.insert(principal);
+            let claim = Claim {
+                principal: who.clone(),
+                endpoint: endpoint.clone(),
+                key: key.clone(),
+                answered: Default::default(),
+            };
+            parts.extensions.insert(claim.clone());
             let request = Request::from_parts(parts, Body::from(bytes));
             let response = next.run(request).await;
-            finish(&store, &who, &endpoint, &key, response).await
+            finish(&store, &claim, response).await
         }
         .instrument(tracing::Span::current()),
     );
@@ -373,14 +447,10 @@ where
 }
 
 /// Stores the handler's answer under the key (or releases the key after a 5xx, which is not
-/// stored so that a retry runs again) and returns it.
-async fn finish(
-    store: &Store,
-    who: &str,
-    endpoint: &str,
-    key: &str,
-    response: Response,
-) -> Response {
+/// stored so that a retry runs again) and returns it. An answer the handler already committed
+/// with its own transaction ([`Claim::commit_with_answer`]) is not written again.
+async fn finish(store: &Store, claim: &Claim, response: Response) -> Response {
+    let (who, endpoint, key) = (&claim.principal, &claim.endpoint, &claim.key);
     let (response_parts, response_body) = response.into_parts();
     let response_bytes = match to_bytes(response_body, BODY_LIMIT_BYTES).await {
         Ok(bytes) => bytes,
@@ -390,6 +460,14 @@ async fn finish(
             return Problem::internal().into_response();
         }
     };
+    if let Some(stored) = claim.answered() {
+        // What a replay will get is what this request gets.
+        assert!(
+            stored == response_bytes && !response_parts.status.is_server_error(),
+            "a handler answered other than what it stored under its Idempotency-Key"
+        );
+        return Response::from_parts(response_parts, Body::from(response_bytes));
+    }
     let outcome = if response_parts.status.is_server_error() {
         store.release(who, endpoint, key).await
     } else {

@@ -1,12 +1,15 @@
 //! The idempotency layer against a real PostgreSQL and real Keycloak tokens.
 
+use axum::body::Bytes;
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::{Json, Router};
 use paykit::auth::Verifier;
-use paykit::idempotency::{idempotent, Store};
+use paykit::idempotency::{idempotent, Claim, Store};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use std::time::Duration;
 struct TestState {
     verifier: Verifier,
     store: Store,
+    store_pool: sqlx::PgPool,
     calls: Arc<AtomicU64>,
 }
 
@@ -51,6 +55,34 @@ async fn charge(
     )
 }
 
+/// A handler that writes in a transaction of its own and stores its answer in it.
+async fn record(
+    State(state): State<TestState>,
+    Extension(claim): Extension<Claim>,
+    Json(body): Json<Value>,
+) -> Response {
+    state.calls.fetch_add(1, Ordering::SeqCst);
+    let mut tx = state.store_pool.begin().await.expect("begin");
+    let id: i64 = sqlx::query_scalar("INSERT INTO recorded (amount) VALUES ($1) RETURNING id")
+        .bind(body["amount"].as_i64())
+        .fetch_one(&mut *tx)
+        .await
+        .expect("recorded");
+    let answer = Bytes::from(
+        serde_json::to_vec(&json!({ "recorded": id, "amount": body["amount"] })).expect("json"),
+    );
+    claim
+        .commit_with_answer(tx, StatusCode::CREATED, answer.clone())
+        .await
+        .expect("committed");
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        answer,
+    )
+        .into_response()
+}
+
 struct Harness {
     address: String,
     client: reqwest::Client,
@@ -66,10 +98,16 @@ async fn harness() -> Harness {
     let state = TestState {
         verifier: Verifier::new(paykit::testing::auth_settings("orchestrator")).expect("verifier"),
         store,
+        store_pool: pool.clone(),
         calls: calls.clone(),
     };
+    sqlx::query("CREATE TABLE IF NOT EXISTS recorded (id bigserial PRIMARY KEY, amount bigint)")
+        .execute(&pool)
+        .await
+        .expect("a table to write in");
     let router = Router::new()
         .route("/v1/charges", post(charge))
+        .route("/v1/recorded", post(record))
         .layer(from_fn_with_state(state.clone(), idempotent::<TestState>))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -88,9 +126,19 @@ async fn harness() -> Harness {
 
 impl Harness {
     async fn post(&self, token: &str, key: Option<&str>, body: Value) -> reqwest::Response {
+        self.post_to("/v1/charges", token, key, body).await
+    }
+
+    async fn post_to(
+        &self,
+        path: &str,
+        token: &str,
+        key: Option<&str>,
+        body: Value,
+    ) -> reqwest::Response {
         let mut request = self
             .client
-            .post(format!("{}/v1/charges", self.address))
+            .post(format!("{}{path}", self.address))
             .bearer_auth(token)
             .json(&body);
         if let Some(key) = key {
@@ -113,6 +161,41 @@ async fn a_replayed_request_gets_the_stored_answer_and_runs_once() {
     assert_eq!(second.headers()["content-type"], "application/json");
     assert_eq!(second.json::<Value>().await.expect("json"), first);
     assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_answer_stored_in_the_handlers_own_commit_is_replayed_and_its_write_made_once() {
+    let h = harness().await;
+    let first = h
+        .post_to("/v1/recorded", &h.token, Some("r1"), json!({ "amount": 7 }))
+        .await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.expect("json");
+    let again = h
+        .post_to("/v1/recorded", &h.token, Some("r1"), json!({ "amount": 7 }))
+        .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(again.headers()["content-type"], "application/json");
+    assert_eq!(again.json::<Value>().await.expect("json"), first);
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1, "handled once");
+    // One commit: the handler's row and the key's answer were written by one transaction.
+    let (rows, same_transaction): (i64, bool) = sqlx::query_as(
+        "SELECT count(*), bool_and(r.xmin = k.xmin) FROM recorded r, idempotency_keys k
+         WHERE k.key = 'r1'",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .expect("rows");
+    assert_eq!(rows, 1, "written once");
+    assert!(
+        same_transaction,
+        "the answer and the write committed together"
+    );
+    let other = h
+        .post_to("/v1/recorded", &h.token, Some("r1"), json!({ "amount": 8 }))
+        .await;
+    assert_eq!(other.status(), 422);
 }
 
 #[tokio::test]

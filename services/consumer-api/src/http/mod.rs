@@ -35,6 +35,8 @@ pub struct AppState {
     pub payment_code_key: secrecy::SecretString,
     /// The wallet's browser sessions, when the service is configured for them.
     pub sessions: Option<Sessions>,
+    /// Registered consumers, read once each.
+    pub consumers: wallet::Consumers,
 }
 
 paykit::state_parts!(AppState);

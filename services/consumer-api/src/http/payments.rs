@@ -6,14 +6,17 @@
 use super::wallet::{consumer_of, ledger_key, wallet_after};
 use super::AppState;
 use crate::error::{answered, Error};
+use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
 use paykit::contract::{RequestPaid, RequestPayment, Saga};
-use paykit::idempotency::idempotent;
+use paykit::idempotency::{idempotent, Claim};
 use paykit::money::{Currency, Money};
 use paykit::problem::JsonBody;
 use serde::Deserialize;
@@ -83,9 +86,10 @@ fn scan(qr: &str) -> Result<Scanned, Error> {
 async fn pay(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    claim: Option<Extension<Claim>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Pay>,
-) -> Result<(StatusCode, Json<Value>), Error> {
+) -> Result<Response, Error> {
     let consumer = consumer_of(&state, &principal).await?;
     let scanned = scan(&body.qr)?;
     let amount = match (scanned.amount, body.amount) {
@@ -129,6 +133,13 @@ async fn pay(
     let payment: RequestPaid = answered(&answer)?;
     let id = payment.id;
     let merchant_name = payment.merchant.name.as_str();
+    // Everything the answer shows came with merchant-api's answer.
+    let mut view = paid_view(&consumer.currency, &payment, scanned.merchant_id);
+    view["wallet"] = wallet_after(&state, &consumer, payment.wallet_balance.as_ref()).await?;
+    let body = Bytes::from(serde_json::to_vec(&view).map_err(|e| Error::Upstream(e.into()))?);
+    // The payment's record and the answer stored under the Idempotency-Key commit together:
+    // one commit, not one for each.
+    let mut tx = state.pool.begin().await?;
     // The payment's own time, so that reading it later shows what this answer showed.
     sqlx::query!(
         "INSERT INTO payments (id, consumer_id, merchant_id, merchant_name, payment_request_id, amount_value, currency, reference, created_at)
@@ -143,12 +154,22 @@ async fn pay(
         payment.reference.as_deref(),
         payment.created_at,
     )
-    .execute(&state.pool)
+    .execute(&mut *tx)
     .await?;
-    // Everything the answer shows came with merchant-api's answer.
-    let mut view = paid_view(&consumer.currency, &payment, scanned.merchant_id);
-    view["wallet"] = wallet_after(&state, &consumer, payment.wallet_balance.as_ref()).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    match claim {
+        Some(Extension(claim)) => {
+            claim
+                .commit_with_answer(tx, StatusCode::CREATED, body.clone())
+                .await?
+        }
+        None => tx.commit().await?,
+    }
+    Ok((
+        StatusCode::CREATED,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response())
 }
 
 fn status_of(amount: i64, refunded: i64) -> &'static str {

@@ -23,14 +23,47 @@ pub fn router(state: AppState) -> Router<AppState> {
     )
 }
 
+#[derive(Clone, Copy)]
 pub struct Consumer {
     pub id: Uuid,
     pub wallet: Uuid,
     pub currency: Currency,
 }
 
+/// Consumers by their Keycloak subject. A consumer's row never changes once registered (no
+/// statement updates or deletes one), so what was read once answers every later request: a
+/// payment's read of it costs no database round trip. Emptied when full: a bound, not an LRU,
+/// since a miss costs only the read it saves.
+#[derive(Clone, Default)]
+pub struct Consumers(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Consumer>>>);
+
+/// At most this many consumers are kept (about 100 bytes each).
+const CONSUMERS_KEPT_MAX: usize = 100_000;
+
+impl Consumers {
+    fn get(&self, subject: &str) -> Option<Consumer> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subject)
+            .copied()
+    }
+
+    fn keep(&self, subject: &str, consumer: Consumer) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= CONSUMERS_KEPT_MAX {
+            kept.clear();
+        }
+        kept.insert(subject.to_string(), consumer);
+        assert!(kept.len() <= CONSUMERS_KEPT_MAX);
+    }
+}
+
 pub async fn consumer_of(state: &AppState, principal: &Principal) -> Result<Consumer, Error> {
     require_consumer(principal)?;
+    if let Some(consumer) = state.consumers.get(&principal.subject) {
+        return Ok(consumer);
+    }
     let row = sqlx::query!(
         r#"SELECT id, wallet_account_id, currency::text AS "currency!" FROM consumers WHERE keycloak_user_id = $1"#,
         &principal.subject
@@ -41,11 +74,13 @@ pub async fn consumer_of(state: &AppState, principal: &Principal) -> Result<Cons
     let (id, wallet, currency) = (row.id, row.wallet_account_id, row.currency);
     let currency = Currency::parse(&currency)
         .map_err(|e| Error::Upstream(anyhow::anyhow!("stored currency: {e}")))?;
-    Ok(Consumer {
+    let consumer = Consumer {
         id,
         wallet,
         currency,
-    })
+    };
+    state.consumers.keep(&principal.subject, consumer);
+    Ok(consumer)
 }
 
 /// The Idempotency-Key the orchestrator gets for a consumer's money-moving request: the

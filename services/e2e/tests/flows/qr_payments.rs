@@ -107,7 +107,11 @@ async fn a_replayed_payment_is_not_charged_twice() {
             .map(|v| v.as_bytes()),
         Some(&b"true"[..])
     );
-    assert_eq!(json_of(again).await["id"], first["id"]);
+    assert_eq!(
+        json_of(again).await,
+        first,
+        "the replay answers what the payment answered (stored with the payment's record)"
+    );
     let changed = world.pay(&consumer, qr, Some(999), &key).await;
     assert_eq!(changed.status(), 422, "the same key with another body");
     assert_eq!(world.balance(&consumer).await, 4_000);
