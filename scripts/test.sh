@@ -150,7 +150,7 @@ node --test services/*/web/
 # setup is a no-op in well under a second once chromium and node_modules are there.
 step "browser tests"
 scripts/browser-setup.sh
-node --test tests/browser/
+PAYTOOL_BIN="$paytool" node --test tests/browser/
 
 # The portal's catalog and Software Templates, with Backstage's own packages (npm, cached),
 # and TechDocs built as Backstage builds them (mkdocs with techdocs-core, PyPI, cached).

@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { login, newBrowser, newPage, platform, qrPayments, screenshot } from './platform.mjs';
+import { login, newBrowser, newPage, platform, qrPayments, screenshot, verifyLedger } from './platform.mjs';
 
 /// Lines reach VictoriaLogs a second or two after they are written: the UI's query is asked
 /// again until both appear, within this.
@@ -103,6 +103,9 @@ test('after a few payments an operator sees every panel of the payments and HTTP
   // Three QR payments through the gateway, as the demo makes them.
   const payments = await qrPayments([1200, 800, 450]);
   assert.deepEqual(payments.map((p) => p.status), ['completed', 'completed', 'completed']);
+  const ledger = verifyLedger();
+  assert.equal(ledger.exitCode, 0, JSON.stringify(ledger.report.checks.filter((c) => !c.ok)));
+  assert.equal(ledger.report.ok, true);
 
   const page = await newPage(browser);
   await page.goto(url('dashboards', '/'));

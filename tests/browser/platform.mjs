@@ -18,6 +18,7 @@
 // Keycloak's page shows.
 
 import { chromium } from 'playwright-core';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -217,6 +218,20 @@ export async function qrPayments(amountsMinor, { currency = 'JPY', payHeaders = 
     payments.push(await moneyPost('api', '/v1/payments', consumerToken, { qr: request.payload }, payHeaders));
   }
   return payments;
+}
+
+/// The platform's ledger checked as an operator checks it (`paytool ledger verify --json`, the
+/// binary scripts/test.sh passes in PAYTOOL_BIN): every invariant, and the exit code (0 when
+/// all hold, 8 when one is violated).
+export function verifyLedger() {
+  const bin = process.env.PAYTOOL_BIN;
+  if (!bin) throw new Error('PAYTOOL_BIN is not set: run the browser tests through scripts/test.sh');
+  const run = spawnSync(bin, ['--home', platform().home, 'ledger', 'verify', '--json'], {
+    encoding: 'utf8',
+    timeout: ACTION_TIMEOUT_MS,
+  });
+  if (run.error) throw run.error;
+  return { exitCode: run.status, report: JSON.parse(run.stdout) };
 }
 
 /// Headless Debian Chromium with a fresh profile, the gateway's names on loopback and the

@@ -166,6 +166,7 @@ const PUBLISHED_SLACK_MS: i64 = 5_000;
 /// payment: the merchant's own records disagree).
 async fn lost_where(home: &Home, pools: &Pools, evidence: &[String]) -> String {
     let merchant = Service::MerchantApi.component_name().as_str().to_string();
+    let orchestrator = Service::Orchestrator.component_name().as_str().to_string();
     let ids: BTreeSet<String> = evidence
         .iter()
         .filter_map(|line| line.strip_prefix("payment "))
@@ -200,7 +201,7 @@ async fn lost_where(home: &Home, pools: &Pools, evidence: &[String]) -> String {
         return merchant;
     }
     if published.is_empty() {
-        return Service::Orchestrator.component_name().as_str().into();
+        return orchestrator;
     }
     let since_ms = published
         .iter()
@@ -220,9 +221,7 @@ async fn lost_where(home: &Home, pools: &Pools, evidence: &[String]) -> String {
     })
     .await;
     match found {
-        Ok(Ok((found, wanted))) if found.len() < wanted.len() => {
-            Service::Orchestrator.component_name().as_str().into()
-        }
+        Ok(Ok((found, wanted))) if found.len() < wanted.len() => orchestrator,
         Ok(Ok(_)) => merchant,
         Ok(Err(error)) => {
             eprintln!(
