@@ -8,6 +8,15 @@ use serde_json::{json, Value};
 
 use e2e::gateway::{Gateway, PASSWORD};
 
+/// The log file the supervisor keeps for a component of the test platform.
+fn component_log(component: &str) -> std::path::PathBuf {
+    let home = paykit::testing::platform_status()["home"]
+        .as_str()
+        .expect("home")
+        .to_string();
+    std::path::Path::new(&home).join(format!("logs/{component}.log"))
+}
+
 #[tokio::test]
 async fn a_consumer_pays_a_merchant_through_the_gateway_of_the_running_platform() {
     let gateway = Gateway::new();
@@ -241,11 +250,7 @@ async fn the_access_log_carries_the_request_s_trace_and_who_made_it() {
         .await
         .expect("sent");
     assert_eq!(response.status(), 200);
-    let home = paykit::testing::platform_status()["home"]
-        .as_str()
-        .expect("home")
-        .to_string();
-    let log_path = std::path::Path::new(&home).join("logs/gateway.log");
+    let log_path = component_log("gateway");
     // The supervisor copies the gateway's stdout to its log: a moment later, not at once.
     let mut line = None;
     for _ in 0..LIST_POLLS_MAX {
@@ -346,12 +351,8 @@ async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
     // consumer-api answered the payment; merchant-api ran it for the request it owns; the
     // orchestrator moved the money; merchant-api's consumer applied the ledger's event. Each
     // wrote log lines inside spans of the one trace the client started.
-    let home = paykit::testing::platform_status()["home"]
-        .as_str()
-        .expect("home")
-        .to_string();
     for service in ["consumer-api", "merchant-api", "orchestrator"] {
-        let path = std::path::Path::new(&home).join(format!("logs/{service}.log"));
+        let path = component_log(service);
         let mut seen = false;
         for _ in 0..LIST_POLLS_MAX {
             let log = std::fs::read_to_string(&path).expect("the service's log");
@@ -367,7 +368,7 @@ async fn a_payment_s_trace_id_reaches_every_service_s_log_lines() {
         assert!(seen, "{service} logged nothing of trace {trace_id}");
     }
     // The event crossed Kafka with the trace: merchant-api's consumer span is in it too.
-    let path = std::path::Path::new(&home).join("logs/merchant-api.log");
+    let path = component_log("merchant-api");
     let mut consumed = false;
     for _ in 0..LIST_POLLS_MAX {
         let log = std::fs::read_to_string(&path).expect("merchant-api's log");
@@ -411,11 +412,7 @@ async fn payments_made_together_each_leave_a_consumer_line_in_their_own_trace() 
     for answer in paid {
         assert_eq!(answer.status(), 201);
     }
-    let home = paykit::testing::platform_status()["home"]
-        .as_str()
-        .expect("home")
-        .to_string();
-    let path = std::path::Path::new(&home).join("logs/merchant-api.log");
+    let path = component_log("merchant-api");
     let mut missing: Vec<&String> = trace_ids.iter().collect();
     for _ in 0..LIST_POLLS_MAX {
         let log = std::fs::read_to_string(&path).expect("merchant-api's log");

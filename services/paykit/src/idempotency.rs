@@ -81,15 +81,15 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// Stores `body` (JSON, status `status`) as this key's answer inside `tx` and commits it.
-    /// The handler must then answer exactly `status` and `body` (the layer asserts it), so
-    /// that a replay gets what the first request got.
+    /// Stores `body` (JSON, status `status`) as this key's answer inside `tx`, commits it, and
+    /// answers the response to send: exactly what a replay will get (the layer asserts the
+    /// handler sent it).
     pub async fn commit_with_answer(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         status: StatusCode,
         body: Bytes,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Response, sqlx::Error> {
         assert!(
             !status.is_server_error(),
             "a 5xx is never stored (its key is released for a retry)"
@@ -98,19 +98,20 @@ impl Claim {
             body.len() <= BODY_LIMIT_BYTES,
             "an answer too large to store"
         );
-        let updated = sqlx::query(
-            "UPDATE idempotency_keys SET status = $4, content_type = $5, body = $6
-             WHERE principal = $1 AND endpoint = $2 AND key = $3 AND status IS NULL",
+        let stored = store_answer(
+            &mut *tx,
+            Answer {
+                principal: &self.principal,
+                endpoint: &self.endpoint,
+                key: &self.key,
+                status: status.as_u16(),
+                content_type: Some(JSON),
+                body: &body,
+            },
+            Overwrite::OnlyUnanswered,
         )
-        .bind(&self.principal)
-        .bind(&self.endpoint)
-        .bind(&self.key)
-        .bind(i16::try_from(status.as_u16()).expect("an HTTP status fits"))
-        .bind(JSON)
-        .bind(body.as_ref())
-        .execute(&mut *tx)
         .await?;
-        if updated.rows_affected() != 1 {
+        if stored != 1 {
             // Our claim is gone (its lease lapsed and another request took the key over):
             // nothing is committed, and the caller answers 5xx so the client retries.
             return Err(sqlx::Error::Protocol(
@@ -118,8 +119,16 @@ impl Claim {
             ));
         }
         tx.commit().await?;
-        *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
-        Ok(())
+        *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(body.clone());
+        Ok((
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static(JSON),
+            )],
+            body,
+        )
+            .into_response())
     }
 
     fn answered(&self) -> Option<Bytes> {
@@ -131,6 +140,49 @@ impl Claim {
 }
 
 const JSON: &str = "application/json";
+
+/// An answer to store under a key.
+struct Answer<'a> {
+    principal: &'a str,
+    endpoint: &'a str,
+    key: &'a str,
+    status: u16,
+    content_type: Option<&'a str>,
+    body: &'a [u8],
+}
+
+/// Whether storing an answer may replace one already stored.
+#[derive(Clone, Copy)]
+enum Overwrite {
+    /// The layer's completion after the handler (as it always was).
+    Any,
+    /// A handler's own commit: only while the key is still this request's unanswered claim.
+    OnlyUnanswered,
+}
+
+/// The one statement that stores an answer under a key, in the pool or in a handler's
+/// transaction. Answers how many rows it changed (0: the key's row is gone or, with
+/// [`Overwrite::OnlyUnanswered`], already answered).
+async fn store_answer<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    answer: Answer<'_>,
+    overwrite: Overwrite,
+) -> Result<u64, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE idempotency_keys SET status = $4, content_type = $5, body = $6
+         WHERE principal = $1 AND endpoint = $2 AND key = $3 AND (status IS NULL OR NOT $7)",
+    )
+    .bind(answer.principal)
+    .bind(answer.endpoint)
+    .bind(answer.key)
+    .bind(i16::try_from(answer.status).unwrap_or(500))
+    .bind(answer.content_type)
+    .bind(answer.body)
+    .bind(matches!(overwrite, Overwrite::OnlyUnanswered))
+    .execute(executor)
+    .await?;
+    Ok(updated.rows_affected())
+}
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
@@ -230,17 +282,18 @@ impl Store {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET status = $4, content_type = $5, body = $6
-             WHERE principal = $1 AND endpoint = $2 AND key = $3",
+        store_answer(
+            &self.pool,
+            Answer {
+                principal,
+                endpoint,
+                key,
+                status,
+                content_type,
+                body,
+            },
+            Overwrite::Any,
         )
-        .bind(principal)
-        .bind(endpoint)
-        .bind(key)
-        .bind(i16::try_from(status).unwrap_or(500))
-        .bind(content_type)
-        .bind(body)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Extension;
 use axum::{Json, Router};
@@ -72,15 +72,9 @@ async fn record(
         serde_json::to_vec(&json!({ "recorded": id, "amount": body["amount"] })).expect("json"),
     );
     claim
-        .commit_with_answer(tx, StatusCode::CREATED, answer.clone())
+        .commit_with_answer(tx, StatusCode::CREATED, answer)
         .await
-        .expect("committed");
-    (
-        StatusCode::CREATED,
-        [("content-type", "application/json")],
-        answer,
-    )
-        .into_response()
+        .expect("committed")
 }
 
 struct Harness {

@@ -8,10 +8,9 @@ use super::AppState;
 use crate::error::{answered, Error};
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paykit::auth::Principal;
@@ -86,7 +85,7 @@ fn scan(qr: &str) -> Result<Scanned, Error> {
 async fn pay(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    claim: Option<Extension<Claim>>,
+    Extension(claim): Extension<Claim>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Pay>,
 ) -> Result<Response, Error> {
@@ -156,20 +155,9 @@ async fn pay(
     )
     .execute(&mut *tx)
     .await?;
-    match claim {
-        Some(Extension(claim)) => {
-            claim
-                .commit_with_answer(tx, StatusCode::CREATED, body.clone())
-                .await?
-        }
-        None => tx.commit().await?,
-    }
-    Ok((
-        StatusCode::CREATED,
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response())
+    Ok(claim
+        .commit_with_answer(tx, StatusCode::CREATED, body)
+        .await?)
 }
 
 fn status_of(amount: i64, refunded: i64) -> &'static str {
