@@ -121,6 +121,7 @@ async fn a_replayed_payment_is_not_charged_twice() {
         Some(2),
         "the replay was recorded once"
     );
+    world.assert_ledger_balances().await;
 }
 
 #[tokio::test]
